@@ -1,0 +1,54 @@
+# Every target sets up what it needs, idempotently: venv, Docker engine, base image.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+PYTEST  := $(BIN)/python -m pytest
+
+.PHONY: setup engine base-image registry-package demo test test-unit test-engine lint fmt ci bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]' >$(VENV)/pip.log 2>&1 \
+		|| { cat $(VENV)/pip.log; exit 1; }
+	@touch $(STAMP)
+
+engine:
+	@bash scripts/ensure-engine.sh
+
+base-image: engine
+	@bash scripts/ensure-base-image.sh
+
+registry-package:
+	@bash scripts/ensure-registry-package.sh
+
+setup: $(STAMP) base-image
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup registry-package
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q
+
+test-unit: $(STAMP)
+	@$(PYTEST) -q tests/unit
+
+test-engine: setup registry-package
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q tests/engine tests/examples
+
+lint: $(STAMP)
+	@$(BIN)/ruff check containerexec tests bench
+	@$(BIN)/ruff format --check containerexec tests bench
+	@$(BIN)/mypy
+
+fmt: $(STAMP)
+	@$(BIN)/ruff format containerexec tests bench
+	@$(BIN)/ruff check --fix containerexec tests bench
+
+ci: test
+
+bench: setup
+	@$(BIN)/python bench/shards.py
+
+clean:
+	rm -rf $(VENV) .containerexec demo-out

@@ -1,0 +1,68 @@
+"""The `containerexec` command: a thin click group; the only place that prints or picks an exit code."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from ..engine import DockerEngine, Engine
+from ..errors import ContainerExecError
+from ..records import RunStore
+
+
+@dataclass
+class App:
+    """What every command shares: where runs are recorded and how to reach the engine."""
+
+    runs_dir: Path
+    _engine: Engine | None = field(default=None, repr=False)
+
+    def engine(self) -> Engine:
+        """The Docker engine, connected on first use (so `validate` needs no engine)."""
+        if self._engine is None:
+            engine = DockerEngine.from_env()
+            engine.ping()
+            self._engine = engine
+        return self._engine
+
+    @property
+    def store(self) -> RunStore:
+        return RunStore(self.runs_dir)
+
+
+class Group(click.Group):
+    """Maps our errors to 'Error: ...' on stderr and their exit status; no tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ContainerExecError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--runs-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path(".containerexec"),
+    envvar="CONTAINEREXEC_RUNS_DIR",
+    show_default=True,
+    help="Where run records, logs and default outputs are kept.",
+)
+@click.version_option(package_name="containerexec")
+@click.pass_context
+def cli(ctx: click.Context, runs_dir: Path) -> None:
+    """Run pipeline modules in containers: pinned images, parallel shards, exact replay."""
+    ctx.obj = App(runs_dir=runs_dir)
+
+
+def main() -> None:
+    cli.main(prog_name="containerexec")
+    sys.exit(0)
+
+
+from . import modules, runs  # noqa: E402,F401  (registers the commands)

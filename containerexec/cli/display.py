@@ -1,0 +1,147 @@
+"""What a run shows: streamed output, a live progress line, the summary and failure reports."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import threading
+import time
+
+import click
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..executor import RunResult, ShardEvent
+from ..records import RunRecord, ShardRecord
+
+RULE = "-" * 72
+
+
+class RunDisplay:
+    """Turns executor events into terminal output; plain lines when stderr is not a terminal."""
+
+    def __init__(self, *, stream_output: bool, total: int) -> None:
+        self.stream_output = stream_output
+        self.total = total
+        self.console = Console(stderr=True, highlight=False)
+        self.live_mode = self.console.is_terminal and not stream_output
+        self.started = time.monotonic()
+        self.lock = threading.Lock()
+        self.done = self.failed = self.running = self.retried = self.cancelled = 0
+        self.skipped = 0
+        self._live: Live | None = None
+
+    def __enter__(self) -> RunDisplay:
+        if self.live_mode:
+            self._live = Live(self._render(), console=self.console, refresh_per_second=4,
+                              transient=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._live is not None:
+            self._live.__exit__(None, None, None)
+
+    def line(self, index: int, stream: str, text: str) -> None:
+        """A line of the container's output (single-shard runs only)."""
+        click.echo(text, err=stream == "stderr")
+
+    def event(self, e: ShardEvent) -> None:
+        with self.lock:
+            if e.kind == "planned":
+                self.total = e.count
+            elif e.kind == "started":
+                self.running += 1
+            elif e.kind == "retrying":
+                self.retried += 1
+                msg = e.attempt.message if e.attempt else ""
+                self._say(f"shard {e.index}: attempt {e.attempt.number if e.attempt else '?'} "
+                          f"failed ({msg}); retrying")
+            elif e.kind == "skipped":
+                self.skipped += 1
+                self.done += 1
+            elif e.kind == "finished":
+                self.running -= 1
+                if e.state == "succeeded":
+                    self.done += 1
+                elif e.state == "cancelled":
+                    self.cancelled += 1
+                else:
+                    self.failed += 1
+                if not self.live_mode and not self.stream_output:
+                    secs = (e.attempt.ended_at - e.attempt.started_at) if e.attempt else 0.0
+                    self._say(f"[{self.done + self.failed + self.cancelled}/{self.total}] "
+                              f"shard {e.index} {e.state} ({secs:.1f} s)")
+            if self._live is not None:
+                self._live.update(self._render())
+
+    def _say(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text, markup=False)
+        else:
+            click.echo(text, err=True)
+
+    def _render(self) -> Text:
+        elapsed = time.monotonic() - self.started
+        finished = self.done + self.failed - self.skipped
+        left = self.total - self.done - self.failed - self.cancelled
+        eta = f"{elapsed / finished * left:.0f} s" if finished and left else "-"
+        return Text(
+            f"shards {self.done + self.failed}/{self.total}  done {self.done}  "
+            f"running {self.running}  failed {self.failed}  retried {self.retried}  "
+            f"elapsed {elapsed:.0f} s  eta {eta}"
+        )
+
+    def note(self, text: str) -> None:
+        self._say(text)
+
+
+def summary(result: RunResult, console: Console | None = None) -> None:
+    """The table at the end of a run, then one report per failed shard."""
+    rec = result.record
+    console = console or Console(stderr=True, highlight=False)
+    table = Table(title=f"run {rec.run_id}", show_header=True, box=None)
+    for col in ("module", "state", "shards", "succeeded", "failed", "cancelled", "image"):
+        table.add_column(col)
+    c = rec.counts
+    selected = len(rec.shards_selected) if rec.shards_selected is not None else rec.shard_count
+    table.add_row(rec.module, rec.state, str(selected), str(c.get("succeeded", 0)),
+                  str(c.get("failed", 0)), str(c.get("cancelled", 0) + c.get("pending", 0)),
+                  rec.image.pinned[:71])
+    console.print(table)
+    for shard in result.failed[:10]:
+        click.echo(failure_report(rec, shard), err=True)
+    if len(result.failed) > 10:
+        click.echo(f"... and {len(result.failed) - 10} more failed shards: "
+                   f"containerexec runs show {rec.run_id}", err=True)
+    outs = ", ".join(f"{k} -> {v}" for k, v in rec.outputs.items())
+    if rec.state == "succeeded" and outs:
+        click.echo(f"outputs: {outs}", err=True)
+    click.echo(f"record: {result.record_path}", err=True)
+
+
+def failure_report(rec: RunRecord, shard: ShardRecord) -> str:
+    """What failed, the facts (image, argv, stderr tail, log), and the next step."""
+    inv = shard.invocation
+    where = (f"Shard {shard.index}/{rec.shard_count} of module '{rec.module}'"
+             if rec.shard_count > 1 or rec.spec.get("array") else f"Module '{rec.module}'")
+    attempts = len(shard.attempts)
+    lines = [
+        "",
+        f"{where} failed: {shard.message} ({shard.failure}; {attempts} attempt"
+        f"{'s' if attempts != 1 else ''})",
+        f"  image: {inv.image}",
+        f"  argv:  {shlex.join(inv.argv)}",
+    ]
+    if shard.log_tail:
+        lines += [RULE, *shard.log_tail, RULE]
+    lines.append(f"  full log: {shard.log_path}")
+    shard_flag = f" --shard {shard.index}" if rec.shard_count > 1 else ""
+    lines.append(f"Reproduce here: containerexec repro {rec.run_id}{shard_flag} [--shell]")
+    return "\n".join(lines)
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,140 @@
+"""Commands on one module: validate, schema, build, run."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from .. import images
+from ..bindings import bind, parse_pairs
+from ..executor import Executor, RunOptions, new_run_id
+from ..logs import DEFAULT_LIMIT_BYTES
+from ..spec import ModuleSpec, load_spec, parse_bytes
+from . import App, cli
+from .display import RunDisplay, summary
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+def validate(spec: Path) -> None:
+    """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
+    m = load_spec(spec)
+    shards = "no array" if m.array is None else "an array"
+    click.echo(f"{spec}: valid module '{m.name}' {m.version} "
+               f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})")
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of module specs (for editor completion)."""
+    click.echo(json.dumps(ModuleSpec.model_json_schema(), indent=2, sort_keys=True))
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None,
+              help="Pull policy for `environment.image` (default: the spec's, or missing).")
+@click.pass_obj
+def build(app: App, spec: Path, pull: str | None) -> None:
+    """Build (or pull) a module's image without running it; print the pinned reference."""
+    m = load_spec(spec)
+    rec = images.resolve(app.engine(), m, spec.parent, pull=pull,
+                         on_log=lambda line: click.echo(line, err=True))
+    click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
+
+
+@cli.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
+              help="An input value or path (repeatable).")
+@click.option("-o", "--output", "outputs", multiple=True, metavar="NAME=PATH",
+              help="Where an output goes (repeatable; default: inside the run's folder).")
+@click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
+@click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None)
+@click.option("--grace", type=float, default=5.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when stopping a container.")
+@click.option("--log-limit", default=str(DEFAULT_LIMIT_BYTES), show_default=True,
+              help="Bytes of log kept per shard (the last ones), e.g. 16m.")
+@click.pass_context
+def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
+        shards: str | None, max_parallel: int | None, resume: str | None, pull: str | None,
+        grace: float, log_limit: str) -> None:
+    """Run a module: every shard in its own container; exits as the command did.
+
+    An array run exits 0 when every shard succeeded and 1 otherwise; a
+    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.
+    """
+    app: App = ctx.obj
+    module, spec_path = load_module(app, spec)
+    raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
+    if resume:
+        prev = app.store.load_run(resume)
+        run_id = prev.run_id
+        # A resumed run keeps its bindings unless a flag changes one.
+        raw_in = {**{k: v for k, v in prev.inputs.items()}, **raw_in}
+        raw_out = {**prev.outputs, **raw_out}
+    else:
+        run_id = new_run_id(module.name, time.time())
+    bindings = bind(module, raw_in, raw_out,
+                    default_outputs=app.store.run_dir(run_id) / "outputs")
+    executor, display = prepare_run(app, module)
+    opts = RunOptions(max_parallel=max_parallel, shards=shards, resume=resume, pull=pull,
+                      grace_s=grace, log_limit_bytes=parse_bytes(log_limit), run_id=run_id)
+    with display, cancel_on_signals(executor, display):
+        result = executor.run(module, bindings, spec_path=spec_path, options=opts)
+    summary(result)
+    ctx.exit(result.exit_code)
+
+
+def load_module(app: App, target: Path) -> tuple[ModuleSpec, Path | None]:
+    """A spec file, or an image reference whose image carries its spec."""
+    if target.exists() or str(target).endswith((".yaml", ".yml")):
+        return load_spec(target), target
+    from .. import sharing
+
+    return sharing.spec_from_image(app.engine(), str(target)), None
+
+
+def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
+    """An Executor wired to a display; secrets come from this process's environment."""
+    secrets = {n: os.environ[n] for n in module.secrets if n in os.environ}
+    display = RunDisplay(stream_output=module.array is None, total=1)
+    executor = Executor(
+        app.engine(), app.store, secrets=secrets, on_event=display.event,
+        on_line=display.line if module.array is None else None,
+        on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
+    )
+    return executor, display
+
+
+@contextmanager
+def cancel_on_signals(executor: Executor, display: RunDisplay) -> Iterator[None]:
+    """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up."""
+    seen = 0
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        nonlocal seen
+        seen += 1
+        if seen == 1:
+            display.note(f"{signal.Signals(signum).name}: stopping running containers "
+                         f"(grace {executor.grace_s:g} s) ...")
+        else:
+            display.note("still cleaning up; containers are being stopped and removed")
+        executor.cancel(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -1,0 +1,67 @@
+"""Commands on recorded runs: runs list, runs show."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import click
+
+from . import App, cli
+
+
+@cli.group()
+def runs() -> None:
+    """Recorded runs (in --runs-dir)."""
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts)) if ts else "-"
+
+
+@runs.command("list")
+@click.pass_obj
+def list_runs(app: App) -> None:
+    """One line per run, newest last."""
+    store = app.store
+    records = [store.load_run(i) for i in store.ids()]
+    if not records:
+        click.echo(f"no runs recorded in {store.runs}")
+        return
+    click.echo(f"{'RUN':44} {'STATE':10} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
+    for r in sorted(records, key=lambda r: r.started_at):
+        code = "-" if r.exit_code is None else str(r.exit_code)
+        click.echo(f"{r.run_id:44} {r.state:10} {code:>4} {r.shard_count:>7} "
+                   f"{_when(r.started_at):19}")
+
+
+@runs.command("show")
+@click.argument("run")
+@click.option("--json", "as_json", is_flag=True, help="The full record as JSON.")
+@click.pass_obj
+def show(app: App, run: str, as_json: bool) -> None:
+    """A run's record and the state of each of its shards. RUN: an id, a prefix, or 'last'."""
+    store = app.store
+    rec = store.load_run(run)
+    shards = store.load_shards(rec.run_id)
+    if as_json:
+        data = rec.model_dump(mode="json")
+        data["shards"] = [s.model_dump(mode="json") for s in shards.values()]
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
+               f"state:    {rec.state} (exit {rec.exit_code})\n"
+               f"image:    {rec.image.pinned}\n"
+               f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}")
+    for name, path in rec.outputs.items():
+        click.echo(f"output:   {name} -> {path}")
+    click.echo(f"\n{'SHARD':>6} {'STATE':10} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
+    wanted = rec.shards_selected if rec.shards_selected is not None else range(rec.shard_count)
+    for i in wanted:
+        s = shards.get(i)
+        if s is None:
+            click.echo(f"{i:>6} {'pending':10} {'-':>4} {0:>5}  {'':18}")
+            continue
+        code = "-" if s.exit_code is None else str(s.exit_code)
+        click.echo(f"{i:>6} {s.state:10} {code:>4} {len(s.attempts):>5}  "
+                   f"{s.failure or '':18} {s.value}")

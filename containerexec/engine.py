@@ -1,0 +1,447 @@
+"""THE seam to Docker: the Engine protocol, DockerEngine, and the one error translation point.
+
+This is the only module that imports `docker`. `create_kwargs` renders an
+Invocation to the create payload without touching Docker, so the safe defaults
+can be checked against golden files.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NoReturn, Protocol
+
+import docker
+import docker.errors
+import requests.exceptions
+
+from .errors import EngineError, EngineUnavailable, ImageError, PullError
+from .invocation import Invocation
+
+LOG_MAX_SIZE = "20m"  # the engine's own json log, per container: bounded on disk too
+TMPFS_SIZE = "1g"
+
+
+@dataclass(frozen=True)
+class ExitStatus:
+    exit_code: int
+    oom_killed: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    repo_digests: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    labels: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    labels: dict[str, str]
+    status: str
+
+
+class WaitTimeout(EngineError):
+    """The container was still running when the wait's timeout passed."""
+
+
+class EngineLost(EngineError):
+    """The engine stopped answering while a container ran."""
+
+
+class StartFailed(EngineError):
+    """The engine could not start the container's command."""
+
+    def __init__(self, message: str, *, command_not_found: bool) -> None:
+        self.command_not_found = command_not_found
+        super().__init__(message)
+
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+class Engine(Protocol):
+    """What containerexec needs from a container engine. Methods raise EngineError."""
+
+    def ping(self) -> None: ...
+    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str: ...
+    def start(self, container_id: str) -> None: ...
+    def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus: ...
+    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]: ...
+    def stop(self, container_id: str, *, grace_s: float) -> None: ...
+    def remove(self, container_id: str) -> None: ...
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
+    def inspect_image(self, ref: str) -> ImageInfo | None: ...
+    def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo: ...
+    def build(
+        self,
+        context: str,
+        *,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        on_log: Callable[[str], None] | None = None,
+    ) -> ImageInfo: ...
+    def tag(self, image: str, repo: str, tag: str) -> None: ...
+    def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str: ...
+    def remove_image(self, ref: str) -> None: ...
+    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]: ...
+
+
+def create_kwargs(inv: Invocation, *, secrets: Mapping[str, str]) -> dict[str, Any]:
+    """The `create_container` payload for an Invocation: pure, with the safe defaults."""
+    env = dict(inv.env)
+    env.update({name: secrets[name] for name in inv.secret_names if name in secrets})
+    host_config: dict[str, Any] = {
+        "mounts": [
+            {"type": "bind", "source": m.source, "target": m.target, "read_only": m.read_only}
+            for m in inv.mounts
+        ],
+        "network_mode": "bridge" if inv.network else "none",
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges"],
+        "privileged": False,
+        "read_only": True,
+        "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={TMPFS_SIZE}"},
+        # An init as PID 1 forwards SIGTERM to the command, so stop is graceful.
+        "init": True,
+        "log_config": {"type": "json-file", "config": {"max-size": LOG_MAX_SIZE, "max-file": "2"}},
+    }
+    lim = inv.limits
+    if lim.memory_bytes:
+        host_config["mem_limit"] = lim.memory_bytes
+        host_config["memswap_limit"] = lim.memory_bytes  # no swap: an OOM is an OOM
+    if lim.cpus:
+        host_config["nano_cpus"] = int(lim.cpus * 1e9)
+    if lim.shm_size_bytes:
+        host_config["shm_size"] = lim.shm_size_bytes
+    return {
+        "image": inv.image,
+        "command": list(inv.argv),
+        "name": inv.name,
+        "user": inv.user,
+        "environment": env,
+        "labels": dict(inv.labels),
+        "working_dir": inv.workdir,
+        "network_disabled": not inv.network,
+        "host_config": host_config,
+    }
+
+
+def default_socket() -> str:
+    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+
+
+def translate(exc: Exception, what: str) -> NoReturn:
+    """The one place docker's exceptions become ours."""
+    if isinstance(exc, docker.errors.ImageNotFound | docker.errors.NotFound):
+        raise ImageError("-", what, f"not found: {_explain(exc)}") from exc
+    if isinstance(exc, docker.errors.APIError):
+        raise EngineError(f"{what}: the engine answered: {_explain(exc)}") from exc
+    if isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException):
+        raise EngineUnavailable(default_socket(), str(exc).split("(")[0].strip()) from exc
+    raise EngineError(f"{what}: {exc}") from exc
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, docker.errors.APIError):
+        return str(exc.explanation or exc)
+    return str(exc)
+
+
+class DockerEngine:
+    """Engine on the Docker API (docker-py's low-level client)."""
+
+    def __init__(self, client: docker.APIClient) -> None:
+        self.api = client
+
+    @classmethod
+    def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
+        """Connect to DOCKER_HOST or the local socket; EngineUnavailable if none answers."""
+        try:
+            kwargs = docker.utils.kwargs_from_env()
+            client = docker.APIClient(version="auto", max_pool_size=pool_size, **kwargs)
+        except Exception as exc:  # docker raises several kinds here; all mean "no engine"
+            raise EngineUnavailable(default_socket(), _short(exc)) from None
+        return cls(client)
+
+    def ping(self) -> None:
+        try:
+            self.api.ping()
+        except Exception as exc:
+            raise EngineUnavailable(default_socket(), _short(exc)) from None
+
+    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
+        kw = create_kwargs(inv, secrets=secrets)
+        hc = dict(kw.pop("host_config"))
+        hc["mounts"] = [
+            docker.types.Mount(m["target"], m["source"], type="bind", read_only=m["read_only"])
+            for m in hc["mounts"]
+        ]
+        hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
+        try:
+            host_config = self.api.create_host_config(**hc)
+            return str(self.api.create_container(host_config=host_config, **kw)["Id"])
+        except docker.errors.ImageNotFound as exc:
+            raise ImageError(inv.module, inv.image, "not on this engine; pull it first") from exc
+        except Exception as exc:
+            translate(exc, f"create container {inv.name}")
+
+    def start(self, container_id: str) -> None:
+        try:
+            self.api.start(container_id)
+        except docker.errors.APIError as exc:
+            text = _explain(exc)
+            missing = "executable file not found" in text or "no such file or directory" in text
+            raise StartFailed(text, command_not_found=missing) from exc
+        except Exception as exc:
+            translate(exc, f"start container {container_id[:12]}")
+
+    def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
+        try:
+            result = self.api.wait(container_id, timeout=timeout_s)
+        except requests.exceptions.ReadTimeout as exc:
+            raise WaitTimeout(f"container {container_id[:12]} still running") from exc
+        except requests.exceptions.ConnectionError as exc:
+            if "timed out" in str(exc).lower() and timeout_s is not None:
+                raise WaitTimeout(f"container {container_id[:12]} still running") from exc
+            raise EngineLost(f"lost the engine while waiting: {_short(exc)}") from exc
+        except docker.errors.NotFound as exc:
+            raise EngineLost(f"container {container_id[:12]} vanished") from exc
+        except Exception as exc:
+            translate(exc, f"wait for container {container_id[:12]}")
+        try:
+            state = self.api.inspect_container(container_id)["State"]
+        except Exception as exc:
+            translate(exc, f"inspect container {container_id[:12]}")
+        return ExitStatus(
+            exit_code=int(result.get("StatusCode", state.get("ExitCode", -1))),
+            oom_killed=bool(state.get("OOMKilled")),
+            error=str((result.get("Error") or {}).get("Message", "") or state.get("Error", "")),
+        )
+
+    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+        """(stdout, stderr) chunks from the start of the container until it exits."""
+        try:
+            stream = self.api.attach(
+                container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True
+            )
+            yield from stream
+        except (requests.exceptions.ConnectionError, docker.errors.APIError):
+            return  # the wait reports what happened; logs end where the engine went
+
+    def stop(self, container_id: str, *, grace_s: float) -> None:
+        try:
+            self.api.stop(container_id, timeout=max(0, int(grace_s)))
+        except docker.errors.NotFound:
+            pass
+        except Exception as exc:
+            translate(exc, f"stop container {container_id[:12]}")
+
+    def remove(self, container_id: str) -> None:
+        try:
+            self.api.remove_container(container_id, force=True)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as exc:
+            if "already in progress" not in _explain(exc):
+                translate(exc, f"remove container {container_id[:12]}")
+        except Exception as exc:
+            translate(exc, f"remove container {container_id[:12]}")
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        try:
+            found = self.api.containers(all=True, filters=filters)
+        except Exception as exc:
+            translate(exc, "list containers")
+        return [
+            ContainerInfo(
+                id=c["Id"],
+                name=(c.get("Names") or ["?"])[0].lstrip("/"),
+                labels=c.get("Labels") or {},
+                status=c.get("State", ""),
+            )
+            for c in found
+        ]
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        try:
+            data = self.api.inspect_image(ref)
+        except docker.errors.ImageNotFound:
+            return None
+        except docker.errors.APIError as exc:
+            if exc.status_code in (400, 404):
+                return None
+            translate(exc, f"inspect image {ref}")
+        except Exception as exc:
+            translate(exc, f"inspect image {ref}")
+        return _image_info(data)
+
+    def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
+        repo, tag = _split_ref(ref)
+        try:
+            for event in self.api.pull(repo, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise PullError("-", ref, str(event["error"]), transient=_transient(event))
+                if on_progress:
+                    on_progress(event)
+        except PullError:
+            raise
+        except docker.errors.APIError as exc:
+            raise PullError("-", ref, _explain(exc), transient=_transient_api(exc)) from exc
+        except requests.exceptions.ConnectionError as exc:
+            raise EngineUnavailable(default_socket(), _short(exc)) from exc
+        info = self.inspect_image(ref)
+        if info is None:
+            raise PullError("-", ref, "pull finished but the image is not on the engine")
+        return info
+
+    def build(
+        self,
+        context: str,
+        *,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        on_log: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        from .errors import BuildError
+
+        lines: list[str] = []
+        try:
+            stream = self.api.build(
+                path=context,
+                dockerfile=dockerfile,
+                tag=tag,
+                buildargs=dict(buildargs),
+                target=target,
+                labels=dict(labels),
+                rm=True,
+                forcerm=True,
+                decode=True,
+            )
+            for event in stream:
+                if "stream" in event:
+                    for line in str(event["stream"]).splitlines():
+                        lines.append(line)
+                        if on_log:
+                            on_log(line)
+                if "error" in event:
+                    step = next((x for x in reversed(lines) if x.startswith("Step ")), "")
+                    raise BuildError("-", tag, f"{step or 'build'}: {event['error']}".strip(),
+                                     lines[-20:])
+        except BuildError:
+            raise
+        except docker.errors.APIError as exc:
+            raise BuildError("-", tag, _explain(exc), lines[-20:]) from exc
+        except Exception as exc:
+            translate(exc, f"build {tag}")
+        info = self.inspect_image(tag)
+        if info is None:
+            raise BuildError("-", tag, "build finished but no image was tagged", lines[-20:])
+        return info
+
+    def tag(self, image: str, repo: str, tag: str) -> None:
+        try:
+            self.api.tag(image, repo, tag=tag, force=True)
+        except Exception as exc:
+            translate(exc, f"tag {image} as {repo}:{tag}")
+
+    def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
+        digest = ""
+        try:
+            for event in self.api.push(repo, tag=tag, stream=True, decode=True):
+                if "error" in event:
+                    raise PullError("-", f"{repo}:{tag}", str(event["error"]),
+                                    transient=_transient(event))
+                aux = event.get("aux") or {}
+                digest = aux.get("Digest", digest)
+                if on_progress:
+                    on_progress(event)
+        except PullError:
+            raise
+        except docker.errors.APIError as exc:
+            raise PullError("-", f"{repo}:{tag}", _explain(exc), transient=_transient_api(exc)) from exc
+        except Exception as exc:
+            translate(exc, f"push {repo}:{tag}")
+        return str(digest)
+
+    def remove_image(self, ref: str) -> None:
+        try:
+            self.api.remove_image(ref, force=True)
+        except docker.errors.ImageNotFound:
+            pass
+        except Exception as exc:
+            translate(exc, f"remove image {ref}")
+
+    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
+        try:
+            found = self.api.images(filters=filters)
+        except Exception as exc:
+            translate(exc, "list images")
+        return [
+            ImageInfo(
+                id=i["Id"],
+                repo_digests=i.get("RepoDigests") or [],
+                tags=i.get("RepoTags") or [],
+                labels=i.get("Labels") or {},
+                size=int(i.get("Size") or 0),
+            )
+            for i in found
+        ]
+
+
+def _image_info(data: dict[str, Any]) -> ImageInfo:
+    return ImageInfo(
+        id=data["Id"],
+        repo_digests=data.get("RepoDigests") or [],
+        tags=data.get("RepoTags") or [],
+        labels=(data.get("Config") or {}).get("Labels") or {},
+        size=int(data.get("Size") or 0),
+    )
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    """'host:5000/a/b:tag' -> ('host:5000/a/b', 'tag'); digests stay whole in the tag slot."""
+    if "@" in ref:
+        repo, digest = ref.split("@", 1)
+        return repo, digest
+    last = ref.rsplit("/", 1)[-1]
+    if ":" in last:
+        repo, tag = ref.rsplit(":", 1)
+        return repo, tag
+    return ref, "latest"
+
+
+def _transient(event: Mapping[str, Any]) -> bool:
+    text = str(event.get("error", "")).lower()
+    permanent = ("manifest unknown", "unauthorized", "not found", "denied", "invalid reference")
+    return not any(p in text for p in permanent)
+
+
+def _transient_api(exc: docker.errors.APIError) -> bool:
+    status = exc.status_code or 0
+    text = _explain(exc).lower()
+    if "manifest unknown" in text or "not found" in text or "unauthorized" in text:
+        return False
+    return status >= 500 or "connection refused" in text or "timeout" in text
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc)
+    for marker in ("Connection refused", "No such file or directory", "Permission denied"):
+        if marker in text:
+            return marker
+    return text.split("\n")[0][:200]

@@ -1,0 +1,349 @@
+"""One module run: resolve the image once, run shards on <= max_parallel workers, commit, record."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets as random
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+
+from . import arrays, images, mounts
+from .arrays import Shard
+from .bindings import Bindings
+from .engine import Engine
+from .errors import EngineError, UsageError
+from .invocation import LABEL_RUN, resolve
+from .logs import DEFAULT_LIMIT_BYTES, LogSink
+from .records import (
+    AttemptRecord,
+    FileEntry,
+    ImageRecord,
+    RunRecord,
+    RunStore,
+    ShardRecord,
+    ShardState,
+)
+from .runner import Attempt, Failure, Tracker, run_with_retries
+from .spec import ModuleSpec
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run; everything here is a flag of `containerexec run`."""
+
+    max_parallel: int | None = None
+    shards: str | None = None
+    resume: str | None = None
+    pull: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    grace_s: float = 5.0
+    log_limit_bytes: int = DEFAULT_LIMIT_BYTES
+    user: str | None = None
+    pipeline_run: str | None = None
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class ShardEvent:
+    """Progress of one shard, for displays."""
+
+    kind: Literal["planned", "started", "retrying", "finished", "skipped"]
+    index: int
+    count: int
+    state: ShardState | None = None
+    attempt: Attempt | None = None
+
+
+@dataclass
+class RunResult:
+    record: RunRecord
+    record_path: Path
+    failed: list[ShardRecord]
+    exit_code: int
+
+
+class Counts:
+    """Shard counters shared by the workers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_state: dict[str, int] = {}
+
+    def add(self, state: str) -> int:
+        with self.lock:
+            self.by_state[state] = self.by_state.get(state, 0) + 1
+            return self.by_state[state]
+
+
+class Executor:
+    """Runs module specs on an Engine and records every run in a RunStore."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: RunStore,
+        *,
+        secrets: Mapping[str, str] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], object] | None = None,
+        on_event: Callable[[ShardEvent], None] | None = None,
+        on_line: Callable[[int, str, str], None] | None = None,
+        on_build_log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.secrets = dict(secrets or {})
+        self.clock = clock
+        self.tracker = Tracker()
+        self._sleep = sleep
+        self.on_event = on_event or (lambda e: None)
+        self.on_line = on_line
+        self.on_build_log = on_build_log
+        self.signal: int | None = None
+        self._commit_lock = threading.Lock()
+        self._stoppers: list[threading.Thread] = []
+
+    def sleep(self, seconds: float) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        else:
+            self.tracker.cancelled.wait(seconds)  # a cancel cuts a backoff short
+
+    def cancel(self, signum: int = signal.SIGINT) -> None:
+        """Start no new shard and stop the running containers (SIGTERM, grace, kill).
+
+        Safe to call from a signal handler and more than once.
+        """
+        if self.signal is None:
+            self.signal = signum
+        self.tracker.cancelled.set()
+        for cid in self.tracker.running():
+            t = threading.Thread(target=self._stop, args=(cid,), daemon=True)
+            t.start()
+            self._stoppers.append(t)
+
+    def _stop(self, cid: str) -> None:
+        with contextlib.suppress(EngineError):
+            self.engine.stop(cid, grace_s=self.grace_s)
+
+    def run(
+        self, spec: ModuleSpec, bindings: Bindings, *, spec_path: Path | None,
+        options: RunOptions | None = None,
+    ) -> RunResult:
+        """Run every selected shard of `spec` that has not succeeded yet; record the run."""
+        opts = options or RunOptions()
+        self.grace_s = opts.grace_s
+        missing = [n for n in spec.secrets if n not in self.secrets]
+        if missing:
+            raise UsageError(f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
+                             "in the environment that runs containerexec")
+        shards = arrays.expand(spec.array, bindings.inputs)
+        selected = arrays.select(shards, opts.shards)
+        prev = self.store.load_run(opts.resume) if opts.resume else None
+        if prev is not None and prev.module != spec.name:
+            raise UsageError(f"--resume {opts.resume}: that run is of module '{prev.module}', "
+                             f"not '{spec.name}'")
+        run_id = prev.run_id if prev else opts.run_id or new_run_id(spec.name, self.clock())
+        with self.store.lock(run_id):
+            return self._run_locked(spec, bindings, spec_path, opts, run_id, prev, shards, selected)
+
+    def _run_locked(
+        self, spec: ModuleSpec, bindings: Bindings, spec_path: Path | None, opts: RunOptions,
+        run_id: str, prev: RunRecord | None, shards: list[Shard], selected: list[Shard],
+    ) -> RunResult:
+        if prev is not None:
+            self.sweep(run_id)  # containers a killed executor left behind
+            image = prev.image
+        else:
+            spec_dir = spec_path.parent if spec_path else Path.cwd()
+            image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
+                                   sleep=self.sleep, on_log=self.on_build_log)
+        done = {i for i, r in self.store.load_shards(run_id).items()
+                if r.state == "succeeded" and r.outputs_committed}
+        todo = [s for s in selected if s.index not in done]
+        self.on_event(ShardEvent("planned", -1, len(selected)))
+        for s in selected:
+            if s.index in done:
+                self.on_event(ShardEvent("skipped", s.index, len(shards), "succeeded"))
+        default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
+        parallel = max(1, min(opts.max_parallel or default_par, max(len(todo), 1)))
+        record = RunRecord(
+            run_id=run_id, module=spec.name, version=spec.version,
+            spec_path=str(spec_path) if spec_path else None,
+            spec=spec.model_dump(mode="json", exclude_defaults=False),
+            image=image, inputs=bindings.inputs, outputs=bindings.outputs,
+            input_manifests=prev.input_manifests if prev else input_manifests(spec, bindings),
+            secret_names=sorted(spec.secrets), shard_count=len(shards),
+            shards_selected=[s.index for s in selected] if opts.shards else None,
+            max_parallel=parallel, state="running",
+            started_at=prev.started_at if prev else self.clock(),
+            host=socket.gethostname(), pid=os.getpid(), pipeline_run=opts.pipeline_run,
+        )
+        self.store.write_run(record)
+        counts = Counts()
+        counts.by_state["succeeded"] = len(done & {s.index for s in selected})
+        ctx = _RunContext(spec, bindings, record, image, opts, counts)
+        self._work(ctx, todo, parallel)
+        return self._finish(ctx, selected)
+
+    def _work(self, ctx: _RunContext, todo: list[Shard], parallel: int) -> None:
+        queue: Iterator[Shard] = iter(todo)
+        take = threading.Lock()
+
+        def worker() -> None:
+            while not (self.tracker.cancelled.is_set() or ctx.stop_new.is_set()):
+                with take:
+                    shard = next(queue, None)
+                if shard is None:
+                    return
+                self._shard(ctx, shard)
+
+        threads = [threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
+                   for i in range(parallel)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.2)  # short joins let signal handlers run
+        for t in self._stoppers:
+            t.join(timeout=60)
+
+    def _shard(self, ctx: _RunContext, shard: Shard) -> None:
+        run_id = ctx.record.run_id
+        staging = self.store.staging(run_id, shard.index)
+        user = ctx.opts.user or f"{os.getuid()}:{os.getgid()}"
+        inv = resolve(ctx.spec, ctx.bindings, shard, run_id=run_id, image=ctx.image.pinned,
+                      staging=staging, user=user, labels=dict(ctx.opts.labels))
+        self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
+        base = ShardRecord(run_id=run_id, index=shard.index, value=shard.value, state="running",
+                           log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv)
+        self.store.write_shard(base)
+        attempts = run_with_retries(
+            self.engine, inv, ctx.spec.retries, secrets=self.secrets, tracker=self.tracker,
+            clock=self.clock, sleep=self.sleep,
+            log_for=lambda n: self._log(run_id, shard.index, n, ctx),
+            before=lambda: mounts.prepare(staging, ctx.spec),
+            after=lambda a: self._commit(a, staging, ctx),
+            on_attempt=lambda a, retry: retry and self.on_event(
+                ShardEvent("retrying", shard.index, shard.count, "running", a)),
+            grace_s=ctx.opts.grace_s,
+        )
+        last = attempts[-1]
+        state: ShardState = ("succeeded" if last.ok else
+                             "cancelled" if last.failure == Failure.CANCELLED else "failed")
+        if not last.ok:
+            mounts.discard(staging)
+        final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
+        self.store.write_shard(final)
+        n_state = ctx.counts.add(state)
+        limit = ctx.spec.array.max_failed_shards if ctx.spec.array else None
+        if state == "failed" and limit and n_state >= limit:
+            ctx.stop_new.set()
+        self.on_event(ShardEvent("finished", shard.index, shard.count, state, last))
+
+    def _log(self, run_id: str, index: int, number: int, ctx: _RunContext) -> LogSink:
+        path = self.store.log_path(run_id, index)
+        if number > 1:  # keep each earlier attempt's log beside the last one
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(f"{path.stem}.attempt{number - 1}.log"))
+        on_line = self.on_line
+        sink = (lambda stream, line: on_line(index, stream, line)) if on_line else None
+        return LogSink(path, limit_bytes=ctx.opts.log_limit_bytes, on_line=sink,
+                       redact=list(self.secrets.values()))
+
+    def _commit(self, a: Attempt, staging: Path, ctx: _RunContext) -> Attempt:
+        try:
+            mounts.check(staging, ctx.spec, ctx.bindings)
+            with self._commit_lock:
+                mounts.commit(staging, ctx.spec, ctx.bindings)
+        except mounts.OutputsMissing as exc:
+            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
+        except OSError as exc:
+            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
+            where = exc.filename or staging
+            return replace(a, failure=kind, message=f"committing outputs: {where}: {exc.strerror}")
+        return a
+
+    def sweep(self, run_id: str) -> int:
+        """Remove every container labelled with this run; returns how many."""
+        found = self.engine.containers({LABEL_RUN: run_id})
+        for c in found:
+            self.engine.remove(c.id)
+        return len(found)
+
+    def _finish(self, ctx: _RunContext, selected: list[Shard]) -> RunResult:
+        self.sweep(ctx.record.run_id)
+        shard_records = self.store.load_shards(ctx.record.run_id)
+        wanted = {s.index for s in selected}
+        states = [shard_records[i].state if i in shard_records else "pending" for i in wanted]
+        counts = {s: states.count(s) for s in sorted(set(states))}
+        failed = [shard_records[i] for i in sorted(wanted) if i in shard_records
+                  and shard_records[i].state == "failed"]
+        if self.tracker.cancelled.is_set() and counts.get("succeeded", 0) < len(wanted):
+            state, code = "cancelled", 128 + (self.signal or signal.SIGINT)
+        elif failed or counts.get("succeeded", 0) < len(wanted):
+            state = "failed"
+            code = 1
+            if ctx.spec.array is None and failed and failed[0].exit_code not in (None, 0):
+                code = int(failed[0].exit_code or 1)  # a single run exits as its command did
+        else:
+            state, code = "succeeded", 0
+        record = ctx.record.model_copy(update={
+            "state": state, "exit_code": code, "counts": counts, "ended_at": self.clock()})
+        path = self.store.write_run(record)
+        return RunResult(record=record, record_path=path, failed=failed, exit_code=code)
+
+
+@dataclass
+class _RunContext:
+    spec: ModuleSpec
+    bindings: Bindings
+    record: RunRecord
+    image: ImageRecord
+    opts: RunOptions
+    counts: Counts
+    stop_new: threading.Event = field(default_factory=threading.Event)
+
+
+def replace_record(base: ShardRecord, state: ShardState, attempts: list[Attempt],
+                   log_path: Path) -> ShardRecord:
+    last = attempts[-1]
+    return base.model_copy(update={
+        "state": state,
+        "failure": str(last.failure) if last.failure else None,
+        "exit_code": last.exit_code,
+        "oom_killed": last.oom_killed,
+        "message": last.message,
+        "outputs_committed": last.ok,
+        "log_tail": last.log_tail,
+        "log_path": str(log_path),
+        "attempts": [AttemptRecord(
+            number=a.number, container_id=a.container_id, started_at=a.started_at,
+            ended_at=a.ended_at, exit_code=a.exit_code, oom_killed=a.oom_killed,
+            failure=str(a.failure) if a.failure else None, message=a.message, counted=a.counted,
+        ) for a in attempts],
+    })
+
+
+def new_run_id(module: str, now: float) -> str:
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{module}-{stamp}-{random.token_hex(3)}"
+
+
+def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[FileEntry]]:
+    """For each file or directory input: every file's relative path, size and sha256."""
+    out = {}
+    for name, value in bindings.inputs.items():
+        if spec.inputs[name].type in ("file", "directory"):
+            out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in mounts.manifest(value)]
+    return out
+
+
