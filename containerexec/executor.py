@@ -13,14 +13,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from . import arrays, images, mounts
 from .arrays import Shard
 from .bindings import Bindings
 from .engine import Engine
 from .errors import EngineError, UsageError
-from .invocation import LABEL_RUN, resolve
+from .invocation import LABEL_RUN, Invocation, resolve
 from .logs import DEFAULT_LIMIT_BYTES, LogSink
 from .records import (
     AttemptRecord,
@@ -49,6 +49,20 @@ class RunOptions:
     user: str | None = None
     pipeline_run: str | None = None
     run_id: str | None = None
+
+
+class ShardCache(Protocol):
+    """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
+
+    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
+                staging: Path) -> bool:
+        """Fill `staging` from a checked entry for this shard's key; False on a miss."""
+        ...
+
+    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
+             staging: Path) -> None:
+        """Keep a copy of a succeeded shard's staged outputs, atomically."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -97,7 +111,11 @@ class Executor:
         on_event: Callable[[ShardEvent], None] | None = None,
         on_line: Callable[[int, str, str], None] | None = None,
         on_build_log: Callable[[str], None] | None = None,
+        cache: ShardCache | None = None,
+        slots: threading.Semaphore | None = None,
     ) -> None:
+        """`cache` skips shards whose key is unchanged; `slots` bounds containers across
+        several executors (a pipeline's engine-wide limit)."""
         self.engine = engine
         self.store = store
         self.secrets = dict(secrets or {})
@@ -110,6 +128,8 @@ class Executor:
         self.signal: int | None = None
         self._commit_lock = threading.Lock()
         self._stoppers: list[threading.Thread] = []
+        self.cache = cache
+        self.slots = slots
 
     def sleep(self, seconds: float) -> None:
         if self._sleep is not None:
@@ -226,16 +246,10 @@ class Executor:
         base = ShardRecord(run_id=run_id, index=shard.index, value=shard.value, state="running",
                            log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv)
         self.store.write_shard(base)
-        attempts = run_with_retries(
-            self.engine, inv, ctx.spec.retries, secrets=self.secrets, tracker=self.tracker,
-            clock=self.clock, sleep=self.sleep,
-            log_for=lambda n: self._log(run_id, shard.index, n, ctx),
-            before=lambda: mounts.prepare(staging, ctx.spec),
-            after=lambda a: self._commit(a, staging, ctx),
-            on_attempt=lambda a, retry: retry and self.on_event(
-                ShardEvent("retrying", shard.index, shard.count, "running", a)),
-            grace_s=ctx.opts.grace_s,
-        )
+        if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
+            return
+        with self.slots or contextlib.nullcontext():
+            attempts = self._attempts(ctx, inv, staging, shard)
         last = attempts[-1]
         state: ShardState = ("succeeded" if last.ok else
                              "cancelled" if last.failure == Failure.CANCELLED else "failed")
@@ -243,11 +257,43 @@ class Executor:
             mounts.discard(staging)
         final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
         self.store.write_shard(final)
+        self._count(ctx, shard, state, last)
+
+    def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path,
+                 base: ShardRecord) -> bool:
+        assert self.cache is not None
+        mounts.prepare(staging, ctx.spec)
+        if not self.cache.restore(ctx.spec, ctx.bindings, inv, staging):
+            return False
+        with self._commit_lock:
+            mounts.commit(staging, ctx.spec, ctx.bindings)
+        self.store.write_shard(base.model_copy(update={
+            "state": "succeeded", "outputs_committed": True, "cached": True, "exit_code": 0}))
+        self._count(ctx, Shard(inv.shard_index, inv.shard_value, inv.shard_count), "succeeded",
+                    None)
+        return True
+
+    def _count(self, ctx: _RunContext, shard: Shard, state: ShardState,
+               last: Attempt | None) -> None:
         n_state = ctx.counts.add(state)
         limit = ctx.spec.array.max_failed_shards if ctx.spec.array else None
         if state == "failed" and limit and n_state >= limit:
             ctx.stop_new.set()
         self.on_event(ShardEvent("finished", shard.index, shard.count, state, last))
+
+    def _attempts(self, ctx: _RunContext, inv: Invocation, staging: Path,
+                  shard: Shard) -> list[Attempt]:
+        run_id = ctx.record.run_id
+        return run_with_retries(
+            self.engine, inv, ctx.spec.retries, secrets=self.secrets, tracker=self.tracker,
+            clock=self.clock, sleep=self.sleep,
+            log_for=lambda n: self._log(run_id, shard.index, n, ctx),
+            before=lambda: mounts.prepare(staging, ctx.spec),
+            after=lambda a: self._commit(a, inv, staging, ctx),
+            on_attempt=lambda a, retry: retry and self.on_event(
+                ShardEvent("retrying", shard.index, shard.count, "running", a)),
+            grace_s=ctx.opts.grace_s,
+        )
 
     def _log(self, run_id: str, index: int, number: int, ctx: _RunContext) -> LogSink:
         path = self.store.log_path(run_id, index)
@@ -259,9 +305,11 @@ class Executor:
         return LogSink(path, limit_bytes=ctx.opts.log_limit_bytes, on_line=sink,
                        redact=list(self.secrets.values()))
 
-    def _commit(self, a: Attempt, staging: Path, ctx: _RunContext) -> Attempt:
+    def _commit(self, a: Attempt, inv: Invocation, staging: Path, ctx: _RunContext) -> Attempt:
         try:
             mounts.check(staging, ctx.spec, ctx.bindings)
+            if self.cache is not None and ctx.spec.cache:
+                self.cache.save(ctx.spec, ctx.bindings, inv, staging)
             with self._commit_lock:
                 mounts.commit(staging, ctx.spec, ctx.bindings)
         except mounts.OutputsMissing as exc:

@@ -69,6 +69,7 @@ class ShardRecord(Record):
     message: str = ""
     attempts: list[AttemptRecord] = Field(default_factory=list)
     outputs_committed: bool = False
+    cached: bool = False
     log_path: str
     log_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
