@@ -1,0 +1,10 @@
+"""Engine tests need a real Docker engine: skip without one, or fail in CI."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _needs_docker(docker_available: None) -> None:
+    """Every test here uses the real engine (see docker_available in tests/conftest.py)."""
