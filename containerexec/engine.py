@@ -8,6 +8,8 @@ can be checked against golden files.
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, Protocol
@@ -94,6 +96,10 @@ class Engine(Protocol):
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str: ...
     def remove_image(self, ref: str) -> None: ...
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]: ...
+    def run_interactive(
+        self, inv: Invocation, *, secrets: Mapping[str, str], tty: bool, keep: bool,
+        entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+    ) -> int: ...
 
 
 def create_kwargs(inv: Invocation, *, secrets: Mapping[str, str]) -> dict[str, Any]:
@@ -134,6 +140,66 @@ def create_kwargs(inv: Invocation, *, secrets: Mapping[str, str]) -> dict[str, A
         "network_disabled": not inv.network,
         "host_config": host_config,
     }
+
+
+def docker_run_command(
+    inv: Invocation, *, name: str | None = None, interactive: bool = False, tty: bool = False,
+    remove: bool = False, entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+) -> list[str]:
+    """The `docker run` argv equivalent to `create_kwargs(inv)`: pure, the same safe flags.
+
+    Secrets appear as `-e NAME` only, so docker takes each value from its own
+    environment. `publish` maps container ports to ports on 127.0.0.1, never beyond.
+    """
+    kw = create_kwargs(inv, secrets={})
+    hc = kw["host_config"]
+    args = ["docker", "run"]
+    args += ["--interactive"] if interactive else []
+    args += ["--tty"] if tty else []
+    args += ["--rm"] if remove else []
+    args += ["--name", name] if name else []
+    args += ["--init"] if hc["init"] else []
+    args += ["--read-only"] if hc["read_only"] else []
+    for path, opts in sorted(hc["tmpfs"].items()):
+        args += ["--tmpfs", f"{path}:{opts}"]
+    for cap in hc["cap_drop"]:
+        args += ["--cap-drop", cap]
+    for opt in hc["security_opt"]:
+        args += ["--security-opt", opt]
+    args += ["--network", hc["network_mode"]]
+    for port, host_port in sorted((publish or {}).items()):
+        args += ["--publish", f"127.0.0.1:{host_port}:{port}"]
+    args += ["--user", kw["user"]]
+    args += ["--workdir", kw["working_dir"]] if kw["working_dir"] else []
+    for m in hc["mounts"]:
+        fields = ["type=bind", f"source={m['source']}", f"target={m['target']}"]
+        fields += ["readonly"] if m["read_only"] else []
+        args += ["--mount", ",".join(_csv_field(f) for f in fields)]
+    for key, value in sorted(kw["environment"].items()):
+        args += ["--env", f"{key}={value}"]
+    for secret in inv.secret_names:
+        args += ["--env", secret]
+    if "mem_limit" in hc:
+        args += ["--memory", str(hc["mem_limit"]), "--memory-swap", str(hc["memswap_limit"])]
+    if "nano_cpus" in hc:
+        args += ["--cpus", f"{hc['nano_cpus'] / 1e9:g}"]
+    if "shm_size" in hc:
+        args += ["--shm-size", str(hc["shm_size"])]
+    log = hc["log_config"]
+    args += ["--log-driver", log["type"]]
+    for key, value in sorted(log["config"].items()):
+        args += ["--log-opt", f"{key}={value}"]
+    for key, value in sorted(kw["labels"].items()):
+        args += ["--label", f"{key}={value}"]
+    args += ["--entrypoint", entrypoint] if entrypoint is not None else []
+    return [*args, kw["image"], *kw["command"]]
+
+
+def _csv_field(text: str) -> str:
+    """docker parses --mount as one CSV record: a path with a comma or quote needs quoting."""
+    if any(c in text for c in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text
 
 
 def default_socket() -> str:
@@ -229,14 +295,18 @@ class DockerEngine:
         )
 
     def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
-        """(stdout, stderr) chunks from the start of the container until it exits."""
+        """(stdout, stderr) chunks until the container exits. Call before `start`.
+
+        Attaching first (as `docker run` does) means no early output is missed and
+        the stream ends when the container does; attaching to an exited container hangs.
+        """
         try:
             stream = self.api.attach(
                 container_id, stdout=True, stderr=True, stream=True, logs=True, demux=True
             )
-            yield from stream
-        except (requests.exceptions.ConnectionError, docker.errors.APIError):
-            return  # the wait reports what happened; logs end where the engine went
+        except Exception as exc:
+            translate(exc, f"attach to container {container_id[:12]}")
+        return _guarded(stream)
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         try:
@@ -385,6 +455,31 @@ class DockerEngine:
         except Exception as exc:
             translate(exc, f"remove image {ref}")
 
+    def run_interactive(
+        self, inv: Invocation, *, secrets: Mapping[str, str], tty: bool, keep: bool,
+        entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+    ) -> int:
+        """Run `inv` attached to this terminal through the docker CLI; returns its exit status.
+
+        The docker client already handles a terminal well (raw mode, resizes, signals),
+        so this is the one call that goes through it rather than the API. Secret
+        values reach it through its environment, never its argv. The container is
+        removed afterwards unless `keep`.
+        """
+        exe = shutil.which("docker")
+        if exe is None:
+            raise EngineError("an interactive container needs the docker command-line client, "
+                              "and 'docker' is not on PATH; install it (apt-get install "
+                              "docker.io) or use --print and run the command elsewhere")
+        argv = docker_run_command(inv, name=inv.name, interactive=True, tty=tty,
+                                  entrypoint=entrypoint, publish=publish)
+        env = {**os.environ, **{n: secrets[n] for n in inv.secret_names if n in secrets}}
+        try:
+            return subprocess.run([exe, *argv[1:]], env=env, check=False).returncode
+        finally:
+            if not keep:
+                self.remove(inv.name)
+
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         try:
@@ -401,6 +496,15 @@ class DockerEngine:
             )
             for i in found
         ]
+
+
+def _guarded(
+    stream: Iterator[tuple[bytes | None, bytes | None]],
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    try:
+        yield from stream
+    except (requests.exceptions.ConnectionError, docker.errors.APIError):
+        return  # the wait reports what happened; logs end where the engine went
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:
@@ -427,7 +531,8 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 
 def _transient(event: Mapping[str, Any]) -> bool:
     text = str(event.get("error", "")).lower()
-    permanent = ("manifest unknown", "unauthorized", "not found", "denied", "invalid reference")
+    permanent = ("manifest unknown", "unauthorized", "not found", "denied", "invalid reference",
+                 "does not exist locally")
     return not any(p in text for p in permanent)
 
 

@@ -19,7 +19,7 @@ from . import arrays, images, mounts
 from .arrays import Shard
 from .bindings import Bindings
 from .engine import Engine
-from .errors import EngineError, UsageError
+from .errors import EngineError, ImageError, UsageError
 from .invocation import LABEL_RUN, Invocation, resolve
 from .logs import DEFAULT_LIMIT_BYTES, LogSink
 from .records import (
@@ -182,6 +182,7 @@ class Executor:
         if prev is not None:
             self.sweep(run_id)  # containers a killed executor left behind
             image = prev.image
+            self._ensure_image(spec.name, image)
         else:
             spec_dir = spec_path.parent if spec_path else Path.cwd()
             image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
@@ -316,9 +317,20 @@ class Executor:
             return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
         except OSError as exc:
             kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
-            where = exc.filename or staging
-            return replace(a, failure=kind, message=f"committing outputs: {where}: {exc.strerror}")
+            where = ", ".join(ctx.bindings.outputs.values())
+            return replace(a, failure=kind, message=f"committing outputs to {where}: "
+                           f"{exc.strerror or exc}")
         return a
+
+    def _ensure_image(self, module: str, image: ImageRecord) -> None:
+        """A resumed run uses its pinned image: pull it by digest if it is gone from here."""
+        if self.engine.inspect_image(image.pinned) is not None:
+            return
+        if image.digest is None:
+            raise ImageError(module, image.pinned, "the image this run used is no longer on "
+                             "the engine and was never pushed; start a new run instead of "
+                             "resuming")
+        images.pull_with_retries(self.engine, module, image.digest, sleep=self.sleep)
 
     def sweep(self, run_id: str) -> int:
         """Remove every container labelled with this run; returns how many."""

@@ -81,11 +81,19 @@ def _place(src: Path, dest: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
         tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-        if src.is_dir():
-            shutil.copytree(src, tmp, symlinks=True)
-        else:
-            shutil.copy2(src, tmp)
-        os.replace(tmp, dest)
+        try:
+            if src.is_dir():
+                shutil.copytree(src, tmp, symlinks=True)
+            else:
+                shutil.copy2(src, tmp)
+            os.replace(tmp, dest)
+        except OSError:
+            # A full disk must not leave a half-copied file beside the finished outputs.
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+            raise
 
 
 def manifest(path: str) -> list[tuple[str, int, str]]:

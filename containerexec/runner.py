@@ -8,7 +8,7 @@ logic can be tested in milliseconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -118,13 +118,14 @@ def run_invocation(
         if tracker.cancelled.is_set():
             return replace(base, container_id=cid, ended_at=clock(),
                            failure=Failure.CANCELLED, message="cancelled before start")
+        stream = engine.attach(cid)
         try:
             engine.start(cid)
         except StartFailed as exc:
             kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
             return replace(base, container_id=cid, ended_at=clock(), failure=kind,
                            message=str(exc))
-        reader = threading.Thread(target=_pump, args=(engine, cid, log), daemon=True)
+        reader = threading.Thread(target=_pump, args=(stream, log), daemon=True)
         reader.start()
         timed_out = False
         timeout = inv.limits.timeout_s
@@ -156,8 +157,8 @@ def run_invocation(
             _remove_quietly(engine, cid)
 
 
-def _pump(engine: Engine, cid: str, log: LogSink) -> None:
-    for out, err in engine.attach(cid):
+def _pump(stream: Iterator[tuple[bytes | None, bytes | None]], log: LogSink) -> None:
+    for out, err in stream:
         if out:
             log.write("stdout", out)
         if err:
@@ -260,18 +261,31 @@ def run_with_retries(
     counted = losses = 0
     while True:
         before()
-        a = run_invocation(engine, inv, secrets=secrets, log=log_for(len(attempts) + 1),
-                           tracker=tracker, clock=clock, number=len(attempts) + 1,
-                           grace_s=grace_s, keep=keep)
+        log = log_for(len(attempts) + 1)
+        try:
+            a = run_invocation(engine, inv, secrets=secrets, log=log,
+                               tracker=tracker, clock=clock, number=len(attempts) + 1,
+                               grace_s=grace_s, keep=keep)
+        finally:
+            log.finish()  # an attempt that never started still holds its log file open
         if a.ok:
             a = after(a)
         counted += a.counted
         retry = should_retry(policy, a, counted) and not tracker.cancelled.is_set()
-        if a.failure == Failure.ENGINE_LOST:
-            losses += 1
-            retry = retry and losses <= MAX_ENGINE_LOSSES and wait_for_engine(
-                engine, sleep=sleep, clock=clock)
         attempts.append(a)
+        if a.failure == Failure.ENGINE_LOST and retry:
+            losses += 1
+            on_attempt(a, True)  # says that we wait for the engine
+            retry = losses <= MAX_ENGINE_LOSSES and wait_for_engine(
+                engine, sleep=sleep, clock=clock)
+            if retry and a.container_id:
+                _remove_quietly(engine, a.container_id)  # frees the name for the next attempt
+            if not retry:
+                attempts[-1] = replace(a, message=f"{a.message}; the engine did not come back "
+                                       f"within {ENGINE_WAIT_S:g} s")
+                on_attempt(attempts[-1], False)
+                return attempts
+            continue
         on_attempt(a, retry)
         if not retry:
             return attempts

@@ -25,6 +25,8 @@ if ! timeout 10 docker info >/dev/null 2>&1; then
   echo "==> starting dockerd in the background (log: $log)" >&2
   # Detached from our stdout/stderr: a daemon holding CI's output open hangs CI.
   setsid dockerd >"$log" 2>&1 </dev/null &
+  # Tests may restart an engine that this script started (fault tests), never another.
+  echo $! >/run/containerexec-dockerd.pid
   for _ in $(seq 1 60); do
     if timeout 5 docker info >/dev/null 2>&1; then
       exit 0

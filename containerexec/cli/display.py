@@ -56,9 +56,14 @@ class RunDisplay:
                 self.running += 1
             elif e.kind == "retrying":
                 self.retried += 1
-                msg = e.attempt.message if e.attempt else ""
-                self._say(f"shard {e.index}: attempt {e.attempt.number if e.attempt else '?'} "
-                          f"failed ({msg}); retrying")
+                a = e.attempt
+                if a is not None and a.failure == "engine_lost":
+                    self._say(f"shard {e.index}: lost the Docker engine ({a.message}); waiting "
+                              "for it to answer again (up to 2 min), then running the shard "
+                              "again (not counted as a retry)")
+                else:
+                    self._say(f"shard {e.index}: attempt {a.number if a else '?'} failed "
+                              f"({a.message if a else ''}); retrying")
             elif e.kind == "skipped":
                 self.skipped += 1
                 self.done += 1
