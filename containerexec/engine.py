@@ -7,6 +7,7 @@ can be checked against golden files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from typing import Any, NoReturn, Protocol
 
 import docker
 import docker.errors
+from docker.utils import kwargs_from_env
 import requests.exceptions
 
 from .errors import EngineError, EngineUnavailable, ImageError, PullError
@@ -233,7 +235,7 @@ class DockerEngine:
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
         """Connect to DOCKER_HOST or the local socket; EngineUnavailable if none answers."""
         try:
-            kwargs = docker.utils.kwargs_from_env()
+            kwargs = kwargs_from_env()
             client = docker.APIClient(version="auto", max_pool_size=pool_size, **kwargs)
         except Exception as exc:  # docker raises several kinds here; all mean "no engine"
             raise EngineUnavailable(default_socket(), _short(exc)) from None
@@ -273,7 +275,7 @@ class DockerEngine:
 
     def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
         try:
-            result = self.api.wait(container_id, timeout=timeout_s)
+            result = self.api.wait(container_id, timeout=timeout_s)  # type: ignore[arg-type]
         except requests.exceptions.ReadTimeout as exc:
             raise WaitTimeout(f"container {container_id[:12]} still running") from exc
         except requests.exceptions.ConnectionError as exc:
@@ -291,7 +293,7 @@ class DockerEngine:
         return ExitStatus(
             exit_code=int(result.get("StatusCode", state.get("ExitCode", -1))),
             oom_killed=bool(state.get("OOMKilled")),
-            error=str((result.get("Error") or {}).get("Message", "") or state.get("Error", "")),
+            error=str(_message(result.get("Error")) or state.get("Error", "")),
         )
 
     def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
@@ -345,7 +347,7 @@ class DockerEngine:
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         try:
-            data = self.api.inspect_image(ref)
+            data = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
         except docker.errors.ImageNotFound:
             return None
         except docker.errors.APIError as exc:
@@ -404,6 +406,8 @@ class DockerEngine:
             for event in stream:
                 if "stream" in event:
                     for line in str(event["stream"]).splitlines():
+                        if not line.strip():
+                            continue  # the classic builder pads every step with empty lines
                         lines.append(line)
                         if on_log:
                             on_log(line)
@@ -498,6 +502,10 @@ class DockerEngine:
         ]
 
 
+def _message(error: Any) -> str:
+    return str(error.get("Message", "")) if isinstance(error, dict) else ""
+
+
 def _guarded(
     stream: Iterator[tuple[bytes | None, bytes | None]],
 ) -> Iterator[tuple[bytes | None, bytes | None]]:
@@ -505,6 +513,11 @@ def _guarded(
         yield from stream
     except (requests.exceptions.ConnectionError, docker.errors.APIError):
         return  # the wait reports what happened; logs end where the engine went
+    finally:
+        # docker-py leaves the attach socket open when its stream ends (ResourceWarning)
+        for closer in (stream, getattr(stream, "_response", None)):
+            with contextlib.suppress(Exception):
+                closer.close()  # type: ignore[union-attr]
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:

@@ -12,6 +12,7 @@
       RunError
         ShardFailed(module, shard, ...)
         RunLocked(run_id, pid)
+        InputsChanged(run_id, changes)
       RecordError(path, schema_version)
 
 `cli.py` maps these to `Error: ...` on stderr; `exit_code` says which status.
@@ -94,7 +95,9 @@ class ImageError(EngineError):
     def __init__(self, module: str, ref: str, message: str) -> None:
         self.module = module
         self.ref = ref
-        super().__init__(f"module '{module}': image '{ref}': {message}")
+        # module is "" for an image whose spec (and so its module name) is not read yet
+        where = f"module '{module}': " if module else ""
+        super().__init__(f"{where}image '{ref}': {message}")
 
 
 class BuildError(ImageError):
@@ -130,6 +133,19 @@ class RunLocked(RunError):
             f"run '{run_id}' is in progress, held by {holder}; "
             "wait for it to end, or stop it (kill -TERM PID) and resume."
         )
+
+
+class InputsChanged(RunError):
+    """Inputs given to a repro differ from the recorded manifest; `changes` lists the files."""
+
+    def __init__(self, run_id: str, changes: Sequence[str]) -> None:
+        self.run_id = run_id
+        self.changes = list(changes)
+        super().__init__("\n".join([
+            f"the inputs here differ from those recorded for run '{run_id}'; nothing was run:",
+            *(f"  {c}" for c in self.changes),
+            "Point --inputs NAME=PATH at the recorded data, or pass --ignore-input-changes.",
+        ]))
 
 
 class RecordError(ContainerExecError):

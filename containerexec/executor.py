@@ -18,7 +18,7 @@ from typing import Literal, Protocol
 from . import arrays, images, mounts
 from .arrays import Shard
 from .bindings import Bindings
-from .engine import Engine
+from .engine import Engine, Progress
 from .errors import EngineError, ImageError, UsageError
 from .invocation import LABEL_RUN, Invocation, resolve
 from .logs import DEFAULT_LIMIT_BYTES, LogSink
@@ -111,6 +111,7 @@ class Executor:
         on_event: Callable[[ShardEvent], None] | None = None,
         on_line: Callable[[int, str, str], None] | None = None,
         on_build_log: Callable[[str], None] | None = None,
+        on_pull_progress: Progress | None = None,
         cache: ShardCache | None = None,
         slots: threading.Semaphore | None = None,
     ) -> None:
@@ -125,7 +126,9 @@ class Executor:
         self.on_event = on_event or (lambda e: None)
         self.on_line = on_line
         self.on_build_log = on_build_log
+        self.on_pull_progress = on_pull_progress
         self.signal: int | None = None
+        self.grace_s = 5.0
         self._commit_lock = threading.Lock()
         self._stoppers: list[threading.Thread] = []
         self.cache = cache
@@ -186,7 +189,8 @@ class Executor:
         else:
             spec_dir = spec_path.parent if spec_path else Path.cwd()
             image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
-                                   sleep=self.sleep, on_log=self.on_build_log)
+                                   sleep=self.sleep, on_log=self.on_build_log,
+                                   on_progress=self.on_pull_progress)
         done = {i for i, r in self.store.load_shards(run_id).items()
                 if r.state == "succeeded" and r.outputs_committed}
         todo = [s for s in selected if s.index not in done]
@@ -291,10 +295,13 @@ class Executor:
             log_for=lambda n: self._log(run_id, shard.index, n, ctx),
             before=lambda: mounts.prepare(staging, ctx.spec),
             after=lambda a: self._commit(a, inv, staging, ctx),
-            on_attempt=lambda a, retry: retry and self.on_event(
-                ShardEvent("retrying", shard.index, shard.count, "running", a)),
+            on_attempt=lambda a, retry: self._retrying(shard, a, retry),
             grace_s=ctx.opts.grace_s,
         )
+
+    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+        if retry:
+            self.on_event(ShardEvent("retrying", shard.index, shard.count, "running", a))
 
     def _log(self, run_id: str, index: int, number: int, ctx: _RunContext) -> LogSink:
         path = self.store.log_path(run_id, index)
@@ -384,6 +391,7 @@ def replace_record(base: ShardRecord, state: ShardState, attempts: list[Attempt]
         "message": last.message,
         "outputs_committed": last.ok,
         "log_tail": last.log_tail,
+        "stderr_tail": last.stderr_tail,
         "log_path": str(log_path),
         "attempts": [AttemptRecord(
             number=a.number, container_id=a.container_id, started_at=a.started_at,

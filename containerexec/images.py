@@ -12,13 +12,15 @@ import os
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from .engine import Engine, ImageInfo, Progress
 from .errors import BuildError, ImageError, PullError
-from .records import ImageRecord
+from .records import ImageRecord, RunStore
 from .spec import ModuleSpec
 
 LABEL_MANAGED = "containerexec.managed"
@@ -27,9 +29,11 @@ LABEL_SPEC = "containerexec.spec"
 LABEL_CONTEXT = "containerexec.context-hash"
 PULL_ATTEMPTS = 4
 
-# docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest]
+# docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest]; the first part
+# is a host only with a dot, a port or as localhost, else it is a (lowercase) path
 _REF = re.compile(
-    r"^(?:[a-zA-Z0-9.-]+(?::[0-9]+)?/)?[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost)/)?"
+    r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
     r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
 )
 
@@ -89,7 +93,7 @@ def resolve(
     spec_dir: Path,
     *,
     pull: str | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     on_progress: Progress | None = None,
     on_log: Callable[[str], None] | None = None,
 ) -> ImageRecord:
@@ -98,48 +102,81 @@ def resolve(
     if env.build is not None:
         return build(engine, spec, spec_dir, on_log=on_log)
     assert env.image is not None
-    ref = env.image
-    check_reference(spec.name, ref)
-    policy = pull or env.pull
+    info, source = fetch(engine, spec.name, env.image, policy=pull or env.pull, sleep=sleep,
+                         on_progress=on_progress)
+    pinned, digest = pin(info, env.image)
+    return ImageRecord(ref=env.image, pinned=pinned, id=info.id, digest=digest, source=source)
+
+
+def fetch(
+    engine: Engine, module: str, ref: str, *, policy: str,
+    sleep: Callable[[float], object] = time.sleep, on_progress: Progress | None = None,
+) -> tuple[ImageInfo, Literal["pull", "local"]]:
+    """The image `ref` on this engine, pulled as `policy` (missing | always | never) says."""
+    check_reference(module, ref)
     local = engine.inspect_image(ref)
     if policy == "never" or (policy == "missing" and local is not None):
         if local is None:
-            raise ImageError(spec.name, ref, "not on this engine and the pull policy is 'never'; "
+            raise ImageError(module, ref, "not on this engine and the pull policy is 'never'; "
                              "pull it or use --pull missing")
-        pinned, digest = pin(local, ref)
-        return ImageRecord(ref=ref, pinned=pinned, id=local.id, digest=digest, source="local")
+        return local, "local"
     try:
-        info = pull_with_retries(engine, spec.name, ref, sleep=sleep, on_progress=on_progress)
-        source = "pull"
+        return pull_with_retries(engine, module, ref, sleep=sleep, on_progress=on_progress), "pull"
     except PullError:
         if local is None:
             raise
-        info, source = local, "local"  # offline: the image we need is already here
-    pinned, digest = pin(info, ref)
-    return ImageRecord(ref=ref, pinned=pinned, id=info.id, digest=digest, source=source)  # type: ignore[arg-type]
+        return local, "local"  # offline: the image we need is already here
 
 
-def pull_with_retries(
-    engine: Engine, module: str, ref: str, *, sleep: Callable[[float], None],
-    on_progress: Progress | None = None,
-) -> ImageInfo:
-    """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer."""
-    retrying = Retrying(
+def _retrying(sleep: Callable[[float], object]) -> Retrying:
+    """Retry transient registry failures (refused, 5xx, timeouts), never a permanent answer."""
+
+    def nap(seconds: float) -> None:
+        sleep(seconds)
+
+    return Retrying(
         stop=stop_after_attempt(PULL_ATTEMPTS),
         wait=wait_exponential(multiplier=0.5, max=8),
         retry=retry_if_exception(lambda e: isinstance(e, PullError) and e.transient),
-        sleep=sleep,
+        sleep=nap,
         reraise=True,
     )
+
+
+def pull_with_retries(
+    engine: Engine, module: str, ref: str, *, sleep: Callable[[float], object],
+    on_progress: Progress | None = None,
+) -> ImageInfo:
+    """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer."""
     try:
-        for attempt in retrying:
+        for attempt in _retrying(sleep):
             with attempt:
                 return engine.pull(ref, on_progress=on_progress)
     except PullError as exc:
-        tries = f" after {PULL_ATTEMPTS} attempts" if exc.transient else ""
-        raise PullError(module, ref, f"pull failed{tries}: {exc.answer}",
-                        transient=exc.transient) from None
+        raise _final(exc, module, ref, "pull") from None
     raise AssertionError("unreachable")
+
+
+def push_with_retries(
+    engine: Engine, module: str, repo: str, tag: str, *, sleep: Callable[[float], object],
+    on_progress: Progress | None = None,
+) -> str:
+    """Push repo:tag with the same retries as a pull; returns the manifest digest."""
+    try:
+        for attempt in _retrying(sleep):
+            with attempt:
+                digest = engine.push(repo, tag, on_progress=on_progress)
+                if not digest.startswith("sha256:"):
+                    raise PullError(module, f"{repo}:{tag}", "the registry reported no digest")
+                return digest
+    except PullError as exc:
+        raise _final(exc, module, f"{repo}:{tag}", "push") from None
+    raise AssertionError("unreachable")
+
+
+def _final(exc: PullError, module: str, ref: str, verb: str) -> PullError:
+    tries = f" after {PULL_ATTEMPTS} attempts" if exc.transient else ""
+    return PullError(module, ref, f"{verb} failed{tries}: {exc.answer}", transient=exc.transient)
 
 
 def build(
@@ -168,3 +205,82 @@ def build(
             raise BuildError(spec.name, tag, str(exc).split(": build failed: ", 1)[-1]
                              .split("\n")[0], exc.log_tail) from None
     return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image on the engine that containerexec built, pulled or pushed."""
+
+    id: str
+    module: str
+    reference: str
+    digest: str | None
+    size: int
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    managed: bool
+    runs: int = 0
+    last_used: float | None = None
+
+
+@dataclass(frozen=True)
+class Use:
+    module: str
+    runs: int
+    last_used: float
+
+
+def run_uses(store: RunStore) -> dict[str, Use]:
+    """Image ID -> which module's runs used it, how many, and when last, from the run records."""
+    uses: dict[str, Use] = {}
+    for run_id in store.ids():
+        rec = store.load_run(run_id)
+        old = uses.get(rec.image.id)
+        uses[rec.image.id] = Use(
+            module=rec.module,
+            runs=(old.runs if old else 0) + 1,
+            last_used=max(rec.started_at, old.last_used if old else rec.started_at),
+        )
+    return uses
+
+
+def local_images(engine: Engine, store: RunStore, *, module: str | None = None) -> list[LocalImage]:
+    """Images labelled as containerexec's (builds, pushes) plus those run records used."""
+    uses = run_uses(store)
+    found = {i.id: i for i in engine.images({LABEL_MANAGED: ""})}
+    for image_id in uses.keys() - found.keys():
+        info = engine.inspect_image(image_id)
+        if info is not None:
+            found[info.id] = info
+    out = []
+    for info in found.values():
+        use = uses.get(info.id)
+        name = info.labels.get(LABEL_MODULE) or (use.module if use else "-")
+        if module is not None and name != module:
+            continue
+        tags = tuple(t for t in info.tags if t != "<none>:<none>")
+        digests = tuple(d for d in info.repo_digests if "@" in d)
+        out.append(LocalImage(
+            id=info.id, module=name, reference=(tags or digests or (info.id,))[0],
+            digest=digests[0].split("@", 1)[1] if digests else None, size=info.size,
+            tags=tags, repo_digests=digests, managed=info.labels.get(LABEL_MANAGED) == "1",
+            runs=use.runs if use else 0, last_used=use.last_used if use else None,
+        ))
+    return sorted(out, key=lambda i: (i.module, i.reference))
+
+
+def prune(
+    engine: Engine, store: RunStore, *, module: str | None = None, dry_run: bool = False
+) -> list[LocalImage]:
+    """Remove containerexec's images that no run record in `store` needs; returns them.
+
+    Images are removed by name (each tag and digest), so an image another one is
+    built FROM only loses its names; its layers go with the last image using them.
+    """
+    victims = [i for i in local_images(engine, store, module=module)
+               if i.managed and i.runs == 0]
+    if not dry_run:
+        for image in victims:
+            for ref in image.tags + image.repo_digests or (image.id,):
+                engine.remove_image(ref)
+    return victims

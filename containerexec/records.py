@@ -72,6 +72,7 @@ class ShardRecord(Record):
     cached: bool = False
     log_path: str
     log_tail: list[str] = Field(default_factory=list)
+    stderr_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
 
 
@@ -98,6 +99,7 @@ class RunRecord(Record):
     host: str = ""
     pid: int = 0
     pipeline_run: str | None = None
+    repro_of: str | None = None  # the run this one replays a shard of
 
 
 class RunStore:

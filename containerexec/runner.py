@@ -125,6 +125,8 @@ def run_invocation(
             kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
             return replace(base, container_id=cid, ended_at=clock(), failure=kind,
                            message=str(exc))
+        if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
+            engine.stop(cid, grace_s=grace_s)
         reader = threading.Thread(target=_pump, args=(stream, log), daemon=True)
         reader.start()
         timed_out = False

@@ -173,7 +173,7 @@ class RetryPolicy(Model):
     on_exit_codes: list[int] | None = Field(
         None, description="Retry only these exit codes (default: any ordinary failure)."
     )
-    backoff: Backoff = Field(default_factory=Backoff)
+    backoff: Backoff = Backoff()
 
 
 class ModuleSpec(Model):
@@ -196,8 +196,8 @@ class ModuleSpec(Model):
     env: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
     secrets: list[Annotated[str, Field(pattern=NAME_RE)]] = Field(default_factory=list)
     network: bool = Field(False, description="Give the container a network (off by default).")
-    resources: Resources = Field(default_factory=Resources)
-    retries: RetryPolicy = Field(default_factory=RetryPolicy)
+    resources: Resources = Resources()
+    retries: RetryPolicy = RetryPolicy()
     array: ArraySpec | None = None
     cache: bool = True
 

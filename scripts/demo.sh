@@ -32,4 +32,17 @@ for word, n in sorted(total.items(), key=lambda kv: (-kv[1], kv[0]))[:10]:
     print(f"{word}\t{n}")
 PY
 
-# pipeline demo (issue 6) goes here
+echo
+echo "==> containerexec pipeline graph specs/wordstats/pipeline.yaml"
+"$cx" pipeline graph specs/wordstats/pipeline.yaml
+echo
+echo "==> containerexec pipeline run specs/wordstats/pipeline.yaml (split -> count array -> merge -> top)"
+rm -rf demo-out/wordstats
+"$cx" pipeline run specs/wordstats/pipeline.yaml \
+  -o report=demo-out/wordstats/top.txt -o totals=demo-out/wordstats/totals.tsv
+echo
+echo "==> top words of the corpus (demo-out/wordstats/top.txt):"
+cat demo-out/wordstats/top.txt
+echo
+echo "==> the same pipeline again: nothing changed, so every shard comes from the cache"
+"$cx" pipeline run specs/wordstats/pipeline.yaml -o report=demo-out/wordstats/top.txt

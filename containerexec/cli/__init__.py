@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +20,8 @@ class App:
 
     runs_dir: Path
     _engine: Engine | None = field(default=None, repr=False)
+    # Registry retry backoff; None = the library's own. Tests pass obj=App(..., sleep=...).
+    sleep: Callable[[float], object] | None = field(default=None, repr=False)
 
     def engine(self) -> Engine:
         """The Docker engine, connected on first use (so `validate` needs no engine)."""
@@ -57,7 +60,8 @@ class Group(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, runs_dir: Path) -> None:
     """Run pipeline modules in containers: pinned images, parallel shards, exact replay."""
-    ctx.obj = App(runs_dir=runs_dir)
+    given = ctx.obj if isinstance(ctx.obj, App) else None  # an embedding caller's (tests)
+    ctx.obj = App(runs_dir=runs_dir, sleep=given.sleep if given else None)
 
 
 def main() -> None:
@@ -65,4 +69,4 @@ def main() -> None:
     sys.exit(0)
 
 
-from . import modules, runs  # noqa: E402,F401  (registers the commands)
+from . import authoring, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)

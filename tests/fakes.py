@@ -1,0 +1,137 @@
+"""A small in-memory Engine for scheduler properties only (parallelism, retries, failure limits).
+
+It never stands in for Docker where container behaviour matters; tests/engine/ covers that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+
+from containerexec.engine import ContainerInfo, ExitStatus, ImageInfo, Progress, WaitTimeout
+from containerexec.errors import EngineUnavailable, ImageError
+from containerexec.invocation import Invocation
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a fake container does: run for `seconds`, print `output`, exit with `exit_code`."""
+
+    exit_code: int = 0
+    seconds: float = 0.0
+    oom_killed: bool = False
+    output: bytes = b""
+    lost: bool = False  # the engine goes away while it runs
+
+
+Script = Callable[[Invocation, int], Outcome]  # (invocation, attempt number from 1) -> Outcome
+
+
+@dataclass
+class FakeContainer:
+    inv: Invocation
+    outcome: Outcome
+    stopped: threading.Event = field(default_factory=threading.Event)
+    state: str = "created"
+
+
+class FakeEngine:
+    """Containers that sleep and exit as `script` says; counts what the scheduler did."""
+
+    def __init__(self, script: Script | None = None) -> None:
+        self.script: Script = script or (lambda inv, n: Outcome())
+        self.lock = threading.Lock()
+        self.containers_by_id: dict[str, FakeContainer] = {}
+        self.attempts: dict[int, int] = {}
+        self.running = 0
+        self.max_running = 0
+        self.started: list[int] = []
+        self.removed: list[str] = []
+        self.image_lookups = 0
+        self.reachable = True
+        self._ids = itertools.count(1)
+
+    def ping(self) -> None:
+        if not self.reachable:
+            raise EngineUnavailable("fake://", "down")
+
+    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
+        with self.lock:
+            n = self.attempts[inv.shard_index] = self.attempts.get(inv.shard_index, 0) + 1
+            cid = f"c{next(self._ids):04d}"
+            self.containers_by_id[cid] = FakeContainer(inv, self.script(inv, n))
+        return cid
+
+    def start(self, container_id: str) -> None:
+        with self.lock:
+            c = self.containers_by_id[container_id]
+            c.state = "running"
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+            self.started.append(c.inv.shard_index)
+
+    def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
+        c = self.containers_by_id[container_id]
+        if c.state == "running":
+            limit = c.outcome.seconds if timeout_s is None else min(timeout_s, c.outcome.seconds)
+            stopped = c.stopped.wait(limit)
+            if not stopped and timeout_s is not None and timeout_s < c.outcome.seconds:
+                raise WaitTimeout(f"container {container_id} still running")
+            self._exit(c)
+            if c.outcome.lost:
+                from containerexec.engine import EngineLost
+
+                raise EngineLost("lost the fake engine")
+        code = 143 if c.stopped.is_set() else c.outcome.exit_code
+        return ExitStatus(exit_code=code, oom_killed=c.outcome.oom_killed)
+
+    def _exit(self, c: FakeContainer) -> None:
+        with self.lock:
+            if c.state == "running":
+                c.state = "exited"
+                self.running -= 1
+
+    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+        out = self.containers_by_id[container_id].outcome.output
+        if out:
+            yield out, None
+
+    def stop(self, container_id: str, *, grace_s: float) -> None:
+        c = self.containers_by_id.get(container_id)
+        if c is not None:
+            c.stopped.set()
+
+    def remove(self, container_id: str) -> None:
+        c = self.containers_by_id.pop(container_id, None)
+        if c is not None:
+            self._exit(c)
+            self.removed.append(container_id)
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        return [ContainerInfo(cid, c.inv.name, dict(c.inv.labels), c.state)
+                for cid, c in list(self.containers_by_id.items())
+                if all(c.inv.labels.get(k) == v for k, v in labels.items())]
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        self.image_lookups += 1
+        return ImageInfo(id="sha256:" + "f" * 64, tags=[ref])
+
+    def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
+        raise ImageError("-", ref, "the fake engine pulls nothing")
+
+    def build(self, context: str, **kwargs: object) -> ImageInfo:
+        raise ImageError("-", context, "the fake engine builds nothing")
+
+    def tag(self, image: str, repo: str, tag: str) -> None:
+        pass
+
+    def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
+        raise ImageError("-", repo, "the fake engine pushes nothing")
+
+    def remove_image(self, ref: str) -> None:
+        pass
+
+    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        return []

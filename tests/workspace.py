@@ -1,0 +1,159 @@
+"""A test's folder: spec files, input data, a run store, and `containerexec` run as a user would.
+
+Import `workspace_fixture` into a test module to get the `workspace` fixture.
+
+Engine tests run the real command line in a subprocess (for exit status, signals and
+output) or the library API with the session label (for callbacks during a run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from containerexec.bindings import Bindings, bind
+from containerexec.engine import DockerEngine
+from containerexec.executor import Executor, RunOptions, RunResult, ShardEvent
+from containerexec.invocation import LABEL_RUN
+from containerexec.records import RunRecord, RunStore, ShardRecord
+from containerexec.spec import ModuleSpec, load_spec
+
+CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
+BASE_IMAGE = "containerexec/base:bookworm"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T], *, timeout_s: float = 30.0, what: str = "condition") -> T:
+    """Poll `check` every 0.1 s until it returns something truthy."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+class Workspace:
+    """Specs, inputs and a run store under one tmp_path."""
+
+    def __init__(self, root: Path, labels: Mapping[str, str]) -> None:
+        self.root = root
+        self.labels = dict(labels)
+        self.runs_dir = root / "runs"
+        self.store = RunStore(self.runs_dir)
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spec(self, body: str, name: str = "module.yaml") -> Path:
+        """Write a spec; `environment` defaults to the base image."""
+        text = textwrap.dedent(body)
+        if "environment:" not in text:
+            text = f"environment: {{image: {BASE_IMAGE}}}\n" + text
+        path = self.root / name
+        path.write_text(text)
+        return path
+
+    def folder(self, name: str, files: Mapping[str, str] | None = None) -> Path:
+        path = self.root / name
+        path.mkdir(parents=True, exist_ok=True)
+        for rel, text in (files or {}).items():
+            (path / rel).parent.mkdir(parents=True, exist_ok=True)
+            (path / rel).write_text(text)
+        return path
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**os.environ, "CONTAINEREXEC_RUNS_DIR": str(self.runs_dir), **(extra or {})}
+
+    def cli(self, *args: str, env: Mapping[str, str] | None = None,
+            timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+        """`containerexec ARGS` to its end, with output captured."""
+        return subprocess.run([CONTAINEREXEC, *args], cwd=self.root, env=self.env(env),
+                              capture_output=True, text=True, timeout=timeout_s, check=False)
+
+    def start(self, *args: str, env: Mapping[str, str] | None = None,
+              stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
+        """`containerexec ARGS` in the background, in its own session (so signals reach only it)."""
+        proc = subprocess.Popen([CONTAINEREXEC, *args], cwd=self.root, env=self.env(env),
+                                stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def close(self) -> None:
+        """Kill (by PID) any containerexec this test started and left running."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=30)
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
+
+    def run_id(self, timeout_s: float = 60.0) -> str:
+        """The id of the one run recorded here (waits until it is)."""
+        ids = wait_for(self.store.ids, timeout_s=timeout_s, what="a run record")
+        assert len(ids) == 1, ids
+        return ids[0]
+
+    def record(self, run: str = "last") -> RunRecord:
+        return self.store.load_run(run)
+
+    def shards(self, run: str = "last") -> dict[int, ShardRecord]:
+        return self.store.load_shards(self.store.resolve_id(run))
+
+    def run(
+        self, spec_path: Path, inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None, *,
+        on_event: Callable[[ShardEvent], None] | None = None,
+        on_line: Callable[[int, str, str], None] | None = None,
+        engine: DockerEngine | None = None, secrets: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> tuple[ModuleSpec, Bindings, RunResult]:
+        """Run through the library API, with the session label on every container."""
+        spec = load_spec(spec_path)
+        bindings = bind(spec, dict(inputs or {}), dict(outputs or {}), base=self.root,
+                        default_outputs=self.root / "default-outputs")
+        own = engine is None
+        engine = engine or DockerEngine.from_env()
+        executor = Executor(engine, self.store, secrets=secrets, on_event=on_event,
+                            on_line=on_line)
+        opts = RunOptions(labels=self.labels, grace_s=options.pop("grace_s", 1.0), **options)
+        try:
+            result = executor.run(spec, bindings, spec_path=spec_path, options=opts)
+        finally:
+            if own:  # an unclosed client warns when collected, in whichever test runs then
+                engine.api.close()
+        return spec, bindings, result
+
+
+def run_containers(client: Any, run_id: str, *, running: bool = False) -> list[dict[str, Any]]:
+    """The engine's containers labelled with this run (only running ones if asked)."""
+    filters: dict[str, Any] = {"label": f"{LABEL_RUN}={run_id}"}
+    if running:
+        filters["status"] = "running"
+    return list(client.api.containers(all=not running, filters=filters))
+
+
+def remove_run_containers(client: Any, run_id: str) -> None:
+    for c in run_containers(client, run_id):
+        client.api.remove_container(c["Id"], force=True)
+
+
+@pytest.fixture(name="workspace")
+def workspace_fixture(tmp_path: Path, test_session_label: dict[str, str],
+              docker_client: Any) -> Iterator[Workspace]:
+    """A Workspace in tmp_path; afterwards, no container of its runs is left on the engine."""
+    ws = Workspace(tmp_path, test_session_label)
+    yield ws
+    ws.close()
+    for run_id in ws.store.ids():
+        remove_run_containers(docker_client, run_id)
