@@ -16,6 +16,7 @@ import click
 
 from .. import images
 from ..bindings import bind, parse_pairs
+from ..errors import UsageError
 from ..executor import Executor, RunOptions, new_run_id
 from ..logs import DEFAULT_LIMIT_BYTES
 from ..spec import ModuleSpec, load_spec, parse_bytes
@@ -72,10 +73,13 @@ def build(app: App, spec: Path, pull: str | None) -> None:
               help="Seconds between SIGTERM and SIGKILL when stopping a container.")
 @click.option("--log-limit", default=str(DEFAULT_LIMIT_BYTES), show_default=True,
               help="Bytes of log kept per shard (the last ones), e.g. 16m.")
+@click.option("--allow-secret", "allowed", multiple=True, metavar="NAME",
+              help="Give a module image's spec this secret from your environment "
+              "(specs carried by images get no secret unless allowed).")
 @click.pass_context
 def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
         shards: str | None, max_parallel: int | None, resume: str | None, pull: str | None,
-        grace: float, log_limit: str) -> None:
+        grace: float, log_limit: str, allowed: tuple[str, ...]) -> None:
     """Run a module: every shard in its own container; exits as the command did.
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
@@ -83,6 +87,8 @@ def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[
     """
     app: App = ctx.obj
     module, spec_path = load_module(app, spec, pull=pull)
+    if spec_path is None:
+        check_allowed(str(spec), module, allowed)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
     if resume:
         prev = app.store.load_run(resume)
@@ -103,12 +109,25 @@ def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[
     ctx.exit(result.exit_code)
 
 
+def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> None:
+    """A spec that came with an image gets no secret from here unless the user allows it."""
+    refused = [n for n in module.secrets if n not in allowed]
+    if refused:
+        flags = " ".join(f"--allow-secret {n}" for n in refused)
+        raise UsageError(f"module image '{ref}' asks for secret(s) {', '.join(refused)} from "
+                         f"your environment; to give them, run again with {flags}")
+
+
 def load_module(
     app: App, target: Path, *, pull: str | None = None
 ) -> tuple[ModuleSpec, Path | None]:
     """A spec file, or an image reference whose image carries its spec."""
-    if target.exists() or str(target).endswith((".yaml", ".yml")):
+    text = str(target)
+    if target.exists() or text.endswith((".yaml", ".yml")):
         return load_spec(target), target
+    if not any(c in text for c in "/:@"):
+        raise UsageError(f"'{text}': no such spec file; to run a module image, give its full "
+                         "reference: REGISTRY/REPO[:TAG] or REGISTRY/REPO@sha256:DIGEST")
     from .. import sharing
 
     progress = TransferProgress()
