@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -68,11 +69,7 @@ class TimedEngine:
         def timed(*args: Any, **kwargs: Any) -> Any:
             t0 = time.perf_counter()
             try:
-                result = attr(*args, **kwargs)
-                if name == "attach":
-                    result = list(result)  # time the whole stream, not the generator's creation
-                    return iter(result)
-                return result
+                return attr(*args, **kwargs)  # for attach: opening the stream, not reading it
             finally:
                 self._add(name, time.perf_counter() - t0)
 
@@ -175,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="SDK side: docker's defaults, or containerexec's safe host config")
     ap.add_argument("--trace", action="store_true", help="time containerexec's engine calls")
     args = ap.parse_args(argv)
+    # SIGTERM unwinds like Ctrl-C, so the cleanup below removes this run's containers.
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     levels = [int(p) for p in args.parallel.split(",")]
     labels = {BENCH_LABEL: uuid.uuid4().hex}
 

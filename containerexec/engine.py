@@ -70,6 +70,13 @@ class StartFailed(EngineError):
 Progress = Callable[[dict[str, Any]], None]
 
 
+class LogStream(Protocol):
+    """(stdout, stderr) chunks of a container's output; close() frees it unread."""
+
+    def __iter__(self) -> Iterator[tuple[bytes | None, bytes | None]]: ...
+    def close(self) -> None: ...
+
+
 class Engine(Protocol):
     """What containerexec needs from a container engine. Methods raise EngineError."""
 
@@ -77,7 +84,7 @@ class Engine(Protocol):
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str: ...
     def start(self, container_id: str) -> None: ...
     def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus: ...
-    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]: ...
+    def attach(self, container_id: str) -> LogStream: ...
     def stop(self, container_id: str, *, grace_s: float) -> None: ...
     def remove(self, container_id: str) -> None: ...
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
@@ -296,7 +303,7 @@ class DockerEngine:
             error=str(_message(result.get("Error")) or state.get("Error", "")),
         )
 
-    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+    def attach(self, container_id: str) -> LogStream:
         """(stdout, stderr) chunks until the container exits. Call before `start`.
 
         Attaching first (as `docker run` does) means no early output is missed and
@@ -308,7 +315,7 @@ class DockerEngine:
             )
         except Exception as exc:
             translate(exc, f"attach to container {container_id[:12]}")
-        return _guarded(stream)
+        return _Attached(stream, _raw_socket(stream))
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         try:
@@ -506,18 +513,36 @@ def _message(error: Any) -> str:
     return str(error.get("Message", "")) if isinstance(error, dict) else ""
 
 
-def _guarded(
-    stream: Iterator[tuple[bytes | None, bytes | None]],
-) -> Iterator[tuple[bytes | None, bytes | None]]:
+def _raw_socket(stream: Any) -> Any:
+    """The socket under an attach stream, taken while the response still holds it."""
     try:
-        yield from stream
-    except (requests.exceptions.ConnectionError, docker.errors.APIError):
-        return  # the wait reports what happened; logs end where the engine went
-    finally:
-        # docker-py leaves the attach socket open when its stream ends (ResourceWarning)
-        for closer in (stream, getattr(stream, "_response", None)):
+        return stream._response.raw._fp.fp.raw._sock
+    except AttributeError:
+        return None
+
+
+class _Attached:
+    """An attach stream that can be closed whether or not it was ever read."""
+
+    def __init__(self, stream: Any, sock: Any) -> None:
+        self.stream = stream
+        self.sock = sock
+
+    def __iter__(self) -> Iterator[tuple[bytes | None, bytes | None]]:
+        try:
+            yield from self.stream
+        except (requests.exceptions.ConnectionError, docker.errors.APIError):
+            return  # the wait reports what happened; logs end where the engine went
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        # docker-py leaves closing the attach socket to the caller, and once the
+        # response has ended it can no longer find it (ResourceWarning): close it here.
+        closers: list[Any] = [self.stream, getattr(self.stream, "_response", None), self.sock]
+        for closer in closers:
             with contextlib.suppress(Exception):
-                closer.close()  # type: ignore[union-attr]
+                closer.close()
 
 
 def _image_info(data: dict[str, Any]) -> ImageInfo:

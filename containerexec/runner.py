@@ -8,11 +8,11 @@ logic can be tested in milliseconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from .engine import Engine, EngineLost, StartFailed, WaitTimeout
+from .engine import Engine, EngineLost, LogStream, StartFailed, WaitTimeout
 from .errors import EngineError, EngineUnavailable, ImageError
 from .invocation import Invocation
 from .logs import LogSink
@@ -122,6 +122,7 @@ def run_invocation(
         try:
             engine.start(cid)
         except StartFailed as exc:
+            stream.close()
             kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
             return replace(base, container_id=cid, ended_at=clock(), failure=kind,
                            message=str(exc))
@@ -159,7 +160,7 @@ def run_invocation(
             _remove_quietly(engine, cid)
 
 
-def _pump(stream: Iterator[tuple[bytes | None, bytes | None]], log: LogSink) -> None:
+def _pump(stream: LogStream, log: LogSink) -> None:
     for out, err in stream:
         if out:
             log.write("stdout", out)

@@ -361,3 +361,26 @@ def test_a_200_mb_log_keeps_the_last_lines_under_the_limit_and_memory_flat(
     assert text.endswith("x\nTHE LAST LINE\n")
     # 200 MB went through the executor; its peak memory must not follow.
     assert big < small * 1.5, (small, big)
+
+
+def test_a_missing_file_output_fails_the_run_and_commits_nothing(workspace: Workspace) -> None:
+    spec = workspace.spec("name: lazy\noutputs: {report: {type: file, path: report.txt}}\n"
+                          "command: ['true']\n")
+    target = workspace.root / "out" / "report.txt"
+    result = workspace.cli("run", str(spec), "-o", f"report={target}")
+    assert result.returncode == 1
+    assert "output 'report': the command did not write report.txt" in result.stderr
+    assert workspace.shards()[0].failure == "outputs_missing"
+    assert not target.parent.exists()
+
+
+def test_a_command_that_does_not_exist_exits_127_and_is_not_retried(
+    workspace: Workspace,
+) -> None:
+    spec = workspace.spec("name: typo\ncommand: [no-such-program, x]\n"
+                          "retries: {max_attempts: 3, backoff: {initial: 0.1}}\n")
+    result = workspace.cli("run", str(spec))
+    assert result.returncode == 127
+    assert "(command not found)" in result.stderr
+    shard = workspace.shards()[0]
+    assert shard.failure == "command_not_found" and len(shard.attempts) == 1

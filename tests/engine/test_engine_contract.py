@@ -1,0 +1,95 @@
+"""One contract checked on tests/fakes.FakeEngine and on DockerEngine, so the fake cannot drift.
+
+The fake scripts its containers with an Outcome; the real one runs the equivalent argv.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fakes import FakeEngine, Outcome
+
+from containerexec.arrays import Shard
+from containerexec.bindings import Bindings
+from containerexec.engine import DockerEngine, Engine, WaitTimeout
+from containerexec.invocation import LABEL_RUN, Invocation, resolve
+from containerexec.spec import parse_spec
+
+BASE_IMAGE = "containerexec/base:bookworm"
+SPEC = f"name: contract\nenvironment: {{image: {BASE_IMAGE}}}\ncommand: [sh]\n"
+
+
+def invocation(argv: list[str], labels: dict[str, str]) -> Invocation:
+    inv = resolve(parse_spec(SPEC, "contract.yaml"), Bindings({}, {}), Shard(0, "", 1),
+                  run_id=f"contract-{uuid.uuid4().hex[:8]}", image=BASE_IMAGE,
+                  staging=Path("/nonexistent"), user="0:0", labels=labels)
+    return inv.model_copy(update={"argv": argv})
+
+
+# Each case: the argv a real container runs, and the Outcome the fake plays instead.
+CASES = {
+    "exit-3": (["sh", "-c", "echo hello; exit 3"], Outcome(exit_code=3, output=b"hello\n")),
+    "sleep": (["sleep", "30"], Outcome(seconds=30)),
+}
+
+
+@pytest.fixture(params=["fake", "docker"])
+def engine(request: pytest.FixtureRequest, test_session_label: dict[str, str]) -> Iterator[Any]:
+    if request.param == "fake":
+        by_argv = {tuple(argv): outcome for argv, outcome in CASES.values()}
+        yield FakeEngine(lambda inv, n: by_argv[tuple(inv.argv)])
+        return
+    real = DockerEngine.from_env()
+    yield real
+    real.api.close()
+
+
+def started(engine: Engine, case: str, labels: dict[str, str]) -> tuple[Invocation, str]:
+    inv = invocation(CASES[case][0], labels)
+    cid = engine.create(inv, secrets={})
+    engine.start(cid)
+    return inv, cid
+
+
+def test_wait_reports_the_exit_code_and_attach_the_output(
+    engine: Engine, test_session_label: dict[str, str],
+) -> None:
+    _, cid = started(engine, "exit-3", test_session_label)
+    try:
+        status = engine.wait(cid, timeout_s=30)
+        out = b"".join(o or b"" for o, _ in engine.attach(cid))
+    finally:
+        engine.remove(cid)
+    assert (status.exit_code, status.oom_killed) == (3, False)
+    assert out == b"hello\n"
+
+
+def test_a_wait_past_its_timeout_raises_and_stop_ends_the_container(
+    engine: Engine, test_session_label: dict[str, str],
+) -> None:
+    _, cid = started(engine, "sleep", test_session_label)
+    try:
+        with pytest.raises(WaitTimeout):
+            engine.wait(cid, timeout_s=0.5)
+        engine.stop(cid, grace_s=1)
+        assert engine.wait(cid, timeout_s=30).exit_code != 0
+    finally:
+        engine.remove(cid)
+
+
+def test_containers_are_found_by_run_label_until_removed(
+    engine: Engine, test_session_label: dict[str, str],
+) -> None:
+    inv, cid = started(engine, "sleep", test_session_label)
+    try:
+        found = engine.containers({LABEL_RUN: inv.run_id})
+        assert [c.id for c in found] == [cid]
+        assert found[0].labels[LABEL_RUN] == inv.run_id
+    finally:
+        engine.remove(cid)
+    assert engine.containers({LABEL_RUN: inv.run_id}) == []
+    engine.remove(cid)  # removing twice is not an error
