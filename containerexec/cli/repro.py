@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .. import export as portable
 from .. import repro as replay
 from ..bindings import parse_pairs
 from ..errors import UsageError
@@ -30,7 +31,7 @@ def export(app: App, run: str, output: Path) -> None:
     """Write one self-contained JSON file of RUN (an id, a prefix, or 'last'): its record,
     every shard's record and the end of each log; never secret values. `containerexec repro
     FILE` replays it on another machine."""
-    data = replay.export_run(app.store, run).model_dump(mode="json")
+    data = portable.export_run(app.store, run).model_dump(mode="json")
     if str(output) == "-":
         click.echo(json.dumps(data, indent=1, sort_keys=True))
         return
@@ -67,7 +68,7 @@ def repro_command(ctx: click.Context, record_or_run: str, shard: int | None,
     if shell and debug:
         raise UsageError("--shell and --debug exclude each other; pick one")
     mode: replay.Mode = "shell" if shell else "debug" if debug else "run"
-    source = replay.load_source(app.store, record_or_run)
+    source = portable.load_source(app.store, record_or_run)
     given = parse_pairs(inputs, "--inputs")
     if print_only:
         _print(app, source, shard, given, mode, debug_port)
@@ -110,7 +111,7 @@ def repro_command(ctx: click.Context, record_or_run: str, shard: int | None,
     ctx.exit(code if code is not None else 1)
 
 
-def _print(app: App, source: replay.RunExport, shard: int | None, given: dict[str, str],
+def _print(app: App, source: portable.RunExport, shard: int | None, given: dict[str, str],
            mode: replay.Mode, debug_port: int) -> None:
     plan = replay.plan_replay(app.store, source, shard=shard, inputs=given, strict=False,
                               outputs_root=Path.cwd() / "repro-outputs")

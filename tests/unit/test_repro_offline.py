@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from containerexec import export as portable
 from containerexec import mounts, repro
 from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
@@ -69,10 +70,10 @@ def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStor
 
 def test_export_holds_every_shard_and_log_tails_but_no_secret_value(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    export = repro.export_run(store, "last")
+    export = portable.export_run(store, "last")
     assert [s.index for s in export.shards] == [0, 1, 2]
     assert export.logs[1][-1] == "last of 1"
-    assert len(export.logs[1]) == repro.EXPORT_LOG_LINES
+    assert len(export.logs[1]) == portable.EXPORT_LOG_LINES
     assert all("API_TOKEN" not in s.invocation.env for s in export.shards)
     assert export.shards[0].invocation.secret_names == ["API_TOKEN"]
 
@@ -83,16 +84,16 @@ def test_runs_export_cli_writes_a_file_that_loads_back(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "runs", "export", "job-",
                                       "-o", str(out)])
     assert result.exit_code == 0, result.output
-    assert json.loads(out.read_text())["kind"] == repro.EXPORT_KIND
-    loaded = repro.load_source(RunStore(tmp_path / "elsewhere"), str(out))
+    assert json.loads(out.read_text())["kind"] == portable.EXPORT_KIND
+    loaded = portable.load_source(RunStore(tmp_path / "elsewhere"), str(out))
     assert loaded.run.run_id == RUN_ID
     assert loaded.logs[2][-1] == "last of 2"
 
 
 def test_load_source_takes_a_run_json_or_a_run_id(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    by_file = repro.load_source(RunStore(tmp_path), str(store.run_dir(RUN_ID) / "run.json"))
-    by_id = repro.load_source(store, "last")
+    by_file = portable.load_source(RunStore(tmp_path), str(store.run_dir(RUN_ID) / "run.json"))
+    by_id = portable.load_source(store, "last")
     assert len(by_file.shards) == len(by_id.shards) == 3
 
 
@@ -100,29 +101,29 @@ def test_load_source_takes_a_run_json_or_a_run_id(tmp_path: Path) -> None:
 def test_a_record_from_a_newer_schema_is_refused_saying_upgrade(tmp_path: Path,
                                                                   where: str) -> None:
     store, _ = make_run(tmp_path)
-    data = repro.export_run(store, RUN_ID).model_dump(mode="json")
+    data = portable.export_run(store, RUN_ID).model_dump(mode="json")
     target = data if where == "top" else data["shards"][1]
     target["schema_version"] = 99
     path = tmp_path / "newer.json"
     write_json(path, data)
     with pytest.raises(RecordError, match=r"newer containerexec \(schema 99.*upgrade"):
-        repro.load_source(store, str(path))
+        portable.load_source(store, str(path))
 
 
 def test_a_missing_record_file_says_what_to_give(tmp_path: Path) -> None:
     with pytest.raises(RecordError, match="no such file; give a file written by"):
-        repro.load_source(RunStore(tmp_path), str(tmp_path / "nope.json"))
+        portable.load_source(RunStore(tmp_path), str(tmp_path / "nope.json"))
 
 
 def test_without_shard_the_first_failed_shard_is_replayed(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path, failed=(2, 1))
-    assert repro.pick_shard(repro.load_source(store, RUN_ID), None).index == 1
+    assert repro.pick_shard(portable.load_source(store, RUN_ID), None).index == 1
 
 
 def test_a_run_without_failures_asks_for_a_shard(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path, failed=())
     with pytest.raises(UsageError, match=r"no failed shard.*--shard K \(recorded: 0-2\)"):
-        repro.pick_shard(repro.load_source(store, RUN_ID), None)
+        repro.pick_shard(portable.load_source(store, RUN_ID), None)
 
 
 def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path) -> None:
@@ -131,7 +132,7 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     copy.mkdir()
     for f in data.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
-    plan = repro.plan_replay(store, repro.load_source(store, RUN_ID), inputs={"data": str(copy)},
+    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), inputs={"data": str(copy)},
                              labels={"team": "x"})
     inv = plan.inv
     assert inv.run_id == plan.run_id != RUN_ID and plan.run_id.startswith("job-repro-")
@@ -150,7 +151,7 @@ def test_changed_inputs_are_refused_listing_each_file(tmp_path: Path) -> None:
     (data / "a.txt").write_text("ALPHA\n")
     (data / "b.txt").write_text("bravo, longer\n")
     (data / "c.txt").write_text("new\n")
-    source = repro.load_source(store, RUN_ID)
+    source = portable.load_source(store, RUN_ID)
     with pytest.raises(InputsChanged) as info:
         repro.plan_replay(store, source)
     assert info.value.changes == [
@@ -167,7 +168,7 @@ def test_changed_inputs_are_refused_listing_each_file(tmp_path: Path) -> None:
 
 def test_a_missing_input_names_it_and_the_flag_to_pass(tmp_path: Path) -> None:
     store, data = make_run(tmp_path)
-    source = repro.load_source(store, RUN_ID)
+    source = portable.load_source(store, RUN_ID)
     for f in data.iterdir():
         f.unlink()
     data.rmdir()
@@ -181,7 +182,7 @@ def test_a_missing_input_names_it_and_the_flag_to_pass(tmp_path: Path) -> None:
 
 def test_print_command_parses_and_keeps_every_safe_flag(tmp_path: Path) -> None:
     store, data = make_run(tmp_path)
-    source = repro.load_source(store, RUN_ID)
+    source = portable.load_source(store, RUN_ID)
     plan = repro.plan_replay(store, source, strict=False, outputs_root=tmp_path / "o,ut")
     line = shlex.join(repro.print_command(plan, "run"))
     argv = shlex.split(line)
@@ -202,7 +203,7 @@ def test_print_command_parses_and_keeps_every_safe_flag(tmp_path: Path) -> None:
 
 def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, repro.load_source(store, RUN_ID), strict=False)
+    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
     argv = repro.print_command(plan, "debug", debug_port=7000)
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:7000:5678"
     assert argv[argv.index("--network") + 1] == "bridge"
@@ -213,7 +214,7 @@ def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: 
 
 def test_debug_refuses_a_command_that_is_not_python(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, repro.load_source(store, RUN_ID), strict=False)
+    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
     plan = repro.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update={"argv": ["bash"]})})
     with pytest.raises(UsageError, match="--debug needs a Python command.*use --shell"):
         repro.mode_invocation(plan, "debug")
@@ -221,7 +222,7 @@ def test_debug_refuses_a_command_that_is_not_python(tmp_path: Path) -> None:
 
 def test_launch_config_attaches_to_localhost_and_maps_the_script_folder(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, repro.load_source(store, RUN_ID), strict=False)
+    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
     config = repro.launch_config(repro.mode_invocation(plan, "debug"), 7000)["configurations"][0]
     assert config["request"] == "attach"
     assert config["connect"] == {"host": "127.0.0.1", "port": 7000}
@@ -285,7 +286,7 @@ def test_last_means_the_newest_run_that_is_not_itself_a_repro(tmp_path: Path) ->
     store.write_run(original.model_copy(update={
         "run_id": "job-repro-20260101-000001-000000", "repro_of": RUN_ID,
         "started_at": original.started_at + 10}))
-    assert repro.load_source(store, "last").run.run_id == RUN_ID
+    assert portable.load_source(store, "last").run.run_id == RUN_ID
 
 
 @pytest.mark.parametrize(("answer", "expected"), [
@@ -302,7 +303,7 @@ def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: st
 
 def test_shard_record_of_an_export_keeps_its_invocation(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    export = repro.export_run(store, RUN_ID)
+    export = portable.export_run(store, RUN_ID)
     again = repro.RunExport.model_validate(json.loads(export.model_dump_json()))
     assert again == export
     assert isinstance(again.shards[1], ShardRecord)
