@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UsageError
-from .spec import ModuleSpec, check_value
+from .spec import InputPort, ModuleSpec, check_value
 
 
 @dataclass(frozen=True)
@@ -57,23 +57,9 @@ def bind(
             raise UsageError(f"{where}: -o '{name}': no such output (outputs: {known})")
     bound: dict[str, Any] = {}
     for name, port in spec.inputs.items():
-        value = inputs.get(name, port.default)
-        if value is None:
-            if port.optional:
-                continue
-            raise UsageError(f"{where}: input '{name}' ({port.type}) is required; pass -i {name}=...")
-        try:
-            value = check_value(port.type, value)
-        except ValueError as exc:
-            raise UsageError(f"{where}: input '{name}': {exc}") from None
-        if port.type in ("file", "directory"):
-            path = (base / os.path.expanduser(str(value))).resolve()
-            if port.type == "file" and not path.is_file():
-                raise UsageError(_missing(where, name, port.type, path))
-            if port.type == "directory" and not path.is_dir():
-                raise UsageError(_missing(where, name, port.type, path))
-            value = str(path)
-        bound[name] = value
+        value = bind_value(where, name, port, inputs.get(name, port.default), base)
+        if value is not None:
+            bound[name] = value
     targets: dict[str, str] = {}
     for name in spec.outputs:
         if name in outputs:
@@ -83,6 +69,27 @@ def bind(
         else:
             raise UsageError(f"{where}: output '{name}' needs a place; pass -o {name}=PATH")
     return Bindings(bound, targets)
+
+
+def bind_value(where: str, name: str, port: InputPort, value: Any, root: Path) -> Any:
+    """One input value checked against its port, a path made absolute from `root`.
+
+    Returns None for an optional input left unset; raises UsageError naming `where`.
+    """
+    if value is None:
+        if port.optional:
+            return None
+        raise UsageError(f"{where}: input '{name}' ({port.type}) is required; pass -i {name}=...")
+    try:
+        value = check_value(port.type, value)
+    except ValueError as exc:
+        raise UsageError(f"{where}: input '{name}': {exc}") from None
+    if port.type in ("file", "directory"):
+        path = (root / os.path.expanduser(str(value))).resolve()
+        if not (path.is_file() if port.type == "file" else path.is_dir()):
+            raise UsageError(_missing(where, name, port.type, path))
+        value = str(path)
+    return value
 
 
 def _missing(where: str, name: str, kind: str, path: Path) -> str:

@@ -25,14 +25,13 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from .bindings import bind
+from .bindings import bind, bind_value
 from .cache import Cache
 from .engine import Engine
 from .errors import ContainerExecError, UsageError
 from .executor import Executor, RunOptions, RunResult, ShardEvent, new_run_id
 from .pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
 from .records import SCHEMA_VERSION, Record, RunState, RunStore, load_model, write_json
-from .spec import check_value
 
 JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
 LABEL_PIPELINE = "containerexec.pipeline-run"
@@ -321,22 +320,9 @@ def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, A
     out: dict[str, Any] = {}
     for name, port in ports.items():
         value, root = (given[name], base) if name in given else (port.default, plan.spec_dir)
-        if value is None:
-            if port.optional:
-                continue
-            raise UsageError(f"{where}: input '{name}' ({port.type}) is required; "
-                             f"pass -i {name}=...")
-        try:
-            value = check_value(port.type, value)
-        except ValueError as exc:
-            raise UsageError(f"{where}: input '{name}': {exc}") from None
-        if port.type in ("file", "directory"):
-            path = (root / os.path.expanduser(str(value))).resolve()
-            if not (path.is_file() if port.type == "file" else path.is_dir()):
-                raise UsageError(f"{where}: input '{name}' expects a {port.type} at '{path}'; "
-                                 "check the path")
-            value = str(path)
-        out[name] = value
+        value = bind_value(where, name, port, value, root)
+        if value is not None:
+            out[name] = value
     return out
 
 
