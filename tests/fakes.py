@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 
 from containerexec.engine import ContainerInfo, ExitStatus, ImageInfo, Progress, WaitTimeout
@@ -93,7 +93,7 @@ class FakeEngine:
                 c.state = "exited"
                 self.running -= 1
 
-    def attach(self, container_id: str) -> Iterator[tuple[bytes | None, bytes | None]]:
+    def attach(self, container_id: str) -> Generator[tuple[bytes | None, bytes | None]]:
         out = self.containers_by_id[container_id].outcome.output
         if out:
             yield out, None
@@ -110,9 +110,11 @@ class FakeEngine:
             self.removed.append(container_id)
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
-        return [ContainerInfo(cid, c.inv.name, dict(c.inv.labels), c.state)
-                for cid, c in list(self.containers_by_id.items())
-                if all(c.inv.labels.get(k) == v for k, v in labels.items())]
+        return [
+            ContainerInfo(cid, c.inv.name, dict(c.inv.labels), c.state)
+            for cid, c in list(self.containers_by_id.items())
+            if all(c.inv.labels.get(k) == v for k, v in labels.items())
+        ]
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self.image_lookups += 1
@@ -121,7 +123,17 @@ class FakeEngine:
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
         raise ImageError("-", ref, "the fake engine pulls nothing")
 
-    def build(self, context: str, **kwargs: object) -> ImageInfo:
+    def build(
+        self,
+        context: str,
+        *,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        on_log: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
         raise ImageError("-", context, "the fake engine builds nothing")
 
     def tag(self, image: str, repo: str, tag: str) -> None:
@@ -135,3 +147,15 @@ class FakeEngine:
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         return []
+
+    def run_interactive(
+        self,
+        inv: Invocation,
+        *,
+        secrets: Mapping[str, str],
+        tty: bool,
+        keep: bool,
+        entrypoint: str | None = None,
+        publish: Mapping[int, int] | None = None,
+    ) -> int:
+        raise ImageError("-", inv.image, "the fake engine has no terminal")

@@ -73,18 +73,33 @@ class Workspace:
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, "CONTAINEREXEC_RUNS_DIR": str(self.runs_dir), **(extra or {})}
 
-    def cli(self, *args: str, env: Mapping[str, str] | None = None,
-            timeout_s: float = 120.0) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout_s: float = 120.0
+    ) -> subprocess.CompletedProcess[str]:
         """`containerexec ARGS` to its end, with output captured."""
-        return subprocess.run([CONTAINEREXEC, *args], cwd=self.root, env=self.env(env),
-                              capture_output=True, text=True, timeout=timeout_s, check=False)
+        return subprocess.run(
+            [CONTAINEREXEC, *args],
+            cwd=self.root,
+            env=self.env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+            check=False,
+        )
 
-    def start(self, *args: str, env: Mapping[str, str] | None = None,
-              stdout: Any = subprocess.DEVNULL) -> subprocess.Popen[str]:
+    def start(
+        self, *args: str, env: Mapping[str, str] | None = None, stdout: Any = subprocess.DEVNULL
+    ) -> subprocess.Popen[str]:
         """`containerexec ARGS` in the background, in its own session (so signals reach only it)."""
-        proc = subprocess.Popen([CONTAINEREXEC, *args], cwd=self.root, env=self.env(env),
-                                stdout=stdout, stderr=subprocess.PIPE, text=True,
-                                start_new_session=True)
+        proc = subprocess.Popen(
+            [CONTAINEREXEC, *args],
+            cwd=self.root,
+            env=self.env(env),
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
         self.procs.append(proc)
         return proc
 
@@ -111,21 +126,29 @@ class Workspace:
         return self.store.load_shards(self.store.resolve_id(run))
 
     def run(
-        self, spec_path: Path, inputs: Mapping[str, Any] | None = None,
-        outputs: Mapping[str, str] | None = None, *,
+        self,
+        spec_path: Path,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        *,
         on_event: Callable[[ShardEvent], None] | None = None,
         on_line: Callable[[int, str, str], None] | None = None,
-        engine: DockerEngine | None = None, secrets: Mapping[str, str] | None = None,
+        engine: DockerEngine | None = None,
+        secrets: Mapping[str, str] | None = None,
         **options: Any,
     ) -> tuple[ModuleSpec, Bindings, RunResult]:
         """Run through the library API, with the session label on every container."""
         spec = load_spec(spec_path)
-        bindings = bind(spec, dict(inputs or {}), dict(outputs or {}), base=self.root,
-                        default_outputs=self.root / "default-outputs")
+        bindings = bind(
+            spec,
+            dict(inputs or {}),
+            dict(outputs or {}),
+            base=self.root,
+            default_outputs=self.root / "default-outputs",
+        )
         own = engine is None
         engine = engine or DockerEngine.from_env()
-        executor = Executor(engine, self.store, secrets=secrets, on_event=on_event,
-                            on_line=on_line)
+        executor = Executor(engine, self.store, secrets=secrets, on_event=on_event, on_line=on_line)
         opts = RunOptions(labels=self.labels, grace_s=options.pop("grace_s", 1.0), **options)
         try:
             result = executor.run(spec, bindings, spec_path=spec_path, options=opts)
@@ -149,8 +172,9 @@ def remove_run_containers(client: Any, run_id: str) -> None:
 
 
 @pytest.fixture(name="workspace")
-def workspace_fixture(tmp_path: Path, test_session_label: dict[str, str],
-              docker_client: Any) -> Iterator[Workspace]:
+def workspace_fixture(
+    tmp_path: Path, test_session_label: dict[str, str], docker_client: Any
+) -> Iterator[Workspace]:
     """A Workspace in tmp_path; afterwards, no container of its runs is left on the engine."""
     ws = Workspace(tmp_path, test_session_label)
     yield ws

@@ -183,4 +183,6 @@ def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
         yield
     finally:
         for s, h in old.items():
-            signal.signal(s, h)
+            # After a cancel, a late Ctrl-C must not turn the clean exit (130/143) into
+            # click's "Aborted!" (exit 1) while the summary is printed.
+            signal.signal(s, signal.SIG_IGN if seen else h)

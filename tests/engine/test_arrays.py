@@ -19,8 +19,9 @@ from containerexec.executor import ShardEvent
 from containerexec.invocation import LABEL_SHARD
 
 
-def array_spec(ws: Workspace, array: str, script: str, extra: str = "",
-               name: str = "shards") -> Path:
+def array_spec(
+    ws: Workspace, array: str, script: str, extra: str = "", name: str = "shards"
+) -> Path:
     """A module whose shards run `script` in bash with $1 = flags input, $2 = output folder."""
     return ws.spec(
         f"name: {name}\n"
@@ -43,7 +44,8 @@ def sample_running(client: Any, run_id: str, stop: threading.Event, out: list[in
 
 
 def test_never_more_than_max_parallel_containers_run_at_once(
-    workspace: Workspace, docker_client: Any,
+    workspace: Workspace,
+    docker_client: Any,
 ) -> None:
     spec = array_spec(workspace, "{range: 6, max_parallel: 2}", f'sleep 1.5; echo > "$2/{IDX}"')
     run_id = f"bound-{uuid.uuid4().hex[:8]}"
@@ -52,8 +54,12 @@ def test_never_more_than_max_parallel_containers_run_at_once(
     sampler = threading.Thread(target=sample_running, args=(docker_client, run_id, stop, samples))
     sampler.start()
     try:
-        _, _, result = workspace.run(spec, {"flags": str(workspace.folder("flags"))},
-                                     {"out": str(workspace.root / "out")}, run_id=run_id)
+        _, _, result = workspace.run(
+            spec,
+            {"flags": str(workspace.folder("flags"))},
+            {"out": str(workspace.root / "out")},
+            run_id=run_id,
+        )
     finally:
         stop.set()
         sampler.join()
@@ -87,8 +93,12 @@ def test_the_image_is_resolved_once_per_run_and_every_shard_uses_it(
     engine.calls = Counter()
     spec = array_spec(workspace, "{range: 5}", f'echo > "$2/{IDX}"')
     try:
-        _, _, result = workspace.run(spec, {"flags": str(workspace.folder("flags"))},
-                                     {"out": str(workspace.root / "out")}, engine=engine)
+        _, _, result = workspace.run(
+            spec,
+            {"flags": str(workspace.folder("flags"))},
+            {"out": str(workspace.root / "out")},
+            engine=engine,
+        )
     finally:
         engine.api.close()
     assert result.exit_code == 0
@@ -118,10 +128,12 @@ def test_a_shard_that_fails_once_then_succeeds_is_retried_from_an_empty_folder(
             junk_visible.append((target / f"junk-{e.index}.txt").exists())
             (flags / f"ok-{e.index}").write_text("")
 
-    spec = array_spec(workspace, "{range: 3}", FLAKY,
-                      "retries: {max_attempts: 3, backoff: {initial: 0.1}}")
-    _, _, result = workspace.run(spec, {"flags": str(flags)}, {"out": str(target)},
-                                 on_event=on_event)
+    spec = array_spec(
+        workspace, "{range: 3}", FLAKY, "retries: {max_attempts: 3, backoff: {initial: 0.1}}"
+    )
+    _, _, result = workspace.run(
+        spec, {"flags": str(flags)}, {"out": str(target)}, on_event=on_event
+    )
     assert result.exit_code == 0
     shards = workspace.shards()
     assert [len(shards[i].attempts) for i in range(3)] == [1, 2, 1]
@@ -129,15 +141,27 @@ def test_a_shard_that_fails_once_then_succeeds_is_retried_from_an_empty_folder(
     assert (first.exit_code, first.failure) == (5, "exit_code")
     assert junk_visible == [False]
     assert sorted(os.listdir(target)) == [
-        "result-0.txt", "result-1.txt", "result-2.txt", "seen-0.txt", "seen-1.txt", "seen-2.txt"]
+        "result-0.txt",
+        "result-1.txt",
+        "result-2.txt",
+        "seen-0.txt",
+        "seen-1.txt",
+        "seen-2.txt",
+    ]
     assert (target / "seen-1.txt").read_text() == "\n"  # the retry saw an empty folder
 
 
 def test_a_shard_that_always_fails_does_not_stop_the_others(workspace: Workspace) -> None:
-    script = (f'if [ "{IDX}" = 2 ]; then echo "shard two is broken" >&2; exit 4; fi; '
-              f'echo > "$2/{IDX}"')
-    spec = array_spec(workspace, "{range: 5, max_parallel: 2}", script,
-                      "retries: {max_attempts: 2, backoff: {initial: 0.1}}", name="always")
+    script = (
+        f'if [ "{IDX}" = 2 ]; then echo "shard two is broken" >&2; exit 4; fi; echo > "$2/{IDX}"'
+    )
+    spec = array_spec(
+        workspace,
+        "{range: 5, max_parallel: 2}",
+        script,
+        "retries: {max_attempts: 2, backoff: {initial: 0.1}}",
+        name="always",
+    )
     flags, target = workspace.folder("flags"), workspace.root / "out"
     result = workspace.cli("run", str(spec), "-i", f"flags={flags}", "-o", f"out={target}")
     assert result.returncode == 1
@@ -148,20 +172,33 @@ def test_a_shard_that_always_fails_does_not_stop_the_others(workspace: Workspace
     assert f"Reproduce here: containerexec repro {run_id} --shard 2" in result.stderr
     shards = workspace.shards()
     assert [s.state for s in shards.values()] == [
-        "succeeded", "succeeded", "failed", "succeeded", "succeeded"]
+        "succeeded",
+        "succeeded",
+        "failed",
+        "succeeded",
+        "succeeded",
+    ]
     assert len(shards[2].attempts) == 2
     shown = workspace.cli("runs", "show", run_id)
-    rows = [line.split()[:4] for line in shown.stdout.splitlines()
-            if line.split() and line.split()[0].isdigit()]
-    assert rows == [["0", "succeeded", "0", "1"], ["1", "succeeded", "0", "1"],
-                    ["2", "failed", "4", "2"], ["3", "succeeded", "0", "1"],
-                    ["4", "succeeded", "0", "1"]]
+    rows = [
+        line.split()[:4]
+        for line in shown.stdout.splitlines()
+        if line.split() and line.split()[0].isdigit()
+    ]
+    assert rows == [
+        ["0", "succeeded", "0", "1"],
+        ["1", "succeeded", "0", "1"],
+        ["2", "failed", "4", "2"],
+        ["3", "succeeded", "0", "1"],
+        ["4", "succeeded", "0", "1"],
+    ]
 
 
 def test_max_failed_shards_stops_new_shards(workspace: Workspace) -> None:
     spec = array_spec(workspace, "{range: 6, max_parallel: 1, max_failed_shards: 2}", "exit 1")
-    _, _, result = workspace.run(spec, {"flags": str(workspace.folder("flags"))},
-                                 {"out": str(workspace.root / "out")})
+    _, _, result = workspace.run(
+        spec, {"flags": str(workspace.folder("flags"))}, {"out": str(workspace.root / "out")}
+    )
     assert result.exit_code == 1
     assert sorted(workspace.shards()) == [0, 1]
     assert result.record.counts == {"failed": 2, "pending": 4}
@@ -187,14 +224,18 @@ def test_resume_after_a_failure_runs_only_the_failed_shards(workspace: Workspace
 
 
 def test_resume_after_sigkill_removes_leftover_containers_and_never_doubles_a_shard(
-    workspace: Workspace, docker_client: Any,
+    workspace: Workspace,
+    docker_client: Any,
 ) -> None:
     spec = array_spec(workspace, "{range: 3, max_parallel: 3}", WAIT_FOR_GO)
     flags, target = workspace.folder("flags"), workspace.root / "out"
     proc = workspace.start("run", str(spec), "-i", f"flags={flags}", "-o", f"out={target}")
     run_id = workspace.run_id()
-    left = wait_for(lambda: len(run_containers(docker_client, run_id, running=True)) == 3
-                    and run_containers(docker_client, run_id), what="3 running shards")
+    wait_for(
+        lambda: len(run_containers(docker_client, run_id, running=True)) == 3,
+        what="3 running shards",
+    )
+    left = run_containers(docker_client, run_id)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert len(run_containers(docker_client, run_id)) == 3  # the dead run left them
@@ -204,8 +245,9 @@ def test_resume_after_sigkill_removes_leftover_containers_and_never_doubles_a_sh
 
     def sample() -> None:
         while not stop.is_set():
-            per_shard.append(Counter(c["Labels"][LABEL_SHARD]
-                                     for c in run_containers(docker_client, run_id)))
+            per_shard.append(
+                Counter(c["Labels"][LABEL_SHARD] for c in run_containers(docker_client, run_id))
+            )
             time.sleep(0.05)
 
     sampler = threading.Thread(target=sample)
@@ -225,7 +267,8 @@ def test_resume_after_sigkill_removes_leftover_containers_and_never_doubles_a_sh
 
 
 def test_a_second_containerexec_on_a_run_in_progress_refuses_naming_the_pid(
-    workspace: Workspace, docker_client: Any,
+    workspace: Workspace,
+    docker_client: Any,
 ) -> None:
     spec = array_spec(workspace, "{range: 2}", WAIT_FOR_GO)
     flags = workspace.folder("flags")
@@ -244,8 +287,9 @@ def test_a_second_containerexec_on_a_run_in_progress_refuses_naming_the_pid(
 def test_shard_option_runs_only_the_named_shards(workspace: Workspace) -> None:
     spec = array_spec(workspace, "{range: 5}", f'echo > "$2/{IDX}"')
     flags, target = workspace.folder("flags"), workspace.root / "out"
-    result = workspace.cli("run", str(spec), "-i", f"flags={flags}", "-o", f"out={target}",
-                           "--shard", "1,3")
+    result = workspace.cli(
+        "run", str(spec), "-i", f"flags={flags}", "-o", f"out={target}", "--shard", "1,3"
+    )
     assert result.returncode == 0, result.stderr
     assert sorted(os.listdir(target)) == ["1", "3"]
     assert sorted(workspace.shards()) == [1, 3]
@@ -282,14 +326,22 @@ def test_glob_shards_get_sorted_stable_indices_and_their_environment(
     _, _, result = workspace.run(spec, {"data": str(data)}, {"out": str(workspace.root / "o")})
     assert result.exit_code == 0
     assert outputs_of(workspace.root / "o") == {
-        "0": "0|a.txt|3|a.txt", "1": "1|b b.txt|3|b b.txt", "2": "2|c.txt|3|c.txt"}
+        "0": "0|a.txt|3|a.txt",
+        "1": "1|b b.txt|3|b b.txt",
+        "2": "2|c.txt|3|c.txt",
+    }
 
 
 def test_lines_arrays_run_one_shard_per_non_empty_line(workspace: Workspace) -> None:
     data = workspace.folder("data", {"list.txt": "alpha\n\nbeta gamma; delta\n"})
     spec = env_spec(workspace, "{lines: {input: list}}")
-    _, _, result = workspace.run(spec, {"data": str(data), "list": str(data / "list.txt")},
-                                 {"out": str(workspace.root / "o")})
+    _, _, result = workspace.run(
+        spec,
+        {"data": str(data), "list": str(data / "list.txt")},
+        {"out": str(workspace.root / "o")},
+    )
     assert result.exit_code == 0
     assert outputs_of(workspace.root / "o") == {
-        "0": "0|alpha|2|alpha", "1": "1|beta gamma; delta|2|beta gamma; delta"}
+        "0": "0|alpha|2|alpha",
+        "1": "1|beta gamma; delta|2|beta gamma; delta",
+    }

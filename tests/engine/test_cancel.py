@@ -29,9 +29,19 @@ def spec_text(array: str = "") -> str:
     return (
         "name: patient\ninputs: {flags: {type: directory}}\noutputs: {out: {type: directory}}\n"
         f"command: [bash, -c, {json.dumps(SCRIPT)}, patient, '${{{{inputs.flags}}}}',"
-        " '${{outputs.out}}']\n"
-        + (f"array: {array}\n" if array else "")
+        " '${{outputs.out}}']\n" + (f"array: {array}\n" if array else "")
     )
+
+
+def start_patient(workspace: Workspace, array: str = "") -> tuple[Any, str, Path]:
+    """Start `containerexec run` of the patient module; its process, run id and output folder."""
+    target = workspace.root / "out"
+    flags = workspace.folder("flags")
+    spec = workspace.spec(spec_text(array))
+    proc = workspace.start(
+        "run", str(spec), "-o", f"out={target}", "-i", f"flags={flags}", "--grace", "2"
+    )
+    return proc, workspace.run_id(), target
 
 
 def stop_with(proc: Any, signums: list[signal.Signals]) -> tuple[int, float]:
@@ -44,49 +54,58 @@ def stop_with(proc: Any, signums: list[signal.Signals]) -> tuple[int, float]:
     return code, time.monotonic() - started
 
 
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)],
-                         ids=["sigint", "sigterm"])
+@pytest.mark.parametrize(
+    ("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"]
+)
 def test_a_signal_during_a_run_stops_the_container_and_commits_nothing(
-    workspace: Workspace, docker_client: Any, signum: signal.Signals, status: int,
+    workspace: Workspace,
+    docker_client: Any,
+    signum: signal.Signals,
+    status: int,
 ) -> None:
-    target = workspace.root / "out"
-    proc = workspace.start("run", str(workspace.spec(spec_text())), "-o", f"out={target}",
-                           "-i", f"flags={workspace.folder('flags')}", "--grace", "2")
-    run_id = workspace.run_id()
+    proc, run_id, target = start_patient(workspace)
     wait_for(lambda: run_containers(docker_client, run_id, running=True), what="the container")
     code, seconds = stop_with(proc, [signum])
-    assert code == status
+    assert code == status, proc.stderr.read() if proc.stderr else ""
     assert seconds < 10
     assert run_containers(docker_client, run_id) == []
     assert not target.exists()
     assert workspace.record().state == "cancelled"
     assert workspace.record().exit_code == status
     assert workspace.shards()[0].state == "cancelled"
-    assert f"{signum.name}: stopping running containers" in (proc.stderr.read() if proc.stderr
-                                                            else "")
+    assert f"{signum.name}: stopping running containers" in (
+        proc.stderr.read() if proc.stderr else ""
+    )
 
 
 @pytest.mark.parametrize("presses", [1, 2], ids=["one-ctrl-c", "two-ctrl-c"])
 def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes_them(
-    workspace: Workspace, docker_client: Any, presses: int,
+    workspace: Workspace,
+    docker_client: Any,
+    presses: int,
 ) -> None:
-    target = workspace.root / "out"
-    proc = workspace.start("run", str(workspace.spec(spec_text("{range: 4, max_parallel: 4}"))),
-                           "-o", f"out={target}", "-i", f"flags={workspace.folder('flags')}",
-                           "--grace", "2")
-    run_id = workspace.run_id()
-    wait_for(lambda: len(run_containers(docker_client, run_id, running=True)) == 3
-             and workspace.shards().get(0) and workspace.shards()[0].state == "succeeded",
-             what="shard 0 done and 3 shards running")
+    proc, run_id, target = start_patient(workspace, "{range: 4, max_parallel: 4}")
+    wait_for(
+        lambda: (
+            len(run_containers(docker_client, run_id, running=True)) == 3
+            and workspace.shards().get(0)
+            and workspace.shards()[0].state == "succeeded"
+        ),
+        what="shard 0 done and 3 shards running",
+    )
     code, seconds = stop_with(proc, [signal.SIGINT] * presses)
-    assert code == 130
+    assert code == 130, proc.stderr.read() if proc.stderr else ""
     assert seconds < 10
     assert run_containers(docker_client, run_id) == []
     assert sorted(os.listdir(target)) == ["0"]  # only the shard that finished
     assert (target / "0").read_text() == "done\n"
     shards = workspace.shards()
-    assert [shards[i].state for i in range(4)] == ["succeeded", "cancelled", "cancelled",
-                                                   "cancelled"]
+    assert [shards[i].state for i in range(4)] == [
+        "succeeded",
+        "cancelled",
+        "cancelled",
+        "cancelled",
+    ]
     assert all(not shards[i].outputs_committed for i in (1, 2, 3))
     assert workspace.record().state == "cancelled"
     (workspace.root / "flags" / "go").write_text("")

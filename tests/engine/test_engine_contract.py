@@ -24,9 +24,16 @@ SPEC = f"name: contract\nenvironment: {{image: {BASE_IMAGE}}}\ncommand: [sh]\n"
 
 
 def invocation(argv: list[str], labels: dict[str, str]) -> Invocation:
-    inv = resolve(parse_spec(SPEC, "contract.yaml"), Bindings({}, {}), Shard(0, "", 1),
-                  run_id=f"contract-{uuid.uuid4().hex[:8]}", image=BASE_IMAGE,
-                  staging=Path("/nonexistent"), user="0:0", labels=labels)
+    inv = resolve(
+        parse_spec(SPEC, "contract.yaml"),
+        Bindings({}, {}),
+        Shard(0, "", 1),
+        run_id=f"contract-{uuid.uuid4().hex[:8]}",
+        image=BASE_IMAGE,
+        staging=Path("/nonexistent"),
+        user="0:0",
+        labels=labels,
+    )
     return inv.model_copy(update={"argv": argv})
 
 
@@ -55,13 +62,16 @@ def started(engine: Engine, case: str, labels: dict[str, str]) -> tuple[Invocati
     return inv, cid
 
 
-def test_wait_reports_the_exit_code_and_attach_the_output(
-    engine: Engine, test_session_label: dict[str, str],
+def test_wait_reports_the_exit_code_and_attach_before_start_gets_all_output(
+    engine: Engine,
+    test_session_label: dict[str, str],
 ) -> None:
-    _, cid = started(engine, "exit-3", test_session_label)
+    cid = engine.create(invocation(CASES["exit-3"][0], test_session_label), secrets={})
     try:
+        stream = engine.attach(cid)
+        engine.start(cid)
+        out = b"".join(o or b"" for o, _ in stream)
         status = engine.wait(cid, timeout_s=30)
-        out = b"".join(o or b"" for o, _ in engine.attach(cid))
     finally:
         engine.remove(cid)
     assert (status.exit_code, status.oom_killed) == (3, False)
@@ -69,7 +79,8 @@ def test_wait_reports_the_exit_code_and_attach_the_output(
 
 
 def test_a_wait_past_its_timeout_raises_and_stop_ends_the_container(
-    engine: Engine, test_session_label: dict[str, str],
+    engine: Engine,
+    test_session_label: dict[str, str],
 ) -> None:
     _, cid = started(engine, "sleep", test_session_label)
     try:
@@ -82,7 +93,8 @@ def test_a_wait_past_its_timeout_raises_and_stop_ends_the_container(
 
 
 def test_containers_are_found_by_run_label_until_removed(
-    engine: Engine, test_session_label: dict[str, str],
+    engine: Engine,
+    test_session_label: dict[str, str],
 ) -> None:
     inv, cid = started(engine, "sleep", test_session_label)
     try:

@@ -16,9 +16,9 @@ from workspace import BASE_IMAGE, Workspace, run_containers, workspace_fixture  
 from containerexec.engine import DockerEngine
 from containerexec.invocation import LABEL_RUN
 
-WEIRD = "it's a \"test\"; rm -rf / && echo $HOME\nsecond line"
+WEIRD = 'it\'s a "test"; rm -rf / && echo $HOME\nsecond line'
 
-PROBE = r'''
+PROBE = r"""
 import errno, json, os, sys, time
 
 def try_write(path):
@@ -45,7 +45,7 @@ report = {
 with open(sys.argv[1], "w") as f:
     json.dump(report, f)
 print("report written", flush=True)
-'''
+"""
 
 PROBE_SPEC = """\
 name: probe
@@ -63,8 +63,9 @@ resources: {cpus: 1, memory: 128m, timeout: 60s}
 
 
 @pytest.fixture(scope="module")
-def probe(tmp_path_factory: pytest.TempPathFactory, test_session_label: dict[str, str],
-          docker_client: Any) -> Iterator[dict[str, Any]]:
+def probe(
+    tmp_path_factory: pytest.TempPathFactory, test_session_label: dict[str, str], docker_client: Any
+) -> Iterator[dict[str, Any]]:
     """Run the probe module once; what it saw inside and what we saw outside, during and after."""
     ws = Workspace(tmp_path_factory.mktemp("probe"), test_session_label)
     tools = ws.folder("tools", {"probe.py": PROBE})
@@ -82,13 +83,22 @@ def probe(tmp_path_factory: pytest.TempPathFactory, test_session_label: dict[str
 
     try:
         spec, bindings, result = ws.run(
-            ws.spec(PROBE_SPEC), {"tools": str(tools), "data": str(data), "text": WEIRD},
-            {"report": str(target)}, engine=engine, on_line=on_line)
+            ws.spec(PROBE_SPEC),
+            {"tools": str(tools), "data": str(data), "text": WEIRD},
+            {"report": str(target)},
+            engine=engine,
+            on_line=on_line,
+        )
     finally:
         engine.api.close()
     yield {
-        "ws": ws, "result": result, "during": during, "target": target, "data": data,
-        "report": json.loads(target.read_text()), "shard": ws.shards()[0],
+        "ws": ws,
+        "result": result,
+        "during": during,
+        "target": target,
+        "data": data,
+        "report": json.loads(target.read_text()),
+        "shard": ws.shards()[0],
         "left": run_containers(docker_client, result.record.run_id),
     }
 
@@ -153,7 +163,10 @@ def test_the_run_record_holds_image_argv_env_mounts_limits_exit_and_times(
     assert inv.argv[0] == "python3" and inv.argv[-1] == f"x={WEIRD}"
     assert inv.env["GREETING"] == "hello"
     assert {(m.name, m.read_only) for m in inv.mounts} == {
-        ("tools", True), ("data", True), ("report", False)}
+        ("tools", True),
+        ("data", True),
+        ("report", False),
+    }
     assert inv.limits.memory_bytes == 128 * 1024**2 and inv.limits.timeout_s == 60
     assert inv.limits.cpus == 1
     assert shard.exit_code == 0 and shard.oom_killed is False
@@ -198,7 +211,12 @@ def test_a_missing_secret_is_refused_before_any_container(workspace: Workspace) 
     env = {k: v for k, v in os.environ.items() if k != "CX_TEST_TOKEN"}
     proc = subprocess.run(
         [*workspace_cmd(workspace), "run", str(workspace.spec(SECRET_SPEC))],
-        env=env, capture_output=True, text=True, timeout=60, check=False)
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert proc.returncode == 2
     assert "secret 'CX_TEST_TOKEN' is not set; export it" in proc.stderr
 
@@ -240,7 +258,8 @@ def test_a_succeeding_command_exits_0_and_runs_list_and_show_describe_it(
     listed = workspace.cli("runs", "list")
     assert listed.returncode == 0
     assert [line.split()[:3] for line in listed.stdout.splitlines()[1:]] == [
-        [run_id, "succeeded", "0"]]
+        [run_id, "succeeded", "0"]
+    ]
     shown = workspace.cli("runs", "show", run_id[:10])
     assert shown.returncode == 0
     assert f"run:      {run_id}" in shown.stdout
@@ -254,13 +273,15 @@ def test_a_bad_spec_lists_its_problems_and_runs_nothing(workspace: Workspace) ->
     assert result.returncode == 2
     assert f"{spec}:3:1: comand: unknown key 'comand'; did you mean 'command'?" in result.stderr
     assert f"{spec}:4:17: command[1]: '${{{{inputs.nope}}}}' names no declared input" in (
-        result.stderr)
+        result.stderr
+    )
     assert workspace.store.ids() == []
 
 
 def test_an_image_that_does_not_exist_is_one_clear_line(workspace: Workspace) -> None:
     spec = workspace.spec(
-        "name: noimage\nenvironment: {image: containerexec/does-not-exist:1}\ncommand: ['true']\n")
+        "name: noimage\nenvironment: {image: containerexec/does-not-exist:1}\ncommand: ['true']\n"
+    )
     result = workspace.cli("run", str(spec))
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
@@ -269,18 +290,21 @@ def test_an_image_that_does_not_exist_is_one_clear_line(workspace: Workspace) ->
 
 
 def test_an_input_path_that_does_not_exist_is_named(workspace: Workspace) -> None:
-    spec = workspace.spec("name: needs\ninputs: {data: {type: directory}}\n"
-                          "command: [ls, '${{inputs.data}}']\n")
+    spec = workspace.spec(
+        "name: needs\ninputs: {data: {type: directory}}\ncommand: [ls, '${{inputs.data}}']\n"
+    )
     missing = workspace.root / "no-such-folder"
     result = workspace.cli("run", str(spec), "-i", f"data={missing}")
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"Error: module 'needs': input 'data' expects a directory at '{missing}', found "
-        "nothing; check the path")
+        "nothing; check the path"
+    )
 
 
 def test_a_timeout_stops_the_container_and_is_reported_as_timeout(
-    workspace: Workspace, docker_client: Any,
+    workspace: Workspace,
+    docker_client: Any,
 ) -> None:
     spec = workspace.spec("name: slow\ncommand: [sleep, '60']\nresources: {timeout: 1s}\n")
     started = time.monotonic()
@@ -294,8 +318,10 @@ def test_a_timeout_stops_the_container_and_is_reported_as_timeout(
 
 
 def test_exceeding_the_memory_limit_is_reported_as_oom_killed(workspace: Workspace) -> None:
-    spec = workspace.spec("name: hungry\nresources: {memory: 64m}\n"
-                          "command: [python3, -c, 'b = bytearray(400 * 1024 * 1024)']\n")
+    spec = workspace.spec(
+        "name: hungry\nresources: {memory: 64m}\n"
+        "command: [python3, -c, 'b = bytearray(400 * 1024 * 1024)']\n"
+    )
     result = workspace.cli("run", str(spec))
     assert result.returncode == 137
     assert "(OOM-killed)" in result.stderr
@@ -364,8 +390,9 @@ def test_a_200_mb_log_keeps_the_last_lines_under_the_limit_and_memory_flat(
 
 
 def test_a_missing_file_output_fails_the_run_and_commits_nothing(workspace: Workspace) -> None:
-    spec = workspace.spec("name: lazy\noutputs: {report: {type: file, path: report.txt}}\n"
-                          "command: ['true']\n")
+    spec = workspace.spec(
+        "name: lazy\noutputs: {report: {type: file, path: report.txt}}\ncommand: ['true']\n"
+    )
     target = workspace.root / "out" / "report.txt"
     result = workspace.cli("run", str(spec), "-o", f"report={target}")
     assert result.returncode == 1
@@ -377,8 +404,10 @@ def test_a_missing_file_output_fails_the_run_and_commits_nothing(workspace: Work
 def test_a_command_that_does_not_exist_exits_127_and_is_not_retried(
     workspace: Workspace,
 ) -> None:
-    spec = workspace.spec("name: typo\ncommand: [no-such-program, x]\n"
-                          "retries: {max_attempts: 3, backoff: {initial: 0.1}}\n")
+    spec = workspace.spec(
+        "name: typo\ncommand: [no-such-program, x]\n"
+        "retries: {max_attempts: 3, backoff: {initial: 0.1}}\n"
+    )
     result = workspace.cli("run", str(spec))
     assert result.returncode == 127
     assert "(command not found)" in result.stderr

@@ -22,8 +22,11 @@ def tree(root: Path) -> dict[str, bytes]:
     """Every file under `root` (or `root` itself), by relative path, with its bytes."""
     if root.is_file():
         return {root.name: root.read_bytes()}
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_the_wordcount_example_is_collected() -> None:

@@ -33,8 +33,10 @@ def test_range_counts_from_zero() -> None:
 
 def test_glob_indices_are_sorted_and_independent_of_creation_order(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
-    for root, names in ((a, ["z.txt", "m.txt", "sub/a.txt", "x.dat"]),
-                        (b, ["sub/a.txt", "x.dat", "m.txt", "z.txt"])):
+    for root, names in (
+        (a, ["z.txt", "m.txt", "sub/a.txt", "x.dat"]),
+        (b, ["sub/a.txt", "x.dat", "m.txt", "z.txt"]),
+    ):
         for name in names:
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(name)
@@ -57,13 +59,23 @@ def test_lines_skip_blank_lines_and_keep_inner_spaces(tmp_path: Path) -> None:
     path.write_text("first line\n\n  \nsecond ; line\r\nthird")
     spec = ArraySpec(lines=LinesSpec(input="list"))
     assert values(arrays.expand(spec, {"list": str(path)})) == [
-        "first line", "second ; line", "third"]
+        "first line",
+        "second ; line",
+        "third",
+    ]
 
 
-@pytest.mark.parametrize(("selection", "indices"), [
-    (None, [0, 1, 2, 3, 4, 5]), ("3", [3]), ("1,3", [1, 3]), ("2-4", [2, 3, 4]),
-    ("0, 5", [0, 5]), ("4,1-2", [1, 2, 4]),
-])
+@pytest.mark.parametrize(
+    ("selection", "indices"),
+    [
+        (None, [0, 1, 2, 3, 4, 5]),
+        ("3", [3]),
+        ("1,3", [1, 3]),
+        ("2-4", [2, 3, 4]),
+        ("0, 5", [0, 5]),
+        ("4,1-2", [1, 2, 4]),
+    ],
+)
 def test_select_keeps_the_named_shards_in_index_order(
     selection: str | None, indices: list[int]
 ) -> None:

@@ -71,5 +71,6 @@ def test_schema_is_json_schema_of_module_specs() -> None:
     assert result.exit_code == 0
     schema = json.loads(result.stdout)
     assert {"name", "environment", "command", "inputs", "outputs", "array"} <= set(
-        schema["properties"])
+        schema["properties"]
+    )
     assert schema["additionalProperties"] is False

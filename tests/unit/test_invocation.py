@@ -78,13 +78,38 @@ def golden(name: str, data: Any) -> None:
 
 def array_invocation(**bound: Any) -> tuple[ModuleSpec, Invocation]:
     spec = parse_spec(ARRAY_SPEC, "wc.yaml")
-    inputs = {"corpus": "/data/corpus", "stopwords": "/data/stop words.txt", "min_count": 2,
-              "lower": True, **bound}
+    inputs = {
+        "corpus": "/data/corpus",
+        "stopwords": "/data/stop words.txt",
+        "min_count": 2,
+        "lower": True,
+        **bound,
+    }
     bindings = Bindings(inputs, {"counts": "/results/counts", "summary": "/results/s.json"})
-    inv = resolve(spec, bindings, Shard(3, "a b.txt", 8), run_id="wordcount-20260101-000000-abc",
-                  image=IMAGE, staging=Path("/runs/r/staging/000003"), user="1000:1000",
-                  labels={"team": "nlp"})
+    inv = resolve(
+        spec,
+        bindings,
+        Shard(3, "a b.txt", 8),
+        run_id="wordcount-20260101-000000-abc",
+        image=IMAGE,
+        staging=Path("/runs/r/staging/000003"),
+        user="1000:1000",
+        labels={"team": "nlp"},
+    )
     return spec, inv
+
+
+def single_invocation(who: str, **kw: Any) -> Invocation:
+    """The Invocation of the one-shard `hello` module for input `who`."""
+    args: dict[str, Any] = {
+        "run_id": "hello-1",
+        "image": IMAGE,
+        "staging": Path("/s"),
+        "user": "1:1",
+        **kw,
+    }
+    spec = parse_spec(SINGLE_SPEC, "hello.yaml")
+    return resolve(spec, Bindings({"who": who}, {}), Shard(0, "", 1), **args)
 
 
 def test_array_shard_create_kwargs_match_golden_file() -> None:
@@ -93,9 +118,7 @@ def test_array_shard_create_kwargs_match_golden_file() -> None:
 
 
 def test_single_run_with_network_create_kwargs_match_golden_file() -> None:
-    spec = parse_spec(SINGLE_SPEC, "hello.yaml")
-    inv = resolve(spec, Bindings({"who": "a; b"}, {}), Shard(0, "", 1), run_id="hello-1",
-                  image=IMAGE, staging=Path("/runs/hello-1/staging/000000"), user="0:0")
+    inv = single_invocation("a; b", staging=Path("/runs/hello-1/staging/000000"), user="0:0")
     golden("create_kwargs_single_network", create_kwargs(inv, secrets={}))
 
 
@@ -134,8 +157,14 @@ def test_inputs_mount_read_only_and_outputs_mount_their_staging_folder() -> None
 def test_argv_renders_container_paths_and_drops_unset_optional_groups() -> None:
     _, inv = array_invocation()
     assert inv.argv == [
-        "python3", "/app/wc.py", "/inputs/corpus/a b.txt", "/outputs/counts/3.tsv",
-        "--stop=/inputs/stopwords/stop words.txt", "--min", "2", "true",
+        "python3",
+        "/app/wc.py",
+        "/inputs/corpus/a b.txt",
+        "/outputs/counts/3.tsv",
+        "--stop=/inputs/stopwords/stop words.txt",
+        "--min",
+        "2",
+        "true",
         "/outputs/summary/summary.json",
     ]
     _, labelled = array_invocation(label="x ; y")
@@ -151,10 +180,7 @@ def test_shard_environment_variables_are_set() -> None:
 
 
 def test_run_labels_are_set_and_cannot_be_overridden_by_caller_labels() -> None:
-    spec = parse_spec(SINGLE_SPEC, "hello.yaml")
-    inv = resolve(spec, Bindings({"who": "x"}, {}), Shard(0, "", 1), run_id="hello-1",
-                  image=IMAGE, staging=Path("/s"), user="1:1",
-                  labels={"containerexec.run": "forged", "mine": "1"})
+    inv = single_invocation("x", labels={"containerexec.run": "forged", "mine": "1"})
     assert inv.labels["containerexec.run"] == "hello-1"
     assert inv.labels["containerexec.module"] == "hello"
     assert inv.labels["containerexec.shard"] == "0"
@@ -195,7 +221,5 @@ def test_short_names_module_shard_and_argv() -> None:
 
 @pytest.mark.parametrize("value", ["a b", "it's", 'say "hi"', "x;y", "l1\nl2"])
 def test_string_inputs_with_shell_characters_stay_one_argument(value: str) -> None:
-    spec = parse_spec(SINGLE_SPEC, "hello.yaml")
-    inv = resolve(spec, Bindings({"who": value}, {}), Shard(0, "", 1), run_id="r",
-                  image=IMAGE, staging=Path("/s"), user="1:1")
+    inv = single_invocation(value)
     assert inv.argv == ["echo", f"hello {value}"]

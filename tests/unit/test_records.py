@@ -25,23 +25,49 @@ from containerexec.records import (
 
 def run_record(run_id: str = "wc-20260101-000000-aaaaaa", **changes: object) -> RunRecord:
     base = RunRecord(
-        run_id=run_id, module="wc", version="1.0.0", spec_path="specs/wc.yaml",
+        run_id=run_id,
+        module="wc",
+        version="1.0.0",
+        spec_path="specs/wc.yaml",
         spec={"name": "wc"},
-        image=ImageRecord(ref="containerexec/wc:ctx-1", pinned="sha256:" + "1" * 64,
-                          id="sha256:" + "1" * 64, source="build"),
-        inputs={"corpus": "/data"}, outputs={"counts": "/out"}, secret_names=["TOKEN"],
-        shard_count=2, max_parallel=2, state="running", started_at=1.0e9,
+        image=ImageRecord(
+            ref="containerexec/wc:ctx-1",
+            pinned="sha256:" + "1" * 64,
+            id="sha256:" + "1" * 64,
+            source="build",
+        ),
+        inputs={"corpus": "/data"},
+        outputs={"counts": "/out"},
+        secret_names=["TOKEN"],
+        shard_count=2,
+        max_parallel=2,
+        state="running",
+        started_at=1.0e9,
     )
     return base.model_copy(update=changes)
 
 
 def shard_record(run_id: str, index: int, state: str = "succeeded") -> ShardRecord:
-    inv = Invocation(run_id=run_id, module="wc", image="sha256:" + "1" * 64, argv=["true"],
-                     user="1:1", name=f"cx-{run_id}-{index}", shard_index=index, shard_count=2)
-    return ShardRecord.model_validate({
-        "run_id": run_id, "index": index, "value": str(index), "state": state,
-        "log_path": f"/logs/{index}.log", "invocation": inv.model_dump(mode="json"),
-    })
+    inv = Invocation(
+        run_id=run_id,
+        module="wc",
+        image="sha256:" + "1" * 64,
+        argv=["true"],
+        user="1:1",
+        name=f"cx-{run_id}-{index}",
+        shard_index=index,
+        shard_count=2,
+    )
+    return ShardRecord.model_validate(
+        {
+            "run_id": run_id,
+            "index": index,
+            "value": str(index),
+            "state": state,
+            "log_path": f"/logs/{index}.log",
+            "invocation": inv.model_dump(mode="json"),
+        }
+    )
 
 
 def test_run_and_shard_records_round_trip(tmp_path: Path) -> None:

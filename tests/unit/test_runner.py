@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fakes import FakeEngine, Outcome
 
 from containerexec.arrays import Shard
 from containerexec.bindings import Bindings
-from containerexec.executor import Executor, RunOptions
+from containerexec.executor import Executor, RunOptions, RunResult
 from containerexec.invocation import Invocation, resolve
 from containerexec.logs import LogSink
 from containerexec.records import RunStore
@@ -55,32 +56,47 @@ def spec_text(array: str = "range: 4", retries: str = "{}", extra: str = "") -> 
 def invocation(shard: int = 0, timeout: str | None = None) -> Invocation:
     extra = f"resources: {{timeout: {timeout}}}\n" if timeout else ""
     spec = parse_spec(spec_text(extra=extra), "fake.yaml")
-    return resolve(spec, Bindings({}, {"out": "/out"}), Shard(shard, str(shard), 4),
-                   run_id="fake-1", image="sha256:" + "f" * 64, staging=Path("/s"), user="1:1")
+    return resolve(
+        spec,
+        Bindings({}, {"out": "/out"}),
+        Shard(shard, str(shard), 4),
+        run_id="fake-1",
+        image="sha256:" + "f" * 64,
+        staging=Path("/s"),
+        user="1:1",
+    )
 
 
-def attempt(code: int | None, **kw: object) -> Attempt:
+def attempt(code: int | None, **kw: Any) -> Attempt:
     a = Attempt(number=1, started_at=0.0, ended_at=1.0, exit_code=code)
-    return replace(a, **kw)  # type: ignore[arg-type]
+    return replace(a, **kw)
 
 
-def classified(code: int | None, **kw: object) -> Failure | None:
-    flags = {"timed_out": False, "cancelled": False, "timeout_s": 5.0, "engine_error": ""}
+def classified(code: int | None, **kw: Any) -> Failure | None:
+    flags: dict[str, Any] = {
+        "timed_out": False,
+        "cancelled": False,
+        "timeout_s": 5.0,
+        "engine_error": "",
+    }
     flags |= {k: kw.pop(k) for k in list(kw) if k in flags}
-    return classify(attempt(code, **kw), **flags).failure  # type: ignore[arg-type]
+    return classify(attempt(code, **kw), **flags).failure
 
 
-@pytest.mark.parametrize(("code", "kw", "failure"), [
-    (0, {}, None),
-    (1, {}, Failure.EXIT_CODE),
-    (127, {}, Failure.COMMAND_NOT_FOUND),
-    (137, {}, Failure.KILLED),
-    (139, {}, Failure.SIGNAL),
-    (137, {"oom_killed": True}, Failure.OOM),
-    (143, {"timed_out": True}, Failure.TIMEOUT),
-    (143, {"cancelled": True}, Failure.CANCELLED),
-    (1, {"stderr_tail": ["write: No space left on device"]}, Failure.NO_SPACE),
-])
+@pytest.mark.parametrize(
+    ("code", "kw", "failure"),
+    [
+        (0, {}, None),
+        (1, {}, Failure.EXIT_CODE),
+        (127, {}, Failure.COMMAND_NOT_FOUND),
+        (137, {}, Failure.KILLED),
+        (139, {}, Failure.SIGNAL),
+        (137, {"oom_killed": True}, Failure.OOM),
+        (143, {"timed_out": True}, Failure.TIMEOUT),
+        (143, {"cancelled": True}, Failure.CANCELLED),
+        (1, {"stderr_tail": ["write: No space left on device"]}, Failure.NO_SPACE),
+    ],
+)
 def test_failures_are_classified(code: int, kw: dict[str, object], failure: Failure) -> None:
     assert classified(code, **kw) == failure
 
@@ -89,17 +105,20 @@ def test_a_shard_that_finished_before_the_cancel_still_succeeded() -> None:
     assert classified(0, cancelled=True) is None
 
 
-@pytest.mark.parametrize(("failure", "code", "policy", "counted", "retry"), [
-    (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3), 1, True),
-    (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3), 3, False),
-    (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=1), 1, False),
-    (Failure.OOM, 137, RetryPolicy(max_attempts=3), 1, False),
-    (Failure.COMMAND_NOT_FOUND, 127, RetryPolicy(max_attempts=3), 1, False),
-    (Failure.IMAGE_NOT_FOUND, None, RetryPolicy(max_attempts=3), 1, False),
-    (Failure.OOM, 137, RetryPolicy(max_attempts=3, on_exit_codes=[137]), 1, True),
-    (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3, on_exit_codes=[137]), 1, False),
-    (Failure.TIMEOUT, 143, RetryPolicy(max_attempts=2), 1, True),
-])
+@pytest.mark.parametrize(
+    ("failure", "code", "policy", "counted", "retry"),
+    [
+        (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3), 1, True),
+        (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3), 3, False),
+        (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=1), 1, False),
+        (Failure.OOM, 137, RetryPolicy(max_attempts=3), 1, False),
+        (Failure.COMMAND_NOT_FOUND, 127, RetryPolicy(max_attempts=3), 1, False),
+        (Failure.IMAGE_NOT_FOUND, None, RetryPolicy(max_attempts=3), 1, False),
+        (Failure.OOM, 137, RetryPolicy(max_attempts=3, on_exit_codes=[137]), 1, True),
+        (Failure.EXIT_CODE, 1, RetryPolicy(max_attempts=3, on_exit_codes=[137]), 1, False),
+        (Failure.TIMEOUT, 143, RetryPolicy(max_attempts=2), 1, True),
+    ],
+)
 def test_should_retry_follows_the_policy(
     failure: Failure, code: int | None, policy: RetryPolicy, counted: int, retry: bool
 ) -> None:
@@ -117,13 +136,27 @@ def test_backoff_is_exponential_and_capped() -> None:
     assert [backoff_s(policy, n) for n in range(1, 6)] == [1, 2, 4, 5, 5]
 
 
-def retries(engine: FakeEngine, policy: RetryPolicy, tmp_path: Path,
-            clock: FakeClock, tracker: Tracker | None = None) -> list[Attempt]:
-    return run_with_retries(
-        engine, invocation(), policy, secrets={}, tracker=tracker or Tracker(), clock=clock,
-        sleep=clock.sleep, log_for=lambda n: LogSink(tmp_path / f"{n}.log"),
-        before=lambda: None, after=lambda a: a, on_attempt=lambda a, retry: None,
+def retries(
+    engine: FakeEngine,
+    policy: RetryPolicy,
+    tmp_path: Path,
+    clock: FakeClock,
+    tracker: Tracker | None = None,
+) -> list[Attempt]:
+    attempts: list[Attempt] = run_with_retries(
+        engine,
+        invocation(),
+        policy,
+        secrets={},
+        tracker=tracker or Tracker(),
+        clock=clock,
+        sleep=clock.sleep,
+        log_for=lambda n: LogSink(tmp_path / f"{n}.log"),
+        before=lambda: None,
+        after=lambda a: a,
+        on_attempt=lambda a, retry: None,
     )
+    return attempts
 
 
 def test_a_shard_that_fails_once_then_succeeds_takes_two_attempts(tmp_path: Path) -> None:
@@ -162,9 +195,15 @@ def test_wait_for_engine_gives_up_after_its_limit() -> None:
 
 def test_a_timeout_stops_the_container_and_is_reported_as_timeout(tmp_path: Path) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(seconds=30))
-    a = run_invocation(engine, invocation(timeout="0.05"), secrets={},
-                       log=LogSink(tmp_path / "x.log"), tracker=Tracker(), clock=FakeClock(),
-                       grace_s=0)
+    a = run_invocation(
+        engine,
+        invocation(timeout="0.05"),
+        secrets={},
+        log=LogSink(tmp_path / "x.log"),
+        tracker=Tracker(),
+        clock=FakeClock(),
+        grace_s=0,
+    )
     assert a.failure == Failure.TIMEOUT
     assert "timed out after 0.05 s" in a.message
     assert engine.containers_by_id == {}
@@ -179,11 +218,12 @@ def test_nothing_starts_once_cancelled(tmp_path: Path) -> None:
     assert engine.started == []
 
 
-def run_fake(engine: FakeEngine, tmp_path: Path, spec: ModuleSpec,
-             **options: object) -> tuple[Executor, object]:
+def run_fake(
+    engine: FakeEngine, tmp_path: Path, spec: ModuleSpec, **options: Any
+) -> tuple[Executor, RunResult]:
     executor = Executor(engine, RunStore(tmp_path / "runs"), sleep=lambda s: None)
     bindings = Bindings({}, {"out": str(tmp_path / "out")})
-    result = executor.run(spec, bindings, spec_path=None, options=RunOptions(**options))  # type: ignore[arg-type]
+    result = executor.run(spec, bindings, spec_path=None, options=RunOptions(**options))
     return executor, result
 
 
@@ -191,7 +231,7 @@ def test_never_more_than_max_parallel_containers_run_at_once(tmp_path: Path) -> 
     engine = FakeEngine(lambda inv, n: Outcome(seconds=0.05))
     spec = parse_spec(spec_text("range: 12, max_parallel: 3"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
-    assert result.exit_code == 0  # type: ignore[attr-defined]
+    assert result.exit_code == 0
     assert engine.max_running == 3
     assert sorted(engine.started) == list(range(12))
 
@@ -215,9 +255,9 @@ def test_one_failing_shard_does_not_starve_the_others(tmp_path: Path) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(exit_code=3 if inv.shard_index == 1 else 0))
     spec = parse_spec(spec_text("range: 5, max_parallel: 2", "{max_attempts: 3}"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
-    assert result.exit_code == 1  # type: ignore[attr-defined]
+    assert result.exit_code == 1
     assert engine.attempts == {0: 1, 1: 3, 2: 1, 3: 1, 4: 1}
-    assert [s.index for s in result.failed] == [1]  # type: ignore[attr-defined]
+    assert [s.index for s in result.failed] == [1]
 
 
 def test_max_failed_shards_stops_new_shards(tmp_path: Path) -> None:
@@ -225,7 +265,7 @@ def test_max_failed_shards_stops_new_shards(tmp_path: Path) -> None:
     spec = parse_spec(spec_text("range: 20, max_parallel: 1, max_failed_shards: 2"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
     assert engine.started == [0, 1]
-    assert result.record.counts == {"failed": 2, "pending": 18}  # type: ignore[attr-defined]
+    assert result.record.counts == {"failed": 2, "pending": 18}
 
 
 def test_resume_runs_only_the_shards_that_did_not_succeed(tmp_path: Path) -> None:
@@ -233,6 +273,6 @@ def test_resume_runs_only_the_shards_that_did_not_succeed(tmp_path: Path) -> Non
     first = FakeEngine(lambda inv, n: Outcome(exit_code=1 if inv.shard_index in (1, 3) else 0))
     _, result = run_fake(first, tmp_path, spec)
     second = FakeEngine()
-    _, again = run_fake(second, tmp_path, spec, resume=result.record.run_id)  # type: ignore[attr-defined]
+    _, again = run_fake(second, tmp_path, spec, resume=result.record.run_id)
     assert sorted(second.started) == [1, 3]
-    assert again.exit_code == 0  # type: ignore[attr-defined]
+    assert again.exit_code == 0

@@ -102,14 +102,17 @@ def test_shard_placeholder_without_array_is_refused() -> None:
 def test_output_path_outside_its_folder_is_refused(path: str) -> None:
     found = problems(GOOD.replace("path: out.txt", f"path: {path}"))
     assert len(found) == 1
-    assert re.match(r"spec\.yaml:6:\d+: outputs\.out\.path: must be a relative path inside",
-                    found[0])
+    assert re.match(
+        r"spec\.yaml:6:\d+: outputs\.out\.path: must be a relative path inside", found[0]
+    )
 
 
 def test_command_writing_outside_an_output_folder_is_refused() -> None:
     found = problems(GOOD.replace('"${{outputs.out}}"', '"${{outputs.out}}/../x"'))
-    assert any("command[4]: output path '${{outputs.out}}/../x' leaves its output folder" in p
-               for p in found)
+    assert any(
+        "command[4]: output path '${{outputs.out}}/../x' leaves its output folder" in p
+        for p in found
+    )
 
 
 def test_every_problem_is_listed_at_once_in_file_order() -> None:
@@ -132,23 +135,30 @@ def test_every_problem_is_listed_at_once_in_file_order() -> None:
     assert len(lines) == 7
     assert lines == sorted(lines)
     assert {p.loc for p in info.value.problems} == {
-        "inputs.x.type", "outputs.out.path", "comand", "command[1]", "resources.memory",
-        "array.max_parallel", "name",
+        "inputs.x.type",
+        "outputs.out.path",
+        "comand",
+        "command[1]",
+        "resources.memory",
+        "array.max_parallel",
+        "name",
     }
     assert str(info.value).startswith("bad.yaml: 7 problems; nothing was run.\n")
     assert info.value.exit_code == 2
 
 
 def test_environment_needs_exactly_one_of_image_or_build() -> None:
-    found = problems(GOOD.replace("{image: containerexec/base:bookworm}",
-                                  "{image: a, build: b}"))
+    found = problems(GOOD.replace("{image: containerexec/base:bookworm}", "{image: a, build: b}"))
     assert found == ["spec.yaml:2:14: environment: expected exactly one of 'image' or 'build'"]
 
 
 def test_array_needs_exactly_one_source() -> None:
     found = problems(GOOD + "array: {range: 2, values: [a]}\n")
-    assert any("array: expected exactly one of 'values', 'range', 'glob' or 'lines', "
-               "found values, range" in p for p in found)
+    assert any(
+        "array: expected exactly one of 'values', 'range', 'glob' or 'lines', "
+        "found values, range" in p
+        for p in found
+    )
 
 
 def test_default_must_match_the_input_type() -> None:
@@ -168,16 +178,29 @@ def test_empty_file_is_a_spec_error() -> None:
     ]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("512m", 512 * 1024**2), ("1.5g", int(1.5 * 1024**3)), ("2GiB", 2 * 1024**3), (1000, 1000),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("512m", 512 * 1024**2),
+        ("1.5g", int(1.5 * 1024**3)),
+        ("2GiB", 2 * 1024**3),
+        (1000, 1000),
+    ],
+)
 def test_sizes_parse_with_units(text: str | int, expected: int) -> None:
     assert parse_bytes(text) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("45s", 45.0), ("10m", 600.0), ("1h30m", 5400.0), (2, 2.0), (0.5, 0.5),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("45s", 45.0),
+        ("10m", 600.0),
+        ("1h30m", 5400.0),
+        (2, 2.0),
+        (0.5, 0.5),
+    ],
+)
 def test_durations_parse_with_units(text: str | float, expected: float) -> None:
     assert parse_seconds(text) == expected
 
