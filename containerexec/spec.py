@@ -6,6 +6,7 @@ import difflib
 import re
 import types
 import typing
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -283,10 +284,20 @@ def pydantic_problems(
             hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
             out.append(src.problem(loc, f"unknown key '{loc[-1]}'; {hint}", key=True))
             continue
-        msg = err["msg"].removeprefix("Value error, ")
+        msg = err["msg"].removeprefix("Value error, ").replace("Input should be ", "expected ", 1)
         if err["type"] != "value_error" and "input" in err:
             msg += f", got {_show(err['input'])}"
-        out.append(src.problem(loc, msg, key=err["type"] == "missing"))
+        problem = src.problem(loc, msg, key=err["type"] == "missing")
+        if out and (out[-1].line, out[-1].col, out[-1].loc) == (
+            problem.line, problem.col, problem.loc
+        ):
+            # The members of a union each complain about the same value: one line says it.
+            first, _, found = out[-1].message.rpartition(", got ")
+            this = msg.rpartition(", got ")[0] or msg
+            merged = f"{first} or {this}, got {found}" if first else f"{out[-1].message}; {msg}"
+            out[-1] = replace(out[-1], message=merged)
+            continue
+        out.append(problem)
     return out
 
 

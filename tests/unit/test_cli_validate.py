@@ -36,7 +36,7 @@ def test_validate_lists_every_problem_as_file_line_col_and_exits_2(tmp_path: Pat
     lines = result.stderr.splitlines()
     assert lines[0] == f"Error: {spec}: 4 problems; nothing was run."
     assert lines[1:] == [
-        f"{spec}:4:13: inputs.x.type: Input should be 'file', 'directory', 'string', 'integer', "
+        f"{spec}:4:13: inputs.x.type: expected 'file', 'directory', 'string', 'integer', "
         "'number' or 'boolean', got 'strng'",
         f"{spec}:5:1: comand: unknown key 'comand'; did you mean 'command'?",
         f"{spec}:6:17: command[1]: '${{{{inputs.nope}}}}' names no declared input (x)",

@@ -72,13 +72,13 @@ def test_unknown_key_in_a_nested_section_is_located() -> None:
 def test_wrong_type_names_field_expected_and_found() -> None:
     found = problems(GOOD.replace("{type: string}", "{type: strng}"))
     assert len(found) == 1
-    assert found[0].startswith("spec.yaml:4:16: inputs.text.type: Input should be 'file'")
+    assert found[0].startswith("spec.yaml:4:16: inputs.text.type: expected 'file'")
     assert found[0].endswith("got 'strng'")
 
 
 def test_command_that_is_not_a_list_is_refused() -> None:
     found = problems("name: x\nenvironment: {image: a}\ncommand: 5\n")
-    assert found == ["spec.yaml:3:10: command: Input should be a valid list, got '5'"]
+    assert found == ["spec.yaml:3:10: command: expected a valid list, got '5'"]
 
 
 def test_duplicate_key_names_the_first_one() -> None:
@@ -209,3 +209,15 @@ def test_durations_parse_with_units(text: str | float, expected: float) -> None:
 def test_bad_durations_say_what_was_expected(bad: object) -> None:
     with pytest.raises(ValueError, match="expected a duration"):
         parse_seconds(bad)
+
+
+def test_an_unquoted_boolean_in_command_is_one_problem_not_one_per_union_member() -> None:
+    found = problems(
+        """\
+        name: t
+        environment: {image: x}
+        command: [true]
+        """
+    )
+    assert found == ["spec.yaml:3:11: command[0]: expected a valid string or a valid list, "
+                     "got 'True'"]
