@@ -1,20 +1,20 @@
-"""Benchmark: N trivial shards through containerexec and through the bare docker SDK, per concurrency.
+"""Benchmark: N trivial shards through containerexec and the bare docker SDK, per concurrency.
 
 Both sides run the same command in the same image with the same number of
 workers, in one process, alternating which side goes first. containerexec does
 more per shard than the bare loop (records, a log file, outputs staging, safe
 host config); the aim is to stay within 10% of the bare SDK's wall time.
 
-    .venv/bin/python bench/shards.py [--n 200] [--parallel 1,2,4,8] [--repeat 1]
+    .venv/bin/python bench/shards.py [--n 200] [--parallel 1,2,4,8] [--rounds 4] [--bare]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import shutil
 import signal
-import statistics
 import sys
 import tempfile
 import threading
@@ -22,34 +22,23 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import docker
 
+from containerexec.arrays import Shard
 from containerexec.bindings import bind
 from containerexec.engine import DockerEngine, Engine, create_kwargs
 from containerexec.executor import Executor, RunOptions
 from containerexec.invocation import resolve
-from containerexec.arrays import Shard
 from containerexec.records import RunStore
 from containerexec.spec import ModuleSpec, load_spec
 
 IMAGE = "containerexec/base:bookworm"
 COMMAND = ["/bin/true"]
 BENCH_LABEL = "containerexec.bench"
-
-
-@dataclass
-class Side:
-    """Wall times of one side at one concurrency, over the repeats."""
-
-    walls: list[float] = field(default_factory=list)
-
-    @property
-    def median(self) -> float:
-        return statistics.median(self.walls)
 
 
 class TimedEngine:
@@ -81,8 +70,10 @@ class TimedEngine:
             self.calls[name] = self.calls.get(name, 0) + 1
 
     def report(self) -> str:
-        rows = [f"  {n:<10} {self.calls[n]:>6} calls  {1000 * t / self.calls[n]:7.1f} ms each"
-                for n, t in sorted(self.total.items(), key=lambda kv: -kv[1])]
+        rows = [
+            f"  {n:<10} {self.calls[n]:>6} calls  {1000 * t / self.calls[n]:7.1f} ms each"
+            for n, t in sorted(self.total.items(), key=lambda kv: -kv[1])
+        ]
         return "\n".join(rows)
 
 
@@ -98,30 +89,42 @@ def write_spec(folder: Path, n: int) -> Path:
     return path
 
 
-def run_containerexec(engine: Engine, root: Path, spec: ModuleSpec, spec_path: Path,
-                      parallel: int, labels: dict[str, str]) -> float:
+def run_containerexec(
+    engine: Engine,
+    root: Path,
+    spec: ModuleSpec,
+    spec_path: Path,
+    parallel: int,
+    labels: dict[str, str],
+) -> float:
     """Wall seconds of one containerexec run of every shard, records included."""
     store = RunStore(root)
     executor = Executor(engine, store)
     bindings = bind(spec, {}, {}, default_outputs=root / "out")
     t0 = time.perf_counter()
-    result = executor.run(spec, bindings, spec_path=spec_path,
-                          options=RunOptions(max_parallel=parallel, labels=labels))
+    result = executor.run(
+        spec,
+        bindings,
+        spec_path=spec_path,
+        options=RunOptions(max_parallel=parallel, labels=labels),
+    )
     wall = time.perf_counter() - t0
     if result.exit_code != 0:
-        raise SystemExit(f"containerexec run failed: {result.record.counts}; "
-                         f"see {result.record_path}")
+        raise SystemExit(
+            f"containerexec run failed: {result.record.counts}; see {result.record_path}"
+        )
     shutil.rmtree(store.run_dir(result.record.run_id), ignore_errors=True)
     return wall
 
 
-def run_sdk(api: docker.APIClient, n: int, parallel: int, labels: dict[str, str],
-            host_config: dict[str, Any] | None) -> float:
+def run_sdk(api: docker.APIClient, n: int, parallel: int, config: dict[str, Any]) -> float:
     """Wall seconds of n create/start/wait/remove cycles on a pool of `parallel` threads."""
 
     def one(_: int) -> None:
-        hc = api.create_host_config(**host_config) if host_config else None
-        cid = api.create_container(IMAGE, COMMAND, labels=labels, host_config=hc)["Id"]
+        kw = dict(config)
+        hc = kw.pop("host_config", None)
+        host_config = api.create_host_config(**hc) if hc else None
+        cid = api.create_container(host_config=host_config, **kw)["Id"]
         try:
             api.start(cid)
             code = api.wait(cid)["StatusCode"]
@@ -136,14 +139,27 @@ def run_sdk(api: docker.APIClient, n: int, parallel: int, labels: dict[str, str]
     return time.perf_counter() - t0
 
 
-def same_host_config(spec: ModuleSpec, root: Path) -> dict[str, Any]:
-    """containerexec's host config for this spec, for an SDK side with identical settings."""
-    inv = resolve(spec, bind(spec, {}, {}, default_outputs=root), Shard(0, "0", 1),
-                  run_id="bench", image=IMAGE, staging=root, user="0:0")
-    hc = dict(create_kwargs(inv, secrets={})["host_config"])
-    hc["log_config"] = docker.types.LogConfig(**hc.pop("log_config"))
-    hc.pop("mounts")
-    return hc
+def sdk_configs(spec: ModuleSpec, root: Path, labels: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """create_container arguments of the SDK side: docker's defaults, and containerexec's own."""
+    inv = resolve(
+        spec,
+        bind(spec, {}, {}, default_outputs=root),
+        Shard(0, "0", spec_count(spec)),
+        run_id="bench",
+        image=IMAGE,
+        staging=root,
+        user=f"{os.getuid()}:{os.getgid()}",
+    )
+    same = create_kwargs(inv, secrets={})
+    same.pop("name")  # docker names them; ours are unique per run
+    hc = dict(same["host_config"])
+    hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
+    same.update(labels=labels, host_config=hc)
+    return {"bare": {"image": IMAGE, "command": COMMAND, "labels": labels}, "same": same}
+
+
+def spec_count(spec: ModuleSpec) -> int:
+    return (spec.array.range or 1) if spec.array else 1
 
 
 @contextlib.contextmanager
@@ -157,24 +173,25 @@ def cleanup(api: docker.APIClient, labels: dict[str, str]) -> Iterator[None]:
                 api.remove_container(c["Id"], force=True)
 
 
-def measure(order: list[str], runners: dict[str, Callable[[], float]],
-            sides: dict[str, Side]) -> None:
-    for name in order:
-        sides[name].walls.append(runners[name]())
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200, help="shards per run (default 200)")
+    ap.add_argument("--n", type=int, default=200, help="shards per side and level (default 200)")
     ap.add_argument("--parallel", default="1,2,4,8", help="concurrency levels (default 1,2,4,8)")
-    ap.add_argument("--repeat", type=int, default=1, help="runs per side and level; median")
-    ap.add_argument("--sdk-host-config", choices=("bare", "same"), default="bare",
-                    help="SDK side: docker's defaults, or containerexec's safe host config")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=4,
+        help="split the n shards into this many interleaved runs per side (default 4)",
+    )
+    ap.add_argument(
+        "--bare", action="store_true", help="also time the SDK with docker's default settings"
+    )
     ap.add_argument("--trace", action="store_true", help="time containerexec's engine calls")
     args = ap.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the cleanup below removes this run's containers.
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     levels = [int(p) for p in args.parallel.split(",")]
+    chunk = max(1, args.n // args.rounds)
     labels = {BENCH_LABEL: uuid.uuid4().hex}
 
     engine = DockerEngine.from_env()
@@ -183,35 +200,72 @@ def main(argv: list[str] | None = None) -> int:
     api = docker.APIClient(version="auto", max_pool_size=64)
     with tempfile.TemporaryDirectory(prefix="cx-bench-") as tmp, cleanup(api, labels):
         root = Path(tmp)
-        spec_path = write_spec(root, args.n)
+        spec_path = write_spec(root, chunk)
         spec = load_spec(spec_path)
-        hc = same_host_config(spec, root) if args.sdk_host_config == "same" else None
-        run_sdk(api, 4, 2, labels, hc)  # warm the engine's caches for both sides
-        print(f"{args.n} shards of {' '.join(COMMAND)} in {IMAGE}; SDK host config: "
-              f"{args.sdk_host_config} ("
-              + ("matches containerexec's" if hc else "docker defaults; containerexec adds "
-                 "read-only root, tmpfs /tmp, init, cap_drop ALL, no network, log limits")
-              + f"); median of {args.repeat}", flush=True)
-        print(f"{'parallel':>8} {'containerexec s':>16} {'SDK s':>8} {'ratio':>6}", flush=True)
+        configs = sdk_configs(spec, root, labels)
+        run_sdk(api, 4, 2, configs["same"])  # warm the engine's caches for every side
+        print(
+            f"{args.rounds} x {chunk} shards of {' '.join(COMMAND)} in {IMAGE} per side and "
+            "level, in interleaved rounds\n(one containerexec run, one SDK pool; the order "
+            "alternates). containerexec saves a record and\na log per shard. SDK same = "
+            "containerexec's create settings (no network, read-only root,\ntmpfs /tmp, init, "
+            "cap_drop ALL, log limits)."
+            + (
+                " SDK bare = docker's defaults (bridge network, writable root)."
+                if args.bare
+                else ""
+            ),
+            flush=True,
+        )
+        head = f"{'parallel':>8} {'containerexec s':>16} {'SDK same s':>11} {'ratio':>6}"
+        head += f" {'rounds':>11}" + (f" {'SDK bare s':>11} {'ratio':>6}" if args.bare else "")
+        print(head, flush=True)
         worst = 0.0
         for i, par in enumerate(levels):
-            sides = {"cx": Side(), "sdk": Side()}
-            runners = {
-                "cx": lambda par=par: run_containerexec(timed or engine, root, spec, spec_path,
-                                                        par, labels),
-                "sdk": lambda par=par: run_sdk(api, args.n, par, labels, hc),
+            runners: dict[str, Callable[[], float]] = {
+                "cx": partial(
+                    run_containerexec, timed or engine, root, spec, spec_path, par, labels
+                ),
+                "same": partial(run_sdk, api, chunk, par, configs["same"]),
             }
-            for r in range(args.repeat):
-                # Alternate who goes first, so a drifting engine favours neither side.
-                measure(["sdk", "cx"] if (i + r) % 2 == 0 else ["cx", "sdk"], runners, sides)
-            ratio = sides["cx"].median / sides["sdk"].median
-            worst = max(worst, ratio)
-            print(f"{par:>8} {sides['cx'].median:>16.2f} {sides['sdk'].median:>8.2f} "
-                  f"{ratio:>6.3f}", flush=True)
-        print(f"worst ratio {worst:.3f} (aim: <= 1.10)")
+            if args.bare:
+                runners["bare"] = partial(run_sdk, api, chunk, par, configs["bare"])
+            walls = rounds(runners, args.rounds, first=i)
+            cx, same = sum(walls["cx"]), sum(walls["same"])
+            per_round = [c / s for c, s in zip(walls["cx"], walls["same"], strict=True)]
+            worst = max(worst, cx / same)
+            row = (
+                f"{par:>8} {cx:>16.2f} {same:>11.2f} {cx / same:>6.3f} "
+                f"{min(per_round):>5.2f}-{max(per_round):<5.2f}"
+            )
+            if args.bare:
+                bare = sum(walls["bare"])
+                row += f" {bare:>11.2f} {cx / bare:>6.3f}"
+            print(row, flush=True)
+        print(
+            f"worst ratio to SDK same: {worst:.3f} (aim: <= 1.10); 'rounds' is the spread "
+            "of the ratio between rounds, i.e. the noise"
+        )
         if timed is not None:
             print("containerexec engine calls:\n" + timed.report())
     return 0
+
+
+def rounds(
+    runners: dict[str, Callable[[], float]], count: int, *, first: int
+) -> dict[str, list[float]]:
+    """Wall seconds of each side, round by round; who goes first rotates.
+
+    Short interleaved rounds expose both sides to the same background load (other
+    containers on the engine), which one long run per side would not.
+    """
+    names = list(runners)
+    walls: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(count):
+        k = (first + r) % len(names)
+        for name in names[k:] + names[:k]:
+            walls[name].append(runners[name]())
+    return walls
 
 
 if __name__ == "__main__":

@@ -191,7 +191,7 @@ class Executor:
             image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
                                    sleep=self.sleep, on_log=self.on_build_log,
                                    on_progress=self.on_pull_progress)
-        done = {i for i, r in self.store.load_shards(run_id).items()
+        done = {r.index for r in self.store.iter_shards(run_id)
                 if r.state == "succeeded" and r.outputs_committed}
         todo = [s for s in selected if s.index not in done]
         self.on_event(ShardEvent("planned", -1, len(selected)))
@@ -250,7 +250,8 @@ class Executor:
         self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
         base = ShardRecord(run_id=run_id, index=shard.index, value=shard.value, state="running",
                            log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv)
-        self.store.write_shard(base)
+        # Losing a 'running' record to a machine crash only means the shard runs again.
+        self.store.write_shard(base, durable=False)
         if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
             return
         with self.slots or contextlib.nullcontext():
@@ -348,12 +349,18 @@ class Executor:
 
     def _finish(self, ctx: _RunContext, selected: list[Shard]) -> RunResult:
         self.sweep(ctx.record.run_id)
-        shard_records = self.store.load_shards(ctx.record.run_id)
         wanted = {s.index for s in selected}
-        states = [shard_records[i].state if i in shard_records else "pending" for i in wanted]
-        counts = {s: states.count(s) for s in sorted(set(states))}
-        failed = [shard_records[i] for i in sorted(wanted) if i in shard_records
-                  and shard_records[i].state == "failed"]
+        by_state: dict[str, int] = {}
+        failed: list[ShardRecord] = []
+        for rec in self.store.iter_shards(ctx.record.run_id):  # one at a time: 10k shards fit
+            if rec.index in wanted:
+                by_state[rec.state] = by_state.get(rec.state, 0) + 1
+                if rec.state == "failed":
+                    failed.append(rec)
+        missing = len(wanted) - sum(by_state.values())
+        if missing:
+            by_state["pending"] = missing
+        counts = dict(sorted(by_state.items()))
         if self.tracker.cancelled.is_set() and counts.get("succeeded", 0) < len(wanted):
             state, code = "cancelled", 128 + (self.signal or signal.SIGINT)
         elif failed or counts.get("succeeded", 0) < len(wanted):

@@ -11,6 +11,7 @@ import fcntl
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -126,8 +127,10 @@ class RunStore:
         write_json(path, record.model_dump(mode="json"))
         return path
 
-    def write_shard(self, record: ShardRecord) -> None:
-        write_json(self.shard_path(record.run_id, record.index), record.model_dump(mode="json"))
+    def write_shard(self, record: ShardRecord, *, durable: bool = True) -> None:
+        """`durable=False` skips the fsync: for states a crash may lose (see write_json)."""
+        write_json(self.shard_path(record.run_id, record.index), record.model_dump(mode="json"),
+                   durable=durable)
 
     def resolve_id(self, run: str) -> str:
         """A run id, a unique prefix of one, or 'last' -> the run id."""
@@ -157,14 +160,15 @@ class RunStore:
         return load_model(self.run_dir(run_id) / "run.json", RunRecord)
 
     def load_shards(self, run_id: str) -> dict[int, ShardRecord]:
+        return {rec.index: rec for rec in self.iter_shards(run_id)}
+
+    def iter_shards(self, run_id: str) -> Iterator[ShardRecord]:
+        """The run's shard records in index order, one at a time (memory flat in shards)."""
         folder = self.run_dir(run_id) / "shards"
         if not folder.is_dir():
-            return {}
-        out = {}
-        for path in sorted(folder.glob("*.json")):
-            rec = load_model(path, ShardRecord)
-            out[rec.index] = rec
-        return out
+            return
+        for name in sorted(n for n in os.listdir(folder) if n.endswith(".json")):
+            yield load_model(folder / name, ShardRecord)
 
     def lock(self, run_id: str) -> RunLock:
         return RunLock(self.run_dir(run_id) / "lock", run_id)
@@ -194,16 +198,21 @@ def load_model(path: Path, model: type[M]) -> M:
         raise RecordError(str(path), f"not a valid record: {where}: {first['msg']}") from None
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Write JSON atomically: a reader sees the old file or the new one, never half."""
+def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+    """Write JSON atomically: a reader sees the old file or the new one, never half.
+
+    The rename alone is atomic for readers and survives the writer being killed;
+    `durable` adds an fsync so the new content also survives a crash of the machine.
+    """
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
+            f.write(text)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -293,7 +293,7 @@ def pydantic_problems(
         ):
             # The members of a union each complain about the same value: one line says it.
             first, _, found = out[-1].message.rpartition(", got ")
-            this = msg.rpartition(", got ")[0] or msg
+            this = (msg.rpartition(", got ")[0] or msg).removeprefix("expected ")
             merged = f"{first} or {this}, got {found}" if first else f"{out[-1].message}; {msg}"
             out[-1] = replace(out[-1], message=merged)
             continue
