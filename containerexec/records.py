@@ -242,6 +242,20 @@ class RunLock:
         self._fd = fd
         return self
 
+    def held(self) -> bool:
+        """Whether a live process holds the lock now (a SIGKILLed holder does not)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
     def __exit__(self, *exc: object) -> None:
         if self._fd is not None:
             os.close(self._fd)

@@ -7,12 +7,20 @@ import time
 
 import click
 
+from ..records import RunRecord
 from . import App, cli
 
 
 @cli.group()
 def runs() -> None:
     """Recorded runs (in --runs-dir)."""
+
+
+def _state(app: App, rec: RunRecord) -> str:
+    """'interrupted' for a run recorded as running that no process holds any more."""
+    if rec.state == "running" and not app.store.lock(rec.run_id).held():
+        return "interrupted"
+    return rec.state
 
 
 def _when(ts: float | None) -> str:
@@ -28,10 +36,10 @@ def list_runs(app: App) -> None:
     if not records:
         click.echo(f"no runs recorded in {store.runs}")
         return
-    click.echo(f"{'RUN':44} {'STATE':10} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
+    click.echo(f"{'RUN':44} {'STATE':11} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
     for r in sorted(records, key=lambda r: r.started_at):
         code = "-" if r.exit_code is None else str(r.exit_code)
-        click.echo(f"{r.run_id:44} {r.state:10} {code:>4} {r.shard_count:>7} "
+        click.echo(f"{r.run_id:44} {_state(app, r):11} {code:>4} {r.shard_count:>7} "
                    f"{_when(r.started_at):19}")
 
 
@@ -49,19 +57,21 @@ def show(app: App, run: str, as_json: bool) -> None:
         data["shards"] = [s.model_dump(mode="json") for s in shards.values()]
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
+    run_state = _state(app, rec)
     click.echo(f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
-               f"state:    {rec.state} (exit {rec.exit_code})\n"
+               f"state:    {run_state} (exit {rec.exit_code})\n"
                f"image:    {rec.image.pinned}\n"
                f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}")
     for name, path in rec.outputs.items():
         click.echo(f"output:   {name} -> {path}")
-    click.echo(f"\n{'SHARD':>6} {'STATE':10} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
+    click.echo(f"\n{'SHARD':>6} {'STATE':11} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
     wanted = rec.shards_selected if rec.shards_selected is not None else range(rec.shard_count)
     for i in wanted:
         s = shards.get(i)
         if s is None:
-            click.echo(f"{i:>6} {'pending':10} {'-':>4} {0:>5}  {'':18}")
+            click.echo(f"{i:>6} {'pending':11} {'-':>4} {0:>5}  {'':18}")
             continue
         code = "-" if s.exit_code is None else str(s.exit_code)
-        click.echo(f"{i:>6} {s.state:10} {code:>4} {len(s.attempts):>5}  "
+        state = "interrupted" if s.state == "running" and run_state == "interrupted" else s.state
+        click.echo(f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  "
                    f"{s.failure or '':18} {s.value}")

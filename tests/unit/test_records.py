@@ -177,3 +177,25 @@ def test_the_run_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> N
         proc.stdout.close()
     with store.lock("r1"):  # no manual unlock after SIGKILL
         pass
+
+
+def test_a_running_run_no_process_holds_is_listed_as_interrupted(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from containerexec.cli import cli
+
+    store = RunStore(tmp_path)
+    store.write_run(run_record())
+    store.write_shard(shard_record("wc-20260101-000000-aaaaaa", 0, state="running"))
+
+    def listing() -> str:
+        result = CliRunner().invoke(cli, ["--runs-dir", str(tmp_path), "runs", "list"])
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with store.lock("wc-20260101-000000-aaaaaa"):
+        assert " running " in listing()  # held: really in progress
+    assert " interrupted " in listing()  # the holder is gone (as after kill -9)
+    shown = CliRunner().invoke(cli, ["--runs-dir", str(tmp_path), "runs", "show", "last"])
+    assert "state:    interrupted" in shown.output
+    assert "     0 interrupted" in shown.output
