@@ -30,6 +30,7 @@ from .records import (
     RunStore,
     ShardRecord,
     ShardState,
+    load_model,
 )
 from .runner import Attempt, Failure, Tracker, run_with_retries
 from .spec import ModuleSpec
@@ -249,7 +250,8 @@ class Executor:
                       staging=staging, user=user, labels=dict(ctx.opts.labels))
         self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
         base = ShardRecord(run_id=run_id, index=shard.index, value=shard.value, state="running",
-                           log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv)
+                           log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv,
+                           attempts=self._earlier_attempts(ctx, shard))
         # Losing a 'running' record to a machine crash only means the shard runs again.
         self.store.write_shard(base, durable=False)
         if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
@@ -264,6 +266,13 @@ class Executor:
         final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
         self.store.write_shard(final)
         self._count(ctx, shard, state, last)
+
+    def _earlier_attempts(self, ctx: _RunContext, shard: Shard) -> list[AttemptRecord]:
+        """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
+        path = self.store.shard_path(ctx.record.run_id, shard.index)
+        if ctx.opts.resume is None or not path.is_file():
+            return []
+        return list(load_model(path, ShardRecord).attempts)
 
     def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path,
                  base: ShardRecord) -> bool:
@@ -400,11 +409,12 @@ def replace_record(base: ShardRecord, state: ShardState, attempts: list[Attempt]
         "log_tail": last.log_tail,
         "stderr_tail": last.stderr_tail,
         "log_path": str(log_path),
-        "attempts": [AttemptRecord(
-            number=a.number, container_id=a.container_id, started_at=a.started_at,
-            ended_at=a.ended_at, exit_code=a.exit_code, oom_killed=a.oom_killed,
-            failure=str(a.failure) if a.failure else None, message=a.message, counted=a.counted,
-        ) for a in attempts],
+        "attempts": [*base.attempts, *(AttemptRecord(
+            number=len(base.attempts) + a.number, container_id=a.container_id,
+            started_at=a.started_at, ended_at=a.ended_at, exit_code=a.exit_code,
+            oom_killed=a.oom_killed, failure=str(a.failure) if a.failure else None,
+            message=a.message, counted=a.counted,
+        ) for a in attempts)],
     })
 
 

@@ -219,6 +219,8 @@ def test_resume_after_a_failure_runs_only_the_failed_shards(workspace: Workspace
     assert workspace.store.ids() == [run_id]
     assert [after[i].attempts for i in (0, 2)] == [before[i].attempts for i in (0, 2)]
     assert after[1].state == "succeeded" and after[1].outputs_committed
+    # The failed attempt of the first run is kept, and the resumed one follows it.
+    assert [(a.number, a.exit_code) for a in after[1].attempts] == [(1, 3), (2, 0)]
     assert sorted(os.listdir(target)) == ["0", "1", "2"]
     assert workspace.record().state == "succeeded"
 
