@@ -175,8 +175,19 @@ def push_with_retries(
 
 
 def _final(exc: PullError, module: str, ref: str, verb: str) -> PullError:
-    tries = f" after {PULL_ATTEMPTS} attempts" if exc.transient else ""
-    return PullError(module, ref, f"{verb} failed{tries}: {exc.answer}", transient=exc.transient)
+    if exc.transient:
+        hint = (f" after {PULL_ATTEMPTS} attempts: {exc.answer}; check that the registry "
+                f"'{_registry(ref)}' is up and reachable from the engine")
+    else:
+        hint = (f": {exc.answer}; check the reference (registry, repository, tag or digest), "
+                "or build or push the image first")
+    return PullError(module, ref, f"{verb} failed{hint}", transient=exc.transient)
+
+
+def _registry(ref: str) -> str:
+    first = ref.split("/", 1)[0]
+    return first if "/" in ref and ("." in first or ":" in first or first == "localhost") \
+        else "docker.io"
 
 
 def build(
