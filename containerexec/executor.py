@@ -19,7 +19,7 @@ from . import arrays, images, mounts
 from .arrays import Shard
 from .bindings import Bindings
 from .engine import Engine, Progress
-from .errors import EngineError, ImageError, UsageError
+from .errors import EngineError, ImageError, RecordError, UsageError
 from .invocation import LABEL_RUN, Invocation, resolve
 from .logs import DEFAULT_LIMIT_BYTES, LogSink
 from .records import (
@@ -192,7 +192,7 @@ class Executor:
             image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
                                    sleep=self.sleep, on_log=self.on_build_log,
                                    on_progress=self.on_pull_progress)
-        done = {r.index for r in self.store.iter_shards(run_id)
+        done = {r.index for r in self.store.iter_shards(run_id, skip_unreadable=True)
                 if r.state == "succeeded" and r.outputs_committed}
         todo = [s for s in selected if s.index not in done]
         self.on_event(ShardEvent("planned", -1, len(selected)))
@@ -272,7 +272,10 @@ class Executor:
         path = self.store.shard_path(ctx.record.run_id, shard.index)
         if ctx.opts.resume is None or not path.is_file():
             return []
-        return list(load_model(path, ShardRecord).attempts)
+        try:
+            return list(load_model(path, ShardRecord).attempts)
+        except RecordError:
+            return []  # left empty by a machine crash: the shard simply runs again
 
     def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path,
                  base: ShardRecord) -> bool:

@@ -162,13 +162,21 @@ class RunStore:
     def load_shards(self, run_id: str) -> dict[int, ShardRecord]:
         return {rec.index: rec for rec in self.iter_shards(run_id)}
 
-    def iter_shards(self, run_id: str) -> Iterator[ShardRecord]:
-        """The run's shard records in index order, one at a time (memory flat in shards)."""
+    def iter_shards(self, run_id: str, *, skip_unreadable: bool = False) -> Iterator[ShardRecord]:
+        """The run's shard records in index order, one at a time (memory flat in shards).
+
+        `skip_unreadable` passes over a record a machine crash left empty (only
+        'running' records are written without fsync), so a resume reruns that shard.
+        """
         folder = self.run_dir(run_id) / "shards"
         if not folder.is_dir():
             return
         for name in sorted(n for n in os.listdir(folder) if n.endswith(".json")):
-            yield load_model(folder / name, ShardRecord)
+            try:
+                yield load_model(folder / name, ShardRecord)
+            except RecordError:
+                if not skip_unreadable:
+                    raise
 
     def lock(self, run_id: str) -> RunLock:
         return RunLock(self.run_dir(run_id) / "lock", run_id)

@@ -199,3 +199,13 @@ def test_a_running_run_no_process_holds_is_listed_as_interrupted(tmp_path: Path)
     shown = CliRunner().invoke(cli, ["--runs-dir", str(tmp_path), "runs", "show", "last"])
     assert "state:    interrupted" in shown.output
     assert "     0 interrupted" in shown.output
+
+
+def test_a_shard_record_left_empty_by_a_crash_is_skipped_only_when_asked(tmp_path: Path) -> None:
+    store = RunStore(tmp_path)
+    run_id = "wc-20260101-000000-aaaaaa"
+    store.write_shard(shard_record(run_id, 0))
+    store.shard_path(run_id, 1).write_text("")  # what a power loss can leave of a new file
+    assert [r.index for r in store.iter_shards(run_id, skip_unreadable=True)] == [0]
+    with pytest.raises(RecordError):
+        list(store.iter_shards(run_id))
