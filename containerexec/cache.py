@@ -44,13 +44,18 @@ class Cache:
 
     def key(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> str:
         """The cache key of one shard (hex sha256)."""
-        inputs = {m.name: [m.target, self._input_hashes(inv.run_id, m.source)]
-                  for m in inv.mounts if m.kind == "input"}
-        outputs = {name: [port.type, output_filename(spec, bindings, name)
-                          if port.type == "file" else ""]
-                   for name, port in spec.outputs.items()}
-        env = {k: v for k, v in inv.env.items()
-               if not k.startswith("CONTAINEREXEC_") or k in _KEPT_ENV}
+        inputs = {
+            m.name: [m.target, self._input_hashes(inv.run_id, m.source)]
+            for m in inv.mounts
+            if m.kind == "input"
+        }
+        outputs = {
+            name: [port.type, output_filename(spec, bindings, name) if port.type == "file" else ""]
+            for name, port in spec.outputs.items()
+        }
+        env = {
+            k: v for k, v in inv.env.items() if not k.startswith("CONTAINEREXEC_") or k in _KEPT_ENV
+        }
         facts: dict[str, Any] = {
             "key_version": KEY_VERSION,
             "module": [spec.name, spec.version],
@@ -69,8 +74,7 @@ class Cache:
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
 
-    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
-                staging: Path) -> bool:
+    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
         """Fill `staging` from a checked entry; a missing or damaged entry is a miss."""
         entry = self.entry(self.key(spec, bindings, inv))
         files = self._checked(entry)
@@ -91,8 +95,7 @@ class Cache:
             self.hits += 1
         return True
 
-    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
-             staging: Path) -> None:
+    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
         """Copy a succeeded shard's staged outputs into a new entry, in one rename."""
         entry = self.entry(self.key(spec, bindings, inv))
         if entry.is_dir():
@@ -102,8 +105,14 @@ class Cache:
         try:
             shutil.copytree(staging, tmp / "outputs", symlinks=True)
             files = {rel: sha for rel, _size, sha in manifest(str(tmp / "outputs"))}
-            meta = {"key_version": KEY_VERSION, "module": spec.name, "version": spec.version,
-                    "run_id": inv.run_id, "shard": inv.shard_index, "files": files}
+            meta = {
+                "key_version": KEY_VERSION,
+                "module": spec.name,
+                "version": spec.version,
+                "run_id": inv.run_id,
+                "shard": inv.shard_index,
+                "files": files,
+            }
             (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             os.rename(tmp, entry)
         except OSError:

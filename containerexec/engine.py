@@ -26,7 +26,6 @@ from .payload import create_kwargs, docker_run_command
 __all__ = ["DockerEngine", "Engine", "create_kwargs", "docker_run_command"]
 
 
-
 @dataclass(frozen=True)
 class ExitStatus:
     exit_code: int
@@ -106,8 +105,14 @@ class Engine(Protocol):
     def remove_image(self, ref: str) -> None: ...
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]: ...
     def run_interactive(
-        self, inv: Invocation, *, secrets: Mapping[str, str], tty: bool, keep: bool,
-        entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+        self,
+        inv: Invocation,
+        *,
+        secrets: Mapping[str, str],
+        tty: bool,
+        keep: bool,
+        entrypoint: str | None = None,
+        publish: Mapping[int, int] | None = None,
     ) -> int: ...
 
 
@@ -333,8 +338,9 @@ class DockerEngine:
                             on_log(line)
                 if "error" in event:
                     step = next((x for x in reversed(lines) if x.startswith("Step ")), "")
-                    raise BuildError("-", tag, f"{step or 'build'}: {event['error']}".strip(),
-                                     lines[-20:])
+                    raise BuildError(
+                        "-", tag, f"{step or 'build'}: {event['error']}".strip(), lines[-20:]
+                    )
         except BuildError:
             raise
         except docker.errors.APIError as exc:
@@ -357,8 +363,9 @@ class DockerEngine:
         try:
             for event in self.api.push(repo, tag=tag, stream=True, decode=True):
                 if "error" in event:
-                    raise PullError("-", f"{repo}:{tag}", str(event["error"]),
-                                    transient=_transient(event))
+                    raise PullError(
+                        "-", f"{repo}:{tag}", str(event["error"]), transient=_transient(event)
+                    )
                 aux = event.get("aux") or {}
                 digest = aux.get("Digest", digest)
                 if on_progress:
@@ -366,7 +373,9 @@ class DockerEngine:
         except PullError:
             raise
         except docker.errors.APIError as exc:
-            raise PullError("-", f"{repo}:{tag}", _explain(exc), transient=_transient_api(exc)) from exc
+            raise PullError(
+                "-", f"{repo}:{tag}", _explain(exc), transient=_transient_api(exc)
+            ) from exc
         except Exception as exc:
             translate(exc, f"push {repo}:{tag}")
         return str(digest)
@@ -380,8 +389,14 @@ class DockerEngine:
             translate(exc, f"remove image {ref}")
 
     def run_interactive(
-        self, inv: Invocation, *, secrets: Mapping[str, str], tty: bool, keep: bool,
-        entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+        self,
+        inv: Invocation,
+        *,
+        secrets: Mapping[str, str],
+        tty: bool,
+        keep: bool,
+        entrypoint: str | None = None,
+        publish: Mapping[int, int] | None = None,
     ) -> int:
         """Run `inv` attached to this terminal through the docker CLI; returns its exit status.
 
@@ -392,11 +407,14 @@ class DockerEngine:
         """
         exe = shutil.which("docker")
         if exe is None:
-            raise EngineError("an interactive container needs the docker command-line client, "
-                              "and 'docker' is not on PATH; install it (apt-get install "
-                              "docker.io) or use --print and run the command elsewhere")
-        argv = docker_run_command(inv, name=inv.name, interactive=True, tty=tty,
-                                  entrypoint=entrypoint, publish=publish)
+            raise EngineError(
+                "an interactive container needs the docker command-line client, "
+                "and 'docker' is not on PATH; install it (apt-get install "
+                "docker.io) or use --print and run the command elsewhere"
+            )
+        argv = docker_run_command(
+            inv, name=inv.name, interactive=True, tty=tty, entrypoint=entrypoint, publish=publish
+        )
         env = {**os.environ, **{n: secrets[n] for n in inv.secret_names if n in secrets}}
         try:
             return subprocess.run([exe, *argv[1:]], env=env, check=False).returncode
@@ -482,8 +500,15 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 
 # Registry answers that another try cannot change. A name that does not resolve
 # ("no such host") is a typo far more often than a passing DNS fault.
-PERMANENT = ("manifest unknown", "unauthorized", "not found", "denied", "invalid reference",
-             "does not exist locally", "no such host")
+PERMANENT = (
+    "manifest unknown",
+    "unauthorized",
+    "not found",
+    "denied",
+    "invalid reference",
+    "does not exist locally",
+    "no such host",
+)
 
 
 def _transient(event: Mapping[str, Any]) -> bool:

@@ -141,11 +141,17 @@ class InputsChanged(RunError):
     def __init__(self, run_id: str, changes: Sequence[str]) -> None:
         self.run_id = run_id
         self.changes = list(changes)
-        super().__init__("\n".join([
-            f"the inputs here differ from those recorded for run '{run_id}'; nothing was run:",
-            *(f"  {c}" for c in self.changes),
-            "Point --inputs NAME=PATH at the recorded data, or pass --ignore-input-changes.",
-        ]))
+        super().__init__(
+            "\n".join(
+                [
+                    f"the inputs here differ from those recorded for run '{run_id}'; "
+                    "nothing was run:",
+                    *(f"  {c}" for c in self.changes),
+                    "Point --inputs NAME=PATH at the recorded data, or pass "
+                    "--ignore-input-changes.",
+                ]
+            )
+        )
 
 
 class RecordError(ContainerExecError):

@@ -55,13 +55,11 @@ class RunOptions:
 class ShardCache(Protocol):
     """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
 
-    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
-                staging: Path) -> bool:
+    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
         """Fill `staging` from a checked entry for this shard's key; False on a miss."""
         ...
 
-    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation,
-             staging: Path) -> None:
+    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
         """Keep a copy of a succeeded shard's staged outputs, atomically."""
         ...
 
@@ -159,7 +157,11 @@ class Executor:
             self.engine.stop(cid, grace_s=self.grace_s)
 
     def run(
-        self, spec: ModuleSpec, bindings: Bindings, *, spec_path: Path | None,
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        *,
+        spec_path: Path | None,
         options: RunOptions | None = None,
     ) -> RunResult:
         """Run every selected shard of `spec` that has not succeeded yet; record the run."""
@@ -167,21 +169,31 @@ class Executor:
         self.grace_s = opts.grace_s
         missing = [n for n in spec.secrets if n not in self.secrets]
         if missing:
-            raise UsageError(f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
-                             "in the environment that runs containerexec")
+            raise UsageError(
+                f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
+                "in the environment that runs containerexec"
+            )
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
         prev = self.store.load_run(opts.resume) if opts.resume else None
         if prev is not None and prev.module != spec.name:
-            raise UsageError(f"--resume {opts.resume}: that run is of module '{prev.module}', "
-                             f"not '{spec.name}'")
+            raise UsageError(
+                f"--resume {opts.resume}: that run is of module '{prev.module}', not '{spec.name}'"
+            )
         run_id = prev.run_id if prev else opts.run_id or new_run_id(spec.name, self.clock())
         with self.store.lock(run_id):
             return self._run_locked(spec, bindings, spec_path, opts, run_id, prev, shards, selected)
 
     def _run_locked(
-        self, spec: ModuleSpec, bindings: Bindings, spec_path: Path | None, opts: RunOptions,
-        run_id: str, prev: RunRecord | None, shards: list[Shard], selected: list[Shard],
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        spec_path: Path | None,
+        opts: RunOptions,
+        run_id: str,
+        prev: RunRecord | None,
+        shards: list[Shard],
+        selected: list[Shard],
     ) -> RunResult:
         if prev is not None:
             self.sweep(run_id)  # containers a killed executor left behind
@@ -189,11 +201,20 @@ class Executor:
             self._ensure_image(spec.name, image)
         else:
             spec_dir = spec_path.parent if spec_path else Path.cwd()
-            image = images.resolve(self.engine, spec, spec_dir, pull=opts.pull,
-                                   sleep=self.sleep, on_log=self.on_build_log,
-                                   on_progress=self.on_pull_progress)
-        done = {r.index for r in self.store.iter_shards(run_id, skip_unreadable=True)
-                if r.state == "succeeded" and r.outputs_committed}
+            image = images.resolve(
+                self.engine,
+                spec,
+                spec_dir,
+                pull=opts.pull,
+                sleep=self.sleep,
+                on_log=self.on_build_log,
+                on_progress=self.on_pull_progress,
+            )
+        done = {
+            r.index
+            for r in self.store.iter_shards(run_id, skip_unreadable=True)
+            if r.state == "succeeded" and r.outputs_committed
+        }
         todo = [s for s in selected if s.index not in done]
         self.on_event(ShardEvent("planned", -1, len(selected)))
         for s in selected:
@@ -202,16 +223,24 @@ class Executor:
         default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
         parallel = max(1, min(opts.max_parallel or default_par, max(len(todo), 1)))
         record = RunRecord(
-            run_id=run_id, module=spec.name, version=spec.version,
+            run_id=run_id,
+            module=spec.name,
+            version=spec.version,
             spec_path=str(spec_path) if spec_path else None,
             spec=spec.model_dump(mode="json", exclude_defaults=False),
-            image=image, inputs=bindings.inputs, outputs=bindings.outputs,
+            image=image,
+            inputs=bindings.inputs,
+            outputs=bindings.outputs,
             input_manifests=prev.input_manifests if prev else input_manifests(spec, bindings),
-            secret_names=sorted(spec.secrets), shard_count=len(shards),
+            secret_names=sorted(spec.secrets),
+            shard_count=len(shards),
             shards_selected=[s.index for s in selected] if opts.shards else None,
-            max_parallel=parallel, state="running",
+            max_parallel=parallel,
+            state="running",
             started_at=prev.started_at if prev else self.clock(),
-            host=socket.gethostname(), pid=os.getpid(), pipeline_run=opts.pipeline_run,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            pipeline_run=opts.pipeline_run,
         )
         self.store.write_run(record)
         counts = Counts()
@@ -232,8 +261,10 @@ class Executor:
                     return
                 self._shard(ctx, shard)
 
-        threads = [threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
-                   for i in range(parallel)]
+        threads = [
+            threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
+            for i in range(parallel)
+        ]
         for t in threads:
             t.start()
         for t in threads:
@@ -246,12 +277,26 @@ class Executor:
         run_id = ctx.record.run_id
         staging = self.store.staging(run_id, shard.index)
         user = ctx.opts.user or f"{os.getuid()}:{os.getgid()}"
-        inv = resolve(ctx.spec, ctx.bindings, shard, run_id=run_id, image=ctx.image.pinned,
-                      staging=staging, user=user, labels=dict(ctx.opts.labels))
+        inv = resolve(
+            ctx.spec,
+            ctx.bindings,
+            shard,
+            run_id=run_id,
+            image=ctx.image.pinned,
+            staging=staging,
+            user=user,
+            labels=dict(ctx.opts.labels),
+        )
         self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
-        base = ShardRecord(run_id=run_id, index=shard.index, value=shard.value, state="running",
-                           log_path=str(self.store.log_path(run_id, shard.index)), invocation=inv,
-                           attempts=self._earlier_attempts(ctx, shard))
+        base = ShardRecord(
+            run_id=run_id,
+            index=shard.index,
+            value=shard.value,
+            state="running",
+            log_path=str(self.store.log_path(run_id, shard.index)),
+            invocation=inv,
+            attempts=self._earlier_attempts(ctx, shard),
+        )
         # Losing a 'running' record to a machine crash only means the shard runs again.
         self.store.write_shard(base, durable=False)
         if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
@@ -259,8 +304,13 @@ class Executor:
         with self.slots or contextlib.nullcontext():
             attempts = self._attempts(ctx, inv, staging, shard)
         last = attempts[-1]
-        state: ShardState = ("succeeded" if last.ok else
-                             "cancelled" if last.failure == Failure.CANCELLED else "failed")
+        state: ShardState = (
+            "succeeded"
+            if last.ok
+            else "cancelled"
+            if last.failure == Failure.CANCELLED
+            else "failed"
+        )
         if not last.ok:
             mounts.discard(staging)
         final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
@@ -277,34 +327,49 @@ class Executor:
         except RecordError:
             return []  # left empty by a machine crash: the shard simply runs again
 
-    def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path,
-                 base: ShardRecord) -> bool:
+    def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path, base: ShardRecord) -> bool:
         assert self.cache is not None
         mounts.prepare(staging, ctx.spec)
         if not self.cache.restore(ctx.spec, ctx.bindings, inv, staging):
             return False
         with self._commit_lock:
             mounts.commit(staging, ctx.spec, ctx.bindings)
-        self.store.write_shard(base.model_copy(update={
-            "state": "succeeded", "outputs_committed": True, "cached": True, "exit_code": 0}))
-        self._count(ctx, Shard(inv.shard_index, inv.shard_value, inv.shard_count), "succeeded",
-                    None)
+        self.store.write_shard(
+            base.model_copy(
+                update={
+                    "state": "succeeded",
+                    "outputs_committed": True,
+                    "cached": True,
+                    "exit_code": 0,
+                }
+            )
+        )
+        self._count(
+            ctx, Shard(inv.shard_index, inv.shard_value, inv.shard_count), "succeeded", None
+        )
         return True
 
-    def _count(self, ctx: _RunContext, shard: Shard, state: ShardState,
-               last: Attempt | None) -> None:
+    def _count(
+        self, ctx: _RunContext, shard: Shard, state: ShardState, last: Attempt | None
+    ) -> None:
         n_state = ctx.counts.add(state)
         limit = ctx.spec.array.max_failed_shards if ctx.spec.array else None
         if state == "failed" and limit and n_state >= limit:
             ctx.stop_new.set()
         self.on_event(ShardEvent("finished", shard.index, shard.count, state, last))
 
-    def _attempts(self, ctx: _RunContext, inv: Invocation, staging: Path,
-                  shard: Shard) -> list[Attempt]:
+    def _attempts(
+        self, ctx: _RunContext, inv: Invocation, staging: Path, shard: Shard
+    ) -> list[Attempt]:
         run_id = ctx.record.run_id
         return run_with_retries(
-            self.engine, inv, ctx.spec.retries, secrets=self.secrets, tracker=self.tracker,
-            clock=self.clock, sleep=self.sleep,
+            self.engine,
+            inv,
+            ctx.spec.retries,
+            secrets=self.secrets,
+            tracker=self.tracker,
+            clock=self.clock,
+            sleep=self.sleep,
             log_for=lambda n: self._log(run_id, shard.index, n, ctx),
             before=lambda: mounts.prepare(staging, ctx.spec),
             after=lambda a: self._commit(a, inv, staging, ctx),
@@ -323,8 +388,12 @@ class Executor:
                 os.replace(path, path.with_name(f"{path.stem}.attempt{number - 1}.log"))
         on_line = self.on_line
         sink = (lambda stream, line: on_line(index, stream, line)) if on_line else None
-        return LogSink(path, limit_bytes=ctx.opts.log_limit_bytes, on_line=sink,
-                       redact=list(self.secrets.values()))
+        return LogSink(
+            path,
+            limit_bytes=ctx.opts.log_limit_bytes,
+            on_line=sink,
+            redact=list(self.secrets.values()),
+        )
 
     def _commit(self, a: Attempt, inv: Invocation, staging: Path, ctx: _RunContext) -> Attempt:
         try:
@@ -338,8 +407,9 @@ class Executor:
         except OSError as exc:
             kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
             where = ", ".join(ctx.bindings.outputs.values())
-            return replace(a, failure=kind, message=f"committing outputs to {where}: "
-                           f"{exc.strerror or exc}")
+            return replace(
+                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
+            )
         return a
 
     def _ensure_image(self, module: str, image: ImageRecord) -> None:
@@ -347,9 +417,13 @@ class Executor:
         if self.engine.inspect_image(image.pinned) is not None:
             return
         if image.digest is None:
-            raise ImageError(module, image.pinned, "the image this run used is no longer on "
-                             "the engine and was never pushed; start a new run instead of "
-                             "resuming")
+            raise ImageError(
+                module,
+                image.pinned,
+                "the image this run used is no longer on "
+                "the engine and was never pushed; start a new run instead of "
+                "resuming",
+            )
         images.pull_with_retries(self.engine, module, image.digest, sleep=self.sleep)
 
     def sweep(self, run_id: str) -> int:
@@ -382,8 +456,9 @@ class Executor:
                 code = int(failed[0].exit_code or 1)  # a single run exits as its command did
         else:
             state, code = "succeeded", 0
-        record = ctx.record.model_copy(update={
-            "state": state, "exit_code": code, "counts": counts, "ended_at": self.clock()})
+        record = ctx.record.model_copy(
+            update={"state": state, "exit_code": code, "counts": counts, "ended_at": self.clock()}
+        )
         path = self.store.write_run(record)
         return RunResult(record=record, record_path=path, failed=failed, exit_code=code)
 
@@ -399,26 +474,40 @@ class _RunContext:
     stop_new: threading.Event = field(default_factory=threading.Event)
 
 
-def replace_record(base: ShardRecord, state: ShardState, attempts: list[Attempt],
-                   log_path: Path) -> ShardRecord:
+def replace_record(
+    base: ShardRecord, state: ShardState, attempts: list[Attempt], log_path: Path
+) -> ShardRecord:
     last = attempts[-1]
-    return base.model_copy(update={
-        "state": state,
-        "failure": str(last.failure) if last.failure else None,
-        "exit_code": last.exit_code,
-        "oom_killed": last.oom_killed,
-        "message": last.message,
-        "outputs_committed": last.ok,
-        "log_tail": last.log_tail,
-        "stderr_tail": last.stderr_tail,
-        "log_path": str(log_path),
-        "attempts": [*base.attempts, *(AttemptRecord(
-            number=len(base.attempts) + a.number, container_id=a.container_id,
-            started_at=a.started_at, ended_at=a.ended_at, exit_code=a.exit_code,
-            oom_killed=a.oom_killed, failure=str(a.failure) if a.failure else None,
-            message=a.message, counted=a.counted,
-        ) for a in attempts)],
-    })
+    return base.model_copy(
+        update={
+            "state": state,
+            "failure": str(last.failure) if last.failure else None,
+            "exit_code": last.exit_code,
+            "oom_killed": last.oom_killed,
+            "message": last.message,
+            "outputs_committed": last.ok,
+            "log_tail": last.log_tail,
+            "stderr_tail": last.stderr_tail,
+            "log_path": str(log_path),
+            "attempts": [
+                *base.attempts,
+                *(
+                    AttemptRecord(
+                        number=len(base.attempts) + a.number,
+                        container_id=a.container_id,
+                        started_at=a.started_at,
+                        ended_at=a.ended_at,
+                        exit_code=a.exit_code,
+                        oom_killed=a.oom_killed,
+                        failure=str(a.failure) if a.failure else None,
+                        message=a.message,
+                        counted=a.counted,
+                    )
+                    for a in attempts
+                ),
+            ],
+        }
+    )
 
 
 def new_run_id(module: str, now: float) -> str:
@@ -433,5 +522,3 @@ def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[File
         if spec.inputs[name].type in ("file", "directory"):
             out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in mounts.manifest(value)]
     return out
-
-

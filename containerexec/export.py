@@ -71,16 +71,23 @@ def load_source(store: RunStore, target: str) -> RunExport:
             found = sorted((path.parent / "shards").glob("*.json"))
             export = RunExport(run=rec, shards=[load_model(p, ShardRecord) for p in found])
     elif path.suffix == ".json" or os.sep in target:
-        raise RecordError(target, "no such file; give a file written by 'containerexec runs "
-                          "export', a run.json, or a run id ('containerexec runs list')")
+        raise RecordError(
+            target,
+            "no such file; give a file written by 'containerexec runs "
+            "export', a run.json, or a run id ('containerexec runs list')",
+        )
     else:
         rec = store.load_run(_last_original(store) if target == "last" else target)
         export = RunExport(run=rec, shards=list(store.load_shards(rec.run_id).values()))
     newest = max([export.run.schema_version, *(s.schema_version for s in export.shards)])
     if newest > SCHEMA_VERSION:
-        raise RecordError(str(path), f"written by a newer containerexec (schema {newest}, this "
-                          f"one reads {SCHEMA_VERSION}); upgrade containerexec "
-                          "('pip install -U containerexec')", newest)
+        raise RecordError(
+            str(path),
+            f"written by a newer containerexec (schema {newest}, this "
+            f"one reads {SCHEMA_VERSION}); upgrade containerexec "
+            "('pip install -U containerexec')",
+            newest,
+        )
     return export
 
 

@@ -53,8 +53,9 @@ def render_text(pipeline: PipelineSpec) -> str:
     links = edges(pipeline)
     lines = [f"pipeline {pipeline.name} {pipeline.version}: {len(pipeline.jobs)} jobs"]
     if pipeline.inputs:
-        lines.append("  inputs: " + ", ".join(
-            f"{n} ({p.type})" for n, p in pipeline.inputs.items()))
+        lines.append(
+            "  inputs: " + ", ".join(f"{n} ({p.type})" for n, p in pipeline.inputs.items())
+        )
     for depth, group in enumerate(levels(pipeline)):
         for name in group:
             job = pipeline.jobs[name]

@@ -40,8 +40,12 @@ _REF = re.compile(
 
 def check_reference(module: str, ref: str) -> None:
     if not _REF.match(ref):
-        raise ImageError(module, ref, "not a valid image reference; expected "
-                         "[REGISTRY/]REPO[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5000/wordcount:1")
+        raise ImageError(
+            module,
+            ref,
+            "not a valid image reference; expected "
+            "[REGISTRY/]REPO[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5000/wordcount:1",
+        )
 
 
 def repo_of(ref: str) -> str:
@@ -102,23 +106,32 @@ def resolve(
     if env.build is not None:
         return build(engine, spec, spec_dir, on_log=on_log)
     assert env.image is not None
-    info, source = fetch(engine, spec.name, env.image, policy=pull or env.pull, sleep=sleep,
-                         on_progress=on_progress)
+    info, source = fetch(
+        engine, spec.name, env.image, policy=pull or env.pull, sleep=sleep, on_progress=on_progress
+    )
     pinned, digest = pin(info, env.image)
     return ImageRecord(ref=env.image, pinned=pinned, id=info.id, digest=digest, source=source)
 
 
 def fetch(
-    engine: Engine, module: str, ref: str, *, policy: str,
-    sleep: Callable[[float], object] = time.sleep, on_progress: Progress | None = None,
+    engine: Engine,
+    module: str,
+    ref: str,
+    *,
+    policy: str,
+    sleep: Callable[[float], object] = time.sleep,
+    on_progress: Progress | None = None,
 ) -> tuple[ImageInfo, Literal["pull", "local"]]:
     """The image `ref` on this engine, pulled as `policy` (missing | always | never) says."""
     check_reference(module, ref)
     local = engine.inspect_image(ref)
     if policy == "never" or (policy == "missing" and local is not None):
         if local is None:
-            raise ImageError(module, ref, "not on this engine and the pull policy is 'never'; "
-                             "pull it or use --pull missing")
+            raise ImageError(
+                module,
+                ref,
+                "not on this engine and the pull policy is 'never'; pull it or use --pull missing",
+            )
         return local, "local"
     try:
         return pull_with_retries(engine, module, ref, sleep=sleep, on_progress=on_progress), "pull"
@@ -144,7 +157,11 @@ def _retrying(sleep: Callable[[float], object]) -> Retrying:
 
 
 def pull_with_retries(
-    engine: Engine, module: str, ref: str, *, sleep: Callable[[float], object],
+    engine: Engine,
+    module: str,
+    ref: str,
+    *,
+    sleep: Callable[[float], object],
     on_progress: Progress | None = None,
 ) -> ImageInfo:
     """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer."""
@@ -158,7 +175,12 @@ def pull_with_retries(
 
 
 def push_with_retries(
-    engine: Engine, module: str, repo: str, tag: str, *, sleep: Callable[[float], object],
+    engine: Engine,
+    module: str,
+    repo: str,
+    tag: str,
+    *,
+    sleep: Callable[[float], object],
     on_progress: Progress | None = None,
 ) -> str:
     """Push repo:tag with the same retries as a pull; returns the manifest digest."""
@@ -176,22 +198,32 @@ def push_with_retries(
 
 def _final(exc: PullError, module: str, ref: str, verb: str) -> PullError:
     if exc.transient:
-        hint = (f" after {PULL_ATTEMPTS} attempts: {exc.answer}; check that the registry "
-                f"'{_registry(ref)}' is up and reachable from the engine")
+        hint = (
+            f" after {PULL_ATTEMPTS} attempts: {exc.answer}; check that the registry "
+            f"'{_registry(ref)}' is up and reachable from the engine"
+        )
     else:
-        hint = (f": {exc.answer}; check the reference (registry, repository, tag or digest), "
-                "or build or push the image first")
+        hint = (
+            f": {exc.answer}; check the reference (registry, repository, tag or digest), "
+            "or build or push the image first"
+        )
     return PullError(module, ref, f"{verb} failed{hint}", transient=exc.transient)
 
 
 def _registry(ref: str) -> str:
     first = ref.split("/", 1)[0]
-    return first if "/" in ref and ("." in first or ":" in first or first == "localhost") \
+    return (
+        first
+        if "/" in ref and ("." in first or ":" in first or first == "localhost")
         else "docker.io"
+    )
 
 
 def build(
-    engine: Engine, spec: ModuleSpec, spec_dir: Path, *,
+    engine: Engine,
+    spec: ModuleSpec,
+    spec_dir: Path,
+    *,
     on_log: Callable[[str], None] | None = None,
 ) -> ImageRecord:
     """Build `environment.build` unless an image of the same context hash exists."""
@@ -199,22 +231,40 @@ def build(
     assert b is not None
     context = (spec_dir / b.context).resolve()
     if not context.is_dir():
-        raise ImageError(spec.name, str(context), "build context does not exist; fix "
-                         "environment.build.context (it is relative to the spec file)")
+        raise ImageError(
+            spec.name,
+            str(context),
+            "build context does not exist; fix "
+            "environment.build.context (it is relative to the spec file)",
+        )
     if not (context / b.dockerfile).is_file():
-        raise ImageError(spec.name, str(context / b.dockerfile), "no Dockerfile there; fix "
-                         "environment.build.dockerfile")
+        raise ImageError(
+            spec.name,
+            str(context / b.dockerfile),
+            "no Dockerfile there; fix environment.build.dockerfile",
+        )
     digest = context_hash(context, b.dockerfile, b.args, b.target)
     tag = build_tag(spec.name, digest)
     info = engine.inspect_image(tag)
     if info is None:
         labels = {LABEL_MANAGED: "1", LABEL_MODULE: spec.name, LABEL_CONTEXT: digest}
         try:
-            info = engine.build(str(context), dockerfile=b.dockerfile, tag=tag,
-                                buildargs=b.args, target=b.target, labels=labels, on_log=on_log)
+            info = engine.build(
+                str(context),
+                dockerfile=b.dockerfile,
+                tag=tag,
+                buildargs=b.args,
+                target=b.target,
+                labels=labels,
+                on_log=on_log,
+            )
         except BuildError as exc:
-            raise BuildError(spec.name, tag, str(exc).split(": build failed: ", 1)[-1]
-                             .split("\n")[0], exc.log_tail) from None
+            raise BuildError(
+                spec.name,
+                tag,
+                str(exc).split(": build failed: ", 1)[-1].split("\n")[0],
+                exc.log_tail,
+            ) from None
     return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
 
 
@@ -271,12 +321,20 @@ def local_images(engine: Engine, store: RunStore, *, module: str | None = None) 
             continue
         tags = tuple(t for t in info.tags if t != "<none>:<none>")
         digests = tuple(d for d in info.repo_digests if "@" in d)
-        out.append(LocalImage(
-            id=info.id, module=name, reference=(tags or digests or (info.id,))[0],
-            digest=digests[0].split("@", 1)[1] if digests else None, size=info.size,
-            tags=tags, repo_digests=digests, managed=info.labels.get(LABEL_MANAGED) == "1",
-            runs=use.runs if use else 0, last_used=use.last_used if use else None,
-        ))
+        out.append(
+            LocalImage(
+                id=info.id,
+                module=name,
+                reference=(tags or digests or (info.id,))[0],
+                digest=digests[0].split("@", 1)[1] if digests else None,
+                size=info.size,
+                tags=tags,
+                repo_digests=digests,
+                managed=info.labels.get(LABEL_MANAGED) == "1",
+                runs=use.runs if use else 0,
+                last_used=use.last_used if use else None,
+            )
+        )
     return sorted(out, key=lambda i: (i.module, i.reference))
 
 
@@ -288,8 +346,7 @@ def prune(
     Images are removed by name (each tag and digest), so an image another one is
     built FROM only loses its names; its layers go with the last image using them.
     """
-    victims = [i for i in local_images(engine, store, module=module)
-               if i.managed and i.runs == 0]
+    victims = [i for i in local_images(engine, store, module=module) if i.managed and i.runs == 0]
     if not dry_run:
         for image in victims:
             for ref in image.tags + image.repo_digests or (image.id,):

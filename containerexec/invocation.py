@@ -90,7 +90,9 @@ def container_paths(spec: ModuleSpec, bindings: Bindings) -> dict[str, str]:
         if port.type == "directory":
             values[f"outputs.{name}"] = f"{OUTPUTS_ROOT}/{name}"
         else:
-            values[f"outputs.{name}"] = f"{OUTPUTS_ROOT}/{name}/{output_filename(spec, bindings, name)}"
+            values[f"outputs.{name}"] = (
+                f"{OUTPUTS_ROOT}/{name}/{output_filename(spec, bindings, name)}"
+            )
     return values
 
 
@@ -133,13 +135,24 @@ def resolve(
         if kind in ("file", "directory"):
             target = values[f"inputs.{name}"]
             mounts.append(
-                Mount(kind="input", name=name, source=value, target=target, read_only=True,
-                      is_file=kind == "file")
+                Mount(
+                    kind="input",
+                    name=name,
+                    source=value,
+                    target=target,
+                    read_only=True,
+                    is_file=kind == "file",
+                )
             )
     for name in sorted(spec.outputs):
         mounts.append(
-            Mount(kind="output", name=name, source=str(staging / name),
-                  target=posixpath.join(OUTPUTS_ROOT, name), read_only=False)
+            Mount(
+                kind="output",
+                name=name,
+                source=str(staging / name),
+                target=posixpath.join(OUTPUTS_ROOT, name),
+                read_only=False,
+            )
         )
     res = spec.resources
     all_labels = {

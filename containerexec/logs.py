@@ -1,4 +1,4 @@
-"""A shard's log: saved to a file of bounded size that keeps the last lines, plus a tail in memory."""
+"""A shard's log: a file of bounded size that keeps the last lines, and a tail in memory."""
 
 from __future__ import annotations
 
@@ -20,8 +20,14 @@ class LogSink:
     bytes; `finish()` joins them with a marker saying how much was dropped.
     """
 
-    def __init__(self, path: Path, *, limit_bytes: int = DEFAULT_LIMIT_BYTES,
-                 on_line: LineSink | None = None, redact: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        limit_bytes: int = DEFAULT_LIMIT_BYTES,
+        on_line: LineSink | None = None,
+        redact: list[str] | None = None,
+    ) -> None:
         self.path = path
         # Secret values never reach the saved log or our output (a value split across
         # two chunks of output is the one case this cannot see).
@@ -45,7 +51,7 @@ class LogSink:
         self.total += len(chunk)
         if self._written + len(chunk) > self.half:
             self._rotate()
-        self._file.write(chunk[-self.half:])
+        self._file.write(chunk[-self.half :])
         self._written += min(len(chunk), self.half)
         data = self._partial[stream] + chunk
         *lines, rest = data.split(b"\n")
@@ -81,8 +87,10 @@ class LogSink:
         self.dropped = max(0, self.total - kept)
         joined = self.path.with_name(self.path.name + ".joined")
         with joined.open("wb") as out:
-            out.write(f"[containerexec: {self.dropped} earlier bytes of this log were dropped; "
-                      "the last ones follow]\n".encode())
+            out.write(
+                f"[containerexec: {self.dropped} earlier bytes of this log were dropped; "
+                "the last ones follow]\n".encode()
+            )
             for part in (self._old, self.path):
                 with part.open("rb") as f:
                     while block := f.read(1 << 20):

@@ -43,8 +43,9 @@ class JobRecord(Record):
     module: str
     state: JobState = "pending"
     run_id: str | None = None
-    cached: bool = Field(default=False,
-                         description="Every shard came from the cache; no container ran.")
+    cached: bool = Field(
+        default=False, description="Every shard came from the cache; no container ran."
+    )
     shards: int = 0
     shards_cached: int = 0
     exit_code: int | None = None
@@ -111,11 +112,20 @@ class Orchestrator:
     """Runs the jobs of a Plan as their inputs become ready; cancel() stops all of them."""
 
     def __init__(
-        self, engine: Engine, store: RunStore, *, max_workers: int = 4,
-        max_containers: int | None = None, keep_going: bool = False, cache: bool = True,
-        secrets: Mapping[str, str] | None = None, labels: Mapping[str, str] | None = None,
-        pull: str | None = None, grace_s: float = 5.0,
-        on_event: Callable[[JobEvent], None] | None = None, clock: Callable[[], float] = time.time,
+        self,
+        engine: Engine,
+        store: RunStore,
+        *,
+        max_workers: int = 4,
+        max_containers: int | None = None,
+        keep_going: bool = False,
+        cache: bool = True,
+        secrets: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        pull: str | None = None,
+        grace_s: float = 5.0,
+        on_event: Callable[[JobEvent], None] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.engine = engine
         self.store = store
@@ -143,22 +153,39 @@ class Orchestrator:
         for ex in list(self._executors):
             ex.cancel(signum)
 
-    def run(self, plan: Plan, inputs: Mapping[str, Any], outputs: Mapping[str, str], *,
-            base: Path | None = None, run_id: str | None = None) -> PipelineResult:
+    def run(
+        self,
+        plan: Plan,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, str],
+        *,
+        base: Path | None = None,
+        run_id: str | None = None,
+    ) -> PipelineResult:
         """Bind the pipeline's inputs and -o places, run every job it can, place the outputs."""
         values = bind_inputs(plan, inputs, base or Path.cwd())
         targets = bind_outputs(plan, outputs, base or Path.cwd(), values)
         pid = run_id or new_run_id(plan.pipeline.name, self.clock())
         self.dir = pipeline_dir(self.store, pid)
         self.record = PipelineRecord(
-            id=pid, name=plan.pipeline.name, version=plan.pipeline.version,
-            pipeline_path=plan.path, state="running", inputs=values,
-            outputs={n: targets.get(n) or str(self._job_output(s.name, s.output))
-                     for n, s in plan.outputs.items()},
+            id=pid,
+            name=plan.pipeline.name,
+            version=plan.pipeline.version,
+            pipeline_path=plan.path,
+            state="running",
+            inputs=values,
+            outputs={
+                n: targets.get(n) or str(self._job_output(s.name, s.output))
+                for n, s in plan.outputs.items()
+            },
             jobs={n: JobRecord(module=j.module.name) for n, j in plan.jobs.items()},
-            max_workers=self.max_workers, max_containers=self.max_containers,
-            keep_going=self.keep_going, cache=self.cache is not None, started_at=self.clock(),
-            host=socket.gethostname(), pid=os.getpid(),
+            max_workers=self.max_workers,
+            max_containers=self.max_containers,
+            keep_going=self.keep_going,
+            cache=self.cache is not None,
+            started_at=self.clock(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
         )
         self.runs: dict[str, RunResult] = {}
         self._write()
@@ -220,7 +247,11 @@ class Orchestrator:
         self._job(name, state="running", run_id=run_id, started_at=self.clock())
         self.on_event(JobEvent(name, "started", "running"))
         executor = Executor(
-            self.engine, self.store, secrets=self.secrets, cache=self.cache, slots=self.slots,
+            self.engine,
+            self.store,
+            secrets=self.secrets,
+            cache=self.cache,
+            slots=self.slots,
             on_event=lambda e: self.on_event(JobEvent(name, "shard", shard=e)),
         )
         with self._lock:
@@ -228,11 +259,20 @@ class Orchestrator:
         if self._cancelled.is_set():
             executor.cancel(self.signal or signal.SIGINT)
         try:
-            bindings = bind(job.module, self._job_inputs(plan, name, values), {},
-                            base=plan.spec_dir, default_outputs=self.dir / "jobs" / name)
-            opts = RunOptions(pipeline_run=self.record.id, run_id=run_id, pull=self.pull,
-                              grace_s=self.grace_s,
-                              labels={**self.labels, LABEL_PIPELINE: self.record.id})
+            bindings = bind(
+                job.module,
+                self._job_inputs(plan, name, values),
+                {},
+                base=plan.spec_dir,
+                default_outputs=self.dir / "jobs" / name,
+            )
+            opts = RunOptions(
+                pipeline_run=self.record.id,
+                run_id=run_id,
+                pull=self.pull,
+                grace_s=self.grace_s,
+                labels={**self.labels, LABEL_PIPELINE: self.record.id},
+            )
             result = executor.run(job.module, bindings, spec_path=job.module_path, options=opts)
         except ContainerExecError as exc:
             self._job(name, state="failed", message=str(exc), ended_at=self.clock())
@@ -245,11 +285,22 @@ class Orchestrator:
         shards = self.store.load_shards(run_id)
         n_cached = sum(1 for s in shards.values() if s.cached)
         state: JobState = result.record.state
-        message = "" if state == "succeeded" else (
-            f"{len(result.failed)} shard(s) failed; containerexec runs show {run_id}")
-        self._job(name, state=state, exit_code=result.exit_code, ended_at=self.clock(),
-                  shards=len(shards), shards_cached=n_cached, message=message,
-                  cached=bool(shards) and n_cached == len(shards), outputs=bindings.outputs)
+        message = (
+            ""
+            if state == "succeeded"
+            else (f"{len(result.failed)} shard(s) failed; containerexec runs show {run_id}")
+        )
+        self._job(
+            name,
+            state=state,
+            exit_code=result.exit_code,
+            ended_at=self.clock(),
+            shards=len(shards),
+            shards_cached=n_cached,
+            message=message,
+            cached=bool(shards) and n_cached == len(shards),
+            outputs=bindings.outputs,
+        )
         self.on_event(JobEvent(name, "finished", state, message=message))
 
     def _job_inputs(self, plan: Plan, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
@@ -295,17 +346,35 @@ class Orchestrator:
 
 
 def run_pipeline(
-    engine: Engine, store: RunStore, pipeline: PipelineSpec | Plan, spec_dir: Path,
-    inputs: Mapping[str, Any], outputs: Mapping[str, str], *, max_workers: int = 4,
-    max_containers: int | None = None, keep_going: bool = False, cache: bool = True,
-    load_module: ModuleLoader | None = None, **options: Any,
+    engine: Engine,
+    store: RunStore,
+    pipeline: PipelineSpec | Plan,
+    spec_dir: Path,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, str],
+    *,
+    max_workers: int = 4,
+    max_containers: int | None = None,
+    keep_going: bool = False,
+    cache: bool = True,
+    load_module: ModuleLoader | None = None,
+    **options: Any,
 ) -> PipelineResult:
     """Check `pipeline`, run it, and place its outputs; `options` go to Orchestrator."""
-    planned = pipeline if isinstance(pipeline, Plan) else plan(
-        pipeline, spec_dir, load_module=load_module)
-    orchestrator = Orchestrator(engine, store, max_workers=max_workers,
-                                max_containers=max_containers, keep_going=keep_going,
-                                cache=cache, **options)
+    planned = (
+        pipeline
+        if isinstance(pipeline, Plan)
+        else plan(pipeline, spec_dir, load_module=load_module)
+    )
+    orchestrator = Orchestrator(
+        engine,
+        store,
+        max_workers=max_workers,
+        max_containers=max_containers,
+        keep_going=keep_going,
+        cache=cache,
+        **options,
+    )
     return orchestrator.run(planned, inputs, outputs)
 
 
@@ -315,8 +384,10 @@ def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, A
     ports = plan.pipeline.inputs
     for name in given:
         if name not in ports:
-            raise UsageError(f"{where}: -i '{name}': no such input (inputs: "
-                             f"{', '.join(sorted(ports)) or 'none'})")
+            raise UsageError(
+                f"{where}: -i '{name}': no such input (inputs: "
+                f"{', '.join(sorted(ports)) or 'none'})"
+            )
     out: dict[str, Any] = {}
     for name, port in ports.items():
         value, root = (given[name], base) if name in given else (port.default, plan.spec_dir)
@@ -326,26 +397,33 @@ def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, A
     return out
 
 
-def bind_outputs(plan: Plan, given: Mapping[str, str], base: Path,
-                 inputs: Mapping[str, Any]) -> dict[str, str]:
+def bind_outputs(
+    plan: Plan, given: Mapping[str, str], base: Path, inputs: Mapping[str, Any]
+) -> dict[str, str]:
     """-o places, absolute; refused when two overlap or one would overwrite an input."""
     where = f"pipeline '{plan.pipeline.name}'"
     out: dict[str, str] = {}
     for name, value in given.items():
         if name not in plan.outputs:
-            raise UsageError(f"{where}: -o '{name}': no such output (outputs: "
-                             f"{', '.join(sorted(plan.outputs)) or 'none'})")
+            raise UsageError(
+                f"{where}: -o '{name}': no such output (outputs: "
+                f"{', '.join(sorted(plan.outputs)) or 'none'})"
+            )
         out[name] = str((base / os.path.expanduser(value)).resolve())
     items = sorted(out.items())
     for i, (a, pa) in enumerate(items):
-        for b, pb in items[i + 1:]:
+        for b, pb in items[i + 1 :]:
             if _overlap(pa, pb):
-                raise UsageError(f"{where}: outputs '{a}' and '{b}' would be written to the same "
-                                 f"place ('{pa}', '{pb}'); give each its own -o path")
+                raise UsageError(
+                    f"{where}: outputs '{a}' and '{b}' would be written to the same "
+                    f"place ('{pa}', '{pb}'); give each its own -o path"
+                )
         for in_name, value in inputs.items():
             if plan.pipeline.inputs[in_name].type in ("file", "directory") and _overlap(pa, value):
-                raise UsageError(f"{where}: output '{a}' at '{pa}' would overwrite input "
-                                 f"'{in_name}' ('{value}'); choose another -o path")
+                raise UsageError(
+                    f"{where}: output '{a}' at '{pa}' would overwrite input "
+                    f"'{in_name}' ('{value}'); choose another -o path"
+                )
     return out
 
 

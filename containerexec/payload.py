@@ -55,8 +55,14 @@ def create_kwargs(inv: Invocation, *, secrets: Mapping[str, str]) -> dict[str, A
 
 
 def docker_run_command(
-    inv: Invocation, *, name: str | None = None, interactive: bool = False, tty: bool = False,
-    remove: bool = False, entrypoint: str | None = None, publish: Mapping[int, int] | None = None,
+    inv: Invocation,
+    *,
+    name: str | None = None,
+    interactive: bool = False,
+    tty: bool = False,
+    remove: bool = False,
+    entrypoint: str | None = None,
+    publish: Mapping[int, int] | None = None,
 ) -> list[str]:
     """The `docker run` argv equivalent to `create_kwargs(inv)`: pure, the same safe flags.
 

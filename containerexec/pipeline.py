@@ -41,11 +41,15 @@ _SCALARS = ("string", "integer", "number", "boolean")
 class JobSpec(Model):
     """One node of the DAG: a module and where each of its inputs comes from."""
 
-    module: str = Field(min_length=1, description="A module spec path (relative to the "
-                        "pipeline file) or an image reference that carries its spec.")
+    module: str = Field(
+        min_length=1,
+        description="A module spec path (relative to the "
+        "pipeline file) or an image reference that carries its spec.",
+    )
     inputs: dict[Annotated[str, Field(pattern=NAME_RE)], Scalar] = Field(
         default_factory=dict,
-        description="A literal, ${{inputs.NAME}} or ${{jobs.JOB.outputs.NAME}} per input.")
+        description="A literal, ${{inputs.NAME}} or ${{jobs.JOB.outputs.NAME}} per input.",
+    )
     description: str = ""
 
 
@@ -126,8 +130,10 @@ def file_loader(spec_dir: Path) -> ModuleLoader:
 
     def load(ref: str) -> tuple[ModuleSpec, Path | None]:
         if not is_spec_path(ref, spec_dir):
-            raise ContainerExecError(f"'{ref}' is neither a spec file here nor loadable without "
-                                     "an engine; name a .yaml spec or run with an engine")
+            raise ContainerExecError(
+                f"'{ref}' is neither a spec file here nor loadable without "
+                "an engine; name a .yaml spec or run with an engine"
+            )
         return load_spec(spec_dir / ref), spec_dir / ref
 
     return load
@@ -156,8 +162,13 @@ def check_pipeline(path: str | Path, *, load_module: ModuleLoader | None = None)
     return _build_plan(spec, str(path), path.parent, jobs, outputs)
 
 
-def plan(pipeline: PipelineSpec, spec_dir: Path, *, load_module: ModuleLoader | None = None,
-         path: str | None = None) -> Plan:
+def plan(
+    pipeline: PipelineSpec,
+    spec_dir: Path,
+    *,
+    load_module: ModuleLoader | None = None,
+    path: str | None = None,
+) -> Plan:
     """Check a pipeline built in code (no file positions in messages) and load its modules."""
     where = path or f"pipeline '{pipeline.name}'"
     data = pipeline.model_dump(mode="python")
@@ -169,8 +180,13 @@ def plan(pipeline: PipelineSpec, spec_dir: Path, *, load_module: ModuleLoader | 
     return _build_plan(pipeline, where, spec_dir, jobs, outputs)
 
 
-def _build_plan(spec: PipelineSpec, path: str, spec_dir: Path, jobs: dict[str, PlannedJob],
-                outputs: dict[str, Source]) -> Plan:
+def _build_plan(
+    spec: PipelineSpec,
+    path: str,
+    spec_dir: Path,
+    jobs: dict[str, PlannedJob],
+    outputs: dict[str, Source],
+) -> Plan:
     ts = graphlib.TopologicalSorter({n: jobs[n].needs for n in spec.jobs})
     return Plan(spec, path, spec_dir, jobs, outputs, order=list(ts.static_order()))
 
@@ -185,8 +201,15 @@ def _parse(path: Path) -> tuple[PipelineSpec | None, yamlsource.Located | None, 
     problems = list(src.problems)
     if src.data is None:
         if not problems:
-            problems.append(Problem(str(path), 1, 1, "", "expected a pipeline (a mapping with "
-                                    "name and jobs), found nothing"))
+            problems.append(
+                Problem(
+                    str(path),
+                    1,
+                    1,
+                    "",
+                    "expected a pipeline (a mapping with name and jobs), found nothing",
+                )
+            )
         return None, src, problems
     if not isinstance(src.data, dict):
         return None, src, [*problems, src.problem((), "expected a mapping of pipeline fields")]
@@ -213,8 +236,10 @@ def parse_value(text: Any) -> Source:
         raise ValueError(f"unterminated placeholder in '{text}'; write ${{{{inputs.NAME}}}}")
     for ref in refs:
         if not (_INPUT_REF.match(ref) or _JOB_REF.match(ref)):
-            raise ValueError(f"unknown placeholder '${{{{{ref}}}}}'; expected inputs.NAME "
-                             "or jobs.JOB.outputs.NAME")
+            raise ValueError(
+                f"unknown placeholder '${{{{{ref}}}}}'; expected inputs.NAME "
+                "or jobs.JOB.outputs.NAME"
+            )
     whole = _PLACEHOLDER.fullmatch(text.strip())
     if whole:
         m = _INPUT_REF.match(whole.group(1))
@@ -265,8 +290,9 @@ def compatible(produced: str, wanted: str) -> bool:
 class _Checker:
     """Collects every problem of a pipeline, located in its file when there is one."""
 
-    def __init__(self, path: str, spec_dir: Path, src: yamlsource.Located | None,
-                 load_module: ModuleLoader) -> None:
+    def __init__(
+        self, path: str, spec_dir: Path, src: yamlsource.Located | None, load_module: ModuleLoader
+    ) -> None:
         self.path = path
         self.spec_dir = spec_dir
         self.src = src
@@ -292,18 +318,30 @@ class _Checker:
                 except ValueError as exc:
                     self.add(loc, str(exc))
                     continue
-                refs = ([source] if source.kind in ("input", "job") else
-                        [Source("input", name=n) for n in input_refs(value)])
+                refs = (
+                    [source]
+                    if source.kind in ("input", "job")
+                    else [Source("input", name=n) for n in input_refs(value)]
+                )
                 for ref in refs:
                     if ref.kind == "input" and ref.name not in declared:
-                        self.add(loc, f"'${{{{inputs.{ref.name}}}}}' names no pipeline input; "
-                                 + _near(ref.name, declared, "inputs"))
+                        self.add(
+                            loc,
+                            f"'${{{{inputs.{ref.name}}}}}' names no pipeline input; "
+                            + _near(ref.name, declared, "inputs"),
+                        )
                     elif ref.kind == "job" and ref.name == name:
-                        self.add(loc, f"job '{name}' takes its own output '{ref.output}'; "
-                                 f"a job cannot feed itself ({name} -> {name})")
+                        self.add(
+                            loc,
+                            f"job '{name}' takes its own output '{ref.output}'; "
+                            f"a job cannot feed itself ({name} -> {name})",
+                        )
                     elif ref.kind == "job" and ref.name not in jobs:
-                        self.add(loc, f"'${{{{{ref.ref()}}}}}' names no job; "
-                                 + _near(ref.name, list(jobs), "jobs"))
+                        self.add(
+                            loc,
+                            f"'${{{{{ref.ref()}}}}}' names no job; "
+                            + _near(ref.name, list(jobs), "jobs"),
+                        )
                     elif ref.kind == "job":
                         needs[name].add(ref.name)
         for out_name, value in _mapping(data.get("outputs")).items():
@@ -314,11 +352,17 @@ class _Checker:
                 self.add(out_loc, str(exc))
                 continue
             if source.kind != "job":
-                self.add(out_loc, f"a pipeline output takes a job output: write "
-                         f"'${{{{jobs.JOB.outputs.NAME}}}}', got {value!r}")
+                self.add(
+                    out_loc,
+                    f"a pipeline output takes a job output: write "
+                    f"'${{{{jobs.JOB.outputs.NAME}}}}', got {value!r}",
+                )
             elif source.name not in jobs:
-                self.add(out_loc, f"'${{{{{source.ref()}}}}}' names no job; "
-                         + _near(source.name, list(jobs), "jobs"))
+                self.add(
+                    out_loc,
+                    f"'${{{{{source.ref()}}}}}' names no job; "
+                    + _near(source.name, list(jobs), "jobs"),
+                )
         self._cycles(needs)
 
     def _cycles(self, needs: dict[str, set[str]]) -> None:
@@ -326,8 +370,12 @@ class _Checker:
             graphlib.TopologicalSorter(needs).prepare()
         except graphlib.CycleError as exc:
             cycle = list(exc.args[1])  # in the direction data flows: a -> b means b takes a's
-            self.add(("jobs", cycle[0]), f"cycle: {' -> '.join(cycle)}; a job cannot depend, "
-                     "even indirectly, on its own outputs", key=True)
+            self.add(
+                ("jobs", cycle[0]),
+                f"cycle: {' -> '.join(cycle)}; a job cannot depend, "
+                "even indirectly, on its own outputs",
+                key=True,
+            )
 
     def modules(self, data: Mapping[str, Any]) -> tuple[dict[str, PlannedJob], dict[str, Source]]:
         """Load each job's module; check bound inputs, required inputs and types."""
@@ -369,20 +417,30 @@ class _Checker:
         try:
             return self.load_module(ref)
         except SpecError as exc:
-            self.add(loc, f"module '{ref}' is invalid ({len(exc.problems)} problem"
-                     f"{'s' if len(exc.problems) != 1 else ''}, listed with its own file)")
+            self.add(
+                loc,
+                f"module '{ref}' is invalid ({len(exc.problems)} problem"
+                f"{'s' if len(exc.problems) != 1 else ''}, listed with its own file)",
+            )
             self.problems.extend(exc.problems)
         except ContainerExecError as exc:
             self.add(loc, f"module '{ref}': {exc}")
         return None
 
     def _no_output(self, source: Source, module: ModuleSpec) -> str:
-        return (f"job '{source.name}' (module '{module.name}') has no output '{source.output}'; "
-                + _near(source.output, list(module.outputs), "outputs"))
+        return (
+            f"job '{source.name}' (module '{module.name}') has no output '{source.output}'; "
+            + _near(source.output, list(module.outputs), "outputs")
+        )
 
-    def _job_inputs(self, name: str, job: Mapping[str, Any], module: ModuleSpec,
-                    loaded: Mapping[str, tuple[ModuleSpec, Path | None]],
-                    ports: Mapping[str, InputPort]) -> dict[str, Source]:
+    def _job_inputs(
+        self,
+        name: str,
+        job: Mapping[str, Any],
+        module: ModuleSpec,
+        loaded: Mapping[str, tuple[ModuleSpec, Path | None]],
+        ports: Mapping[str, InputPort],
+    ) -> dict[str, Source]:
         sources: dict[str, Source] = {}
         bound = _mapping(job.get("inputs"))
         where = f"module '{module.name}'"
@@ -390,8 +448,12 @@ class _Checker:
             loc = ("jobs", name, "inputs", in_name)
             port = module.inputs.get(in_name)
             if port is None:
-                self.add(loc, f"{where} has no input '{in_name}'; "
-                         + _near(in_name, list(module.inputs), "inputs"), key=True)
+                self.add(
+                    loc,
+                    f"{where} has no input '{in_name}'; "
+                    + _near(in_name, list(module.inputs), "inputs"),
+                    key=True,
+                )
                 continue
             try:
                 source = parse_value(value)
@@ -404,13 +466,23 @@ class _Checker:
                 sources[in_name] = source
         for in_name, port in module.inputs.items():
             if in_name not in bound and port.default is None and not port.optional:
-                self.add(("jobs", name, "inputs"), f"input '{in_name}' ({port.type}) of {where} "
-                         f"is required; bind it under jobs.{name}.inputs", key=True)
+                self.add(
+                    ("jobs", name, "inputs"),
+                    f"input '{in_name}' ({port.type}) of {where} "
+                    f"is required; bind it under jobs.{name}.inputs",
+                    key=True,
+                )
         return sources
 
-    def _type_problem(self, source: Source, wanted: str, in_name: str, where: str,
-                      loaded: Mapping[str, tuple[ModuleSpec, Path | None]],
-                      ports: Mapping[str, InputPort]) -> str | None:
+    def _type_problem(
+        self,
+        source: Source,
+        wanted: str,
+        in_name: str,
+        where: str,
+        loaded: Mapping[str, tuple[ModuleSpec, Path | None]],
+        ports: Mapping[str, InputPort],
+    ) -> str | None:
         takes = f"input '{in_name}' of {where} takes {_a(wanted)}"
         if source.kind == "literal":
             try:
@@ -421,8 +493,10 @@ class _Checker:
                 target = self.spec_dir / str(source.value)
                 ok = target.is_file() if wanted == "file" else target.is_dir()
                 if not ok:
-                    return (f"{takes}, but '{source.value}' (relative to the pipeline file) is "
-                            "not one; fix the path")
+                    return (
+                        f"{takes}, but '{source.value}' (relative to the pipeline file) is "
+                        "not one; fix the path"
+                    )
             return None
         if source.kind == "template":
             return None if wanted == "string" else f"{takes}, not text with placeholders"

@@ -71,13 +71,20 @@ def _stand_in() -> None:
         return typing.Annotated[pathlib.Path, "containerexec:" + kind]
 
     api.__dict__.update(
-        module=decorator, pipeline=decorator, ContainerModule=ContainerModule,
-        Requirements=Requirements, InputFile=marker("input-file"),
-        InputDir=marker("input-dir"), OutputFile=marker("output-file"),
-        OutputDir=marker("output-dir"), ShardIndex=typing.Annotated[int, "containerexec:index"],
+        module=decorator,
+        pipeline=decorator,
+        ContainerModule=ContainerModule,
+        Requirements=Requirements,
+        InputFile=marker("input-file"),
+        InputDir=marker("input-dir"),
+        OutputFile=marker("output-file"),
+        OutputDir=marker("output-dir"),
+        ShardIndex=typing.Annotated[int, "containerexec:index"],
         ShardValue=typing.Annotated[str, "containerexec:value"],
         # Pipelines are wired where they are driven; inside a container they are inert.
-        from_yaml=_Inert(), from_func=_Inert(), __getattr__=lambda name: _Inert(),
+        from_yaml=_Inert(),
+        from_func=_Inert(),
+        __getattr__=lambda name: _Inert(),
     )
     pkg.__dict__["authoring"] = api
     for name in dir(api):

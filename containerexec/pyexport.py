@@ -17,8 +17,14 @@ from . import graph
 from .errors import UsageError
 from .pipeline import PipelineSpec, is_spec_path, load_pipeline, parse_value
 
-_ANNOTATION = {"file": "InputFile", "directory": "InputDir", "string": "str",
-               "integer": "int", "number": "float", "boolean": "bool"}
+_ANNOTATION = {
+    "file": "InputFile",
+    "directory": "InputDir",
+    "string": "str",
+    "integer": "int",
+    "number": "float",
+    "boolean": "bool",
+}
 
 
 def python_name(text: str, taken: set[str]) -> str:
@@ -44,19 +50,24 @@ def export_code(path: str | Path, out: str | Path | None = None) -> str:
     params = {n: python_name(n, taken) for n in spec.inputs}
     for n, v in params.items():
         if n != v:
-            raise UsageError(f"{path}: input '{n}' is not usable as a Python parameter name; "
-                             "rename it in the YAML")
+            raise UsageError(
+                f"{path}: input '{n}' is not usable as a Python parameter name; "
+                "rename it in the YAML"
+            )
     modules: dict[str, str] = {}
     for job in spec.jobs.values():
         if job.module not in modules:
             if not is_spec_path(job.module, path.parent):
-                raise UsageError(f"{path}: job module '{job.module}' is an image reference; "
-                                 "export handles spec files only")
+                raise UsageError(
+                    f"{path}: job module '{job.module}' is an image reference; "
+                    "export handles spec files only"
+                )
             modules[job.module] = python_name(Path(job.module).stem + "_module", taken)
     jobs = {n: python_name(n, taken) for n in spec.jobs}
     fn = python_name(spec.name, taken)
-    markers = sorted({_ANNOTATION[p.type] for p in spec.inputs.values()
-                      if p.type in ("file", "directory")})
+    markers = sorted(
+        {_ANNOTATION[p.type] for p in spec.inputs.values() if p.type in ("file", "directory")}
+    )
     lines = [
         f'"""Pipeline "{spec.name}", exported from {path.name} by `containerexec pipeline '
         'export`."""',
@@ -73,8 +84,13 @@ def export_code(path: str | Path, out: str | Path | None = None) -> str:
         "",
     ]
     lines += [f"{var} = from_yaml(BASE / {_lit(ref)})" for ref, var in modules.items()]
-    lines += ["", "", _decorator(spec), _call(f"def {fn}", _signature(spec), " -> dict[str, Any]:"),
-              *_docstring(spec)]
+    lines += [
+        "",
+        "",
+        _decorator(spec),
+        _call(f"def {fn}", _signature(spec), " -> dict[str, Any]:"),
+        *_docstring(spec),
+    ]
     for name in _order(spec):
         job = spec.jobs[name]
         if job.description:
@@ -82,8 +98,14 @@ def export_code(path: str | Path, out: str | Path | None = None) -> str:
         args = [_lit(name), *(f"{k}={_arg(v, params, jobs)}" for k, v in job.inputs.items())]
         lines.append(_call(f"    {jobs[name]} = {modules[job.module]}.job", args))
     outs = ", ".join(f"{_lit(k)}: {_arg(v, params, jobs)}" for k, v in spec.outputs.items())
-    lines += [f"    return {{{outs}}}", "", "", 'if __name__ == "__main__":',
-              f"    raise SystemExit({fn}.main())", ""]
+    lines += [
+        f"    return {{{outs}}}",
+        "",
+        "",
+        'if __name__ == "__main__":',
+        f"    raise SystemExit({fn}.main())",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -112,8 +134,9 @@ def _signature(spec: PipelineSpec) -> list[str]:
 def _docstring(spec: PipelineSpec) -> list[str]:
     """The description's first line, then the inputs' descriptions as Args."""
     first = _doc_text(spec.description.split("\n", 1)[0] if spec.description else spec.name)
-    args = [f"        {n}: {_doc_text(p.description)}"
-            for n, p in spec.inputs.items() if p.description]
+    args = [
+        f"        {n}: {_doc_text(p.description)}" for n, p in spec.inputs.items() if p.description
+    ]
     if not args:
         return [f'    """{first}"""']
     return [f'    """{first}', "", "    Args:", *args, '    """']
@@ -136,8 +159,11 @@ def _arg(value: Any, params: dict[str, str], jobs: dict[str, str]) -> str:
         return params[source.name]
     if source.kind == "job":
         out = source.output
-        attr = f".{out}" if out.isidentifier() and not keyword.iskeyword(out) \
-            and not out.startswith("_") else f"[{out!r}]"
+        attr = (
+            f".{out}"
+            if out.isidentifier() and not keyword.iskeyword(out) and not out.startswith("_")
+            else f"[{out!r}]"
+        )
         return f"{jobs[source.name]}.outputs{attr}"
     return _lit(value)  # literals and templates ('run-${{inputs.tag}}') stay as written
 
@@ -148,7 +174,7 @@ def _call(head: str, args: list[str], tail: str = "") -> str:
     if len(line) <= 100:
         return line
     indent = " " * (len(head) - len(head.lstrip()))
-    return (f"{head}(\n" + "".join(f"{indent}    {a},\n" for a in args) + f"{indent}){tail}")
+    return f"{head}(\n" + "".join(f"{indent}    {a},\n" for a in args) + f"{indent}){tail}"
 
 
 def _order(spec: PipelineSpec) -> list[str]:

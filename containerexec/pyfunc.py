@@ -89,20 +89,26 @@ class Source:
         except TypeError:
             path = None
         if path is None or not Path(path).is_file():
-            raise UsageError(f"'{where}' has no source file (defined interactively?); "
-                             "put it in a .py file so its source can run in the container")
+            raise UsageError(
+                f"'{where}' has no source file (defined interactively?); "
+                "put it in a .py file so its source can run in the container"
+            )
         if "." in where or "<" in where:
-            raise UsageError(f"'{where}' in {path} is not defined at the top level of its "
-                             "file; move it there so the container can find it by name")
+            raise UsageError(
+                f"'{where}' in {path} is not defined at the top level of its "
+                "file; move it there so the container can find it by name"
+            )
         return cls(Path(path).resolve(), where)
 
     def encoded(self) -> str:
         """The source file, zlib-compressed and base64-encoded for the environment."""
         text = base64.b64encode(zlib.compress(self.path.read_bytes(), 9)).decode()
         if len(text) > MAX_SOURCE_CHARS:
-            raise UsageError(f"{self.path}: too large to ship in the environment "
-                             f"({len(text)} encoded chars > {MAX_SOURCE_CHARS}); move helpers "
-                             "into the image and import them")
+            raise UsageError(
+                f"{self.path}: too large to ship in the environment "
+                f"({len(text)} encoded chars > {MAX_SOURCE_CHARS}); move helpers "
+                "into the image and import them"
+            )
         return text
 
 
@@ -124,12 +130,17 @@ def classify(name: str, hint: Any, default: Any, where: str, *, fixed_ok: bool) 
         return Param(name, "fixed", "json", default)
     shown = getattr(hint, "__name__", str(hint))
     if hint is Path or hint is inspect.Parameter.empty:
-        kinds = "InputFile, InputDir, OutputFile or OutputDir" if hint is Path else \
-            "str, int, float, bool, InputFile, InputDir, OutputFile or OutputDir"
+        kinds = (
+            "InputFile, InputDir, OutputFile or OutputDir"
+            if hint is Path
+            else "str, int, float, bool, InputFile, InputDir, OutputFile or OutputDir"
+        )
         raise UsageError(f"{where}: parameter '{name}' ({shown}) needs an annotation: {kinds}")
-    raise UsageError(f"{where}: parameter '{name}' has type '{shown}'; a module takes str, "
-                     "int, float, bool, InputFile, InputDir, OutputFile, OutputDir, "
-                     "ShardIndex or ShardValue")
+    raise UsageError(
+        f"{where}: parameter '{name}' has type '{shown}'; a module takes str, "
+        "int, float, bool, InputFile, InputDir, OutputFile, OutputDir, "
+        "ShardIndex or ShardValue"
+    )
 
 
 def function_params(fn: Callable[..., Any]) -> list[Param]:
@@ -175,7 +186,7 @@ def param_docs(doc: str | None) -> dict[str, str]:
     except StopIteration:
         return out
     indent, name = None, ""
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.strip():
             continue
         depth = len(line) - len(line.lstrip())
@@ -195,8 +206,10 @@ def environment(
     image: str | None, build: str | Mapping[str, Any] | None, where: str
 ) -> dict[str, Any]:
     if (image is None) == (build is None):
-        raise UsageError(f"{where}: give exactly one of image=... or build=... (a folder with "
-                         "a Dockerfile, relative to the source file)")
+        raise UsageError(
+            f"{where}: give exactly one of image=... or build=... (a folder with "
+            "a Dockerfile, relative to the source file)"
+        )
     if image is not None:
         return {"image": image}
     return {"build": {"context": build} if isinstance(build, str) else dict(build or {})}
@@ -207,8 +220,12 @@ def entry_text() -> str:
 
 
 def build_spec(
-    *, source: Source, kind: Literal["function", "class"], params: list[Param],
-    settings: Mapping[str, Any], extra_entry: Mapping[str, Any] | None = None,
+    *,
+    source: Source,
+    kind: Literal["function", "class"],
+    params: list[Param],
+    settings: Mapping[str, Any],
+    extra_entry: Mapping[str, Any] | None = None,
 ) -> tuple[ModuleSpec, str]:
     """The ModuleSpec (validated like a YAML file) and its YAML text."""
     where = f"{source.path.name}:{source.object}"
@@ -217,32 +234,46 @@ def build_spec(
     docs = settings.get("docs") or {}
     if array is None and any(p.role == "shard" for p in ports):
         raise UsageError(f"{where}: ShardIndex/ShardValue parameters need array=...")
-    entry = {"file": source.path.name, "object": source.object, "kind": kind,
-             "types": {p.name: p.type for p in ports}, "array": array is not None,
-             **(extra_entry or {})}
+    entry = {
+        "file": source.path.name,
+        "object": source.object,
+        "kind": kind,
+        "types": {p.name: p.type for p in ports},
+        "array": array is not None,
+        **(extra_entry or {}),
+    }
     data: dict[str, Any] = {
-        "name": settings["name"], "version": settings.get("version") or "0.0.0",
+        "name": settings["name"],
+        "version": settings.get("version") or "0.0.0",
         "description": settings.get("description") or "",
         "environment": settings["environment"],
         "inputs": {p.name: input_port(p, docs) for p in ports if p.role == "input"},
-        "outputs": {p.name: _described({"type": p.type}, docs.get(p.name))
-                    for p in ports if p.role == "output"},
+        "outputs": {
+            p.name: _described({"type": p.type}, docs.get(p.name))
+            for p in ports
+            if p.role == "output"
+        },
         "command": ["python3", "-c", LAUNCH, *(p.argv() for p in ports)],
-        "env": {**dict(settings.get("env") or {}), ENV_ENTRY: json.dumps(entry, sort_keys=True),
-                ENV_SOURCE: source.encoded(), ENV_BOOT: entry_text()},
+        "env": {
+            **dict(settings.get("env") or {}),
+            ENV_ENTRY: json.dumps(entry, sort_keys=True),
+            ENV_SOURCE: source.encoded(),
+            ENV_BOOT: entry_text(),
+        },
     }
     for key in ("array", "resources", "retries", "secrets", "network", "cache"):
         if settings.get(key) is not None:
             data[key] = _plain(settings[key])
-    text = dump_yaml(data, header=f"Generated from {where} by containerexec; edit the Python "
-                     f"and regenerate: containerexec spec build {source.path.name}:"
-                     f"{source.object}")
+    text = dump_yaml(
+        data,
+        header=f"Generated from {where} by containerexec; edit the Python "
+        f"and regenerate: containerexec spec build {source.path.name}:"
+        f"{source.object}",
+    )
     return parse_spec(text, where), text
 
 
-def input_port(
-    p: Param, docs: Mapping[str, str], *, path_defaults: bool = False
-) -> dict[str, Any]:
+def input_port(p: Param, docs: Mapping[str, str], *, path_defaults: bool = False) -> dict[str, Any]:
     """The spec declaration of an input parameter."""
     port: dict[str, Any] = {"type": p.type}
     paths = p.type in ("file", "directory")
@@ -251,7 +282,6 @@ def input_port(
     if p.optional or p.default is None:
         port["optional"] = True
     return _described(port, docs.get(p.name))
-
 
 
 def _described(port: dict[str, Any], doc: str | None) -> dict[str, Any]:

@@ -45,8 +45,13 @@ class Module:
     """A module spec plus how to run it here; made from YAML, a function or a ContainerModule."""
 
     def __init__(
-        self, spec: ModuleSpec, *, spec_path: Path | None, yaml_text: str,
-        defaults: Mapping[str, Any] | None = None, func: Callable[..., Any] | None = None,
+        self,
+        spec: ModuleSpec,
+        *,
+        spec_path: Path | None,
+        yaml_text: str,
+        defaults: Mapping[str, Any] | None = None,
+        func: Callable[..., Any] | None = None,
     ) -> None:
         """`spec_path` is the YAML or Python file relative paths (build context) start from."""
         self.spec = spec
@@ -106,8 +111,10 @@ class Module:
                 raise UsageError(f"module '{self.name}': pass inputs by name in a pipeline")
             return pypipeline.add_job(self, None, kwargs)
         if self.func is None:
-            raise UsageError(f"module '{self.name}' is a spec, not a function: use .run(...) "
-                             "to run it, or call it inside a @pipeline function")
+            raise UsageError(
+                f"module '{self.name}' is a spec, not a function: use .run(...) "
+                "to run it, or call it inside a @pipeline function"
+            )
         return self.func(*args, **kwargs)
 
     def job(self, name: str, **inputs: Any) -> Any:
@@ -117,8 +124,13 @@ class Module:
         return pypipeline.add_job(self, name, inputs)
 
     def run(
-        self, *, runs_dir: str | Path = ".containerexec", engine: Engine | None = None,
-        options: RunOptions | None = None, check: bool = True, **values: Any,
+        self,
+        *,
+        runs_dir: str | Path = ".containerexec",
+        engine: Engine | None = None,
+        options: RunOptions | None = None,
+        check: bool = True,
+        **values: Any,
     ) -> RunResult:
         """Run in local containers through the normal Executor; inputs and outputs by name.
 
@@ -127,39 +139,52 @@ class Module:
         """
         values = {**self.defaults, **values}
         outputs = {k: str(v) for k, v in values.items() if k in self.spec.outputs}
-        inputs = {k: str(v) if isinstance(v, Path) else v
-                  for k, v in values.items() if k not in self.spec.outputs}
+        inputs = {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in values.items()
+            if k not in self.spec.outputs
+        }
         store = RunStore(Path(runs_dir))
         opts = options or RunOptions()
         run_id = opts.run_id or new_run_id(self.name, time.time())
-        bindings = bind(self.spec, inputs, outputs,
-                        default_outputs=store.run_dir(run_id) / "outputs")
+        bindings = bind(
+            self.spec, inputs, outputs, default_outputs=store.run_dir(run_id) / "outputs"
+        )
         secrets = {n: os.environ[n] for n in self.spec.secrets if n in os.environ}
         own = engine is None
         eng = engine or DockerEngine.from_env()
         try:
             result = Executor(eng, store, secrets=secrets).run(
-                self.spec, bindings, spec_path=self.spec_path,
-                options=replace(opts, run_id=run_id))
+                self.spec, bindings, spec_path=self.spec_path, options=replace(opts, run_id=run_id)
+            )
         finally:
             if own and isinstance(eng, DockerEngine):
                 eng.api.close()
         if check and result.exit_code != 0:
             shards = ", ".join(str(s.index) for s in result.failed[:5]) or "-"
-            raise RunError(f"module '{self.name}' run {result.record.run_id} "
-                           f"{result.record.state} (exit {result.exit_code}; failed shards: "
-                           f"{shards}); see: containerexec --runs-dir {runs_dir} runs show "
-                           f"{result.record.run_id}")
+            raise RunError(
+                f"module '{self.name}' run {result.record.run_id} "
+                f"{result.record.state} (exit {result.exit_code}; failed shards: "
+                f"{shards}); see: containerexec --runs-dir {runs_dir} runs show "
+                f"{result.record.run_id}"
+            )
         return result
 
 
 def module(
-    fn: Callable[..., Any] | None = None, *, image: str | None = None,
-    build: str | Mapping[str, Any] | None = None, name: str | None = None,
-    version: str | None = None, description: str | None = None,
-    resources: Mapping[str, Any] | None = None, array: Mapping[str, Any] | None = None,
-    retries: Mapping[str, Any] | None = None, env: Mapping[str, str] | None = None,
-    secrets: list[str] | None = None, network: bool | None = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    image: str | None = None,
+    build: str | Mapping[str, Any] | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    resources: Mapping[str, Any] | None = None,
+    array: Mapping[str, Any] | None = None,
+    retries: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+    secrets: list[str] | None = None,
+    network: bool | None = None,
 ) -> Any:
     """Turn a typed function into a Module whose body runs inside the container.
 
@@ -175,17 +200,25 @@ def module(
         params = pyfunc.function_params(func)
         clash = [p.name for p in params if p.name in RESERVED]
         if clash:
-            raise UsageError(f"{where}: parameter '{clash[0]}' is reserved by Module.run; "
-                             "rename it")
+            raise UsageError(
+                f"{where}: parameter '{clash[0]}' is reserved by Module.run; rename it"
+            )
         settings = {
-            "name": name or pyfunc.module_name(func.__name__), "version": version,
+            "name": name or pyfunc.module_name(func.__name__),
+            "version": version,
             "description": description or pyfunc.first_line(func.__doc__),
-            "environment": pyfunc.environment(image, build, where), "resources": resources,
-            "array": array, "retries": retries, "env": env, "secrets": secrets,
-            "network": network, "docs": pyfunc.param_docs(func.__doc__),
+            "environment": pyfunc.environment(image, build, where),
+            "resources": resources,
+            "array": array,
+            "retries": retries,
+            "env": env,
+            "secrets": secrets,
+            "network": network,
+            "docs": pyfunc.param_docs(func.__doc__),
         }
-        spec, text = pyfunc.build_spec(source=source, kind="function", params=params,
-                                       settings=settings)
+        spec, text = pyfunc.build_spec(
+            source=source, kind="function", params=params, settings=settings
+        )
         return Module(spec, spec_path=source.path, yaml_text=text, func=func)
 
     return wrap(fn) if fn is not None else wrap
@@ -222,9 +255,11 @@ class Requirements:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UsageError(f"{where}: requirements() key '{unknown[0]}' is not supported; "
-                             f"known: {', '.join(sorted(known))}, cpus_per_task, mem_gb, "
-                             "timeout_min")
+            raise UsageError(
+                f"{where}: requirements() key '{unknown[0]}' is not supported; "
+                f"known: {', '.join(sorted(known))}, cpus_per_task, mem_gb, "
+                "timeout_min"
+            )
         return cls(**data)
 
 
@@ -275,20 +310,25 @@ class ContainerModule:
             values = list(values)
             as_json = not all(isinstance(v, str) for v in values)
             extra["array_json"] = as_json
-            array = {"values": [json.dumps(v, sort_keys=True) if as_json else v
-                                for v in values]}
+            array = {"values": [json.dumps(v, sort_keys=True) if as_json else v for v in values]}
             if req.max_parallel:
                 array["max_parallel"] = req.max_parallel
-        resources = {k: v for k in ("cpus", "memory", "timeout", "shm_size")
-                     if (v := getattr(req, k)) is not None}
+        resources = {
+            k: v
+            for k in ("cpus", "memory", "timeout", "shm_size")
+            if (v := getattr(req, k)) is not None
+        }
         settings = {
-            "name": pyfunc.module_name(self.name()), "version": cls.version,
+            "name": pyfunc.module_name(self.name()),
+            "version": cls.version,
             "description": self.comment() or "",
             "environment": pyfunc.environment(cls.image, cls.build, where),
-            "resources": resources or None, "array": array,
+            "resources": resources or None,
+            "array": array,
         }
-        spec, text = pyfunc.build_spec(source=source, kind="class", params=params,
-                                       settings=settings, extra_entry=extra)
+        spec, text = pyfunc.build_spec(
+            source=source, kind="class", params=params, settings=settings, extra_entry=extra
+        )
         return Module(spec, spec_path=source.path, yaml_text=text, defaults=defaults)
 
 
@@ -301,18 +341,24 @@ def _config_ports(
     if isinstance(config, Mapping):
         return [], {}, {"config": _json(dict(config), where)}
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise UsageError(f"{where}: config must be a dataclass instance, a dict or None, "
-                         f"got {type(config).__name__}")
+        raise UsageError(
+            f"{where}: config must be a dataclass instance, a dict or None, "
+            f"got {type(config).__name__}"
+        )
     if Source.of(type(config)).path != source.path:
-        raise UsageError(f"{where}: config class {type(config).__name__} must be defined in "
-                         f"{source.path.name}, which is all the container gets")
+        raise UsageError(
+            f"{where}: config class {type(config).__name__} must be defined in "
+            f"{source.path.name}, which is all the container gets"
+        )
     params, values = pyfunc.config_params(config, where)
     ports = [p for p in params if p.role in ("input", "output")]
     fixed = {p.name: values[p.name] for p in params if p.role == "fixed"}
-    defaults = {p.name: values[p.name] for p in ports
-                if p.type in ("file", "directory") and values[p.name] is not None}
-    return ports, defaults, {"config": _json(fixed, where),
-                             "config_class": type(config).__name__}
+    defaults = {
+        p.name: values[p.name]
+        for p in ports
+        if p.type in ("file", "directory") and values[p.name] is not None
+    }
+    return ports, defaults, {"config": _json(fixed, where), "config_class": type(config).__name__}
 
 
 def _json(value: dict[str, Any], where: str) -> dict[str, Any]:
@@ -341,9 +387,11 @@ def default_instance(cls: type[ContainerModule]) -> ContainerModule:
     try:
         return cls(hint())
     except TypeError as exc:
-        raise UsageError(f"{cls.__name__}: cannot make a default {hint.__name__} ({exc}); "
-                         "give every field a default, or name an instance: "
-                         "SOURCE:INSTANCE") from None
+        raise UsageError(
+            f"{cls.__name__}: cannot make a default {hint.__name__} ({exc}); "
+            "give every field a default, or name an instance: "
+            "SOURCE:INSTANCE"
+        ) from None
 
 
 def load_target(target: str) -> Any:
@@ -367,14 +415,22 @@ def load_target(target: str) -> Any:
         raise
     except Exception as exc:  # the user's code: report it, with where it failed
         frame = traceback.extract_tb(exc.__traceback__)[-1]
-        raise UsageError(f"{path}: importing it failed at {Path(frame.filename).name}:"
-                         f"{frame.lineno}: {type(exc).__name__}: {exc}") from None
+        raise UsageError(
+            f"{path}: importing it failed at {Path(frame.filename).name}:"
+            f"{frame.lineno}: {type(exc).__name__}: {exc}"
+        ) from None
     finally:
         sys.path.remove(str(path.resolve().parent))
     if not hasattr(mod, name):
-        names = sorted(n for n, v in vars(mod).items()
-                       if isinstance(v, Module | ContainerModule) or callable(v)
-                       and getattr(v, "__module__", None) == mod_name and not n.startswith("_"))
-        raise UsageError(f"'{target}': {path.name} defines no '{name}'; "
-                         f"candidates: {', '.join(names) or 'none'}")
+        names = sorted(
+            n
+            for n, v in vars(mod).items()
+            if isinstance(v, Module | ContainerModule)
+            or callable(v)
+            and getattr(v, "__module__", None) == mod_name
+            and not n.startswith("_")
+        )
+        raise UsageError(
+            f"'{target}': {path.name} defines no '{name}'; candidates: {', '.join(names) or 'none'}"
+        )
     return getattr(mod, name)

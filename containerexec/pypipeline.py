@@ -39,8 +39,16 @@ from .pymodule import ContainerModule, Module
 from .records import RunStore
 
 _state = threading.local()
-RESERVED = ("runs_dir", "engine", "max_workers", "max_containers", "keep_going", "cache",
-            "labels", "check")
+RESERVED = (
+    "runs_dir",
+    "engine",
+    "max_workers",
+    "max_containers",
+    "keep_going",
+    "cache",
+    "labels",
+    "check",
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +84,10 @@ class Outputs:
     def __getitem__(self, name: str) -> OutputRef:
         known = self._module.spec.outputs
         if name not in known:
-            raise UsageError(f"job '{self._job}' (module '{self._module.name}') has no output "
-                             f"'{name}'; outputs: {', '.join(sorted(known)) or 'none'}")
+            raise UsageError(
+                f"job '{self._job}' (module '{self._module.name}') has no output "
+                f"'{name}'; outputs: {', '.join(sorted(known)) or 'none'}"
+            )
         return OutputRef(self._job, name)
 
 
@@ -127,8 +137,10 @@ def _value(value: Any, where: str) -> Any:
     if isinstance(value, Job):
         outs = list(value.module.spec.outputs)
         if len(outs) != 1:
-            raise UsageError(f"{where}: job '{value.name}' has {len(outs)} outputs; pass one "
-                             f"of them: {value.name}.outputs.NAME")
+            raise UsageError(
+                f"{where}: job '{value.name}' has {len(outs)} outputs; pass one "
+                f"of them: {value.name}.outputs.NAME"
+            )
         return str(OutputRef(value.name, outs[0]))
     if isinstance(value, InputRef | OutputRef):
         return str(value)
@@ -136,8 +148,10 @@ def _value(value: Any, where: str) -> Any:
         return str(value)
     if isinstance(value, bool | int | float | str):
         return value
-    raise UsageError(f"{where}: {type(value).__name__} is not a pipeline value; pass a literal, "
-                     "a pipeline input or another job's output")
+    raise UsageError(
+        f"{where}: {type(value).__name__} is not a pipeline value; pass a literal, "
+        "a pipeline input or another job's output"
+    )
 
 
 def _module_ref(builder: _Builder, module: Module) -> str:
@@ -163,8 +177,14 @@ def _is_yaml(path: Path | None) -> bool:
 class Pipeline:
     """A PipelineSpec plus its modules; made from YAML or a @pipeline function."""
 
-    def __init__(self, spec: PipelineSpec, *, base: Path, modules: Mapping[str, Module],
-                 path: Path | None = None) -> None:
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        *,
+        base: Path,
+        modules: Mapping[str, Module],
+        path: Path | None = None,
+    ) -> None:
         """`base` is the folder module paths and literal paths are relative to."""
         self.spec = spec
         self.base = base
@@ -219,32 +239,56 @@ class Pipeline:
         return path
 
     def run(
-        self, *, runs_dir: str | Path = ".containerexec", engine: Engine | None = None,
-        max_workers: int = 4, max_containers: int | None = None, keep_going: bool = False,
-        cache: bool = True, labels: Mapping[str, str] | None = None, check: bool = True,
+        self,
+        *,
+        runs_dir: str | Path = ".containerexec",
+        engine: Engine | None = None,
+        max_workers: int = 4,
+        max_containers: int | None = None,
+        keep_going: bool = False,
+        cache: bool = True,
+        labels: Mapping[str, str] | None = None,
+        check: bool = True,
         **values: Any,
     ) -> PipelineResult:
         """Run every job in local containers; pipeline inputs and output places by name."""
         outputs = {k: str(v) for k, v in values.items() if k in self.spec.outputs}
-        inputs = {k: str(v) if isinstance(v, Path) else v
-                  for k, v in values.items() if k not in self.spec.outputs}
+        inputs = {
+            k: str(v) if isinstance(v, Path) else v
+            for k, v in values.items()
+            if k not in self.spec.outputs
+        }
         planned = self.plan()
         own = engine is None
         eng = engine or DockerEngine.from_env()
         try:
             result = run_pipeline(
-                eng, RunStore(Path(runs_dir)), planned, self.base, inputs, outputs,
-                max_workers=max_workers, max_containers=max_containers, keep_going=keep_going,
-                cache=cache, labels=labels or {},
-                secrets={n: v for n, v in os.environ.items()
-                         if any(n in j.module.secrets for j in planned.jobs.values())})
+                eng,
+                RunStore(Path(runs_dir)),
+                planned,
+                self.base,
+                inputs,
+                outputs,
+                max_workers=max_workers,
+                max_containers=max_containers,
+                keep_going=keep_going,
+                cache=cache,
+                labels=labels or {},
+                secrets={
+                    n: v
+                    for n, v in os.environ.items()
+                    if any(n in j.module.secrets for j in planned.jobs.values())
+                },
+            )
         finally:
             if own and isinstance(eng, DockerEngine):
                 eng.api.close()
         if check and result.exit_code != 0:
-            raise RunError(f"pipeline '{self.spec.name}' run {result.record.id} "
-                           f"{result.record.state} (failed jobs: "
-                           f"{', '.join(result.failed) or '-'}); records in {runs_dir}")
+            raise RunError(
+                f"pipeline '{self.spec.name}' run {result.record.id} "
+                f"{result.record.state} (failed jobs: "
+                f"{', '.join(result.failed) or '-'}); records in {runs_dir}"
+            )
         return result
 
     def main(self, argv: list[str] | None = None) -> int:
@@ -252,15 +296,19 @@ class Pipeline:
         parser = argparse.ArgumentParser(description=self.spec.description or self.spec.name)
         parser.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE")
         parser.add_argument("-o", "--output", action="append", default=[], metavar="NAME=PATH")
-        parser.add_argument("--runs-dir", default=os.environ.get("CONTAINEREXEC_RUNS_DIR",
-                                                                 ".containerexec"))
+        parser.add_argument(
+            "--runs-dir", default=os.environ.get("CONTAINEREXEC_RUNS_DIR", ".containerexec")
+        )
         parser.add_argument("--max-workers", type=int, default=4)
         args = parser.parse_args(argv)
         try:
-            values: dict[str, Any] = {**parse_pairs(args.input, "-i"),
-                                      **parse_pairs(args.output, "-o")}
-            result = self.run(runs_dir=args.runs_dir, max_workers=args.max_workers,
-                              check=False, **values)
+            values: dict[str, Any] = {
+                **parse_pairs(args.input, "-i"),
+                **parse_pairs(args.output, "-o"),
+            }
+            result = self.run(
+                runs_dir=args.runs_dir, max_workers=args.max_workers, check=False, **values
+            )
         except ContainerExecError as exc:
             print(f"Error: {exc}")
             return exc.exit_code
@@ -281,8 +329,12 @@ def _rebased(spec: PipelineSpec, base: Path, to: Path, keep: set[str]) -> Pipeli
 
 
 def pipeline(
-    fn: Callable[..., Any] | None = None, *, name: str | None = None, version: str | None = None,
-    description: str | None = None, base: str | Path | None = None,
+    fn: Callable[..., Any] | None = None,
+    *,
+    name: str | None = None,
+    version: str | None = None,
+    description: str | None = None,
+    base: str | Path | None = None,
 ) -> Any:
     """Trace a function that calls modules into a Pipeline.
 
@@ -299,11 +351,14 @@ def pipeline(
         inputs: dict[str, Any] = {}
         for p in params:
             if p.name in RESERVED:
-                raise UsageError(f"{where}: parameter '{p.name}' is reserved by Pipeline.run; "
-                                 "rename it")
+                raise UsageError(
+                    f"{where}: parameter '{p.name}' is reserved by Pipeline.run; rename it"
+                )
             if p.role != "input":
-                raise UsageError(f"{where}: parameter '{p.name}' is an {p.role}; a pipeline's "
-                                 "parameters are its inputs (outputs come from its jobs)")
+                raise UsageError(
+                    f"{where}: parameter '{p.name}' is an {p.role}; a pipeline's "
+                    "parameters are its inputs (outputs come from its jobs)"
+                )
             inputs[p.name] = pyfunc.input_port(p, docs, path_defaults=True)
         builder = _Builder(folder.resolve())
         _state.builder = builder
@@ -311,11 +366,16 @@ def pipeline(
             returned = func(**{p.name: InputRef(p.name) for p in params})
         finally:
             _state.builder = None
-        data = {"name": name or pyfunc.module_name(func.__name__),
-                "version": version or "0.0.0",
-                "description": (description if description is not None
-                                else pyfunc.first_line(func.__doc__)),
-                "inputs": inputs, "outputs": _outputs(returned, where), "jobs": builder.jobs}
+        data = {
+            "name": name or pyfunc.module_name(func.__name__),
+            "version": version or "0.0.0",
+            "description": (
+                description if description is not None else pyfunc.first_line(func.__doc__)
+            ),
+            "inputs": inputs,
+            "outputs": _outputs(returned, where),
+            "jobs": builder.jobs,
+        }
         try:
             spec = PipelineSpec.model_validate(data)
         except Exception as exc:  # pydantic's message names the field
@@ -357,7 +417,8 @@ def from_func(fn: Any, **settings: Any) -> Module | Pipeline:
     if isinstance(fn, Module | Pipeline):
         return fn
     is_class = isinstance(fn, ContainerModule) or (
-        isinstance(fn, type) and issubclass(fn, ContainerModule))
+        isinstance(fn, type) and issubclass(fn, ContainerModule)
+    )
     if is_class or "image" in settings or "build" in settings:
         return Module.from_func(fn, **settings)
     return Pipeline.from_func(fn, **settings)

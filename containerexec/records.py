@@ -129,8 +129,11 @@ class RunStore:
 
     def write_shard(self, record: ShardRecord, *, durable: bool = True) -> None:
         """`durable=False` skips the fsync: for states a crash may lose (see write_json)."""
-        write_json(self.shard_path(record.run_id, record.index), record.model_dump(mode="json"),
-                   durable=durable)
+        write_json(
+            self.shard_path(record.run_id, record.index),
+            record.model_dump(mode="json"),
+            durable=durable,
+        )
 
     def resolve_id(self, run: str) -> str:
         """A run id, a unique prefix of one, or 'last' -> the run id."""

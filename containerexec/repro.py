@@ -48,12 +48,16 @@ def pick_shard(source: RunExport, shard: int | None) -> ShardRecord:
     if shard is None:
         failed = sorted(i for i, s in by_index.items() if s.state == "failed")
         if not failed:
-            raise UsageError(f"run '{run_id}' has no failed shard; pick one to replay with "
-                             f"--shard K (recorded: {_ranges(sorted(by_index)) or 'none'})")
+            raise UsageError(
+                f"run '{run_id}' has no failed shard; pick one to replay with "
+                f"--shard K (recorded: {_ranges(sorted(by_index)) or 'none'})"
+            )
         return by_index[failed[0]]
     if shard not in by_index:
-        raise UsageError(f"run '{run_id}' has no record of shard {shard}; recorded shards: "
-                         f"{_ranges(sorted(by_index)) or 'none'}")
+        raise UsageError(
+            f"run '{run_id}' has no record of shard {shard}; recorded shards: "
+            f"{_ranges(sorted(by_index)) or 'none'}"
+        )
     return by_index[shard]
 
 
@@ -131,9 +135,11 @@ def plan_replay(
     known = sorted(m.name for m in inv.mounts if m.kind == "input")
     for name in given:
         if name not in known:
-            raise UsageError(f"--inputs '{name}': shard {rec.index} of run "
-                             f"'{source.run.run_id}' has no such input (inputs: "
-                             f"{', '.join(known) or 'none'})")
+            raise UsageError(
+                f"--inputs '{name}': shard {rec.index} of run "
+                f"'{source.run.run_id}' has no such input (inputs: "
+                f"{', '.join(known) or 'none'})"
+            )
     new_mounts: list[Mount] = []
     changes: list[str] = []
     used: dict[str, str] = {}
@@ -152,13 +158,22 @@ def plan_replay(
     if changes:
         raise InputsChanged(source.run.run_id, changes)
     user = f"{os.getuid()}:{os.getgid()}"
-    notes = [] if user == inv.user else [
-        f"runs as {user} (this user), not the recorded {inv.user}, so the mounts are usable"]
+    notes = (
+        []
+        if user == inv.user
+        else [f"runs as {user} (this user), not the recorded {inv.user}, so the mounts are usable"]
+    )
     new_labels = {k: v for k, v in inv.labels.items() if k != LABEL_RUN}
     new_labels |= {**(labels or {}), LABEL_RUN: run_id, LABEL_REPRO_OF: source.run.run_id}
-    new_inv = inv.model_copy(update={
-        "run_id": run_id, "name": f"cx-{run_id}-{inv.shard_index}", "labels": new_labels,
-        "mounts": new_mounts, "user": user})
+    new_inv = inv.model_copy(
+        update={
+            "run_id": run_id,
+            "name": f"cx-{run_id}-{inv.shard_index}",
+            "labels": new_labels,
+            "mounts": new_mounts,
+            "user": user,
+        }
+    )
     outputs = {m.name: m.source for m in new_mounts if m.kind == "output"}
     return Plan(source, rec, new_inv, run_id, used, outputs, notes)
 
@@ -167,11 +182,15 @@ def _check_present(run_id: str, m: Mount, path: Path, given: bool) -> None:
     kind = "file" if m.is_file else "directory"
     if not path.exists():
         where = f"'{path}' does not exist" + ("" if given else " here (its recorded place)")
-        raise UsageError(f"input '{m.name}' of run '{run_id}' is missing: {where}; copy the "
-                         f"data here and pass --inputs {m.name}=PATH")
+        raise UsageError(
+            f"input '{m.name}' of run '{run_id}' is missing: {where}; copy the "
+            f"data here and pass --inputs {m.name}=PATH"
+        )
     if path.is_file() != m.is_file:
-        raise UsageError(f"input '{m.name}': '{path}' is not a {kind}, and the recorded input "
-                         f"is one; pass --inputs {m.name}=PATH to a {kind}")
+        raise UsageError(
+            f"input '{m.name}': '{path}' is not a {kind}, and the recorded input "
+            f"is one; pass --inputs {m.name}=PATH to a {kind}"
+        )
 
 
 def mode_invocation(plan: Plan, mode: Mode) -> Invocation:
@@ -182,11 +201,21 @@ def mode_invocation(plan: Plan, mode: Mode) -> Invocation:
     if mode == "debug":
         prog = posixpath.basename(inv.argv[0])
         if not prog.startswith("python"):
-            raise UsageError(f"--debug needs a Python command, and shard {inv.shard_index} runs "
-                             f"'{inv.argv[0]}'; use --shell to get inside its container")
+            raise UsageError(
+                f"--debug needs a Python command, and shard {inv.shard_index} runs "
+                f"'{inv.argv[0]}'; use --shell to get inside its container"
+            )
         opts, rest = _python_options(inv.argv[1:])
-        argv = [inv.argv[0], *opts, "-m", "debugpy", "--listen", f"0.0.0.0:{DEBUGPY_PORT}",
-                "--wait-for-client", *rest]
+        argv = [
+            inv.argv[0],
+            *opts,
+            "-m",
+            "debugpy",
+            "--listen",
+            f"0.0.0.0:{DEBUGPY_PORT}",
+            "--wait-for-client",
+            *rest,
+        ]
         # Publishing the port needs a network; it is published on 127.0.0.1 only.
         return inv.model_copy(update={"argv": argv, "network": True})
     return inv
@@ -204,41 +233,63 @@ def print_command(plan: Plan, mode: Mode, *, debug_port: int = DEBUGPY_PORT) -> 
     """The plain `docker run` argv of a mode, for someone without containerexec."""
     inv = mode_invocation(plan, mode)
     return docker_run_command(
-        inv, remove=True, interactive=mode == "shell", tty=mode == "shell",
+        inv,
+        remove=True,
+        interactive=mode == "shell",
+        tty=mode == "shell",
         entrypoint="/bin/sh" if mode == "shell" else None,
-        publish={DEBUGPY_PORT: debug_port} if mode == "debug" else None)
+        publish={DEBUGPY_PORT: debug_port} if mode == "debug" else None,
+    )
 
 
 def launch_config(inv: Invocation, port: int) -> dict[str, Any]:
     """A VS Code launch.json that attaches to the debug container of `inv` on 127.0.0.1:port."""
-    target = inv.argv[inv.argv.index("--wait-for-client") + 1:] if "--wait-for-client" in \
-        inv.argv else []
+    target = (
+        inv.argv[inv.argv.index("--wait-for-client") + 1 :]
+        if "--wait-for-client" in inv.argv
+        else []
+    )
     script = target[0] if target and target[0] not in ("-m", "-c") else ""
     remote = posixpath.dirname(script) if script.startswith("/") else inv.workdir or "/"
-    return {"version": "0.2.0", "configurations": [{
-        "name": f"containerexec: {inv.module} shard {inv.shard_index}",
-        "type": "debugpy", "request": "attach",
-        "connect": {"host": "127.0.0.1", "port": port},
-        "pathMappings": [{"localRoot": "${workspaceFolder}", "remoteRoot": remote}],
-        "justMyCode": False,
-    }]}
+    return {
+        "version": "0.2.0",
+        "configurations": [
+            {
+                "name": f"containerexec: {inv.module} shard {inv.shard_index}",
+                "type": "debugpy",
+                "request": "attach",
+                "connect": {"host": "127.0.0.1", "port": port},
+                "pathMappings": [{"localRoot": "${workspaceFolder}", "remoteRoot": remote}],
+                "justMyCode": False,
+            }
+        ],
+    }
 
 
-def ensure_image(engine: Engine, plan: Plan, *, sleep: Callable[[float], object] = time.sleep,
-                 ) -> Literal["present", "pulled"]:
+def ensure_image(
+    engine: Engine,
+    plan: Plan,
+    *,
+    sleep: Callable[[float], object] = time.sleep,
+) -> Literal["present", "pulled"]:
     """Make the run's exact image available here: pulled by digest, whatever its tag says now."""
     ref, module = plan.inv.image, plan.source.run.module
     if engine.inspect_image(ref) is not None:
         return "present"
     if "@sha256:" not in ref:
-        raise ImageError(module, ref, "the run used a locally built image that was never "
-                         "pushed, and it is not on this engine; rebuild it from the module's "
-                         "spec, or push it to a registry this engine can reach")
+        raise ImageError(
+            module,
+            ref,
+            "the run used a locally built image that was never "
+            "pushed, and it is not on this engine; rebuild it from the module's "
+            "spec, or push it to a registry this engine can reach",
+        )
     try:
         images.pull_with_retries(engine, module, ref, sleep=sleep)
     except PullError as exc:
-        raise PullError(module, ref, pull_advice(ref, exc.answer),
-                        transient=exc.transient) from None
+        raise PullError(
+            module, ref, pull_advice(ref, exc.answer), transient=exc.transient
+        ) from None
     return "pulled"
 
 
@@ -247,19 +298,26 @@ def pull_advice(ref: str, answer: str) -> str:
     text = answer.lower()
     host = ref.split("/", 1)[0] if "/" in ref else "docker.io"
     if "manifest unknown" in text or "not found" in text:
-        return ("this digest is gone from its registry (manifest unknown), so the run's exact "
-                "image cannot be pulled; ask whoever ran it to push that image again")
+        return (
+            "this digest is gone from its registry (manifest unknown), so the run's exact "
+            "image cannot be pulled; ask whoever ran it to push that image again"
+        )
     if "unauthorized" in text or "denied" in text:
         return f"registry '{host}' refused the pull; log in ('docker login {host}') and retry"
-    if any(w in text for w in ("connection refused", "no such host", "timeout", "dial tcp",
-                               "unreachable", "eof")):
-        return (f"registry '{host}' does not answer; start it or check that this engine can "
-                "reach it, then retry")
+    if any(
+        w in text
+        for w in ("connection refused", "no such host", "timeout", "dial tcp", "unreachable", "eof")
+    ):
+        return (
+            f"registry '{host}' does not answer; start it or check that this engine can "
+            "reach it, then retry"
+        )
     return f"pull failed: {' '.join(answer.split())[:300]}"
 
 
-def secret_values(names: list[str], environ: Mapping[str, str],
-                  ask: Callable[[str], str]) -> dict[str, str]:
+def secret_values(
+    names: list[str], environ: Mapping[str, str], ask: Callable[[str], str]
+) -> dict[str, str]:
     """Each secret from the environment, else asked for; never stored anywhere."""
     return {n: environ[n] if n in environ else ask(n) for n in names}
 
@@ -281,71 +339,128 @@ class Outcome:
 
 
 def replay(
-    engine: Engine, store: RunStore, plan: Plan, *, secrets: Mapping[str, str],
-    tracker: Tracker | None = None, keep: bool = False, on_line: LineSink | None = None,
+    engine: Engine,
+    store: RunStore,
+    plan: Plan,
+    *,
+    secrets: Mapping[str, str],
+    tracker: Tracker | None = None,
+    keep: bool = False,
+    on_line: LineSink | None = None,
     clock: Callable[[], float] = time.time,
 ) -> Outcome:
     """Run the planned Invocation through the runner, as any run, and record it."""
     with store.lock(plan.run_id):
         prepare_outputs(plan)
         record, base = _start(store, plan, "run", clock())
-        sink = LogSink(store.log_path(plan.run_id, plan.inv.shard_index), on_line=on_line,
-                       redact=list(secrets.values()))
+        sink = LogSink(
+            store.log_path(plan.run_id, plan.inv.shard_index),
+            on_line=on_line,
+            redact=list(secrets.values()),
+        )
         try:
-            attempt = run_invocation(engine, plan.inv, secrets=secrets, log=sink,
-                                     tracker=tracker or Tracker(), clock=clock, keep=keep)
+            attempt = run_invocation(
+                engine,
+                plan.inv,
+                secrets=secrets,
+                log=sink,
+                tracker=tracker or Tracker(),
+                clock=clock,
+                keep=keep,
+            )
         finally:
             sink.finish()  # the runner closes it only once the container ran
         return _finish(store, plan, record, base, attempt, clock())
 
 
 def interactive(
-    engine: Engine, store: RunStore, plan: Plan, mode: Mode, *, secrets: Mapping[str, str],
-    tty: bool, keep: bool = False, debug_port: int = DEBUGPY_PORT,
+    engine: Engine,
+    store: RunStore,
+    plan: Plan,
+    mode: Mode,
+    *,
+    secrets: Mapping[str, str],
+    tty: bool,
+    keep: bool = False,
+    debug_port: int = DEBUGPY_PORT,
     clock: Callable[[], float] = time.time,
 ) -> Outcome | int:
     """A shell (returns its exit status) or a debug run (recorded, returns an Outcome)."""
     inv = mode_invocation(plan, mode)
     prepare_outputs(plan)
     if mode == "shell":
-        return engine.run_interactive(inv, secrets=secrets, tty=tty, keep=keep,
-                                      entrypoint="/bin/sh")
+        return engine.run_interactive(
+            inv, secrets=secrets, tty=tty, keep=keep, entrypoint="/bin/sh"
+        )
     with store.lock(plan.run_id):
         record, base = _start(store, replace(plan, inv=inv), mode, clock())
         started = clock()
-        code = engine.run_interactive(inv, secrets=secrets, tty=tty, keep=keep,
-                                      publish={DEBUGPY_PORT: debug_port})
-        attempt = classify(Attempt(number=1, started_at=started, ended_at=clock(),
-                                   exit_code=code), timed_out=False, cancelled=False,
-                           timeout_s=None, engine_error="")
+        code = engine.run_interactive(
+            inv, secrets=secrets, tty=tty, keep=keep, publish={DEBUGPY_PORT: debug_port}
+        )
+        attempt = classify(
+            Attempt(number=1, started_at=started, ended_at=clock(), exit_code=code),
+            timed_out=False,
+            cancelled=False,
+            timeout_s=None,
+            engine_error="",
+        )
         return _finish(store, plan, record, base, attempt, clock())
 
 
-def _start(store: RunStore, plan: Plan, mode: Mode,
-           now: float) -> tuple[RunRecord, ShardRecord]:
+def _start(store: RunStore, plan: Plan, mode: Mode, now: float) -> tuple[RunRecord, ShardRecord]:
     src = plan.source.run
-    record = src.model_copy(update={
-        "run_id": plan.run_id, "inputs": {**src.inputs, **plan.inputs}, "outputs": plan.outputs,
-        "shards_selected": [plan.shard.index], "max_parallel": 1, "state": "running",
-        "exit_code": None, "counts": {}, "started_at": now, "ended_at": None,
-        "host": socket.gethostname(), "pid": os.getpid(), "pipeline_run": None,
-        "repro_of": src.run_id})
+    record = src.model_copy(
+        update={
+            "run_id": plan.run_id,
+            "inputs": {**src.inputs, **plan.inputs},
+            "outputs": plan.outputs,
+            "shards_selected": [plan.shard.index],
+            "max_parallel": 1,
+            "state": "running",
+            "exit_code": None,
+            "counts": {},
+            "started_at": now,
+            "ended_at": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pipeline_run": None,
+            "repro_of": src.run_id,
+        }
+    )
     store.write_run(record)
-    base = ShardRecord(run_id=plan.run_id, index=plan.shard.index, value=plan.shard.value,
-                       state="running", invocation=plan.inv,
-                       log_path=str(store.log_path(plan.run_id, plan.shard.index)),
-                       message="" if mode == "run" else f"{mode} session: output not captured")
+    base = ShardRecord(
+        run_id=plan.run_id,
+        index=plan.shard.index,
+        value=plan.shard.value,
+        state="running",
+        invocation=plan.inv,
+        log_path=str(store.log_path(plan.run_id, plan.shard.index)),
+        message="" if mode == "run" else f"{mode} session: output not captured",
+    )
     store.write_shard(base)
     return record, base
 
 
-def _finish(store: RunStore, plan: Plan, record: RunRecord, base: ShardRecord,
-            attempt: Attempt, now: float) -> Outcome:
-    state: ShardState = ("succeeded" if attempt.ok else "cancelled"
-                         if attempt.failure == Failure.CANCELLED else "failed")
+def _finish(
+    store: RunStore, plan: Plan, record: RunRecord, base: ShardRecord, attempt: Attempt, now: float
+) -> Outcome:
+    state: ShardState = (
+        "succeeded"
+        if attempt.ok
+        else "cancelled"
+        if attempt.failure == Failure.CANCELLED
+        else "failed"
+    )
     store.write_shard(replace_record(base, state, [attempt], Path(base.log_path)))
-    final = record.model_copy(update={"state": state, "exit_code": attempt.exit_code,
-                                      "counts": {state: 1}, "ended_at": now})
+    final = record.model_copy(
+        update={
+            "state": state,
+            "exit_code": attempt.exit_code,
+            "counts": {state: 1},
+            "ended_at": now,
+        }
+    )
     path = store.write_run(final)
     same, text = verdict(plan.shard, attempt)
     return Outcome(attempt, final, path, same, text)

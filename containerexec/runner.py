@@ -40,8 +40,13 @@ class Failure(StrEnum):
 
 
 # Retrying these cannot help unless the user lists the exit code explicitly.
-NOT_RETRIED = {Failure.OOM, Failure.COMMAND_NOT_FOUND, Failure.IMAGE_NOT_FOUND,
-               Failure.CANCELLED, Failure.NO_SPACE}
+NOT_RETRIED = {
+    Failure.OOM,
+    Failure.COMMAND_NOT_FOUND,
+    Failure.IMAGE_NOT_FOUND,
+    Failure.CANCELLED,
+    Failure.NO_SPACE,
+}
 
 
 @dataclass(frozen=True)
@@ -108,24 +113,29 @@ def run_invocation(
     except ImageError as exc:
         return replace(base, ended_at=clock(), failure=Failure.IMAGE_NOT_FOUND, message=str(exc))
     except EngineUnavailable as exc:
-        return replace(base, ended_at=clock(), failure=Failure.ENGINE_LOST, message=str(exc),
-                       counted=False)
+        return replace(
+            base, ended_at=clock(), failure=Failure.ENGINE_LOST, message=str(exc), counted=False
+        )
     except EngineError as exc:
         return replace(base, ended_at=clock(), failure=Failure.ENGINE_ERROR, message=str(exc))
     tracker.add(cid)
     reader: threading.Thread | None = None
     try:
         if tracker.cancelled.is_set():
-            return replace(base, container_id=cid, ended_at=clock(),
-                           failure=Failure.CANCELLED, message="cancelled before start")
+            return replace(
+                base,
+                container_id=cid,
+                ended_at=clock(),
+                failure=Failure.CANCELLED,
+                message="cancelled before start",
+            )
         stream = engine.attach(cid)
         try:
             engine.start(cid)
         except StartFailed as exc:
             stream.close()
             kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
-            return replace(base, container_id=cid, ended_at=clock(), failure=kind,
-                           message=str(exc))
+            return replace(base, container_id=cid, ended_at=clock(), failure=kind, message=str(exc))
         if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
             engine.stop(cid, grace_s=grace_s)
         reader = threading.Thread(target=_pump, args=(stream, log), daemon=True)
@@ -149,11 +159,22 @@ def run_invocation(
             log_tail=list(log.tail),
             stderr_tail=list(log.stderr_tail),
         )
-        return classify(result, timed_out=timed_out, cancelled=tracker.cancelled.is_set(),
-                        timeout_s=timeout, engine_error=status.error)
+        return classify(
+            result,
+            timed_out=timed_out,
+            cancelled=tracker.cancelled.is_set(),
+            timeout_s=timeout,
+            engine_error=status.error,
+        )
     except (EngineLost, EngineUnavailable) as exc:
-        return replace(base, container_id=cid, ended_at=clock(), failure=Failure.ENGINE_LOST,
-                       message=str(exc), counted=False)
+        return replace(
+            base,
+            container_id=cid,
+            ended_at=clock(),
+            failure=Failure.ENGINE_LOST,
+            message=str(exc),
+            counted=False,
+        )
     finally:
         tracker.discard(cid)
         if not keep:
@@ -183,23 +204,31 @@ def classify(
     if cancelled and code != 0:
         return replace(a, failure=Failure.CANCELLED, message="cancelled")
     if timed_out:
-        return replace(a, failure=Failure.TIMEOUT,
-                       message=f"timed out after {timeout_s:g} s and was stopped")
+        return replace(
+            a, failure=Failure.TIMEOUT, message=f"timed out after {timeout_s:g} s and was stopped"
+        )
     if a.oom_killed:
         return replace(a, failure=Failure.OOM, message=f"exited with {code} (OOM-killed)")
     if code == 0:
         return a
     if any("No space left on device" in line for line in a.stderr_tail):
-        return replace(a, failure=Failure.NO_SPACE, message=f"exited with {code}: No space left "
-                       "on device (see the log)")
+        return replace(
+            a,
+            failure=Failure.NO_SPACE,
+            message=f"exited with {code}: No space left on device (see the log)",
+        )
     if code == 127:
-        return replace(a, failure=Failure.COMMAND_NOT_FOUND,
-                       message=f"exited with 127 (command not found) {engine_error}".strip())
+        return replace(
+            a,
+            failure=Failure.COMMAND_NOT_FOUND,
+            message=f"exited with 127 (command not found) {engine_error}".strip(),
+        )
     if code == 137:
         return replace(a, failure=Failure.KILLED, message="exited with 137 (killed from outside)")
     if code is not None and code > 128:
-        return replace(a, failure=Failure.SIGNAL,
-                       message=f"exited with {code} (signal {code - 128})")
+        return replace(
+            a, failure=Failure.SIGNAL, message=f"exited with {code} (signal {code - 128})"
+        )
     return replace(a, failure=Failure.EXIT_CODE, message=f"exited with {code}")
 
 
@@ -224,7 +253,10 @@ def backoff_s(policy: RetryPolicy, counted_attempts: int) -> float:
 
 
 def wait_for_engine(
-    engine: Engine, *, sleep: Callable[[float], object], clock: Callable[[], float],
+    engine: Engine,
+    *,
+    sleep: Callable[[float], object],
+    clock: Callable[[], float],
     limit_s: float = ENGINE_WAIT_S,
 ) -> bool:
     """Ping until the engine answers again or `limit_s` passes."""
@@ -266,9 +298,17 @@ def run_with_retries(
         before()
         log = log_for(len(attempts) + 1)
         try:
-            a = run_invocation(engine, inv, secrets=secrets, log=log,
-                               tracker=tracker, clock=clock, number=len(attempts) + 1,
-                               grace_s=grace_s, keep=keep)
+            a = run_invocation(
+                engine,
+                inv,
+                secrets=secrets,
+                log=log,
+                tracker=tracker,
+                clock=clock,
+                number=len(attempts) + 1,
+                grace_s=grace_s,
+                keep=keep,
+            )
         finally:
             log.finish()  # an attempt that never started still holds its log file open
         if a.ok:
@@ -280,12 +320,15 @@ def run_with_retries(
             losses += 1
             on_attempt(a, True)  # says that we wait for the engine
             retry = losses <= MAX_ENGINE_LOSSES and wait_for_engine(
-                engine, sleep=sleep, clock=clock)
+                engine, sleep=sleep, clock=clock
+            )
             if retry and a.container_id:
                 _remove_quietly(engine, a.container_id)  # frees the name for the next attempt
             if not retry:
-                attempts[-1] = replace(a, message=f"{a.message}; the engine did not come back "
-                                       f"within {ENGINE_WAIT_S:g} s")
+                attempts[-1] = replace(
+                    a,
+                    message=f"{a.message}; the engine did not come back within {ENGINE_WAIT_S:g} s",
+                )
                 on_attempt(attempts[-1], False)
                 return attempts
             continue

@@ -16,8 +16,10 @@ PLACEHOLDER = "__NAME__"
 def init_project(name: str, parent: Path) -> Path:
     """Write `parent/name/`: source, spec, Dockerfile, sample data, a test. Returns the folder."""
     if not re.fullmatch(r"[a-z][a-z0-9_]{0,62}", name):
-        raise UsageError(f"'{name}': a module name here is lower case letters, digits and '_', "
-                         "starting with a letter (it names a Python file and function)")
+        raise UsageError(
+            f"'{name}': a module name here is lower case letters, digits and '_', "
+            "starting with a letter (it names a Python file and function)"
+        )
     folder = parent / name
     if folder.exists() and any(folder.iterdir()):
         raise UsageError(f"'{folder}' exists and is not empty; choose another name or --dir")

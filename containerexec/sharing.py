@@ -59,10 +59,14 @@ def split_target(module: str, to: str) -> tuple[str, str]:
     """'host:5000/repo[:tag]' -> ('host:5000/repo', tag or 'latest'); refuses digests."""
     images.check_reference(module, to)
     if "@" in to:
-        raise ImageError(module, to, "--to takes REGISTRY/REPO[:TAG], not a digest: a push "
-                         "makes the digest; e.g. --to 127.0.0.1:5000/wordcount:1")
+        raise ImageError(
+            module,
+            to,
+            "--to takes REGISTRY/REPO[:TAG], not a digest: a push "
+            "makes the digest; e.g. --to 127.0.0.1:5000/wordcount:1",
+        )
     repo = images.repo_of(to)
-    return repo, to[len(repo) + 1:] or "latest"
+    return repo, to[len(repo) + 1 :] or "latest"
 
 
 def push(
@@ -84,15 +88,18 @@ def push(
     """
     repo, tag = split_target(spec.name, to)
     spec_dir = spec_path.parent if spec_path else Path.cwd()
-    env = images.resolve(engine, spec, spec_dir, pull=pull, sleep=sleep,
-                         on_progress=on_progress, on_log=on_log)
-    thin = label_image(engine, spec, env.id, carried_spec(spec, f"{repo}:{tag}"),
-                       labels=labels or {})
+    env = images.resolve(
+        engine, spec, spec_dir, pull=pull, sleep=sleep, on_progress=on_progress, on_log=on_log
+    )
+    thin = label_image(
+        engine, spec, env.id, carried_spec(spec, f"{repo}:{tag}"), labels=labels or {}
+    )
     before = engine.inspect_image(f"{repo}:{tag}")
     engine.tag(thin.id, repo, tag)
     try:
-        digest = images.push_with_retries(engine, spec.name, repo, tag, sleep=sleep,
-                                          on_progress=on_progress)
+        digest = images.push_with_retries(
+            engine, spec.name, repo, tag, sleep=sleep, on_progress=on_progress
+        )
     except ContainerExecError:
         if before is not None and before.id != thin.id:
             engine.tag(before.id, repo, tag)
@@ -100,15 +107,26 @@ def push(
             engine.remove_image(f"{repo}:{tag}")
         raise
     return PushRecord(
-        module=spec.name, version=spec.version, to=f"{repo}:{tag}", pinned=f"{repo}@{digest}",
-        digest=digest, image_id=thin.id, environment=env.pinned,
-        spec_path=str(spec_path) if spec_path else None, pushed_at=clock(),
+        module=spec.name,
+        version=spec.version,
+        to=f"{repo}:{tag}",
+        pinned=f"{repo}@{digest}",
+        digest=digest,
+        image_id=thin.id,
+        environment=env.pinned,
+        spec_path=str(spec_path) if spec_path else None,
+        pushed_at=clock(),
     )
 
 
 def label_image(
-    engine: Engine, spec: ModuleSpec, base_id: str, text: str, *,
-    labels: Mapping[str, str], on_log: Callable[[str], None] | None = None,
+    engine: Engine,
+    spec: ModuleSpec,
+    base_id: str,
+    text: str,
+    *,
+    labels: Mapping[str, str],
+    on_log: Callable[[str], None] | None = None,
 ) -> ImageInfo:
     """`base_id` plus the spec label, tagged containerexec/<module>:spec-<hash>; built once."""
     all_labels = {**labels, LABEL_MANAGED: "1", LABEL_MODULE: spec.name, LABEL_SPEC: text}
@@ -121,8 +139,15 @@ def label_image(
         return info
     with tempfile.TemporaryDirectory(prefix="containerexec-push-") as context:
         (Path(context) / "Dockerfile").write_text(f"FROM {base_id}\n")
-        return engine.build(context, dockerfile="Dockerfile", tag=tag, buildargs={},
-                            target=None, labels=all_labels, on_log=on_log)
+        return engine.build(
+            context,
+            dockerfile="Dockerfile",
+            tag=tag,
+            buildargs={},
+            target=None,
+            labels=all_labels,
+            on_log=on_log,
+        )
 
 
 def write_push_record(store: RunStore, record: PushRecord) -> Path:
@@ -144,21 +169,30 @@ def spec_from_image(
 
     The image is pulled as `pull` says (default: when missing); errors name `ref`.
     """
-    info, _ = images.fetch(engine, "", ref, policy=pull or "missing", sleep=sleep,
-                           on_progress=on_progress)
+    info, _ = images.fetch(
+        engine, "", ref, policy=pull or "missing", sleep=sleep, on_progress=on_progress
+    )
     text = info.labels.get(LABEL_SPEC)
     if not text:
-        raise ImageError("", ref, f"carries no module spec (no '{LABEL_SPEC}' label), so it "
-                         "cannot run by itself; run a spec file, or make such an image with "
-                         "'containerexec push SPEC --to REGISTRY/REPO:TAG'")
+        raise ImageError(
+            "",
+            ref,
+            f"carries no module spec (no '{LABEL_SPEC}' label), so it "
+            "cannot run by itself; run a spec file, or make such an image with "
+            "'containerexec push SPEC --to REGISTRY/REPO:TAG'",
+        )
     spec = parse_spec(text, f"{ref} (label {LABEL_SPEC})")
     pinned, _ = images.pin(info, ref)
     return spec.model_copy(update={"environment": Environment.model_validate({"image": pinned})})
 
 
 def inspect(
-    engine: Engine, ref: str, *, pull: str | None = None,
-    sleep: Callable[[float], object] = time.sleep, on_progress: Progress | None = None,
+    engine: Engine,
+    ref: str,
+    *,
+    pull: str | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+    on_progress: Progress | None = None,
 ) -> str:
     """The YAML of the spec an image carries, pinned; runnable as a spec file."""
     spec = spec_from_image(engine, ref, pull=pull, sleep=sleep, on_progress=on_progress)

@@ -187,9 +187,7 @@ class ModuleSpec(Model):
     description: str = ""
     environment: Environment
     inputs: dict[Annotated[str, Field(pattern=NAME_RE)], InputPort] = Field(default_factory=dict)
-    outputs: dict[Annotated[str, Field(pattern=NAME_RE)], OutputPort] = Field(
-        default_factory=dict
-    )
+    outputs: dict[Annotated[str, Field(pattern=NAME_RE)], OutputPort] = Field(default_factory=dict)
     command: list[str | list[str]] = Field(
         min_length=1, description="argv; a nested list is dropped when an input it uses is unset."
     )
@@ -235,7 +233,9 @@ def check_value(type_: str, value: Any) -> Any:
         except ValueError:
             raise ValueError(f"expected a number, got '{value}'") from None
     if isinstance(value, dict | list):
-        raise ValueError(f"expected a {type_}, got {'a mapping' if isinstance(value, dict) else 'a list'}")
+        raise ValueError(
+            f"expected a {type_}, got {'a mapping' if isinstance(value, dict) else 'a list'}"
+        )
     return str(value)
 
 
@@ -245,7 +245,9 @@ def load_spec(path: str | Path) -> ModuleSpec:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError(str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]) from None
+        raise SpecError(
+            str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]
+        ) from None
     return parse_spec(text, str(path))
 
 
@@ -254,7 +256,9 @@ def parse_spec(text: str, path: str) -> ModuleSpec:
     src = yamlsource.parse(text, path)
     problems = list(src.problems)
     if src.data is None and not problems:
-        problems.append(Problem(path, 1, 1, "", "expected a module spec (a mapping), found nothing"))
+        problems.append(
+            Problem(path, 1, 1, "", "expected a module spec (a mapping), found nothing")
+        )
     if problems and src.data is None:
         raise SpecError(path, problems)
     if not isinstance(src.data, dict):
@@ -289,7 +293,9 @@ def pydantic_problems(
             msg += f", got {_show(err['input'])}"
         problem = src.problem(loc, msg, key=err["type"] == "missing")
         if out and (out[-1].line, out[-1].col, out[-1].loc) == (
-            problem.line, problem.col, problem.loc
+            problem.line,
+            problem.col,
+            problem.loc,
         ):
             # The members of a union each complain about the same value: one line says it.
             first, _, found = out[-1].message.rpartition(", got ")

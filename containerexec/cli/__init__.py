@@ -1,4 +1,4 @@
-"""The `containerexec` command: a thin click group; the only place that prints or picks an exit code."""
+"""The `containerexec` command: a thin click group, the only place that prints or exits."""
 
 from __future__ import annotations
 

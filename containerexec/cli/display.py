@@ -35,8 +35,9 @@ class RunDisplay:
 
     def __enter__(self) -> RunDisplay:
         if self.live_mode:
-            self._live = Live(self._render(), console=self.console, refresh_per_second=4,
-                              transient=True)
+            self._live = Live(
+                self._render(), console=self.console, refresh_per_second=4, transient=True
+            )
             self._live.__enter__()
         return self
 
@@ -58,12 +59,16 @@ class RunDisplay:
                 self.retried += 1
                 a = e.attempt
                 if a is not None and a.failure == "engine_lost":
-                    self._say(f"shard {e.index}: lost the Docker engine ({a.message}); waiting "
-                              "for it to answer again (up to 2 min), then running the shard "
-                              "again (not counted as a retry)")
+                    self._say(
+                        f"shard {e.index}: lost the Docker engine ({a.message}); waiting "
+                        "for it to answer again (up to 2 min), then running the shard "
+                        "again (not counted as a retry)"
+                    )
                 else:
-                    self._say(f"shard {e.index}: attempt {a.number if a else '?'} failed "
-                              f"({a.message if a else ''}); retrying")
+                    self._say(
+                        f"shard {e.index}: attempt {a.number if a else '?'} failed "
+                        f"({a.message if a else ''}); retrying"
+                    )
             elif e.kind == "skipped":
                 self.skipped += 1
                 self.done += 1
@@ -77,8 +82,10 @@ class RunDisplay:
                     self.failed += 1
                 if not self.live_mode and not self.stream_output:
                     secs = (e.attempt.ended_at - e.attempt.started_at) if e.attempt else 0.0
-                    self._say(f"[{self.done + self.failed + self.cancelled}/{self.total}] "
-                              f"shard {e.index} {e.state} ({secs:.1f} s)")
+                    self._say(
+                        f"[{self.done + self.failed + self.cancelled}/{self.total}] "
+                        f"shard {e.index} {e.state} ({secs:.1f} s)"
+                    )
             if self._live is not None:
                 self._live.update(self._render())
 
@@ -112,15 +119,24 @@ def summary(result: RunResult, console: Console | None = None) -> None:
         table.add_column(col)
     c = rec.counts
     selected = len(rec.shards_selected) if rec.shards_selected is not None else rec.shard_count
-    table.add_row(rec.module, rec.state, str(selected), str(c.get("succeeded", 0)),
-                  str(c.get("failed", 0)), str(c.get("cancelled", 0) + c.get("pending", 0)),
-                  rec.image.pinned[:71])
+    table.add_row(
+        rec.module,
+        rec.state,
+        str(selected),
+        str(c.get("succeeded", 0)),
+        str(c.get("failed", 0)),
+        str(c.get("cancelled", 0) + c.get("pending", 0)),
+        rec.image.pinned[:71],
+    )
     console.print(table)
     for shard in result.failed[:10]:
         click.echo(failure_report(rec, shard), err=True)
     if len(result.failed) > 10:
-        click.echo(f"... and {len(result.failed) - 10} more failed shards: "
-                   f"containerexec runs show {rec.run_id}", err=True)
+        click.echo(
+            f"... and {len(result.failed) - 10} more failed shards: "
+            f"containerexec runs show {rec.run_id}",
+            err=True,
+        )
     outs = ", ".join(f"{k} -> {v}" for k, v in rec.outputs.items())
     if rec.state == "succeeded" and outs:
         click.echo(f"outputs: {outs}", err=True)
@@ -130,8 +146,11 @@ def summary(result: RunResult, console: Console | None = None) -> None:
 def failure_report(rec: RunRecord, shard: ShardRecord) -> str:
     """What failed, the facts (image, argv, stderr tail, log), and the next step."""
     inv = shard.invocation
-    where = (f"Shard {shard.index}/{rec.shard_count} of module '{rec.module}'"
-             if rec.shard_count > 1 or rec.spec.get("array") else f"Module '{rec.module}'")
+    where = (
+        f"Shard {shard.index}/{rec.shard_count} of module '{rec.module}'"
+        if rec.shard_count > 1 or rec.spec.get("array")
+        else f"Module '{rec.module}'"
+    )
     attempts = len(shard.attempts)
     lines = [
         "",

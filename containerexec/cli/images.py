@@ -90,12 +90,26 @@ def build_steps(line: str) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--to", "to", required=True, metavar="REGISTRY/REPO[:TAG]",
-              help="Where to push, e.g. 127.0.0.1:5000/wordcount:1 (tag default: latest).")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None,
-              help="Pull policy for `environment.image` (default: the spec's, or missing).")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="An extra label on the pushed image (repeatable).")
+@click.option(
+    "--to",
+    "to",
+    required=True,
+    metavar="REGISTRY/REPO[:TAG]",
+    help="Where to push, e.g. 127.0.0.1:5000/wordcount:1 (tag default: latest).",
+)
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "always", "never"]),
+    default=None,
+    help="Pull policy for `environment.image` (default: the spec's, or missing).",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="An extra label on the pushed image (repeatable).",
+)
 @click.pass_obj
 def push(app: App, spec: Path, to: str, pull: str | None, labels: tuple[str, ...]) -> None:
     """Push a module's image labelled with its spec; print REGISTRY/REPO@sha256:...
@@ -106,28 +120,44 @@ def push(app: App, spec: Path, to: str, pull: str | None, labels: tuple[str, ...
     module = load_spec(spec)
     progress = TransferProgress()
     try:
-        rec = sharing.push(app.engine(), module, spec, to, pull=pull,
-                           labels=parse_pairs(labels, "--label"), sleep=app.sleep or time.sleep,
-                           on_progress=progress, on_log=build_steps)
+        rec = sharing.push(
+            app.engine(),
+            module,
+            spec,
+            to,
+            pull=pull,
+            labels=parse_pairs(labels, "--label"),
+            sleep=app.sleep or time.sleep,
+            on_progress=progress,
+            on_log=build_steps,
+        )
     finally:
         progress.close()
     path = sharing.write_push_record(app.store, rec)
-    click.echo(f"pushed {rec.module} {rec.version} as {rec.to} ({rec.digest}); record: {path}\n"
-               f"run it with nothing but the image: containerexec run {rec.pinned}", err=True)
+    click.echo(
+        f"pushed {rec.module} {rec.version} as {rec.to} ({rec.digest}); record: {path}\n"
+        f"run it with nothing but the image: containerexec run {rec.pinned}",
+        err=True,
+    )
     click.echo(rec.pinned)
 
 
 @cli.command()
 @click.argument("image")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None,
-              help="When to pull IMAGE (default: missing).")
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "always", "never"]),
+    default=None,
+    help="When to pull IMAGE (default: missing).",
+)
 @click.pass_obj
 def inspect(app: App, image: str, pull: str | None) -> None:
     """Print the module spec IMAGE carries (YAML, environment pinned to the image)."""
     progress = TransferProgress()
     try:
-        text = sharing.inspect(app.engine(), image, pull=pull, sleep=app.sleep or time.sleep,
-                               on_progress=progress)
+        text = sharing.inspect(
+            app.engine(), image, pull=pull, sleep=app.sleep or time.sleep, on_progress=progress
+        )
     finally:
         progress.close()
     click.echo(text, nl=False)
@@ -157,8 +187,10 @@ def list_images(app: App, module: str | None) -> None:
     click.echo(f"{'MODULE':20} {'REFERENCE':52} {'DIGEST':19} {'SIZE':>9} {'RUNS':>4}  LAST USED")
     for i in found:
         digest = i.digest[:19] if i.digest else "-"
-        click.echo(f"{i.module:20} {i.reference:52} {digest:19} {human_bytes(i.size):>9} "
-                   f"{i.runs:>4}  {_when(i.last_used)}")
+        click.echo(
+            f"{i.module:20} {i.reference:52} {digest:19} {human_bytes(i.size):>9} "
+            f"{i.runs:>4}  {_when(i.last_used)}"
+        )
 
 
 @images_group.command("prune")
@@ -176,8 +208,12 @@ def prune(app: App, dry_run: bool, module: str | None) -> None:
     for i in removed:
         click.echo(f"{verb} {i.reference} (module {i.module}, {human_bytes(i.size)})")
     if not removed:
-        click.echo(f"nothing to remove: every containerexec image here is needed by a run "
-                   f"recorded in {app.store.runs}")
+        click.echo(
+            f"nothing to remove: every containerexec image here is needed by a run "
+            f"recorded in {app.store.runs}"
+        )
         return
-    click.echo(f"{verb} {len(removed)} image{'s' if len(removed) != 1 else ''}; layers shared "
-               "with other images stay")
+    click.echo(
+        f"{verb} {len(removed)} image{'s' if len(removed) != 1 else ''}; layers shared "
+        "with other images stay"
+    )

@@ -31,8 +31,10 @@ def validate(spec: Path) -> None:
     """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
     m = load_spec(spec)
     shards = "no array" if m.array is None else "an array"
-    click.echo(f"{spec}: valid module '{m.name}' {m.version} "
-               f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})")
+    click.echo(
+        f"{spec}: valid module '{m.name}' {m.version} "
+        f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
+    )
 
 
 @cli.command()
@@ -43,17 +45,27 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None,
-              help="Pull policy for `environment.image` (default: the spec's, or missing).")
+@click.option(
+    "--pull",
+    type=click.Choice(["missing", "always", "never"]),
+    default=None,
+    help="Pull policy for `environment.image` (default: the spec's, or missing).",
+)
 @click.pass_obj
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
     m = load_spec(spec)
     progress = TransferProgress()
     try:
-        rec = images.resolve(app.engine(), m, spec.parent, pull=pull,
-                             sleep=app.sleep or time.sleep, on_progress=progress,
-                             on_log=lambda line: click.echo(line, err=True))
+        rec = images.resolve(
+            app.engine(),
+            m,
+            spec.parent,
+            pull=pull,
+            sleep=app.sleep or time.sleep,
+            on_progress=progress,
+            on_log=lambda line: click.echo(line, err=True),
+        )
     finally:
         progress.close()
     click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
@@ -61,25 +73,61 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
-              help="An input value or path (repeatable).")
-@click.option("-o", "--output", "outputs", multiple=True, metavar="NAME=PATH",
-              help="Where an output goes (repeatable; default: inside the run's folder).")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input value or path (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Where an output goes (repeatable; default: inside the run's folder).",
+)
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
 @click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None)
-@click.option("--grace", type=float, default=5.0, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL when stopping a container.")
-@click.option("--log-limit", default=str(DEFAULT_LIMIT_BYTES), show_default=True,
-              help="Bytes of log kept per shard (the last ones), e.g. 16m.")
-@click.option("--allow-secret", "allowed", multiple=True, metavar="NAME",
-              help="Give a module image's spec this secret from your environment "
-              "(specs carried by images get no secret unless allowed).")
+@click.option(
+    "--grace",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when stopping a container.",
+)
+@click.option(
+    "--log-limit",
+    default=str(DEFAULT_LIMIT_BYTES),
+    show_default=True,
+    help="Bytes of log kept per shard (the last ones), e.g. 16m.",
+)
+@click.option(
+    "--allow-secret",
+    "allowed",
+    multiple=True,
+    metavar="NAME",
+    help="Give a module image's spec this secret from your environment "
+    "(specs carried by images get no secret unless allowed).",
+)
 @click.pass_context
-def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[str, ...],
-        shards: str | None, max_parallel: int | None, resume: str | None, pull: str | None,
-        grace: float, log_limit: str, allowed: tuple[str, ...]) -> None:
+def run(
+    ctx: click.Context,
+    spec: Path,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    shards: str | None,
+    max_parallel: int | None,
+    resume: str | None,
+    pull: str | None,
+    grace: float,
+    log_limit: str,
+    allowed: tuple[str, ...],
+) -> None:
     """Run a module: every shard in its own container; exits as the command did.
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
@@ -98,11 +146,17 @@ def run(ctx: click.Context, spec: Path, inputs: tuple[str, ...], outputs: tuple[
         raw_out = {**prev.outputs, **raw_out}
     else:
         run_id = new_run_id(module.name, time.time())
-    bindings = bind(module, raw_in, raw_out,
-                    default_outputs=app.store.run_dir(run_id) / "outputs")
+    bindings = bind(module, raw_in, raw_out, default_outputs=app.store.run_dir(run_id) / "outputs")
     executor, display = prepare_run(app, module)
-    opts = RunOptions(max_parallel=max_parallel, shards=shards, resume=resume, pull=pull,
-                      grace_s=grace, log_limit_bytes=parse_bytes(log_limit), run_id=run_id)
+    opts = RunOptions(
+        max_parallel=max_parallel,
+        shards=shards,
+        resume=resume,
+        pull=pull,
+        grace_s=grace,
+        log_limit_bytes=parse_bytes(log_limit),
+        run_id=run_id,
+    )
     with display, cancel_on_signals(executor, display):
         result = executor.run(module, bindings, spec_path=spec_path, options=opts)
     summary(result)
@@ -114,8 +168,10 @@ def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> Non
     refused = [n for n in module.secrets if n not in allowed]
     if refused:
         flags = " ".join(f"--allow-secret {n}" for n in refused)
-        raise UsageError(f"module image '{ref}' asks for secret(s) {', '.join(refused)} from "
-                         f"your environment; to give them, run again with {flags}")
+        raise UsageError(
+            f"module image '{ref}' asks for secret(s) {', '.join(refused)} from "
+            f"your environment; to give them, run again with {flags}"
+        )
 
 
 def load_module(
@@ -126,14 +182,21 @@ def load_module(
     if target.exists() or text.endswith((".yaml", ".yml")):
         return load_spec(target), target
     if not any(c in text for c in "/:@"):
-        raise UsageError(f"'{text}': no such spec file; to run a module image, give its full "
-                         "reference: REGISTRY/REPO[:TAG] or REGISTRY/REPO@sha256:DIGEST")
+        raise UsageError(
+            f"'{text}': no such spec file; to run a module image, give its full "
+            "reference: REGISTRY/REPO[:TAG] or REGISTRY/REPO@sha256:DIGEST"
+        )
     from .. import sharing
 
     progress = TransferProgress()
     try:
-        return sharing.spec_from_image(app.engine(), str(target), pull=pull,
-                                       sleep=app.sleep or time.sleep, on_progress=progress), None
+        return sharing.spec_from_image(
+            app.engine(),
+            str(target),
+            pull=pull,
+            sleep=app.sleep or time.sleep,
+            on_progress=progress,
+        ), None
     finally:
         progress.close()
 
@@ -143,10 +206,14 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
     secrets = {n: os.environ[n] for n in module.secrets if n in os.environ}
     display = RunDisplay(stream_output=module.array is None, total=1)
     executor = Executor(
-        app.engine(), app.store, secrets=secrets, on_event=display.event,
+        app.engine(),
+        app.store,
+        secrets=secrets,
+        on_event=display.event,
         on_line=display.line if module.array is None else None,
         on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
-        on_pull_progress=TransferProgress(display.note), sleep=app.sleep,
+        on_pull_progress=TransferProgress(display.note),
+        sleep=app.sleep,
     )
     return executor, display
 
@@ -172,8 +239,10 @@ def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
         nonlocal seen
         seen += 1
         if seen == 1:
-            display.note(f"{signal.Signals(signum).name}: stopping running containers "
-                         f"(grace {executor.grace_s:g} s) ...")
+            display.note(
+                f"{signal.Signals(signum).name}: stopping running containers "
+                f"(grace {executor.grace_s:g} s) ..."
+            )
         else:
             display.note("still cleaning up; containers are being stopped and removed")
         executor.cancel(signum)

@@ -44,14 +44,20 @@ def validate_pipeline(app: App, file: Path) -> None:
     """Check a pipeline and its modules; list every problem as FILE:LINE:COL (exit 2)."""
     plan = check_pipeline(file, load_module=loader(app, file.parent))
     n_links = len(edges(plan.pipeline))
-    click.echo(f"{file}: valid pipeline '{plan.pipeline.name}' {plan.pipeline.version} "
-               f"({len(plan.jobs)} jobs, {n_links} links; order: {', '.join(plan.order)})")
+    click.echo(
+        f"{file}: valid pipeline '{plan.pipeline.name}' {plan.pipeline.version} "
+        f"({len(plan.jobs)} jobs, {n_links} links; order: {', '.join(plan.order)})"
+    )
 
 
 @pipeline.command("graph")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--dot", "dot", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also write the graph in Graphviz DOT to this file.")
+@click.option(
+    "--dot",
+    "dot",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the graph in Graphviz DOT to this file.",
+)
 def graph(file: Path, dot: Path | None) -> None:
     """Print a pipeline's DAG: jobs by generation, with the links into each."""
     spec = load_pipeline(file)
@@ -63,27 +69,69 @@ def graph(file: Path, dot: Path | None) -> None:
 
 @pipeline.command("run")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("-i", "--input", "inputs", multiple=True, metavar="NAME=VALUE",
-              help="A pipeline input value or path (repeatable).")
-@click.option("-o", "--output", "outputs", multiple=True, metavar="NAME=PATH",
-              help="Where a pipeline output goes (repeatable; default: in the run's folder).")
-@click.option("--max-workers", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Jobs running at once.")
-@click.option("--max-containers", type=click.IntRange(min=1),
-              help="Containers at once over all jobs (default: the number of CPU cores).")
-@click.option("--keep-going", is_flag=True,
-              help="After a failure, still run every job that does not depend on it.")
+@click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A pipeline input value or path (repeatable).",
+)
+@click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Where a pipeline output goes (repeatable; default: in the run's folder).",
+)
+@click.option(
+    "--max-workers",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="Jobs running at once.",
+)
+@click.option(
+    "--max-containers",
+    type=click.IntRange(min=1),
+    help="Containers at once over all jobs (default: the number of CPU cores).",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="After a failure, still run every job that does not depend on it.",
+)
 @click.option("--no-cache", is_flag=True, help="Run every shard, even when its result is cached.")
 @click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None)
-@click.option("--grace", type=float, default=5.0, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL when stopping a container.")
-@click.option("--label", "labels", multiple=True, metavar="KEY=VALUE",
-              help="A label for every container of the run (repeatable).")
+@click.option(
+    "--grace",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when stopping a container.",
+)
+@click.option(
+    "--label",
+    "labels",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A label for every container of the run (repeatable).",
+)
 @click.pass_context
-def run_pipeline(ctx: click.Context, file: Path, inputs: tuple[str, ...],
-                 outputs: tuple[str, ...], max_workers: int, max_containers: int | None,
-                 keep_going: bool, no_cache: bool, pull: str | None, grace: float,
-                 labels: tuple[str, ...]) -> None:
+def run_pipeline(
+    ctx: click.Context,
+    file: Path,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    max_workers: int,
+    max_containers: int | None,
+    keep_going: bool,
+    no_cache: bool,
+    pull: str | None,
+    grace: float,
+    labels: tuple[str, ...],
+) -> None:
     """Run a pipeline: each job once its inputs are ready; exit 0 when every job succeeded.
 
     A failed job stops new jobs from starting (running ones finish) unless
@@ -94,10 +142,17 @@ def run_pipeline(ctx: click.Context, file: Path, inputs: tuple[str, ...],
     names = {n for job in plan.jobs.values() for n in job.module.secrets}
     display = PipelineDisplay(plan)
     orchestrator = Orchestrator(
-        app.engine(), app.store, max_workers=max_workers, max_containers=max_containers,
-        keep_going=keep_going, cache=not no_cache, pull=pull, grace_s=grace,
+        app.engine(),
+        app.store,
+        max_workers=max_workers,
+        max_containers=max_containers,
+        keep_going=keep_going,
+        cache=not no_cache,
+        pull=pull,
+        grace_s=grace,
         secrets={n: os.environ[n] for n in names if n in os.environ},
-        labels=parse_pairs(labels, "--label"), on_event=display.job_event,
+        labels=parse_pairs(labels, "--label"),
+        on_event=display.job_event,
     )
     with display, cancel_on_signals(orchestrator, display):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))
@@ -134,8 +189,9 @@ class PipelineDisplay(RunDisplay):
                 if not self.live_mode or e.message:
                     shards = f" ({job['done']}/{job['total']} shards, {job['cached']} cached)"
                     detail = f": {e.message}" if e.message else ""
-                    self.note(f"job {e.job} {e.state}{shards if e.kind == 'finished' else ''}"
-                              f"{detail}")
+                    self.note(
+                        f"job {e.job} {e.state}{shards if e.kind == 'finished' else ''}{detail}"
+                    )
             if self._live is not None:
                 self._live.update(self._render())
 
@@ -144,8 +200,14 @@ class PipelineDisplay(RunDisplay):
         for col in ("job", "state", "shards", "running", "failed", "cached"):
             table.add_column(col)
         for name, j in self.jobs.items():
-            table.add_row(name, self.states[name], f"{j['done']}/{j['total']}", str(j["running"]),
-                          str(j["failed"]), str(j["cached"]))
+            table.add_row(
+                name,
+                self.states[name],
+                f"{j['done']}/{j['total']}",
+                str(j["running"]),
+                str(j["failed"]),
+                str(j["cached"]),
+            )
         return table
 
 
@@ -158,8 +220,15 @@ def pipeline_summary(result: PipelineResult) -> None:
         table.add_column(col)
     for name, j in rec.jobs.items():
         secs = f"{j.ended_at - j.started_at:.1f}" if j.ended_at and j.started_at else "-"
-        table.add_row(name, j.module, j.state, str(j.shards), str(j.shards_cached), secs,
-                      "-" if j.exit_code is None else str(j.exit_code))
+        table.add_row(
+            name,
+            j.module,
+            j.state,
+            str(j.shards),
+            str(j.shards_cached),
+            secs,
+            "-" if j.exit_code is None else str(j.exit_code),
+        )
     console.print(table)
     for name, j in rec.jobs.items():
         if j.state == "failed" and j.message:
@@ -167,5 +236,6 @@ def pipeline_summary(result: PipelineResult) -> None:
     for name, path in rec.outputs.items():
         placed = "" if name in rec.outputs_placed or rec.state == "succeeded" else " (not written)"
         click.echo(f"output {name} -> {path}{placed}", err=True)
-    click.echo(f"record: {result.record_path} (job runs: containerexec runs show "
-               f"{rec.id}.JOB)", err=True)
+    click.echo(
+        f"record: {result.record_path} (job runs: containerexec runs show {rec.id}.JOB)", err=True
+    )

@@ -24,8 +24,13 @@ from .runs import runs
 
 @runs.command("export")
 @click.argument("run")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="The file to write ('-' for standard output).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The file to write ('-' for standard output).",
+)
 @click.pass_obj
 def export(app: App, run: str, output: Path) -> None:
     """Write one self-contained JSON file of RUN (an id, a prefix, or 'last'): its record,
@@ -36,30 +41,63 @@ def export(app: App, run: str, output: Path) -> None:
         click.echo(json.dumps(data, indent=1, sort_keys=True))
         return
     write_json(output, data)
-    click.echo(f"exported run {data['run']['run_id']} ({len(data['shards'])} shards) to {output}",
-               err=True)
+    click.echo(
+        f"exported run {data['run']['run_id']} ({len(data['shards'])} shards) to {output}", err=True
+    )
 
 
 @cli.command("repro")
 @click.argument("record_or_run")
-@click.option("--shard", type=click.IntRange(min=0), help="The shard to replay "
-              "(default: the first failed one).")
-@click.option("-i", "--inputs", multiple=True, metavar="NAME=PATH",
-              help="Where an input is on this machine (default: where it was recorded).")
-@click.option("--ignore-input-changes", is_flag=True,
-              help="Run even when the inputs differ from the recorded manifest.")
+@click.option(
+    "--shard",
+    type=click.IntRange(min=0),
+    help="The shard to replay (default: the first failed one).",
+)
+@click.option(
+    "-i",
+    "--inputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Where an input is on this machine (default: where it was recorded).",
+)
+@click.option(
+    "--ignore-input-changes",
+    is_flag=True,
+    help="Run even when the inputs differ from the recorded manifest.",
+)
 @click.option("--shell", is_flag=True, help="An interactive shell in the same container set-up.")
 @click.option("--keep", is_flag=True, help="Leave the container stopped and print its name.")
-@click.option("--debug", is_flag=True, help="Run a Python command under debugpy, waiting for "
-              "an editor to attach on 127.0.0.1.")
-@click.option("--debug-port", type=click.IntRange(1, 65535), default=replay.DEBUGPY_PORT,
-              show_default=True, help="The port on 127.0.0.1 the debugger listens on.")
-@click.option("--print", "print_only", is_flag=True,
-              help="Only print the equivalent plain `docker run` command line.")
+@click.option(
+    "--debug",
+    is_flag=True,
+    help="Run a Python command under debugpy, waiting for an editor to attach on 127.0.0.1.",
+)
+@click.option(
+    "--debug-port",
+    type=click.IntRange(1, 65535),
+    default=replay.DEBUGPY_PORT,
+    show_default=True,
+    help="The port on 127.0.0.1 the debugger listens on.",
+)
+@click.option(
+    "--print",
+    "print_only",
+    is_flag=True,
+    help="Only print the equivalent plain `docker run` command line.",
+)
 @click.pass_context
-def repro_command(ctx: click.Context, record_or_run: str, shard: int | None,
-                  inputs: tuple[str, ...], ignore_input_changes: bool, shell: bool, keep: bool,
-                  debug: bool, debug_port: int, print_only: bool) -> None:
+def repro_command(
+    ctx: click.Context,
+    record_or_run: str,
+    shard: int | None,
+    inputs: tuple[str, ...],
+    ignore_input_changes: bool,
+    shell: bool,
+    keep: bool,
+    debug: bool,
+    debug_port: int,
+    print_only: bool,
+) -> None:
     """Replay a recorded shard here, in its exact image (pulled by digest), and say whether
     the failure reproduced. RECORD_OR_RUN: a file from `runs export`, a run.json, or a run
     id, prefix or 'last' (the newest run that is not a repro). Exits as the replayed command
@@ -73,35 +111,54 @@ def repro_command(ctx: click.Context, record_or_run: str, shard: int | None,
     if print_only:
         _print(app, source, shard, given, mode, debug_port)
         return
-    plan = replay.plan_replay(app.store, source, shard=shard, inputs=given,
-                              ignore_input_changes=ignore_input_changes)
+    plan = replay.plan_replay(
+        app.store, source, shard=shard, inputs=given, ignore_input_changes=ignore_input_changes
+    )
     engine = app.engine()
     _header(plan, replay.ensure_image(engine, plan, sleep=app.sleep or time.sleep))
     secrets = replay.secret_values(plan.inv.secret_names, os.environ, _ask_secret)
     if mode == "run":
         canceller = replay.Canceller(engine, Tracker())
         with cancel_on_signals(canceller, _Notes()):
-            outcome = replay.replay(engine, app.store, plan, secrets=secrets,
-                                    tracker=canceller.tracker, keep=keep, on_line=_echo_line)
+            outcome = replay.replay(
+                engine,
+                app.store,
+                plan,
+                secrets=secrets,
+                tracker=canceller.tracker,
+                keep=keep,
+                on_line=_echo_line,
+            )
         if canceller.signum is not None:
             click.echo(outcome.verdict)
             ctx.exit(128 + canceller.signum)
     else:
         if mode == "shell":
-            click.echo(f"the recorded command (paste it to run it):\n  "
-                       f"{shlex.join(plan.inv.argv)}", err=True)
+            click.echo(
+                f"the recorded command (paste it to run it):\n  {shlex.join(plan.inv.argv)}",
+                err=True,
+            )
         else:
             _debug_banner(plan, debug_port)
-        result = replay.interactive(engine, app.store, plan, mode, secrets=secrets, keep=keep,
-                                    tty=sys.stdin.isatty(), debug_port=debug_port)
+        result = replay.interactive(
+            engine,
+            app.store,
+            plan,
+            mode,
+            secrets=secrets,
+            keep=keep,
+            tty=sys.stdin.isatty(),
+            debug_port=debug_port,
+        )
         if isinstance(result, int):
             _kept(plan, keep)
             ctx.exit(result)
         outcome = result
     _kept(plan, keep)
     if plan.outputs:
-        click.echo(f"outputs: {', '.join(f'{k} -> {v}' for k, v in plan.outputs.items())}",
-                   err=True)
+        click.echo(
+            f"outputs: {', '.join(f'{k} -> {v}' for k, v in plan.outputs.items())}", err=True
+        )
     click.echo(f"record: {outcome.record_path}", err=True)
     note = replay.stderr_comparison(plan.shard, outcome.attempt)
     if note:
@@ -111,10 +168,22 @@ def repro_command(ctx: click.Context, record_or_run: str, shard: int | None,
     ctx.exit(code if code is not None else 1)
 
 
-def _print(app: App, source: portable.RunExport, shard: int | None, given: dict[str, str],
-           mode: replay.Mode, debug_port: int) -> None:
-    plan = replay.plan_replay(app.store, source, shard=shard, inputs=given, strict=False,
-                              outputs_root=Path.cwd() / "repro-outputs")
+def _print(
+    app: App,
+    source: portable.RunExport,
+    shard: int | None,
+    given: dict[str, str],
+    mode: replay.Mode,
+    debug_port: int,
+) -> None:
+    plan = replay.plan_replay(
+        app.store,
+        source,
+        shard=shard,
+        inputs=given,
+        strict=False,
+        outputs_root=Path.cwd() / "repro-outputs",
+    )
     click.echo(shlex.join(replay.print_command(plan, mode, debug_port=debug_port)))
     folders = " ".join(shlex.quote(p) for p in plan.outputs.values())
     if folders:
@@ -125,26 +194,34 @@ def _print(app: App, source: portable.RunExport, shard: int | None, given: dict[
 
 def _header(plan: replay.Plan, image: str) -> None:
     src, inv = plan.source.run, plan.inv
-    click.echo(f"replaying shard {inv.shard_index}/{src.shard_count} of run {src.run_id} "
-               f"(module '{src.module}', recorded exit {plan.shard.exit_code}) as run "
-               f"{plan.run_id}\n  image: {inv.image} ({image})\n  argv:  {shlex.join(inv.argv)}",
-               err=True)
+    click.echo(
+        f"replaying shard {inv.shard_index}/{src.shard_count} of run {src.run_id} "
+        f"(module '{src.module}', recorded exit {plan.shard.exit_code}) as run "
+        f"{plan.run_id}\n  image: {inv.image} ({image})\n  argv:  {shlex.join(inv.argv)}",
+        err=True,
+    )
     for note in plan.notes:
         click.echo(f"  note:  {note}", err=True)
 
 
 def _debug_banner(plan: replay.Plan, port: int) -> None:
     inv = replay.mode_invocation(plan, "debug")
-    click.echo(f"debugpy waits for an editor on 127.0.0.1:{port}; the command is\n  "
-               f"{shlex.join(inv.argv)}\nVS Code .vscode/launch.json:", err=True)
+    click.echo(
+        f"debugpy waits for an editor on 127.0.0.1:{port}; the command is\n  "
+        f"{shlex.join(inv.argv)}\nVS Code .vscode/launch.json:",
+        err=True,
+    )
     click.echo(json.dumps(replay.launch_config(inv, port), indent=2))
 
 
 def _kept(plan: replay.Plan, keep: bool) -> None:
     if keep:
         name = plan.inv.name
-        click.echo(f"kept the stopped container {name}: 'docker diff {name}', 'docker cp "
-                   f"{name}:PATH .', then 'docker rm {name}'", err=True)
+        click.echo(
+            f"kept the stopped container {name}: 'docker diff {name}', 'docker cp "
+            f"{name}:PATH .', then 'docker rm {name}'",
+            err=True,
+        )
 
 
 def _ask_secret(name: str) -> str:

@@ -39,8 +39,10 @@ def list_runs(app: App) -> None:
     click.echo(f"{'RUN':44} {'STATE':11} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
     for r in sorted(records, key=lambda r: r.started_at):
         code = "-" if r.exit_code is None else str(r.exit_code)
-        click.echo(f"{r.run_id:44} {_state(app, r):11} {code:>4} {r.shard_count:>7} "
-                   f"{_when(r.started_at):19}")
+        click.echo(
+            f"{r.run_id:44} {_state(app, r):11} {code:>4} {r.shard_count:>7} "
+            f"{_when(r.started_at):19}"
+        )
 
 
 @runs.command("show")
@@ -58,10 +60,12 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
         return
     run_state = _state(app, rec)
-    click.echo(f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
-               f"state:    {run_state} (exit {rec.exit_code})\n"
-               f"image:    {rec.image.pinned}\n"
-               f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}")
+    click.echo(
+        f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
+        f"state:    {run_state} (exit {rec.exit_code})\n"
+        f"image:    {rec.image.pinned}\n"
+        f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}"
+    )
     for name, path in rec.outputs.items():
         click.echo(f"output:   {name} -> {path}")
     click.echo(f"\n{'SHARD':>6} {'STATE':11} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
@@ -73,5 +77,6 @@ def show(app: App, run: str, as_json: bool) -> None:
             continue
         code = "-" if s.exit_code is None else str(s.exit_code)
         state = "interrupted" if s.state == "running" and run_state == "interrupted" else s.state
-        click.echo(f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  "
-                   f"{s.failure or '':18} {s.value}")
+        click.echo(
+            f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  {s.failure or '':18} {s.value}"
+        )

@@ -97,30 +97,36 @@ def results(folder: Path) -> list[dict[str, Any]]:
 
 
 def test_decorated_function_shards_run_in_containers_and_see_only_their_own_values(
-    tmp_path: Path, test_session_label: dict[str, str],
+    tmp_path: Path,
+    test_session_label: dict[str, str],
 ) -> None:
     record = load(tmp_path, "record")
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "in.txt").write_text("x")
-    result = record.run(data=tmp_path / "data", out=tmp_path / "out", runs_dir=tmp_path / "runs",
-                        options=RunOptions(labels=test_session_label, max_parallel=2))
+    result = record.run(
+        data=tmp_path / "data",
+        out=tmp_path / "out",
+        runs_dir=tmp_path / "runs",
+        options=RunOptions(labels=test_session_label, max_parallel=2),
+    )
     assert result.record.state == "succeeded" and result.record.shard_count == 4
     seen = results(tmp_path / "out")
     assert [s["value"] for s in seen] == ["a", "b", "c", "d"]
     assert all(s["seen"] == [s["value"]] for s in seen)  # no shard saw another's state
     assert all(s["files"] == ["in.txt"] for s in seen)
-    invocations = [r.invocation for r in RunStore(tmp_path / "runs").load_shards(
-        result.record.run_id).values()]
+    invocations = [
+        r.invocation for r in RunStore(tmp_path / "runs").load_shards(result.record.run_id).values()
+    ]
     assert {inv.image for inv in invocations} == {result.record.image.pinned}
 
 
 def test_stopes_class_shards_run_in_containers_and_share_nothing_set_on_self(
-    tmp_path: Path, test_session_label: dict[str, str],
+    tmp_path: Path,
+    test_session_label: dict[str, str],
 ) -> None:
     remember, config = load(tmp_path, "Remember"), load(tmp_path, "Config")
     module = remember(config(out=tmp_path / "out")).as_module()
-    result = module.run(runs_dir=tmp_path / "runs",
-                        options=RunOptions(labels=test_session_label))
+    result = module.run(runs_dir=tmp_path / "runs", options=RunOptions(labels=test_session_label))
     assert result.record.module == "remember" and result.record.shard_count == 3
     seen = results(tmp_path / "out")
     assert [s["value"] for s in seen] == ["p", "q", "r"]
@@ -132,19 +138,36 @@ def test_init_project_runs_as_written(tmp_path: Path, monkeypatch: pytest.Monkey
     runner = CliRunner()
     assert runner.invoke(cli, ["init", "tally", "--dir", str(tmp_path)]).exit_code == 0
     monkeypatch.chdir(tmp_path)  # the README's commands run from the folder above the project
-    result = runner.invoke(cli, ["--runs-dir", str(tmp_path / "runs"), "run", "tally/tally.yaml",
-                                 "-i", "data=tally/data", "-o", "out=tally-out"])
+    result = runner.invoke(
+        cli,
+        [
+            "--runs-dir",
+            str(tmp_path / "runs"),
+            "run",
+            "tally/tally.yaml",
+            "-i",
+            "data=tally/data",
+            "-o",
+            "out=tally-out",
+        ],
+    )
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "tally-out" / "poem.txt.tsv").read_text() == \
-        "lines\twords\tchars\n4\t27\t130\n"
+    assert (
+        tmp_path / "tally-out" / "poem.txt.tsv"
+    ).read_text() == "lines\twords\tchars\n4\t27\t130\n"
     tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tally"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert "3 passed" in tests.stdout, tests.stdout + tests.stderr
 
 
 def test_exported_pipeline_gives_the_same_outputs_as_its_yaml(
-    tmp_path: Path, test_session_label: dict[str, str],
+    tmp_path: Path,
+    test_session_label: dict[str, str],
 ) -> None:
     for name in ("numbers", "total"):
         load(tmp_path, name).write(tmp_path / f"{name}.yaml")

@@ -24,8 +24,11 @@ def _cx() -> list[str]:
 def _running(run_id_prefix: str) -> int:
     client = docker.from_env()
     try:
-        return len(client.containers.list(filters={"label": "containerexec.module=" +
-                                                    run_id_prefix, "status": "running"}))
+        return len(
+            client.containers.list(
+                filters={"label": "containerexec.module=" + run_id_prefix, "status": "running"}
+            )
+        )
     finally:
         client.close()
 
@@ -65,23 +68,37 @@ def test_engine_restart_mid_run_reruns_lost_shards_without_using_retries(tmp_pat
     if pid is None:
         pytest.skip("the engine was not started by scripts/ensure-engine.sh; not restarting it")
     spec = _spec(
-        tmp_path, "restart",
-        ["python3", "-c", "import sys,time; time.sleep(4); "
-         "open(sys.argv[1] + '/' + sys.argv[2], 'w').write('ok')",
-         "${{outputs.out}}", "${{shard.index}}"],
+        tmp_path,
+        "restart",
+        [
+            "python3",
+            "-c",
+            "import sys,time; time.sleep(4); "
+            "open(sys.argv[1] + '/' + sys.argv[2], 'w').write('ok')",
+            "${{outputs.out}}",
+            "${{shard.index}}",
+        ],
         "array: {range: 3, max_parallel: 2}\n",
     )
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [*_cx(), "--runs-dir", str(runs), "run", str(spec), "-o", f"out={tmp_path / 'out'}"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
     )
     try:
         _wait(lambda: _running("restart") >= 1, 60, "a shard container to run")
         os.kill(pid, signal.SIGTERM)
         _wait(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd to stop")
-        subprocess.run(["bash", str(ROOT / "scripts/ensure-engine.sh")], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=120)
+        subprocess.run(
+            ["bash", str(ROOT / "scripts/ensure-engine.sh")],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            timeout=120,
+        )
         out, _ = proc.communicate(timeout=240)
     finally:
         if proc.poll() is None:
@@ -107,16 +124,24 @@ def test_full_disk_fails_the_shard_naming_the_path_and_keeps_finished_outputs(
     try:
         # Shard 0 writes 10 KB, shard 1 writes 2 MB: the second cannot be committed.
         spec = _spec(
-            tmp_path, "fulldisk",
-            ["python3", "-c", "import sys; n = 10_000 if sys.argv[2] == '0' else 2_000_000; "
-             "open(sys.argv[1] + '/' + sys.argv[2] + '.bin', 'wb').write(b'x' * n)",
-             "${{outputs.out}}", "${{shard.index}}"],
+            tmp_path,
+            "fulldisk",
+            [
+                "python3",
+                "-c",
+                "import sys; n = 10_000 if sys.argv[2] == '0' else 2_000_000; "
+                "open(sys.argv[1] + '/' + sys.argv[2] + '.bin', 'wb').write(b'x' * n)",
+                "${{outputs.out}}",
+                "${{shard.index}}",
+            ],
             "array: {range: 2, max_parallel: 1}\n",
         )
         runs = tmp_path / "runs"
         result = subprocess.run(
             [*_cx(), "--runs-dir", str(runs), "run", str(spec), "-o", f"out={small / 'out'}"],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert result.returncode == 1, result.stderr
         assert "No space left on device" in result.stderr
@@ -132,14 +157,21 @@ def test_full_disk_fails_the_shard_naming_the_path_and_keeps_finished_outputs(
 
 def test_a_shard_printing_a_lot_keeps_the_last_lines_in_a_bounded_log(tmp_path: Path) -> None:
     spec = _spec(
-        tmp_path, "flood",
-        ["python3", "-c", "import sys\nfor i in range(1_000_000): print('line', i)\n"
-         "sys.stdout.flush(); print('THE END', file=sys.stderr)"],
+        tmp_path,
+        "flood",
+        [
+            "python3",
+            "-c",
+            "import sys\nfor i in range(1_000_000): print('line', i)\n"
+            "sys.stdout.flush(); print('THE END', file=sys.stderr)",
+        ],
     )
     runs = tmp_path / "runs"
     result = subprocess.run(
         [*_cx(), "--runs-dir", str(runs), "run", str(spec), "--log-limit", "1m"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     log = next(runs.glob("runs/*/logs/000000.log"))

@@ -50,28 +50,41 @@ def marker_context(folder: Path, marker: str, extra: str = "") -> Path:
     return folder
 
 
-def build_push(engine: DockerEngine, context: Path, repo: str, tag: str,
-               labels: dict[str, str]) -> tuple[str, str]:
+def build_push(
+    engine: DockerEngine, context: Path, repo: str, tag: str, labels: dict[str, str]
+) -> tuple[str, str]:
     """Build `context` as repo:tag and push it; returns (image id, manifest digest)."""
-    info = engine.build(str(context), dockerfile="Dockerfile", tag=f"{repo}:{tag}",
-                        buildargs={}, target=None, labels=labels)
+    info = engine.build(
+        str(context),
+        dockerfile="Dockerfile",
+        tag=f"{repo}:{tag}",
+        buildargs={},
+        target=None,
+        labels=labels,
+    )
     return info.id, engine.push(repo, tag)
 
 
-def pushed_a(engine: DockerEngine, registry: Registry, folder: Path, labels: dict[str, str],
-             created: list[str], prefix: str) -> tuple[str, str, str, str]:
+def pushed_a(
+    engine: DockerEngine,
+    registry: Registry,
+    folder: Path,
+    labels: dict[str, str],
+    created: list[str],
+    prefix: str,
+) -> tuple[str, str, str, str]:
     """A fresh module name and repository whose tag v1 holds image A: (name, repo, id, digest)."""
     name, repo = unique(prefix), f"{registry.address}/{unique(prefix)}"
-    a_id, a_digest = build_push(engine, marker_context(folder / "a", "image-A"), repo, "v1",
-                                labels)
+    a_id, a_digest = build_push(engine, marker_context(folder / "a", "image-A"), repo, "v1", labels)
     created += [f"{repo}:v1", a_id]
     return name, repo, a_id, a_digest
 
 
 def cx(runs: Path, *args: str, sleep: Callable[[float], object] | None = None) -> Result:
     """`containerexec --runs-dir RUNS ARGS...`, with an injected registry backoff."""
-    return CliRunner().invoke(cli, ["--runs-dir", str(runs), *args],
-                              obj=App(runs_dir=runs, sleep=sleep))
+    return CliRunner().invoke(
+        cli, ["--runs-dir", str(runs), *args], obj=App(runs_dir=runs, sleep=sleep)
+    )
 
 
 def run_containers(client: docker.DockerClient, module: str) -> list[str]:
@@ -80,31 +93,37 @@ def run_containers(client: docker.DockerClient, module: str) -> list[str]:
 
 
 def test_a_tag_pushed_again_between_attempts_changes_nothing_for_the_run(
-    engine: DockerEngine, registry: Registry, test_session_label: dict[str, str],
-    created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    test_session_label: dict[str, str],
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
-    name, repo, _, a_digest = pushed_a(engine, registry, tmp_path, test_session_label, created,
-                                       "pin")
+    name, repo, _, a_digest = pushed_a(
+        engine, registry, tmp_path, test_session_label, created, "pin"
+    )
     engine.remove_image(f"{repo}:v1")  # the run must pull
     spec_path = tmp_path / "pin.yaml"
     spec_path.write_text(
         f"name: {name}\nenvironment: {{image: '{repo}:v1', pull: always}}\n"
         "command: [sh, -c, 'cat /marker; exit 3']\n"
-        "retries: {max_attempts: 2, on_exit_codes: [3], backoff: {initial: 0.1}}\n")
+        "retries: {max_attempts: 2, on_exit_codes: [3], backoff: {initial: 0.1}}\n"
+    )
     spec = load_spec(spec_path)
     moved: list[str] = []
 
     def push_b_when_retrying(event: ShardEvent) -> None:
         if event.kind == "retrying":
-            b_id, b_digest = build_push(engine, marker_context(tmp_path / "b", "image-B"), repo,
-                                        "v1", test_session_label)
+            b_id, b_digest = build_push(
+                engine, marker_context(tmp_path / "b", "image-B"), repo, "v1", test_session_label
+            )
             created.append(b_id)
             moved.append(b_digest)
 
     store = RunStore(tmp_path / "runs")
     result = Executor(engine, store, sleep=lambda s: None, on_event=push_b_when_retrying).run(
-        spec, bind(spec, {}, {}), spec_path=spec_path,
-        options=RunOptions(labels=test_session_label))
+        spec, bind(spec, {}, {}), spec_path=spec_path, options=RunOptions(labels=test_session_label)
+    )
 
     assert moved and moved[0] != a_digest, "the tag did not move during the run"
     assert result.record.image.pinned == f"{repo}@{a_digest}"
@@ -120,31 +139,44 @@ def test_a_tag_pushed_again_between_attempts_changes_nothing_for_the_run(
 
 
 def test_a_resumed_run_pulls_its_first_digest_though_the_tag_moved(
-    engine: DockerEngine, registry: Registry, test_session_label: dict[str, str],
-    created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    test_session_label: dict[str, str],
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
-    name, repo, a_id, a_digest = pushed_a(engine, registry, tmp_path, test_session_label,
-                                          created, "resume")
+    name, repo, a_id, a_digest = pushed_a(
+        engine, registry, tmp_path, test_session_label, created, "resume"
+    )
     spec_path = tmp_path / "resume.yaml"
     spec_path.write_text(
         f"name: {name}\nenvironment: {{image: '{repo}:v1'}}\n"
         "outputs: {out: {type: directory}}\narray: {range: 2}\n"
-        "command: [sh, -c, 'cat /marker > \"$0/$1\"', '${{outputs.out}}', '${{shard.index}}']\n")
+        "command: [sh, -c, 'cat /marker > \"$0/$1\"', '${{outputs.out}}', '${{shard.index}}']\n"
+    )
     spec = load_spec(spec_path)
     store, out = RunStore(tmp_path / "runs"), tmp_path / "out"
     bindings = bind(spec, {}, {"out": str(out)})
     executor = Executor(engine, store, sleep=lambda s: None)
-    first = executor.run(spec, bindings, spec_path=spec_path,
-                         options=RunOptions(shards="0", labels=test_session_label))
+    first = executor.run(
+        spec,
+        bindings,
+        spec_path=spec_path,
+        options=RunOptions(shards="0", labels=test_session_label),
+    )
     assert first.exit_code == 0
-    b_id, _ = build_push(engine, marker_context(tmp_path / "b", "image-B"), repo, "v1",
-                         test_session_label)
+    b_id, _ = build_push(
+        engine, marker_context(tmp_path / "b", "image-B"), repo, "v1", test_session_label
+    )
     created.append(b_id)
     engine.remove_image(a_id)  # the resumed run has to pull image A back by its digest
 
     resumed = Executor(engine, store, sleep=lambda s: None).run(
-        spec, bindings, spec_path=spec_path,
-        options=RunOptions(resume=first.record.run_id, labels=test_session_label))
+        spec,
+        bindings,
+        spec_path=spec_path,
+        options=RunOptions(resume=first.record.run_id, labels=test_session_label),
+    )
 
     assert resumed.exit_code == 0
     assert resumed.record.image.pinned == f"{repo}@{a_digest}"
@@ -154,12 +186,16 @@ def test_a_resumed_run_pulls_its_first_digest_though_the_tag_moved(
 
 
 def test_pull_policy_never_missing_and_always(
-    engine: DockerEngine, registry: Registry, test_session_label: dict[str, str],
-    created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    test_session_label: dict[str, str],
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
     repo = f"{registry.address}/{unique('policy')}"
-    a_id, digest = build_push(engine, marker_context(tmp_path / "a", "policy"), repo, "1",
-                              test_session_label)
+    a_id, digest = build_push(
+        engine, marker_context(tmp_path / "a", "policy"), repo, "1", test_session_label
+    )
     created += [f"{repo}:1", a_id]
     spec_path = tmp_path / "p.yaml"
     spec_path.write_text(f"name: policy\nenvironment: {{image: '{repo}:1'}}\ncommand: ['true']\n")
@@ -178,7 +214,8 @@ def test_pull_policy_never_missing_and_always(
 
 
 def test_a_permanent_registry_answer_is_not_retried(
-    engine: DockerEngine, registry: Registry,
+    engine: DockerEngine,
+    registry: Registry,
 ) -> None:
     sleeps: list[float] = []
     ref = f"{registry.address}/{unique('absent')}:nope"
@@ -190,8 +227,11 @@ def test_a_permanent_registry_answer_is_not_retried(
 
 
 def test_push_then_run_and_inspect_with_nothing_but_the_reference(
-    engine: DockerEngine, registry: Registry, test_session_label: dict[str, str],
-    created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    registry: Registry,
+    test_session_label: dict[str, str],
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
     name, repo = unique("share"), f"{registry.address}/{unique('share')}"
     marker_context(tmp_path / "ctx", "shared-image")
@@ -199,7 +239,8 @@ def test_push_then_run_and_inspect_with_nothing_but_the_reference(
     spec_path.write_text(
         f"name: {name}\nversion: 2.1.0\nenvironment: {{build: ctx}}\n"
         "outputs: {out: {type: directory}}\n"
-        "command: [sh, -c, 'cat /marker > \"$0/marker.txt\"', '${{outputs.out}}']\n")
+        "command: [sh, -c, 'cat /marker > \"$0/marker.txt\"', '${{outputs.out}}']\n"
+    )
     runs = tmp_path / "runs"
     label = "=".join(next(iter(test_session_label.items())))
 
@@ -234,13 +275,20 @@ def load_spec_text(folder: Path, text: str) -> ModuleSpec:
 
 
 def test_an_image_with_a_broken_spec_label_names_the_image(
-    engine: DockerEngine, test_session_label: dict[str, str], created: list[str],
+    engine: DockerEngine,
+    test_session_label: dict[str, str],
+    created: list[str],
     tmp_path: Path,
 ) -> None:
     tag = f"containerexec/{unique('broken')}:1"
-    engine.build(str(marker_context(tmp_path, "x")), dockerfile="Dockerfile", tag=tag,
-                 buildargs={}, target=None,
-                 labels={**test_session_label, images.LABEL_SPEC: "name: x\ncommand: 3\n"})
+    engine.build(
+        str(marker_context(tmp_path, "x")),
+        dockerfile="Dockerfile",
+        tag=tag,
+        buildargs={},
+        target=None,
+        labels={**test_session_label, images.LABEL_SPEC: "name: x\ncommand: 3\n"},
+    )
     created.append(tag)
     with pytest.raises(SpecError) as caught:
         sharing.spec_from_image(engine, tag)
@@ -250,19 +298,25 @@ def test_an_image_with_a_broken_spec_label_names_the_image(
 
 
 def test_an_unreachable_registry_fails_after_bounded_retries_with_one_line(
-    engine: DockerEngine, docker_client: docker.DockerClient, test_session_label: dict[str, str],
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    test_session_label: dict[str, str],
     tmp_path: Path,
 ) -> None:
     name, address = unique("offline"), f"127.0.0.1:{free_port()}"
     spec_path = tmp_path / "offline.yaml"
-    spec_path.write_text(f"name: {name}\nenvironment: {{image: '{address}/x:1', pull: always}}\n"
-                         "command: ['true']\n")
+    spec_path.write_text(
+        f"name: {name}\nenvironment: {{image: '{address}/x:1', pull: always}}\ncommand: ['true']\n"
+    )
     local = tmp_path / "local.yaml"  # its image is here: only the push meets the registry
     local.write_text(f"name: {name}\nenvironment: {{image: '{BASE}'}}\ncommand: ['true']\n")
     label = "=".join(next(iter(test_session_label.items())))
     runs = tmp_path / "runs"
-    for args in (["run", str(spec_path)], ["run", f"{address}/x:1"],
-                 ["push", str(local), "--to", f"{address}/pushed:1", "--label", label]):
+    for args in (
+        ["run", str(spec_path)],
+        ["run", f"{address}/x:1"],
+        ["push", str(local), "--to", f"{address}/pushed:1", "--label", label],
+    ):
         sleeps: list[float] = []
         result = cx(runs, *args, sleep=sleeps.append)
         errors = [line for line in result.stderr.splitlines() if "rror" in line]
@@ -279,14 +333,17 @@ def test_an_unreachable_registry_fails_after_bounded_retries_with_one_line(
 
 
 def test_a_failed_pull_of_an_image_present_here_goes_on_offline(
-    engine: DockerEngine, created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
     repo = f"127.0.0.1:{free_port()}/{unique('offline')}"
     engine.tag(BASE, repo, "1")
     created.append(f"{repo}:1")
     spec_path = tmp_path / "offline.yaml"
-    spec_path.write_text(f"name: offline\nenvironment: {{image: '{repo}:1', pull: always}}\n"
-                         "command: ['true']\n")
+    spec_path.write_text(
+        f"name: offline\nenvironment: {{image: '{repo}:1', pull: always}}\ncommand: ['true']\n"
+    )
     sleeps: list[float] = []
     rec = images.resolve(engine, load_spec(spec_path), tmp_path, sleep=sleeps.append)
     base = engine.inspect_image(BASE)
@@ -295,12 +352,14 @@ def test_a_failed_pull_of_an_image_present_here_goes_on_offline(
 
 
 def test_a_malformed_reference_is_refused_before_anything_starts(
-    docker_client: docker.DockerClient, tmp_path: Path,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
 ) -> None:
     name = unique("badref")
     spec_path = tmp_path / "bad.yaml"
-    spec_path.write_text(f"name: {name}\nenvironment: {{image: 'Not A//Ref::x'}}\n"
-                         "command: ['true']\n")
+    spec_path.write_text(
+        f"name: {name}\nenvironment: {{image: 'Not A//Ref::x'}}\ncommand: ['true']\n"
+    )
     runs = tmp_path / "runs"
     cases = {
         ("run", str(spec_path)): f"module '{name}': image 'Not A//Ref::x'",
@@ -332,7 +391,8 @@ def fails_to_build_and_run(runs: Path, spec_path: Path, name: str) -> list[str]:
 
 
 def test_a_missing_build_context_names_the_module_and_the_folder(
-    docker_client: docker.DockerClient, tmp_path: Path,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
 ) -> None:
     name = unique("noctx")
     spec_path = tmp_path / "noctx.yaml"
@@ -344,7 +404,9 @@ def test_a_missing_build_context_names_the_module_and_the_folder(
 
 
 def test_a_failing_dockerfile_shows_the_step_and_tags_nothing(
-    engine: DockerEngine, docker_client: docker.DockerClient, tmp_path: Path,
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    tmp_path: Path,
 ) -> None:
     name, token = unique("failbuild"), uuid.uuid4().hex
     marker_context(tmp_path / "ctx", "x", extra=f"RUN echo said-{token} && exit 3\n")
@@ -356,18 +418,22 @@ def test_a_failing_dockerfile_shows_the_step_and_tags_nothing(
         assert f"said-{token}" in stderr.split("build failed:", 1)[1]  # the log tail
     assert engine.images({images.LABEL_MODULE: name}) == []
     assert run_containers(docker_client, name) == []
-    leftovers = [c for c in docker_client.api.containers(all=True)
-                 if token in (c.get("Command") or "")]
+    leftovers = [
+        c for c in docker_client.api.containers(all=True) if token in (c.get("Command") or "")
+    ]
     assert leftovers == [], "the failed step's container was left behind"
 
 
 def test_an_unchanged_build_context_is_not_built_again(
-    engine: DockerEngine, created: list[str], tmp_path: Path,
+    engine: DockerEngine,
+    created: list[str],
+    tmp_path: Path,
 ) -> None:
     marker_context(tmp_path / "ctx", unique("cache"))
     spec_path = tmp_path / "cache.yaml"
-    spec_path.write_text(f"name: {unique('cache')}\nenvironment: {{build: ctx}}\n"
-                         "command: ['true']\n")
+    spec_path.write_text(
+        f"name: {unique('cache')}\nenvironment: {{build: ctx}}\ncommand: ['true']\n"
+    )
     spec = load_spec(spec_path)
     first_log: list[str] = []
     first = images.resolve(engine, spec, tmp_path, on_log=first_log.append)
@@ -383,7 +449,9 @@ def test_an_unchanged_build_context_is_not_built_again(
 
 
 def test_images_lists_last_use_and_prune_keeps_what_runs_need(
-    engine: DockerEngine, test_session_label: dict[str, str], created: list[str],
+    engine: DockerEngine,
+    test_session_label: dict[str, str],
+    created: list[str],
     tmp_path: Path,
 ) -> None:
     name = unique("prune")

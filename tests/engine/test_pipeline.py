@@ -85,16 +85,22 @@ def engine() -> Iterator[DockerEngine]:
 
 @pytest.fixture
 def workdir(tmp_path: Path, base_image: str) -> Path:
-    for name, text in {"emit.yaml": EMIT, "join.yaml": JOIN, "fail.yaml": FAIL,
-                       "diamond.yaml": DIAMOND, "broken.yaml": BROKEN}.items():
+    for name, text in {
+        "emit.yaml": EMIT,
+        "join.yaml": JOIN,
+        "fail.yaml": FAIL,
+        "diamond.yaml": DIAMOND,
+        "broken.yaml": BROKEN,
+    }.items():
         (tmp_path / name).write_text(textwrap.dedent(text))
     (tmp_path / "seed.txt").write_text("seed")
     (tmp_path / "extra.txt").write_text("extra")
     return tmp_path
 
 
-def orchestrator(engine: DockerEngine, workdir: Path, labels: dict[str, str],
-                 **options: Any) -> Orchestrator:
+def orchestrator(
+    engine: DockerEngine, workdir: Path, labels: dict[str, str], **options: Any
+) -> Orchestrator:
     return Orchestrator(engine, RunStore(workdir / "runs"), labels=labels, grace_s=1, **options)
 
 
@@ -105,9 +111,16 @@ def inputs_of(workdir: Path, pipeline: str, pause: float = 0) -> dict[str, str]:
     return inputs
 
 
-def run(engine: DockerEngine, workdir: Path, pipeline: str, labels: dict[str, str],
-        outputs: dict[str, str] | None = None, *, pause: float = 0,
-        **options: Any) -> PipelineResult:
+def run(
+    engine: DockerEngine,
+    workdir: Path,
+    pipeline: str,
+    labels: dict[str, str],
+    outputs: dict[str, str] | None = None,
+    *,
+    pause: float = 0,
+    **options: Any,
+) -> PipelineResult:
     orch = orchestrator(engine, workdir, labels, **options)
     plan = check_pipeline(workdir / pipeline)
     return orch.run(plan, inputs_of(workdir, pipeline, pause), outputs or {})
@@ -116,15 +129,25 @@ def run(engine: DockerEngine, workdir: Path, pipeline: str, labels: dict[str, st
 def containers_started(workdir: Path, result: PipelineResult) -> dict[str, int]:
     """Per job: how many containers its run created (cached shards create none)."""
     store = RunStore(workdir / "runs")
-    return {name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
-            for name, job in result.record.jobs.items() if job.run_id}
+    return {
+        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
+        for name, job in result.record.jobs.items()
+        if job.run_id
+    }
 
 
 def test_diamond_runs_its_two_middle_jobs_in_parallel(
     engine: DockerEngine, workdir: Path, test_session_label: dict[str, str]
 ) -> None:
-    result = run(engine, workdir, "diamond.yaml", test_session_label,
-                 {"result": str(workdir / "result.txt")}, pause=2, max_containers=4)
+    result = run(
+        engine,
+        workdir,
+        "diamond.yaml",
+        test_session_label,
+        {"result": str(workdir / "result.txt")},
+        pause=2,
+        max_containers=4,
+    )
     assert result.exit_code == 0, result.record.jobs
     assert (workdir / "result.txt").read_text() == "seedAB|seedAC|extra"
     spans = {}
@@ -144,8 +167,9 @@ def test_rerun_without_change_starts_no_container(
     first = run(engine, workdir, "diamond.yaml", test_session_label)
     assert first.exit_code == 0
     assert containers_started(workdir, first) == {"a": 1, "b": 1, "c": 1, "d": 1}
-    second = run(engine, workdir, "diamond.yaml", test_session_label,
-                 {"result": str(workdir / "again.txt")})
+    second = run(
+        engine, workdir, "diamond.yaml", test_session_label, {"result": str(workdir / "again.txt")}
+    )
     assert second.exit_code == 0
     assert containers_started(workdir, second) == {"a": 0, "b": 0, "c": 0, "d": 0}
     assert all(j.cached for j in second.record.jobs.values())
@@ -157,8 +181,9 @@ def test_changing_one_input_byte_reruns_only_the_jobs_downstream_of_it(
 ) -> None:
     assert run(engine, workdir, "diamond.yaml", test_session_label).exit_code == 0
     (workdir / "extra.txt").write_text("extrb")
-    result = run(engine, workdir, "diamond.yaml", test_session_label,
-                 {"result": str(workdir / "result.txt")})
+    result = run(
+        engine, workdir, "diamond.yaml", test_session_label, {"result": str(workdir / "result.txt")}
+    )
     assert containers_started(workdir, result) == {"a": 0, "b": 0, "c": 0, "d": 1}
     assert (workdir / "result.txt").read_text() == "seedAB|seedAC|extrb"
     (workdir / "seed.txt").write_text("seee")
@@ -180,15 +205,22 @@ def test_failed_job_stops_new_jobs_and_keep_going_runs_the_rest(
 ) -> None:
     stop = run(engine, workdir, "broken.yaml", test_session_label, max_workers=1)
     states = {n: j.state for n, j in stop.record.jobs.items()}
-    assert states == {"bad": "failed", "other": "skipped", "after_bad": "skipped",
-                      "after_other": "skipped"}
+    assert states == {
+        "bad": "failed",
+        "other": "skipped",
+        "after_bad": "skipped",
+        "after_other": "skipped",
+    }
     assert stop.exit_code == 1 and stop.record.state == "failed"
     assert "not started: job 'bad' failed" in stop.record.jobs["other"].message
-    going = run(engine, workdir, "broken.yaml", test_session_label, max_workers=1,
-                keep_going=True)
+    going = run(engine, workdir, "broken.yaml", test_session_label, max_workers=1, keep_going=True)
     states = {n: j.state for n, j in going.record.jobs.items()}
-    assert states == {"bad": "failed", "other": "succeeded", "after_bad": "skipped",
-                      "after_other": "succeeded"}
+    assert states == {
+        "bad": "failed",
+        "other": "succeeded",
+        "after_bad": "skipped",
+        "after_other": "succeeded",
+    }
     assert going.exit_code == 1
 
 
@@ -203,8 +235,11 @@ def test_cancel_stops_every_container_and_starts_no_new_job(
     worker.start()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        running = [j for j in ("b", "c") if orch.record.jobs[j].state == "running"] \
-            if hasattr(orch, "record") else []
+        running = (
+            [j for j in ("b", "c") if orch.record.jobs[j].state == "running"]
+            if hasattr(orch, "record")
+            else []
+        )
         if len(running) == 2 and engine.containers({LABEL_PIPELINE: orch.record.id}):
             break
         time.sleep(0.1)
@@ -224,9 +259,21 @@ def test_example_pipeline_runs_from_the_cli_and_places_its_outputs(
 ) -> None:
     label = "{}={}".format(*next(iter(test_session_label.items())))
     out = workdir / "out"
-    args = ["--runs-dir", str(workdir / "runs"), "pipeline", "run",
-            str(ROOT / "specs" / "wordstats" / "pipeline.yaml"), "-o", f"report={out}/top.txt",
-            "-o", f"totals={out}/totals.tsv", "-i", "top=5", "--label", label]
+    args = [
+        "--runs-dir",
+        str(workdir / "runs"),
+        "pipeline",
+        "run",
+        str(ROOT / "specs" / "wordstats" / "pipeline.yaml"),
+        "-o",
+        f"report={out}/top.txt",
+        "-o",
+        f"totals={out}/totals.tsv",
+        "-i",
+        "top=5",
+        "--label",
+        label,
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     report = (out / "top.txt").read_text().splitlines()

@@ -72,18 +72,24 @@ class Scenario:
     recorded: ShardRecord
 
 
-def build(engine: DockerEngine, folder: Path, version: int, checks: bool, tag: str,
-          labels: dict[str, str]) -> str:
+def build(
+    engine: DockerEngine, folder: Path, version: int, checks: bool, tag: str, labels: dict[str, str]
+) -> str:
     folder.mkdir(parents=True)
     (folder / "job.py").write_text(f"VERSION = {version}\nCHECKS = {checks}\n{JOB}")
     (folder / "Dockerfile").write_text(f"FROM {BASE}\nCOPY job.py /app/job.py\n")
-    return engine.build(str(folder), dockerfile="Dockerfile", tag=tag, buildargs={},
-                        target=None, labels=labels).id
+    return engine.build(
+        str(folder), dockerfile="Dockerfile", tag=tag, buildargs={}, target=None, labels=labels
+    ).id
 
 
 def cx(runs: Path, *args: str, input: str | None = None) -> Result:
-    return CliRunner().invoke(cli, ["--runs-dir", str(runs), *args], input=input,
-                              obj=App(runs_dir=runs, sleep=lambda s: None))
+    return CliRunner().invoke(
+        cli,
+        ["--runs-dir", str(runs), *args],
+        input=input,
+        obj=App(runs_dir=runs, sleep=lambda s: None),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -94,8 +100,12 @@ def engine() -> Iterator[DockerEngine]:
 
 
 @pytest.fixture(scope="module")
-def scenario(engine: DockerEngine, registry: Registry, test_session_label: dict[str, str],
-             tmp_path_factory: pytest.TempPathFactory) -> Scenario:
+def scenario(
+    engine: DockerEngine,
+    registry: Registry,
+    test_session_label: dict[str, str],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Scenario:
     tmp = tmp_path_factory.mktemp("repro")
     repo, tag = f"{registry.address}/cx-repro-job", uuid.uuid4().hex[:10]
     original_id = build(engine, tmp / "v1", 1, True, f"{repo}:{tag}", test_session_label)
@@ -109,8 +119,11 @@ def scenario(engine: DockerEngine, registry: Registry, test_session_label: dict[
     spec = load_spec(spec_path)
     store = RunStore(tmp / "recorded")
     result = Executor(engine, store).run(
-        spec, bind(spec, {"data": str(data)}, {}, default_outputs=tmp / "outputs"),
-        spec_path=spec_path, options=RunOptions(labels=test_session_label))
+        spec,
+        bind(spec, {"data": str(data)}, {}, default_outputs=tmp / "outputs"),
+        spec_path=spec_path,
+        options=RunOptions(labels=test_session_label),
+    )
     assert [s.index for s in result.failed] == [1], result
     exported = cx(store.root, "runs", "export", "last", "-o", str(tmp / "failed.json"))
     assert exported.exit_code == 0, exported.output
@@ -119,12 +132,22 @@ def scenario(engine: DockerEngine, registry: Registry, test_session_label: dict[
     assert engine.inspect_image(result.record.image.pinned) is None
     moved_id = build(engine, tmp / "v2", 2, False, f"{repo}:{tag}", test_session_label)
     engine.push(repo, tag)
-    return Scenario(tmp, data, tmp / "failed.json", result.record.run_id,
-                    result.record.image.pinned, original_id, moved_id, result.failed[0])
+    return Scenario(
+        tmp,
+        data,
+        tmp / "failed.json",
+        result.record.run_id,
+        result.record.image.pinned,
+        original_id,
+        moved_id,
+        result.failed[0],
+    )
 
 
 def test_repro_of_an_export_pulls_the_recorded_digest_and_reproduces_exit_3(
-    engine: DockerEngine, scenario: Scenario, tmp_path: Path,
+    engine: DockerEngine,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     here = tmp_path / "elsewhere"
     result = cx(here, "repro", str(scenario.export))
@@ -146,7 +169,8 @@ def test_repro_of_an_export_pulls_the_recorded_digest_and_reproduces_exit_3(
 
 
 def test_repro_with_changed_inputs_is_refused_listing_the_changed_files(
-    scenario: Scenario, tmp_path: Path,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     changed = tmp_path / "data"
     shutil.copytree(scenario.data, changed)
@@ -157,21 +181,34 @@ def test_repro_with_changed_inputs_is_refused_listing_the_changed_files(
     result = cx(tmp_path / "runs", "repro", str(scenario.export), "--inputs", f"data={changed}")
 
     assert result.exit_code != 0
-    for line in ("changed  data/b.txt (size 13 -> 14 bytes)", "removed  data/c.txt",
-                 "added    data/d.txt", "--ignore-input-changes"):
+    for line in (
+        "changed  data/b.txt (size 13 -> 14 bytes)",
+        "removed  data/c.txt",
+        "added    data/d.txt",
+        "--ignore-input-changes",
+    ):
         assert line in result.stderr, result.stderr
     assert not RunStore(tmp_path / "runs").ids()
 
 
 def test_repro_of_fixed_inputs_says_not_reproduced_and_exits_0(
-    scenario: Scenario, tmp_path: Path,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     fixed = tmp_path / "data"
     shutil.copytree(scenario.data, fixed)
     (fixed / "b.txt").write_text("a fine record\n")
 
-    result = cx(tmp_path / "runs", "repro", str(scenario.export), "--shard", "1",
-                "--inputs", f"data={fixed}", "--ignore-input-changes")
+    result = cx(
+        tmp_path / "runs",
+        "repro",
+        str(scenario.export),
+        "--shard",
+        "1",
+        "--inputs",
+        f"data={fixed}",
+        "--ignore-input-changes",
+    )
 
     assert result.exit_code == 0, result.output
     assert "not reproduced: recorded exit 3, got 0" in result.stdout
@@ -180,13 +217,18 @@ def test_repro_of_fixed_inputs_says_not_reproduced_and_exits_0(
 
 
 def test_keep_leaves_the_replayed_container_stopped_and_names_it(
-    engine: DockerEngine, docker_client: docker.DockerClient, scenario: Scenario,
+    engine: DockerEngine,
+    docker_client: docker.DockerClient,
+    scenario: Scenario,
     tmp_path: Path,
 ) -> None:
     result = cx(tmp_path / "runs", "repro", str(scenario.export), "--keep")
     assert result.exit_code == 3, result.output
-    name = RunStore(tmp_path / "runs").load_shards(
-        RunStore(tmp_path / "runs").load_run("last").run_id)[1].invocation.name
+    name = (
+        RunStore(tmp_path / "runs")
+        .load_shards(RunStore(tmp_path / "runs").load_run("last").run_id)[1]
+        .invocation.name
+    )
     try:
         assert f"kept the stopped container {name}" in result.stderr
         state = docker_client.api.inspect_container(name)["State"]
@@ -196,7 +238,9 @@ def test_keep_leaves_the_replayed_container_stopped_and_names_it(
 
 
 def test_print_gives_a_docker_run_line_that_fails_the_same_way(
-    scenario: Scenario, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    scenario: Scenario,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     result = cx(tmp_path / "runs", "repro", str(scenario.export), "--print")
@@ -213,13 +257,20 @@ def test_print_gives_a_docker_run_line_that_fails_the_same_way(
 
 def spawn_cx(runs: Path, *args: str) -> pexpect.spawn:
     code = "from containerexec.cli import main; main()"
-    return pexpect.spawn(sys.executable, ["-c", code, "--runs-dir", str(runs), *args],
-                         env=dict(os.environ), encoding="utf-8", timeout=90,
-                         dimensions=(30, 200))
+    return pexpect.spawn(
+        sys.executable,
+        ["-c", code, "--runs-dir", str(runs), *args],
+        env=dict(os.environ),
+        encoding="utf-8",
+        timeout=90,
+        dimensions=(30, 200),
+    )
 
 
 def test_shell_in_a_pseudo_terminal_has_the_shards_set_up(
-    docker_client: docker.DockerClient, scenario: Scenario, tmp_path: Path,
+    docker_client: docker.DockerClient,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     child = spawn_cx(tmp_path / "runs", "repro", str(scenario.export), "--shell")
     try:
@@ -236,13 +287,15 @@ def test_shell_in_a_pseudo_terminal_has_the_shards_set_up(
         child.close(force=True)
     assert child.exitstatus == 7
     left = docker_client.api.containers(
-        all=True, filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}"})
+        all=True, filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}"}
+    )
     assert left == []
 
 
 def dap(sock: socket.socket, seq: int, command: str, **arguments: Any) -> None:
-    body = json.dumps({"seq": seq, "type": "request", "command": command,
-                       "arguments": arguments}).encode()
+    body = json.dumps(
+        {"seq": seq, "type": "request", "command": command, "arguments": arguments}
+    ).encode()
     sock.sendall(b"Content-Length: %d\r\n\r\n" % len(body) + body)
 
 
@@ -266,19 +319,22 @@ def dap_messages(sock: socket.socket) -> Iterator[dict[str, Any]]:
 
 
 def test_debug_publishes_debugpy_on_localhost_and_runs_once_an_editor_attaches(
-    docker_client: docker.DockerClient, scenario: Scenario, tmp_path: Path,
+    docker_client: docker.DockerClient,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     port = free_port()
-    child = spawn_cx(tmp_path / "runs", "repro", str(scenario.export), "--debug",
-                     "--debug-port", str(port))
+    child = spawn_cx(
+        tmp_path / "runs", "repro", str(scenario.export), "--debug", "--debug-port", str(port)
+    )
     try:
         child.expect_exact(f'"port": {port}')
         child.expect_exact('"remoteRoot": "/app"')
 
         def container() -> list[dict[str, Any]]:
             return docker_client.api.containers(  # type: ignore[no-any-return]
-                filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}",
-                         "status": "running"})
+                filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}", "status": "running"}
+            )
 
         found = wait_for(container, timeout_s=60, what="the debug container")
         bindings = docker_client.api.port(found[0]["Id"], 5678)
@@ -326,7 +382,8 @@ def with_image(scenario: Scenario, image: str, folder: Path) -> Path:
 
 
 def test_a_digest_gone_from_the_registry_is_one_line_saying_what_to_do(
-    scenario: Scenario, tmp_path: Path,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     gone = scenario.pinned.split("@")[0] + "@sha256:" + "0" * 64
     result = cx(tmp_path / "runs", "repro", str(with_image(scenario, gone, tmp_path)))
@@ -337,7 +394,8 @@ def test_a_digest_gone_from_the_registry_is_one_line_saying_what_to_do(
 
 
 def test_an_unreachable_registry_is_one_line_saying_what_to_do(
-    scenario: Scenario, tmp_path: Path,
+    scenario: Scenario,
+    tmp_path: Path,
 ) -> None:
     nowhere = f"127.0.0.1:{free_port()}/cx-repro-job@sha256:" + "1" * 64
     result = cx(tmp_path / "runs", "repro", str(with_image(scenario, nowhere, tmp_path)))
@@ -348,19 +406,22 @@ def test_an_unreachable_registry_is_one_line_saying_what_to_do(
 
 
 def test_a_secret_is_asked_for_used_and_never_written(
-    engine: DockerEngine, test_session_label: dict[str, str], tmp_path: Path,
+    engine: DockerEngine,
+    test_session_label: dict[str, str],
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     spec_path = tmp_path / "secret.yaml"
     spec_path.write_text(
         "name: cx-repro-secret\nenvironment: {image: 'containerexec/base:bookworm'}\n"
         "secrets: [CX_TEST_TOKEN]\n"
-        "command: [sh, -c, 'test ${#CX_TEST_TOKEN} = 12 && echo token ok >&2; exit 4']\n")
+        "command: [sh, -c, 'test ${#CX_TEST_TOKEN} = 12 && echo token ok >&2; exit 4']\n"
+    )
     spec = load_spec(spec_path)
     recorded = RunStore(tmp_path / "recorded")
     Executor(engine, recorded, secrets={"CX_TEST_TOKEN": "s3cret-v4lue"}).run(
-        spec, bind(spec, {}, {}), spec_path=spec_path,
-        options=RunOptions(labels=test_session_label))
+        spec, bind(spec, {}, {}), spec_path=spec_path, options=RunOptions(labels=test_session_label)
+    )
     monkeypatch.delenv("CX_TEST_TOKEN", raising=False)
     export = tmp_path / "secret.json"
     assert cx(recorded.root, "runs", "export", "last", "-o", str(export)).exit_code == 0

@@ -101,14 +101,26 @@ def run_entry(module: Module, bindings_inputs: dict[str, Any], out: Path, shard:
     b = bind(module.spec, bindings_inputs, {n: str(out) for n in module.spec.outputs})
     values = container_paths(module.spec, b)
     # Host paths stand in for the container's mount points.
-    values = {k: (b.inputs.get(k.split(".")[1]) if k.startswith("inputs.") and
-                  module.spec.inputs[k.split(".")[1]].type in ("file", "directory")
-                  else str(out) if k.startswith("outputs.") else v) for k, v in values.items()}
+    values = {
+        k: (
+            b.inputs.get(k.split(".")[1])
+            if k.startswith("inputs.")
+            and module.spec.inputs[k.split(".")[1]].type in ("file", "directory")
+            else str(out)
+            if k.startswith("outputs.")
+            else v
+        )
+        for k, v in values.items()
+    }
     s = expand(module.spec.array, b.inputs)[shard]
     values |= {"shard.index": str(s.index), "shard.value": s.value, "shard.count": str(s.count)}
     argv = render_argv(module.spec.command, {k: str(v) for k, v in values.items()})
-    env = {**module.spec.env, "CONTAINEREXEC_SHARD_INDEX": str(s.index),
-           "CONTAINEREXEC_SHARD_VALUE": s.value, "PATH": os.environ["PATH"]}
+    env = {
+        **module.spec.env,
+        "CONTAINEREXEC_SHARD_INDEX": str(s.index),
+        "CONTAINEREXEC_SHARD_VALUE": s.value,
+        "PATH": os.environ["PATH"],
+    }
     subprocess.run([SYSTEM_PYTHON, *argv[1:]], env=env, check=True, cwd=out)
 
 
@@ -119,8 +131,12 @@ def test_function_parameters_become_typed_ports_with_defaults_and_descriptions(
     spec = greet.spec
     assert spec.name == "greet" and spec.description == "Write one greeting per shard."
     assert {n: p.type for n, p in spec.inputs.items()} == {
-        "names": "file", "greeting": "string", "times": "integer", "loud": "boolean",
-        "suffix": "string"}
+        "names": "file",
+        "greeting": "string",
+        "times": "integer",
+        "loud": "boolean",
+        "suffix": "string",
+    }
     assert spec.inputs["greeting"].default == "hello"
     assert spec.inputs["greeting"].description == "The word to greet with."
     assert spec.inputs["suffix"].optional and spec.inputs["suffix"].default is None
@@ -176,33 +192,44 @@ def test_stopes_shard_gets_its_value_and_the_config_rebuilt_from_json(tmp_path: 
     out.mkdir()
     run_entry(module, {}, out, shard=1)
     seen = json.loads((out / "1.json").read_text())
-    assert seen == {"value": {"n": 6}, "state": [{"n": 6}], "label": "x", "items": [4, 6],
-                    "config": "Config"}
+    assert seen == {
+        "value": {"n": 6},
+        "state": [{"n": 6}],
+        "label": "x",
+        "items": [4, 6],
+        "config": "Config",
+    }
 
 
 def test_spec_build_of_a_class_uses_its_config_defaults(tmp_path: Path) -> None:
     source = tmp_path / "mult.py"
-    source.write_text(textwrap.dedent(STOPES_MODULE).replace(
-        "    out: OutputDir\n", "    out: OutputDir | None = None\n").replace(
-        "def __init__", "def __init__"))
-    source.write_text(source.read_text() + textwrap.dedent('''
+    source.write_text(
+        textwrap.dedent(STOPES_MODULE)
+        .replace("    out: OutputDir\n", "    out: OutputDir | None = None\n")
+        .replace("def __init__", "def __init__")
+    )
+    source.write_text(
+        source.read_text()
+        + textwrap.dedent("""
         class WithConfig(Multiply):
             def __init__(self, config: Config) -> None:
                 super().__init__(config)
-        '''))
-    result = CliRunner().invoke(cli, ["spec", "build", f"{source}:WithConfig",
-                                      "-o", str(tmp_path / "w.yaml")])
+        """)
+    )
+    result = CliRunner().invoke(
+        cli, ["spec", "build", f"{source}:WithConfig", "-o", str(tmp_path / "w.yaml")]
+    )
     assert result.exit_code == 0, result.output
     assert load_spec(tmp_path / "w.yaml").array is not None
 
 
 def test_unannotated_path_parameter_is_refused_naming_it(tmp_path: Path) -> None:
-    text = '''
+    text = """
     from pathlib import Path
     from containerexec.authoring import module
 
     def f(data: Path) -> None: ...
-    '''
+    """
     f = load(tmp_path, "bad", text, "f")
     with pytest.raises(UsageError, match="parameter 'data' .*InputFile, InputDir"):
         Module.from_func(f, image="containerexec/base:bookworm")
@@ -230,8 +257,15 @@ def test_init_writes_a_project_whose_spec_validates_and_matches_its_code(tmp_pat
     assert result.exit_code == 0, result.output
     folder = tmp_path / "shout"
     names = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
-    assert names == ["README.md", "data/hello.txt", "data/poem.txt", "image/Dockerfile",
-                     "shout.py", "shout.yaml", "test_shout.py"]
+    assert names == [
+        "README.md",
+        "data/hello.txt",
+        "data/poem.txt",
+        "image/Dockerfile",
+        "shout.py",
+        "shout.yaml",
+        "test_shout.py",
+    ]
     spec = load_spec(folder / "shout.yaml")
     assert spec.environment.build is not None and spec.environment.build.context == "image"
     again = CliRunner().invoke(cli, ["init", "shout", "--dir", str(tmp_path)])
@@ -316,8 +350,7 @@ def test_pipeline_function_wires_python_and_yaml_modules(tmp_path: Path) -> None
     assert pipe.spec.jobs["greet"].inputs["names"] == "${{jobs.first.outputs.nums}}"
     assert pipe.plan().order[0] == "first"
     pipe.write(tmp_path / "written" / "both.yaml")
-    assert load_pipeline(tmp_path / "written" / "both.yaml").jobs["first"].module == \
-        "../first.yaml"
+    assert load_pipeline(tmp_path / "written" / "both.yaml").jobs["first"].module == "../first.yaml"
     with pytest.raises(UsageError, match="has no output 'nope'; outputs: nums"):
         from_func(lambda: {"x": from_yaml(tmp_path / "first.yaml")().outputs.nope})
 

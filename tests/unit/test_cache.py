@@ -28,33 +28,50 @@ array: {glob: {input: corpus, pattern: "*.txt"}}
 """
 
 
-def setup(tmp_path: Path, spec_text: str = SPEC, **inputs: object
-          ) -> tuple[ModuleSpec, Bindings, Path]:
+def setup(
+    tmp_path: Path, spec_text: str = SPEC, **inputs: object
+) -> tuple[ModuleSpec, Bindings, Path]:
     corpus = tmp_path / "corpus"
     if not corpus.exists():
         corpus.mkdir()
         (corpus / "a.txt").write_text("alpha beta\n")
         (corpus / "b.txt").write_text("gamma\n")
     spec = parse_spec(spec_text, "counter.yaml")
-    bindings = bind(spec, {"corpus": str(corpus), **inputs}, {},
-                    default_outputs=tmp_path / "out")
+    bindings = bind(spec, {"corpus": str(corpus), **inputs}, {}, default_outputs=tmp_path / "out")
     return spec, bindings, corpus
 
 
-def invocation(spec: ModuleSpec, bindings: Bindings, *, run_id: str = "run-1", index: int = 0,
-               image: str = "sha256:" + "1" * 64, staging: str = "/s/1",
-               labels: dict[str, str] | None = None, user: str = "1000:1000") -> Invocation:
+def invocation(
+    spec: ModuleSpec,
+    bindings: Bindings,
+    *,
+    run_id: str = "run-1",
+    index: int = 0,
+    image: str = "sha256:" + "1" * 64,
+    staging: str = "/s/1",
+    labels: dict[str, str] | None = None,
+    user: str = "1000:1000",
+) -> Invocation:
     value = ["a.txt", "b.txt"][index]
-    return resolve(spec, bindings, Shard(index, value, 2), run_id=run_id, image=image,
-                   staging=Path(staging), user=user, labels=labels)
+    return resolve(
+        spec,
+        bindings,
+        Shard(index, value, 2),
+        run_id=run_id,
+        image=image,
+        staging=Path(staging),
+        user=user,
+        labels=labels,
+    )
 
 
 def test_key_ignores_run_id_container_name_labels_user_and_staging(tmp_path: Path) -> None:
     spec, b, _ = setup(tmp_path)
     cache = Cache(tmp_path / "cache")
     one = cache.key(spec, b, invocation(spec, b))
-    other = invocation(spec, b, run_id="run-2", staging="/elsewhere/7", user="0:0",
-                       labels={"team": "x"})
+    other = invocation(
+        spec, b, run_id="run-2", staging="/elsewhere/7", user="0:0", labels={"team": "x"}
+    )
     assert other.name != invocation(spec, b).name
     assert cache.key(spec, b, other) == one
 

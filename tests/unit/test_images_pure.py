@@ -32,17 +32,34 @@ retries: {max_attempts: 2, on_exit_codes: [137]}
 """
 
 
-@pytest.mark.parametrize("ref", [
-    "containerexec/base:bookworm", "127.0.0.1:5000/wc", "127.0.0.1:5000/team/wc:1.0-rc.1",
-    f"127.0.0.1:5000/wc@{DIGEST}", f"localhost/wc:v1@{DIGEST}", "python", "sha256:" + "cd" * 32,
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "containerexec/base:bookworm",
+        "127.0.0.1:5000/wc",
+        "127.0.0.1:5000/team/wc:1.0-rc.1",
+        f"127.0.0.1:5000/wc@{DIGEST}",
+        f"localhost/wc:v1@{DIGEST}",
+        "python",
+        "sha256:" + "cd" * 32,
+    ],
+)
 def test_valid_references_are_accepted(ref: str) -> None:
     images.check_reference("wc", ref)
 
 
-@pytest.mark.parametrize("ref", [
-    "Not A Ref", "UPPER/case", "repo:tag:tag", "repo@sha256:short", "", "repo:", "a//b",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "Not A Ref",
+        "UPPER/case",
+        "repo:tag:tag",
+        "repo@sha256:short",
+        "",
+        "repo:",
+        "a//b",
+    ],
+)
 def test_a_malformed_reference_names_the_module_and_the_form(ref: str) -> None:
     with pytest.raises(ImageError) as caught:
         images.check_reference("wc", ref)
@@ -55,12 +72,15 @@ def test_an_image_error_before_the_module_is_known_names_only_the_image() -> Non
     assert str(ImageError("", "r:1", "gone")) == "image 'r:1': gone"
 
 
-@pytest.mark.parametrize(("ref", "repo"), [
-    ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b"),
-    (f"127.0.0.1:5000/a@{DIGEST}", "127.0.0.1:5000/a"),
-    ("127.0.0.1:5000/a", "127.0.0.1:5000/a"),
-    ("base:bookworm", "base"),
-])
+@pytest.mark.parametrize(
+    ("ref", "repo"),
+    [
+        ("127.0.0.1:5000/a/b:tag", "127.0.0.1:5000/a/b"),
+        (f"127.0.0.1:5000/a@{DIGEST}", "127.0.0.1:5000/a"),
+        ("127.0.0.1:5000/a", "127.0.0.1:5000/a"),
+        ("base:bookworm", "base"),
+    ],
+)
 def test_repo_of_drops_tag_and_digest(ref: str, repo: str) -> None:
     assert images.repo_of(ref) == repo
 
@@ -94,8 +114,9 @@ def test_context_hash_depends_on_content_and_settings_but_not_on_times(tmp_path:
 
 
 def test_pin_prefers_the_digest_of_the_repository_asked_for() -> None:
-    info = ImageInfo(id="sha256:" + "cd" * 32,
-                     repo_digests=[f"other/x@{DIGEST}", f"127.0.0.1:5000/wc@{DIGEST}"])
+    info = ImageInfo(
+        id="sha256:" + "cd" * 32, repo_digests=[f"other/x@{DIGEST}", f"127.0.0.1:5000/wc@{DIGEST}"]
+    )
     assert images.pin(info, "127.0.0.1:5000/wc:1") == (f"127.0.0.1:5000/wc@{DIGEST}",) * 2
     assert images.pin(info, f"a/b@{DIGEST}") == (f"a/b@{DIGEST}",) * 2
     built = ImageInfo(id="sha256:" + "cd" * 32)
@@ -113,8 +134,16 @@ def test_the_carried_spec_round_trips_with_only_the_environment_replaced() -> No
 
 def test_a_push_record_refuses_unknown_fields() -> None:
     record = sharing.PushRecord(
-        module="wc", version="1", to="r/wc:1", pinned=f"r/wc@{DIGEST}", digest=DIGEST,
-        image_id="sha256:1", environment="sha256:2", spec_path=None, pushed_at=0.0)
+        module="wc",
+        version="1",
+        to="r/wc:1",
+        pinned=f"r/wc@{DIGEST}",
+        digest=DIGEST,
+        image_id="sha256:1",
+        environment="sha256:2",
+        spec_path=None,
+        pushed_at=0.0,
+    )
     data = record.model_dump(mode="json")
     assert sharing.PushRecord.model_validate(data) == record
     with pytest.raises(ValueError, match="extra"):
@@ -123,19 +152,29 @@ def test_a_push_record_refuses_unknown_fields() -> None:
 
 def pull_events(layers: dict[str, int]) -> list[dict[str, object]]:
     events: list[dict[str, object]] = [{"status": "Pulling from 127.0.0.1:5000/wc", "id": "1"}]
-    events += [{"status": "Pulling fs layer", "id": layer, "progressDetail": {}}
-               for layer in layers]
+    events += [
+        {"status": "Pulling fs layer", "id": layer, "progressDetail": {}} for layer in layers
+    ]
     for layer, size in layers.items():
         events += [
-            {"status": "Downloading", "id": layer,
-             "progressDetail": {"current": size // 2, "total": size}},
+            {
+                "status": "Downloading",
+                "id": layer,
+                "progressDetail": {"current": size // 2, "total": size},
+            },
             {"status": "Download complete", "id": layer, "progressDetail": {}},
-            {"status": "Extracting", "id": layer,
-             "progressDetail": {"current": size, "total": size}},
+            {
+                "status": "Extracting",
+                "id": layer,
+                "progressDetail": {"current": size, "total": size},
+            },
             {"status": "Pull complete", "id": layer, "progressDetail": {}},
         ]
-    return [*events, {"status": f"Digest: {DIGEST}"},
-            {"status": "Status: Downloaded newer image for 127.0.0.1:5000/wc:1"}]
+    return [
+        *events,
+        {"status": f"Digest: {DIGEST}"},
+        {"status": "Status: Downloaded newer image for 127.0.0.1:5000/wc:1"},
+    ]
 
 
 def test_pull_progress_counts_layers_and_bytes() -> None:
@@ -160,12 +199,15 @@ def test_push_progress_names_the_repository_and_counts_existing_layers() -> None
         {"aux": {"Tag": "1", "Digest": DIGEST, "Size": 528}},
     ]:
         progress(event)
-    assert lines == [f"push 127.0.0.1:5000/wc: 1/1 layers, 0 B (layer {'c' * 12} "
-                     "layer already exists)"]
+    assert lines == [
+        f"push 127.0.0.1:5000/wc: 1/1 layers, 0 B (layer {'c' * 12} layer already exists)"
+    ]
 
 
-@pytest.mark.parametrize(("n", "text"), [(0, "0 B"), (999, "999 B"), (1500, "1.5 kB"),
-                                         (291_000_000, "291.0 MB"), (3e12, "3000.0 GB")])
+@pytest.mark.parametrize(
+    ("n", "text"),
+    [(0, "0 B"), (999, "999 B"), (1500, "1.5 kB"), (291_000_000, "291.0 MB"), (3e12, "3000.0 GB")],
+)
 def test_human_bytes(n: float, text: str) -> None:
     assert human_bytes(n) == text
 

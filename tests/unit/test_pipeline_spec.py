@@ -89,37 +89,49 @@ def test_example_pipeline_is_valid() -> None:
 
 
 def test_cycle_is_named_as_a_path(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: loop
         jobs:
           a: {module: use.yaml, inputs: {src: "${{jobs.c.outputs.out}}"}}
           b: {module: use.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
           c: {module: use.yaml, inputs: {src: "${{jobs.b.outputs.out}}"}}
-        """)
+        """,
+    )
     cycles = [p for p in found if "cycle:" in p]
     assert len(cycles) == 1
-    assert "a -> b -> c -> a" in cycles[0] or "b -> c -> a -> b" in cycles[0] \
+    assert (
+        "a -> b -> c -> a" in cycles[0]
+        or "b -> c -> a -> b" in cycles[0]
         or "c -> a -> b -> c" in cycles[0]
+    )
     assert cycles[0].startswith(str(tmp_path / "pipeline.yaml") + ":")
 
 
 def test_job_feeding_itself_is_refused(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: self
         jobs:
           a: {module: use.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
-        """)
+        """,
+    )
     assert any("a job cannot feed itself (a -> a)" in p for p in found)
 
 
 def test_type_mismatch_directory_output_into_file_input(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: mismatch
         jobs:
           a: {module: make.yaml}
           b: {module: use.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
           c: {module: use.yaml, inputs: {src: "${{jobs.b.outputs.out}}"}}
-        """)
+        """,
+    )
     assert len(found) == 1
     assert ":5:" in found[0] and "jobs.c.inputs.src" in found[0]
     assert "type mismatch: jobs.b.outputs.out is a directory" in found[0]
@@ -127,7 +139,9 @@ def test_type_mismatch_directory_output_into_file_input(tmp_path: Path) -> None:
 
 
 def test_all_problems_are_reported_at_once_with_locations(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: many
         inputs: {seed: {type: string}}
         outputs: {result: "${{jobs.nope.outputs.out}}", other: "plain"}
@@ -137,7 +151,8 @@ def test_all_problems_are_reported_at_once_with_locations(tmp_path: Path) -> Non
           c: {module: use.yaml, inputs: {src: "${{jobs.x.outputs.out}}"}}
           d: {module: use.yaml, inputs: {n: "${{inputs.sed}}"}}
           e: {module: missing.yaml}
-        """)
+        """,
+    )
     text = "\n".join(found)
     assert "outputs.result: '${{jobs.nope.outputs.out}}' names no job" in text
     assert "outputs.other: a pipeline output takes a job output" in text
@@ -148,14 +163,18 @@ def test_all_problems_are_reported_at_once_with_locations(tmp_path: Path) -> Non
     assert "'${{inputs.sed}}' names no pipeline input; did you mean 'seed'?" in text
     assert "input 'src' (file) of module 'use' is required" in text
     assert "jobs.e.module: module 'missing.yaml'" in text
-    assert all(p.startswith(str(tmp_path / "pipeline.yaml") + ":")
-               or p.startswith(str(tmp_path / "missing.yaml")) for p in found)
+    assert all(
+        p.startswith(str(tmp_path / "pipeline.yaml") + ":")
+        or p.startswith(str(tmp_path / "missing.yaml"))
+        for p in found
+    )
 
 
 def test_module_spec_errors_carry_the_module_path(tmp_path: Path) -> None:
     path = write(tmp_path, "name: broken\njobs:\n  a: {module: bad.yaml}\n")
-    (tmp_path / "bad.yaml").write_text("name: bad\nenvironment: {image: x}\ncommand: []\n"
-                                       "colour: red\n")
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nenvironment: {image: x}\ncommand: []\ncolour: red\n"
+    )
     with pytest.raises(PipelineError) as info:
         check_pipeline(path)
     text = str(info.value)
@@ -166,36 +185,45 @@ def test_module_spec_errors_carry_the_module_path(tmp_path: Path) -> None:
 def test_schema_errors_are_located(tmp_path: Path) -> None:
     found = problems(tmp_path, "name: Bad Name\njobs:\n  a: {module: make.yaml, input: {}}\n")
     assert any(":1:7: name:" in p for p in found)
-    assert any(":3:26: jobs.a.input: unknown key 'input'; did you mean 'inputs'?" in p
-               for p in found)
+    assert any(
+        ":3:26: jobs.a.input: unknown key 'input'; did you mean 'inputs'?" in p for p in found
+    )
 
 
 def test_literal_paths_are_checked_relative_to_the_pipeline(tmp_path: Path) -> None:
     (tmp_path / "data.txt").write_text("x")
-    check_pipeline(write(tmp_path, "name: lit\njobs:\n  a: {module: use.yaml, "
-                                   "inputs: {src: data.txt}}\n"))
-    found = problems(tmp_path, "name: lit\njobs:\n  a: {module: use.yaml, "
-                               "inputs: {src: nothere.txt}}\n")
+    check_pipeline(
+        write(tmp_path, "name: lit\njobs:\n  a: {module: use.yaml, inputs: {src: data.txt}}\n")
+    )
+    found = problems(
+        tmp_path, "name: lit\njobs:\n  a: {module: use.yaml, inputs: {src: nothere.txt}}\n"
+    )
     assert "'nothere.txt' (relative to the pipeline file) is not one" in found[0]
 
 
 def test_pipeline_input_type_must_fit_the_module_input(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: types
         inputs: {where: {type: directory}}
         jobs:
           a: {module: use.yaml, inputs: {src: "${{inputs.where}}"}}
-        """)
+        """,
+    )
     assert "type mismatch: pipeline input 'where' is a directory" in found[0]
 
 
 def test_job_output_inside_a_string_is_refused(tmp_path: Path) -> None:
-    found = problems(tmp_path, """\
+    found = problems(
+        tmp_path,
+        """\
         name: text
         jobs:
           a: {module: make.yaml}
           b: {module: make.yaml, inputs: {seed: "x-${{jobs.a.outputs.out}}"}}
-        """)
+        """,
+    )
     assert "a job output must be the whole value" in found[0]
 
 
@@ -218,10 +246,15 @@ def test_compatible_types() -> None:
 
 def test_plan_checks_a_pipeline_built_in_code(tmp_path: Path) -> None:
     write(tmp_path, DIAMOND)
-    spec = PipelineSpec.model_validate({
-        "name": "code", "jobs": {"a": {"module": "make.yaml"},
-                                 "b": {"module": "use.yaml",
-                                       "inputs": {"src": "${{jobs.a.outputs.nope}}"}}}})
+    spec = PipelineSpec.model_validate(
+        {
+            "name": "code",
+            "jobs": {
+                "a": {"module": "make.yaml"},
+                "b": {"module": "use.yaml", "inputs": {"src": "${{jobs.a.outputs.nope}}"}},
+            },
+        }
+    )
     with pytest.raises(PipelineError) as info:
         plan(spec, tmp_path)
     assert "jobs.b.inputs.src: job 'a' (module 'make') has no output 'nope'" in str(info.value)
@@ -252,14 +285,15 @@ def test_cli_validate_graph_and_refusal(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["pipeline", "validate", str(good)])
     assert result.exit_code == 0, result.output
     assert "valid pipeline 'diamond'" in result.output
-    result = runner.invoke(cli, ["pipeline", "graph", str(good), "--dot",
-                                 str(tmp_path / "g.dot")])
+    result = runner.invoke(cli, ["pipeline", "graph", str(good), "--dot", str(tmp_path / "g.dot")])
     assert result.exit_code == 0 and "[2] d" in result.output
     assert (tmp_path / "g.dot").read_text().startswith("digraph")
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\njobs:\n  a: {module: use.yaml, inputs: "
-                   "{src: '${{jobs.b.outputs.out}}'}}\n  b: {module: use.yaml, inputs: "
-                   "{src: '${{jobs.a.outputs.out}}'}}\n")
+    bad.write_text(
+        "name: bad\njobs:\n  a: {module: use.yaml, inputs: "
+        "{src: '${{jobs.b.outputs.out}}'}}\n  b: {module: use.yaml, inputs: "
+        "{src: '${{jobs.a.outputs.out}}'}}\n"
+    )
     result = runner.invoke(cli, ["pipeline", "validate", str(bad)])
     assert result.exit_code == 2
     assert "cycle: " in result.output and "nothing was run" in result.output

@@ -36,35 +36,79 @@ def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStor
     (data / "b.txt").write_text("bravo\n")
     store = RunStore(tmp_path / "store")
     manifest = [FileEntry(path=p, size=n, sha256=h) for p, n, h in mounts.manifest(str(data))]
-    store.write_run(RunRecord(
-        run_id=RUN_ID, module="job", version="1", spec_path=None, spec={"name": "job"},
-        image=ImageRecord(ref="127.0.0.1:5000/cx/job:1", pinned=DIGEST, id="sha256:" + "b" * 64,
-                          digest=DIGEST, source="pull"),
-        inputs={"data": str(data)}, outputs={"out": "/somewhere/out"},
-        input_manifests={"data": manifest}, secret_names=["API_TOKEN"], shard_count=3,
-        max_parallel=3, state="failed", exit_code=1, started_at=1.0e9,
-    ))
+    store.write_run(
+        RunRecord(
+            run_id=RUN_ID,
+            module="job",
+            version="1",
+            spec_path=None,
+            spec={"name": "job"},
+            image=ImageRecord(
+                ref="127.0.0.1:5000/cx/job:1",
+                pinned=DIGEST,
+                id="sha256:" + "b" * 64,
+                digest=DIGEST,
+                source="pull",
+            ),
+            inputs={"data": str(data)},
+            outputs={"out": "/somewhere/out"},
+            input_manifests={"data": manifest},
+            secret_names=["API_TOKEN"],
+            shard_count=3,
+            max_parallel=3,
+            state="failed",
+            exit_code=1,
+            started_at=1.0e9,
+        )
+    )
     for i in range(3):
         state = "failed" if i in failed else "succeeded"
         inv = Invocation(
-            run_id=RUN_ID, module="job", shard_index=i, shard_count=3, shard_value=f"v{i}",
-            image=DIGEST, argv=["python3", "-u", "/app/job.py", f"v{i}", "/inputs/data"],
+            run_id=RUN_ID,
+            module="job",
+            shard_index=i,
+            shard_count=3,
+            shard_value=f"v{i}",
+            image=DIGEST,
+            argv=["python3", "-u", "/app/job.py", f"v{i}", "/inputs/data"],
             env={"HOME": "/tmp", "CONTAINEREXEC_SHARD_INDEX": str(i), "MODE": "it's; fine"},
             secret_names=["API_TOKEN"],
-            mounts=[Mount(kind="input", name="data", source=str(data), target="/inputs/data",
-                          read_only=True),
-                    Mount(kind="output", name="out", source="/staging/out",
-                          target="/outputs/out", read_only=False)],
-            workdir="/work", user="1000:1000", limits=Limits(memory_bytes=256 << 20, cpus=1.5),
+            mounts=[
+                Mount(
+                    kind="input",
+                    name="data",
+                    source=str(data),
+                    target="/inputs/data",
+                    read_only=True,
+                ),
+                Mount(
+                    kind="output",
+                    name="out",
+                    source="/staging/out",
+                    target="/outputs/out",
+                    read_only=False,
+                ),
+            ],
+            workdir="/work",
+            user="1000:1000",
+            limits=Limits(memory_bytes=256 << 20, cpus=1.5),
             labels={"containerexec.run": RUN_ID, "containerexec.shard": str(i)},
             name=f"cx-{RUN_ID}-{i}",
         )
         log = store.log_path(RUN_ID, i)
         log.parent.mkdir(parents=True, exist_ok=True)
         log.write_text("".join(f"line {n}\n" for n in range(300)) + f"last of {i}\n")
-        store.write_shard(ShardRecord(
-            run_id=RUN_ID, index=i, value=f"v{i}", state=state,  # type: ignore[arg-type]
-            exit_code=3 if state == "failed" else 0, log_path=str(log), invocation=inv))
+        store.write_shard(
+            ShardRecord(
+                run_id=RUN_ID,
+                index=i,
+                value=f"v{i}",
+                state=state,  # type: ignore[arg-type]
+                exit_code=3 if state == "failed" else 0,
+                log_path=str(log),
+                invocation=inv,
+            )
+        )
     return store, data
 
 
@@ -81,8 +125,9 @@ def test_export_holds_every_shard_and_log_tails_but_no_secret_value(tmp_path: Pa
 def test_runs_export_cli_writes_a_file_that_loads_back(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     out = tmp_path / "run.export.json"
-    result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "runs", "export", "job-",
-                                      "-o", str(out)])
+    result = CliRunner().invoke(
+        cli, ["--runs-dir", str(store.root), "runs", "export", "job-", "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(out.read_text())["kind"] == portable.EXPORT_KIND
     loaded = portable.load_source(RunStore(tmp_path / "elsewhere"), str(out))
@@ -98,8 +143,7 @@ def test_load_source_takes_a_run_json_or_a_run_id(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", ["top", "shard"])
-def test_a_record_from_a_newer_schema_is_refused_saying_upgrade(tmp_path: Path,
-                                                                  where: str) -> None:
+def test_a_record_from_a_newer_schema_is_refused_saying_upgrade(tmp_path: Path, where: str) -> None:
     store, _ = make_run(tmp_path)
     data = portable.export_run(store, RUN_ID).model_dump(mode="json")
     target = data if where == "top" else data["shards"][1]
@@ -132,8 +176,9 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     copy.mkdir()
     for f in data.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
-    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), inputs={"data": str(copy)},
-                             labels={"team": "x"})
+    plan = repro.plan_replay(
+        store, portable.load_source(store, RUN_ID), inputs={"data": str(copy)}, labels={"team": "x"}
+    )
     inv = plan.inv
     assert inv.run_id == plan.run_id != RUN_ID and plan.run_id.startswith("job-repro-")
     assert inv.name == f"cx-{plan.run_id}-1"
@@ -172,9 +217,12 @@ def test_a_missing_input_names_it_and_the_flag_to_pass(tmp_path: Path) -> None:
     for f in data.iterdir():
         f.unlink()
     data.rmdir()
-    with pytest.raises(UsageError, match=r"input 'data' of run .* is missing: .* does not exist "
-                       r"here \(its recorded place\); copy the data here and pass --inputs "
-                       r"data=PATH"):
+    with pytest.raises(
+        UsageError,
+        match=r"input 'data' of run .* is missing: .* does not exist "
+        r"here \(its recorded place\); copy the data here and pass --inputs "
+        r"data=PATH",
+    ):
         repro.plan_replay(store, source)
     with pytest.raises(UsageError, match=r"--inputs 'corpus': .* no such input \(inputs: data\)"):
         repro.plan_replay(store, source, inputs={"corpus": str(tmp_path)})
@@ -190,15 +238,22 @@ def test_print_command_parses_and_keeps_every_safe_flag(tmp_path: Path) -> None:
     for flag in ("--read-only", "--init", "--rm"):
         assert flag in argv
     pairs = list(zip(argv, argv[1:], strict=False))
-    for pair in [("--network", "none"), ("--cap-drop", "ALL"), ("--memory", str(256 << 20)),
-                 ("--security-opt", "no-new-privileges"), ("--cpus", "1.5"),
-                 ("--env", "API_TOKEN"), ("--env", "MODE=it's; fine"), ("--workdir", "/work"),
-                 ("--mount", f"type=bind,source={data},target=/inputs/data,readonly"),
-                 ("--mount", f'type=bind,"source={tmp_path}/o,ut/out",target=/outputs/out'),
-                 ("--label", f"containerexec.run={plan.run_id}")]:
+    for pair in [
+        ("--network", "none"),
+        ("--cap-drop", "ALL"),
+        ("--memory", str(256 << 20)),
+        ("--security-opt", "no-new-privileges"),
+        ("--cpus", "1.5"),
+        ("--env", "API_TOKEN"),
+        ("--env", "MODE=it's; fine"),
+        ("--workdir", "/work"),
+        ("--mount", f"type=bind,source={data},target=/inputs/data,readonly"),
+        ("--mount", f'type=bind,"source={tmp_path}/o,ut/out",target=/outputs/out'),
+        ("--label", f"containerexec.run={plan.run_id}"),
+    ]:
         assert pair in pairs, pair
     assert ("--tmpfs", "/tmp:rw,exec,nosuid,nodev,size=1g") in pairs
-    assert argv[argv.index(DIGEST):] == [DIGEST, *plan.inv.argv]
+    assert argv[argv.index(DIGEST) :] == [DIGEST, *plan.inv.argv]
 
 
 def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: Path) -> None:
@@ -207,9 +262,18 @@ def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: 
     argv = repro.print_command(plan, "debug", debug_port=7000)
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:7000:5678"
     assert argv[argv.index("--network") + 1] == "bridge"
-    assert argv[argv.index(DIGEST) + 1:] == [
-        "python3", "-u", "-m", "debugpy", "--listen", "0.0.0.0:5678", "--wait-for-client",
-        "/app/job.py", "v1", "/inputs/data"]
+    assert argv[argv.index(DIGEST) + 1 :] == [
+        "python3",
+        "-u",
+        "-m",
+        "debugpy",
+        "--listen",
+        "0.0.0.0:5678",
+        "--wait-for-client",
+        "/app/job.py",
+        "v1",
+        "/inputs/data",
+    ]
 
 
 def test_debug_refuses_a_command_that_is_not_python(tmp_path: Path) -> None:
@@ -240,8 +304,9 @@ def test_repro_print_cli_needs_no_engine_and_shows_the_digest(tmp_path: Path) ->
 
 def test_shell_and_debug_together_are_a_usage_error(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "repro", RUN_ID, "--shell",
-                                      "--debug"])
+    result = CliRunner().invoke(
+        cli, ["--runs-dir", str(store.root), "repro", RUN_ID, "--shell", "--debug"]
+    )
     assert result.exit_code == 2
     assert "Error: --shell and --debug exclude each other" in result.stderr
 
@@ -257,45 +322,68 @@ def test_secrets_come_from_the_environment_else_are_asked_for() -> None:
     assert values == {"A": "from-env", "B": "typed"} and asked == ["B"]
 
 
-@pytest.mark.parametrize(("recorded", "got", "same", "text"), [
-    (3, 3, True, "reproduced: exit 3, same as recorded"),
-    (3, 0, False, "not reproduced: recorded exit 3, got 0"),
-    (None, 1, False, "not reproduced: recorded no exit status, got 1"),
-])
-def test_verdict_line(recorded: int | None, got: int, same: bool, text: str,
-                      tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("recorded", "got", "same", "text"),
+    [
+        (3, 3, True, "reproduced: exit 3, same as recorded"),
+        (3, 0, False, "not reproduced: recorded exit 3, got 0"),
+        (None, 1, False, "not reproduced: recorded no exit status, got 1"),
+    ],
+)
+def test_verdict_line(
+    recorded: int | None, got: int, same: bool, text: str, tmp_path: Path
+) -> None:
     store, _ = make_run(tmp_path)
     shard = store.load_shards(RUN_ID)[1].model_copy(update={"exit_code": recorded})
-    attempt = Attempt(number=1, started_at=0, ended_at=1, exit_code=got,
-                      failure=None if got == 0 else Failure.EXIT_CODE)
+    attempt = Attempt(
+        number=1,
+        started_at=0,
+        ended_at=1,
+        exit_code=got,
+        failure=None if got == 0 else Failure.EXIT_CODE,
+    )
     assert repro.verdict(shard, attempt) == (same, text)
 
 
 def test_a_cancelled_replay_is_not_a_reproduction_whatever_its_exit(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     shard = store.load_shards(RUN_ID)[1].model_copy(update={"exit_code": 143})
-    attempt = Attempt(number=1, started_at=0, ended_at=1, exit_code=143,
-                      failure=Failure.CANCELLED)
+    attempt = Attempt(number=1, started_at=0, ended_at=1, exit_code=143, failure=Failure.CANCELLED)
     assert repro.verdict(shard, attempt) == (
-        False, "not reproduced: recorded exit 143, and the replay was cancelled")
+        False,
+        "not reproduced: recorded exit 143, and the replay was cancelled",
+    )
 
 
 def test_last_means_the_newest_run_that_is_not_itself_a_repro(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     original = store.load_run(RUN_ID)
-    store.write_run(original.model_copy(update={
-        "run_id": "job-repro-20260101-000001-000000", "repro_of": RUN_ID,
-        "started_at": original.started_at + 10}))
+    store.write_run(
+        original.model_copy(
+            update={
+                "run_id": "job-repro-20260101-000001-000000",
+                "repro_of": RUN_ID,
+                "started_at": original.started_at + 10,
+            }
+        )
+    )
     assert portable.load_source(store, "last").run.run_id == RUN_ID
 
 
-@pytest.mark.parametrize(("answer", "expected"), [
-    ("manifest for x@sha256:1 not found: manifest unknown: manifest unknown",
-     "gone from its registry"),
-    ('Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
-     "registry '127.0.0.1:5000' does not answer"),
-    ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
-])
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            "manifest for x@sha256:1 not found: manifest unknown: manifest unknown",
+            "gone from its registry",
+        ),
+        (
+            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
+            "registry '127.0.0.1:5000' does not answer",
+        ),
+        ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
+    ],
+)
 def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: str) -> None:
     text = repro.pull_advice(DIGEST, answer)
     assert expected in text and "\n" not in text

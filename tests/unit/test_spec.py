@@ -219,5 +219,6 @@ def test_an_unquoted_boolean_in_command_is_one_problem_not_one_per_union_member(
         command: [true]
         """
     )
-    assert found == ["spec.yaml:3:11: command[0]: expected a valid string or a valid list, "
-                     "got 'True'"]
+    assert found == [
+        "spec.yaml:3:11: command[0]: expected a valid string or a valid list, got 'True'"
+    ]
