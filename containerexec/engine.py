@@ -154,7 +154,10 @@ class DockerEngine:
         return cls(client)
 
     def ping(self) -> None:
+        """Check that the engine answers. Also how we wait for one that went away, so
+        pooled connections are dropped first: after a restart each would fail once."""
         try:
+            self.api.close()
             self.api.ping()
         except Exception as exc:
             raise EngineUnavailable(default_socket(), _short(exc)) from None
@@ -169,7 +172,16 @@ class DockerEngine:
         hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
         try:
             host_config = self.api.create_host_config(**hc)
-            return str(self.api.create_container(host_config=host_config, **kw)["Id"])
+            try:
+                return str(self.api.create_container(host_config=host_config, **kw)["Id"])
+            except docker.errors.APIError as exc:
+                if exc.status_code != 409:
+                    raise
+                # The name is this run's and shard's, and the run lock keeps other
+                # executors off it: a container under it is one whose create answer
+                # was lost (the engine went away mid-request). Replace it.
+                self.api.remove_container(inv.name, force=True)
+                return str(self.api.create_container(host_config=host_config, **kw)["Id"])
         except docker.errors.ImageNotFound as exc:
             raise ImageError(inv.module, inv.image, "not on this engine; pull it first") from exc
         except Exception as exc:
@@ -528,4 +540,4 @@ def _short(exc: Exception) -> str:
     for marker in ("Connection refused", "No such file or directory", "Permission denied"):
         if marker in text:
             return marker
-    return text.split("\n")[0][:200]
+    return text.split("\n")[0][:200] or type(exc).__name__
