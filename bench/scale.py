@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -98,7 +97,13 @@ def rss_kb() -> int:
 
 
 def peak_rss_kb() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    """This process's peak RSS in KiB. Not getrusage's ru_maxrss: Linux carries that
+    over from the parent across fork and exec, so a big parent (pytest) would show."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def setup(root: Path, n: int) -> tuple[ModuleSpec, Path, Path]:
