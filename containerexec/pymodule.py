@@ -285,8 +285,8 @@ class ContainerModule:
         return None
 
     def run(self, iteration_value: Any = None, iteration_index: int = 0) -> Any:
-        """The work of one shard, inside the container."""
-        raise NotImplementedError
+        """The work of one shard, inside the container; every subclass defines it."""
+        raise TypeError(f"{type(self).__name__} must define run(iteration_value, iteration_index)")
 
     def requirements(self) -> Requirements | Mapping[str, Any] | None:
         return None

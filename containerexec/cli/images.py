@@ -15,6 +15,7 @@ from .. import sharing
 from ..bindings import parse_pairs
 from ..spec import load_spec
 from . import App, cli
+from .options import pull_option
 
 DONE = ("Pull complete", "Already exists", "Pushed", "Layer already exists")
 
@@ -97,12 +98,7 @@ def build_steps(line: str) -> None:
     metavar="REGISTRY/REPO[:TAG]",
     help="Where to push, e.g. 127.0.0.1:5000/wordcount:1 (tag default: latest).",
 )
-@click.option(
-    "--pull",
-    type=click.Choice(["missing", "always", "never"]),
-    default=None,
-    help="Pull policy for `environment.image` (default: the spec's, or missing).",
-)
+@pull_option
 @click.option(
     "--label",
     "labels",

@@ -18,11 +18,11 @@ from .. import images
 from ..bindings import bind, parse_pairs
 from ..errors import UsageError
 from ..executor import Executor, RunOptions, new_run_id
-from ..logs import DEFAULT_LIMIT_BYTES
 from ..spec import ModuleSpec, load_spec, parse_bytes
 from . import App, cli
 from .display import RunDisplay, summary
 from .images import TransferProgress
+from .options import grace_option, inputs_option, outputs_option, pull_option
 
 
 @cli.command()
@@ -45,12 +45,7 @@ def schema() -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option(
-    "--pull",
-    type=click.Choice(["missing", "always", "never"]),
-    default=None,
-    help="Pull policy for `environment.image` (default: the spec's, or missing).",
-)
+@pull_option
 @click.pass_obj
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
@@ -73,36 +68,16 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
-@click.option(
-    "-i",
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="An input value or path (repeatable).",
-)
-@click.option(
-    "-o",
-    "--output",
-    "outputs",
-    multiple=True,
-    metavar="NAME=PATH",
-    help="Where an output goes (repeatable; default: inside the run's folder).",
-)
+@inputs_option
+@outputs_option
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None)
-@click.option(
-    "--grace",
-    type=float,
-    default=5.0,
-    show_default=True,
-    help="Seconds between SIGTERM and SIGKILL when stopping a container.",
-)
+@pull_option
+@grace_option
 @click.option(
     "--log-limit",
-    default=str(DEFAULT_LIMIT_BYTES),
+    default="16m",
     show_default=True,
     help="Bytes of log kept per shard (the last ones), e.g. 16m.",
 )
@@ -129,6 +104,9 @@ def run(
     allowed: tuple[str, ...],
 ) -> None:
     """Run a module: every shard in its own container; exits as the command did.
+
+    SPEC is a spec file, or the reference of a module image that carries its
+    spec (see `containerexec push`).
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
     cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.

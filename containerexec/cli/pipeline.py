@@ -19,6 +19,7 @@ from ..spec import ModuleSpec, load_spec
 from . import App, cli
 from .display import RunDisplay
 from .modules import cancel_on_signals, load_module
+from .options import grace_option, inputs_option, outputs_option, pull_option
 
 
 @cli.group()
@@ -69,22 +70,8 @@ def graph(file: Path, dot: Path | None) -> None:
 
 @pipeline.command("run")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option(
-    "-i",
-    "--input",
-    "inputs",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A pipeline input value or path (repeatable).",
-)
-@click.option(
-    "-o",
-    "--output",
-    "outputs",
-    multiple=True,
-    metavar="NAME=PATH",
-    help="Where a pipeline output goes (repeatable; default: in the run's folder).",
-)
+@inputs_option
+@outputs_option
 @click.option(
     "--max-workers",
     type=click.IntRange(min=1),
@@ -103,14 +90,8 @@ def graph(file: Path, dot: Path | None) -> None:
     help="After a failure, still run every job that does not depend on it.",
 )
 @click.option("--no-cache", is_flag=True, help="Run every shard, even when its result is cached.")
-@click.option("--pull", type=click.Choice(["missing", "always", "never"]), default=None)
-@click.option(
-    "--grace",
-    type=float,
-    default=5.0,
-    show_default=True,
-    help="Seconds between SIGTERM and SIGKILL when stopping a container.",
-)
+@pull_option
+@grace_option
 @click.option(
     "--label",
     "labels",

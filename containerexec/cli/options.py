@@ -1,0 +1,35 @@
+"""Options that several commands share, declared once so their flags and help agree."""
+
+from __future__ import annotations
+
+import click
+
+inputs_option = click.option(
+    "-i",
+    "--input",
+    "inputs",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="An input value or path (repeatable).",
+)
+outputs_option = click.option(
+    "-o",
+    "--output",
+    "outputs",
+    multiple=True,
+    metavar="NAME=PATH",
+    help="Where an output goes (repeatable; default: inside the run's folder).",
+)
+pull_option = click.option(
+    "--pull",
+    type=click.Choice(["missing", "always", "never"]),
+    default=None,
+    help="When to pull `environment.image` (default: the spec's, or missing).",
+)
+grace_option = click.option(
+    "--grace",
+    type=float,
+    default=5.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when stopping a container.",
+)
