@@ -259,7 +259,10 @@ class Executor:
                     shard = next(queue, None)
                 if shard is None:
                     return
-                self._shard(ctx, shard)
+                try:
+                    self._shard(ctx, shard)
+                except Exception as exc:  # one shard must not stop its worker
+                    self._crashed(ctx, shard, exc)
 
         threads = [
             threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
@@ -316,6 +319,43 @@ class Executor:
         final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
         self.store.write_shard(final)
         self._count(ctx, shard, state, last)
+
+    def _crashed(self, ctx: _RunContext, shard: Shard, exc: Exception) -> None:
+        """Record a shard that failed outside its container (a disk error, say) as failed."""
+        run_id = ctx.record.run_id
+        now = self.clock()
+        attempt = Attempt(
+            number=1,
+            started_at=now,
+            ended_at=now,
+            failure=Failure.ENGINE_ERROR,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+        with contextlib.suppress(Exception):
+            mounts.discard(self.store.staging(run_id, shard.index))
+            user = ctx.opts.user or f"{os.getuid()}:{os.getgid()}"
+            inv = resolve(
+                ctx.spec,
+                ctx.bindings,
+                shard,
+                run_id=run_id,
+                image=ctx.image.pinned,
+                staging=self.store.staging(run_id, shard.index),
+                user=user,
+                labels=dict(ctx.opts.labels),
+            )
+            base = ShardRecord(
+                run_id=run_id,
+                index=shard.index,
+                value=shard.value,
+                state="failed",
+                log_path=str(self.store.log_path(run_id, shard.index)),
+                invocation=inv,
+            )
+            self.store.write_shard(
+                replace_record(base, "failed", [attempt], self.store.log_path(run_id, shard.index))
+            )
+        self._count(ctx, shard, "failed", attempt)
 
     def _earlier_attempts(self, ctx: _RunContext, shard: Shard) -> list[AttemptRecord]:
         """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""

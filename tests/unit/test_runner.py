@@ -276,3 +276,19 @@ def test_resume_runs_only_the_shards_that_did_not_succeed(tmp_path: Path) -> Non
     _, again = run_fake(second, tmp_path, spec, resume=result.record.run_id)
     assert sorted(second.started) == [1, 3]
     assert again.exit_code == 0
+
+
+def test_a_shard_that_breaks_outside_its_container_fails_alone(tmp_path: Path) -> None:
+    class Breaking(FakeEngine):
+        def create(self, inv: Invocation, *, secrets: Any) -> str:
+            if inv.shard_index == 2:
+                raise RuntimeError("disk went read-only")
+            return super().create(inv, secrets=secrets)
+
+    engine = Breaking()
+    spec = parse_spec(spec_text("range: 5, max_parallel: 1"), "fake.yaml")
+    _, result = run_fake(engine, tmp_path, spec)
+    assert result.exit_code == 1
+    assert sorted(engine.started) == [0, 1, 3, 4]  # the worker went on after shard 2
+    assert [(s.index, s.failure) for s in result.failed] == [(2, "engine_error")]
+    assert "disk went read-only" in result.failed[0].message
