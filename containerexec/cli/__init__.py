@@ -45,6 +45,11 @@ class Group(click.Group):
         except ContainerExecError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            # Ctrl-C before any container started (a build, a pull): the shell's status
+            # for SIGINT, as a run cancelled later exits; not click's "Aborted!" and 1.
+            click.echo("Interrupted.", err=True)
+            ctx.exit(130)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

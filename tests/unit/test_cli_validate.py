@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -74,3 +79,29 @@ def test_schema_is_json_schema_of_module_specs() -> None:
         schema["properties"]
     )
     assert schema["additionalProperties"] is False
+
+
+def test_ctrl_c_before_any_container_exits_130_without_a_traceback(tmp_path: Path) -> None:
+    # validate blocks opening a FIFO nobody writes to: a Ctrl-C arrives mid-command.
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    exe = Path(sys.executable).with_name("containerexec")
+    proc = subprocess.Popen([str(exe), "validate", str(fifo)], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and _wchan(proc.pid) not in BLOCKED_ON_FIFO:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Interrupted." in err and "Traceback" not in err
+
+
+BLOCKED_ON_FIFO = ("wait_for_partner", "fifo_open")
+
+
+def _wchan(pid: int) -> str:
+    """The kernel function the process sleeps in (wait_for_partner: opening a FIFO)."""
+    try:
+        return Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return ""
