@@ -35,6 +35,8 @@ from .records import (
 from .runner import Attempt, Failure, Tracker, run_with_retries
 from .spec import ModuleSpec
 
+MANIFEST_HASH_BYTES = 1 << 30
+
 
 @dataclass(frozen=True)
 class RunOptions:
@@ -556,9 +558,15 @@ def new_run_id(module: str, now: float) -> str:
 
 
 def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[FileEntry]]:
-    """For each file or directory input: every file's relative path, size and sha256."""
+    """For each file or directory input: every file's relative path, size and sha256.
+
+    Content past CONTAINEREXEC_MANIFEST_HASH_BYTES per input (default 1 GiB) is
+    recorded by size only: repro then checks those files' sizes, not their bytes.
+    """
+    limit = int(os.environ.get("CONTAINEREXEC_MANIFEST_HASH_BYTES", str(MANIFEST_HASH_BYTES)))
     out = {}
     for name, value in bindings.inputs.items():
         if spec.inputs[name].type in ("file", "directory"):
-            out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in mounts.manifest(value)]
+            entries = mounts.manifest(value, hash_limit_bytes=limit)
+            out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     return out

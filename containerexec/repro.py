@@ -90,7 +90,7 @@ def input_changes(name: str, recorded: list[FileEntry], path: Path, is_file: boo
             size = local[rel].stat().st_size
             if size != want[rel].size:
                 lines.append(f"changed  {where} (size {want[rel].size} -> {size} bytes)")
-            elif mounts.sha256_file(local[rel]) != want[rel].sha256:
+            elif want[rel].sha256 and mounts.sha256_file(local[rel]) != want[rel].sha256:
                 lines.append(f"changed  {where} (same size, different content)")
     return lines
 

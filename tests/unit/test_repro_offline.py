@@ -395,3 +395,21 @@ def test_shard_record_of_an_export_keeps_its_invocation(tmp_path: Path) -> None:
     again = repro.RunExport.model_validate(json.loads(export.model_dump_json()))
     assert again == export
     assert isinstance(again.shards[1], ShardRecord)
+
+
+def test_files_past_the_hash_budget_are_recorded_and_checked_by_size_only(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "a.bin").write_bytes(b"a" * 100)
+    (data / "b.bin").write_bytes(b"b" * 100)
+    entries = mounts.manifest(str(data), hash_limit_bytes=150)
+    assert [(p, n, bool(h)) for p, n, h in entries] == [("a.bin", 100, True), ("b.bin", 100, False)]
+    recorded = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
+    (data / "b.bin").write_bytes(b"c" * 100)  # same size: not seen, by design
+    assert repro.input_changes("data", recorded, data, is_file=False) == []
+    (data / "a.bin").write_bytes(b"z" * 100)  # hashed: seen
+    assert repro.input_changes("data", recorded, data, is_file=False) == [
+        "changed  data/a.bin (same size, different content)"
+    ]
