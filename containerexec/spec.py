@@ -281,7 +281,7 @@ def pydantic_problems(
     """Turn pydantic errors into located problems, with 'did you mean' for unknown keys."""
     out = []
     for err in exc.errors(include_url=False):
-        loc = tuple(p for p in err["loc"] if not _is_union_tag(p, root))
+        loc = _data_loc(src.data, err["loc"])
         if err["type"] == "extra_forbidden":
             valid = sorted(_fields_at(root, loc[:-1]))
             near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
@@ -315,9 +315,25 @@ def _show(value: Any) -> str:
     return f"'{value}'"
 
 
-def _is_union_tag(part: str | int, root: type[BaseModel]) -> bool:
-    # pydantic inserts the union member's type name ('str', 'list[str]') into loc.
-    return isinstance(part, str) and ("[" in part or part in ("str", "int", "float", "bool"))
+def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """`loc` without the union member names pydantic inserts ('str', 'list[str]', ...).
+
+    A part is such a name only where it is not a key of the data at that point, so an
+    input that happens to be called 'str' keeps its place.
+    """
+    out: list[str | int] = []
+    for part in loc:
+        is_key = isinstance(data, dict) and part in data
+        is_index = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if (
+            not (is_key or is_index)
+            and isinstance(part, str)
+            and ("[" in part or part in ("str", "int", "float", "bool"))
+        ):
+            continue
+        out.append(part)
+        data = data[part] if (is_key or is_index) else None
+    return tuple(out)
 
 
 def _fields_at(model: Any, loc: tuple[str | int, ...]) -> set[str]:

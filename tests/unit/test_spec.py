@@ -222,3 +222,16 @@ def test_an_unquoted_boolean_in_command_is_one_problem_not_one_per_union_member(
     assert found == [
         "spec.yaml:3:11: command[0]: expected a valid string or a valid list, got 'True'"
     ]
+
+
+def test_an_input_named_like_a_type_keeps_its_place_in_the_error() -> None:
+    found = problems(
+        """\
+        name: t
+        environment: {image: x}
+        inputs:
+          str: {type: strng}
+        command: [run, "${{inputs.str}}"]
+        """
+    )
+    assert len(found) == 1 and found[0].startswith("spec.yaml:4:15: inputs.str.type: expected")
