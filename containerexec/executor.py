@@ -281,27 +281,9 @@ class Executor:
     def _shard(self, ctx: _RunContext, shard: Shard) -> None:
         run_id = ctx.record.run_id
         staging = self.store.staging(run_id, shard.index)
-        user = ctx.opts.user or f"{os.getuid()}:{os.getgid()}"
-        inv = resolve(
-            ctx.spec,
-            ctx.bindings,
-            shard,
-            run_id=run_id,
-            image=ctx.image.pinned,
-            staging=staging,
-            user=user,
-            labels=dict(ctx.opts.labels),
-        )
         self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
-        base = ShardRecord(
-            run_id=run_id,
-            index=shard.index,
-            value=shard.value,
-            state="running",
-            log_path=str(self.store.log_path(run_id, shard.index)),
-            invocation=inv,
-            attempts=self._earlier_attempts(ctx, shard),
-        )
+        base = self._base_record(ctx, shard, attempts=self._earlier_attempts(ctx, shard))
+        inv = base.invocation
         # Losing a 'running' record to a machine crash only means the shard runs again.
         self.store.write_shard(base, durable=False)
         if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
@@ -335,29 +317,35 @@ class Executor:
         )
         with contextlib.suppress(Exception):
             mounts.discard(self.store.staging(run_id, shard.index))
-            user = ctx.opts.user or f"{os.getuid()}:{os.getgid()}"
-            inv = resolve(
-                ctx.spec,
-                ctx.bindings,
-                shard,
-                run_id=run_id,
-                image=ctx.image.pinned,
-                staging=self.store.staging(run_id, shard.index),
-                user=user,
-                labels=dict(ctx.opts.labels),
-            )
-            base = ShardRecord(
-                run_id=run_id,
-                index=shard.index,
-                value=shard.value,
-                state="failed",
-                log_path=str(self.store.log_path(run_id, shard.index)),
-                invocation=inv,
-            )
-            self.store.write_shard(
-                replace_record(base, "failed", [attempt], self.store.log_path(run_id, shard.index))
-            )
+            log_path = self.store.log_path(run_id, shard.index)
+            base = self._base_record(ctx, shard, attempts=[])
+            self.store.write_shard(replace_record(base, "failed", [attempt], log_path))
         self._count(ctx, shard, "failed", attempt)
+
+    def _base_record(
+        self, ctx: _RunContext, shard: Shard, *, attempts: list[AttemptRecord]
+    ) -> ShardRecord:
+        """A shard's Invocation (pure: resolve) inside its 'running' record."""
+        run_id = ctx.record.run_id
+        inv = resolve(
+            ctx.spec,
+            ctx.bindings,
+            shard,
+            run_id=run_id,
+            image=ctx.image.pinned,
+            staging=self.store.staging(run_id, shard.index),
+            user=ctx.opts.user or f"{os.getuid()}:{os.getgid()}",
+            labels=dict(ctx.opts.labels),
+        )
+        return ShardRecord(
+            run_id=run_id,
+            index=shard.index,
+            value=shard.value,
+            state="running",
+            log_path=str(self.store.log_path(run_id, shard.index)),
+            invocation=inv,
+            attempts=attempts,
+        )
 
     def _earlier_attempts(self, ctx: _RunContext, shard: Shard) -> list[AttemptRecord]:
         """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
