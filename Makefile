@@ -27,7 +27,7 @@ setup: $(STAMP) base-image
 demo: setup
 	@bash scripts/demo.sh
 
-test: setup registry-package
+test: setup registry-package lint
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q
 
 test-unit: $(STAMP)
@@ -40,6 +40,7 @@ lint: $(STAMP)
 	@$(BIN)/ruff check containerexec tests bench
 	@$(BIN)/ruff format --check containerexec tests bench
 	@$(BIN)/mypy
+	@$(BIN)/lint-imports --no-cache
 
 fmt: $(STAMP)
 	@$(BIN)/ruff format containerexec tests bench

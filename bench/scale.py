@@ -25,13 +25,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from containerexec import arrays
-from containerexec.bindings import bind
-from containerexec.engine import ContainerInfo, Engine, ExitStatus, ImageInfo
-from containerexec.executor import Executor, RunOptions
-from containerexec.invocation import Invocation, resolve
-from containerexec.records import RunStore, ShardRecord
-from containerexec.spec import ModuleSpec, load_spec
+from containerexec.engine.base import ContainerInfo, Engine, ExitStatus, ImageInfo
+from containerexec.model import arrays
+from containerexec.model.bindings import bind
+from containerexec.model.invocation import Invocation, resolve
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.store.records import RunStore, ShardRecord
 
 IMAGE = "containerexec/base:bookworm"
 SPEC = """name: scale

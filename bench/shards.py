@@ -29,13 +29,15 @@ from typing import Any
 
 import docker
 
-from containerexec.arrays import Shard
-from containerexec.bindings import bind
-from containerexec.engine import DockerEngine, Engine, create_kwargs
-from containerexec.executor import Executor, RunOptions
-from containerexec.invocation import resolve
-from containerexec.records import RunStore
-from containerexec.spec import ModuleSpec, load_spec
+from containerexec.engine.base import Engine
+from containerexec.engine.docker import DockerEngine
+from containerexec.engine.payload import create_kwargs
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import bind
+from containerexec.model.invocation import resolve
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.store.records import RunStore
 
 IMAGE = "containerexec/base:bookworm"
 COMMAND = ["/bin/true"]

@@ -5,7 +5,7 @@ The public API; everything else is internal and may change.
 
 from __future__ import annotations
 
-from .authoring import (
+from containerexec.authoring import (
     ContainerModule,
     InputDir,
     InputFile,
@@ -18,9 +18,9 @@ from .authoring import (
     module,
     pipeline,
 )
-from .bindings import Bindings, bind
-from .engine import DockerEngine, Engine
-from .errors import (
+from containerexec.engine.base import Engine
+from containerexec.engine.docker import DockerEngine
+from containerexec.errors import (
     BuildError,
     ContainerExecError,
     EngineError,
@@ -34,11 +34,12 @@ from .errors import (
     SpecError,
     UsageError,
 )
-from .executor import Executor, RunOptions, RunResult
-from .invocation import Invocation
-from .pipeline import PipelineSpec, load_pipeline
-from .records import RunRecord, RunStore, ShardRecord
-from .spec import ModuleSpec, load_spec
+from containerexec.model.bindings import Bindings, bind
+from containerexec.model.invocation import Invocation
+from containerexec.model.pipeline import PipelineSpec, load_pipeline
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import Executor, RunOptions, RunResult
+from containerexec.store.records import RunRecord, RunStore, ShardRecord
 
 __all__ = [
     "Bindings",

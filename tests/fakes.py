@@ -10,9 +10,9 @@ import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 
-from containerexec.engine import ContainerInfo, ExitStatus, ImageInfo, Progress, WaitTimeout
+from containerexec.engine.base import ContainerInfo, ExitStatus, ImageInfo, Progress, WaitTimeout
 from containerexec.errors import EngineUnavailable, ImageError
-from containerexec.invocation import Invocation
+from containerexec.model.invocation import Invocation
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ class FakeEngine:
                 raise WaitTimeout(f"container {container_id} still running")
             self._exit(c)
             if c.outcome.lost:
-                from containerexec.engine import EngineLost
+                from containerexec.engine.base import EngineLost
 
                 raise EngineLost("lost the fake engine")
         code = 143 if c.stopped.is_set() else c.outcome.exit_code

@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 
 import pytest
 
-from containerexec.bindings import Bindings, bind
-from containerexec.engine import DockerEngine
-from containerexec.executor import Executor, RunOptions, RunResult, ShardEvent
-from containerexec.invocation import LABEL_RUN
-from containerexec.records import RunRecord, RunStore, ShardRecord
-from containerexec.spec import ModuleSpec, load_spec
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_RUN
+from containerexec.model.bindings import Bindings, bind
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import Executor, RunOptions, RunResult, ShardEvent
+from containerexec.store.records import RunRecord, RunStore, ShardRecord
 
 CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
 BASE_IMAGE = "containerexec/base:bookworm"

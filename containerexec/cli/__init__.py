@@ -9,9 +9,10 @@ from pathlib import Path
 
 import click
 
-from ..engine import DockerEngine, Engine
-from ..errors import ContainerExecError
-from ..records import RunStore
+from containerexec.engine.base import Engine
+from containerexec.engine.docker import DockerEngine
+from containerexec.errors import ContainerExecError
+from containerexec.store.records import RunStore
 
 
 @dataclass
@@ -74,4 +75,4 @@ def main() -> None:
     sys.exit(0)
 
 
-from . import authoring, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)
+from containerexec.cli import authoring, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)

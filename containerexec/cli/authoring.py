@@ -6,12 +6,13 @@ from pathlib import Path
 
 import click
 
-from ..errors import UsageError
-from ..pyexport import export_code
-from ..pymodule import ContainerModule, Module, load_target
-from ..pypipeline import Pipeline
-from ..scaffold import init_project
-from . import cli
+from containerexec.authoring.export import export_code
+from containerexec.authoring.modules import ContainerModule, Module, load_target
+from containerexec.authoring.pipelines import Pipeline
+from containerexec.authoring.scaffold import init_project
+from containerexec.cli import cli
+from containerexec.errors import UsageError
+
 from .pipeline import pipeline as pipeline_group
 
 

@@ -13,8 +13,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..executor import RunResult, ShardEvent
-from ..records import RunRecord, ShardRecord
+from containerexec.run.executor import RunResult, ShardEvent
+from containerexec.store.records import RunRecord, ShardRecord
 
 RULE = "-" * 72
 

@@ -10,11 +10,12 @@ from typing import Any
 
 import click
 
-from .. import images as image_store
-from .. import sharing
-from ..bindings import parse_pairs
-from ..spec import load_spec
-from . import App, cli
+from containerexec.cli import App, cli
+from containerexec.environment import images as image_store
+from containerexec.environment import sharing
+from containerexec.model.bindings import parse_pairs
+from containerexec.model.spec import load_spec
+
 from .options import pull_option
 
 DONE = ("Pull complete", "Already exists", "Pushed", "Layer already exists")

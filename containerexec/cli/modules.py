@@ -14,12 +14,13 @@ from typing import Protocol
 
 import click
 
-from .. import images
-from ..bindings import bind, parse_pairs
-from ..errors import UsageError
-from ..executor import Executor, RunOptions, new_run_id
-from ..spec import ModuleSpec, load_spec, parse_bytes
-from . import App, cli
+from containerexec.cli import App, cli
+from containerexec.environment import images
+from containerexec.errors import UsageError
+from containerexec.model.bindings import bind, parse_pairs
+from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
+from containerexec.run.executor import Executor, RunOptions, new_run_id
+
 from .display import RunDisplay, summary
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, pull_option
@@ -164,7 +165,7 @@ def load_module(
             f"'{text}': no such spec file; to run a module image, give its full "
             "reference: REGISTRY/REPO[:TAG] or REGISTRY/REPO@sha256:DIGEST"
         )
-    from .. import sharing
+    from containerexec.environment import sharing
 
     progress = TransferProgress()
     try:

@@ -11,12 +11,19 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..bindings import parse_pairs
-from ..graph import edges, render_dot, render_text
-from ..orchestrator import JobEvent, Orchestrator, PipelineResult
-from ..pipeline import ModuleLoader, Plan, check_pipeline, is_spec_path, load_pipeline
-from ..spec import ModuleSpec, load_spec
-from . import App, cli
+from containerexec.cli import App, cli
+from containerexec.model.bindings import parse_pairs
+from containerexec.model.graph import edges, render_dot, render_text
+from containerexec.model.pipeline import (
+    ModuleLoader,
+    Plan,
+    check_pipeline,
+    is_spec_path,
+    load_pipeline,
+)
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResult
+
 from .display import RunDisplay
 from .modules import cancel_on_signals, load_module
 from .options import grace_option, inputs_option, outputs_option, pull_option

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import click
 
-from .. import export as portable
-from .. import repro as replay
-from ..bindings import parse_pairs
-from ..errors import UsageError
-from ..records import write_json
-from ..runner import Tracker
-from . import App, cli
+from containerexec.cli import App, cli
+from containerexec.errors import UsageError
+from containerexec.model.bindings import parse_pairs
+from containerexec.run import repro as replay
+from containerexec.run.runner import Tracker
+from containerexec.store import export as portable
+from containerexec.store.records import write_json
+
 from .modules import cancel_on_signals
 from .runs import runs
 

@@ -7,8 +7,8 @@ import time
 
 import click
 
-from ..records import RunRecord
-from . import App, cli
+from containerexec.cli import App, cli
+from containerexec.store.records import RunRecord
 
 
 @cli.group()

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from containerexec.engine import DockerEngine
+from containerexec.engine.docker import DockerEngine
 
 
 @pytest.fixture(autouse=True)

@@ -14,9 +14,10 @@ from typing import Any
 
 from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
 
-from containerexec.engine import DockerEngine, ImageInfo
-from containerexec.executor import ShardEvent
-from containerexec.invocation import LABEL_SHARD
+from containerexec.engine.base import ImageInfo
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_SHARD
+from containerexec.run.executor import ShardEvent
 
 
 def array_spec(

@@ -13,10 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from containerexec.authoring import Module, Pipeline
+from containerexec.authoring.modules import load_target
 from containerexec.cli import cli
-from containerexec.executor import RunOptions
-from containerexec.pymodule import load_target
-from containerexec.records import RunStore
+from containerexec.run.executor import RunOptions
+from containerexec.store.records import RunStore
 
 SOURCE = '''
 from __future__ import annotations
@@ -26,7 +26,14 @@ import os
 from dataclasses import dataclass
 
 from containerexec.authoring import (
-    ContainerModule, InputDir, InputFile, OutputDir, OutputFile, ShardIndex, ShardValue, module,
+    ContainerModule,
+    InputDir,
+    InputFile,
+    OutputDir,
+    OutputFile,
+    ShardIndex,
+    ShardValue,
+    module,
 )
 
 SEEN: list[str] = []

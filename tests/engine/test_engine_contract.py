@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from fakes import FakeEngine, Outcome
 
-from containerexec.arrays import Shard
-from containerexec.bindings import Bindings
-from containerexec.engine import DockerEngine, Engine, WaitTimeout
-from containerexec.invocation import LABEL_RUN, Invocation, resolve
-from containerexec.spec import parse_spec
+from containerexec.engine.base import Engine, WaitTimeout
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_RUN
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation, resolve
+from containerexec.model.spec import parse_spec
 
 BASE_IMAGE = "containerexec/base:bookworm"
 SPEC = f"name: contract\nenvironment: {{image: {BASE_IMAGE}}}\ncommand: [sh]\n"

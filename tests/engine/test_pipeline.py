@@ -14,10 +14,11 @@ import pytest
 from click.testing import CliRunner
 
 from containerexec.cli import cli
-from containerexec.engine import DockerEngine
-from containerexec.orchestrator import LABEL_PIPELINE, Orchestrator, PipelineResult
-from containerexec.pipeline import check_pipeline
-from containerexec.records import RunStore
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_PIPELINE_RUN
+from containerexec.model.pipeline import check_pipeline
+from containerexec.run.orchestrator import Orchestrator, PipelineResult
+from containerexec.store.records import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "environment: {image: 'containerexec/base:bookworm', pull: never}"
@@ -240,7 +241,7 @@ def test_cancel_stops_every_container_and_starts_no_new_job(
             if hasattr(orch, "record")
             else []
         )
-        if len(running) == 2 and engine.containers({LABEL_PIPELINE: orch.record.id}):
+        if len(running) == 2 and engine.containers({LABEL_PIPELINE_RUN: orch.record.id}):
             break
         time.sleep(0.1)
     started = time.monotonic()
@@ -251,7 +252,7 @@ def test_cancel_stops_every_container_and_starts_no_new_job(
     result = done[0]
     assert result.exit_code == 128 + signal.SIGTERM and result.record.state == "cancelled"
     assert {result.record.jobs[j].state for j in ("b", "c", "d")} == {"cancelled"}
-    assert engine.containers({LABEL_PIPELINE: result.record.id}) == []
+    assert engine.containers({LABEL_PIPELINE_RUN: result.record.id}) == []
 
 
 def test_example_pipeline_runs_from_the_cli_and_places_its_outputs(

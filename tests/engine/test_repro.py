@@ -23,13 +23,13 @@ from click.testing import CliRunner, Result
 from registry import Registry, free_port
 from workspace import wait_for
 
-from containerexec.bindings import bind
 from containerexec.cli import App, cli
-from containerexec.engine import DockerEngine
-from containerexec.executor import Executor, RunOptions
-from containerexec.records import RunStore, ShardRecord
-from containerexec.repro import LABEL_REPRO_OF
-from containerexec.spec import load_spec
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_REPRO_OF
+from containerexec.model.bindings import bind
+from containerexec.model.spec import load_spec
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.store.records import RunStore, ShardRecord
 
 BASE = "containerexec/base:bookworm"
 FATAL = "fatal: record 17 of b.txt is bad"

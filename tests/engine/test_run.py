@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from workspace import BASE_IMAGE, Workspace, run_containers, workspace_fixture  # noqa: F401
 
-from containerexec.engine import DockerEngine
-from containerexec.invocation import LABEL_RUN
+from containerexec.engine.docker import DockerEngine
+from containerexec.labels import LABEL_RUN
 
 WEIRD = 'it\'s a "test"; rm -rf / && echo $HOME\nsecond line'
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from containerexec import arrays
-from containerexec.arrays import Shard
 from containerexec.errors import UsageError
-from containerexec.spec import ArraySpec, GlobSpec, LinesSpec
+from containerexec.model import arrays
+from containerexec.model.arrays import Shard
+from containerexec.model.spec import ArraySpec, GlobSpec, LinesSpec
 
 
 def values(shards: list[Shard]) -> list[str]:

@@ -12,17 +12,17 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from containerexec.arrays import expand
 from containerexec.authoring import Module, Pipeline, Requirements, from_func, from_yaml
-from containerexec.bindings import bind
+from containerexec.authoring.export import export_code
+from containerexec.authoring.modules import load_target
 from containerexec.cli import cli
 from containerexec.errors import UsageError
-from containerexec.invocation import container_paths
-from containerexec.pipeline import load_pipeline
-from containerexec.placeholders import render_argv
-from containerexec.pyexport import export_code
-from containerexec.pymodule import load_target
-from containerexec.spec import load_spec
+from containerexec.model.arrays import expand
+from containerexec.model.bindings import bind
+from containerexec.model.invocation import container_paths
+from containerexec.model.pipeline import load_pipeline
+from containerexec.model.placeholders import render_argv
+from containerexec.model.spec import load_spec
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # has no containerexec, like the images
 

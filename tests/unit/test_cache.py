@@ -6,11 +6,11 @@ import os
 import shutil
 from pathlib import Path
 
-from containerexec.arrays import Shard
-from containerexec.bindings import Bindings, bind
-from containerexec.cache import Cache
-from containerexec.invocation import Invocation, resolve
-from containerexec.spec import ModuleSpec, parse_spec
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings, bind
+from containerexec.model.invocation import Invocation, resolve
+from containerexec.model.spec import ModuleSpec, parse_spec
+from containerexec.run.cache import Cache
 
 SPEC = """\
 name: counter

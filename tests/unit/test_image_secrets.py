@@ -6,7 +6,7 @@ import pytest
 
 from containerexec.cli.modules import check_allowed
 from containerexec.errors import UsageError
-from containerexec.spec import parse_spec
+from containerexec.model.spec import parse_spec
 
 SPEC = """
 name: shared

@@ -8,12 +8,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from containerexec import images, sharing
 from containerexec.cli import cli
 from containerexec.cli.images import TransferProgress, human_bytes
-from containerexec.engine import ImageInfo
+from containerexec.engine.base import ImageInfo
+from containerexec.environment import images, sharing
 from containerexec.errors import ImageError
-from containerexec.spec import parse_spec
+from containerexec.model.spec import parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
 SPEC = """\

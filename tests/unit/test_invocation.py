@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from containerexec.arrays import Shard
-from containerexec.bindings import Bindings
-from containerexec.engine import create_kwargs
-from containerexec.invocation import Invocation, resolve
-from containerexec.spec import ModuleSpec, parse_spec
+from containerexec.engine.payload import create_kwargs
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation, resolve
+from containerexec.model.spec import ModuleSpec, parse_spec
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 IMAGE = "sha256:" + "ab" * 32

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 from containerexec.cli import cli
 from containerexec.errors import PipelineError
-from containerexec.graph import edges, levels, render_dot, render_text
-from containerexec.pipeline import (
+from containerexec.model.graph import edges, levels, render_dot, render_text
+from containerexec.model.pipeline import (
     PipelineSpec,
     check_pipeline,
     compatible,

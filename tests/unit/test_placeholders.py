@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from containerexec import placeholders
+from containerexec.model import placeholders
 
 WEIRD = [
     "with space",

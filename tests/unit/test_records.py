@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from containerexec.errors import RecordError, RunLocked
-from containerexec.invocation import Invocation
-from containerexec.records import (
+from containerexec.model.invocation import Invocation
+from containerexec.store.records import (
     SCHEMA_VERSION,
     ImageRecord,
     RunRecord,
@@ -161,7 +161,8 @@ def test_the_run_lock_refuses_a_second_holder_and_names_the_pid(tmp_path: Path) 
 def test_the_run_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> None:
     store = RunStore(tmp_path)
     code = (
-        "import sys, time; from pathlib import Path; from containerexec.records import RunStore\n"
+        "import sys, time; from pathlib import Path\n"
+        "from containerexec.store.records import RunStore\n"
         f"lock = RunStore(Path({str(tmp_path)!r})).lock('r1').__enter__()\n"
         "print('locked', flush=True); time.sleep(60)\n"
     )

@@ -9,12 +9,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from containerexec import export as portable
-from containerexec import mounts, repro
 from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
-from containerexec.invocation import Invocation, Limits, Mount
-from containerexec.records import (
+from containerexec.model.invocation import Invocation, Limits, Mount
+from containerexec.run import repro
+from containerexec.run.runner import Attempt, Failure
+from containerexec.store import export as portable
+from containerexec.store import manifests
+from containerexec.store.records import (
     FileEntry,
     ImageRecord,
     RunRecord,
@@ -22,7 +24,6 @@ from containerexec.records import (
     ShardRecord,
     write_json,
 )
-from containerexec.runner import Attempt, Failure
 
 DIGEST = "127.0.0.1:5000/cx/job@sha256:" + "a" * 64
 RUN_ID = "job-20260101-000000-abcdef"
@@ -35,7 +36,7 @@ def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStor
     (data / "a.txt").write_text("alpha\n")
     (data / "b.txt").write_text("bravo\n")
     store = RunStore(tmp_path / "store")
-    manifest = [FileEntry(path=p, size=n, sha256=h) for p, n, h in mounts.manifest(str(data))]
+    manifest = [FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(data))]
     store.write_run(
         RunRecord(
             run_id=RUN_ID,
@@ -183,7 +184,7 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     assert inv.run_id == plan.run_id != RUN_ID and plan.run_id.startswith("job-repro-")
     assert inv.name == f"cx-{plan.run_id}-1"
     assert inv.labels["containerexec.run"] == plan.run_id
-    assert inv.labels[repro.LABEL_REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
+    assert inv.labels[repro.labels.REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
     sources = {m.name: m.source for m in inv.mounts}
     assert sources["data"] == str(copy)
     assert sources["out"] == str(store.run_dir(plan.run_id) / "outputs" / "out")
@@ -404,7 +405,7 @@ def test_files_past_the_hash_budget_are_recorded_and_checked_by_size_only(
     data.mkdir()
     (data / "a.bin").write_bytes(b"a" * 100)
     (data / "b.bin").write_bytes(b"b" * 100)
-    entries = mounts.manifest(str(data), hash_limit_bytes=150)
+    entries = manifests.manifest(str(data), hash_limit_bytes=150)
     assert [(p, n, bool(h)) for p, n, h in entries] == [("a.bin", 100, True), ("b.bin", 100, False)]
     recorded = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     (data / "b.bin").write_bytes(b"c" * 100)  # same size: not seen, by design

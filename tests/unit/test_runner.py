@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from fakes import FakeEngine, Outcome
 
-from containerexec.arrays import Shard
-from containerexec.bindings import Bindings
-from containerexec.executor import Executor, RunOptions, RunResult
-from containerexec.invocation import Invocation, resolve
-from containerexec.logs import LogSink
-from containerexec.records import RunStore
-from containerexec.runner import (
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation, resolve
+from containerexec.model.spec import Backoff, ModuleSpec, RetryPolicy, parse_spec
+from containerexec.run.executor import Executor, RunOptions, RunResult
+from containerexec.run.logs import LogSink
+from containerexec.run.runner import (
     Attempt,
     Failure,
     Tracker,
@@ -26,7 +26,7 @@ from containerexec.runner import (
     should_retry,
     wait_for_engine,
 )
-from containerexec.spec import Backoff, ModuleSpec, RetryPolicy, parse_spec
+from containerexec.store.records import RunStore
 
 
 class FakeClock:

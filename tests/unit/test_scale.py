@@ -14,10 +14,11 @@ from typing import Any
 
 import pytest
 
-from containerexec import arrays
-from containerexec.bindings import bind
-from containerexec.invocation import LABEL_SHARD, resolve
-from containerexec.spec import parse_spec
+from containerexec.labels import LABEL_SHARD
+from containerexec.model import arrays
+from containerexec.model.bindings import bind
+from containerexec.model.invocation import resolve
+from containerexec.model.spec import parse_spec
 
 SCALE = Path(__file__).resolve().parents[2] / "bench" / "scale.py"
 SMALL, LARGE = 1_000, 10_000

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from containerexec.errors import SpecError
-from containerexec.spec import load_spec, parse_bytes, parse_seconds, parse_spec
+from containerexec.model.spec import load_spec, parse_bytes, parse_seconds, parse_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\

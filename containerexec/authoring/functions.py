@@ -1,0 +1,326 @@
+"""Python functions and ContainerModule classes -> module specs whose command runs them.
+
+The generated spec is self-sufficient: its environment carries the module's whole
+source file (compressed) and a small stdlib-only entry (entry.py), so the image
+needs python3 and nothing from containerexec. Parameters become ports:
+
+    def count(corpus: InputDir, counts: OutputDir, min_count: int = 1) -> None
+      -> inputs {corpus: directory, min_count: integer (default 1)}, outputs {counts}
+      -> argv  python3 -c "<launch>" corpus=/inputs/corpus counts=/outputs/counts min_count=1
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import inspect
+import json
+import os
+import re
+import types
+import typing
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+
+from containerexec.errors import UsageError
+from containerexec.model.spec import ModuleSpec, parse_spec
+
+ENV_BOOT = "CONTAINEREXEC_PY_BOOT"
+ENV_SOURCE = "CONTAINEREXEC_PY_SOURCE"
+ENV_ENTRY = "CONTAINEREXEC_PY_ENTRY"
+LAUNCH = f"import os; exec(os.environ['{ENV_BOOT}'])"
+# One environment string may hold at most 128 KiB (Linux MAX_ARG_STRLEN).
+MAX_SOURCE_CHARS = 120_000
+_SCALARS: dict[Any, str] = {str: "string", int: "integer", float: "number", bool: "boolean"}
+_EMPTY = inspect.Parameter.empty
+
+
+@dataclass(frozen=True)
+class Marker:
+    """What an Annotated parameter is: a port (file/directory) or a shard field."""
+
+    role: Literal["input", "output", "shard"]
+    type: str
+
+
+InputFile = Annotated[Path, Marker("input", "file")]
+InputDir = Annotated[Path, Marker("input", "directory")]
+OutputFile = Annotated[Path, Marker("output", "file")]
+OutputDir = Annotated[Path, Marker("output", "directory")]
+ShardIndex = Annotated[int, Marker("shard", "index")]
+ShardValue = Annotated[str, Marker("shard", "value")]
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter (or config field) and the port it becomes."""
+
+    name: str
+    role: Literal["input", "output", "shard", "fixed"]
+    type: str
+    default: Any = _EMPTY
+    optional: bool = False
+
+    def argv(self) -> str | list[str]:
+        ref = {"input": "inputs", "output": "outputs", "shard": "shard"}[self.role]
+        field = self.type if self.role == "shard" else self.name
+        item = f"{self.name}=${{{{{ref}.{field}}}}}"
+        return [item] if self.optional else item
+
+
+@dataclass(frozen=True)
+class Source:
+    """The file a module's code lives in and the top-level name to call there."""
+
+    path: Path
+    object: str
+
+    @classmethod
+    def of(cls, obj: Any) -> Source:
+        """Where `obj` (a function or class) is defined; it must be reachable by name."""
+        where = getattr(obj, "__qualname__", repr(obj))
+        try:
+            path = inspect.getsourcefile(obj)
+        except TypeError:
+            path = None
+        if path is None or not Path(path).is_file():
+            raise UsageError(
+                f"'{where}' has no source file (defined interactively?); "
+                "put it in a .py file so its source can run in the container"
+            )
+        if "." in where or "<" in where:
+            raise UsageError(
+                f"'{where}' in {path} is not defined at the top level of its "
+                "file; move it there so the container can find it by name"
+            )
+        return cls(Path(path).resolve(), where)
+
+    def encoded(self) -> str:
+        """The source file, zlib-compressed and base64-encoded for the environment."""
+        text = base64.b64encode(zlib.compress(self.path.read_bytes(), 9)).decode()
+        if len(text) > MAX_SOURCE_CHARS:
+            raise UsageError(
+                f"{self.path}: too large to ship in the environment "
+                f"({len(text)} encoded chars > {MAX_SOURCE_CHARS}); move helpers "
+                "into the image and import them"
+            )
+        return text
+
+
+def classify(name: str, hint: Any, default: Any, where: str, *, fixed_ok: bool) -> Param:
+    """The Param of one annotated name; `fixed_ok` lets other JSON values through (configs)."""
+    optional = False
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            hint, optional = args[0], True
+    if typing.get_origin(hint) is Annotated:
+        marks = [m for m in hint.__metadata__ if isinstance(m, Marker)]
+        if marks:
+            return Param(name, marks[0].role, marks[0].type, default, optional)
+        hint = typing.get_args(hint)[0]
+    if hint in _SCALARS:
+        return Param(name, "input", _SCALARS[hint], default, optional or default is None)
+    if fixed_ok:
+        return Param(name, "fixed", "json", default)
+    shown = getattr(hint, "__name__", str(hint))
+    if hint is Path or hint is inspect.Parameter.empty:
+        kinds = (
+            "InputFile, InputDir, OutputFile or OutputDir"
+            if hint is Path
+            else "str, int, float, bool, InputFile, InputDir, OutputFile or OutputDir"
+        )
+        raise UsageError(f"{where}: parameter '{name}' ({shown}) needs an annotation: {kinds}")
+    raise UsageError(
+        f"{where}: parameter '{name}' has type '{shown}'; a module takes str, "
+        "int, float, bool, InputFile, InputDir, OutputFile, OutputDir, "
+        "ShardIndex or ShardValue"
+    )
+
+
+def function_params(fn: Callable[..., Any]) -> list[Param]:
+    """The ports of a function's parameters, in order."""
+    where = f"{getattr(fn, '__module__', '?')}.{fn.__qualname__}"
+    hints = typing.get_type_hints(fn, include_extras=True)
+    params = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+            raise UsageError(f"{where}: *{p.name} cannot become a port; name each parameter")
+        hint = hints.get(p.name, inspect.Parameter.empty)
+        params.append(classify(p.name, hint, p.default, where, fixed_ok=False))
+    return params
+
+
+def config_params(config: Any, where: str) -> tuple[list[Param], dict[str, Any]]:
+    """A dataclass config -> its fields' Params, and the values they hold now."""
+    hints = typing.get_type_hints(type(config), include_extras=True)
+    params, values = [], {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        params.append(classify(f.name, hints.get(f.name, Any), value, where, fixed_ok=True))
+        values[f.name] = value
+    return params, values
+
+
+def module_name(text: str) -> str:
+    """'WordCount' or 'word_count' -> a valid spec name ('wordcount', 'word_count')."""
+    name = re.sub(r"[^a-z0-9_.-]+", "-", text.lower()).strip("-._")
+    return name[:64] or "module"
+
+
+def first_line(doc: str | None) -> str:
+    return inspect.cleandoc(doc).split("\n", 1)[0] if doc else ""
+
+
+def param_docs(doc: str | None) -> dict[str, str]:
+    """The Google-style `Args:` section of a docstring: {name: description}."""
+    out: dict[str, str] = {}
+    lines = inspect.cleandoc(doc or "").splitlines()
+    try:
+        start = next(i for i, line in enumerate(lines) if line.strip() in ("Args:", "Arguments:"))
+    except StopIteration:
+        return out
+    indent, name = None, ""
+    for line in lines[start + 1 :]:
+        if not line.strip():
+            continue
+        depth = len(line) - len(line.lstrip())
+        if indent is None:
+            indent = depth
+        if depth < indent or depth == 0:
+            break
+        m = re.match(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*(?:\([^)]*\))?:\s*(.*)$", line)
+        if depth == indent and m:
+            name, out[m.group(1)] = m.group(1), m.group(2)
+        elif name:
+            out[name] = f"{out[name]} {line.strip()}".strip()
+    return out
+
+
+def environment(
+    image: str | None, build: str | Mapping[str, Any] | None, where: str
+) -> dict[str, Any]:
+    if (image is None) == (build is None):
+        raise UsageError(
+            f"{where}: give exactly one of image=... or build=... (a folder with "
+            "a Dockerfile, relative to the source file)"
+        )
+    if image is not None:
+        return {"image": image}
+    return {"build": {"context": build} if isinstance(build, str) else dict(build or {})}
+
+
+def entry_text() -> str:
+    return (Path(__file__).parent / "entry.py").read_text()
+
+
+def build_spec(
+    *,
+    source: Source,
+    kind: Literal["function", "class"],
+    params: list[Param],
+    settings: Mapping[str, Any],
+    extra_entry: Mapping[str, Any] | None = None,
+) -> tuple[ModuleSpec, str]:
+    """The ModuleSpec (validated like a YAML file) and its YAML text."""
+    where = f"{source.path.name}:{source.object}"
+    array = settings.get("array")
+    ports = [p for p in params if p.role != "fixed"]
+    docs = settings.get("docs") or {}
+    if array is None and any(p.role == "shard" for p in ports):
+        raise UsageError(f"{where}: ShardIndex/ShardValue parameters need array=...")
+    entry = {
+        "file": source.path.name,
+        "object": source.object,
+        "kind": kind,
+        "types": {p.name: p.type for p in ports},
+        "array": array is not None,
+        **(extra_entry or {}),
+    }
+    data: dict[str, Any] = {
+        "name": settings["name"],
+        "version": settings.get("version") or "0.0.0",
+        "description": settings.get("description") or "",
+        "environment": settings["environment"],
+        "inputs": {p.name: input_port(p, docs) for p in ports if p.role == "input"},
+        "outputs": {
+            p.name: _described({"type": p.type}, docs.get(p.name))
+            for p in ports
+            if p.role == "output"
+        },
+        "command": ["python3", "-c", LAUNCH, *(p.argv() for p in ports)],
+        "env": {
+            **dict(settings.get("env") or {}),
+            ENV_ENTRY: json.dumps(entry, sort_keys=True),
+            ENV_SOURCE: source.encoded(),
+            ENV_BOOT: entry_text(),
+        },
+    }
+    for key in ("array", "resources", "retries", "secrets", "network", "cache"):
+        if settings.get(key) is not None:
+            data[key] = _plain(settings[key])
+    text = dump_yaml(
+        data,
+        header=f"Generated from {where} by containerexec; edit the Python "
+        f"and regenerate: containerexec spec build {source.path.name}:"
+        f"{source.object}",
+    )
+    return parse_spec(text, where), text
+
+
+def input_port(p: Param, docs: Mapping[str, str], *, path_defaults: bool = False) -> dict[str, Any]:
+    """The spec declaration of an input parameter."""
+    port: dict[str, Any] = {"type": p.type}
+    paths = p.type in ("file", "directory")
+    if p.default is not _EMPTY and p.default is not None and (path_defaults or not paths):
+        port["default"] = str(p.default) if isinstance(p.default, Path) else p.default
+    if p.optional or p.default is None:
+        port["optional"] = True
+    return _described(port, docs.get(p.name))
+
+
+def _described(port: dict[str, Any], doc: str | None) -> dict[str, Any]:
+    return {**port, "description": doc} if doc else port
+
+
+def _plain(value: Any) -> Any:
+    """Pydantic models and dataclasses -> plain data for YAML."""
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json", exclude_defaults=True)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+    return value
+
+
+class _Dumper(yaml.SafeDumper):
+    """Block style for multi-line strings, so embedded code stays readable."""
+
+
+def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _str)
+
+
+def dump_yaml(data: Any, *, header: str = "") -> str:
+    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+    return f"# {header}\n{text}" if header else text
+
+
+def rebase(spec_text: str, spec: ModuleSpec, from_dir: Path, to_dir: Path) -> str:
+    """YAML text whose build context is relative to `to_dir` instead of `from_dir`."""
+    build = spec.environment.build
+    if build is None or from_dir.resolve() == to_dir.resolve():
+        return spec_text
+    context = os.path.relpath((from_dir / build.context).resolve(), to_dir.resolve())
+    lines = spec_text.split("\n", 1)
+    data = yaml.safe_load(spec_text)
+    data["environment"]["build"]["context"] = Path(context).as_posix()
+    return dump_yaml(data, header=lines[0].lstrip("# ") if lines[0].startswith("#") else "")

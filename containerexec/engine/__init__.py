@@ -1,0 +1,4 @@
+"""The seam to the container engine.
+
+base.py is the protocol, payload.py the pure create payload, docker.py the adapter.
+"""

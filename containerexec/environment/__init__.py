@@ -1,0 +1,1 @@
+"""Images: build, pull, pin, list, prune, and sharing a module as an image."""

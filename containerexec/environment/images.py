@@ -1,0 +1,351 @@
+"""Environment -> one pinned image for the whole run: build (tag = context hash) or pull.
+
+A pulled image is pinned to `repo@sha256:...`, a local build to its image ID, so
+every container of a run (and every retry) uses the same image even if a tag
+moves in the middle of it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+
+from containerexec.engine.base import Engine, ImageInfo, Progress
+from containerexec.errors import BuildError, ImageError, PullError
+from containerexec.labels import LABEL_CONTEXT_HASH, LABEL_MANAGED, LABEL_MODULE
+from containerexec.model.spec import ModuleSpec
+from containerexec.store.records import ImageRecord, RunStore
+
+PULL_ATTEMPTS = 4
+
+# docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest]; the first part
+# is a host only with a dot, a port or as localhost, else it is a (lowercase) path
+_REF = re.compile(
+    r"^(?:(?:[a-zA-Z0-9-]+(?:\.[a-zA-Z0-9-]+)+(?::[0-9]+)?|[a-zA-Z0-9-]+:[0-9]+|localhost)/)?"
+    r"[a-z0-9]+(?:[._-]+[a-z0-9]+)*"
+    r"(?:/[a-z0-9]+(?:[._-]+[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$"
+)
+
+
+def check_reference(module: str, ref: str) -> None:
+    if not _REF.match(ref):
+        raise ImageError(
+            module,
+            ref,
+            "not a valid image reference; expected "
+            "[REGISTRY/]REPO[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5000/wordcount:1",
+        )
+
+
+def repo_of(ref: str) -> str:
+    """'host:5000/a/b:tag@sha256:..' -> 'host:5000/a/b'."""
+    ref = ref.split("@", 1)[0]
+    last = ref.rsplit("/", 1)[-1]
+    return ref.rsplit(":", 1)[0] if ":" in last else ref
+
+
+def context_hash(context: Path, dockerfile: str, args: dict[str, str], target: str | None) -> str:
+    """sha256 over every file's path, mode and bytes, plus the build settings; not times."""
+    h = hashlib.sha256()
+    h.update(f"dockerfile={dockerfile}\ntarget={target}\n".encode())
+    for key in sorted(args):
+        h.update(f"arg {key}={args[key]}\n".encode())
+    for root, dirs, files in os.walk(context):
+        dirs.sort()
+        for name in sorted(files):
+            path = Path(root) / name
+            rel = path.relative_to(context).as_posix()
+            h.update(f"{rel}\0{path.stat().st_mode & 0o777}\0".encode())
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+            h.update(b"\0")
+    return h.hexdigest()
+
+
+def build_tag(module: str, digest: str) -> str:
+    return f"containerexec/{module}:ctx-{digest[:16]}"
+
+
+def pin(info: ImageInfo, ref: str) -> tuple[str, str | None]:
+    """The immutable reference of an image: (pinned, digest or None)."""
+    if "@sha256:" in ref:
+        return ref, ref
+    repo = repo_of(ref)
+    for d in info.repo_digests:
+        if repo_of(d) == repo or d.startswith(repo + "@"):
+            return d, d
+    if info.repo_digests:
+        return info.repo_digests[0], info.repo_digests[0]
+    return info.id, None
+
+
+def resolve(
+    engine: Engine,
+    spec: ModuleSpec,
+    spec_dir: Path,
+    *,
+    pull: str | None = None,
+    sleep: Callable[[float], object] = time.sleep,
+    on_progress: Progress | None = None,
+    on_log: Callable[[str], None] | None = None,
+) -> ImageRecord:
+    """Build or pull the module's environment once, and pin it."""
+    env = spec.environment
+    if env.build is not None:
+        return build(engine, spec, spec_dir, on_log=on_log)
+    assert env.image is not None
+    info, source = fetch(
+        engine, spec.name, env.image, policy=pull or env.pull, sleep=sleep, on_progress=on_progress
+    )
+    pinned, digest = pin(info, env.image)
+    return ImageRecord(ref=env.image, pinned=pinned, id=info.id, digest=digest, source=source)
+
+
+def fetch(
+    engine: Engine,
+    module: str,
+    ref: str,
+    *,
+    policy: str,
+    sleep: Callable[[float], object] = time.sleep,
+    on_progress: Progress | None = None,
+) -> tuple[ImageInfo, Literal["pull", "local"]]:
+    """The image `ref` on this engine, pulled as `policy` (missing | always | never) says."""
+    check_reference(module, ref)
+    local = engine.inspect_image(ref)
+    if policy == "never" or (policy == "missing" and local is not None):
+        if local is None:
+            raise ImageError(
+                module,
+                ref,
+                "not on this engine and the pull policy is 'never'; pull it or use --pull missing",
+            )
+        return local, "local"
+    try:
+        return pull_with_retries(engine, module, ref, sleep=sleep, on_progress=on_progress), "pull"
+    except PullError:
+        if local is None:
+            raise
+        return local, "local"  # offline: the image we need is already here
+
+
+def _retrying(sleep: Callable[[float], object]) -> Retrying:
+    """Retry transient registry failures (refused, 5xx, timeouts), never a permanent answer."""
+
+    def nap(seconds: float) -> None:
+        sleep(seconds)
+
+    return Retrying(
+        stop=stop_after_attempt(PULL_ATTEMPTS),
+        wait=wait_exponential(multiplier=0.5, max=8),
+        retry=retry_if_exception(lambda e: isinstance(e, PullError) and e.transient),
+        sleep=nap,
+        reraise=True,
+    )
+
+
+def pull_with_retries(
+    engine: Engine,
+    module: str,
+    ref: str,
+    *,
+    sleep: Callable[[float], object],
+    on_progress: Progress | None = None,
+) -> ImageInfo:
+    """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer."""
+    try:
+        for attempt in _retrying(sleep):
+            with attempt:
+                return engine.pull(ref, on_progress=on_progress)
+    except PullError as exc:
+        raise _final(exc, module, ref, "pull") from None
+    raise AssertionError("unreachable")
+
+
+def push_with_retries(
+    engine: Engine,
+    module: str,
+    repo: str,
+    tag: str,
+    *,
+    sleep: Callable[[float], object],
+    on_progress: Progress | None = None,
+) -> str:
+    """Push repo:tag with the same retries as a pull; returns the manifest digest."""
+    try:
+        for attempt in _retrying(sleep):
+            with attempt:
+                digest = engine.push(repo, tag, on_progress=on_progress)
+                if not digest.startswith("sha256:"):
+                    raise PullError(module, f"{repo}:{tag}", "the registry reported no digest")
+                return digest
+    except PullError as exc:
+        raise _final(exc, module, f"{repo}:{tag}", "push") from None
+    raise AssertionError("unreachable")
+
+
+def _final(exc: PullError, module: str, ref: str, verb: str) -> PullError:
+    if exc.transient:
+        hint = (
+            f" after {PULL_ATTEMPTS} attempts: {exc.answer}; check that the registry "
+            f"'{_registry(ref)}' is up and reachable from the engine"
+        )
+    else:
+        hint = (
+            f": {exc.answer}; check the reference (registry, repository, tag or digest), "
+            "or build or push the image first"
+        )
+    return PullError(module, ref, f"{verb} failed{hint}", transient=exc.transient)
+
+
+def _registry(ref: str) -> str:
+    first = ref.split("/", 1)[0]
+    return (
+        first
+        if "/" in ref and ("." in first or ":" in first or first == "localhost")
+        else "docker.io"
+    )
+
+
+def build(
+    engine: Engine,
+    spec: ModuleSpec,
+    spec_dir: Path,
+    *,
+    on_log: Callable[[str], None] | None = None,
+) -> ImageRecord:
+    """Build `environment.build` unless an image of the same context hash exists."""
+    b = spec.environment.build
+    assert b is not None
+    context = (spec_dir / b.context).resolve()
+    if not context.is_dir():
+        raise ImageError(
+            spec.name,
+            str(context),
+            "build context does not exist; fix "
+            "environment.build.context (it is relative to the spec file)",
+        )
+    if not (context / b.dockerfile).is_file():
+        raise ImageError(
+            spec.name,
+            str(context / b.dockerfile),
+            "no Dockerfile there; fix environment.build.dockerfile",
+        )
+    digest = context_hash(context, b.dockerfile, b.args, b.target)
+    tag = build_tag(spec.name, digest)
+    info = engine.inspect_image(tag)
+    if info is None:
+        labels = {LABEL_MANAGED: "1", LABEL_MODULE: spec.name, LABEL_CONTEXT_HASH: digest}
+        try:
+            info = engine.build(
+                str(context),
+                dockerfile=b.dockerfile,
+                tag=tag,
+                buildargs=b.args,
+                target=b.target,
+                labels=labels,
+                on_log=on_log,
+            )
+        except BuildError as exc:
+            raise BuildError(
+                spec.name,
+                tag,
+                str(exc).split(": build failed: ", 1)[-1].split("\n")[0],
+                exc.log_tail,
+            ) from None
+    return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
+
+
+@dataclass(frozen=True)
+class LocalImage:
+    """An image on the engine that containerexec built, pulled or pushed."""
+
+    id: str
+    module: str
+    reference: str
+    digest: str | None
+    size: int
+    tags: tuple[str, ...]
+    repo_digests: tuple[str, ...]
+    managed: bool
+    runs: int = 0
+    last_used: float | None = None
+
+
+@dataclass(frozen=True)
+class Use:
+    module: str
+    runs: int
+    last_used: float
+
+
+def run_uses(store: RunStore) -> dict[str, Use]:
+    """Image ID -> which module's runs used it, how many, and when last, from the run records."""
+    uses: dict[str, Use] = {}
+    for run_id in store.ids():
+        rec = store.load_run(run_id)
+        old = uses.get(rec.image.id)
+        uses[rec.image.id] = Use(
+            module=rec.module,
+            runs=(old.runs if old else 0) + 1,
+            last_used=max(rec.started_at, old.last_used if old else rec.started_at),
+        )
+    return uses
+
+
+def local_images(engine: Engine, store: RunStore, *, module: str | None = None) -> list[LocalImage]:
+    """Images labelled as containerexec's (builds, pushes) plus those run records used."""
+    uses = run_uses(store)
+    found = {i.id: i for i in engine.images({LABEL_MANAGED: ""})}
+    for image_id in uses.keys() - found.keys():
+        info = engine.inspect_image(image_id)
+        if info is not None:
+            found[info.id] = info
+    out = []
+    for info in found.values():
+        use = uses.get(info.id)
+        name = info.labels.get(LABEL_MODULE) or (use.module if use else "-")
+        if module is not None and name != module:
+            continue
+        tags = tuple(t for t in info.tags if t != "<none>:<none>")
+        digests = tuple(d for d in info.repo_digests if "@" in d)
+        out.append(
+            LocalImage(
+                id=info.id,
+                module=name,
+                reference=(tags or digests or (info.id,))[0],
+                digest=digests[0].split("@", 1)[1] if digests else None,
+                size=info.size,
+                tags=tags,
+                repo_digests=digests,
+                managed=info.labels.get(LABEL_MANAGED) == "1",
+                runs=use.runs if use else 0,
+                last_used=use.last_used if use else None,
+            )
+        )
+    return sorted(out, key=lambda i: (i.module, i.reference))
+
+
+def prune(
+    engine: Engine, store: RunStore, *, module: str | None = None, dry_run: bool = False
+) -> list[LocalImage]:
+    """Remove containerexec's images that no run record in `store` needs; returns them.
+
+    Images are removed by name (each tag and digest), so an image another one is
+    built FROM only loses its names; its layers go with the last image using them.
+    """
+    victims = [i for i in local_images(engine, store, module=module) if i.managed and i.runs == 0]
+    if not dry_run:
+        for image in victims:
+            for ref in image.tags + image.repo_digests or (image.id,):
+                engine.remove_image(ref)
+    return victims

@@ -1,0 +1,74 @@
+"""ArraySpec + bound inputs -> [Shard]; pure, sorted, with stable indices."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from containerexec.errors import UsageError
+from containerexec.model.spec import ArraySpec
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One element of an array: its stable index and the value it works on."""
+
+    index: int
+    value: str
+    count: int
+
+
+def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
+    """The shards of a run; a module with no array has exactly one shard (index 0)."""
+    if array is None:
+        return [Shard(0, "", 1)]
+    values: list[str]
+    if array.values is not None:
+        values = [_text(v) for v in array.values]
+    elif array.range is not None:
+        values = [str(i) for i in range(array.range)]
+    elif array.glob is not None:
+        root = Path(inputs[array.glob.input])
+        # Sorted relative paths give every file the same index on every machine.
+        values = sorted(
+            p.relative_to(root).as_posix() for p in root.glob(array.glob.pattern) if p.is_file()
+        )
+    else:
+        assert array.lines is not None
+        path = Path(inputs[array.lines.input])
+        with path.open(encoding="utf-8") as f:
+            values = [line.rstrip("\r\n") for line in f if line.strip()]
+    return [Shard(i, v, len(values)) for i, v in enumerate(values)]
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def select(shards: list[Shard], selection: str | None) -> list[Shard]:
+    """Keep the shards named by '3', '0,4,7' or '2-5' (inclusive); None keeps all."""
+    if not selection:
+        return shards
+    wanted: set[int] = set()
+    for part in selection.split(","):
+        part = part.strip()
+        try:
+            if "-" in part:
+                lo, hi = (int(x) for x in part.split("-", 1))
+                wanted.update(range(lo, hi + 1))
+            else:
+                wanted.add(int(part))
+        except ValueError:
+            raise UsageError(
+                f"--shard '{selection}': expected an index, a list '0,4,7' or a range '2-5'"
+            ) from None
+    unknown = sorted(i for i in wanted if not 0 <= i < len(shards))
+    if unknown:
+        raise UsageError(
+            f"--shard '{selection}': no shard {unknown[0]}; this run has {len(shards)} "
+            f"shard(s), numbered 0 to {len(shards) - 1}"
+        )
+    return [s for s in shards if s.index in wanted]

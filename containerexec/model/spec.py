@@ -1,0 +1,373 @@
+"""The module spec: pydantic models, and load_spec(path) with located errors."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import types
+import typing
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from containerexec.errors import Problem, SpecError
+from containerexec.model import placeholders, yamlsource
+
+InputType = Literal["file", "directory", "string", "integer", "number", "boolean"]
+OutputType = Literal["file", "directory"]
+NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+_UNITS = {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_bytes(value: Any) -> int:
+    """'512m', '1.5g', '2GiB' or an integer -> bytes."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a size like '512m' or '2g', got {value!r}")
+    if isinstance(value, int):
+        return value
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgtKMGT]?)(?:i?[bB])?\s*", str(value))
+    if not m:
+        raise ValueError(f"expected a size like '512m' or '2g', got '{value}'")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def parse_seconds(value: Any) -> float:
+    """'10m', '1h30m', '45s' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration like '30s' or '10m', got {value!r}")
+    if isinstance(value, int | float):
+        return float(value)
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smhd])", str(value))
+    if not parts or re.sub(r"[\d.\s]+[smhd]", "", str(value)).strip():
+        raise ValueError(f"expected a duration like '30s', '10m' or '1h30m', got '{value}'")
+    return sum(float(n) * _SECONDS[u] for n, u in parts)
+
+
+Bytes = Annotated[int, BeforeValidator(parse_bytes), Field(gt=0)]
+Seconds = Annotated[float, BeforeValidator(parse_seconds), Field(gt=0)]
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BuildSpec(Model):
+    """A folder with a Dockerfile, built by the engine and tagged by its content hash."""
+
+    context: str = Field(description="Build folder, relative to the spec file.")
+    dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context.")
+    target: str | None = Field(None, description="Multi-stage target to build.")
+    args: dict[str, str] = Field(default_factory=dict, description="Build arguments.")
+
+
+class Environment(Model):
+    """Where the module runs: an image reference, or a folder to build."""
+
+    image: str | None = Field(None, description="Image reference, pinned to a digest at run time.")
+    build: BuildSpec | None = Field(None, description="A folder with a Dockerfile.")
+    pull: Literal["missing", "always", "never"] = Field(
+        "missing", description="When to pull `image`."
+    )
+
+    @field_validator("build", mode="before")
+    @classmethod
+    def _build_shorthand(cls, value: Any) -> Any:
+        return {"context": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Environment:
+        if (self.image is None) == (self.build is None):
+            raise ValueError("expected exactly one of 'image' or 'build'")
+        return self
+
+
+Scalar = bool | int | float | str
+
+
+class InputPort(Model):
+    type: InputType
+    optional: bool = False
+    default: Scalar | None = None
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _default_matches(self) -> InputPort:
+        if self.default is not None:
+            check_value(self.type, self.default)
+        return self
+
+
+class OutputPort(Model):
+    type: OutputType
+    description: str = ""
+    path: str | None = Field(
+        None, description="For a file output: its name inside the output folder."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str | None) -> str | None:
+        if value is not None and not placeholders.is_inside(value):
+            raise ValueError(f"must be a relative path inside the output folder, got '{value}'")
+        return value
+
+
+class GlobSpec(Model):
+    input: str = Field(description="A directory input to glob in.")
+    pattern: str = Field(description="Glob pattern; shard.value is the path relative to the input.")
+
+
+class LinesSpec(Model):
+    input: str = Field(description="A file input; each non-empty line is one shard.")
+
+
+class ArraySpec(Model):
+    """Fan out over shards: exactly one of values, range, glob or lines."""
+
+    values: list[Scalar] | None = None
+    range: int | None = Field(None, ge=0)
+    glob: GlobSpec | None = None
+    lines: LinesSpec | None = None
+    max_parallel: int | None = Field(None, ge=1, description="Default: the number of CPU cores.")
+    max_failed_shards: int | None = Field(
+        None, ge=1, description="After this many failed shards, no new shard starts."
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ArraySpec:
+        given = [k for k in ("values", "range", "glob", "lines") if getattr(self, k) is not None]
+        if len(given) != 1:
+            found = ", ".join(given) or "none"
+            raise ValueError(
+                f"expected exactly one of 'values', 'range', 'glob' or 'lines', found {found}"
+            )
+        return self
+
+
+class Resources(Model):
+    cpus: float | None = Field(None, gt=0)
+    memory: Bytes | None = None
+    shm_size: Bytes | None = None
+    timeout: Seconds | None = None
+
+
+class Backoff(Model):
+    initial: Seconds = 1.0
+    factor: float = Field(2.0, ge=1)
+    max: Seconds = 60.0
+
+
+class RetryPolicy(Model):
+    max_attempts: int = Field(1, ge=1)
+    on_exit_codes: list[int] | None = Field(
+        None, description="Retry only these exit codes (default: any ordinary failure)."
+    )
+    backoff: Backoff = Backoff()
+
+
+class ModuleSpec(Model):
+    """A module: an environment, a command line, typed inputs and outputs."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$", max_length=64)
+    version: Annotated[str, BeforeValidator(lambda v: v if isinstance(v, str) else str(v))] = (
+        "0.0.0"
+    )
+    description: str = ""
+    environment: Environment
+    inputs: dict[Annotated[str, Field(pattern=NAME_RE)], InputPort] = Field(default_factory=dict)
+    outputs: dict[Annotated[str, Field(pattern=NAME_RE)], OutputPort] = Field(default_factory=dict)
+    command: list[str | list[str]] = Field(
+        min_length=1, description="argv; a nested list is dropped when an input it uses is unset."
+    )
+    workdir: str | None = None
+    env: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(default_factory=dict)
+    secrets: list[Annotated[str, Field(pattern=NAME_RE)]] = Field(default_factory=list)
+    network: bool = Field(False, description="Give the container a network (off by default).")
+    resources: Resources = Resources()
+    retries: RetryPolicy = RetryPolicy()
+    array: ArraySpec | None = None
+    cache: bool = True
+
+    @field_validator("command")
+    @classmethod
+    def _no_empty_program(cls, value: list[str | list[str]]) -> list[str | list[str]]:
+        if isinstance(value[0], list) or not value[0]:
+            raise ValueError("the first element must be the program to run")
+        return value
+
+
+def check_value(type_: str, value: Any) -> Any:
+    """Return `value` as `type_`, or raise ValueError saying what was expected."""
+    if type_ == "boolean":
+        if isinstance(value, bool):
+            return value
+        if str(value).lower() in ("true", "1", "yes"):
+            return True
+        if str(value).lower() in ("false", "0", "no"):
+            return False
+        raise ValueError(f"expected a boolean (true/false), got '{value}'")
+    if type_ == "integer":
+        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+            raise ValueError(f"expected an integer, got '{value}'")
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected an integer, got '{value}'") from None
+    if type_ == "number":
+        if isinstance(value, bool):
+            raise ValueError(f"expected a number, got '{value}'")
+        try:
+            return float(value) if not isinstance(value, int) else value
+        except ValueError:
+            raise ValueError(f"expected a number, got '{value}'") from None
+    if isinstance(value, dict | list):
+        raise ValueError(
+            f"expected a {type_}, got {'a mapping' if isinstance(value, dict) else 'a list'}"
+        )
+    return str(value)
+
+
+def load_spec(path: str | Path) -> ModuleSpec:
+    """Load and validate a module spec; raise SpecError listing every problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(
+            str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]
+        ) from None
+    return parse_spec(text, str(path))
+
+
+def parse_spec(text: str, path: str) -> ModuleSpec:
+    """Validate spec text; `path` names it in messages."""
+    src = yamlsource.parse(text, path)
+    problems = list(src.problems)
+    if src.data is None and not problems:
+        problems.append(
+            Problem(path, 1, 1, "", "expected a module spec (a mapping), found nothing")
+        )
+    if problems and src.data is None:
+        raise SpecError(path, problems)
+    if not isinstance(src.data, dict):
+        raise SpecError(path, [src.problem((), "expected a mapping of spec fields")])
+    spec: ModuleSpec | None = None
+    try:
+        spec = ModuleSpec.model_validate(src.data)
+    except ValidationError as exc:
+        problems += pydantic_problems(exc, src, ModuleSpec)
+    problems += placeholders.check_spec(src)
+    if problems:
+        raise SpecError(path, sorted(problems, key=lambda p: (p.line, p.col)))
+    assert spec is not None
+    return spec
+
+
+def pydantic_problems(
+    exc: ValidationError, src: yamlsource.Located, root: type[BaseModel]
+) -> list[Problem]:
+    """Turn pydantic errors into located problems, with 'did you mean' for unknown keys."""
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = _data_loc(src.data, err["loc"])
+        if err["type"] == "extra_forbidden":
+            valid = sorted(_fields_at(root, loc[:-1]))
+            near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
+            out.append(src.problem(loc, f"unknown key '{loc[-1]}'; {hint}", key=True))
+            continue
+        msg = err["msg"].removeprefix("Value error, ").replace("Input should be ", "expected ", 1)
+        if err["type"] != "value_error" and "input" in err:
+            msg += f", got {_show(err['input'])}"
+        problem = src.problem(loc, msg, key=err["type"] == "missing")
+        if out and (out[-1].line, out[-1].col, out[-1].loc) == (
+            problem.line,
+            problem.col,
+            problem.loc,
+        ):
+            # The members of a union each complain about the same value: one line says it.
+            first, _, found = out[-1].message.rpartition(", got ")
+            this = (msg.rpartition(", got ")[0] or msg).removeprefix("expected ")
+            merged = f"{first} or {this}, got {found}" if first else f"{out[-1].message}; {msg}"
+            out[-1] = replace(out[-1], message=merged)
+            continue
+        out.append(problem)
+    return out
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"'{value}'"
+
+
+def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """`loc` without the union member names pydantic inserts ('str', 'list[str]', ...).
+
+    A part is such a name only where it is not a key of the data at that point, so an
+    input that happens to be called 'str' keeps its place.
+    """
+    out: list[str | int] = []
+    for part in loc:
+        is_key = isinstance(data, dict) and part in data
+        is_index = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
+        if (
+            not (is_key or is_index)
+            and isinstance(part, str)
+            and ("[" in part or part in ("str", "int", "float", "bool"))
+        ):
+            continue
+        out.append(part)
+        data = data[part] if (is_key or is_index) else None
+    return tuple(out)
+
+
+def _fields_at(model: Any, loc: tuple[str | int, ...]) -> set[str]:
+    """The valid keys of the model found by walking `loc` from `model`."""
+    current: Any = model
+    for part in loc:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            field = current.model_fields.get(str(part))
+            if field is None:
+                return set()
+            current = field.annotation
+        elif typing.get_origin(current) in (dict, list):
+            current = typing.get_args(current)[-1]
+    current = _unwrap(current)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return set(current.model_fields)
+    return set()
+
+
+def _unwrap(tp: Any) -> Any:
+    """Optional[X] -> X; Annotated[X, ...] -> X."""
+    while True:
+        origin = typing.get_origin(tp)
+        if origin is Annotated:
+            tp = typing.get_args(tp)[0]
+        elif origin in (typing.Union, types.UnionType):
+            args = [a for a in typing.get_args(tp) if a is not type(None)]
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            if len(models) == 1:
+                tp = models[0]
+            elif len(args) == 1:
+                tp = args[0]
+            else:
+                return tp
+        else:
+            return tp

@@ -1,0 +1,165 @@
+"""The shard cache: outputs of succeeded shards kept by a key over everything that shapes them.
+
+The key is a sha256 over the pinned image, the argv and non-secret env as the
+container sees them, the content of every input as mounted (relative path and
+sha256 of each file, never times), the output layout, and the module's name and
+version. It leaves out what changes from run to run without changing the
+result: the run id, container name, labels, user and host staging paths.
+
+Entries live in `<root>/<key[:2]>/<key>/` with `manifest.json` and `outputs/`.
+An entry is written to a temporary folder and renamed into place, so a reader
+never sees half of one; restore checks every file against the manifest first.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation, output_filename
+from containerexec.model.spec import ModuleSpec
+from containerexec.store.manifests import manifest, sha256_file
+
+KEY_VERSION = 1
+# Run-specific values the executor may put in the env; the shard ones do shape the result.
+_KEPT_ENV = {"CONTAINEREXEC_SHARD_INDEX", "CONTAINEREXEC_SHARD_VALUE", "CONTAINEREXEC_SHARD_COUNT"}
+
+
+class Cache:
+    """A folder of cache entries; implements executor.ShardCache. Safe to share between runs."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._hashes: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        self._hash_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._lock = threading.Lock()
+        self.hits = self.misses = self.saved = self.dropped = 0
+
+    def key(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> str:
+        """The cache key of one shard (hex sha256)."""
+        inputs = {
+            m.name: [m.target, self._input_hashes(inv.run_id, m.source)]
+            for m in inv.mounts
+            if m.kind == "input"
+        }
+        outputs = {
+            name: [port.type, output_filename(spec, bindings, name) if port.type == "file" else ""]
+            for name, port in spec.outputs.items()
+        }
+        env = {
+            k: v for k, v in inv.env.items() if not k.startswith("CONTAINEREXEC_") or k in _KEPT_ENV
+        }
+        facts: dict[str, Any] = {
+            "key_version": KEY_VERSION,
+            "module": [spec.name, spec.version],
+            "image": inv.image,
+            "argv": inv.argv,
+            "env": env,
+            "secret_names": inv.secret_names,
+            "workdir": inv.workdir,
+            "network": inv.network,
+            "inputs": inputs,
+            "outputs": outputs,
+        }
+        blob = json.dumps(facts, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+    def entry(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
+        """Fill `staging` from a checked entry; a missing or damaged entry is a miss."""
+        entry = self.entry(self.key(spec, bindings, inv))
+        files = self._checked(entry)
+        if files is None:
+            with self._lock:
+                self.misses += 1
+            return False
+        try:
+            for rel in files:
+                dest = staging / rel
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(entry / "outputs" / rel, dest)
+            for name in spec.outputs:  # an empty output folder has no files to recreate it
+                (staging / name).mkdir(parents=True, exist_ok=True)
+        except OSError:
+            return False  # removed under us; the executor starts the shard afresh
+        with self._lock:
+            self.hits += 1
+        return True
+
+    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
+        """Copy a succeeded shard's staged outputs into a new entry, in one rename."""
+        entry = self.entry(self.key(spec, bindings, inv))
+        if entry.is_dir():
+            return
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp"
+        try:
+            shutil.copytree(staging, tmp / "outputs", symlinks=True)
+            files = {rel: sha for rel, _size, sha in manifest(str(tmp / "outputs"))}
+            meta = {
+                "key_version": KEY_VERSION,
+                "module": spec.name,
+                "version": spec.version,
+                "run_id": inv.run_id,
+                "shard": inv.shard_index,
+                "files": files,
+            }
+            (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            os.rename(tmp, entry)
+        except OSError:
+            # Another run saved the same key first, or the disk is full: keep theirs, drop ours.
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
+        with self._lock:
+            self.saved += 1
+
+    def _checked(self, entry: Path) -> list[str] | None:
+        """The entry's files when every one matches its manifest; else drop the entry."""
+        try:
+            meta = json.loads((entry / "manifest.json").read_text())
+            files: dict[str, str] = meta["files"]
+        except (OSError, ValueError, KeyError, TypeError):
+            if entry.exists():
+                self._drop(entry)
+            return None
+        for rel, sha in files.items():
+            path = entry / "outputs" / rel
+            try:
+                ok = path.is_file() and sha256_file(path) == sha
+            except OSError:
+                ok = False
+            if not ok:
+                self._drop(entry)
+                return None
+        return sorted(files)
+
+    def _drop(self, entry: Path) -> None:
+        # Rename first so a concurrent reader sees no entry rather than a half-deleted one.
+        trash = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.drop"
+        try:
+            os.rename(entry, trash)
+        except OSError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+        with self._lock:
+            self.dropped += 1
+
+    def _input_hashes(self, run_id: str, source: str) -> list[tuple[str, str]]:
+        """(relative path, sha256) of each file of an input; hashed once per run."""
+        with self._lock:
+            lock = self._hash_locks.setdefault((run_id, source), threading.Lock())
+        with lock:  # shards starting together wait for one hash instead of each hashing
+            found = self._hashes.get((run_id, source))
+            if found is None:
+                found = [(rel, sha) for rel, _size, sha in manifest(source)]
+                self._hashes[(run_id, source)] = found
+            return found

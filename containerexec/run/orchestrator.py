@@ -1,0 +1,456 @@
+"""Run a planned pipeline on one engine: ready jobs on a pool, one container limit, one record.
+
+Each job is one Executor.run; every executor shares one semaphore, so the
+shards of all jobs together never hold more than `max_containers` containers.
+Intermediate outputs live in `<runs-dir>/pipelines/<id>/jobs/<job>/<output>`;
+pipeline outputs are copied to their -o places at the end, each in one rename.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import graphlib
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+
+from containerexec.engine.base import Engine
+from containerexec.errors import ContainerExecError, UsageError
+from containerexec.labels import LABEL_PIPELINE_RUN
+from containerexec.model.bindings import bind, bind_value
+from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
+from containerexec.run.cache import Cache
+from containerexec.run.executor import Executor, RunOptions, RunResult, ShardEvent, new_run_id
+from containerexec.store.records import (
+    SCHEMA_VERSION,
+    Record,
+    RunState,
+    RunStore,
+    load_model,
+    write_json,
+)
+
+JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
+
+
+class JobRecord(Record):
+    """One job of a pipeline run: its module run and whether the cache served it."""
+
+    module: str
+    state: JobState = "pending"
+    run_id: str | None = None
+    cached: bool = Field(
+        default=False, description="Every shard came from the cache; no container ran."
+    )
+    shards: int = 0
+    shards_cached: int = 0
+    exit_code: int | None = None
+    message: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+    outputs: dict[str, str] = Field(default_factory=dict)
+
+
+class PipelineRecord(Record):
+    schema_version: int = SCHEMA_VERSION
+    id: str
+    name: str
+    version: str
+    pipeline_path: str | None
+    state: RunState
+    exit_code: int | None = None
+    inputs: dict[str, Any]
+    outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
+    outputs_placed: list[str] = Field(default_factory=list)
+    jobs: dict[str, JobRecord]
+    max_workers: int
+    max_containers: int
+    keep_going: bool
+    cache: bool
+    started_at: float
+    ended_at: float | None = None
+    host: str = ""
+    pid: int = 0
+
+
+@dataclass(frozen=True)
+class JobEvent:
+    """Progress of a job (kind 'shard' wraps its executor's ShardEvent), for displays."""
+
+    job: str
+    kind: Literal["started", "finished", "skipped", "shard"]
+    state: JobState | None = None
+    shard: ShardEvent | None = None
+    message: str = ""
+
+
+@dataclass
+class PipelineResult:
+    record: PipelineRecord
+    record_path: Path
+    exit_code: int
+    runs: dict[str, RunResult] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, j in self.record.jobs.items() if j.state == "failed"]
+
+
+def pipeline_dir(store: RunStore, pipeline_run: str) -> Path:
+    return store.root / "pipelines" / pipeline_run
+
+
+def load_pipeline_run(store: RunStore, pipeline_run: str) -> PipelineRecord:
+    return load_model(pipeline_dir(store, pipeline_run) / "pipeline.json", PipelineRecord)
+
+
+class Orchestrator:
+    """Runs the jobs of a Plan as their inputs become ready; cancel() stops all of them."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        store: RunStore,
+        *,
+        max_workers: int = 4,
+        max_containers: int | None = None,
+        keep_going: bool = False,
+        cache: bool = True,
+        secrets: Mapping[str, str] | None = None,
+        labels: Mapping[str, str] | None = None,
+        pull: str | None = None,
+        grace_s: float = 5.0,
+        on_event: Callable[[JobEvent], None] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.max_workers = max(1, max_workers)
+        self.max_containers = max(1, max_containers or os.cpu_count() or 1)
+        self.keep_going = keep_going
+        self.cache = Cache(store.root / "cache") if cache else None
+        self.secrets = dict(secrets or {})
+        self.labels = dict(labels or {})
+        self.pull = pull
+        self.grace_s = grace_s
+        self.on_event = on_event or (lambda e: None)
+        self.clock = clock
+        self.slots = threading.BoundedSemaphore(self.max_containers)
+        self.signal: int | None = None
+        self._cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._executors: list[Executor] = []
+
+    def cancel(self, signum: int = signal.SIGINT) -> None:
+        """Start no new job and cancel every running one. Safe from a signal handler."""
+        if self.signal is None:
+            self.signal = signum
+        self._cancelled.set()
+        for ex in list(self._executors):
+            ex.cancel(signum)
+
+    def run(
+        self,
+        plan: Plan,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, str],
+        *,
+        base: Path | None = None,
+        run_id: str | None = None,
+    ) -> PipelineResult:
+        """Bind the pipeline's inputs and -o places, run every job it can, place the outputs."""
+        values = bind_inputs(plan, inputs, base or Path.cwd())
+        targets = bind_outputs(plan, outputs, base or Path.cwd(), values)
+        pid = run_id or new_run_id(plan.pipeline.name, self.clock())
+        self.dir = pipeline_dir(self.store, pid)
+        self.record = PipelineRecord(
+            id=pid,
+            name=plan.pipeline.name,
+            version=plan.pipeline.version,
+            pipeline_path=plan.path,
+            state="running",
+            inputs=values,
+            outputs={
+                n: targets.get(n) or str(self._job_output(s.name, s.output))
+                for n, s in plan.outputs.items()
+            },
+            jobs={n: JobRecord(module=j.module.name) for n, j in plan.jobs.items()},
+            max_workers=self.max_workers,
+            max_containers=self.max_containers,
+            keep_going=self.keep_going,
+            cache=self.cache is not None,
+            started_at=self.clock(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+        )
+        self.runs: dict[str, RunResult] = {}
+        self._write()
+        self._schedule(plan, values)
+        placed = self._place(plan, targets)
+        failed = any(j.state == "failed" for j in self.record.jobs.values())
+        if self._cancelled.is_set():
+            state: RunState = "cancelled"
+            code = 128 + (self.signal or signal.SIGINT)
+        else:
+            state, code = ("failed", 1) if failed else ("succeeded", 0)
+        self._update(state=state, exit_code=code, ended_at=self.clock(), outputs_placed=placed)
+        return PipelineResult(self.record, self._write(), code, self.runs)
+
+    def _schedule(self, plan: Plan, values: Mapping[str, Any]) -> None:
+        ts = graphlib.TopologicalSorter({n: j.needs for n, j in plan.jobs.items()})
+        ts.prepare()
+        order = list(plan.jobs)
+        ready: list[str] = []
+        blocked: dict[str, str] = {}  # job -> why it will not run
+        running: dict[cf.Future[None], str] = {}
+        with cf.ThreadPoolExecutor(self.max_workers, thread_name_prefix="job") as pool:
+            while True:
+                ready = sorted([*ready, *ts.get_ready()], key=order.index)
+                while ready and not self._cancelled.is_set() and len(running) < self.max_workers:
+                    name = ready.pop(0)
+                    if name in blocked:
+                        self._job(name, state="skipped", message=blocked[name])
+                        self.on_event(JobEvent(name, "skipped", "skipped", message=blocked[name]))
+                        ts.done(name)
+                        ready = sorted([*ready, *ts.get_ready()], key=order.index)
+                        continue
+                    running[pool.submit(self._run_job, plan, name, values)] = name
+                if not running:
+                    break
+                done, _ = cf.wait(running, timeout=0.2, return_when=cf.FIRST_COMPLETED)
+                for fut in done:
+                    name = running.pop(fut)
+                    try:
+                        fut.result()
+                    except BaseException:
+                        self.cancel()
+                        cf.wait(running)
+                        raise
+                    ts.done(name)
+                    if self.record.jobs[name].state != "succeeded":
+                        why = f"not started: job '{name}' {self.record.jobs[name].state}"
+                        later = plan.downstream(name) if self.keep_going else set(plan.jobs)
+                        blocked |= {j: why for j in later if j not in blocked}
+        for name, job in self.record.jobs.items():
+            if job.state == "pending":
+                cancelled = self._cancelled.is_set()
+                why = "cancelled before it started" if cancelled else blocked.get(name, "")
+                self._job(name, state="cancelled" if cancelled else "skipped", message=why)
+
+    def _run_job(self, plan: Plan, name: str, values: Mapping[str, Any]) -> None:
+        job = plan.jobs[name]
+        run_id = f"{self.record.id}.{name}"
+        self._job(name, state="running", run_id=run_id, started_at=self.clock())
+        self.on_event(JobEvent(name, "started", "running"))
+        executor = Executor(
+            self.engine,
+            self.store,
+            secrets=self.secrets,
+            cache=self.cache,
+            slots=self.slots,
+            on_event=lambda e: self.on_event(JobEvent(name, "shard", shard=e)),
+        )
+        with self._lock:
+            self._executors.append(executor)
+        if self._cancelled.is_set():
+            executor.cancel(self.signal or signal.SIGINT)
+        try:
+            bindings = bind(
+                job.module,
+                self._job_inputs(plan, name, values),
+                {},
+                base=plan.spec_dir,
+                default_outputs=self.dir / "jobs" / name,
+            )
+            opts = RunOptions(
+                pipeline_run=self.record.id,
+                run_id=run_id,
+                pull=self.pull,
+                grace_s=self.grace_s,
+                labels={**self.labels, LABEL_PIPELINE_RUN: self.record.id},
+            )
+            result = executor.run(job.module, bindings, spec_path=job.module_path, options=opts)
+        except ContainerExecError as exc:
+            self._job(name, state="failed", message=str(exc), ended_at=self.clock())
+            self.on_event(JobEvent(name, "finished", "failed", message=str(exc)))
+            return
+        self.runs[name] = result
+        for out_name, port in job.module.outputs.items():
+            if port.type == "directory" and result.record.state == "succeeded":
+                Path(bindings.outputs[out_name]).mkdir(parents=True, exist_ok=True)
+        shards = self.store.load_shards(run_id)
+        n_cached = sum(1 for s in shards.values() if s.cached)
+        state: JobState = result.record.state
+        message = (
+            ""
+            if state == "succeeded"
+            else (f"{len(result.failed)} shard(s) failed; containerexec runs show {run_id}")
+        )
+        self._job(
+            name,
+            state=state,
+            exit_code=result.exit_code,
+            ended_at=self.clock(),
+            shards=len(shards),
+            shards_cached=n_cached,
+            message=message,
+            cached=bool(shards) and n_cached == len(shards),
+            outputs=bindings.outputs,
+        )
+        self.on_event(JobEvent(name, "finished", state, message=message))
+
+    def _job_inputs(self, plan: Plan, name: str, values: Mapping[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for in_name, src in plan.jobs[name].inputs.items():
+            if src.kind == "literal":
+                out[in_name] = src.value
+            elif src.kind == "job":
+                out[in_name] = str(self._job_output(src.name, src.output))
+            elif src.kind == "input" and src.name in values:
+                out[in_name] = values[src.name]
+            elif src.kind == "template":
+                with contextlib.suppress(KeyError):  # an unset optional input drops it
+                    out[in_name] = render_template(str(src.value), values)
+        return out
+
+    def _job_output(self, job: str, output: str) -> Path:
+        return self.dir / "jobs" / job / output
+
+    def _place(self, plan: Plan, targets: Mapping[str, str]) -> list[str]:
+        placed = []
+        for name, src in plan.outputs.items():
+            if name in targets and self.record.jobs[src.name].state == "succeeded":
+                place_copy(self._job_output(src.name, src.output), Path(targets[name]))
+                placed.append(name)
+        return placed
+
+    def _job(self, name: str, **update: Any) -> None:
+        with self._lock:
+            jobs = dict(self.record.jobs)
+            jobs[name] = jobs[name].model_copy(update=update)
+            self.record = self.record.model_copy(update={"jobs": jobs})
+            self._write()
+
+    def _update(self, **update: Any) -> None:
+        with self._lock:
+            self.record = self.record.model_copy(update=update)
+
+    def _write(self) -> Path:
+        path = self.dir / "pipeline.json"
+        write_json(path, self.record.model_dump(mode="json"))
+        return path
+
+
+def run_pipeline(
+    engine: Engine,
+    store: RunStore,
+    pipeline: PipelineSpec | Plan,
+    spec_dir: Path,
+    inputs: Mapping[str, Any],
+    outputs: Mapping[str, str],
+    *,
+    max_workers: int = 4,
+    max_containers: int | None = None,
+    keep_going: bool = False,
+    cache: bool = True,
+    load_module: ModuleLoader | None = None,
+    **options: Any,
+) -> PipelineResult:
+    """Check `pipeline`, run it, and place its outputs; `options` go to Orchestrator."""
+    planned = (
+        pipeline
+        if isinstance(pipeline, Plan)
+        else plan(pipeline, spec_dir, load_module=load_module)
+    )
+    orchestrator = Orchestrator(
+        engine,
+        store,
+        max_workers=max_workers,
+        max_containers=max_containers,
+        keep_going=keep_going,
+        cache=cache,
+        **options,
+    )
+    return orchestrator.run(planned, inputs, outputs)
+
+
+def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, Any]:
+    """-i values (paths from `base`) and defaults (paths from the pipeline file), checked."""
+    where = f"pipeline '{plan.pipeline.name}'"
+    ports = plan.pipeline.inputs
+    for name in given:
+        if name not in ports:
+            raise UsageError(
+                f"{where}: -i '{name}': no such input (inputs: "
+                f"{', '.join(sorted(ports)) or 'none'})"
+            )
+    out: dict[str, Any] = {}
+    for name, port in ports.items():
+        value, root = (given[name], base) if name in given else (port.default, plan.spec_dir)
+        value = bind_value(where, name, port, value, root)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def bind_outputs(
+    plan: Plan, given: Mapping[str, str], base: Path, inputs: Mapping[str, Any]
+) -> dict[str, str]:
+    """-o places, absolute; refused when two overlap or one would overwrite an input."""
+    where = f"pipeline '{plan.pipeline.name}'"
+    out: dict[str, str] = {}
+    for name, value in given.items():
+        if name not in plan.outputs:
+            raise UsageError(
+                f"{where}: -o '{name}': no such output (outputs: "
+                f"{', '.join(sorted(plan.outputs)) or 'none'})"
+            )
+        out[name] = str((base / os.path.expanduser(value)).resolve())
+    items = sorted(out.items())
+    for i, (a, pa) in enumerate(items):
+        for b, pb in items[i + 1 :]:
+            if _overlap(pa, pb):
+                raise UsageError(
+                    f"{where}: outputs '{a}' and '{b}' would be written to the same "
+                    f"place ('{pa}', '{pb}'); give each its own -o path"
+                )
+        for in_name, value in inputs.items():
+            if plan.pipeline.inputs[in_name].type in ("file", "directory") and _overlap(pa, value):
+                raise UsageError(
+                    f"{where}: output '{a}' at '{pa}' would overwrite input "
+                    f"'{in_name}' ('{value}'); choose another -o path"
+                )
+    return out
+
+
+def _overlap(a: str, b: str) -> bool:
+    pa, pb = Path(a), Path(b)
+    return pa == pb or pa in pb.parents or pb in pa.parents
+
+
+def place_copy(src: Path, dest: Path) -> None:
+    """Copy a file or folder to `dest` so a reader sees the old one or the whole new one."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
+    if src.is_dir():
+        shutil.copytree(src, tmp, symlinks=True)
+    else:
+        shutil.copy2(src, tmp)
+    if dest.is_dir() and not dest.is_symlink():
+        old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
+        os.rename(dest, old)  # a folder cannot be replaced in one rename; swap it out first
+        os.rename(tmp, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, dest)

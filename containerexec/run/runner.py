@@ -1,0 +1,339 @@
+"""One Invocation on an Engine: create, start, wait (with timeout), logs, remove; and retries.
+
+The container is kept until its exit status and logs are read, then removed;
+never auto-removed. Time (`clock`, `sleep`) is injected so retry and timeout
+logic can be tested in milliseconds.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from containerexec.engine.base import Engine, EngineLost, LogStream, StartFailed, WaitTimeout
+from containerexec.errors import EngineError, EngineUnavailable, ImageError
+from containerexec.model.invocation import Invocation
+from containerexec.model.spec import RetryPolicy
+from containerexec.run.logs import LogSink
+
+ENGINE_WAIT_S = 120.0  # how long to wait for a restarting engine
+MAX_ENGINE_LOSSES = 5
+
+
+class Failure(StrEnum):
+    """Why an attempt failed; recorded, and used to decide on a retry."""
+
+    EXIT_CODE = "exit_code"
+    SIGNAL = "signal"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    KILLED = "killed"
+    IMAGE_NOT_FOUND = "image_not_found"
+    COMMAND_NOT_FOUND = "command_not_found"
+    OUTPUTS_MISSING = "outputs_missing"
+    NO_SPACE = "no_space"
+    ENGINE_LOST = "engine_lost"
+    ENGINE_ERROR = "engine_error"
+    CANCELLED = "cancelled"
+
+
+# Retrying these cannot help unless the user lists the exit code explicitly.
+NOT_RETRIED = {
+    Failure.OOM,
+    Failure.COMMAND_NOT_FOUND,
+    Failure.IMAGE_NOT_FOUND,
+    Failure.CANCELLED,
+    Failure.NO_SPACE,
+}
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one container run came to."""
+
+    number: int
+    started_at: float
+    ended_at: float
+    container_id: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    failure: Failure | None = None
+    message: str = ""
+    counted: bool = True
+    log_tail: list[str] = field(default_factory=list)
+    stderr_tail: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+class Tracker:
+    """The containers running now, so a cancel can stop them all at once."""
+
+    def __init__(self) -> None:
+        self.cancelled = threading.Event()
+        self._lock = threading.Lock()
+        self._running: set[str] = set()
+
+    def add(self, container_id: str) -> None:
+        with self._lock:
+            self._running.add(container_id)
+
+    def discard(self, container_id: str) -> None:
+        with self._lock:
+            self._running.discard(container_id)
+
+    def running(self) -> list[str]:
+        with self._lock:
+            return sorted(self._running)
+
+
+def run_invocation(
+    engine: Engine,
+    inv: Invocation,
+    *,
+    secrets: Mapping[str, str],
+    log: LogSink,
+    tracker: Tracker,
+    clock: Callable[[], float],
+    number: int = 1,
+    grace_s: float = 5.0,
+    keep: bool = False,
+) -> Attempt:
+    """Run one container to its end and say what happened. Never leaves it behind unless `keep`."""
+    started = clock()
+    base = Attempt(number=number, started_at=started, ended_at=started)
+    if tracker.cancelled.is_set():
+        return replace(base, failure=Failure.CANCELLED, message="cancelled before start")
+    try:
+        cid = engine.create(inv, secrets=secrets)
+    except ImageError as exc:
+        return replace(base, ended_at=clock(), failure=Failure.IMAGE_NOT_FOUND, message=str(exc))
+    except EngineUnavailable as exc:
+        return replace(
+            base, ended_at=clock(), failure=Failure.ENGINE_LOST, message=str(exc), counted=False
+        )
+    except EngineError as exc:
+        return replace(base, ended_at=clock(), failure=Failure.ENGINE_ERROR, message=str(exc))
+    tracker.add(cid)
+    reader: threading.Thread | None = None
+    try:
+        if tracker.cancelled.is_set():
+            return replace(
+                base,
+                container_id=cid,
+                ended_at=clock(),
+                failure=Failure.CANCELLED,
+                message="cancelled before start",
+            )
+        stream = engine.attach(cid)
+        try:
+            engine.start(cid)
+        except StartFailed as exc:
+            stream.close()
+            kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
+            return replace(base, container_id=cid, ended_at=clock(), failure=kind, message=str(exc))
+        if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
+            engine.stop(cid, grace_s=grace_s)
+        reader = threading.Thread(target=_pump, args=(stream, log), daemon=True)
+        reader.start()
+        timed_out = False
+        timeout = inv.limits.timeout_s
+        try:
+            status = engine.wait(cid, timeout_s=timeout)
+        except WaitTimeout:
+            timed_out = True
+            engine.stop(cid, grace_s=grace_s)
+            status = engine.wait(cid, timeout_s=grace_s + 30)
+        reader.join(timeout=30)
+        log.finish()
+        result = replace(
+            base,
+            container_id=cid,
+            ended_at=clock(),
+            exit_code=status.exit_code,
+            oom_killed=status.oom_killed,
+            log_tail=list(log.tail),
+            stderr_tail=list(log.stderr_tail),
+        )
+        return classify(
+            result,
+            timed_out=timed_out,
+            cancelled=tracker.cancelled.is_set(),
+            timeout_s=timeout,
+            engine_error=status.error,
+        )
+    except (EngineLost, EngineUnavailable) as exc:
+        return replace(
+            base,
+            container_id=cid,
+            ended_at=clock(),
+            failure=Failure.ENGINE_LOST,
+            message=str(exc),
+            counted=False,
+        )
+    finally:
+        tracker.discard(cid)
+        if not keep:
+            _remove_quietly(engine, cid)
+
+
+def _pump(stream: LogStream, log: LogSink) -> None:
+    for out, err in stream:
+        if out:
+            log.write("stdout", out)
+        if err:
+            log.write("stderr", err)
+
+
+def _remove_quietly(engine: Engine, cid: str) -> None:
+    try:
+        engine.remove(cid)
+    except EngineError:
+        pass  # the executor's sweep by run label removes it once the engine is back
+
+
+def classify(
+    a: Attempt, *, timed_out: bool, cancelled: bool, timeout_s: float | None, engine_error: str
+) -> Attempt:
+    """Name the failure of a finished attempt, or none when it exited 0."""
+    code = a.exit_code
+    if cancelled and code != 0:
+        return replace(a, failure=Failure.CANCELLED, message="cancelled")
+    if timed_out:
+        return replace(
+            a, failure=Failure.TIMEOUT, message=f"timed out after {timeout_s:g} s and was stopped"
+        )
+    if a.oom_killed:
+        return replace(a, failure=Failure.OOM, message=f"exited with {code} (OOM-killed)")
+    if code == 0:
+        return a
+    if any("No space left on device" in line for line in a.stderr_tail):
+        return replace(
+            a,
+            failure=Failure.NO_SPACE,
+            message=f"exited with {code}: No space left on device (see the log)",
+        )
+    if code == 127:
+        return replace(
+            a,
+            failure=Failure.COMMAND_NOT_FOUND,
+            message=f"exited with 127 (command not found) {engine_error}".strip(),
+        )
+    if code == 137:
+        return replace(a, failure=Failure.KILLED, message="exited with 137 (killed from outside)")
+    if code is not None and code > 128:
+        return replace(
+            a, failure=Failure.SIGNAL, message=f"exited with {code} (signal {code - 128})"
+        )
+    return replace(a, failure=Failure.EXIT_CODE, message=f"exited with {code}")
+
+
+def should_retry(policy: RetryPolicy, attempt: Attempt, counted_attempts: int) -> bool:
+    """Whether a failed attempt gets another try under `policy`."""
+    if attempt.failure is None or attempt.failure == Failure.CANCELLED:
+        return False
+    if not attempt.counted:
+        return True
+    if counted_attempts >= policy.max_attempts:
+        return False
+    codes = policy.on_exit_codes
+    if codes is not None:
+        return attempt.exit_code in codes
+    return attempt.failure not in NOT_RETRIED
+
+
+def backoff_s(policy: RetryPolicy, counted_attempts: int) -> float:
+    """Exponential delay before attempt `counted_attempts + 1`, capped at backoff.max."""
+    b = policy.backoff
+    return float(min(b.initial * b.factor ** max(counted_attempts - 1, 0), b.max))
+
+
+def wait_for_engine(
+    engine: Engine,
+    *,
+    sleep: Callable[[float], object],
+    clock: Callable[[], float],
+    limit_s: float = ENGINE_WAIT_S,
+) -> bool:
+    """Ping until the engine answers again or `limit_s` passes."""
+    deadline = clock() + limit_s
+    while clock() < deadline:
+        try:
+            engine.ping()
+            return True
+        except EngineError:
+            sleep(1.0)
+    return False
+
+
+def run_with_retries(
+    engine: Engine,
+    inv: Invocation,
+    policy: RetryPolicy,
+    *,
+    secrets: Mapping[str, str],
+    tracker: Tracker,
+    clock: Callable[[], float],
+    sleep: Callable[[float], object],
+    log_for: Callable[[int], LogSink],
+    before: Callable[[], None],
+    after: Callable[[Attempt], Attempt],
+    on_attempt: Callable[[Attempt, bool], None],
+    grace_s: float = 5.0,
+    keep: bool = False,
+) -> list[Attempt]:
+    """Attempts of one shard until it succeeds, fails for good, or is cancelled.
+
+    `before` resets the staging folder, `after` checks and commits a succeeded
+    attempt's outputs (and may turn it into a failure). Attempts lost with the
+    engine do not use up the retry budget.
+    """
+    attempts: list[Attempt] = []
+    counted = losses = 0
+    while True:
+        before()
+        log = log_for(len(attempts) + 1)
+        try:
+            a = run_invocation(
+                engine,
+                inv,
+                secrets=secrets,
+                log=log,
+                tracker=tracker,
+                clock=clock,
+                number=len(attempts) + 1,
+                grace_s=grace_s,
+                keep=keep,
+            )
+        finally:
+            log.finish()  # an attempt that never started still holds its log file open
+        if a.ok:
+            a = after(a)
+        counted += a.counted
+        retry = should_retry(policy, a, counted) and not tracker.cancelled.is_set()
+        attempts.append(a)
+        if a.failure == Failure.ENGINE_LOST and retry:
+            losses += 1
+            on_attempt(a, True)  # says that we wait for the engine
+            retry = losses <= MAX_ENGINE_LOSSES and wait_for_engine(
+                engine, sleep=sleep, clock=clock
+            )
+            if retry and a.container_id:
+                _remove_quietly(engine, a.container_id)  # frees the name for the next attempt
+            if not retry:
+                attempts[-1] = replace(
+                    a,
+                    message=f"{a.message}; the engine did not come back within {ENGINE_WAIT_S:g} s",
+                )
+                on_attempt(attempts[-1], False)
+                return attempts
+            continue
+        on_attempt(a, retry)
+        if not retry:
+            return attempts
+        if a.counted:
+            sleep(backoff_s(policy, counted))
