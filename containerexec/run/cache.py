@@ -18,13 +18,13 @@ import json
 import os
 import shutil
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, output_filename
 from containerexec.model.spec import ModuleSpec
+from containerexec.store import files
 from containerexec.store.manifests import manifest, sha256_file
 
 KEY_VERSION = 1
@@ -77,16 +77,16 @@ class Cache:
     def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
         """Fill `staging` from a checked entry; a missing or damaged entry is a miss."""
         entry = self.entry(self.key(spec, bindings, inv))
-        files = self._checked(entry)
-        if files is None:
+        kept = self._checked(entry)
+        if kept is None:
             with self._lock:
                 self.misses += 1
             return False
         try:
-            for rel in files:
+            for rel in kept:
                 dest = staging / rel
                 dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(entry / "outputs" / rel, dest)
+                files.copy(entry / "outputs" / rel, dest)
             for name in spec.outputs:  # an empty output folder has no files to recreate it
                 (staging / name).mkdir(parents=True, exist_ok=True)
         except OSError:
@@ -101,17 +101,18 @@ class Cache:
         if entry.is_dir():
             return
         entry.parent.mkdir(parents=True, exist_ok=True)
-        tmp = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.tmp"
+        tmp = files.temp_sibling(entry, "tmp")
         try:
-            shutil.copytree(staging, tmp / "outputs", symlinks=True)
-            files = {rel: sha for rel, _size, sha in manifest(str(tmp / "outputs"))}
+            tmp.mkdir()
+            files.copy(staging, tmp / "outputs")
+            hashes = {rel: sha for rel, _size, sha in manifest(str(tmp / "outputs"))}
             meta = {
                 "key_version": KEY_VERSION,
                 "module": spec.name,
                 "version": spec.version,
                 "run_id": inv.run_id,
                 "shard": inv.shard_index,
-                "files": files,
+                "files": hashes,
             }
             (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             os.rename(tmp, entry)
@@ -144,7 +145,7 @@ class Cache:
 
     def _drop(self, entry: Path) -> None:
         # Rename first so a concurrent reader sees no entry rather than a half-deleted one.
-        trash = entry.parent / f".{entry.name}.{uuid.uuid4().hex[:8]}.drop"
+        trash = files.temp_sibling(entry, "drop")
         try:
             os.rename(entry, trash)
         except OSError:

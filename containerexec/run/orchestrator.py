@@ -12,12 +12,10 @@ import concurrent.futures as cf
 import contextlib
 import graphlib
 import os
-import shutil
 import signal
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +31,7 @@ from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan,
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.run import RunResult, ShardEvent
+from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
 
@@ -325,7 +324,7 @@ class Orchestrator:
         placed = []
         for name, src in plan.outputs.items():
             if name in targets and self.record.jobs[src.name].state == "succeeded":
-                place_copy(self._job_output(src.name, src.output), Path(targets[name]))
+                files.copy_then_rename(self._job_output(src.name, src.output), Path(targets[name]))
                 placed.append(name)
         return placed
 
@@ -431,20 +430,3 @@ def bind_outputs(
 def _overlap(a: str, b: str) -> bool:
     pa, pb = Path(a), Path(b)
     return pa == pb or pa in pb.parents or pb in pa.parents
-
-
-def place_copy(src: Path, dest: Path) -> None:
-    """Copy a file or folder to `dest` so a reader sees the old one or the whole new one."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-    if src.is_dir():
-        shutil.copytree(src, tmp, symlinks=True)
-    else:
-        shutil.copy2(src, tmp)
-    if dest.is_dir() and not dest.is_symlink():
-        old = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.old")
-        os.rename(dest, old)  # a folder cannot be replaced in one rename; swap it out first
-        os.rename(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, dest)

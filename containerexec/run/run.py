@@ -402,7 +402,8 @@ class Run:
         """Sweep, count the selected shards' records, and write the final run record."""
         for stopper in self._stoppers:
             stopper.join(timeout=60)
-        self.ex.sweep(self.id)
+        if not self.keep:  # --keep leaves the replayed container for the user to inspect
+            self.ex.sweep(self.id)
         store = self.ex.store
         wanted = set(self.record.shards_selected or range(self.record.shard_count))
         by_state: dict[str, int] = {}

@@ -2,10 +2,9 @@
 
 A scheduler gets a Run and the shards still to do, and returns when every one has
 ended or the run stops (cancelled, or too many shards failed). Each shard goes
-through `Run.run_shard`, here or in another process: a Slurm scheduler submits a
-job array whose tasks call `containerexec worker RUN_DIR --shard K` (Executor.work)
-on their node, and follows the shard records; see docs/kubernetes.md for the
-same seam on Kubernetes Indexed Jobs.
+through `Run.run_shard`, here or in another process: a cluster scheduler submits
+an array whose tasks call `containerexec worker RUN_DIR --shard K` (Executor.work)
+on their node, and follows the shard records the tasks write.
 """
 
 from __future__ import annotations

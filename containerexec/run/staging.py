@@ -5,12 +5,12 @@ from __future__ import annotations
 import errno
 import os
 import shutil
-import uuid
 from pathlib import Path
 
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import output_filename
 from containerexec.model.spec import ModuleSpec
+from containerexec.store import files
 
 
 class OutputsMissing(Exception):
@@ -79,17 +79,4 @@ def _place(src: Path, dest: Path) -> None:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        tmp = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.partial")
-        try:
-            if src.is_dir():
-                shutil.copytree(src, tmp, symlinks=True)
-            else:
-                shutil.copy2(src, tmp)
-            os.replace(tmp, dest)
-        except OSError:
-            # A full disk must not leave a half-copied file beside the finished outputs.
-            if tmp.is_dir():
-                shutil.rmtree(tmp, ignore_errors=True)
-            else:
-                tmp.unlink(missing_ok=True)
-            raise
+        files.copy_then_rename(src, dest)  # another filesystem: no rename reaches it
