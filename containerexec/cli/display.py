@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shlex
-import sys
 import threading
 import time
 
@@ -165,7 +164,3 @@ def failure_report(rec: RunRecord, shard: ShardRecord) -> str:
     shard_flag = f" --shard {shard.index}" if rec.shard_count > 1 else ""
     lines.append(f"Reproduce here: containerexec repro {rec.run_id}{shard_flag} [--shell]")
     return "\n".join(lines)
-
-
-def is_terminal() -> bool:
-    return sys.stderr.isatty()

@@ -37,7 +37,6 @@ from containerexec.store.records import (
     Record,
     RunState,
     RunStore,
-    load_model,
     write_json,
 )
 
@@ -109,10 +108,6 @@ class PipelineResult:
 
 def pipeline_dir(store: RunStore, pipeline_run: str) -> Path:
     return store.root / "pipelines" / pipeline_run
-
-
-def load_pipeline_run(store: RunStore, pipeline_run: str) -> PipelineRecord:
-    return load_model(pipeline_dir(store, pipeline_run) / "pipeline.json", PipelineRecord)
 
 
 class Orchestrator:
