@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
+from helpers import run_containers, wait_for
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.engine.base import ImageInfo
 from containerexec.engine.docker import DockerEngine

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
+from helpers import run_containers, wait_for
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 # Shard 0 of an array finishes at once; every other shard (and a single run) writes a
 # partial output and then waits for a file `go` in its flags input.

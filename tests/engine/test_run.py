@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workspace import BASE_IMAGE, Workspace, run_containers, workspace_fixture  # noqa: F401
+from helpers import BASE_IMAGE, CONTAINEREXEC, run_containers
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
@@ -222,8 +223,6 @@ def test_a_missing_secret_is_refused_before_any_container(workspace: Workspace) 
 
 
 def workspace_cmd(ws: Workspace) -> list[str]:
-    from workspace import CONTAINEREXEC
-
     return [CONTAINEREXEC, "--runs-dir", str(ws.runs_dir)]
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import docker
+from helpers import labelled_containers
 
-RUN_LABEL = "containerexec.run"
+from containerexec.labels import LABEL_RUN
 
 
 def test_no_container_labelled_containerexec_run_is_left_after_the_suite(
@@ -14,8 +15,8 @@ def test_no_container_labelled_containerexec_run_is_left_after_the_suite(
     since = int(session_started_at)
     left = [
         f"{c['Names'][0].lstrip('/')} ({c['Id'][:12]}, {c['State']}, "
-        f"{RUN_LABEL}={c['Labels'].get(RUN_LABEL)!r})"
-        for c in docker_client.api.containers(all=True, filters={"label": RUN_LABEL})
+        f"{LABEL_RUN}={c['Labels'].get(LABEL_RUN)!r})"
+        for c in labelled_containers(docker_client, LABEL_RUN)
         if c["Created"] >= since
     ]
     assert not left, "containers left behind by this test session:\n  " + "\n  ".join(left)

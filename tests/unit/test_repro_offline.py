@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
+from containerexec.labels import LABEL_REPRO_OF
 from containerexec.model.invocation import Invocation, Limits, Mount
 from containerexec.run import repro
 from containerexec.run.runner import Attempt, Failure
@@ -184,7 +185,7 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     assert inv.run_id == plan.run_id != RUN_ID and plan.run_id.startswith("job-repro-")
     assert inv.name == f"cx-{plan.run_id}-1"
     assert inv.labels["containerexec.run"] == plan.run_id
-    assert inv.labels[repro.labels.REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
+    assert inv.labels[LABEL_REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
     sources = {m.name: m.source for m in inv.mounts}
     assert sources["data"] == str(copy)
     assert sources["out"] == str(store.run_dir(plan.run_id) / "outputs" / "out")
