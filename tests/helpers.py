@@ -43,6 +43,11 @@ def wait_for(check: Callable[[], T], *, timeout_s: float = 30.0, what: str = "co
     raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
+def outputs_of(folder: Path) -> dict[str, str]:
+    """Every file directly in `folder`, by name, with its text."""
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
 def labelled_containers(
     client: Any, label: str, value: str | None = None, *, running: bool = False
 ) -> list[dict[str, Any]]:
