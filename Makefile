@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup engine base-image registry-package demo test test-unit test-engine lint fmt ci bench clean
+.PHONY: setup engine base-image registry-package demo test test-unit test-engine test-slow lint fmt ci bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -35,6 +35,10 @@ test-unit: $(STAMP)
 
 test-engine: setup registry-package
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q tests/engine tests/examples
+
+# The memory-growth measurements (marked slow): minutes; `make test` runs them too.
+test-slow: setup
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q -m slow tests/slow
 
 lint: $(STAMP)
 	@$(BIN)/ruff check containerexec tests bench

@@ -19,11 +19,10 @@ from docker.constants import MINIMUM_DOCKER_API_VERSION as MIN_API_VERSION
 from docker.errors import APIError, DockerException, NotFound
 
 # pytest puts this folder on sys.path (no __init__.py, the default "prepend" import mode).
+from helpers import BASE_IMAGE, skip_or_fail
 from registry import REGISTRY_BINARY, Registry
 
-REQUIRE_DOCKER = os.environ.get("CONTAINEREXEC_REQUIRE_DOCKER") == "1"
 ROOT = Path(__file__).resolve().parent.parent
-BASE_IMAGE = "containerexec/base:bookworm"
 SESSION_LABEL = "containerexec.test-session"
 DOCKER_DIRS = ("engine", "examples")
 SESSION_ID = uuid.uuid4().hex
@@ -45,13 +44,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.registry)
     # A stable sort keeps every other test in collection order.
     items.sort(key=lambda item: "test_zz_no_leaks" in item.nodeid)
-
-
-def skip_or_fail(reason: str) -> None:
-    """Skip locally; fail in CI, where CONTAINEREXEC_REQUIRE_DOCKER=1."""
-    if REQUIRE_DOCKER:
-        pytest.fail(f"{reason} (CONTAINEREXEC_REQUIRE_DOCKER=1)", pytrace=False)
-    pytest.skip(reason)
 
 
 @functools.cache

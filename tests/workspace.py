@@ -11,38 +11,21 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import textwrap
-import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
+from helpers import BASE_IMAGE, CONTAINEREXEC, remove_run_containers, wait_for
 
 from containerexec.engine.docker import DockerEngine
-from containerexec.labels import LABEL_RUN
 from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.run import RunResult, ShardEvent
 from containerexec.store.records import RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
-
-CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
-BASE_IMAGE = "containerexec/base:bookworm"
-T = TypeVar("T")
-
-
-def wait_for(check: Callable[[], T], *, timeout_s: float = 30.0, what: str = "condition") -> T:
-    """Poll `check` every 0.1 s until it returns something truthy."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
 
 
 class Workspace:
@@ -164,19 +147,6 @@ class Workspace:
             if own:  # an unclosed client warns when collected, in whichever test runs then
                 engine.api.close()
         return spec, Bindings(result.record.inputs, result.record.outputs), result
-
-
-def run_containers(client: Any, run_id: str, *, running: bool = False) -> list[dict[str, Any]]:
-    """The engine's containers labelled with this run (only running ones if asked)."""
-    filters: dict[str, Any] = {"label": f"{LABEL_RUN}={run_id}"}
-    if running:
-        filters["status"] = "running"
-    return list(client.api.containers(all=not running, filters=filters))
-
-
-def remove_run_containers(client: Any, run_id: str) -> None:
-    for c in run_containers(client, run_id):
-        client.api.remove_container(c["Id"], force=True)
 
 
 @pytest.fixture(name="workspace")

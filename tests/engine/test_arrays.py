@@ -12,7 +12,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
+from helpers import outputs_of, run_containers, wait_for
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
 from containerexec.engine.base import ImageInfo
@@ -314,10 +315,6 @@ def env_spec(ws: Workspace, array: str) -> Path:
         " '${{shard.value}}']\n"
         f"array: {array}\n"
     )
-
-
-def outputs_of(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
 
 
 def test_glob_shards_get_sorted_stable_indices_and_their_environment(

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
+from helpers import outputs_of, run_containers, wait_for
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
 
@@ -117,7 +118,3 @@ def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes
     assert after[0].attempts == shards[0].attempts  # not run again
     assert [after[i].state for i in range(4)] == ["succeeded"] * 4
     assert outputs_of(target) == {str(i): "done\n" for i in range(4)}
-
-
-def outputs_of(folder: Path) -> dict[str, str]:
-    return {p.name: p.read_text() for p in sorted(folder.iterdir())}

@@ -2,35 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
 import docker
-import pytest
+from helpers import BASE_IMAGE, CONTAINEREXEC, labelled_containers, skip_or_fail, wait_for
+
+from containerexec.labels import LABEL_MODULE
 
 ROOT = Path(__file__).resolve().parents[2]
 MARKER = Path("/run/containerexec-dockerd.pid")
 
 
-def _cx() -> list[str]:
-    return [str(Path(sys.executable).with_name("containerexec"))]
-
-
-def _running(run_id_prefix: str) -> int:
-    client = docker.from_env()
-    try:
-        return len(
-            client.containers.list(
-                filters={"label": "containerexec.module=" + run_id_prefix, "status": "running"}
-            )
-        )
-    finally:
-        client.close()
+def module_containers(module: str, *, running: bool = False) -> list[dict[str, Any]]:
+    """A fresh client each time: the daemon restarts under these tests."""
+    with contextlib.closing(docker.from_env()) as client:
+        return labelled_containers(client, LABEL_MODULE, module, running=running)
 
 
 def _our_dockerd() -> int | None:
@@ -43,20 +35,11 @@ def _our_dockerd() -> int | None:
         return None
 
 
-def _wait(predicate, limit_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + limit_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _spec(tmp_path: Path, name: str, command: list[str], extra: str = "") -> Path:
     spec = tmp_path / f"{name}.yaml"
     spec.write_text(
         f"name: {name}\n"
-        "environment: {image: 'containerexec/base:bookworm'}\n"
+        f"environment: {{image: '{BASE_IMAGE}'}}\n"
         "outputs: {out: {type: directory}}\n"
         f"command: {json.dumps(command)}\n" + extra
     )
@@ -66,7 +49,7 @@ def _spec(tmp_path: Path, name: str, command: list[str], extra: str = "") -> Pat
 def test_engine_restart_mid_run_reruns_lost_shards_without_using_retries(tmp_path: Path) -> None:
     pid = _our_dockerd()
     if pid is None:
-        pytest.skip("the engine was not started by scripts/ensure-engine.sh; not restarting it")
+        skip_or_fail("the engine was not started by scripts/ensure-engine.sh; not restarting it")
     spec = _spec(
         tmp_path,
         "restart",
@@ -82,16 +65,16 @@ def test_engine_restart_mid_run_reruns_lost_shards_without_using_retries(tmp_pat
     )
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
-        [*_cx(), "--runs-dir", str(runs), "run", str(spec), "-o", f"out={tmp_path / 'out'}"],
+        [CONTAINEREXEC, "--runs-dir", str(runs), "run", str(spec), "-o", f"out={tmp_path / 'out'}"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
     )
     try:
-        _wait(lambda: _running("restart") >= 1, 60, "a shard container to run")
+        wait_for(lambda: module_containers("restart", running=True), timeout_s=60, what="a shard")
         os.kill(pid, signal.SIGTERM)
-        _wait(lambda: not Path(f"/proc/{pid}").exists(), 60, "dockerd to stop")
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), timeout_s=60, what="dockerd to stop")
         subprocess.run(
             ["bash", str(ROOT / "scripts/ensure-engine.sh")],
             check=True,
@@ -111,19 +94,14 @@ def test_engine_restart_mid_run_reruns_lost_shards_without_using_retries(tmp_pat
     attempts = [a for f in shard_files for a in json.loads(f.read_text())["attempts"]]
     lost = [a for a in attempts if a["failure"] == "engine_lost"]
     assert lost and all(not a["counted"] for a in lost)
-    client = docker.from_env()
-    try:
-        left = client.containers.list(all=True, filters={"label": "containerexec.module=restart"})
-    finally:
-        client.close()
-    assert left == []  # the containers the restart stopped were removed too
+    assert module_containers("restart") == []  # the containers the restart stopped were removed
 
 
 def test_full_disk_fails_the_shard_naming_the_path_and_keeps_finished_outputs(
     tmp_path: Path,
 ) -> None:
     if os.geteuid() != 0:
-        pytest.skip("mounting a small tmpfs needs root")
+        skip_or_fail("mounting a small tmpfs needs root")
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(small)], check=True)
@@ -144,7 +122,15 @@ def test_full_disk_fails_the_shard_naming_the_path_and_keeps_finished_outputs(
         )
         runs = tmp_path / "runs"
         result = subprocess.run(
-            [*_cx(), "--runs-dir", str(runs), "run", str(spec), "-o", f"out={small / 'out'}"],
+            [
+                CONTAINEREXEC,
+                "--runs-dir",
+                str(runs),
+                "run",
+                str(spec),
+                "-o",
+                f"out={small / 'out'}",
+            ],
             capture_output=True,
             text=True,
             timeout=120,
@@ -173,7 +159,7 @@ def test_a_shard_printing_a_lot_keeps_the_last_lines_in_a_bounded_log(tmp_path: 
     )
     runs = tmp_path / "runs"
     result = subprocess.run(
-        [*_cx(), "--runs-dir", str(runs), "run", str(spec), "--log-limit", "1m"],
+        [CONTAINEREXEC, "--runs-dir", str(runs), "run", str(spec), "--log-limit", "1m"],
         capture_output=True,
         text=True,
         timeout=300,

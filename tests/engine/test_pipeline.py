@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from helpers import BASE_IMAGE, wait_for
 
 from containerexec.cli import cli
 from containerexec.cli.status import pipeline_status
@@ -22,7 +23,7 @@ from containerexec.run.orchestrator import Orchestrator, PipelineResult
 from containerexec.store.tree import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
-IMAGE = "environment: {image: 'containerexec/base:bookworm', pull: never}"
+IMAGE = f"environment: {{image: '{BASE_IMAGE}', pull: never}}"
 # emit: sleep, then write the input file's text plus a tag (the tiniest useful job).
 EMIT = f"""\
 name: emit
@@ -234,17 +235,20 @@ def test_cancel_stops_every_container_and_starts_no_new_job(
     done: list[PipelineResult] = []
     inputs = inputs_of(workdir, "diamond.yaml", pause=60)
     worker = threading.Thread(target=lambda: done.append(orch.run(plan, inputs, {})))
+
+    def both_middle_jobs_run() -> bool:
+        if not hasattr(orch, "record"):
+            return False
+        running = [j for j in ("b", "c") if orch.record.jobs[j].state == "running"]
+        return len(running) == 2 and bool(engine.containers({LABEL_PIPELINE_RUN: orch.record.id}))
+
     worker.start()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        running = (
-            [j for j in ("b", "c") if orch.record.jobs[j].state == "running"]
-            if hasattr(orch, "record")
-            else []
-        )
-        if len(running) == 2 and engine.containers({LABEL_PIPELINE_RUN: orch.record.id}):
-            break
-        time.sleep(0.1)
+    try:
+        wait_for(both_middle_jobs_run, timeout_s=60, what="jobs b and c to run in containers")
+    except AssertionError:
+        orch.cancel(signal.SIGTERM)  # leave no container behind this failure
+        worker.join(timeout=60)
+        raise
     started = time.monotonic()
     orch.cancel(signal.SIGTERM)
     worker.join(timeout=60)

@@ -20,8 +20,8 @@ import docker
 import pexpect
 import pytest
 from click.testing import CliRunner, Result
+from helpers import BASE_IMAGE, labelled_containers, wait_for
 from registry import Registry, free_port
-from workspace import wait_for
 
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
@@ -31,7 +31,6 @@ from containerexec.run.executor import Executor, RunOptions
 from containerexec.store.records import ShardRecord
 from containerexec.store.tree import RunStore
 
-BASE = "containerexec/base:bookworm"
 FATAL = "fatal: record 17 of b.txt is bad"
 JOB = """\
 import os, sys
@@ -77,7 +76,7 @@ def build(
 ) -> str:
     folder.mkdir(parents=True)
     (folder / "job.py").write_text(f"VERSION = {version}\nCHECKS = {checks}\n{JOB}")
-    (folder / "Dockerfile").write_text(f"FROM {BASE}\nCOPY job.py /app/job.py\n")
+    (folder / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nCOPY job.py /app/job.py\n")
     return engine.build(
         str(folder), dockerfile="Dockerfile", tag=tag, buildargs={}, target=None, labels=labels
     ).id
@@ -291,10 +290,7 @@ def test_shell_in_a_pseudo_terminal_has_the_shards_set_up(
     finally:
         child.close(force=True)
     assert child.exitstatus == 7
-    left = docker_client.api.containers(
-        all=True, filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}"}
-    )
-    assert left == []
+    assert labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id) == []
 
 
 def dap(sock: socket.socket, seq: int, command: str, **arguments: Any) -> None:
@@ -337,9 +333,7 @@ def test_debug_publishes_debugpy_on_localhost_and_runs_once_an_editor_attaches(
         child.expect_exact('"remoteRoot": "/app"')
 
         def container() -> list[dict[str, Any]]:
-            return docker_client.api.containers(  # type: ignore[no-any-return]
-                filters={"label": f"{LABEL_REPRO_OF}={scenario.run_id}", "status": "running"}
-            )
+            return labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id, running=True)
 
         found = wait_for(container, timeout_s=60, what="the debug container")
         bindings = docker_client.api.port(found[0]["Id"], 5678)
@@ -418,7 +412,7 @@ def test_a_secret_is_asked_for_used_and_never_written(
 ) -> None:
     spec_path = tmp_path / "secret.yaml"
     spec_path.write_text(
-        "name: cx-repro-secret\nenvironment: {image: 'containerexec/base:bookworm'}\n"
+        f"name: cx-repro-secret\nenvironment: {{image: '{BASE_IMAGE}'}}\n"
         "secrets: [CX_TEST_TOKEN]\n"
         "command: [sh, -c, 'test ${#CX_TEST_TOKEN} = 12 && echo token ok >&2; exit 4']\n"
     )

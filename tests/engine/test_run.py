@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workspace import BASE_IMAGE, Workspace, run_containers, workspace_fixture  # noqa: F401
+from helpers import BASE_IMAGE, CONTAINEREXEC, run_containers
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
@@ -222,8 +223,6 @@ def test_a_missing_secret_is_refused_before_any_container(workspace: Workspace) 
 
 
 def workspace_cmd(ws: Workspace) -> list[str]:
-    from workspace import CONTAINEREXEC
-
     return [CONTAINEREXEC, "--runs-dir", str(ws.runs_dir)]
 
 
@@ -338,55 +337,6 @@ def test_an_unreachable_engine_is_one_line_naming_the_socket(workspace: Workspac
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("Error: No Docker engine answers at unix:///nonexistent.sock")
     assert "make engine" in lines[0] and "DOCKER_HOST" in lines[0]
-
-
-LOUD_SPEC = """\
-name: loud
-inputs: {chunks: {type: integer}}
-command:
-  - python3
-  - -c
-  - |
-    import sys
-    block = ("x" * 99 + "\\n") * 10000
-    for _ in range(int(sys.argv[1])):
-        sys.stdout.write(block)
-    print("THE LAST LINE")
-  - "${{inputs.chunks}}"
-"""
-
-
-def peak_rss_kib(ws: Workspace, *args: str) -> tuple[int, int]:
-    """Run containerexec; sample its peak RSS (VmHWM) from /proc until it exits."""
-    proc = ws.start(*args)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            with open(f"/proc/{proc.pid}/status") as f:
-                for line in f:
-                    if line.startswith("VmHWM:"):
-                        peak = max(peak, int(line.split()[1]))
-        except OSError:
-            pass  # it just exited
-        time.sleep(0.05)
-    return proc.returncode, peak
-
-
-def test_a_200_mb_log_keeps_the_last_lines_under_the_limit_and_memory_flat(
-    workspace: Workspace,
-) -> None:
-    spec = str(workspace.spec(LOUD_SPEC))
-    code_small, small = peak_rss_kib(workspace, "run", spec, "-i", "chunks=1", "--log-limit", "1m")
-    code_big, big = peak_rss_kib(workspace, "run", spec, "-i", "chunks=200", "--log-limit", "1m")
-    assert (code_small, code_big) == (0, 0)
-    big_run = max(workspace.store.ids(), key=lambda i: workspace.store.load_run(i).started_at)
-    log = Path(workspace.store.load_shards(big_run)[0].log_path)
-    assert log.stat().st_size <= 1024 * 1024
-    text = log.read_text()
-    assert text.startswith("[containerexec: ")
-    assert text.endswith("x\nTHE LAST LINE\n")
-    # 200 MB went through the executor; its peak memory must not follow.
-    assert big < small * 1.5, (small, big)
 
 
 def test_a_missing_file_output_fails_the_run_and_commits_nothing(workspace: Workspace) -> None:

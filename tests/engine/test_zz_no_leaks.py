@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import docker
+from helpers import labelled_containers
 
-RUN_LABEL = "containerexec.run"
+from containerexec.labels import LABEL_RUN
 
 
 def test_no_container_labelled_containerexec_run_is_left_after_the_suite(
-    docker_client: docker.DockerClient, session_started_at: float
+    docker_client: docker.DockerClient,
+    session_started_at: float,
+    test_session_label: dict[str, str],
 ) -> None:
-    # Containers older than this session belong to someone else (or to an earlier run).
+    # Containers older than this session, or labelled by another test session running on
+    # the same engine, belong to someone else. Unlabelled ones (CLI runs) count as ours.
     since = int(session_started_at)
+    [(session_key, session_id)] = test_session_label.items()
     left = [
         f"{c['Names'][0].lstrip('/')} ({c['Id'][:12]}, {c['State']}, "
-        f"{RUN_LABEL}={c['Labels'].get(RUN_LABEL)!r})"
-        for c in docker_client.api.containers(all=True, filters={"label": RUN_LABEL})
-        if c["Created"] >= since
+        f"{LABEL_RUN}={c['Labels'].get(LABEL_RUN)!r})"
+        for c in labelled_containers(docker_client, LABEL_RUN)
+        if c["Created"] >= since and c["Labels"].get(session_key, session_id) == session_id
     ]
     assert not left, "containers left behind by this test session:\n  " + "\n  ".join(left)

@@ -7,15 +7,14 @@ An example is `specs/NAME.yaml` with a folder `specs/NAME/` holding `example.yam
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
+from helpers import CONTAINEREXEC
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 EXAMPLES = sorted(p for p in SPECS.glob("*.yaml") if (p.with_suffix("") / "example.yaml").is_file())
-CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
 
 
 def tree(root: Path) -> dict[str, bytes]:

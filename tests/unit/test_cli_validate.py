@@ -6,11 +6,11 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import CONTAINEREXEC
 
 from containerexec.cli import cli
 
@@ -85,8 +85,9 @@ def test_ctrl_c_before_any_container_exits_130_without_a_traceback(tmp_path: Pat
     # validate blocks opening a FIFO nobody writes to: a Ctrl-C arrives mid-command.
     fifo = tmp_path / "spec.yaml"
     os.mkfifo(fifo)
-    exe = Path(sys.executable).with_name("containerexec")
-    proc = subprocess.Popen([str(exe), "validate", str(fifo)], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CONTAINEREXEC, "validate", str(fifo)], stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and _wchan(proc.pid) not in BLOCKED_ON_FIFO:
         time.sleep(0.05)

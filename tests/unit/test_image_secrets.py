@@ -24,6 +24,11 @@ def test_an_image_spec_asking_for_secrets_is_refused_naming_the_flags() -> None:
     assert "API_TOKEN," not in str(err.value)
 
 
-def test_an_image_spec_gets_the_secrets_the_user_allowed() -> None:
+def test_an_image_spec_is_accepted_once_the_user_allowed_every_secret_it_asks_for() -> None:
     spec = parse_spec(SPEC, "image")
-    check_allowed("127.0.0.1:5000/shared:1", spec, ("API_TOKEN", "DB_PASSWORD"))
+    ref = "127.0.0.1:5000/shared:1"
+    # Accepted means no UsageError: in any order, and names it does not ask for change nothing.
+    assert check_allowed(ref, spec, ("API_TOKEN", "DB_PASSWORD")) is None
+    assert check_allowed(ref, spec, ("DB_PASSWORD", "OTHER", "API_TOKEN")) is None
+    without = parse_spec(SPEC.replace("secrets: [API_TOKEN, DB_PASSWORD]\n", ""), "image")
+    assert without.secrets == [] and check_allowed(ref, without, ()) is None

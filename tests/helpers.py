@@ -1,0 +1,71 @@
+"""What many test files share: the base image, the CLI's path, polling, skip-or-fail, and
+finding the containers a run (or any containerexec label) left on the engine.
+
+pytest puts this folder on sys.path (tests/ has no __init__.py): `from helpers import ...`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import pytest
+
+from containerexec.labels import LABEL_RUN
+
+# Every test image and example is built FROM it; scripts/ensure-base-image.sh makes it.
+BASE_IMAGE = "containerexec/base:bookworm"
+# The console script of this venv, so subprocesses run the code under test.
+CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
+REQUIRE_DOCKER = os.environ.get("CONTAINEREXEC_REQUIRE_DOCKER") == "1"
+T = TypeVar("T")
+
+
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip locally; fail in CI, where CONTAINEREXEC_REQUIRE_DOCKER=1."""
+    if REQUIRE_DOCKER:
+        pytest.fail(f"{reason} (CONTAINEREXEC_REQUIRE_DOCKER=1)", pytrace=False)
+    pytest.skip(reason)
+
+
+def wait_for(check: Callable[[], T], *, timeout_s: float = 30.0, what: str = "condition") -> T:
+    """Poll `check` every 0.1 s until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def outputs_of(folder: Path) -> dict[str, str]:
+    """Every file directly in `folder`, by name, with its text."""
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+def labelled_containers(
+    client: Any, label: str, value: str | None = None, *, running: bool = False
+) -> list[dict[str, Any]]:
+    """The engine's containers carrying `label` (set to `value`, if given), as `docker ps` rows.
+
+    Only running ones if asked; otherwise stopped and created ones too.
+    """
+    filters: dict[str, Any] = {"label": label if value is None else f"{label}={value}"}
+    if running:
+        filters["status"] = "running"
+    return list(client.api.containers(all=not running, filters=filters))
+
+
+def run_containers(client: Any, run_id: str, *, running: bool = False) -> list[dict[str, Any]]:
+    """The engine's containers labelled with this run (only running ones if asked)."""
+    return labelled_containers(client, LABEL_RUN, run_id, running=running)
+
+
+def remove_run_containers(client: Any, run_id: str) -> None:
+    for c in run_containers(client, run_id):
+        client.api.remove_container(c["Id"], force=True)
