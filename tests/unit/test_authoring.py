@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from containerexec.authoring import Module, Pipeline, Requirements, from_func, from_yaml
 from containerexec.authoring.export import export_code
-from containerexec.authoring.modules import load_target
+from containerexec.authoring.targets import load_target
 from containerexec.cli import cli
 from containerexec.errors import UsageError
 from containerexec.model.arrays import expand
