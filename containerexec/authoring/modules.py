@@ -10,6 +10,8 @@
 
 The module's source file is shipped whole inside the spec (see functions.py), so it
 must import only what the image has; `containerexec` itself is stood in for there.
+ContainerModule lives beside Module because each makes the other: `as_module()`
+returns a Module and `Module.from_func` accepts a ContainerModule.
 """
 
 from __future__ import annotations
