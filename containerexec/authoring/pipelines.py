@@ -44,7 +44,7 @@ from containerexec.model import pipeline as pipelines
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.run.orchestrator import PipelineResult, run_pipeline
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 RESERVED = (
     "runs_dir",
@@ -162,7 +162,7 @@ class Pipeline:
                 labels=labels or {},
                 secrets=secrets,
             )
-        if check and result.exit_code != 0:
+        if check and result.state != "succeeded":
             raise RunError(
                 f"pipeline '{self.spec.name}' run {result.record.id} "
                 f"{result.record.state} (failed jobs: "
@@ -202,7 +202,7 @@ class Pipeline:
         for name, where in result.record.outputs.items():
             say(f"output {name} -> {where}")
         say(f"pipeline run {result.record.id}: {result.record.state}")
-        return result.exit_code
+        return 0 if result.state == "succeeded" else 1
 
 
 def _stdout_line(line: str) -> None:
