@@ -20,15 +20,10 @@ from containerexec.authoring.functions import (
     ShardIndex,
     ShardValue,
 )
-from containerexec.authoring.modules import ContainerModule, Module, Requirements, module
-from containerexec.authoring.pipelines import (
-    Job,
-    OutputRef,
-    Pipeline,
-    from_func,
-    from_yaml,
-    pipeline,
-)
+from containerexec.authoring.modules import ContainerModule, Module, module
+from containerexec.authoring.pipelines import Pipeline, from_func, from_yaml, pipeline
+from containerexec.authoring.requirements import Requirements
+from containerexec.authoring.tracing import Job, OutputRef
 
 __all__ = [
     "ContainerModule",

@@ -15,7 +15,6 @@ import base64
 import dataclasses
 import inspect
 import json
-import os
 import re
 import types
 import typing
@@ -25,10 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
-
+from containerexec.authoring.specfile import SpecFile
 from containerexec.errors import UsageError
-from containerexec.model.spec import ModuleSpec, parse_spec
+from containerexec.model.spec import ModuleSpec, validate_spec
 
 ENV_BOOT = "CONTAINEREXEC_PY_BOOT"
 ENV_SOURCE = "CONTAINEREXEC_PY_SOURCE"
@@ -226,8 +224,8 @@ def build_spec(
     params: list[Param],
     settings: Mapping[str, Any],
     extra_entry: Mapping[str, Any] | None = None,
-) -> tuple[ModuleSpec, str]:
-    """The ModuleSpec (validated like a YAML file) and its YAML text."""
+) -> tuple[ModuleSpec, SpecFile]:
+    """The ModuleSpec, with every check a YAML file gets, and the file to write it as."""
     where = f"{source.path.name}:{source.object}"
     array = settings.get("array")
     ports = [p for p in params if p.role != "fixed"]
@@ -264,13 +262,11 @@ def build_spec(
     for key in ("array", "resources", "retries", "secrets", "network", "cache"):
         if settings.get(key) is not None:
             data[key] = _plain(settings[key])
-    text = dump_yaml(
-        data,
-        header=f"Generated from {where} by containerexec; edit the Python "
-        f"and regenerate: containerexec spec build {source.path.name}:"
-        f"{source.object}",
+    header = (
+        f"Generated from {where} by containerexec; edit the Python and regenerate: "
+        f"containerexec spec build {source.path.name}:{source.object}"
     )
-    return parse_spec(text, where), text
+    return validate_spec(data, where), SpecFile(data=data, header=header)
 
 
 def input_port(p: Param, docs: Mapping[str, str], *, path_defaults: bool = False) -> dict[str, Any]:
@@ -289,38 +285,59 @@ def _described(port: dict[str, Any], doc: str | None) -> dict[str, Any]:
 
 
 def _plain(value: Any) -> Any:
-    """Pydantic models and dataclasses -> plain data for YAML."""
+    """Pydantic models, dataclasses, tuples and paths -> the plain data a YAML file holds."""
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json", exclude_defaults=True)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {k: v for k, v in dataclasses.asdict(value).items() if v is not None}
+        return {k: _plain(v) for k, v in dataclasses.asdict(value).items() if v is not None}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
     return value
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for multi-line strings, so embedded code stays readable."""
+def config_ports(
+    config: Any, source: Source, where: str
+) -> tuple[list[Param], dict[str, Any], dict[str, Any]]:
+    """A ContainerModule's config (dataclass, dict or None) -> its ports, the default
+    bindings of its path fields, and the entry's fixed JSON."""
+    if config is None:
+        return [], {}, {"config_none": True}
+    if isinstance(config, Mapping):
+        return [], {}, {"config": _json(dict(config), where)}
+    if not dataclasses.is_dataclass(config) or isinstance(config, type):
+        raise UsageError(
+            f"{where}: config must be a dataclass instance, a dict or None, "
+            f"got {type(config).__name__}"
+        )
+    if Source.of(type(config)).path != source.path:
+        raise UsageError(
+            f"{where}: config class {type(config).__name__} must be defined in "
+            f"{source.path.name}, which is all the container gets"
+        )
+    params, values = config_params(config, where)
+    ports = [p for p in params if p.role in ("input", "output")]
+    fixed = {p.name: values[p.name] for p in params if p.role == "fixed"}
+    defaults = {
+        p.name: values[p.name]
+        for p in ports
+        if p.type in ("file", "directory") and values[p.name] is not None
+    }
+    return ports, defaults, {"config": _json(fixed, where), "config_class": type(config).__name__}
 
 
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+def _json(value: dict[str, Any], where: str) -> dict[str, Any]:
+    """`value` as the JSON the entry reads back (paths as text); UsageError if it is not."""
+    try:
+        return dict(json.loads(json.dumps(value, default=_path_text)))
+    except TypeError as exc:
+        raise UsageError(f"{where}: the config must be JSON-serializable: {exc}") from None
 
 
-_Dumper.add_representer(str, _str)
-
-
-def dump_yaml(data: Any, *, header: str = "") -> str:
-    text = yaml.dump(data, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
-    return f"# {header}\n{text}" if header else text
-
-
-def rebase(spec_text: str, spec: ModuleSpec, from_dir: Path, to_dir: Path) -> str:
-    """YAML text whose build context is relative to `to_dir` instead of `from_dir`."""
-    build = spec.environment.build
-    if build is None or from_dir.resolve() == to_dir.resolve():
-        return spec_text
-    context = os.path.relpath((from_dir / build.context).resolve(), to_dir.resolve())
-    lines = spec_text.split("\n", 1)
-    data = yaml.safe_load(spec_text)
-    data["environment"]["build"]["context"] = Path(context).as_posix()
-    return dump_yaml(data, header=lines[0].lstrip("# ") if lines[0].startswith("#") else "")
+def _path_text(value: Any) -> str:
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")

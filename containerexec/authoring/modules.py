@@ -8,31 +8,32 @@
     count.run(corpus="data", counts="out")   # in a local container, recorded like any run
     count(corpus=Path("data"), counts=Path("out"))   # a plain call, here (for unit tests)
 
-The module's source file is shipped whole inside the spec (see pyfunc.py), so it
+The module's source file is shipped whole inside the spec (see functions.py), so it
 must import only what the image has; `containerexec` itself is stood in for there.
+ContainerModule lives beside Module because each makes the other: `as_module()`
+returns a Module and `Module.from_func` accepts a ContainerModule.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import importlib.util
 import json
 import os
-import sys
-import traceback
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from containerexec.authoring import functions as pyfunc
+from containerexec.authoring import tracing
+from containerexec.authoring.engine import connected
 from containerexec.authoring.functions import Source
+from containerexec.authoring.requirements import Requirements
+from containerexec.authoring.specfile import SpecFile
 from containerexec.engine.base import Engine
-from containerexec.engine.docker import DockerEngine
-from containerexec.errors import ContainerExecError, UsageError
+from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.run.run import RunResult
@@ -49,14 +50,14 @@ class Module:
         spec: ModuleSpec,
         *,
         spec_path: Path | None,
-        yaml_text: str,
+        spec_file: SpecFile,
         defaults: Mapping[str, Any] | None = None,
         func: Callable[..., Any] | None = None,
     ) -> None:
         """`spec_path` is the YAML or Python file relative paths (build context) start from."""
         self.spec = spec
         self.spec_path = spec_path
-        self.yaml_text = yaml_text
+        self.spec_file = spec_file
         self.defaults = dict(defaults or {})
         self.func = func
         if func is not None:
@@ -74,7 +75,7 @@ class Module:
     def from_yaml(cls, path: str | Path) -> Module:
         """A module from its spec file."""
         path = Path(path).resolve()
-        return cls(load_spec(path), spec_path=path, yaml_text=path.read_text())
+        return cls(load_spec(path), spec_path=path, spec_file=SpecFile(text=path.read_text()))
 
     @classmethod
     def from_func(cls, obj: Any, **settings: Any) -> Module:
@@ -94,7 +95,7 @@ class Module:
     def to_yaml(self, path: str | Path | None = None) -> str:
         """The spec's YAML, with a build context made relative to `path`'s folder."""
         to_dir = Path(path).resolve().parent if path else self.spec_dir
-        return pyfunc.rebase(self.yaml_text, self.spec, self.spec_dir, to_dir)
+        return self.spec_file.render(self.spec, self.spec_dir, to_dir)
 
     def write(self, path: str | Path) -> Path:
         path = Path(path)
@@ -104,12 +105,10 @@ class Module:
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         """Inside a @pipeline function: add a job. Elsewhere: call the function here."""
-        from containerexec.authoring import pipelines as pypipeline  # it imports this module
-
-        if pypipeline.building():
+        if tracing.building():
             if args:
                 raise UsageError(f"module '{self.name}': pass inputs by name in a pipeline")
-            return pypipeline.add_job(self, None, kwargs)
+            return tracing.add_job(self, None, kwargs)
         if self.func is None:
             raise UsageError(
                 f"module '{self.name}' is a spec, not a function: use .run(...) "
@@ -119,9 +118,7 @@ class Module:
 
     def job(self, name: str, **inputs: Any) -> Any:
         """Inside a @pipeline function: add a job with this name."""
-        from containerexec.authoring import pipelines as pypipeline
-
-        return pypipeline.add_job(self, name, inputs)
+        return tracing.add_job(self, name, inputs)
 
     def run(
         self,
@@ -146,17 +143,12 @@ class Module:
             if k not in self.spec.outputs
         }
         secrets = secrets_from(self.spec.secrets, os.environ)
-        own = engine is None
-        eng = engine or DockerEngine.from_env()
-        try:
+        with connected(engine) as eng:
             executor = Executor(eng, RunStore(Path(runs_dir)), secrets=secrets)
             run = executor.start(
                 self.spec, inputs, outputs, spec_path=self.spec_path, options=options
             )
             result = run.wait()
-        finally:
-            if own and isinstance(eng, DockerEngine):
-                eng.api.close()
         return result.check() if check else result
 
 
@@ -205,51 +197,12 @@ def module(
             "network": network,
             "docs": pyfunc.param_docs(func.__doc__),
         }
-        spec, text = pyfunc.build_spec(
+        spec, spec_file = pyfunc.build_spec(
             source=source, kind="function", params=params, settings=settings
         )
-        return Module(spec, spec_path=source.path, yaml_text=text, func=func)
+        return Module(spec, spec_path=source.path, spec_file=spec_file, func=func)
 
     return wrap(fn) if fn is not None else wrap
-
-
-@dataclass(frozen=True)
-class Requirements:
-    """What one shard needs; `requirements()` returns this (or a dict of the same keys)."""
-
-    cpus: float | None = None
-    memory: str | int | None = None
-    timeout: str | float | None = None
-    shm_size: str | int | None = None
-    max_parallel: int | None = None
-
-    @classmethod
-    def of(cls, value: Any, where: str) -> Requirements:
-        """A Requirements, a dict of its fields, or stopes names (cpus_per_task, mem_gb,
-        timeout_min)."""
-        if value is None or isinstance(value, Requirements):
-            return value or cls()
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            value = dataclasses.asdict(value)
-        data = dict(value)
-        stopes: dict[str, tuple[str, Callable[[Any], Any]]] = {
-            "cpus_per_task": ("cpus", float),
-            "mem_gb": ("memory", lambda g: f"{g}g"),
-            "timeout_min": ("timeout", lambda m: float(m) * 60),
-        }
-        for old, (new, convert) in stopes.items():
-            if data.get(old) is not None:
-                data[new] = convert(data.pop(old))
-        data = {k: v for k, v in data.items() if v is not None}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UsageError(
-                f"{where}: requirements() key '{unknown[0]}' is not supported; "
-                f"known: {', '.join(sorted(known))}, cpus_per_task, mem_gb, "
-                "timeout_min"
-            )
-        return cls(**data)
 
 
 class ContainerModule:
@@ -291,7 +244,7 @@ class ContainerModule:
         cls = type(self)
         source = Source.of(cls)
         where = f"{source.path.name}:{source.object}"
-        params, defaults, extra = _config_ports(self.config, source, where)
+        params, defaults, extra = pyfunc.config_ports(self.config, source, where)
         req = Requirements.of(self.requirements(), where)
         values = self.array()
         array: dict[str, Any] | None = None
@@ -315,52 +268,10 @@ class ContainerModule:
             "resources": resources or None,
             "array": array,
         }
-        spec, text = pyfunc.build_spec(
+        spec, spec_file = pyfunc.build_spec(
             source=source, kind="class", params=params, settings=settings, extra_entry=extra
         )
-        return Module(spec, spec_path=source.path, yaml_text=text, defaults=defaults)
-
-
-def _config_ports(
-    config: Any, source: Source, where: str
-) -> tuple[list[pyfunc.Param], dict[str, Any], dict[str, Any]]:
-    """Ports, default bindings and fixed JSON of a config (dataclass, dict or None)."""
-    if config is None:
-        return [], {}, {"config_none": True}
-    if isinstance(config, Mapping):
-        return [], {}, {"config": _json(dict(config), where)}
-    if not dataclasses.is_dataclass(config) or isinstance(config, type):
-        raise UsageError(
-            f"{where}: config must be a dataclass instance, a dict or None, "
-            f"got {type(config).__name__}"
-        )
-    if Source.of(type(config)).path != source.path:
-        raise UsageError(
-            f"{where}: config class {type(config).__name__} must be defined in "
-            f"{source.path.name}, which is all the container gets"
-        )
-    params, values = pyfunc.config_params(config, where)
-    ports = [p for p in params if p.role in ("input", "output")]
-    fixed = {p.name: values[p.name] for p in params if p.role == "fixed"}
-    defaults = {
-        p.name: values[p.name]
-        for p in ports
-        if p.type in ("file", "directory") and values[p.name] is not None
-    }
-    return ports, defaults, {"config": _json(fixed, where), "config_class": type(config).__name__}
-
-
-def _json(value: dict[str, Any], where: str) -> dict[str, Any]:
-    try:
-        return dict(json.loads(json.dumps(value, default=_path_text)))
-    except TypeError as exc:
-        raise UsageError(f"{where}: the config must be JSON-serializable: {exc}") from None
-
-
-def _path_text(value: Any) -> str:
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+        return Module(spec, spec_path=source.path, spec_file=spec_file, defaults=defaults)
 
 
 def default_instance(cls: type[ContainerModule]) -> ContainerModule:
@@ -381,45 +292,3 @@ def default_instance(cls: type[ContainerModule]) -> ContainerModule:
             "give every field a default, or name an instance: "
             "SOURCE:INSTANCE"
         ) from None
-
-
-def load_target(target: str) -> Any:
-    """'path/to/file.py:NAME' -> the object NAME defined there (the file is imported)."""
-    path_text, sep, name = target.rpartition(":")
-    path = Path(path_text)
-    if not sep or not name.isidentifier() or path.suffix != ".py":
-        raise UsageError(f"'{target}': expected SOURCE.py:NAME, e.g. mymodule.py:count")
-    if not path.is_file():
-        raise UsageError(f"'{target}': no such file '{path}'")
-    stem = path.stem if path.stem.isidentifier() else "containerexec_source"
-    mod_name = stem if stem not in sys.modules else f"{stem}_{abs(hash(str(path.resolve())))}"
-    loaded = importlib.util.spec_from_file_location(mod_name, path.resolve())
-    assert loaded is not None and loaded.loader is not None
-    mod = importlib.util.module_from_spec(loaded)
-    sys.modules[mod_name] = mod  # dataclasses look their module up while it executes
-    sys.path.insert(0, str(path.resolve().parent))  # so its sibling imports work here too
-    try:
-        loaded.loader.exec_module(mod)
-    except ContainerExecError:
-        raise
-    except Exception as exc:  # the user's code: report it, with where it failed
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        raise UsageError(
-            f"{path}: importing it failed at {Path(frame.filename).name}:"
-            f"{frame.lineno}: {type(exc).__name__}: {exc}"
-        ) from None
-    finally:
-        sys.path.remove(str(path.resolve().parent))
-    if not hasattr(mod, name):
-        names = sorted(
-            n
-            for n, v in vars(mod).items()
-            if isinstance(v, Module | ContainerModule)
-            or callable(v)
-            and getattr(v, "__module__", None) == mod_name
-            and not n.startswith("_")
-        )
-        raise UsageError(
-            f"'{target}': {path.name} defines no '{name}'; candidates: {', '.join(names) or 'none'}"
-        )
-    return getattr(mod, name)

@@ -20,18 +20,25 @@ from __future__ import annotations
 import argparse
 import inspect
 import os
-import threading
+import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from containerexec.authoring import functions as pyfunc
+from containerexec.authoring.engine import connected
 from containerexec.authoring.modules import ContainerModule, Module
+from containerexec.authoring.specfile import dump_yaml
+from containerexec.authoring.tracing import (
+    InputRef,
+    JobModule,
+    is_yaml,
+    pipeline_outputs,
+    tracing,
+)
 from containerexec.engine.base import Engine
-from containerexec.engine.docker import DockerEngine
 from containerexec.errors import ContainerExecError, RunError, UsageError
 from containerexec.model import pipeline as pipelines
 from containerexec.model.bindings import parse_pairs
@@ -39,7 +46,6 @@ from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.run.orchestrator import PipelineResult, run_pipeline
 from containerexec.store.tree import RunStore
 
-_state = threading.local()
 RESERVED = (
     "runs_dir",
     "engine",
@@ -52,129 +58,6 @@ RESERVED = (
 )
 
 
-@dataclass(frozen=True)
-class InputRef:
-    """A pipeline input, as seen by the function that wires the pipeline."""
-
-    name: str
-
-    def __str__(self) -> str:
-        return f"${{{{inputs.{self.name}}}}}"
-
-
-@dataclass(frozen=True)
-class OutputRef:
-    """One output of a job, to pass to another job or return as a pipeline output."""
-
-    job: str
-    output: str
-
-    def __str__(self) -> str:
-        return f"${{{{jobs.{self.job}.outputs.{self.output}}}}}"
-
-
-class Outputs:
-    """`job.outputs.NAME` or `job.outputs["NAME"]`; unknown names fail at once."""
-
-    def __init__(self, job: str, module: Module) -> None:
-        self._job, self._module = job, module
-
-    def __getattr__(self, name: str) -> OutputRef:
-        return self[name]
-
-    def __getitem__(self, name: str) -> OutputRef:
-        known = self._module.spec.outputs
-        if name not in known:
-            raise UsageError(
-                f"job '{self._job}' (module '{self._module.name}') has no output "
-                f"'{name}'; outputs: {', '.join(sorted(known)) or 'none'}"
-            )
-        return OutputRef(self._job, name)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What calling a module inside a @pipeline function returns."""
-
-    name: str
-    module: Module
-
-    @property
-    def outputs(self) -> Outputs:
-        return Outputs(self.name, self.module)
-
-
-@dataclass
-class _Builder:
-    base: Path
-    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
-    modules: dict[str, Module] = field(default_factory=dict)
-
-
-def building() -> bool:
-    """True while a @pipeline function is being traced."""
-    return getattr(_state, "builder", None) is not None
-
-
-def add_job(module: Module, name: str | None, inputs: Mapping[str, Any]) -> Job:
-    """Record one job of the pipeline being traced."""
-    builder: _Builder | None = getattr(_state, "builder", None)
-    if builder is None:
-        raise UsageError(f"module '{module.name}': .job() works only inside a @pipeline function")
-    if name is None:
-        stem = module.name.replace("-", "_").replace(".", "_")
-        stem = stem if stem.isidentifier() else f"job_{stem}"
-        name, n = stem, 2
-        while name in builder.jobs:
-            name, n = f"{stem}_{n}", n + 1
-    elif name in builder.jobs:
-        raise UsageError(f"two jobs are named '{name}'; give each job its own name")
-    values = {k: _value(v, f"job '{name}' input '{k}'") for k, v in inputs.items()}
-    builder.jobs[name] = {"module": _module_ref(builder, module), "inputs": values}
-    return Job(name, module)
-
-
-def _value(value: Any, where: str) -> Any:
-    if isinstance(value, Job):
-        outs = list(value.module.spec.outputs)
-        if len(outs) != 1:
-            raise UsageError(
-                f"{where}: job '{value.name}' has {len(outs)} outputs; pass one "
-                f"of them: {value.name}.outputs.NAME"
-            )
-        return str(OutputRef(value.name, outs[0]))
-    if isinstance(value, InputRef | OutputRef):
-        return str(value)
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, bool | int | float | str):
-        return value
-    raise UsageError(
-        f"{where}: {type(value).__name__} is not a pipeline value; pass a literal, "
-        "a pipeline input or another job's output"
-    )
-
-
-def _module_ref(builder: _Builder, module: Module) -> str:
-    """How the pipeline names a module: a spec path from `base`, or `NAME.yaml` for Python."""
-    for ref, known in builder.modules.items():
-        if known is module:
-            return ref
-    if _is_yaml(module.spec_path):
-        assert module.spec_path is not None
-        ref = Path(os.path.relpath(module.spec_path, builder.base)).as_posix()
-    else:
-        ref, n = f"{module.name}.yaml", 2
-        while ref in builder.modules:
-            ref, n = f"{module.name}-{n}.yaml", n + 1
-    builder.modules[ref] = module
-    return ref
-
-
-def _is_yaml(path: Path | None) -> bool:
-    return path is not None and path.suffix in (".yaml", ".yml")
-
-
 class Pipeline:
     """A PipelineSpec plus its modules; made from YAML or a @pipeline function."""
 
@@ -183,7 +66,7 @@ class Pipeline:
         spec: PipelineSpec,
         *,
         base: Path,
-        modules: Mapping[str, Module],
+        modules: Mapping[str, JobModule],
         path: Path | None = None,
     ) -> None:
         """`base` is the folder module paths and literal paths are relative to."""
@@ -223,20 +106,19 @@ class Pipeline:
         return pipelines.plan(self.spec, self.base, load_module=self.loader())
 
     def to_yaml(self) -> str:
-        data = self.spec.model_dump(mode="json", exclude_defaults=True)
-        return pyfunc.dump_yaml(data)
+        return dump_yaml(self.spec.model_dump(mode="json", exclude_defaults=True))
 
     def write(self, path: str | Path) -> Path:
         """The pipeline YAML, plus the spec of each Python module beside it."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        python = {ref for ref, m in self.modules.items() if not _is_yaml(m.spec_path)}
+        python = {ref for ref, m in self.modules.items() if not is_yaml(m.spec_path)}
         for ref in python:
             self.modules[ref].write(path.parent / ref)
         spec = self.spec
         if path.parent.resolve() != self.base.resolve():
             spec = _rebased(spec, self.base, path.parent, python)
-        path.write_text(pyfunc.dump_yaml(spec.model_dump(mode="json", exclude_defaults=True)))
+        path.write_text(dump_yaml(spec.model_dump(mode="json", exclude_defaults=True)))
         return path
 
     def run(
@@ -260,9 +142,12 @@ class Pipeline:
             if k not in self.spec.outputs
         }
         planned = self.plan()
-        own = engine is None
-        eng = engine or DockerEngine.from_env()
-        try:
+        secrets = {
+            n: v
+            for n, v in os.environ.items()
+            if any(n in j.module.secrets for j in planned.jobs.values())
+        }
+        with connected(engine) as eng:
             result = run_pipeline(
                 eng,
                 RunStore(Path(runs_dir)),
@@ -275,15 +160,8 @@ class Pipeline:
                 keep_going=keep_going,
                 cache=cache,
                 labels=labels or {},
-                secrets={
-                    n: v
-                    for n, v in os.environ.items()
-                    if any(n in j.module.secrets for j in planned.jobs.values())
-                },
+                secrets=secrets,
             )
-        finally:
-            if own and isinstance(eng, DockerEngine):
-                eng.api.close()
         if check and result.state != "succeeded":
             raise RunError(
                 f"pipeline '{self.spec.name}' run {result.record.id} "
@@ -292,8 +170,16 @@ class Pipeline:
             )
         return result
 
-    def main(self, argv: list[str] | None = None) -> int:
-        """A small command line: -i NAME=VALUE, -o NAME=PATH, --runs-dir; returns the status."""
+    def main(
+        self, argv: list[str] | None = None, *, out: Callable[[str], Any] | None = None
+    ) -> int:
+        """The pipeline as a script: -i NAME=VALUE, -o NAME=PATH, --runs-dir; returns the status.
+
+        This is an edge, like the CLI: it reports in lines given to `out` (default:
+        standard output), and a ContainerExecError becomes one `Error: ...` line and
+        its exit code. `--help` and bad flags are argparse's (it exits).
+        """
+        say = out or _stdout_line
         parser = argparse.ArgumentParser(description=self.spec.description or self.spec.name)
         parser.add_argument("-i", "--input", action="append", default=[], metavar="NAME=VALUE")
         parser.add_argument("-o", "--output", action="append", default=[], metavar="NAME=PATH")
@@ -311,12 +197,16 @@ class Pipeline:
                 runs_dir=args.runs_dir, max_workers=args.max_workers, check=False, **values
             )
         except ContainerExecError as exc:
-            print(f"Error: {exc}")
+            say(f"Error: {exc}")
             return exc.exit_code
         for name, where in result.record.outputs.items():
-            print(f"output {name} -> {where}")
-        print(f"pipeline run {result.record.id}: {result.record.state}")
+            say(f"output {name} -> {where}")
+        say(f"pipeline run {result.record.id}: {result.record.state}")
         return 0 if result.state == "succeeded" else 1
+
+
+def _stdout_line(line: str) -> None:
+    sys.stdout.write(f"{line}\n")
 
 
 def _rebased(spec: PipelineSpec, base: Path, to: Path, keep: set[str]) -> PipelineSpec:
@@ -361,12 +251,8 @@ def pipeline(
                     "parameters are its inputs (outputs come from its jobs)"
                 )
             inputs[p.name] = pyfunc.input_port(p, docs, path_defaults=True)
-        builder = _Builder(folder.resolve())
-        _state.builder = builder
-        try:
+        with tracing(folder.resolve()) as trace:
             returned = func(**{p.name: InputRef(p.name) for p in params})
-        finally:
-            _state.builder = None
         data = {
             "name": name or pyfunc.module_name(func.__name__),
             "version": version or "0.0.0",
@@ -374,31 +260,13 @@ def pipeline(
                 description if description is not None else pyfunc.first_line(func.__doc__)
             ),
             "inputs": inputs,
-            "outputs": _outputs(returned, where),
-            "jobs": builder.jobs,
+            "outputs": pipeline_outputs(returned, where),
+            "jobs": trace.jobs,
         }
-        try:
-            spec = PipelineSpec.model_validate(data)
-        except Exception as exc:  # pydantic's message names the field
-            raise UsageError(f"{where}: not a valid pipeline: {exc}") from None
-        return Pipeline(spec, base=builder.base, modules=builder.modules)
+        spec = pipelines.validate_pipeline(data, trace.base, f"@pipeline {where}")
+        return Pipeline(spec, base=trace.base, modules=trace.modules)
 
     return wrap(fn) if fn is not None else wrap
-
-
-def _outputs(returned: Any, where: str) -> dict[str, str]:
-    if returned is None:
-        return {}
-    if isinstance(returned, OutputRef):
-        return {returned.output: str(returned)}
-    if isinstance(returned, Mapping):
-        out = {}
-        for k, v in returned.items():
-            if not isinstance(v, OutputRef | Job):
-                raise UsageError(f"{where}: output '{k}' must be a job output, got {v!r}")
-            out[str(k)] = _value(v, f"{where}: output '{k}'")
-        return out
-    raise UsageError(f"{where}: return a dict of job outputs, one job output, or None")
 
 
 def from_yaml(path: str | Path) -> Module | Pipeline:

@@ -6,7 +6,8 @@ import re
 import shutil
 from pathlib import Path
 
-from containerexec.authoring.modules import Module, load_target
+from containerexec.authoring.modules import Module
+from containerexec.authoring.targets import load_target
 from containerexec.errors import UsageError
 
 TEMPLATE = Path(__file__).parent / "templates" / "module"

@@ -7,9 +7,10 @@ from pathlib import Path
 import click
 
 from containerexec.authoring.export import export_code
-from containerexec.authoring.modules import ContainerModule, Module, load_target
+from containerexec.authoring.modules import ContainerModule, Module
 from containerexec.authoring.pipelines import Pipeline
 from containerexec.authoring.scaffold import init_project
+from containerexec.authoring.targets import load_target
 from containerexec.cli import cli
 from containerexec.errors import UsageError
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import difflib
 import graphlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -216,14 +216,34 @@ def _parse(path: Path) -> tuple[PipelineSpec | None, yamlsource.Located | None, 
         return None, src, problems
     if not isinstance(src.data, dict):
         return None, src, [*problems, src.problem((), "expected a mapping of pipeline fields")]
-    spec = None
+    spec, found = _validated(src, path.parent)
+    return spec, src, problems + found
+
+
+def validate_pipeline(data: Mapping[str, Any], spec_dir: Path, path: str) -> PipelineSpec:
+    """Validate pipeline data built in code with load_pipeline's checks; `path` names it.
+
+    There is no file, so problems carry no line and column, only the key path.
+    """
+    spec, problems = _validated(yamlsource.Located(path, dict(data)), spec_dir)
+    if problems:
+        raise PipelineError(path, [replace(p, line=0, col=0) for p in _unique(problems)])
+    assert spec is not None
+    return spec
+
+
+def _validated(
+    src: yamlsource.Located, spec_dir: Path
+) -> tuple[PipelineSpec | None, list[Problem]]:
+    """The schema and the graph checked together, so one error lists all problems."""
+    spec, problems = None, []
     try:
         spec = PipelineSpec.model_validate(src.data)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc, src, PipelineSpec)
-    checker = _Checker(str(path), path.parent, src, file_loader(path.parent))
+        problems = _pydantic_problems(exc, src, PipelineSpec)
+    checker = _Checker(src.path, spec_dir, src, file_loader(spec_dir))
     checker.graph(src.data)
-    return spec, src, problems + checker.problems
+    return spec, problems + checker.problems
 
 
 def _unique(problems: list[Problem]) -> list[Problem]:

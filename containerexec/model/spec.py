@@ -6,6 +6,7 @@ import difflib
 import re
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -263,14 +264,30 @@ def parse_spec(text: str, path: str) -> ModuleSpec:
         raise SpecError(path, problems)
     if not isinstance(src.data, dict):
         raise SpecError(path, [src.problem((), "expected a mapping of spec fields")])
+    return _validated(src, problems)
+
+
+def validate_spec(data: Mapping[str, Any], path: str) -> ModuleSpec:
+    """Validate spec data built in code with parse_spec's checks; `path` names it in messages.
+
+    There is no file, so problems carry no line and column, only the key path.
+    """
+    try:
+        return _validated(yamlsource.Located(path, dict(data)), [])
+    except SpecError as exc:
+        raise SpecError(path, [replace(p, line=0, col=0) for p in exc.problems]) from None
+
+
+def _validated(src: yamlsource.Located, problems: list[Problem]) -> ModuleSpec:
+    """The schema and every placeholder checked together, so one error lists all problems."""
     spec: ModuleSpec | None = None
     try:
         spec = ModuleSpec.model_validate(src.data)
     except ValidationError as exc:
-        problems += pydantic_problems(exc, src, ModuleSpec)
-    problems += _placeholder_problems(src)
+        problems = [*problems, *pydantic_problems(exc, src, ModuleSpec)]
+    problems = [*problems, *_placeholder_problems(src)]
     if problems:
-        raise SpecError(path, sorted(problems, key=lambda p: (p.line, p.col)))
+        raise SpecError(src.path, sorted(problems, key=lambda p: (p.line, p.col)))
     assert spec is not None
     return spec
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from containerexec.authoring import Module, Pipeline
-from containerexec.authoring.modules import load_target
+from containerexec.authoring.targets import load_target
 from containerexec.cli import cli
 from containerexec.run.executor import RunOptions
 from containerexec.store.tree import RunStore

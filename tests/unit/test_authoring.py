@@ -8,15 +8,19 @@ import subprocess
 import textwrap
 from pathlib import Path
 from typing import Any
+from unittest.mock import MagicMock
 
 import pytest
 from click.testing import CliRunner
 
-from containerexec.authoring import Module, Pipeline, Requirements, from_func, from_yaml
+from containerexec.authoring import Module, Pipeline, Requirements, from_func, from_yaml, pipeline
+from containerexec.authoring.engine import connected
 from containerexec.authoring.export import export_code
-from containerexec.authoring.modules import load_target
+from containerexec.authoring.targets import load_target
+from containerexec.authoring.tracing import building
 from containerexec.cli import cli
-from containerexec.errors import UsageError
+from containerexec.engine.base import Engine
+from containerexec.errors import PipelineError, SpecError, UsageError
 from containerexec.model.arrays import expand
 from containerexec.model.bindings import bind
 from containerexec.model.invocation import container_paths
@@ -359,3 +363,73 @@ def test_export_keeps_templates_and_literal_values(tmp_path: Path) -> None:
     code = export_code(write_two_jobs(tmp_path))
     assert 'tag="t-${{inputs.tag}}"' in code
     assert "n: How many numbers." in code
+
+
+def test_function_spec_is_checked_like_a_file_with_every_problem_named_by_key(
+    tmp_path: Path,
+) -> None:
+    text = """
+    from containerexec.authoring import OutputDir, module
+
+    @module(image="containerexec/base:bookworm", resources={"memory": "lots"},
+            env={"X": "${{inputs.nope}}"})
+    def bad(out: OutputDir, n: int = 1) -> None: ...
+    """
+    with pytest.raises(SpecError) as info:
+        load(tmp_path, "badmod", text, "bad")
+    assert [str(p) for p in info.value.problems] == [
+        "badmod.py:bad: resources.memory: expected a size like '512m' or '2g', got 'lots'",
+        "badmod.py:bad: env.X: '${{inputs.nope}}' names no declared input (n)",
+    ]
+
+
+def test_written_function_spec_keeps_sizes_as_given_and_tuples_as_lists(tmp_path: Path) -> None:
+    text = FUNCTION_MODULE.replace('{"values": ["a", "b"]}', '{"values": ("a", "b")}')
+    greet = load(tmp_path, "greetmod", text, "greet")
+    written = greet.to_yaml()
+    assert written.startswith("# Generated from greetmod.py:greet by containerexec")
+    assert "memory: 64m" in written and "- a\n" in written
+    assert load_spec(greet.write(tmp_path / "greet.yaml")) == greet.spec
+
+
+def test_invalid_traced_pipeline_lists_its_problems_like_a_file() -> None:
+    def empty() -> None:
+        return None
+
+    with pytest.raises(PipelineError) as info:
+        pipeline(empty)
+    assert [p.loc for p in info.value.problems] == ["jobs"]
+    assert str(info.value.problems[0]).startswith("@pipeline ")
+
+
+def test_tracing_ends_with_the_pipeline_function_even_when_it_raises(tmp_path: Path) -> None:
+    write_two_jobs(tmp_path)
+    first = from_yaml(tmp_path / "first.yaml")
+
+    def broken() -> None:
+        first(n=1)
+        raise UsageError("stop")
+
+    with pytest.raises(UsageError, match="stop"):
+        pipeline(broken)
+    assert not building()
+    with pytest.raises(UsageError, match=r"\.job\(\) works only inside a @pipeline"):
+        first.job("again")
+
+
+def test_pipeline_main_reports_through_the_writer_it_is_given(tmp_path: Path) -> None:
+    pipe = from_yaml(write_two_jobs(tmp_path))
+    assert isinstance(pipe, Pipeline)
+    lines: list[str] = []
+    status = pipe.main(
+        ["-i", "no-equals-sign", "--runs-dir", str(tmp_path / "runs")], out=lines.append
+    )
+    assert status == 2
+    assert len(lines) == 1 and lines[0].startswith("Error: ") and "no-equals-sign" in lines[0]
+
+
+def test_a_given_engine_is_used_as_is_and_not_closed() -> None:
+    engine = MagicMock(spec=Engine)
+    with connected(engine) as got:
+        assert got is engine
+    assert engine.mock_calls == []

@@ -1,0 +1,31 @@
+"""The engine a Python-API run uses: the one given, or the local engine for the run's length.
+
+`Module.run` and `Pipeline.run` are the Python API's edge, as the CLI is the
+command line's: `engine=None` there means "connect to the local engine", and
+this is the one place that does it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from containerexec.engine.base import Engine
+from containerexec.engine.docker import DockerEngine
+
+
+@contextmanager
+def connected(engine: Engine | None) -> Iterator[Engine]:
+    """Yield `engine`, or a DockerEngine from the environment that is closed afterwards.
+
+    Raises:
+        EngineUnavailable: `engine` is None and no local engine answers.
+    """
+    if engine is not None:
+        yield engine
+        return
+    local = DockerEngine.from_env()
+    try:
+        yield local
+    finally:
+        local.api.close()  # its pooled connections, which would outlive the run
