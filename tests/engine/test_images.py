@@ -18,6 +18,7 @@ from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.environment import images, sharing
 from containerexec.errors import ImageError, PullError, SpecError
+from containerexec.labels import LABEL_MODULE, LABEL_SPEC
 from containerexec.model.bindings import bind
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions, ShardEvent
@@ -287,7 +288,7 @@ def test_an_image_with_a_broken_spec_label_names_the_image(
         tag=tag,
         buildargs={},
         target=None,
-        labels={**test_session_label, images.labels.SPEC: "name: x\ncommand: 3\n"},
+        labels={**test_session_label, LABEL_SPEC: "name: x\ncommand: 3\n"},
     )
     created.append(tag)
     with pytest.raises(SpecError) as caught:
@@ -328,7 +329,7 @@ def test_an_unreachable_registry_fails_after_bounded_retries_with_one_line(
         assert "connection refused" in error
     assert run_containers(docker_client, name) == []
     assert engine.inspect_image(f"{address}/pushed:1") is None  # not left half-tagged
-    for image in engine.images({images.labels.MODULE: name}):  # the labelled image, complete
+    for image in engine.images({LABEL_MODULE: name}):  # the labelled image, complete
         engine.remove_image(image.id)
 
 
@@ -416,7 +417,7 @@ def test_a_failing_dockerfile_shows_the_step_and_tags_nothing(
         assert re.search(f"Step 3/[0-9]+ : RUN echo said-{token} && exit 3", stderr)
         assert "returned a non-zero code: 3" in stderr
         assert f"said-{token}" in stderr.split("build failed:", 1)[1]  # the log tail
-    assert engine.images({images.labels.MODULE: name}) == []
+    assert engine.images({LABEL_MODULE: name}) == []
     assert run_containers(docker_client, name) == []
     leftovers = [
         c for c in docker_client.api.containers(all=True) if token in (c.get("Command") or "")
