@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
+from containerexec.labels import LABEL_REPRO_OF
 from containerexec.model.invocation import Invocation, Limits, Mount
 from containerexec.run import repro
 from containerexec.run.runner import Attempt, Failure
@@ -184,7 +185,7 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     assert inv.run_id == plan.run_id != RUN_ID and plan.run_id.startswith("job-repro-")
     assert inv.name == f"cx-{plan.run_id}-1"
     assert inv.labels["containerexec.run"] == plan.run_id
-    assert inv.labels[repro.labels.REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
+    assert inv.labels[LABEL_REPRO_OF] == RUN_ID and inv.labels["team"] == "x"
     sources = {m.name: m.source for m in inv.mounts}
     assert sources["data"] == str(copy)
     assert sources["out"] == str(store.run_dir(plan.run_id) / "outputs" / "out")
@@ -369,25 +370,6 @@ def test_last_means_the_newest_run_that_is_not_itself_a_repro(tmp_path: Path) ->
         )
     )
     assert portable.load_source(store, "last").run.run_id == RUN_ID
-
-
-@pytest.mark.parametrize(
-    ("answer", "expected"),
-    [
-        (
-            "manifest for x@sha256:1 not found: manifest unknown: manifest unknown",
-            "gone from its registry",
-        ),
-        (
-            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
-            "registry '127.0.0.1:5000' does not answer",
-        ),
-        ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
-    ],
-)
-def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: str) -> None:
-    text = repro.pull_advice(DIGEST, answer)
-    assert expected in text and "\n" not in text
 
 
 def test_shard_record_of_an_export_keeps_its_invocation(tmp_path: Path) -> None:
