@@ -144,18 +144,21 @@ def _call_unless_gone(req: Request, fn: Callable[[], T]) -> T | None:
     """fn(), or None where what `req` concerns is gone or going: the end state asked for."""
     try:
         return fn()
-    except docker.errors.NotFound:
-        return None
-    except docker.errors.APIError as exc:
-        # a removal already under way ends as "gone", and inspecting a malformed image
-        # reference (400) means that image is not here
-        if exc.status_code == 409 and "already in progress" in _explain(exc):
-            return None
-        if req.image and exc.status_code == 400:
-            return None
-        raise translate(exc, req) from exc
     except Exception as exc:
+        if _gone(exc, req):
+            return None
         raise translate(exc, req) from exc
+
+
+def _gone(exc: Exception, req: Request) -> bool:
+    if isinstance(exc, docker.errors.NotFound):
+        return True
+    if not isinstance(exc, docker.errors.APIError):
+        return False
+    # a removal already under way ends as "gone", and a malformed image reference
+    # (400) names no image that could be here
+    already = exc.status_code == 409 and "already in progress" in _explain(exc)
+    return already or (req.image is not None and exc.status_code == 400)
 
 
 class DockerEngine:

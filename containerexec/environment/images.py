@@ -37,7 +37,7 @@ _REF = re.compile(
 )
 
 
-def check_reference(module: str, ref: str) -> None:
+def check_reference(module: str | None, ref: str) -> None:
     if not _REF.match(ref):
         raise ImageError(
             module,
@@ -114,7 +114,7 @@ def resolve(
 
 def fetch(
     engine: Engine,
-    module: str,
+    module: str | None,
     ref: str,
     *,
     policy: str,

@@ -17,6 +17,7 @@ import pytest
 import requests
 import requests.exceptions
 
+from containerexec import errors
 from containerexec.engine.base import EngineLost, StartFailed, WaitTimeout
 from containerexec.engine.docker import (
     DockerEngine,
@@ -25,14 +26,7 @@ from containerexec.engine.docker import (
     registry_failure,
     translate,
 )
-from containerexec.errors import (
-    BuildError,
-    EngineError,
-    EngineUnavailable,
-    ImageError,
-    PullError,
-    RegistryFailure,
-)
+from containerexec.errors import PullError, RegistryFailure
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, resolve
@@ -111,7 +105,7 @@ def test_a_missing_container_is_never_reported_as_an_image(req: Request) -> None
 
     error = translate(exc, req)
 
-    assert type(error) is EngineError and not isinstance(error, ImageError)
+    assert type(error) is errors.EngineError and not isinstance(error, errors.ImageError)
     assert (error.operation, error.container, error.status_code) == (
         req.operation,
         req.container,
@@ -144,7 +138,7 @@ def test_a_missing_image_on_create_names_module_and_image() -> None:
 
     error = translate(exc, Request("create", container=inv.name, image=inv.image, module="wc"))
 
-    assert isinstance(error, ImageError)
+    assert isinstance(error, errors.ImageError)
     assert (error.module, error.ref, error.operation) == ("wc", "r:1", "create")
     assert str(error) == "module 'wc': image 'r:1': not on this engine; pull it first"
 
@@ -216,7 +210,7 @@ def test_what_is_gone_or_going_is_no_error_to_stop_remove_or_inspect() -> None:
     engine.remove_image("r:1")
 
     api.remove_container.side_effect = docker_error(409, "container is paused")
-    with pytest.raises(EngineError) as caught:
+    with pytest.raises(errors.EngineError) as caught:
         engine.remove(CID)
     assert caught.value.status_code == 409 and caught.value.container == CID
 
@@ -249,7 +243,7 @@ def test_a_build_error_carries_the_failing_step_and_the_log_tail() -> None:
 
     error = translate(exc, Request("build", image="t:1"), log=log)
 
-    assert isinstance(error, BuildError)
+    assert isinstance(error, errors.BuildError)
     assert (error.module, error.ref, error.step) == (None, "t:1", "Step 3/4 : RUN exit 3")
     assert error.log_tail == log[-20:]
     named = error.with_module("wc")
@@ -270,5 +264,5 @@ def test_no_engine_is_engine_unavailable_whatever_docker_raised() -> None:
         (refused, Request("pull", image="r:1")),
     ]:
         error = translate(exc, req)
-        assert isinstance(error, EngineUnavailable) and error.operation == req.operation
+        assert isinstance(error, errors.EngineUnavailable) and error.operation == req.operation
         assert "No Docker engine answers at" in str(error)
