@@ -31,7 +31,8 @@ from containerexec.model.bindings import bind
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.store.records import RunStore, ShardRecord
+from containerexec.store.records import ShardRecord
+from containerexec.store.tree import RunStore
 
 IMAGE = "containerexec/base:bookworm"
 SPEC = """name: scale
@@ -166,14 +167,15 @@ def measure_plan(root: Path, n: int) -> dict[str, Any]:
 def measure_run(root: Path, n: int) -> dict[str, Any]:
     """Every shard through the Executor on InstantEngine: containerexec's own cost."""
     spec, spec_path, corpus = setup(root, n)
-    bindings = bind(spec, {"corpus": str(corpus)}, {}, default_outputs=root / "out")
     # Only the methods a run of a local image uses: the rest of Engine is not needed here.
     executor = Executor(cast(Engine, InstantEngine()), RunStore(root / "store"))
     base = rss_kb()
     t0 = time.perf_counter()
-    result = executor.run(spec, bindings, spec_path=spec_path, options=RunOptions())
+    opts = RunOptions(default_outputs=root / "out")
+    run = executor.start(spec, {"corpus": str(corpus)}, {}, spec_path=spec_path, options=opts)
+    result = run.wait()
     wall = time.perf_counter() - t0
-    if result.exit_code != 0:
+    if result.state != "succeeded":
         raise SystemExit(f"run failed: {result.record.counts}")
     return {
         "mode": "run",

@@ -37,7 +37,7 @@ from containerexec.model.bindings import bind
 from containerexec.model.invocation import resolve
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 IMAGE = "containerexec/base:bookworm"
 COMMAND = ["/bin/true"]
@@ -103,16 +103,11 @@ def run_containerexec(
     """Wall seconds of one containerexec run of every shard, records included."""
     store = RunStore(root)
     executor = Executor(engine, store)
-    bindings = bind(spec, {}, {}, default_outputs=root / "out")
     t0 = time.perf_counter()
-    result = executor.run(
-        spec,
-        bindings,
-        spec_path=spec_path,
-        options=RunOptions(max_parallel=parallel, labels=labels),
-    )
+    opts = RunOptions(max_parallel=parallel, labels=labels, default_outputs=root / "out")
+    result = executor.start(spec, {}, {}, spec_path=spec_path, options=opts).wait()
     wall = time.perf_counter() - t0
-    if result.exit_code != 0:
+    if result.state != "succeeded":
         raise SystemExit(
             f"containerexec run failed: {result.record.counts}; see {result.record_path}"
         )

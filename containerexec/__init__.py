@@ -31,6 +31,7 @@ from containerexec.errors import (
     RecordError,
     RunError,
     RunLocked,
+    ShardFailed,
     SpecError,
     UsageError,
 )
@@ -38,8 +39,10 @@ from containerexec.model.bindings import Bindings, bind
 from containerexec.model.invocation import Invocation
 from containerexec.model.pipeline import PipelineSpec, load_pipeline
 from containerexec.model.spec import ModuleSpec, load_spec
-from containerexec.run.executor import Executor, RunOptions, RunResult
-from containerexec.store.records import RunRecord, RunStore, ShardRecord
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.run import Run, RunResult
+from containerexec.store.records import RunRecord, ShardRecord
+from containerexec.store.tree import RunStore
 
 __all__ = [
     "Bindings",
@@ -66,10 +69,12 @@ __all__ = [
     "RecordError",
     "RunError",
     "RunLocked",
+    "Run",
     "RunOptions",
     "RunRecord",
     "RunResult",
     "RunStore",
+    "ShardFailed",
     "ShardRecord",
     "SpecError",
     "UsageError",

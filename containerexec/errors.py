@@ -11,16 +11,18 @@
           PullError(module, ref, answer, failure, attempts)
         (engine/base.py: WaitTimeout, EngineLost, StartFailed)
       RunError
-        ShardFailed(module, shard, ...)
+        ShardFailed(module, run_id, shard, image, argv, returncode, failure, log_path, ...)
         RunLocked(run_id, pid)
         InputsChanged(run_id, changes)
       RecordError(path, schema_version)
 
-`cli.py` maps these to `Error: ...` on stderr; `exit_code` says which status.
+The CLI maps these to `Error: ...` on stderr; `exit_code` says which status. Only the
+CLI picks exit statuses; a library caller gets these exceptions and their fields.
 """
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Self
@@ -247,6 +249,65 @@ class PullError(ImageError):
 
 class RunError(ContainerExecError):
     """A run could not complete."""
+
+
+RULE = "-" * 72
+
+
+class ShardFailed(RunError):
+    """A shard of a module run failed; its text is the failure report a user reads.
+
+    First what failed, then the facts (image, argv, the end of its log, the log's
+    path), last the next step: the repro command. `returncode` is the command's own
+    exit status, as in subprocess.CalledProcessError (None when it never ran).
+    """
+
+    def __init__(
+        self,
+        *,
+        module: str,
+        run_id: str,
+        shard: int,
+        shard_count: int,
+        image: str,
+        argv: Sequence[str],
+        returncode: int | None,
+        failure: str,
+        message: str,
+        log_path: str,
+        attempts: int = 1,
+        is_array: bool = False,
+        log_tail: Sequence[str] = (),
+        stderr_tail: Sequence[str] = (),
+        failed_shards: int = 1,
+    ) -> None:
+        self.module, self.run_id, self.shard, self.shard_count = module, run_id, shard, shard_count
+        self.image, self.argv, self.returncode = image, list(argv), returncode
+        self.failure, self.message, self.log_path = failure, message, log_path
+        self.attempts, self.is_array, self.failed_shards = attempts, is_array, failed_shards
+        self.log_tail, self.stderr_tail = list(log_tail), list(stderr_tail)
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = (
+            f"Shard {self.shard}/{self.shard_count} of module '{self.module}'"
+            if self.shard_count > 1 or self.is_array
+            else f"Module '{self.module}'"
+        )
+        plural = "s" if self.attempts != 1 else ""
+        lines = [
+            f"{where} failed: {self.message} ({self.failure}; {self.attempts} attempt{plural})",
+            f"  image: {self.image}",
+            f"  argv:  {shlex.join(self.argv)}",
+        ]
+        if self.log_tail:
+            lines += [RULE, *self.log_tail, RULE]
+        lines.append(f"  full log: {self.log_path}")
+        if self.failed_shards > 1:
+            lines.append(f"  ({self.failed_shards - 1} more shard(s) failed in this run)")
+        flag = f" --shard {self.shard}" if self.shard_count > 1 else ""
+        lines.append(f"Reproduce here: containerexec repro {self.run_id}{flag} [--shell]")
+        return "\n".join(lines)
 
 
 class RunLocked(RunError):

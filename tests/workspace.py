@@ -22,10 +22,12 @@ import pytest
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
-from containerexec.model.bindings import Bindings, bind
+from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, load_spec
-from containerexec.run.executor import Executor, RunOptions, RunResult, ShardEvent
-from containerexec.store.records import RunRecord, RunStore, ShardRecord
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.run import RunResult, ShardEvent
+from containerexec.store.records import RunRecord, ShardRecord
+from containerexec.store.tree import RunStore
 
 CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
 BASE_IMAGE = "containerexec/base:bookworm"
@@ -139,23 +141,29 @@ class Workspace:
     ) -> tuple[ModuleSpec, Bindings, RunResult]:
         """Run through the library API, with the session label on every container."""
         spec = load_spec(spec_path)
-        bindings = bind(
-            spec,
-            dict(inputs or {}),
-            dict(outputs or {}),
-            base=self.root,
-            default_outputs=self.root / "default-outputs",
-        )
         own = engine is None
         engine = engine or DockerEngine.from_env()
         executor = Executor(engine, self.store, secrets=secrets, on_event=on_event, on_line=on_line)
-        opts = RunOptions(labels=self.labels, grace_s=options.pop("grace_s", 1.0), **options)
+        opts = RunOptions(
+            labels=self.labels,
+            grace_s=options.pop("grace_s", 1.0),
+            default_outputs=self.root / "default-outputs",
+            **options,
+        )
         try:
-            result = executor.run(spec, bindings, spec_path=spec_path, options=opts)
+            run = executor.start(
+                spec,
+                dict(inputs or {}),
+                dict(outputs or {}),
+                base=self.root,
+                spec_path=spec_path,
+                options=opts,
+            )
+            result = run.wait()
         finally:
             if own:  # an unclosed client warns when collected, in whichever test runs then
                 engine.api.close()
-        return spec, bindings, result
+        return spec, Bindings(result.record.inputs, result.record.outputs), result
 
 
 def run_containers(client: Any, run_id: str, *, running: bool = False) -> list[dict[str, Any]]:

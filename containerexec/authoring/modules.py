@@ -20,12 +20,11 @@ import importlib.util
 import json
 import os
 import sys
-import time
 import traceback
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -33,11 +32,11 @@ from containerexec.authoring import functions as pyfunc
 from containerexec.authoring.functions import Source
 from containerexec.engine.base import Engine
 from containerexec.engine.docker import DockerEngine
-from containerexec.errors import ContainerExecError, RunError, UsageError
-from containerexec.model.bindings import bind
+from containerexec.errors import ContainerExecError, UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
-from containerexec.run.executor import Executor, RunOptions, RunResult, new_run_id
-from containerexec.store.records import RunStore
+from containerexec.run.executor import Executor, RunOptions, secrets_from
+from containerexec.run.run import RunResult
+from containerexec.store.tree import RunStore
 
 RESERVED = ("runs_dir", "engine", "options", "check")
 
@@ -135,8 +134,9 @@ class Module:
     ) -> RunResult:
         """Run in local containers through the normal Executor; inputs and outputs by name.
 
-        Outputs not given go inside the run's folder. Raises RunError when a shard
-        failed unless `check=False`.
+        Outputs not given go inside the run's folder. Raises ShardFailed (its fields:
+        module, shard, image, argv, exit code, failure kind, log tail, log path) when a
+        shard failed, unless `check=False`.
         """
         values = {**self.defaults, **values}
         outputs = {k: str(v) for k, v in values.items() if k in self.spec.outputs}
@@ -145,31 +145,19 @@ class Module:
             for k, v in values.items()
             if k not in self.spec.outputs
         }
-        store = RunStore(Path(runs_dir))
-        opts = options or RunOptions()
-        run_id = opts.run_id or new_run_id(self.name, time.time())
-        bindings = bind(
-            self.spec, inputs, outputs, default_outputs=store.run_dir(run_id) / "outputs"
-        )
-        secrets = {n: os.environ[n] for n in self.spec.secrets if n in os.environ}
+        secrets = secrets_from(self.spec.secrets, os.environ)
         own = engine is None
         eng = engine or DockerEngine.from_env()
         try:
-            result = Executor(eng, store, secrets=secrets).run(
-                self.spec, bindings, spec_path=self.spec_path, options=replace(opts, run_id=run_id)
+            executor = Executor(eng, RunStore(Path(runs_dir)), secrets=secrets)
+            run = executor.start(
+                self.spec, inputs, outputs, spec_path=self.spec_path, options=options
             )
+            result = run.wait()
         finally:
             if own and isinstance(eng, DockerEngine):
                 eng.api.close()
-        if check and result.exit_code != 0:
-            shards = ", ".join(str(s.index) for s in result.failed[:5]) or "-"
-            raise RunError(
-                f"module '{self.name}' run {result.record.run_id} "
-                f"{result.record.state} (exit {result.exit_code}; failed shards: "
-                f"{shards}); see: containerexec --runs-dir {runs_dir} runs show "
-                f"{result.record.run_id}"
-            )
-        return result
+        return result.check() if check else result
 
 
 def module(

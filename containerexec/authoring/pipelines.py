@@ -37,7 +37,7 @@ from containerexec.model import pipeline as pipelines
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.run.orchestrator import PipelineResult, run_pipeline
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 _state = threading.local()
 RESERVED = (
@@ -284,7 +284,7 @@ class Pipeline:
         finally:
             if own and isinstance(eng, DockerEngine):
                 eng.api.close()
-        if check and result.exit_code != 0:
+        if check and result.state != "succeeded":
             raise RunError(
                 f"pipeline '{self.spec.name}' run {result.record.id} "
                 f"{result.record.state} (failed jobs: "
@@ -316,7 +316,7 @@ class Pipeline:
         for name, where in result.record.outputs.items():
             print(f"output {name} -> {where}")
         print(f"pipeline run {result.record.id}: {result.record.state}")
-        return result.exit_code
+        return 0 if result.state == "succeeded" else 1
 
 
 def _rebased(spec: PipelineSpec, base: Path, to: Path, keep: set[str]) -> PipelineSpec:

@@ -12,7 +12,7 @@ import click
 from containerexec.engine.base import Engine
 from containerexec.engine.docker import DockerEngine
 from containerexec.errors import ContainerExecError
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 
 @dataclass

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-import sys
 import threading
 import time
 
@@ -13,8 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from containerexec.run.executor import RunResult, ShardEvent
-from containerexec.store.records import RunRecord, ShardRecord
+from containerexec.run.run import RunResult, ShardEvent, shard_failed
 
 RULE = "-" * 72
 
@@ -130,7 +127,7 @@ def summary(result: RunResult, console: Console | None = None) -> None:
     )
     console.print(table)
     for shard in result.failed[:10]:
-        click.echo(failure_report(rec, shard), err=True)
+        click.echo(f"\n{shard_failed(rec, shard)}", err=True)
     if len(result.failed) > 10:
         click.echo(
             f"... and {len(result.failed) - 10} more failed shards: "
@@ -141,31 +138,3 @@ def summary(result: RunResult, console: Console | None = None) -> None:
     if rec.state == "succeeded" and outs:
         click.echo(f"outputs: {outs}", err=True)
     click.echo(f"record: {result.record_path}", err=True)
-
-
-def failure_report(rec: RunRecord, shard: ShardRecord) -> str:
-    """What failed, the facts (image, argv, stderr tail, log), and the next step."""
-    inv = shard.invocation
-    where = (
-        f"Shard {shard.index}/{rec.shard_count} of module '{rec.module}'"
-        if rec.shard_count > 1 or rec.spec.get("array")
-        else f"Module '{rec.module}'"
-    )
-    attempts = len(shard.attempts)
-    lines = [
-        "",
-        f"{where} failed: {shard.message} ({shard.failure}; {attempts} attempt"
-        f"{'s' if attempts != 1 else ''})",
-        f"  image: {inv.image}",
-        f"  argv:  {shlex.join(inv.argv)}",
-    ]
-    if shard.log_tail:
-        lines += [RULE, *shard.log_tail, RULE]
-    lines.append(f"  full log: {shard.log_path}")
-    shard_flag = f" --shard {shard.index}" if rec.shard_count > 1 else ""
-    lines.append(f"Reproduce here: containerexec repro {rec.run_id}{shard_flag} [--shell]")
-    return "\n".join(lines)
-
-
-def is_terminal() -> bool:
-    return sys.stderr.isatty()

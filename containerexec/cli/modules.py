@@ -15,11 +15,13 @@ from typing import Protocol
 import click
 
 from containerexec.cli import App, cli
+from containerexec.cli.status import run_status
 from containerexec.environment import images
 from containerexec.errors import UsageError
-from containerexec.model.bindings import bind, parse_pairs
+from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
-from containerexec.run.executor import Executor, RunOptions, new_run_id
+from containerexec.run.executor import Executor, RunOptions, secrets_from
+from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
 from .images import TransferProgress
@@ -117,29 +119,24 @@ def run(
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
-    if resume:
-        prev = app.store.load_run(resume)
-        run_id = prev.run_id
-        # A resumed run keeps its bindings unless a flag changes one.
-        raw_in = {**{k: v for k, v in prev.inputs.items()}, **raw_in}
-        raw_out = {**prev.outputs, **raw_out}
-    else:
-        run_id = new_run_id(module.name, time.time())
-    bindings = bind(module, raw_in, raw_out, default_outputs=app.store.run_dir(run_id) / "outputs")
     executor, display = prepare_run(app, module)
     opts = RunOptions(
         max_parallel=max_parallel,
         shards=shards,
-        resume=resume,
         pull=pull,
         grace_s=grace,
         log_limit_bytes=parse_bytes(log_limit),
-        run_id=run_id,
     )
-    with display, cancel_on_signals(executor, display):
-        result = executor.run(module, bindings, spec_path=spec_path, options=opts)
+    with display, cancel_on_signals(executor, display, grace):
+        if resume:  # its bindings stay unless a flag changes one
+            started = executor.resume(
+                module, resume, inputs=raw_in, outputs=raw_out, spec_path=spec_path, options=opts
+            )
+        else:
+            started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
+        result = started.wait()
     summary(result)
-    ctx.exit(result.exit_code)
+    ctx.exit(run_status(result.record))
 
 
 def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> None:
@@ -182,7 +179,7 @@ def load_module(
 
 def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
     """An Executor wired to a display; secrets come from this process's environment."""
-    secrets = {n: os.environ[n] for n in module.secrets if n in os.environ}
+    secrets = secrets_from(module.secrets, os.environ)
     display = RunDisplay(stream_output=module.array is None, total=1)
     executor = Executor(
         app.engine(),
@@ -200,8 +197,6 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
 class Cancellable(Protocol):
     """An Executor, or a pipeline's Orchestrator."""
 
-    grace_s: float
-
     def cancel(self, signum: int = ...) -> None: ...
 
 
@@ -210,7 +205,7 @@ class Notes(Protocol):
 
 
 @contextmanager
-def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
+def cancel_on_signals(executor: Cancellable, display: Notes, grace_s: float) -> Iterator[None]:
     """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up."""
     seen = 0
 
@@ -220,7 +215,7 @@ def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
         if seen == 1:
             display.note(
                 f"{signal.Signals(signum).name}: stopping running containers "
-                f"(grace {executor.grace_s:g} s) ..."
+                f"(grace {grace_s:g} s) ..."
             )
         else:
             display.note("still cleaning up; containers are being stopped and removed")
@@ -234,3 +229,24 @@ def cancel_on_signals(executor: Cancellable, display: Notes) -> Iterator[None]:
             # After a cancel, a late Ctrl-C must not turn the clean exit (130/143) into
             # click's "Aborted!" (exit 1) while the summary is printed.
             signal.signal(s, signal.SIG_IGN if seen else h)
+
+
+@cli.command(hidden=True)
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--shard", "index", type=click.IntRange(min=0), required=True)
+@click.pass_context
+def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
+    """Run shard K of the run in RUN_DIR (<runs-dir>/runs/<run id>) here, from its records
+    alone: what a cluster's array task calls. Exits 0 when the shard succeeded, else 1."""
+    app: App = ctx.obj
+    if not (run_dir / "run.json").is_file():
+        raise UsageError(
+            f"'{run_dir}' is not a run folder (no run.json); a worker needs the run store on "
+            "a filesystem this machine shares with the one that started the run"
+        )
+    store = RunStore(run_dir.absolute().parent.parent)
+    record = store.load_run(run_dir.name)
+    executor = Executor(app.engine(), store, secrets=secrets_from(record.secret_names, os.environ))
+    shard = executor.work(record.run_id, index)
+    click.echo(f"shard {index} of run {record.run_id}: {shard.state}", err=True)
+    ctx.exit(0 if shard.state == "succeeded" else 1)

@@ -22,11 +22,13 @@ from containerexec.model.pipeline import (
     load_pipeline,
 )
 from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import secrets_from
 from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResult
 
 from .display import RunDisplay
 from .modules import cancel_on_signals, load_module
 from .options import grace_option, inputs_option, outputs_option, pull_option
+from .status import pipeline_status
 
 
 @cli.group()
@@ -138,14 +140,14 @@ def run_pipeline(
         cache=not no_cache,
         pull=pull,
         grace_s=grace,
-        secrets={n: os.environ[n] for n in names if n in os.environ},
+        secrets=secrets_from(sorted(names), os.environ),
         labels=parse_pairs(labels, "--label"),
         on_event=display.job_event,
     )
-    with display, cancel_on_signals(orchestrator, display):
+    with display, cancel_on_signals(orchestrator, display, grace):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))
     pipeline_summary(result)
-    ctx.exit(result.exit_code)
+    ctx.exit(pipeline_status(result.record))
 
 
 class PipelineDisplay(RunDisplay):

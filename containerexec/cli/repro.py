@@ -14,8 +14,8 @@ import click
 from containerexec.cli import App, cli
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
-from containerexec.run import repro as replay
-from containerexec.run.runner import Tracker
+from containerexec.run import replay, repro
+from containerexec.run.executor import Executor
 from containerexec.store import export as portable
 from containerexec.store.records import write_json
 
@@ -76,7 +76,7 @@ def export(app: App, run: str, output: Path) -> None:
 @click.option(
     "--debug-port",
     type=click.IntRange(1, 65535),
-    default=replay.DEBUGPY_PORT,
+    default=repro.DEBUGPY_PORT,
     show_default=True,
     help="The port on 127.0.0.1 the debugger listens on.",
 )
@@ -106,66 +106,50 @@ def repro_command(
     app: App = ctx.obj
     if shell and debug:
         raise UsageError("--shell and --debug exclude each other; pick one")
-    mode: replay.Mode = "shell" if shell else "debug" if debug else "run"
+    mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
     source = portable.load_source(app.store, record_or_run)
     given = parse_pairs(inputs, "--inputs")
     if print_only:
         _print(app, source, shard, given, mode, debug_port)
         return
-    plan = replay.plan_replay(
+    plan = repro.plan_replay(
         app.store, source, shard=shard, inputs=given, ignore_input_changes=ignore_input_changes
     )
     engine = app.engine()
-    _header(plan, replay.ensure_image(engine, plan, sleep=app.sleep or time.sleep))
+    _header(plan, repro.ensure_image(engine, plan, sleep=app.sleep or time.sleep))
     secrets = replay.secret_values(plan.inv.secret_names, os.environ, _ask_secret)
-    if mode == "run":
-        canceller = replay.Canceller(engine, Tracker())
-        with cancel_on_signals(canceller, _Notes()):
-            outcome = replay.replay(
-                engine,
-                app.store,
-                plan,
-                secrets=secrets,
-                tracker=canceller.tracker,
-                keep=keep,
-                on_line=_echo_line,
-            )
-        if canceller.signum is not None:
-            click.echo(outcome.verdict)
-            ctx.exit(128 + canceller.signum)
-    else:
-        if mode == "shell":
-            click.echo(
-                f"the recorded command (paste it to run it):\n  {shlex.join(plan.inv.argv)}",
-                err=True,
-            )
-        else:
-            _debug_banner(plan, debug_port)
-        result = replay.interactive(
-            engine,
-            app.store,
-            plan,
-            mode,
-            secrets=secrets,
-            keep=keep,
-            tty=sys.stdin.isatty(),
-            debug_port=debug_port,
+    executor = Executor(engine, app.store, secrets=secrets, on_line=_echo_line)
+    tty = sys.stdin.isatty()
+    if mode == "shell":
+        click.echo(
+            f"the recorded command (paste it to run it):\n  {shlex.join(plan.inv.argv)}",
+            err=True,
         )
-        if isinstance(result, int):
-            _kept(plan, keep)
-            ctx.exit(result)
-        outcome = result
+        status = replay.shell(executor, plan, tty=tty, keep=keep)
+        _kept(plan, keep)
+        ctx.exit(status)
+    if mode == "debug":
+        _debug_banner(plan, debug_port)
+        started = replay.start(executor, plan, mode, keep=keep, tty=tty, debug_port=debug_port)
+        outcome = replay.outcome(executor, plan, started.wait())
+    else:
+        with cancel_on_signals(executor, _Notes(), grace_s=5.0):
+            started = replay.start(executor, plan, mode, keep=keep)
+            outcome = replay.outcome(executor, plan, started.wait())
+        if executor.signal is not None:
+            click.echo(outcome.verdict)
+            ctx.exit(128 + executor.signal)
     _kept(plan, keep)
     if plan.outputs:
         click.echo(
             f"outputs: {', '.join(f'{k} -> {v}' for k, v in plan.outputs.items())}", err=True
         )
     click.echo(f"record: {outcome.record_path}", err=True)
-    note = replay.stderr_comparison(plan.shard, outcome.attempt)
+    note = replay.stderr_comparison(plan.shard, outcome.shard)
     if note:
         click.echo(note, err=True)
     click.echo(outcome.verdict)
-    code = outcome.attempt.exit_code
+    code = outcome.shard.exit_code
     ctx.exit(code if code is not None else 1)
 
 
@@ -174,10 +158,10 @@ def _print(
     source: portable.RunExport,
     shard: int | None,
     given: dict[str, str],
-    mode: replay.Mode,
+    mode: repro.Mode,
     debug_port: int,
 ) -> None:
-    plan = replay.plan_replay(
+    plan = repro.plan_replay(
         app.store,
         source,
         shard=shard,
@@ -185,7 +169,7 @@ def _print(
         strict=False,
         outputs_root=Path.cwd() / "repro-outputs",
     )
-    click.echo(shlex.join(replay.print_command(plan, mode, debug_port=debug_port)))
+    click.echo(shlex.join(repro.print_command(plan, mode, debug_port=debug_port)))
     folders = " ".join(shlex.quote(p) for p in plan.outputs.values())
     if folders:
         click.echo(f"# the output folders must exist first: mkdir -p {folders}", err=True)
@@ -193,7 +177,7 @@ def _print(
         click.echo(f"# export the secrets first: {' '.join(plan.inv.secret_names)}", err=True)
 
 
-def _header(plan: replay.Plan, image: str) -> None:
+def _header(plan: repro.Plan, image: str) -> None:
     src, inv = plan.source.run, plan.inv
     click.echo(
         f"replaying shard {inv.shard_index}/{src.shard_count} of run {src.run_id} "
@@ -205,17 +189,17 @@ def _header(plan: replay.Plan, image: str) -> None:
         click.echo(f"  note:  {note}", err=True)
 
 
-def _debug_banner(plan: replay.Plan, port: int) -> None:
-    inv = replay.mode_invocation(plan, "debug")
+def _debug_banner(plan: repro.Plan, port: int) -> None:
+    inv = repro.mode_invocation(plan, "debug")
     click.echo(
         f"debugpy waits for an editor on 127.0.0.1:{port}; the command is\n  "
         f"{shlex.join(inv.argv)}\nVS Code .vscode/launch.json:",
         err=True,
     )
-    click.echo(json.dumps(replay.launch_config(inv, port), indent=2))
+    click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
 
 
-def _kept(plan: replay.Plan, keep: bool) -> None:
+def _kept(plan: repro.Plan, keep: bool) -> None:
     if keep:
         name = plan.inv.name
         click.echo(
@@ -230,7 +214,7 @@ def _ask_secret(name: str) -> str:
     return value
 
 
-def _echo_line(stream: str, line: str) -> None:
+def _echo_line(index: int, stream: str, line: str) -> None:
     click.echo(line, err=stream == "stderr")
 
 

@@ -8,6 +8,7 @@ import time
 import click
 
 from containerexec.cli import App, cli
+from containerexec.cli.status import run_status
 from containerexec.store.records import RunRecord
 
 
@@ -38,7 +39,7 @@ def list_runs(app: App) -> None:
         return
     click.echo(f"{'RUN':44} {'STATE':11} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
     for r in sorted(records, key=lambda r: r.started_at):
-        code = "-" if r.exit_code is None else str(r.exit_code)
+        code = "-" if r.state == "running" else str(run_status(r))
         click.echo(
             f"{r.run_id:44} {_state(app, r):11} {code:>4} {r.shard_count:>7} "
             f"{_when(r.started_at):19}"
@@ -62,7 +63,7 @@ def show(app: App, run: str, as_json: bool) -> None:
     run_state = _state(app, rec)
     click.echo(
         f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
-        f"state:    {run_state} (exit {rec.exit_code})\n"
+        f"state:    {run_state} (exit {'-' if rec.state == 'running' else run_status(rec)})\n"
         f"image:    {rec.image.pinned}\n"
         f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}"
     )

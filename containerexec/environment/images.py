@@ -22,7 +22,8 @@ from containerexec.engine.base import Engine, ImageInfo, Progress
 from containerexec.errors import BuildError, ImageError, PullError
 from containerexec.labels import LABEL_CONTEXT_HASH, LABEL_MANAGED, LABEL_MODULE
 from containerexec.model.spec import ModuleSpec
-from containerexec.store.records import ImageRecord, RunStore
+from containerexec.store.records import ImageRecord
+from containerexec.store.tree import RunStore
 
 PULL_ATTEMPTS = 4
 

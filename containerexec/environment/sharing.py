@@ -23,7 +23,8 @@ from containerexec.environment import images
 from containerexec.errors import ContainerExecError, ImageError
 from containerexec.labels import LABEL_MANAGED, LABEL_MODULE, LABEL_SPEC
 from containerexec.model.spec import Environment, ModuleSpec, parse_spec
-from containerexec.store.records import Record, RunStore, write_json
+from containerexec.store.records import Record, write_json
+from containerexec.store.tree import RunStore
 
 PUSH_SCHEMA_VERSION = 1
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from containerexec.errors import UsageError
+from containerexec.model import placeholders
 from containerexec.model.spec import ArraySpec
 
 
@@ -25,7 +26,7 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
         return [Shard(0, "", 1)]
     values: list[str]
     if array.values is not None:
-        values = [_text(v) for v in array.values]
+        values = [placeholders.as_text(v) for v in array.values]
     elif array.range is not None:
         values = [str(i) for i in range(array.range)]
     elif array.glob is not None:
@@ -40,12 +41,6 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
         with path.open(encoding="utf-8") as f:
             values = [line.rstrip("\r\n") for line in f if line.strip()]
     return [Shard(i, v, len(values)) for i, v in enumerate(values)]
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def select(shards: list[Shard], selection: str | None) -> list[Shard]:

@@ -80,10 +80,8 @@ def container_paths(spec: ModuleSpec, bindings: Bindings) -> dict[str, str]:
             values[f"inputs.{name}"] = f"{INPUTS_ROOT}/{name}"
         elif kind == "file":
             values[f"inputs.{name}"] = f"{INPUTS_ROOT}/{name}/{Path(value).name}"
-        elif isinstance(value, bool):
-            values[f"inputs.{name}"] = "true" if value else "false"
         else:
-            values[f"inputs.{name}"] = str(value)
+            values[f"inputs.{name}"] = placeholders.as_text(value)
     for name, port in spec.outputs.items():
         if port.type == "directory":
             values[f"outputs.{name}"] = f"{OUTPUTS_ROOT}/{name}"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import difflib
 import graphlib
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, Field, ValidationError
 
 from containerexec.errors import ContainerExecError, PipelineError, Problem, SpecError
-from containerexec.model import yamlsource
+from containerexec.model import placeholders, yamlsource
 from containerexec.model.spec import (
     NAME_RE,
     InputPort,
@@ -38,12 +37,6 @@ from containerexec.model.spec import pydantic_problems as _pydantic_problems
 
 ModuleLoader = Callable[[str], tuple[ModuleSpec, Path | None]]
 """`module:` as written in a job -> (its spec, the spec file or None for an image)."""
-
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_PLACEHOLDER = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
-_INPUT_REF = re.compile(rf"^inputs\.({_NAME})$")
-_JOB_REF = re.compile(rf"^jobs\.({_NAME})\.outputs\.({_NAME})$")
-_SCALARS = ("string", "integer", "number", "boolean")
 
 
 class JobSpec(Model):
@@ -86,9 +79,11 @@ class Source:
     output: str = ""  # the upstream job's output
 
     def ref(self) -> str:
-        if self.kind == "job":
-            return f"jobs.{self.name}.outputs.{self.output}"
-        return f"inputs.{self.name}" if self.kind == "input" else repr(self.value)
+        """'jobs.a.outputs.o' or 'inputs.x' as the grammar writes it; a literal's repr."""
+        if self.kind in ("input", "job"):
+            kind: placeholders.Kind = "jobs" if self.kind == "job" else "inputs"
+            return str(placeholders.Ref(kind, self.name, self.output))
+        return repr(self.value)
 
 
 @dataclass(frozen=True)
@@ -239,24 +234,13 @@ def parse_value(text: Any) -> Source:
     """A job input as written -> its Source; ValueError says what is wrong with it."""
     if not isinstance(text, str) or "${{" not in text:
         return Source("literal", text)
-    refs = _PLACEHOLDER.findall(text)
-    if text.count("${{") != len(refs):
-        raise ValueError(f"unterminated placeholder in '{text}'; write ${{{{inputs.NAME}}}}")
-    for ref in refs:
-        if not (_INPUT_REF.match(ref) or _JOB_REF.match(ref)):
-            raise ValueError(
-                f"unknown placeholder '${{{{{ref}}}}}'; expected inputs.NAME "
-                "or jobs.JOB.outputs.NAME"
-            )
-    whole = _PLACEHOLDER.fullmatch(text.strip())
-    if whole:
-        m = _INPUT_REF.match(whole.group(1))
-        if m:
-            return Source("input", name=m.group(1))
-        j = _JOB_REF.match(whole.group(1))
-        assert j is not None
-        return Source("job", name=j.group(1), output=j.group(2))
-    if any(_JOB_REF.match(r) for r in refs):
+    refs = placeholders.allowed_refs(text, "pipeline")
+    ref = placeholders.whole(text)
+    if ref is not None:
+        if ref.kind == "jobs":
+            return Source("job", name=ref.name, output=ref.output)
+        return Source("input", name=ref.name)
+    if any(r.kind == "jobs" for r in refs):
         raise ValueError(f"'{text}': a job output must be the whole value, not part of a string")
     return Source("template", text)
 
@@ -265,18 +249,15 @@ def input_refs(value: Any) -> list[str]:
     """The pipeline inputs a job input refers to: '${{inputs.a}}-${{inputs.b}}' -> ['a', 'b']."""
     if not isinstance(value, str):
         return []
-    return [m.group(1) for r in _PLACEHOLDER.findall(value) if (m := _INPUT_REF.match(r))]
+    return [
+        p.ref.name for p in placeholders.find(value) if p.ref is not None and p.ref.kind == "inputs"
+    ]
 
 
 def render_template(text: str, values: Mapping[str, Any]) -> str:
-    """'run-${{inputs.tag}}' with {'tag': 3} -> 'run-3'."""
-    return _PLACEHOLDER.sub(lambda m: _text(values[m.group(1).split(".", 1)[1]]), text)
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
+    """'run-${{inputs.tag}}' with {'tag': 3} -> 'run-3'; KeyError names an unset input."""
+    texts = {f"inputs.{name}": placeholders.as_text(v) for name, v in values.items()}
+    return placeholders.render(text, texts)
 
 
 def _near(name: str, known: list[str], what: str) -> str:
@@ -335,7 +316,7 @@ class _Checker:
                     if ref.kind == "input" and ref.name not in declared:
                         self.add(
                             loc,
-                            f"'${{{{inputs.{ref.name}}}}}' names no pipeline input; "
+                            f"'${{{{{ref.ref()}}}}}' names no pipeline input; "
                             + _near(ref.name, declared, "inputs"),
                         )
                     elif ref.kind == "job" and ref.name == name:

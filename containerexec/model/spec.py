@@ -268,11 +268,41 @@ def parse_spec(text: str, path: str) -> ModuleSpec:
         spec = ModuleSpec.model_validate(src.data)
     except ValidationError as exc:
         problems += pydantic_problems(exc, src, ModuleSpec)
-    problems += placeholders.check_spec(src)
+    problems += _placeholder_problems(src)
     if problems:
         raise SpecError(path, sorted(problems, key=lambda p: (p.line, p.col)))
     assert spec is not None
     return spec
+
+
+def _placeholder_problems(src: yamlsource.Located) -> list[Problem]:
+    """Check every placeholder in `command` and `env` of a raw spec against its declarations.
+
+    Works on raw data, so these problems are reported together with schema errors.
+    """
+    data = src.data if isinstance(src.data, dict) else {}
+    declared = {
+        kind: set(data[kind]) if isinstance(data.get(kind), dict) else set()
+        for kind in ("inputs", "outputs")
+    }
+    has_array = data.get("array") is not None
+    places: list[tuple[yamlsource.Loc, Any]] = []
+    command = data.get("command")
+    if isinstance(command, list):
+        for i, item in enumerate(command):
+            if isinstance(item, list):
+                places += [(("command", i, j), part) for j, part in enumerate(item)]
+            else:
+                places.append((("command", i), item))
+    env = data.get("env")
+    if isinstance(env, dict):
+        places += [(("env", k), v) for k, v in env.items()]
+    return [
+        src.problem(loc, message)
+        for loc, text in places
+        if isinstance(text, str)
+        for message in placeholders.check_text(text, declared, has_array)
+    ]
 
 
 def pydantic_problems(

@@ -1,45 +1,41 @@
-"""One module run: resolve the image once, run shards on <= max_parallel workers, commit, record."""
+"""The Executor: starts Runs on one engine and one store (new, resumed, or one shard in
+another process), resolving each run's image once, and cancels them.
+
+    run = Executor(engine, store).start(spec, {"corpus": "data"}, {"counts": "out"})
+    result = run.wait()          # or run.result(), which raises ShardFailed
+
+Everything a Run needs later (spec, bindings, pinned image, limits, labels) is in
+its run.json, so `work(run_id, index)` can run a shard from the run folder alone.
+"""
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import os
-import secrets as random
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Protocol
 
 from containerexec.engine.base import Engine, Progress
 from containerexec.environment import images
-from containerexec.errors import EngineError, ImageError, RecordError, UsageError
+from containerexec.errors import ImageError, RunError, UsageError
 from containerexec.labels import LABEL_RUN
 from containerexec.model import arrays
 from containerexec.model.arrays import Shard
-from containerexec.model.bindings import Bindings
+from containerexec.model.bindings import Bindings, bind
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import staging as mounts
-from containerexec.run.logs import DEFAULT_LIMIT_BYTES, LogSink
-from containerexec.run.runner import Attempt, Failure, Tracker, run_with_retries
-from containerexec.store import manifests
-from containerexec.store.records import (
-    AttemptRecord,
-    FileEntry,
-    ImageRecord,
-    RunRecord,
-    RunStore,
-    ShardRecord,
-    ShardState,
-    load_model,
-)
-
-MANIFEST_HASH_BYTES = 1 << 30
+from containerexec.run.logs import DEFAULT_LIMIT_BYTES
+from containerexec.run.run import Interactive, InvocationFor, Run, ShardEvent
+from containerexec.run.runner import Tracker
+from containerexec.run.scheduler import LocalPool, Scheduler
+from containerexec.store.manifests import input_manifests
+from containerexec.store.records import ImageRecord, RunRecord, ShardRecord
+from containerexec.store.tree import RunLock, RunStore, new_run_id
 
 
 @dataclass(frozen=True)
@@ -48,7 +44,6 @@ class RunOptions:
 
     max_parallel: int | None = None
     shards: str | None = None
-    resume: str | None = None
     pull: str | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
     grace_s: float = 5.0
@@ -56,6 +51,7 @@ class RunOptions:
     user: str | None = None
     pipeline_run: str | None = None
     run_id: str | None = None
+    default_outputs: Path | None = None  # outputs given no place go here, else in the run
 
 
 class ShardCache(Protocol):
@@ -70,40 +66,13 @@ class ShardCache(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class ShardEvent:
-    """Progress of one shard, for displays."""
-
-    kind: Literal["planned", "started", "retrying", "finished", "skipped"]
-    index: int
-    count: int
-    state: ShardState | None = None
-    attempt: Attempt | None = None
-
-
-@dataclass
-class RunResult:
-    record: RunRecord
-    record_path: Path
-    failed: list[ShardRecord]
-    exit_code: int
-
-
-class Counts:
-    """Shard counters shared by the workers."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_state: dict[str, int] = {}
-
-    def add(self, state: str) -> int:
-        with self.lock:
-            self.by_state[state] = self.by_state.get(state, 0) + 1
-            return self.by_state[state]
+def secrets_from(names: list[str], environ: Mapping[str, str]) -> dict[str, str]:
+    """The values of the named secrets that `environ` has (never stored anywhere)."""
+    return {n: environ[n] for n in names if n in environ}
 
 
 class Executor:
-    """Runs module specs on an Engine and records every run in a RunStore."""
+    """Starts and cancels Runs of module specs on an Engine, recording them in a RunStore."""
 
     def __init__(
         self,
@@ -119,116 +88,215 @@ class Executor:
         on_pull_progress: Progress | None = None,
         cache: ShardCache | None = None,
         slots: threading.Semaphore | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         """`cache` skips shards whose key is unchanged; `slots` bounds containers across
-        several executors (a pipeline's engine-wide limit)."""
+        runs (a pipeline's engine-wide limit); `scheduler` is where shards run."""
         self.engine = engine
         self.store = store
         self.secrets = dict(secrets or {})
         self.clock = clock
-        self.tracker = Tracker()
         self._sleep = sleep
         self.on_event = on_event or (lambda e: None)
         self.on_line = on_line
         self.on_build_log = on_build_log
         self.on_pull_progress = on_pull_progress
-        self.signal: int | None = None
-        self.grace_s = 5.0
-        self._commit_lock = threading.Lock()
-        self._stoppers: list[threading.Thread] = []
         self.cache = cache
         self.slots = slots
+        self.scheduler = scheduler or LocalPool()
+        self.commit_lock = threading.Lock()
+        self.signal: int | None = None
+        self._runs: list[Run] = []
+        self._runs_lock = threading.Lock()
 
-    def sleep(self, seconds: float) -> None:
+    def sleep_for(self, tracker: Tracker) -> Callable[[float], object]:
+        """The sleep between retries: the injected one, else a wait a cancel cuts short."""
         if self._sleep is not None:
-            self._sleep(seconds)
-        else:
-            self.tracker.cancelled.wait(seconds)  # a cancel cuts a backoff short
+            return self._sleep
+        return tracker.cancelled.wait
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
-        """Start no new shard and stop the running containers (SIGTERM, grace, kill).
-
-        Safe to call from a signal handler and more than once.
-        """
+        """Cancel every run started here, and any started later. Safe from a signal handler."""
         if self.signal is None:
             self.signal = signum
-        self.tracker.cancelled.set()
-        for cid in self.tracker.running():
-            t = threading.Thread(target=self._stop, args=(cid,), daemon=True)
-            t.start()
-            self._stoppers.append(t)
+        with self._runs_lock:
+            runs = list(self._runs)
+        for run in runs:
+            run.cancel(signum)
 
-    def _stop(self, cid: str) -> None:
-        with contextlib.suppress(EngineError):
-            self.engine.stop(cid, grace_s=self.grace_s)
+    # -- starting runs -----------------------------------------------------------------
 
-    def run(
+    def start(
         self,
         spec: ModuleSpec,
-        bindings: Bindings,
+        inputs: Mapping[str, Any],
+        outputs: Mapping[str, str],
         *,
-        spec_path: Path | None,
+        base: Path | None = None,
+        spec_path: Path | None = None,
         options: RunOptions | None = None,
-    ) -> RunResult:
-        """Run every selected shard of `spec` that has not succeeded yet; record the run."""
+    ) -> Run:
+        """Bind, pin the image, record and start a new run; returns at once with its handle.
+
+        Raises UsageError for bad bindings or a missing secret, ImageError and its kinds
+        when the image cannot be built or pulled: all before any container starts.
+        """
         opts = options or RunOptions()
-        self.grace_s = opts.grace_s
-        missing = [n for n in spec.secrets if n not in self.secrets]
-        if missing:
-            raise UsageError(
-                f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
-                "in the environment that runs containerexec"
-            )
+        self._check_secrets(spec)
+        run_id = opts.run_id or new_run_id(spec.name, self.clock())
+        bindings = bind(
+            spec,
+            inputs,
+            outputs,
+            base=base,
+            default_outputs=opts.default_outputs or self.store.default_outputs(run_id),
+        )
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
-        prev = self.store.load_run(opts.resume) if opts.resume else None
-        if prev is not None and prev.module != spec.name:
-            raise UsageError(
-                f"--resume {opts.resume}: that run is of module '{prev.module}', not '{spec.name}'"
-            )
-        run_id = prev.run_id if prev else opts.run_id or new_run_id(spec.name, self.clock())
-        with self.store.lock(run_id):
-            return self._run_locked(spec, bindings, spec_path, opts, run_id, prev, shards, selected)
-
-    def _run_locked(
-        self,
-        spec: ModuleSpec,
-        bindings: Bindings,
-        spec_path: Path | None,
-        opts: RunOptions,
-        run_id: str,
-        prev: RunRecord | None,
-        shards: list[Shard],
-        selected: list[Shard],
-    ) -> RunResult:
-        if prev is not None:
-            self.sweep(run_id)  # containers a killed executor left behind
-            image = prev.image
-            self._ensure_image(spec.name, image)
-        else:
+        with self._locked(run_id) as lock:
             spec_dir = spec_path.parent if spec_path else Path.cwd()
             image = images.resolve(
                 self.engine,
                 spec,
                 spec_dir,
                 pull=opts.pull,
-                sleep=self.sleep,
+                sleep=self._sleep or time.sleep,
                 on_log=self.on_build_log,
                 on_progress=self.on_pull_progress,
             )
-        done = {
-            r.index
-            for r in self.store.iter_shards(run_id, skip_unreadable=True)
-            if r.state == "succeeded" and r.outputs_committed
-        }
-        todo = [s for s in selected if s.index not in done]
-        self.on_event(ShardEvent("planned", -1, len(selected)))
-        for s in selected:
-            if s.index in done:
-                self.on_event(ShardEvent("skipped", s.index, len(shards), "succeeded"))
+            record = self._record(spec, bindings, run_id, image, shards, selected, opts, spec_path)
+            record = record.model_copy(update={"input_manifests": input_manifests(spec, bindings)})
+            return self._open(spec, bindings, record, shards, selected, opts, lock)
+
+    def resume(
+        self,
+        spec: ModuleSpec,
+        run: str,
+        *,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        base: Path | None = None,
+        spec_path: Path | None = None,
+        options: RunOptions | None = None,
+    ) -> Run:
+        """Start RUN again: only its shards that did not succeed, on its pinned image.
+
+        Its bindings stay unless `inputs` or `outputs` change one.
+        """
+        opts = options or RunOptions()
+        self._check_secrets(spec)
+        prev = self.store.load_run(run)
+        if prev.module != spec.name:
+            raise UsageError(
+                f"--resume {run}: that run is of module '{prev.module}', not '{spec.name}'"
+            )
+        bindings = bind(
+            spec,
+            {**prev.inputs, **(inputs or {})},
+            {**prev.outputs, **(outputs or {})},
+            base=base,
+            default_outputs=self.store.default_outputs(prev.run_id),
+        )
+        shards = arrays.expand(spec.array, bindings.inputs)
+        selected = arrays.select(shards, opts.shards)
+        with self._locked(prev.run_id) as lock:
+            self.sweep(prev.run_id)  # containers a killed executor left behind
+            self._ensure_image(spec.name, prev.image)
+            record = self._record(
+                spec, bindings, prev.run_id, prev.image, shards, selected, opts, spec_path
+            ).model_copy(
+                update={"input_manifests": prev.input_manifests, "started_at": prev.started_at}
+            )
+            return self._open(spec, bindings, record, shards, selected, opts, lock)
+
+    def launch(
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        record: RunRecord,
+        shards: list[Shard],
+        todo: list[Shard],
+        *,
+        lock: RunLock,
+        invocation_for: InvocationFor | None = None,
+        parallel: int = 1,
+        keep: bool = False,
+        interactive: Interactive | None = None,
+        once: bool = False,
+    ) -> Run:
+        """Write the run record and start `todo` on the scheduler; the common end of every
+        way to start a run (repro passes the recorded Invocation as `invocation_for`)."""
+        self.store.write_run(record)
+        run = Run(
+            self,
+            spec=spec,
+            bindings=bindings,
+            record=record,
+            shards=shards,
+            invocation_for=invocation_for or self._resolver(spec, bindings, record),
+            policy=spec.retries.model_copy(update={"max_attempts": 1}) if once else None,
+            keep=keep,
+            interactive=interactive,
+        )
+        with self._runs_lock:
+            self._runs.append(run)
+        if self.signal is not None:
+            run.cancel(self.signal)
+        run.launch(self.scheduler, todo, parallel, lock)
+        return run
+
+    def work(self, run_id: str, index: int) -> ShardRecord:
+        """Run shard `index` of a recorded run, here, from its run folder alone.
+
+        This is what a worker process (a Slurm array task, say) calls; the process
+        that started the run holds its lock meanwhile, so this takes none.
+        """
+        record = self.store.load_run(run_id)
+        spec = ModuleSpec.model_validate(record.spec)
+        bindings = Bindings(dict(record.inputs), dict(record.outputs))
+        shards = arrays.expand(spec.array, bindings.inputs)
+        if len(shards) != record.shard_count or not 0 <= index < len(shards):
+            raise RunError(
+                f"run '{record.run_id}' has {record.shard_count} shards but its inputs "
+                f"now give {len(shards)} (asked for shard {index}); the inputs changed "
+                "since the run started: start a new run"
+            )
+        run = Run(
+            self,
+            spec=spec,
+            bindings=bindings,
+            record=record,
+            shards=shards,
+            invocation_for=self._resolver(spec, bindings, record),
+        )
+        return run.run_shard(shards[index])
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _check_secrets(self, spec: ModuleSpec) -> None:
+        missing = [n for n in spec.secrets if n not in self.secrets]
+        if missing:
+            raise UsageError(
+                f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
+                "in the environment that runs containerexec"
+            )
+
+    def _locked(self, run_id: str) -> _Held:
+        return _Held(self.store.lock(run_id))
+
+    def _record(
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        run_id: str,
+        image: ImageRecord,
+        shards: list[Shard],
+        selected: list[Shard],
+        opts: RunOptions,
+        spec_path: Path | None,
+    ) -> RunRecord:
         default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
-        parallel = max(1, min(opts.max_parallel or default_par, max(len(todo), 1)))
-        record = RunRecord(
+        return RunRecord(
             run_id=run_id,
             module=spec.name,
             version=spec.version,
@@ -237,214 +305,66 @@ class Executor:
             image=image,
             inputs=bindings.inputs,
             outputs=bindings.outputs,
-            input_manifests=prev.input_manifests if prev else input_manifests(spec, bindings),
             secret_names=sorted(spec.secrets),
             shard_count=len(shards),
             shards_selected=[s.index for s in selected] if opts.shards else None,
-            max_parallel=parallel,
+            max_parallel=max(1, opts.max_parallel or default_par),
             state="running",
-            started_at=prev.started_at if prev else self.clock(),
+            started_at=self.clock(),
             host=socket.gethostname(),
             pid=os.getpid(),
             pipeline_run=opts.pipeline_run,
-        )
-        self.store.write_run(record)
-        counts = Counts()
-        counts.by_state["succeeded"] = len(done & {s.index for s in selected})
-        ctx = _RunContext(spec, bindings, record, image, opts, counts)
-        self._work(ctx, todo, parallel)
-        return self._finish(ctx, selected)
-
-    def _work(self, ctx: _RunContext, todo: list[Shard], parallel: int) -> None:
-        queue: Iterator[Shard] = iter(todo)
-        take = threading.Lock()
-
-        def worker() -> None:
-            while not (self.tracker.cancelled.is_set() or ctx.stop_new.is_set()):
-                with take:
-                    shard = next(queue, None)
-                if shard is None:
-                    return
-                try:
-                    self._shard(ctx, shard)
-                except Exception as exc:  # one shard must not stop its worker
-                    self._crashed(ctx, shard, exc)
-
-        threads = [
-            threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
-            for i in range(parallel)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            while t.is_alive():
-                t.join(timeout=0.2)  # short joins let signal handlers run
-        for t in self._stoppers:
-            t.join(timeout=60)
-
-    def _shard(self, ctx: _RunContext, shard: Shard) -> None:
-        run_id = ctx.record.run_id
-        staging = self.store.staging(run_id, shard.index)
-        self.on_event(ShardEvent("started", shard.index, shard.count, "running"))
-        base = self._base_record(ctx, shard, attempts=self._earlier_attempts(ctx, shard))
-        inv = base.invocation
-        # Losing a 'running' record to a machine crash only means the shard runs again.
-        self.store.write_shard(base, durable=False)
-        if self.cache is not None and ctx.spec.cache and self._restore(ctx, inv, staging, base):
-            return
-        with self.slots or contextlib.nullcontext():
-            attempts = self._attempts(ctx, inv, staging, shard)
-        last = attempts[-1]
-        state: ShardState = (
-            "succeeded"
-            if last.ok
-            else "cancelled"
-            if last.failure == Failure.CANCELLED
-            else "failed"
-        )
-        if not last.ok:
-            mounts.discard(staging)
-        final = replace_record(base, state, attempts, self.store.log_path(run_id, shard.index))
-        self.store.write_shard(final)
-        self._count(ctx, shard, state, last)
-
-    def _crashed(self, ctx: _RunContext, shard: Shard, exc: Exception) -> None:
-        """Record a shard that failed outside its container (a disk error, say) as failed."""
-        run_id = ctx.record.run_id
-        now = self.clock()
-        attempt = Attempt(
-            number=1,
-            started_at=now,
-            ended_at=now,
-            failure=Failure.ENGINE_ERROR,
-            message=f"{type(exc).__name__}: {exc}",
-        )
-        with contextlib.suppress(Exception):
-            mounts.discard(self.store.staging(run_id, shard.index))
-            log_path = self.store.log_path(run_id, shard.index)
-            base = self._base_record(ctx, shard, attempts=[])
-            self.store.write_shard(replace_record(base, "failed", [attempt], log_path))
-        self._count(ctx, shard, "failed", attempt)
-
-    def _base_record(
-        self, ctx: _RunContext, shard: Shard, *, attempts: list[AttemptRecord]
-    ) -> ShardRecord:
-        """A shard's Invocation (pure: resolve) inside its 'running' record."""
-        run_id = ctx.record.run_id
-        inv = resolve(
-            ctx.spec,
-            ctx.bindings,
-            shard,
-            run_id=run_id,
-            image=ctx.image.pinned,
-            staging=self.store.staging(run_id, shard.index),
-            user=ctx.opts.user or f"{os.getuid()}:{os.getgid()}",
-            labels=dict(ctx.opts.labels),
-        )
-        return ShardRecord(
-            run_id=run_id,
-            index=shard.index,
-            value=shard.value,
-            state="running",
-            log_path=str(self.store.log_path(run_id, shard.index)),
-            invocation=inv,
-            attempts=attempts,
+            labels=dict(opts.labels),
+            user=opts.user or f"{os.getuid()}:{os.getgid()}",
+            grace_s=opts.grace_s,
+            log_limit_bytes=opts.log_limit_bytes,
         )
 
-    def _earlier_attempts(self, ctx: _RunContext, shard: Shard) -> list[AttemptRecord]:
-        """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
-        path = self.store.shard_path(ctx.record.run_id, shard.index)
-        if ctx.opts.resume is None or not path.is_file():
-            return []
-        try:
-            return list(load_model(path, ShardRecord).attempts)
-        except RecordError:
-            return []  # left empty by a machine crash: the shard simply runs again
+    def _open(
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        record: RunRecord,
+        shards: list[Shard],
+        selected: list[Shard],
+        opts: RunOptions,
+        lock: RunLock,
+    ) -> Run:
+        """Skip what already succeeded (a resume), say what is planned, and launch the rest."""
+        done = {
+            r.index
+            for r in self.store.iter_shards(record.run_id, skip_unreadable=True)
+            if r.state == "succeeded" and r.outputs_committed
+        }
+        todo = [s for s in selected if s.index not in done]
+        self.on_event(ShardEvent("planned", -1, len(selected), run_id=record.run_id))
+        for s in selected:
+            if s.index in done:
+                self.on_event(
+                    ShardEvent("skipped", s.index, len(shards), "succeeded", run_id=record.run_id)
+                )
+        parallel = max(1, min(record.max_parallel, max(len(todo), 1)))
+        record = record.model_copy(update={"max_parallel": parallel})
+        run = self.launch(spec, bindings, record, shards, todo, lock=lock, parallel=parallel)
+        run.counts.by_state["succeeded"] = len(done & {s.index for s in selected})
+        return run
 
-    def _restore(self, ctx: _RunContext, inv: Invocation, staging: Path, base: ShardRecord) -> bool:
-        assert self.cache is not None
-        mounts.prepare(staging, ctx.spec)
-        if not self.cache.restore(ctx.spec, ctx.bindings, inv, staging):
-            return False
-        with self._commit_lock:
-            mounts.commit(staging, ctx.spec, ctx.bindings)
-        self.store.write_shard(
-            base.model_copy(
-                update={
-                    "state": "succeeded",
-                    "outputs_committed": True,
-                    "cached": True,
-                    "exit_code": 0,
-                }
+    def _resolver(self, spec: ModuleSpec, bindings: Bindings, record: RunRecord) -> InvocationFor:
+        """A shard's Invocation, resolved from the spec (pure: model.invocation.resolve)."""
+
+        def invocation(shard: Shard) -> Invocation:
+            return resolve(
+                spec,
+                bindings,
+                shard,
+                run_id=record.run_id,
+                image=record.image.pinned,
+                staging=self.store.staging(record.run_id, shard.index),
+                user=record.user or f"{os.getuid()}:{os.getgid()}",
+                labels=dict(record.labels),
             )
-        )
-        self._count(
-            ctx, Shard(inv.shard_index, inv.shard_value, inv.shard_count), "succeeded", None
-        )
-        return True
 
-    def _count(
-        self, ctx: _RunContext, shard: Shard, state: ShardState, last: Attempt | None
-    ) -> None:
-        n_state = ctx.counts.add(state)
-        limit = ctx.spec.array.max_failed_shards if ctx.spec.array else None
-        if state == "failed" and limit and n_state >= limit:
-            ctx.stop_new.set()
-        self.on_event(ShardEvent("finished", shard.index, shard.count, state, last))
-
-    def _attempts(
-        self, ctx: _RunContext, inv: Invocation, staging: Path, shard: Shard
-    ) -> list[Attempt]:
-        run_id = ctx.record.run_id
-        return run_with_retries(
-            self.engine,
-            inv,
-            ctx.spec.retries,
-            secrets=self.secrets,
-            tracker=self.tracker,
-            clock=self.clock,
-            sleep=self.sleep,
-            log_for=lambda n: self._log(run_id, shard.index, n, ctx),
-            before=lambda: mounts.prepare(staging, ctx.spec),
-            after=lambda a: self._commit(a, inv, staging, ctx),
-            on_attempt=lambda a, retry: self._retrying(shard, a, retry),
-            grace_s=ctx.opts.grace_s,
-        )
-
-    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
-        if retry:
-            self.on_event(ShardEvent("retrying", shard.index, shard.count, "running", a))
-
-    def _log(self, run_id: str, index: int, number: int, ctx: _RunContext) -> LogSink:
-        path = self.store.log_path(run_id, index)
-        if number > 1:  # keep each earlier attempt's log beside the last one
-            with contextlib.suppress(OSError):
-                os.replace(path, path.with_name(f"{path.stem}.attempt{number - 1}.log"))
-        on_line = self.on_line
-        sink = (lambda stream, line: on_line(index, stream, line)) if on_line else None
-        return LogSink(
-            path,
-            limit_bytes=ctx.opts.log_limit_bytes,
-            on_line=sink,
-            redact=list(self.secrets.values()),
-        )
-
-    def _commit(self, a: Attempt, inv: Invocation, staging: Path, ctx: _RunContext) -> Attempt:
-        try:
-            mounts.check(staging, ctx.spec, ctx.bindings)
-            if self.cache is not None and ctx.spec.cache:
-                self.cache.save(ctx.spec, ctx.bindings, inv, staging)
-            with self._commit_lock:
-                mounts.commit(staging, ctx.spec, ctx.bindings)
-        except mounts.OutputsMissing as exc:
-            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
-        except OSError as exc:
-            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
-            where = ", ".join(ctx.bindings.outputs.values())
-            return replace(
-                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
-            )
-        return a
+        return invocation
 
     def _ensure_image(self, module: str, image: ImageRecord) -> None:
         """A resumed run uses its pinned image: pull it by digest if it is gone from here."""
@@ -458,7 +378,7 @@ class Executor:
                 "the engine and was never pushed; start a new run instead of "
                 "resuming",
             )
-        images.pull_with_retries(self.engine, module, image.digest, sleep=self.sleep)
+        images.pull_with_retries(self.engine, module, image.digest, sleep=self._sleep or time.sleep)
 
     def sweep(self, run_id: str) -> int:
         """Remove every container labelled with this run; returns how many."""
@@ -467,98 +387,16 @@ class Executor:
             self.engine.remove(c.id)
         return len(found)
 
-    def _finish(self, ctx: _RunContext, selected: list[Shard]) -> RunResult:
-        self.sweep(ctx.record.run_id)
-        wanted = {s.index for s in selected}
-        by_state: dict[str, int] = {}
-        failed: list[ShardRecord] = []
-        for rec in self.store.iter_shards(ctx.record.run_id):  # one at a time: 10k shards fit
-            if rec.index in wanted:
-                by_state[rec.state] = by_state.get(rec.state, 0) + 1
-                if rec.state == "failed":
-                    failed.append(rec)
-        missing = len(wanted) - sum(by_state.values())
-        if missing:
-            by_state["pending"] = missing
-        counts = dict(sorted(by_state.items()))
-        if self.tracker.cancelled.is_set() and counts.get("succeeded", 0) < len(wanted):
-            state, code = "cancelled", 128 + (self.signal or signal.SIGINT)
-        elif failed or counts.get("succeeded", 0) < len(wanted):
-            state = "failed"
-            code = 1
-            if ctx.spec.array is None and failed and failed[0].exit_code not in (None, 0):
-                code = int(failed[0].exit_code or 1)  # a single run exits as its command did
-        else:
-            state, code = "succeeded", 0
-        record = ctx.record.model_copy(
-            update={"state": state, "exit_code": code, "counts": counts, "ended_at": self.clock()}
-        )
-        path = self.store.write_run(record)
-        return RunResult(record=record, record_path=path, failed=failed, exit_code=code)
 
+class _Held:
+    """Takes a run's lock; keeps it when a Run was launched (the Run lets go at its end)."""
 
-@dataclass
-class _RunContext:
-    spec: ModuleSpec
-    bindings: Bindings
-    record: RunRecord
-    image: ImageRecord
-    opts: RunOptions
-    counts: Counts
-    stop_new: threading.Event = field(default_factory=threading.Event)
+    def __init__(self, lock: RunLock) -> None:
+        self.lock = lock
 
+    def __enter__(self) -> RunLock:
+        return self.lock.__enter__()
 
-def replace_record(
-    base: ShardRecord, state: ShardState, attempts: list[Attempt], log_path: Path
-) -> ShardRecord:
-    last = attempts[-1]
-    return base.model_copy(
-        update={
-            "state": state,
-            "failure": str(last.failure) if last.failure else None,
-            "exit_code": last.exit_code,
-            "oom_killed": last.oom_killed,
-            "message": last.message,
-            "outputs_committed": last.ok,
-            "log_tail": last.log_tail,
-            "stderr_tail": last.stderr_tail,
-            "log_path": str(log_path),
-            "attempts": [
-                *base.attempts,
-                *(
-                    AttemptRecord(
-                        number=len(base.attempts) + a.number,
-                        container_id=a.container_id,
-                        started_at=a.started_at,
-                        ended_at=a.ended_at,
-                        exit_code=a.exit_code,
-                        oom_killed=a.oom_killed,
-                        failure=str(a.failure) if a.failure else None,
-                        message=a.message,
-                        counted=a.counted,
-                    )
-                    for a in attempts
-                ),
-            ],
-        }
-    )
-
-
-def new_run_id(module: str, now: float) -> str:
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
-    return f"{module}-{stamp}-{random.token_hex(3)}"
-
-
-def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[FileEntry]]:
-    """For each file or directory input: every file's relative path, size and sha256.
-
-    Content past CONTAINEREXEC_MANIFEST_HASH_BYTES per input (default 1 GiB) is
-    recorded by size only: repro then checks those files' sizes, not their bytes.
-    """
-    limit = int(os.environ.get("CONTAINEREXEC_MANIFEST_HASH_BYTES", str(MANIFEST_HASH_BYTES)))
-    out = {}
-    for name, value in bindings.inputs.items():
-        if spec.inputs[name].type in ("file", "directory"):
-            entries = manifests.manifest(value, hash_limit_bytes=limit)
-            out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
-    return out
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is not None:  # nothing was launched: let go now
+            self.lock.__exit__(None, None, None)

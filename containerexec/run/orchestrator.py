@@ -1,7 +1,7 @@
 """Run a planned pipeline on one engine: ready jobs on a pool, one container limit, one record.
 
-Each job is one Executor.run; every executor shares one semaphore, so the
-shards of all jobs together never hold more than `max_containers` containers.
+Each job is one Run of one shared Executor, whose semaphore keeps the shards of all
+jobs together under `max_containers` containers.
 Intermediate outputs live in `<runs-dir>/pipelines/<id>/jobs/<job>/<output>`;
 pipeline outputs are copied to their -o places at the end, each in one rename.
 """
@@ -28,18 +28,13 @@ from pydantic import Field
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError, UsageError
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.bindings import bind, bind_value
+from containerexec.model.bindings import bind_value
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
 from containerexec.run.cache import Cache
-from containerexec.run.executor import Executor, RunOptions, RunResult, ShardEvent, new_run_id
-from containerexec.store.records import (
-    SCHEMA_VERSION,
-    Record,
-    RunState,
-    RunStore,
-    load_model,
-    write_json,
-)
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.run import RunResult, ShardEvent
+from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
+from containerexec.store.tree import RunStore, new_run_id
 
 JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
 
@@ -69,7 +64,7 @@ class PipelineRecord(Record):
     version: str
     pipeline_path: str | None
     state: RunState
-    exit_code: int | None = None
+    signal: int | None = Field(None, description="The signal that cancelled the run.")
     inputs: dict[str, Any]
     outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
     outputs_placed: list[str] = Field(default_factory=list)
@@ -99,20 +94,15 @@ class JobEvent:
 class PipelineResult:
     record: PipelineRecord
     record_path: Path
-    exit_code: int
     runs: dict[str, RunResult] = field(default_factory=dict)
+
+    @property
+    def state(self) -> str:
+        return self.record.state
 
     @property
     def failed(self) -> list[str]:
         return [n for n, j in self.record.jobs.items() if j.state == "failed"]
-
-
-def pipeline_dir(store: RunStore, pipeline_run: str) -> Path:
-    return store.root / "pipelines" / pipeline_run
-
-
-def load_pipeline_run(store: RunStore, pipeline_run: str) -> PipelineRecord:
-    return load_model(pipeline_dir(store, pipeline_run) / "pipeline.json", PipelineRecord)
 
 
 class Orchestrator:
@@ -139,26 +129,38 @@ class Orchestrator:
         self.max_workers = max(1, max_workers)
         self.max_containers = max(1, max_containers or os.cpu_count() or 1)
         self.keep_going = keep_going
-        self.cache = Cache(store.root / "cache") if cache else None
         self.secrets = dict(secrets or {})
         self.labels = dict(labels or {})
         self.pull = pull
         self.grace_s = grace_s
         self.on_event = on_event or (lambda e: None)
         self.clock = clock
-        self.slots = threading.BoundedSemaphore(self.max_containers)
         self.signal: int | None = None
         self._cancelled = threading.Event()
         self._lock = threading.Lock()
-        self._executors: list[Executor] = []
+        # One executor for every job: one engine-wide container limit, one cancel.
+        self.executor = Executor(
+            engine,
+            store,
+            secrets=self.secrets,
+            cache=Cache(store.cache) if cache else None,
+            slots=threading.BoundedSemaphore(self.max_containers),
+            on_event=self._shard_event,
+        )
+        self._job_of: dict[str, str] = {}  # run id -> job
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
         """Start no new job and cancel every running one. Safe from a signal handler."""
         if self.signal is None:
             self.signal = signum
         self._cancelled.set()
-        for ex in list(self._executors):
-            ex.cancel(signum)
+        self.executor.cancel(signum)
+
+    def _shard_event(self, e: ShardEvent) -> None:
+        # Shard events of all jobs come through the one executor; each names its run.
+        job = self._job_of.get(e.run_id or "")
+        if job is not None:
+            self.on_event(JobEvent(job, "shard", shard=e))
 
     def run(
         self,
@@ -173,7 +175,7 @@ class Orchestrator:
         values = bind_inputs(plan, inputs, base or Path.cwd())
         targets = bind_outputs(plan, outputs, base or Path.cwd(), values)
         pid = run_id or new_run_id(plan.pipeline.name, self.clock())
-        self.dir = pipeline_dir(self.store, pid)
+        self.dir = self.store.pipeline_dir(pid)
         self.record = PipelineRecord(
             id=pid,
             name=plan.pipeline.name,
@@ -189,7 +191,7 @@ class Orchestrator:
             max_workers=self.max_workers,
             max_containers=self.max_containers,
             keep_going=self.keep_going,
-            cache=self.cache is not None,
+            cache=self.executor.cache is not None,
             started_at=self.clock(),
             host=socket.gethostname(),
             pid=os.getpid(),
@@ -199,13 +201,14 @@ class Orchestrator:
         self._schedule(plan, values)
         placed = self._place(plan, targets)
         failed = any(j.state == "failed" for j in self.record.jobs.values())
+        state: RunState
         if self._cancelled.is_set():
-            state: RunState = "cancelled"
-            code = 128 + (self.signal or signal.SIGINT)
+            state = "cancelled"
         else:
-            state, code = ("failed", 1) if failed else ("succeeded", 0)
-        self._update(state=state, exit_code=code, ended_at=self.clock(), outputs_placed=placed)
-        return PipelineResult(self.record, self._write(), code, self.runs)
+            state = "failed" if failed else "succeeded"
+        signum = self.signal if state == "cancelled" else None
+        self._update(state=state, signal=signum, ended_at=self.clock(), outputs_placed=placed)
+        return PipelineResult(self.record, self._write(), self.runs)
 
     def _schedule(self, plan: Plan, values: Mapping[str, Any]) -> None:
         ts = graphlib.TopologicalSorter({n: j.needs for n, j in plan.jobs.items()})
@@ -253,34 +256,25 @@ class Orchestrator:
         run_id = f"{self.record.id}.{name}"
         self._job(name, state="running", run_id=run_id, started_at=self.clock())
         self.on_event(JobEvent(name, "started", "running"))
-        executor = Executor(
-            self.engine,
-            self.store,
-            secrets=self.secrets,
-            cache=self.cache,
-            slots=self.slots,
-            on_event=lambda e: self.on_event(JobEvent(name, "shard", shard=e)),
-        )
-        with self._lock:
-            self._executors.append(executor)
-        if self._cancelled.is_set():
-            executor.cancel(self.signal or signal.SIGINT)
+        self._job_of[run_id] = name
         try:
-            bindings = bind(
-                job.module,
-                self._job_inputs(plan, name, values),
-                {},
-                base=plan.spec_dir,
-                default_outputs=self.dir / "jobs" / name,
-            )
             opts = RunOptions(
                 pipeline_run=self.record.id,
                 run_id=run_id,
                 pull=self.pull,
                 grace_s=self.grace_s,
                 labels={**self.labels, LABEL_PIPELINE_RUN: self.record.id},
+                default_outputs=self.dir / "jobs" / name,
             )
-            result = executor.run(job.module, bindings, spec_path=job.module_path, options=opts)
+            run = self.executor.start(
+                job.module,
+                self._job_inputs(plan, name, values),
+                {},
+                base=plan.spec_dir,
+                spec_path=job.module_path,
+                options=opts,
+            )
+            result = run.wait()
         except ContainerExecError as exc:
             self._job(name, state="failed", message=str(exc), ended_at=self.clock())
             self.on_event(JobEvent(name, "finished", "failed", message=str(exc)))
@@ -288,7 +282,7 @@ class Orchestrator:
         self.runs[name] = result
         for out_name, port in job.module.outputs.items():
             if port.type == "directory" and result.record.state == "succeeded":
-                Path(bindings.outputs[out_name]).mkdir(parents=True, exist_ok=True)
+                Path(result.record.outputs[out_name]).mkdir(parents=True, exist_ok=True)
         shards = self.store.load_shards(run_id)
         n_cached = sum(1 for s in shards.values() if s.cached)
         state: JobState = result.record.state
@@ -300,13 +294,13 @@ class Orchestrator:
         self._job(
             name,
             state=state,
-            exit_code=result.exit_code,
+            exit_code=result.record.exit_code,
             ended_at=self.clock(),
             shards=len(shards),
             shards_cached=n_cached,
             message=message,
             cached=bool(shards) and n_cached == len(shards),
-            outputs=bindings.outputs,
+            outputs=result.record.outputs,
         )
         self.on_event(JobEvent(name, "finished", state, message=message))
 

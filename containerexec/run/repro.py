@@ -1,36 +1,31 @@
-"""Replay a recorded shard here: pull its image by digest, check its inputs, run it again.
+"""Planning a replay of a recorded shard here: which shard, its Invocation re-mapped to this
+machine (inputs checked against the recorded manifest), a shell's or a debugger's variant
+of it, the plain `docker run` line, and the exact image pulled by digest.
 
-The replay is the recorded Invocation with a new run id and name, its inputs
-re-mapped to the data on this machine and fresh output folders, run through
-the same `runner.run_invocation` as any run. A shell or a debugger session uses
-the same container set-up with another command.
+The replay itself runs as a Run of its own, through the same code as any run
+(replay.py).
 """
 
 from __future__ import annotations
 
 import os
 import posixpath
-import signal
-import socket
-import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from containerexec.engine.base import Engine
 from containerexec.engine.payload import docker_run_command
 from containerexec.environment import images
-from containerexec.errors import EngineError, ImageError, InputsChanged, UsageError
+from containerexec.errors import ImageError, InputsChanged, UsageError
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
 from containerexec.model.invocation import Invocation, Mount
-from containerexec.run.executor import new_run_id, replace_record
-from containerexec.run.logs import LineSink, LogSink
-from containerexec.run.runner import Attempt, Failure, Tracker, classify, run_invocation
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
-from containerexec.store.records import FileEntry, RunRecord, RunStore, ShardRecord, ShardState
+from containerexec.store.records import FileEntry, ShardRecord
+from containerexec.store.tree import RunStore, new_run_id
 
 DEBUGPY_PORT = 5678
 SHELL_SCRIPT = "if [ -x /bin/bash ]; then exec /bin/bash; fi; exec /bin/sh"
@@ -126,7 +121,7 @@ def plan_replay(
     rec = pick_shard(source, shard)
     inv = rec.invocation
     run_id = new_run_id(f"{source.run.module}-repro", clock())
-    out_root = outputs_root or store.run_dir(run_id) / "outputs"
+    out_root = outputs_root or store.default_outputs(run_id)
     given = dict(inputs or {})
     known = sorted(m.name for m in inv.mounts if m.kind == "input")
     for name in given:
@@ -289,193 +284,3 @@ def secret_values(
 ) -> dict[str, str]:
     """Each secret from the environment, else asked for; never stored anywhere."""
     return {n: environ[n] if n in environ else ask(n) for n in names}
-
-
-def prepare_outputs(plan: Plan) -> None:
-    for folder in plan.outputs.values():
-        Path(folder).mkdir(parents=True, exist_ok=True)
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What a replay came to, and whether it showed the recorded exit status again."""
-
-    attempt: Attempt
-    record: RunRecord
-    record_path: Path
-    reproduced: bool
-    verdict: str
-
-
-def replay(
-    engine: Engine,
-    store: RunStore,
-    plan: Plan,
-    *,
-    secrets: Mapping[str, str],
-    tracker: Tracker | None = None,
-    keep: bool = False,
-    on_line: LineSink | None = None,
-    clock: Callable[[], float] = time.time,
-) -> Outcome:
-    """Run the planned Invocation through the runner, as any run, and record it."""
-    with store.lock(plan.run_id):
-        prepare_outputs(plan)
-        record, base = _start(store, plan, "run", clock())
-        sink = LogSink(
-            store.log_path(plan.run_id, plan.inv.shard_index),
-            on_line=on_line,
-            redact=list(secrets.values()),
-        )
-        try:
-            attempt = run_invocation(
-                engine,
-                plan.inv,
-                secrets=secrets,
-                log=sink,
-                tracker=tracker or Tracker(),
-                clock=clock,
-                keep=keep,
-            )
-        finally:
-            sink.finish()  # the runner closes it only once the container ran
-        return _finish(store, plan, record, base, attempt, clock())
-
-
-def interactive(
-    engine: Engine,
-    store: RunStore,
-    plan: Plan,
-    mode: Mode,
-    *,
-    secrets: Mapping[str, str],
-    tty: bool,
-    keep: bool = False,
-    debug_port: int = DEBUGPY_PORT,
-    clock: Callable[[], float] = time.time,
-) -> Outcome | int:
-    """A shell (returns its exit status) or a debug run (recorded, returns an Outcome)."""
-    inv = mode_invocation(plan, mode)
-    prepare_outputs(plan)
-    if mode == "shell":
-        return engine.run_interactive(
-            inv, secrets=secrets, tty=tty, keep=keep, entrypoint="/bin/sh"
-        )
-    with store.lock(plan.run_id):
-        record, base = _start(store, replace(plan, inv=inv), mode, clock())
-        started = clock()
-        code = engine.run_interactive(
-            inv, secrets=secrets, tty=tty, keep=keep, publish={DEBUGPY_PORT: debug_port}
-        )
-        attempt = classify(
-            Attempt(number=1, started_at=started, ended_at=clock(), exit_code=code),
-            timed_out=False,
-            cancelled=False,
-            timeout_s=None,
-            engine_error="",
-        )
-        return _finish(store, plan, record, base, attempt, clock())
-
-
-def _start(store: RunStore, plan: Plan, mode: Mode, now: float) -> tuple[RunRecord, ShardRecord]:
-    src = plan.source.run
-    record = src.model_copy(
-        update={
-            "run_id": plan.run_id,
-            "inputs": {**src.inputs, **plan.inputs},
-            "outputs": plan.outputs,
-            "shards_selected": [plan.shard.index],
-            "max_parallel": 1,
-            "state": "running",
-            "exit_code": None,
-            "counts": {},
-            "started_at": now,
-            "ended_at": None,
-            "host": socket.gethostname(),
-            "pid": os.getpid(),
-            "pipeline_run": None,
-            "repro_of": src.run_id,
-        }
-    )
-    store.write_run(record)
-    base = ShardRecord(
-        run_id=plan.run_id,
-        index=plan.shard.index,
-        value=plan.shard.value,
-        state="running",
-        invocation=plan.inv,
-        log_path=str(store.log_path(plan.run_id, plan.shard.index)),
-        message="" if mode == "run" else f"{mode} session: output not captured",
-    )
-    store.write_shard(base)
-    return record, base
-
-
-def _finish(
-    store: RunStore, plan: Plan, record: RunRecord, base: ShardRecord, attempt: Attempt, now: float
-) -> Outcome:
-    state: ShardState = (
-        "succeeded"
-        if attempt.ok
-        else "cancelled"
-        if attempt.failure == Failure.CANCELLED
-        else "failed"
-    )
-    store.write_shard(replace_record(base, state, [attempt], Path(base.log_path)))
-    final = record.model_copy(
-        update={
-            "state": state,
-            "exit_code": attempt.exit_code,
-            "counts": {state: 1},
-            "ended_at": now,
-        }
-    )
-    path = store.write_run(final)
-    same, text = verdict(plan.shard, attempt)
-    return Outcome(attempt, final, path, same, text)
-
-
-def verdict(recorded: ShardRecord, got: Attempt) -> tuple[bool, str]:
-    """`reproduced: exit 3, same as recorded` or `not reproduced: recorded exit 3, got 0`."""
-    want = "no exit status" if recorded.exit_code is None else f"exit {recorded.exit_code}"
-    if got.failure == Failure.CANCELLED:
-        return False, f"not reproduced: recorded {want}, and the replay was cancelled"
-    if got.exit_code is None:
-        why = (got.message.splitlines() or [""])[0]
-        return False, f"not reproduced: recorded {want}, got no exit status ({got.failure}: {why})"
-    if got.exit_code == recorded.exit_code:
-        return True, f"reproduced: exit {got.exit_code}, same as recorded"
-    return False, f"not reproduced: recorded {want}, got {got.exit_code}"
-
-
-def stderr_comparison(recorded: ShardRecord, got: Attempt) -> str | None:
-    """Whether the last line of stderr is the recorded one; None when neither has any."""
-    want = recorded.stderr_tail[-1] if recorded.stderr_tail else None
-    here = got.stderr_tail[-1] if got.stderr_tail else None
-    if want is None and here is None:
-        return None
-    if want == here:
-        return f"last line of stderr, same as recorded: {here}"
-    return f"last line of stderr differs: recorded {want!r}, got {here!r}"
-
-
-@dataclass
-class Canceller:
-    """Stops a replay's container on Ctrl-C or SIGTERM: SIGTERM, `grace_s`, then kill."""
-
-    engine: Engine
-    tracker: Tracker
-    grace_s: float = 5.0
-    signum: int | None = None
-
-    def cancel(self, signum: int = signal.SIGINT) -> None:
-        self.signum = self.signum or signum
-        self.tracker.cancelled.set()
-        for cid in self.tracker.running():
-            threading.Thread(target=self._stop, args=(cid,), daemon=True).start()
-
-    def _stop(self, cid: str) -> None:
-        try:
-            self.engine.stop(cid, grace_s=self.grace_s)
-        except EngineError:
-            pass  # the runner removes it, or reports the engine lost

@@ -17,6 +17,7 @@ from containerexec.errors import EngineError, EngineUnavailable, ImageError
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import RetryPolicy
 from containerexec.run.logs import LogSink
+from containerexec.store.records import ShardState
 
 ENGINE_WAIT_S = 120.0  # how long to wait for a restarting engine
 MAX_ENGINE_LOSSES = 5
@@ -68,6 +69,13 @@ class Attempt:
     @property
     def ok(self) -> bool:
         return self.failure is None
+
+
+def shard_state(last: Attempt) -> ShardState:
+    """What a shard's last attempt makes of it."""
+    if last.ok:
+        return "succeeded"
+    return "cancelled" if last.failure == Failure.CANCELLED else "failed"
 
 
 class Tracker:

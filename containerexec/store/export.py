@@ -10,14 +10,8 @@ from typing import Literal
 from pydantic import Field
 
 from containerexec.errors import RecordError
-from containerexec.store.records import (
-    SCHEMA_VERSION,
-    Record,
-    RunRecord,
-    RunStore,
-    ShardRecord,
-    load_model,
-)
+from containerexec.store.records import SCHEMA_VERSION, Record, RunRecord, ShardRecord, load_model
+from containerexec.store.tree import RunStore
 
 EXPORT_KIND = "containerexec.run-export"
 EXPORT_LOG_LINES = 200

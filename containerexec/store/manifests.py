@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+
+from containerexec.model.bindings import Bindings
+from containerexec.model.spec import ModuleSpec
+from containerexec.store.records import FileEntry
+
+MANIFEST_HASH_BYTES = 1 << 30
 
 
 def manifest(path: str, *, hash_limit_bytes: int | None = None) -> list[tuple[str, int, str]]:
@@ -31,3 +38,18 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[FileEntry]]:
+    """For each file or directory input: every file's relative path, size and sha256.
+
+    Content past CONTAINEREXEC_MANIFEST_HASH_BYTES per input (default 1 GiB) is
+    recorded by size only: repro then checks those files' sizes, not their bytes.
+    """
+    limit = int(os.environ.get("CONTAINEREXEC_MANIFEST_HASH_BYTES", str(MANIFEST_HASH_BYTES)))
+    out = {}
+    for name, value in bindings.inputs.items():
+        if spec.inputs[name].type in ("file", "directory"):
+            entries = manifest(value, hash_limit_bytes=limit)
+            out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
+    return out

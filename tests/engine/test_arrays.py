@@ -14,10 +14,11 @@ from typing import Any
 
 from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
 
+from containerexec.cli.status import run_status
 from containerexec.engine.base import ImageInfo
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_SHARD
-from containerexec.run.executor import ShardEvent
+from containerexec.run.run import ShardEvent
 
 
 def array_spec(
@@ -64,7 +65,7 @@ def test_never_more_than_max_parallel_containers_run_at_once(
     finally:
         stop.set()
         sampler.join()
-    assert result.exit_code == 0
+    assert run_status(result.record) == 0
     assert max(samples) == 2, samples
     assert sorted(os.listdir(workspace.root / "out")) == [str(i) for i in range(6)]
 
@@ -102,7 +103,7 @@ def test_the_image_is_resolved_once_per_run_and_every_shard_uses_it(
         )
     finally:
         engine.api.close()
-    assert result.exit_code == 0
+    assert run_status(result.record) == 0
     assert engine.calls == Counter(inspect_image=1)
     images = {s.invocation.image for s in workspace.shards().values()}
     assert images == {result.record.image.pinned}
@@ -135,7 +136,7 @@ def test_a_shard_that_fails_once_then_succeeds_is_retried_from_an_empty_folder(
     _, _, result = workspace.run(
         spec, {"flags": str(flags)}, {"out": str(target)}, on_event=on_event
     )
-    assert result.exit_code == 0
+    assert run_status(result.record) == 0
     shards = workspace.shards()
     assert [len(shards[i].attempts) for i in range(3)] == [1, 2, 1]
     first = shards[1].attempts[0]
@@ -200,7 +201,7 @@ def test_max_failed_shards_stops_new_shards(workspace: Workspace) -> None:
     _, _, result = workspace.run(
         spec, {"flags": str(workspace.folder("flags"))}, {"out": str(workspace.root / "out")}
     )
-    assert result.exit_code == 1
+    assert run_status(result.record) == 1
     assert sorted(workspace.shards()) == [0, 1]
     assert result.record.counts == {"failed": 2, "pending": 4}
 
@@ -327,7 +328,7 @@ def test_glob_shards_get_sorted_stable_indices_and_their_environment(
         (data / name).write_text(name)
     spec = env_spec(workspace, "{glob: {input: data, pattern: '*.txt'}}")
     _, _, result = workspace.run(spec, {"data": str(data)}, {"out": str(workspace.root / "o")})
-    assert result.exit_code == 0
+    assert run_status(result.record) == 0
     assert outputs_of(workspace.root / "o") == {
         "0": "0|a.txt|3|a.txt",
         "1": "1|b b.txt|3|b b.txt",
@@ -343,7 +344,7 @@ def test_lines_arrays_run_one_shard_per_non_empty_line(workspace: Workspace) -> 
         {"data": str(data), "list": str(data / "list.txt")},
         {"out": str(workspace.root / "o")},
     )
-    assert result.exit_code == 0
+    assert run_status(result.record) == 0
     assert outputs_of(workspace.root / "o") == {
         "0": "0|alpha|2|alpha",
         "1": "1|beta gamma; delta|2|beta gamma; delta",

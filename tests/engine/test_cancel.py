@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
 
+from containerexec.cli.status import run_status
+
 # Shard 0 of an array finishes at once; every other shard (and a single run) writes a
 # partial output and then waits for a file `go` in its flags input.
 SCRIPT = (
@@ -71,7 +73,7 @@ def test_a_signal_during_a_run_stops_the_container_and_commits_nothing(
     assert run_containers(docker_client, run_id) == []
     assert not target.exists()
     assert workspace.record().state == "cancelled"
-    assert workspace.record().exit_code == status
+    assert run_status(workspace.record()) == status
     assert workspace.shards()[0].state == "cancelled"
     assert f"{signum.name}: stopping running containers" in (
         proc.stderr.read() if proc.stderr else ""

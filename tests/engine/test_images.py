@@ -19,10 +19,10 @@ from containerexec.engine.docker import DockerEngine
 from containerexec.environment import images, sharing
 from containerexec.errors import ImageError, PullError, SpecError
 from containerexec.labels import LABEL_MODULE, LABEL_SPEC
-from containerexec.model.bindings import bind
 from containerexec.model.spec import ModuleSpec, load_spec
-from containerexec.run.executor import Executor, RunOptions, ShardEvent
-from containerexec.store.records import RunStore
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.run import ShardEvent
+from containerexec.store.tree import RunStore
 
 BASE = "containerexec/base:bookworm"
 
@@ -122,9 +122,9 @@ def test_a_tag_pushed_again_between_attempts_changes_nothing_for_the_run(
             moved.append(b_digest)
 
     store = RunStore(tmp_path / "runs")
-    result = Executor(engine, store, sleep=lambda s: None, on_event=push_b_when_retrying).run(
-        spec, bind(spec, {}, {}), spec_path=spec_path, options=RunOptions(labels=test_session_label)
-    )
+    executor = Executor(engine, store, sleep=lambda s: None, on_event=push_b_when_retrying)
+    opts = RunOptions(labels=test_session_label)
+    result = executor.start(spec, {}, {}, spec_path=spec_path, options=opts).wait()
 
     assert moved and moved[0] != a_digest, "the tag did not move during the run"
     assert result.record.image.pinned == f"{repo}@{a_digest}"
@@ -157,29 +157,33 @@ def test_a_resumed_run_pulls_its_first_digest_though_the_tag_moved(
     )
     spec = load_spec(spec_path)
     store, out = RunStore(tmp_path / "runs"), tmp_path / "out"
-    bindings = bind(spec, {}, {"out": str(out)})
     executor = Executor(engine, store, sleep=lambda s: None)
-    first = executor.run(
+    first = executor.start(
         spec,
-        bindings,
+        {},
+        {"out": str(out)},
         spec_path=spec_path,
         options=RunOptions(shards="0", labels=test_session_label),
-    )
-    assert first.exit_code == 0
+    ).wait()
+    assert first.state == "succeeded"
     b_id, _ = build_push(
         engine, marker_context(tmp_path / "b", "image-B"), repo, "v1", test_session_label
     )
     created.append(b_id)
     engine.remove_image(a_id)  # the resumed run has to pull image A back by its digest
 
-    resumed = Executor(engine, store, sleep=lambda s: None).run(
-        spec,
-        bindings,
-        spec_path=spec_path,
-        options=RunOptions(resume=first.record.run_id, labels=test_session_label),
+    resumed = (
+        Executor(engine, store, sleep=lambda s: None)
+        .resume(
+            spec,
+            first.record.run_id,
+            spec_path=spec_path,
+            options=RunOptions(labels=test_session_label),
+        )
+        .wait()
     )
 
-    assert resumed.exit_code == 0
+    assert resumed.state == "succeeded"
     assert resumed.record.image.pinned == f"{repo}@{a_digest}"
     assert [(out / str(i)).read_text() for i in (0, 1)] == ["image-A\n", "image-A\n"]
     images_used = {s.invocation.image for s in store.load_shards(first.record.run_id).values()}

@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 
 from containerexec.cli import cli
+from containerexec.cli.status import pipeline_status
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_PIPELINE_RUN
 from containerexec.model.pipeline import check_pipeline
 from containerexec.run.orchestrator import Orchestrator, PipelineResult
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "environment: {image: 'containerexec/base:bookworm', pull: never}"
@@ -149,7 +150,7 @@ def test_diamond_runs_its_two_middle_jobs_in_parallel(
         pause=2,
         max_containers=4,
     )
-    assert result.exit_code == 0, result.record.jobs
+    assert pipeline_status(result.record) == 0, result.record.jobs
     assert (workdir / "result.txt").read_text() == "seedAB|seedAC|extra"
     spans = {}
     for name in ("a", "b", "c", "d"):
@@ -166,12 +167,12 @@ def test_rerun_without_change_starts_no_container(
     engine: DockerEngine, workdir: Path, test_session_label: dict[str, str]
 ) -> None:
     first = run(engine, workdir, "diamond.yaml", test_session_label)
-    assert first.exit_code == 0
+    assert pipeline_status(first.record) == 0
     assert containers_started(workdir, first) == {"a": 1, "b": 1, "c": 1, "d": 1}
     second = run(
         engine, workdir, "diamond.yaml", test_session_label, {"result": str(workdir / "again.txt")}
     )
-    assert second.exit_code == 0
+    assert pipeline_status(second.record) == 0
     assert containers_started(workdir, second) == {"a": 0, "b": 0, "c": 0, "d": 0}
     assert all(j.cached for j in second.record.jobs.values())
     assert (workdir / "again.txt").read_text() == "seedAB|seedAC|extra"
@@ -180,7 +181,7 @@ def test_rerun_without_change_starts_no_container(
 def test_changing_one_input_byte_reruns_only_the_jobs_downstream_of_it(
     engine: DockerEngine, workdir: Path, test_session_label: dict[str, str]
 ) -> None:
-    assert run(engine, workdir, "diamond.yaml", test_session_label).exit_code == 0
+    assert pipeline_status(run(engine, workdir, "diamond.yaml", test_session_label).record) == 0
     (workdir / "extra.txt").write_text("extrb")
     result = run(
         engine, workdir, "diamond.yaml", test_session_label, {"result": str(workdir / "result.txt")}
@@ -195,7 +196,7 @@ def test_changing_one_input_byte_reruns_only_the_jobs_downstream_of_it(
 def test_no_cache_runs_every_job_again(
     engine: DockerEngine, workdir: Path, test_session_label: dict[str, str]
 ) -> None:
-    assert run(engine, workdir, "diamond.yaml", test_session_label).exit_code == 0
+    assert pipeline_status(run(engine, workdir, "diamond.yaml", test_session_label).record) == 0
     again = run(engine, workdir, "diamond.yaml", test_session_label, cache=False)
     assert containers_started(workdir, again) == {"a": 1, "b": 1, "c": 1, "d": 1}
     assert not any(j.cached for j in again.record.jobs.values())
@@ -212,7 +213,7 @@ def test_failed_job_stops_new_jobs_and_keep_going_runs_the_rest(
         "after_bad": "skipped",
         "after_other": "skipped",
     }
-    assert stop.exit_code == 1 and stop.record.state == "failed"
+    assert pipeline_status(stop.record) == 1 and stop.record.state == "failed"
     assert "not started: job 'bad' failed" in stop.record.jobs["other"].message
     going = run(engine, workdir, "broken.yaml", test_session_label, max_workers=1, keep_going=True)
     states = {n: j.state for n, j in going.record.jobs.items()}
@@ -222,7 +223,7 @@ def test_failed_job_stops_new_jobs_and_keep_going_runs_the_rest(
         "after_bad": "skipped",
         "after_other": "succeeded",
     }
-    assert going.exit_code == 1
+    assert pipeline_status(going.record) == 1
 
 
 def test_cancel_stops_every_container_and_starts_no_new_job(
@@ -250,7 +251,10 @@ def test_cancel_stops_every_container_and_starts_no_new_job(
     assert not worker.is_alive()
     assert time.monotonic() - started < 30  # not the 60 s the jobs would sleep
     result = done[0]
-    assert result.exit_code == 128 + signal.SIGTERM and result.record.state == "cancelled"
+    assert (
+        pipeline_status(result.record) == 128 + signal.SIGTERM
+        and result.record.state == "cancelled"
+    )
     assert {result.record.jobs[j].state for j in ("b", "c", "d")} == {"cancelled"}
     assert engine.containers({LABEL_PIPELINE_RUN: result.record.id}) == []
 

@@ -26,10 +26,10 @@ from workspace import wait_for
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_REPRO_OF
-from containerexec.model.bindings import bind
 from containerexec.model.spec import load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.store.records import RunStore, ShardRecord
+from containerexec.store.records import ShardRecord
+from containerexec.store.tree import RunStore
 
 BASE = "containerexec/base:bookworm"
 FATAL = "fatal: record 17 of b.txt is bad"
@@ -118,11 +118,16 @@ def scenario(
     spec_path.write_text(SPEC.format(image=f"{repo}:{tag}"))
     spec = load_spec(spec_path)
     store = RunStore(tmp / "recorded")
-    result = Executor(engine, store).run(
-        spec,
-        bind(spec, {"data": str(data)}, {}, default_outputs=tmp / "outputs"),
-        spec_path=spec_path,
-        options=RunOptions(labels=test_session_label),
+    result = (
+        Executor(engine, store)
+        .start(
+            spec,
+            {"data": str(data)},
+            {},
+            spec_path=spec_path,
+            options=RunOptions(labels=test_session_label, default_outputs=tmp / "outputs"),
+        )
+        .wait()
     )
     assert [s.index for s in result.failed] == [1], result
     exported = cx(store.root, "runs", "export", "last", "-o", str(tmp / "failed.json"))
@@ -419,9 +424,9 @@ def test_a_secret_is_asked_for_used_and_never_written(
     )
     spec = load_spec(spec_path)
     recorded = RunStore(tmp_path / "recorded")
-    Executor(engine, recorded, secrets={"CX_TEST_TOKEN": "s3cret-v4lue"}).run(
-        spec, bind(spec, {}, {}), spec_path=spec_path, options=RunOptions(labels=test_session_label)
-    )
+    Executor(engine, recorded, secrets={"CX_TEST_TOKEN": "s3cret-v4lue"}).start(
+        spec, {}, {}, spec_path=spec_path, options=RunOptions(labels=test_session_label)
+    ).wait()
     monkeypatch.delenv("CX_TEST_TOKEN", raising=False)
     export = tmp_path / "secret.json"
     assert cx(recorded.root, "runs", "export", "last", "-o", str(export)).exit_code == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -15,9 +16,11 @@ from containerexec.model.pipeline import (
     PipelineSpec,
     check_pipeline,
     compatible,
+    input_refs,
     load_pipeline,
     parse_value,
     plan,
+    render_template,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,6 +238,48 @@ def test_parse_value_kinds() -> None:
     assert parse_value("run-${{inputs.x}}").kind == "template"
     with pytest.raises(ValueError, match="unknown placeholder"):
         parse_value("${{shard.index}}")
+
+
+@pytest.mark.parametrize(
+    ("text", "kind"),
+    [
+        ("${{inputs.a}}${{inputs.b}}", "template"),  # two placeholders are not one whole value
+        ("$${{inputs.a}}", "template"),
+        ("a;b ${{inputs.a}} 'c'\n", "template"),
+        ("\n ${{ inputs.a }} \n", "input"),
+        ("no placeholder: $ {{ }} ;", "literal"),
+    ],
+)
+def test_parse_value_of_hostile_texts(text: str, kind: str) -> None:
+    assert parse_value(text).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${{inputs.a", "unterminated placeholder in '${{inputs.a'"),
+        ("${{jobs.a.outputs.o}}${{inputs.b}}", "a job output must be the whole value"),
+        ("${{outputs.o}}", "unknown placeholder '${{outputs.o}}'; expected inputs.NAME or jobs."),
+        ("${{inputs.a.b}}", "unknown placeholder '${{inputs.a.b}}'"),
+    ],
+)
+def test_parse_value_refuses_what_a_pipeline_does_not_allow(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_value(text)
+
+
+def test_render_template_is_one_pass_and_writes_booleans_as_yaml() -> None:
+    values = {"a": "${{inputs.b}}", "b": "SECRET", "t": True, "n": 3}
+    assert render_template("$${{inputs.a}};${{ inputs.t }}-${{inputs.n}}", values) == (
+        "$${{inputs.b}};true-3"
+    )
+    with pytest.raises(KeyError):
+        render_template("${{inputs.unset}}", values)
+
+
+def test_input_refs_lists_pipeline_inputs_only() -> None:
+    assert input_refs("${{inputs.a}}-${{jobs.j.outputs.o}}/${{inputs.b}}") == ["a", "b"]
+    assert input_refs(3) == []
 
 
 def test_compatible_types() -> None:

@@ -17,10 +17,10 @@ from containerexec.store.records import (
     SCHEMA_VERSION,
     ImageRecord,
     RunRecord,
-    RunStore,
     ShardRecord,
     write_json,
 )
+from containerexec.store.tree import RunStore
 
 
 def run_record(run_id: str = "wc-20260101-000000-aaaaaa", **changes: object) -> RunRecord:
@@ -162,7 +162,7 @@ def test_the_run_lock_is_released_when_its_holder_is_killed(tmp_path: Path) -> N
     store = RunStore(tmp_path)
     code = (
         "import sys, time; from pathlib import Path\n"
-        "from containerexec.store.records import RunStore\n"
+        "from containerexec.store.tree import RunStore\n"
         f"lock = RunStore(Path({str(tmp_path)!r})).lock('r1').__enter__()\n"
         "print('locked', flush=True); time.sleep(60)\n"
     )

@@ -13,18 +13,12 @@ from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
 from containerexec.labels import LABEL_REPRO_OF
 from containerexec.model.invocation import Invocation, Limits, Mount
-from containerexec.run import repro
+from containerexec.run import replay, repro
 from containerexec.run.runner import Attempt, Failure
 from containerexec.store import export as portable
 from containerexec.store import manifests
-from containerexec.store.records import (
-    FileEntry,
-    ImageRecord,
-    RunRecord,
-    RunStore,
-    ShardRecord,
-    write_json,
-)
+from containerexec.store.records import FileEntry, ImageRecord, RunRecord, ShardRecord, write_json
+from containerexec.store.tree import RunStore
 
 DIGEST = "127.0.0.1:5000/cx/job@sha256:" + "a" * 64
 RUN_ID = "job-20260101-000000-abcdef"
@@ -320,7 +314,7 @@ def test_secrets_come_from_the_environment_else_are_asked_for() -> None:
         asked.append(name)
         return "typed"
 
-    values = repro.secret_values(["A", "B"], {"A": "from-env"}, ask)
+    values = replay.secret_values(["A", "B"], {"A": "from-env"}, ask)
     assert values == {"A": "from-env", "B": "typed"} and asked == ["B"]
 
 
@@ -344,14 +338,14 @@ def test_verdict_line(
         exit_code=got,
         failure=None if got == 0 else Failure.EXIT_CODE,
     )
-    assert repro.verdict(shard, attempt) == (same, text)
+    assert replay.verdict(shard, attempt) == (same, text)
 
 
 def test_a_cancelled_replay_is_not_a_reproduction_whatever_its_exit(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     shard = store.load_shards(RUN_ID)[1].model_copy(update={"exit_code": 143})
     attempt = Attempt(number=1, started_at=0, ended_at=1, exit_code=143, failure=Failure.CANCELLED)
-    assert repro.verdict(shard, attempt) == (
+    assert replay.verdict(shard, attempt) == (
         False,
         "not reproduced: recorded exit 143, and the replay was cancelled",
     )

@@ -13,8 +13,9 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import Backoff, ModuleSpec, RetryPolicy, parse_spec
-from containerexec.run.executor import Executor, RunOptions, RunResult
+from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.logs import LogSink
+from containerexec.run.run import RunResult
 from containerexec.run.runner import (
     Attempt,
     Failure,
@@ -26,7 +27,7 @@ from containerexec.run.runner import (
     should_retry,
     wait_for_engine,
 )
-from containerexec.store.records import RunStore
+from containerexec.store.tree import RunStore
 
 
 class FakeClock:
@@ -222,16 +223,20 @@ def run_fake(
     engine: FakeEngine, tmp_path: Path, spec: ModuleSpec, **options: Any
 ) -> tuple[Executor, RunResult]:
     executor = Executor(engine, RunStore(tmp_path / "runs"), sleep=lambda s: None)
-    bindings = Bindings({}, {"out": str(tmp_path / "out")})
-    result = executor.run(spec, bindings, spec_path=None, options=RunOptions(**options))
-    return executor, result
+    resume = options.pop("resume", None)
+    outputs = {"out": str(tmp_path / "out")}
+    if resume:
+        run = executor.resume(spec, resume, options=RunOptions(**options))
+    else:
+        run = executor.start(spec, {}, outputs, options=RunOptions(**options))
+    return executor, run.wait()
 
 
 def test_never_more_than_max_parallel_containers_run_at_once(tmp_path: Path) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(seconds=0.05))
     spec = parse_spec(spec_text("range: 12, max_parallel: 3"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
-    assert result.exit_code == 0
+    assert result.state == "succeeded"
     assert engine.max_running == 3
     assert sorted(engine.started) == list(range(12))
 
@@ -255,7 +260,7 @@ def test_one_failing_shard_does_not_starve_the_others(tmp_path: Path) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(exit_code=3 if inv.shard_index == 1 else 0))
     spec = parse_spec(spec_text("range: 5, max_parallel: 2", "{max_attempts: 3}"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
-    assert result.exit_code == 1
+    assert result.state == "failed"
     assert engine.attempts == {0: 1, 1: 3, 2: 1, 3: 1, 4: 1}
     assert [s.index for s in result.failed] == [1]
 
@@ -275,7 +280,7 @@ def test_resume_runs_only_the_shards_that_did_not_succeed(tmp_path: Path) -> Non
     second = FakeEngine()
     _, again = run_fake(second, tmp_path, spec, resume=result.record.run_id)
     assert sorted(second.started) == [1, 3]
-    assert again.exit_code == 0
+    assert again.state == "succeeded"
 
 
 def test_a_shard_that_breaks_outside_its_container_fails_alone(tmp_path: Path) -> None:
@@ -288,7 +293,7 @@ def test_a_shard_that_breaks_outside_its_container_fails_alone(tmp_path: Path) -
     engine = Breaking()
     spec = parse_spec(spec_text("range: 5, max_parallel: 1"), "fake.yaml")
     _, result = run_fake(engine, tmp_path, spec)
-    assert result.exit_code == 1
+    assert result.state == "failed"
     assert sorted(engine.started) == [0, 1, 3, 4]  # the worker went on after shard 2
     assert [(s.index, s.failure) for s in result.failed] == [(2, "engine_error")]
     assert "disk went read-only" in result.failed[0].message

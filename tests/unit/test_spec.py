@@ -98,6 +98,40 @@ def test_shard_placeholder_without_array_is_refused() -> None:
     assert any("'${{shard.index}}' needs an 'array:' section" in p for p in found)
 
 
+def test_a_placeholder_split_across_two_command_elements_is_refused_where_it_starts() -> None:
+    found = problems(GOOD.replace('"${{inputs.text}}"', '"${{inputs", ".text}}"'))
+    assert found == [
+        "spec.yaml:7:36: command[3]: unterminated placeholder in '${{inputs'; "
+        "write ${{inputs.NAME}}"
+    ]
+
+
+def test_placeholders_in_env_and_optional_groups_are_checked_with_their_position() -> None:
+    text = GOOD.replace(
+        '"${{outputs.out}}"]', '["--x", "${{jobs.a.outputs.o}}"]]\nenv: {A: "$${{inputs.nope}}"}'
+    )
+    assert problems(text) == [
+        "spec.yaml:7:64: command[4][1]: unknown placeholder '${{jobs.a.outputs.o}}'; "
+        "expected inputs.NAME, outputs.NAME or shard.index|value|count",
+        "spec.yaml:8:10: env.A: '${{inputs.nope}}' names no declared input (text)",
+    ]
+
+
+def test_hostile_literals_around_placeholders_are_accepted() -> None:
+    command = (
+        r"""command: [echo, "a;b", "it's", "x\ny", "$${{inputs.text}}", "${{ outputs.out }}"]"""
+    )
+    spec = parse_spec(GOOD.replace(GOOD.splitlines()[6], command), "s.yaml")
+    assert spec.command == [
+        "echo",
+        "a;b",
+        "it's",
+        "x\ny",
+        "$${{inputs.text}}",
+        "${{ outputs.out }}",
+    ]
+
+
 @pytest.mark.parametrize("path", ["../escape.txt", "/etc/passwd", "a/../../b"])
 def test_output_path_outside_its_folder_is_refused(path: str) -> None:
     found = problems(GOOD.replace("path: out.txt", f"path: {path}"))

@@ -1,0 +1,32 @@
+"""The exit status of each command that runs something: the only place these rules live.
+
+a one-shard module      the command's own exit status
+an array                0 when every selected shard succeeded, else 1
+a pipeline              0 when every job succeeded, else 1
+cancelled               128 + the signal (130 for Ctrl-C, 143 for SIGTERM)
+"""
+
+from __future__ import annotations
+
+import signal
+
+from containerexec.run.orchestrator import PipelineRecord
+from containerexec.store.records import RunRecord
+
+
+def run_status(record: RunRecord) -> int:
+    """What `containerexec run` exits with for this (finished) run."""
+    if record.state == "cancelled":
+        return 128 + (record.signal or signal.SIGINT)
+    if record.state == "succeeded":
+        return 0
+    if not record.spec.get("array") and record.exit_code not in (None, 0):
+        return record.exit_code  # a single run exits as its command did
+    return 1
+
+
+def pipeline_status(record: PipelineRecord) -> int:
+    """What `containerexec pipeline run` exits with for this (finished) run."""
+    if record.state == "cancelled":
+        return 128 + (record.signal or signal.SIGINT)
+    return 0 if record.state == "succeeded" else 1

@@ -1,0 +1,168 @@
+"""Running a planned replay: a one-shard Run of its own, recorded like any run, and the
+verdict on whether it showed the recorded failure again.
+
+The shard goes through `Run.run_shard` (staging, commit, records, cancel) with the
+recorded Invocation instead of one resolved from the spec; `--debug` swaps the
+runner's attempt for one attached to this terminal. A `--shell` is not a run: it
+only borrows the container set-up.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation, output_filename
+from containerexec.model.spec import ModuleSpec
+from containerexec.run.executor import Executor
+from containerexec.run.repro import DEBUGPY_PORT, Mode, Plan, mode_invocation
+from containerexec.run.run import Interactive, Run, RunResult
+from containerexec.run.runner import Attempt, Failure, classify
+from containerexec.store.records import RunRecord, ShardRecord
+
+
+def secret_values(
+    names: list[str], environ: Mapping[str, str], ask: Callable[[str], str]
+) -> dict[str, str]:
+    """Each secret from the environment, else asked for; never stored anywhere."""
+    return {n: environ[n] if n in environ else ask(n) for n in names}
+
+
+def start(
+    executor: Executor,
+    plan: Plan,
+    mode: Mode = "run",
+    *,
+    keep: bool = False,
+    tty: bool = False,
+    debug_port: int = DEBUGPY_PORT,
+) -> Run:
+    """Start the planned shard as a Run of its own (mode 'run' or 'debug'), once, no retries."""
+    src, index = plan.source.run, plan.shard.index
+    spec = ModuleSpec.model_validate(src.spec)
+    staging = executor.store.staging(plan.run_id, index)
+    inv = mode_invocation(plan, mode)
+    # Outputs are staged and committed into the planned folders, as in any run.
+    mounts = [
+        m.model_copy(update={"source": str(staging / m.name)}) if m.kind == "output" else m
+        for m in inv.mounts
+    ]
+    inv = inv.model_copy(update={"mounts": mounts})
+    outputs = {
+        name: str(Path(folder) / _file_name(spec, src, name))
+        if spec.outputs[name].type == "file"
+        else folder
+        for name, folder in plan.outputs.items()
+    }
+    record = src.model_copy(
+        update={
+            "run_id": plan.run_id,
+            "inputs": {**src.inputs, **plan.inputs},
+            "outputs": outputs,
+            "shards_selected": [index],
+            "max_parallel": 1,
+            "state": "running",
+            "exit_code": None,
+            "signal": None,
+            "counts": {},
+            "started_at": executor.clock(),
+            "ended_at": None,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "pipeline_run": None,
+            "repro_of": src.run_id,
+            "user": inv.user,
+        }
+    )
+    shard = Shard(index, plan.shard.value, src.shard_count)
+    lock = executor.store.lock(plan.run_id).__enter__()
+    return executor.launch(
+        spec,
+        Bindings(record.inputs, outputs),
+        record,
+        [shard],
+        [shard],
+        lock=lock,
+        invocation_for=lambda s: inv,
+        keep=keep,
+        once=True,
+        interactive=_attached(executor, tty, keep, debug_port) if mode == "debug" else None,
+    )
+
+
+def _file_name(spec: ModuleSpec, src: RunRecord, name: str) -> str:
+    """A file output's name as the recorded run wrote it."""
+    return output_filename(spec, Bindings(src.inputs, src.outputs), name)
+
+
+def _attached(executor: Executor, tty: bool, keep: bool, port: int) -> Interactive:
+    """An attempt run attached to this terminal (docker run -it), classified as any attempt."""
+
+    def attempt(inv: Invocation, base: Attempt) -> Attempt:
+        code = executor.engine.run_interactive(
+            inv, secrets=executor.secrets, tty=tty, keep=keep, publish={DEBUGPY_PORT: port}
+        )
+        ran = replace(base, ended_at=executor.clock(), exit_code=code)
+        return classify(ran, timed_out=False, cancelled=False, timeout_s=None, engine_error="")
+
+    return attempt
+
+
+def shell(executor: Executor, plan: Plan, *, tty: bool, keep: bool = False) -> int:
+    """An interactive shell in the shard's container set-up; returns its exit status.
+
+    Not recorded: nothing the recorded command does runs unless the user runs it.
+    """
+    for folder in plan.outputs.values():
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    inv = mode_invocation(plan, "shell")
+    return executor.engine.run_interactive(
+        inv, secrets=executor.secrets, tty=tty, keep=keep, entrypoint="/bin/sh"
+    )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a replay came to, and whether it showed the recorded failure again."""
+
+    shard: ShardRecord
+    record: RunRecord
+    record_path: Path
+    reproduced: bool
+    verdict: str
+
+
+def outcome(executor: Executor, plan: Plan, result: RunResult) -> Outcome:
+    """Read the replayed shard's record and compare it with the recorded one."""
+    shard = executor.store.load_shards(plan.run_id)[plan.shard.index]
+    same, text = verdict(plan.shard, shard)
+    return Outcome(shard, result.record, result.record_path, same, text)
+
+
+def verdict(recorded: ShardRecord, got: Attempt | ShardRecord) -> tuple[bool, str]:
+    """`reproduced: exit 3, same as recorded` or `not reproduced: recorded exit 3, got 0`."""
+    want = "no exit status" if recorded.exit_code is None else f"exit {recorded.exit_code}"
+    if got.failure == Failure.CANCELLED:
+        return False, f"not reproduced: recorded {want}, and the replay was cancelled"
+    if got.exit_code is None:
+        why = (got.message.splitlines() or [""])[0]
+        return False, f"not reproduced: recorded {want}, got no exit status ({got.failure}: {why})"
+    if got.exit_code == recorded.exit_code:
+        return True, f"reproduced: exit {got.exit_code}, same as recorded"
+    return False, f"not reproduced: recorded {want}, got {got.exit_code}"
+
+
+def stderr_comparison(recorded: ShardRecord, got: Attempt | ShardRecord) -> str | None:
+    """Whether the last line of stderr is the recorded one; None when neither has any."""
+    want = recorded.stderr_tail[-1] if recorded.stderr_tail else None
+    here = got.stderr_tail[-1] if got.stderr_tail else None
+    if want is None and here is None:
+        return None
+    if want == here:
+        return f"last line of stderr, same as recorded: {here}"
+    return f"last line of stderr differs: recorded {want!r}, got {here!r}"

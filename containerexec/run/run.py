@@ -1,0 +1,476 @@
+"""The Run: the handle that owns one module run end to end, like submitit's Job.
+
+A Run has its id and folders in the store, the shards it will run, every attempt,
+the commit of outputs, the records, cancel, and the result. Executor.start,
+Executor.resume and repro's replay all make one, and all of them run shards
+through `Run.run_shard`, which needs nothing but what run.json holds: so a shard
+can also run in another process (or on another node) given the run folder and
+its index (see Executor.work).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from containerexec.errors import EngineError, RecordError, RunError, ShardFailed
+from containerexec.model.arrays import Shard
+from containerexec.model.bindings import Bindings
+from containerexec.model.invocation import Invocation
+from containerexec.model.spec import ModuleSpec, RetryPolicy
+from containerexec.run import staging
+from containerexec.run.logs import LogSink
+from containerexec.run.runner import Attempt, Failure, Tracker, run_with_retries, shard_state
+from containerexec.store.records import (
+    AttemptRecord,
+    ImageRecord,
+    RunRecord,
+    ShardRecord,
+    ShardState,
+    load_model,
+)
+from containerexec.store.tree import RunLock
+
+if TYPE_CHECKING:
+    from containerexec.run.executor import Executor
+    from containerexec.run.scheduler import Scheduler
+
+
+@dataclass(frozen=True)
+class ShardEvent:
+    """Progress of one shard, for displays."""
+
+    kind: Literal["planned", "started", "retrying", "finished", "skipped"]
+    index: int
+    count: int
+    state: ShardState | None = None
+    attempt: Attempt | None = None
+    run_id: str | None = None
+
+
+@dataclass
+class RunResult:
+    """How a run ended: its final record and the records of its failed shards."""
+
+    record: RunRecord
+    record_path: Path
+    failed: list[ShardRecord]
+
+    @property
+    def state(self) -> str:
+        return self.record.state
+
+    def check(self) -> RunResult:
+        """Return self when every selected shard succeeded; else raise what went wrong.
+
+        Raises:
+            ShardFailed: for the first failed shard, with its facts as fields.
+            RunError: when the run was cancelled or shards never ran.
+        """
+        if self.failed:
+            raise shard_failed(self.record, self.failed[0], len(self.failed))
+        if self.record.state != "succeeded":
+            counts = ", ".join(f"{n} {s}" for s, n in self.record.counts.items())
+            raise RunError(
+                f"run {self.record.run_id} of module '{self.record.module}' "
+                f"{self.record.state} ({counts}); see: containerexec runs show "
+                f"{self.record.run_id}"
+            )
+        return self
+
+
+def shard_failed(run: RunRecord, shard: ShardRecord, failed_shards: int = 1) -> ShardFailed:
+    """The exception (and failure report) of one failed shard, from its records."""
+    return ShardFailed(
+        module=run.module,
+        run_id=run.run_id,
+        shard=shard.index,
+        shard_count=run.shard_count,
+        is_array=bool(run.spec.get("array")),
+        image=shard.invocation.image,
+        argv=list(shard.invocation.argv),
+        returncode=shard.exit_code,
+        failure=shard.failure or "",
+        message=shard.message,
+        attempts=len(shard.attempts),
+        log_tail=list(shard.log_tail),
+        stderr_tail=list(shard.stderr_tail),
+        log_path=shard.log_path,
+        failed_shards=failed_shards,
+    )
+
+
+class Counts:
+    """Shard counters shared by the workers."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.by_state: dict[str, int] = {}
+
+    def add(self, state: str) -> int:
+        with self.lock:
+            self.by_state[state] = self.by_state.get(state, 0) + 1
+            return self.by_state[state]
+
+
+InvocationFor = Callable[[Shard], Invocation]
+Interactive = Callable[[Invocation, Attempt], Attempt]
+
+
+class Run:
+    """One module run. Made by the Executor; `wait()` or `result()` for its end."""
+
+    def __init__(
+        self,
+        executor: Executor,
+        *,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        record: RunRecord,
+        shards: list[Shard],
+        invocation_for: InvocationFor,
+        policy: RetryPolicy | None = None,
+        keep: bool = False,
+        interactive: Interactive | None = None,
+    ) -> None:
+        """`invocation_for` builds a shard's Invocation (resolved from the spec, or a
+        recorded one for a replay); `interactive` runs an attempt attached to this
+        terminal instead of through the runner (repro --debug)."""
+        self.ex = executor
+        self.spec = spec
+        self.bindings = bindings
+        self.record = record
+        self.shards = shards
+        self.invocation_for = invocation_for
+        self.policy = policy or spec.retries
+        self.keep = keep
+        self.interactive = interactive
+        self.tracker = Tracker()
+        self.counts = Counts()
+        self.stop_new = threading.Event()
+        self.signal: int | None = None
+        self._thread: threading.Thread | None = None
+        self._result: RunResult | None = None
+        self._error: BaseException | None = None
+        self._lock: RunLock | None = None
+        self._stoppers: list[threading.Thread] = []
+
+    @property
+    def id(self) -> str:
+        return self.record.run_id
+
+    @property
+    def image(self) -> ImageRecord:
+        return self.record.image
+
+    # -- the life of a run -------------------------------------------------------------
+
+    def launch(self, scheduler: Scheduler, todo: list[Shard], parallel: int, lock: RunLock) -> None:
+        """Run `todo` on `scheduler` in the background; the run holds `lock` until it ends."""
+        self._lock = lock
+        self._thread = threading.Thread(
+            target=self._drive, args=(scheduler, todo, parallel), name=f"run-{self.id}", daemon=True
+        )
+        self._thread.start()
+
+    def _drive(self, scheduler: Scheduler, todo: list[Shard], parallel: int) -> None:
+        try:
+            scheduler.run(self, todo, parallel)
+            self._result = self._finish()
+        except BaseException as exc:  # handed to whoever waits, never lost in a thread
+            self._error = exc
+        finally:
+            if self._lock is not None:
+                self._lock.__exit__(None, None, None)
+
+    def wait(self) -> RunResult:
+        """Block until the run has ended and its record is final; never raises for shards."""
+        if self._thread is not None:
+            while self._thread.is_alive():
+                self._thread.join(timeout=0.2)  # short joins let signal handlers run
+        if self._error is not None:
+            raise self._error
+        assert self._result is not None, "the run was never launched"
+        return self._result
+
+    def result(self) -> RunResult:
+        """wait(), then raise ShardFailed (or RunError) unless every shard succeeded."""
+        return self.wait().check()
+
+    def exception(self) -> RunError | None:
+        """What result() would raise, or None."""
+        try:
+            self.result()
+        except RunError as exc:
+            return exc
+        return None
+
+    def done(self) -> bool:
+        return self._thread is not None and not self._thread.is_alive()
+
+    @property
+    def state(self) -> str:
+        return self._result.record.state if self._result else "running"
+
+    def cancel(self, signum: int = signal.SIGINT) -> None:
+        """Start no new shard and stop the running containers (SIGTERM, grace, kill).
+
+        Safe to call from a signal handler and more than once.
+        """
+        if self.signal is None:
+            self.signal = signum
+        self.tracker.cancelled.set()
+        for cid in self.tracker.running():
+            stopper = threading.Thread(target=self._stop, args=(cid,), daemon=True)
+            stopper.start()
+            self._stoppers.append(stopper)
+
+    def _stop(self, cid: str) -> None:
+        with contextlib.suppress(EngineError):
+            self.ex.engine.stop(cid, grace_s=self.record.grace_s)
+
+    def stopping(self) -> bool:
+        """No new shard should start: cancelled, or too many shards failed."""
+        return self.tracker.cancelled.is_set() or self.stop_new.is_set()
+
+    # -- one shard ---------------------------------------------------------------------
+
+    def run_shard(self, shard: Shard) -> ShardRecord:
+        """Run one shard to its end (cache, attempts, commit) and record it."""
+        store = self.ex.store
+        staging_dir = store.staging(self.id, shard.index)
+        self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
+        base = self.base_record(shard, attempts=self._earlier_attempts(shard))
+        inv = base.invocation
+        # Losing a 'running' record to a machine crash only means the shard runs again.
+        store.write_shard(base, durable=False)
+        cache = self.ex.cache if self.spec.cache else None
+        if cache is not None and self._restore(inv, staging_dir, base):
+            final = base.model_copy(
+                update={
+                    "state": "succeeded",
+                    "outputs_committed": True,
+                    "cached": True,
+                    "exit_code": 0,
+                }
+            )
+            store.write_shard(final)
+            self._count(shard, "succeeded", None)
+            return final
+        with self.ex.slots or contextlib.nullcontext():
+            attempts = self._attempts(inv, staging_dir, shard)
+        last = attempts[-1]
+        state = shard_state(last)
+        if not last.ok:
+            staging.discard(staging_dir)
+        final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
+        store.write_shard(final)
+        self._count(shard, state, last)
+        return final
+
+    def run_shard_safely(self, shard: Shard) -> None:
+        """run_shard, recording a shard that broke outside its container (a disk error, say)."""
+        try:
+            self.run_shard(shard)
+        except Exception as exc:  # one shard must not stop its worker
+            self._crashed(shard, exc)
+
+    def _crashed(self, shard: Shard, exc: Exception) -> None:
+        store = self.ex.store
+        now = self.ex.clock()
+        attempt = Attempt(
+            number=1,
+            started_at=now,
+            ended_at=now,
+            failure=Failure.ENGINE_ERROR,
+            message=f"{type(exc).__name__}: {exc}",
+        )
+        with contextlib.suppress(Exception):
+            staging.discard(store.staging(self.id, shard.index))
+            log_path = store.log_path(self.id, shard.index)
+            base = self.base_record(shard, attempts=[])
+            store.write_shard(with_attempts(base, "failed", [attempt], log_path))
+        self._count(shard, "failed", attempt)
+
+    def base_record(self, shard: Shard, *, attempts: list[AttemptRecord]) -> ShardRecord:
+        """A shard's Invocation inside its 'running' record."""
+        return ShardRecord(
+            run_id=self.id,
+            index=shard.index,
+            value=shard.value,
+            state="running",
+            log_path=str(self.ex.store.log_path(self.id, shard.index)),
+            invocation=self.invocation_for(shard),
+            attempts=attempts,
+        )
+
+    def _earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
+        """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
+        path = self.ex.store.shard_path(self.id, shard.index)
+        if not path.is_file():
+            return []
+        try:
+            return list(load_model(path, ShardRecord).attempts)
+        except RecordError:
+            return []  # left empty by a machine crash: the shard simply runs again
+
+    def _restore(self, inv: Invocation, staging_dir: Path, base: ShardRecord) -> bool:
+        assert self.ex.cache is not None
+        staging.prepare(staging_dir, self.spec)
+        if not self.ex.cache.restore(self.spec, self.bindings, inv, staging_dir):
+            return False
+        with self.ex.commit_lock:
+            staging.commit(staging_dir, self.spec, self.bindings)
+        return True
+
+    def _count(self, shard: Shard, state: ShardState, last: Attempt | None) -> None:
+        n_state = self.counts.add(state)
+        limit = self.spec.array.max_failed_shards if self.spec.array else None
+        if state == "failed" and limit and n_state >= limit:
+            self.stop_new.set()
+        self.ex.on_event(ShardEvent("finished", shard.index, shard.count, state, last, self.id))
+
+    def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
+        if self.interactive is not None:
+            staging.prepare(staging_dir, self.spec)
+            now = self.ex.clock()
+            attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
+            return [self._commit(attempt, inv, staging_dir) if attempt.ok else attempt]
+        return run_with_retries(
+            self.ex.engine,
+            inv,
+            self.policy,
+            secrets=self.ex.secrets,
+            tracker=self.tracker,
+            clock=self.ex.clock,
+            sleep=self.ex.sleep_for(self.tracker),
+            log_for=lambda n: self._log(shard.index, n),
+            before=lambda: staging.prepare(staging_dir, self.spec),
+            after=lambda a: self._commit(a, inv, staging_dir),
+            on_attempt=lambda a, retry: self._retrying(shard, a, retry),
+            grace_s=self.record.grace_s,
+            keep=self.keep,
+        )
+
+    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+        if retry:
+            self.ex.on_event(
+                ShardEvent("retrying", shard.index, shard.count, "running", a, self.id)
+            )
+
+    def _log(self, index: int, number: int) -> LogSink:
+        path = self.ex.store.log_path(self.id, index)
+        if number > 1:  # keep each earlier attempt's log beside the last one
+            with contextlib.suppress(OSError):
+                os.replace(path, path.with_name(f"{path.stem}.attempt{number - 1}.log"))
+        on_line = self.ex.on_line
+        sink = (lambda stream, line: on_line(index, stream, line)) if on_line else None
+        return LogSink(
+            path,
+            limit_bytes=self.record.log_limit_bytes,
+            on_line=sink,
+            redact=list(self.ex.secrets.values()),
+        )
+
+    def _commit(self, a: Attempt, inv: Invocation, staging_dir: Path) -> Attempt:
+        try:
+            staging.check(staging_dir, self.spec, self.bindings)
+            if self.ex.cache is not None and self.spec.cache:
+                self.ex.cache.save(self.spec, self.bindings, inv, staging_dir)
+            with self.ex.commit_lock:
+                staging.commit(staging_dir, self.spec, self.bindings)
+        except staging.OutputsMissing as exc:
+            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
+        except OSError as exc:
+            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
+            where = ", ".join(self.bindings.outputs.values())
+            return replace(
+                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
+            )
+        return a
+
+    # -- the end -----------------------------------------------------------------------
+
+    def _finish(self) -> RunResult:
+        """Sweep, count the selected shards' records, and write the final run record."""
+        for stopper in self._stoppers:
+            stopper.join(timeout=60)
+        self.ex.sweep(self.id)
+        store = self.ex.store
+        wanted = set(self.record.shards_selected or range(self.record.shard_count))
+        by_state: dict[str, int] = {}
+        failed: list[ShardRecord] = []
+        sole: ShardRecord | None = None
+        for rec in store.iter_shards(self.id):  # one at a time: 10k shards fit
+            if rec.index in wanted:
+                by_state[rec.state] = by_state.get(rec.state, 0) + 1
+                sole = rec
+                if rec.state == "failed":
+                    failed.append(rec)
+        missing = len(wanted) - sum(by_state.values())
+        if missing:
+            by_state["pending"] = missing
+        counts = dict(sorted(by_state.items()))
+        if self.tracker.cancelled.is_set() and counts.get("succeeded", 0) < len(wanted):
+            state = "cancelled"
+        elif failed or counts.get("succeeded", 0) < len(wanted):
+            state = "failed"
+        else:
+            state = "succeeded"
+        record = self.record.model_copy(
+            update={
+                "state": state,
+                # The command's own status, where the run is one command.
+                "exit_code": sole.exit_code if sole is not None and len(wanted) == 1 else None,
+                "signal": self.signal if state == "cancelled" else None,
+                "counts": counts,
+                "ended_at": self.ex.clock(),
+            }
+        )
+        self.record = record
+        path = store.write_run(record)
+        return RunResult(record=record, record_path=path, failed=failed)
+
+
+def with_attempts(
+    base: ShardRecord, state: ShardState, attempts: list[Attempt], log_path: Path
+) -> ShardRecord:
+    """A shard's record once its attempts have ended: the last one decides its fields."""
+    last = attempts[-1]
+    return base.model_copy(
+        update={
+            "state": state,
+            "failure": str(last.failure) if last.failure else None,
+            "exit_code": last.exit_code,
+            "oom_killed": last.oom_killed,
+            "message": last.message,
+            "outputs_committed": last.ok,
+            "log_tail": last.log_tail,
+            "stderr_tail": last.stderr_tail,
+            "log_path": str(log_path),
+            "attempts": [
+                *base.attempts,
+                *(
+                    AttemptRecord(
+                        number=len(base.attempts) + a.number,
+                        container_id=a.container_id,
+                        started_at=a.started_at,
+                        ended_at=a.ended_at,
+                        exit_code=a.exit_code,
+                        oom_killed=a.oom_killed,
+                        failure=str(a.failure) if a.failure else None,
+                        message=a.message,
+                        counted=a.counted,
+                    )
+                    for a in attempts
+                ),
+            ],
+        }
+    )

@@ -1,0 +1,57 @@
+"""Where a run's shards run: the seam. LocalPool runs them here, on a pool of worker threads.
+
+A scheduler gets a Run and the shards still to do, and returns when every one has
+ended or the run stops (cancelled, or too many shards failed). Each shard goes
+through `Run.run_shard`, here or in another process: a Slurm scheduler submits a
+job array whose tasks call `containerexec worker RUN_DIR --shard K` (Executor.work)
+on their node, and follows the shard records; see docs/kubernetes.md for the
+same seam on Kubernetes Indexed Jobs.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Protocol
+
+from containerexec.model.arrays import Shard
+
+if TYPE_CHECKING:
+    from containerexec.run.run import Run
+
+
+class Scheduler(Protocol):
+    """Runs shards of a Run, at most `parallel` at once."""
+
+    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
+        """Run every shard of `todo` unless `run.stopping()`; return when all have ended.
+
+        Each shard must end with its record written by `run.run_shard` (or
+        `run.run_shard_safely`); containers stop when `run.cancel()` is called.
+        """
+        ...
+
+
+class LocalPool:
+    """`parallel` worker threads on this machine, pulling shards from one queue in order."""
+
+    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
+        queue: Iterator[Shard] = iter(todo)
+        take = threading.Lock()
+
+        def worker() -> None:
+            while not run.stopping():
+                with take:
+                    shard = next(queue, None)
+                if shard is None:
+                    return
+                run.run_shard_safely(shard)
+
+        threads = [
+            threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
+            for i in range(parallel)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()

@@ -1,0 +1,168 @@
+"""The on-disk tree that one RunStore owns, and the only code that lays it out.
+
+<root>/runs/<run id>/run.json           the RunRecord (small; rewritten at start and end)
+                    shards/NNNNNN.json  one ShardRecord per shard (a shard event
+                                        rewrites only its own file)
+                    logs/NNNNNN.log     each shard's log (earlier attempts beside it)
+                    staging/NNNNNN/     an attempt's outputs until they are committed
+                    outputs/            outputs given no -o
+                    lock                flock held by the process running it
+       pipelines/<pipeline id>/pipeline.json, jobs/<job>/<output>
+       cache/<key[:2]>/<key>/           shard cache entries
+       pushes/<module>.json             what `containerexec push` sent where
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from containerexec.errors import RecordError, RunLocked
+from containerexec.store.records import RunRecord, ShardRecord, load_model, write_json
+
+
+def new_run_id(name: str, now: float) -> str:
+    """`NAME-YYYYMMDD-HHMMSS-xxxxxx`: sorts by start time, unique without coordination."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{name}-{stamp}-{secrets.token_hex(3)}"
+
+
+class RunStore:
+    """The whole tree under `--runs-dir`: runs, pipelines, the cache and pushes (see above)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).absolute()
+        self.runs = self.root / "runs"
+        self.pipelines = self.root / "pipelines"
+        self.cache = self.root / "cache"
+        self.pushes = self.root / "pushes"
+
+    def pipeline_dir(self, pipeline_run: str) -> Path:
+        return self.pipelines / pipeline_run
+
+    def push_path(self, module: str) -> Path:
+        return self.pushes / f"{module}.json"
+
+    def default_outputs(self, run_id: str) -> Path:
+        """Where the outputs of a run go when no -o names a place."""
+        return self.run_dir(run_id) / "outputs"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.runs / run_id
+
+    def shard_path(self, run_id: str, index: int) -> Path:
+        return self.run_dir(run_id) / "shards" / f"{index:06d}.json"
+
+    def log_path(self, run_id: str, index: int) -> Path:
+        return self.run_dir(run_id) / "logs" / f"{index:06d}.log"
+
+    def staging(self, run_id: str, index: int) -> Path:
+        return self.run_dir(run_id) / "staging" / f"{index:06d}"
+
+    def write_run(self, record: RunRecord) -> Path:
+        path = self.run_dir(record.run_id) / "run.json"
+        write_json(path, record.model_dump(mode="json"))
+        return path
+
+    def write_shard(self, record: ShardRecord, *, durable: bool = True) -> None:
+        """`durable=False` skips the fsync: for states a crash may lose (see write_json)."""
+        write_json(
+            self.shard_path(record.run_id, record.index),
+            record.model_dump(mode="json"),
+            durable=durable,
+        )
+
+    def resolve_id(self, run: str) -> str:
+        """A run id, a unique prefix of one, or 'last' -> the run id."""
+        if run == "last":
+            ids = self.ids()
+            if not ids:
+                raise RecordError(str(self.runs), "no runs recorded here yet")
+            return max(ids, key=lambda i: (self.run_dir(i) / "run.json").stat().st_mtime)
+        if (self.run_dir(run) / "run.json").is_file():
+            return run
+        matches = [i for i in self.ids() if i.startswith(run)]
+        if len(matches) == 1:
+            return matches[0]
+        if matches:
+            raise RecordError(str(self.runs), f"'{run}' matches {len(matches)} runs; give more")
+        raise RecordError(
+            str(self.runs), f"no run '{run}'; 'containerexec runs list' shows the runs here"
+        )
+
+    def ids(self) -> list[str]:
+        if not self.runs.is_dir():
+            return []
+        return sorted(p.name for p in self.runs.iterdir() if (p / "run.json").is_file())
+
+    def load_run(self, run: str) -> RunRecord:
+        run_id = self.resolve_id(run)
+        return load_model(self.run_dir(run_id) / "run.json", RunRecord)
+
+    def load_shards(self, run_id: str) -> dict[int, ShardRecord]:
+        return {rec.index: rec for rec in self.iter_shards(run_id)}
+
+    def iter_shards(self, run_id: str, *, skip_unreadable: bool = False) -> Iterator[ShardRecord]:
+        """The run's shard records in index order, one at a time (memory flat in shards).
+
+        `skip_unreadable` passes over a record a machine crash left empty (only
+        'running' records are written without fsync), so a resume reruns that shard.
+        """
+        folder = self.run_dir(run_id) / "shards"
+        if not folder.is_dir():
+            return
+        for name in sorted(n for n in os.listdir(folder) if n.endswith(".json")):
+            try:
+                yield load_model(folder / name, ShardRecord)
+            except RecordError:
+                if not skip_unreadable:
+                    raise
+
+    def lock(self, run_id: str) -> RunLock:
+        return RunLock(self.run_dir(run_id) / "lock", run_id)
+
+
+class RunLock:
+    """An flock on the run folder: released by the kernel when the holder dies, even by SIGKILL."""
+
+    def __init__(self, path: Path, run_id: str) -> None:
+        self.path = path
+        self.run_id = run_id
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip()
+            os.close(fd)
+            raise RunLocked(self.run_id, int(holder) if holder.isdigit() else None) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def held(self) -> bool:
+        """Whether a live process holds the lock now (a SIGKILLed holder does not)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    def __exit__(self, *exc: object) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
