@@ -4,11 +4,12 @@
       SpecError(path, problems)           -- exit 2
         PipelineError(path, problems)     -- cycles, unknown jobs or outputs
       UsageError(message)                 -- bad flags or bindings, exit 2
-      EngineError                         -- daemon unreachable, API errors
-        EngineUnavailable(socket)
+      EngineError(operation, container, image, status_code)  -- API errors
+        EngineUnavailable(socket, reason) -- no daemon answers
         ImageError(module, ref)
-          BuildError(module, ref, log_tail)
-          PullError(module, ref, answer)
+          BuildError(module, ref, step, log_tail)
+          PullError(module, ref, answer, failure, attempts)
+        (engine/base.py: WaitTimeout, EngineLost, StartFailed)
       RunError
         ShardFailed(module, run_id, shard, image, argv, returncode, failure, log_path, ...)
         RunLocked(run_id, pid)
@@ -24,6 +25,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Self
 
 
 class ContainerExecError(Exception):
@@ -75,49 +77,174 @@ class UsageError(ContainerExecError):
 
 
 class EngineError(ContainerExecError):
-    """The Docker engine refused or failed a request."""
+    """The container engine refused or failed a request.
+
+    The facts are fields, each None when the engine adapter did not know it:
+    `operation` is the request ("create", "wait for", "list containers"),
+    `container` and `image` what it concerned, `status_code` the engine's HTTP
+    status. `message` is the rest, usually what the engine answered.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        operation: str | None = None,
+        container: str | None = None,
+        image: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
+        self.message = message
+        self.operation = operation
+        self.container = container
+        self.image = image
+        self.status_code = status_code
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        subject = " ".join(
+            part
+            for part in (
+                self.operation,
+                f"container {_short_id(self.container)}" if self.container else None,
+                f"image '{self.image}'" if self.image else None,
+            )
+            if part
+        )
+        return f"{subject}: {self.message}" if subject else self.message
+
+
+def _short_id(container: str) -> str:
+    """A container ID as docker shows it (12 digits); a container name stays whole."""
+    is_id = len(container) == 64 and all(c in "0123456789abcdef" for c in container)
+    return container[:12] if is_id else container
 
 
 class EngineUnavailable(EngineError):
     """No Docker engine answers."""
 
-    def __init__(self, socket: str, reason: str) -> None:
+    def __init__(self, socket: str, reason: str, *, operation: str | None = None) -> None:
         self.socket = socket
         self.reason = reason
-        super().__init__(
-            f"No Docker engine answers at {socket} ({reason}). "
+        super().__init__(reason, operation=operation)
+
+    def __str__(self) -> str:
+        return (
+            f"No Docker engine answers at {self.socket} ({self.reason}). "
             "Start one ('make engine' in the containerexec checkout, or 'dockerd &' as root), "
             "or point DOCKER_HOST at a running engine."
         )
 
 
 class ImageError(EngineError):
-    """An image could not be found, built, pulled or pushed."""
+    """An image could not be found, built, pulled or pushed.
 
-    def __init__(self, module: str, ref: str, message: str) -> None:
+    `module` is None (or "") where it is not known, as in the engine adapter, which
+    sees images but not modules; the layer that knows fills it in with `with_module`.
+    """
+
+    def __init__(
+        self,
+        module: str | None,
+        ref: str,
+        message: str,
+        *,
+        operation: str | None = None,
+        status_code: int | None = None,
+    ) -> None:
         self.module = module
         self.ref = ref
-        # module is "" for an image whose spec (and so its module name) is not read yet
-        where = f"module '{module}': " if module else ""
-        super().__init__(f"{where}image '{ref}': {message}")
+        super().__init__(message, operation=operation, image=ref, status_code=status_code)
+
+    def with_module(self, module: str | None) -> Self:
+        """The same error naming `module`: a copy, so the engine's original stays as raised."""
+        return self._but(module=module)
+
+    def _but(self, **fields: object) -> Self:
+        # Not copy.copy: that rebuilds an exception from `args`, which are not our
+        # __init__'s parameters. The rendering reads fields, so copying them is enough.
+        new = type(self).__new__(type(self))
+        new.__dict__.update(self.__dict__, **fields)
+        new.args = self.args
+        return new
+
+    def __str__(self) -> str:
+        where = f"module '{self.module}': " if self.module else ""
+        return f"{where}image '{self.ref}': {self.detail()}"
+
+    def detail(self) -> str:
+        return self.message
 
 
 class BuildError(ImageError):
     """`docker build` failed; carries the failing step and the end of its log."""
 
-    def __init__(self, module: str, ref: str, message: str, log_tail: Sequence[str]) -> None:
+    def __init__(
+        self,
+        module: str | None,
+        ref: str,
+        message: str,
+        log_tail: Sequence[str],
+        *,
+        step: str | None = None,
+    ) -> None:
         self.log_tail = list(log_tail)
+        self.step = step
+        super().__init__(module, ref, message, operation="build")
+
+    def detail(self) -> str:
+        head = (
+            f"build failed: {self.step}: {self.message}"
+            if self.step
+            else f"build failed: {self.message}"
+        )
         tail = "\n".join(["-" * 60, *self.log_tail, "-" * 60]) if self.log_tail else ""
-        super().__init__(module, ref, f"build failed: {message}\n{tail}".rstrip())
+        return f"{head}\n{tail}".rstrip()
+
+
+# What a registry's failed answer means, as the engine adapter's one classifier
+# decides it (engine/docker.py registry_failure); the wording lives in environment/images.py.
+RegistryFailure = Literal[
+    "not-found", "denied", "bad-name", "rejected", "unreachable", "unavailable"
+]
+TRANSIENT_FAILURES: frozenset[RegistryFailure] = frozenset({"unreachable", "unavailable"})
 
 
 class PullError(ImageError):
-    """A pull or push failed; `answer` is what the registry said."""
+    """A pull or push failed.
 
-    def __init__(self, module: str, ref: str, answer: str, *, transient: bool = False) -> None:
+    `answer` is what the registry said, `failure` what that means (another try may
+    help only when `transient`), `attempts` how many were made. `advice`, when set,
+    is the whole message with the next step, worded by environment/images.py.
+    """
+
+    def __init__(
+        self,
+        module: str | None,
+        ref: str,
+        answer: str,
+        *,
+        failure: RegistryFailure,
+        operation: Literal["pull", "push"] = "pull",
+        attempts: int = 1,
+        advice: str | None = None,
+    ) -> None:
         self.answer = answer
-        self.transient = transient
-        super().__init__(module, ref, answer)
+        self.failure: RegistryFailure = failure
+        self.attempts = attempts
+        self.advice = advice
+        super().__init__(module, ref, answer, operation=operation)
+
+    @property
+    def transient(self) -> bool:
+        return self.failure in TRANSIENT_FAILURES
+
+    def advised(self, *, module: str | None, attempts: int, advice: str) -> Self:
+        """This error as finally reported: naming the module, the attempts and the next step."""
+        return self._but(module=module, attempts=attempts, advice=advice)
+
+    def detail(self) -> str:
+        return self.advice or self.answer
 
 
 class RunError(ContainerExecError):

@@ -10,8 +10,16 @@ import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 
-from containerexec.engine.base import ContainerInfo, ExitStatus, ImageInfo, Progress, WaitTimeout
-from containerexec.errors import EngineUnavailable, ImageError
+from containerexec.engine.base import (
+    ContainerInfo,
+    EngineLost,
+    ExitStatus,
+    ImageInfo,
+    Progress,
+    StartFailed,
+    WaitTimeout,
+)
+from containerexec.errors import BuildError, EngineError, EngineUnavailable, PullError
 from containerexec.model.invocation import Invocation
 
 
@@ -64,26 +72,32 @@ class FakeEngine:
             self.containers_by_id[cid] = FakeContainer(inv, self.script(inv, n))
         return cid
 
+    def _get(self, container_id: str, operation: str) -> FakeContainer:
+        c = self.containers_by_id.get(container_id)
+        if c is None:  # as DockerEngine says it: a start fails, a wait loses the container
+            if operation == "start":
+                raise StartFailed(container_id, "No such container", command_not_found=False)
+            raise EngineLost(container_id, "the container vanished")
+        return c
+
     def start(self, container_id: str) -> None:
         with self.lock:
-            c = self.containers_by_id[container_id]
+            c = self._get(container_id, "start")
             c.state = "running"
             self.running += 1
             self.max_running = max(self.max_running, self.running)
             self.started.append(c.inv.shard_index)
 
     def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
-        c = self.containers_by_id[container_id]
+        c = self._get(container_id, "wait for")
         if c.state == "running":
             limit = c.outcome.seconds if timeout_s is None else min(timeout_s, c.outcome.seconds)
             stopped = c.stopped.wait(limit)
             if not stopped and timeout_s is not None and timeout_s < c.outcome.seconds:
-                raise WaitTimeout(f"container {container_id} still running")
+                raise WaitTimeout(container_id, timeout_s=timeout_s)
             self._exit(c)
             if c.outcome.lost:
-                from containerexec.engine.base import EngineLost
-
-                raise EngineLost("lost the fake engine")
+                raise EngineLost(container_id, "the fake engine went away")
         code = 143 if c.stopped.is_set() else c.outcome.exit_code
         return ExitStatus(exit_code=code, oom_killed=c.outcome.oom_killed)
 
@@ -121,7 +135,7 @@ class FakeEngine:
         return ImageInfo(id="sha256:" + "f" * 64, tags=[ref])
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
-        raise ImageError("-", ref, "the fake engine pulls nothing")
+        raise PullError(None, ref, "the fake engine pulls nothing", failure="rejected")
 
     def build(
         self,
@@ -134,13 +148,19 @@ class FakeEngine:
         labels: Mapping[str, str],
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
-        raise ImageError("-", context, "the fake engine builds nothing")
+        raise BuildError(None, tag, "the fake engine builds nothing", [])
 
     def tag(self, image: str, repo: str, tag: str) -> None:
         pass
 
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
-        raise ImageError("-", repo, "the fake engine pushes nothing")
+        raise PullError(
+            None,
+            f"{repo}:{tag}",
+            "the fake engine pushes nothing",
+            failure="rejected",
+            operation="push",
+        )
 
     def remove_image(self, ref: str) -> None:
         pass
@@ -158,4 +178,4 @@ class FakeEngine:
         entrypoint: str | None = None,
         publish: Mapping[int, int] | None = None,
     ) -> int:
-        raise ImageError("-", inv.image, "the fake engine has no terminal")
+        raise EngineError("the fake engine has no terminal", operation="run", container=inv.name)

@@ -41,17 +41,37 @@ class ContainerInfo:
 class WaitTimeout(EngineError):
     """The container was still running when the wait's timeout passed."""
 
+    def __init__(self, container: str, *, timeout_s: float | None) -> None:
+        self.timeout_s = timeout_s
+        after = f" after {timeout_s:g} s" if timeout_s is not None else ""
+        super().__init__(f"still running{after}", operation="wait for", container=container)
+
 
 class EngineLost(EngineError):
-    """The engine stopped answering while a container ran."""
+    """The engine stopped answering, or lost the container, while it ran."""
+
+    def __init__(self, container: str, reason: str, *, operation: str = "wait for") -> None:
+        self.reason = reason
+        super().__init__(f"lost the engine: {reason}", operation=operation, container=container)
 
 
 class StartFailed(EngineError):
-    """The engine could not start the container's command."""
+    """The engine could not start the container's command.
 
-    def __init__(self, message: str, *, command_not_found: bool) -> None:
+    `command_not_found` says the command itself is missing from the image (the
+    shard fails as exit 127 would, without retries); else it is the engine's fault.
+    """
+
+    def __init__(
+        self,
+        container: str,
+        answer: str,
+        *,
+        command_not_found: bool,
+        status_code: int | None = None,
+    ) -> None:
         self.command_not_found = command_not_found
-        super().__init__(message)
+        super().__init__(answer, operation="start", container=container, status_code=status_code)
 
 
 Progress = Callable[[dict[str, Any]], None]
@@ -65,18 +85,86 @@ class LogStream(Protocol):
 
 
 class Engine(Protocol):
-    """What containerexec needs from a container engine. Methods raise EngineError."""
+    """What containerexec needs from a container engine.
 
-    def ping(self) -> None: ...
-    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str: ...
-    def start(self, container_id: str) -> None: ...
-    def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus: ...
-    def attach(self, container_id: str) -> LogStream: ...
-    def stop(self, container_id: str, *, grace_s: float) -> None: ...
-    def remove(self, container_id: str) -> None: ...
-    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]: ...
-    def inspect_image(self, ref: str) -> ImageInfo | None: ...
-    def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo: ...
+    Every method raises EngineError (or a subclass) and nothing else; in particular
+    EngineUnavailable when no engine answers. A container is named by the ID that
+    `create` returned; an image by any reference the engine resolves (tag, digest, ID).
+    """
+
+    def ping(self) -> None:
+        """Return once the engine answers.
+
+        Raises:
+            EngineUnavailable: it does not.
+        """
+        ...
+
+    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
+        """Create (not start) the container of `inv`, named `inv.name`; return its ID.
+
+        `secrets` holds the values of `inv.secret_names`; they reach the container's
+        environment only. A container already under that name is replaced: the name is
+        one run's and shard's, so it can only be an earlier try whose answer was lost.
+
+        Raises:
+            ImageError: `inv.image` is not on this engine (its `module` is `inv.module`).
+            EngineError: the engine refused the container.
+        """
+        ...
+
+    def start(self, container_id: str) -> None:
+        """Start a created container.
+
+        Raises:
+            StartFailed: the command could not start; `command_not_found` says why.
+        """
+        ...
+
+    def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
+        """Block until the container exits (at most `timeout_s`); return how it ended.
+
+        Raises:
+            WaitTimeout: it still runs after `timeout_s`; it is left running.
+            EngineLost: the engine went away, or the container vanished, meanwhile.
+        """
+        ...
+
+    def attach(self, container_id: str) -> LogStream:
+        """The container's output from its first byte to its end. Call before `start`.
+
+        The stream ends quietly if the engine goes away; `wait` reports that.
+        """
+        ...
+
+    def stop(self, container_id: str, *, grace_s: float) -> None:
+        """SIGTERM, then SIGKILL after `grace_s`. A container already gone is no error."""
+        ...
+
+    def remove(self, container_id: str) -> None:
+        """Remove the container, running or not. One already gone (or going) is no error."""
+        ...
+
+    def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
+        """Every container, running or not, carrying all `labels` (an empty value: any)."""
+        ...
+
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        """The image `ref` on this engine; None if it is not here or `ref` is malformed."""
+        ...
+
+    def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
+        """Pull `ref` (tag or digest) and return the image pulled, once.
+
+        `on_progress` gets the engine's progress events. Retrying is the caller's call:
+        environment/images.py retries when the error says `transient`.
+
+        Raises:
+            PullError: the registry's answer, with `failure` saying what it means;
+                its `module` is None.
+        """
+        ...
+
     def build(
         self,
         context: str,
@@ -87,11 +175,39 @@ class Engine(Protocol):
         target: str | None,
         labels: Mapping[str, str],
         on_log: Callable[[str], None] | None = None,
-    ) -> ImageInfo: ...
-    def tag(self, image: str, repo: str, tag: str) -> None: ...
-    def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str: ...
-    def remove_image(self, ref: str) -> None: ...
-    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]: ...
+    ) -> ImageInfo:
+        """Build the folder `context` as `tag` and return the image; `on_log` gets each line.
+
+        Raises:
+            BuildError: with the failing `step` and the last 20 lines of the log;
+                its `module` is None.
+        """
+        ...
+
+    def tag(self, image: str, repo: str, tag: str) -> None:
+        """Tag `image` as repo:tag, moving the tag if another image has it.
+
+        Raises:
+            ImageError: `image` is not on this engine.
+        """
+        ...
+
+    def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
+        """Push repo:tag once; return the manifest digest the registry reported ("" if none).
+
+        Raises:
+            PullError: as `pull`, with `operation` "push".
+        """
+        ...
+
+    def remove_image(self, ref: str) -> None:
+        """Remove the name `ref` (the image with its last name). Not there is no error."""
+        ...
+
+    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        """Every image carrying all `labels` (an empty value: any)."""
+        ...
+
     def run_interactive(
         self,
         inv: Invocation,
@@ -101,4 +217,13 @@ class Engine(Protocol):
         keep: bool,
         entrypoint: str | None = None,
         publish: Mapping[int, int] | None = None,
-    ) -> int: ...
+    ) -> int:
+        """Run `inv` attached to this terminal and return its exit status.
+
+        `entrypoint` replaces the image's (a shell, say), `publish` maps container
+        ports to 127.0.0.1 ports, and the container is removed after unless `keep`.
+
+        Raises:
+            EngineError: the engine cannot run interactive containers here.
+        """
+        ...

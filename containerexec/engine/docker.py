@@ -10,8 +10,9 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import docker
 import docker.errors
@@ -29,35 +30,139 @@ from containerexec.engine.base import (
     WaitTimeout,
 )
 from containerexec.engine.payload import create_kwargs, docker_run_command
-from containerexec.errors import EngineError, EngineUnavailable, ImageError, PullError
+from containerexec.errors import (
+    BuildError,
+    EngineError,
+    EngineUnavailable,
+    ImageError,
+    PullError,
+    RegistryFailure,
+)
 from containerexec.model.invocation import Invocation
 
-__all__ = ["DockerEngine"]
+__all__ = ["DockerEngine", "Request", "registry_failure", "translate"]
+
+T = TypeVar("T")
 
 
 def default_socket() -> str:
     return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
 
 
-def translate(exc: Exception, what: str) -> NoReturn:
-    """The one place docker's exceptions become ours."""
-    if isinstance(exc, docker.errors.ImageNotFound | docker.errors.NotFound):
-        raise ImageError("-", what, f"not found: {_explain(exc)}") from exc
+@dataclass(frozen=True)
+class Request:
+    """One request to the engine and what it concerns: the facts its error will carry."""
+
+    operation: str
+    container: str | None = None
+    image: str | None = None
+    module: str | None = None
+    timeout_s: float | None = None  # a wait's: its ReadTimeout is the container still running
+
+
+class StreamError(Exception):
+    """An `{"error": ...}` event in a pull, push or build stream (docker raises none)."""
+
+    def __init__(self, answer: str, *, step: str | None = None) -> None:
+        self.answer = answer
+        self.step = step
+        super().__init__(answer)
+
+
+def translate(exc: Exception, req: Request, *, log: Sequence[str] = ()) -> EngineError:
+    """The one place docker's and requests' exceptions become ours, facts as fields.
+
+    `log` is the build log so far, for a build's error. The special cases are the
+    ones whose meaning depends on the request: what "not found" or "timed out" means
+    differs between a wait, a pull and a start.
+    """
+    status = exc.status_code if isinstance(exc, docker.errors.APIError) else None
+    answer = _explain(exc)
+    if req.operation in ("connect", "ping"):
+        return EngineUnavailable(default_socket(), _short(exc), operation=req.operation)
+    if req.operation == "build" and isinstance(exc, StreamError | docker.errors.APIError):
+        step = exc.step if isinstance(exc, StreamError) else None
+        return BuildError(req.module, req.image or "", answer, log[-20:], step=step)
+    if req.operation in ("pull", "push") and isinstance(exc, StreamError | docker.errors.APIError):
+        return PullError(
+            req.module,
+            req.image or "",
+            answer,
+            failure=registry_failure(answer, status_code=status),
+            operation="push" if req.operation == "push" else "pull",
+        )
+    if req.operation == "wait for" and req.container:
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return WaitTimeout(req.container, timeout_s=req.timeout_s)
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            if "timed out" in str(exc).lower() and req.timeout_s is not None:
+                return WaitTimeout(req.container, timeout_s=req.timeout_s)
+            return EngineLost(req.container, _short(exc))
+        if isinstance(exc, docker.errors.NotFound):
+            return EngineLost(req.container, "the container vanished")
+    if req.operation == "start" and req.container and isinstance(exc, docker.errors.APIError):
+        missing = "executable file not found" in answer or "no such file or directory" in answer
+        return StartFailed(req.container, answer, command_not_found=missing, status_code=status)
+    if isinstance(exc, docker.errors.ImageNotFound) and req.image:
+        return ImageError(
+            req.module,
+            req.image,
+            "not on this engine; pull it first",
+            operation=req.operation,
+            status_code=status,
+        )
     if isinstance(exc, docker.errors.APIError):
-        raise EngineError(f"{what}: the engine answered: {_explain(exc)}") from exc
+        return EngineError(
+            f"the engine answered: {answer}",
+            operation=req.operation,
+            container=req.container,
+            image=req.image,
+            status_code=status,
+        )
     if isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException):
-        raise EngineUnavailable(default_socket(), str(exc).split("(")[0].strip()) from exc
-    raise EngineError(f"{what}: {exc}") from exc
+        return EngineUnavailable(default_socket(), _short(exc), operation=req.operation)
+    return EngineError(answer, operation=req.operation, container=req.container, image=req.image)
 
 
 def _explain(exc: Exception) -> str:
     if isinstance(exc, docker.errors.APIError):
         return str(exc.explanation or exc)
+    if isinstance(exc, StreamError):
+        return exc.answer
     return str(exc)
 
 
+def _call(req: Request, fn: Callable[[], T], *, log: Sequence[str] = ()) -> T:
+    """fn(), its errors translated; every request to the engine goes through here."""
+    try:
+        return fn()
+    except Exception as exc:  # translate decides; nothing from docker passes unchanged
+        raise translate(exc, req, log=log) from exc
+
+
+def _call_unless_gone(req: Request, fn: Callable[[], T]) -> T | None:
+    """fn(), or None where what `req` concerns is gone or going: the end state asked for."""
+    try:
+        return fn()
+    except Exception as exc:
+        if _gone(exc, req):
+            return None
+        raise translate(exc, req) from exc
+
+
+def _gone(exc: Exception, req: Request) -> bool:
+    if isinstance(exc, docker.errors.NotFound):
+        return True
+    if not isinstance(exc, docker.errors.APIError):
+        return False
+    # a removal already under way ends as "gone", and a malformed image reference
+    # (400) names no image that could be here
+    already = exc.status_code == 409 and "already in progress" in _explain(exc)
+    return already or (req.image is not None and exc.status_code == 400)
+
+
 class DockerEngine:
-    """Engine on the Docker API (docker-py's low-level client)."""
+    """Engine on the Docker API (docker-py's low-level client); a context manager that closes it."""
 
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
@@ -65,21 +170,32 @@ class DockerEngine:
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
         """Connect to DOCKER_HOST or the local socket; EngineUnavailable if none answers."""
-        try:
+
+        def connect() -> docker.APIClient:
             kwargs = kwargs_from_env()
-            client = docker.APIClient(version="auto", max_pool_size=pool_size, **kwargs)
-        except Exception as exc:  # docker raises several kinds here; all mean "no engine"
-            raise EngineUnavailable(default_socket(), _short(exc)) from None
-        return cls(client)
+            return docker.APIClient(version="auto", max_pool_size=pool_size, **kwargs)
+
+        return cls(_call(Request("connect"), connect))
+
+    def close(self) -> None:
+        """Close the pooled connections; the engine object is not to be used after."""
+        self.api.close()
+
+    def __enter__(self) -> DockerEngine:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
     def ping(self) -> None:
         """Check that the engine answers. Also how we wait for one that went away, so
         pooled connections are dropped first: after a restart each would fail once."""
-        try:
+
+        def ping() -> None:
             self.api.close()
             self.api.ping()
-        except Exception as exc:
-            raise EngineUnavailable(default_socket(), _short(exc)) from None
+
+        _call(Request("ping"), ping)
 
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         kw = create_kwargs(inv, secrets=secrets)
@@ -89,54 +205,35 @@ class DockerEngine:
             for m in hc["mounts"]
         ]
         hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
-        try:
+        req = Request("create", container=inv.name, image=inv.image, module=inv.module)
+
+        def create() -> str:
             host_config = self.api.create_host_config(**hc)
             try:
                 return str(self.api.create_container(host_config=host_config, **kw)["Id"])
             except docker.errors.APIError as exc:
                 if exc.status_code != 409:
                     raise
-                # The name is this run's and shard's, and the run lock keeps other
-                # executors off it: a container under it is one whose create answer
-                # was lost (the engine went away mid-request). Replace it.
-                self.api.remove_container(inv.name, force=True)
-                return str(self.api.create_container(host_config=host_config, **kw)["Id"])
-        except docker.errors.ImageNotFound as exc:
-            raise ImageError(inv.module, inv.image, "not on this engine; pull it first") from exc
-        except Exception as exc:
-            translate(exc, f"create container {inv.name}")
+            # The name is this run's and shard's, and the run lock keeps other
+            # executors off it: a container under it is one whose create answer
+            # was lost (the engine went away mid-request). Replace it.
+            self.api.remove_container(inv.name, force=True)
+            return str(self.api.create_container(host_config=host_config, **kw)["Id"])
+
+        return _call(req, create)
 
     def start(self, container_id: str) -> None:
-        try:
-            self.api.start(container_id)
-        except docker.errors.APIError as exc:
-            text = _explain(exc)
-            missing = "executable file not found" in text or "no such file or directory" in text
-            raise StartFailed(text, command_not_found=missing) from exc
-        except Exception as exc:
-            translate(exc, f"start container {container_id[:12]}")
+        _call(Request("start", container=container_id), lambda: self.api.start(container_id))
 
     def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
-        try:
-            result = self.api.wait(container_id, timeout=timeout_s)  # type: ignore[arg-type]
-        except requests.exceptions.ReadTimeout as exc:
-            raise WaitTimeout(f"container {container_id[:12]} still running") from exc
-        except requests.exceptions.ConnectionError as exc:
-            if "timed out" in str(exc).lower() and timeout_s is not None:
-                raise WaitTimeout(f"container {container_id[:12]} still running") from exc
-            raise EngineLost(f"lost the engine while waiting: {_short(exc)}") from exc
-        except docker.errors.NotFound as exc:
-            raise EngineLost(f"container {container_id[:12]} vanished") from exc
-        except Exception as exc:
-            translate(exc, f"wait for container {container_id[:12]}")
+        req = Request("wait for", container=container_id, timeout_s=timeout_s)
+        result = _call(req, lambda: self.api.wait(container_id, timeout=timeout_s))  # type: ignore[arg-type]
         if result.get("StatusCode") == 0 and not _message(result.get("Error")):
             # A command that exited 0 succeeded, whatever became of its children, so the
             # inspect (for OOMKilled) is spared: one round trip less per shard.
             return ExitStatus(exit_code=0, oom_killed=False)
-        try:
-            state = self.api.inspect_container(container_id)["State"]
-        except Exception as exc:
-            translate(exc, f"inspect container {container_id[:12]}")
+        inspect = Request("inspect", container=container_id)
+        state = _call(inspect, lambda: self.api.inspect_container(container_id)["State"])
         return ExitStatus(
             exit_code=int(result.get("StatusCode", state.get("ExitCode", -1))),
             oom_killed=bool(state.get("OOMKilled")),
@@ -149,7 +246,8 @@ class DockerEngine:
         Attaching first (as `docker run` does) means no early output is missed and
         the stream ends when the container does; attaching to an exited container hangs.
         """
-        try:
+
+        def attach() -> Any:
             # api.attach() as docker-py writes it, less its inspect of the container to
             # learn whether it has a TTY: ours never do, and that call cost one more
             # round trip per shard. (Its private helpers are not in the type stubs.)
@@ -161,36 +259,24 @@ class DockerEngine:
                 stream=True,
             )
             frames = api._read_from_socket(response, True, False, demux=True)
-            stream = docker.types.CancellableStream(frames, response)
-        except Exception as exc:
-            translate(exc, f"attach to container {container_id[:12]}")
+            return docker.types.CancellableStream(frames, response)
+
+        stream = _call(Request("attach to", container=container_id), attach)
         return _Attached(stream, _raw_socket(stream))
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
-        try:
-            self.api.stop(container_id, timeout=max(0, int(grace_s)))
-        except docker.errors.NotFound:
-            pass
-        except Exception as exc:
-            translate(exc, f"stop container {container_id[:12]}")
+        req = Request("stop", container=container_id)
+        _call_unless_gone(req, lambda: self.api.stop(container_id, timeout=max(0, int(grace_s))))
 
     def remove(self, container_id: str) -> None:
-        try:
-            self.api.remove_container(container_id, force=True)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as exc:
-            if "already in progress" not in _explain(exc):
-                translate(exc, f"remove container {container_id[:12]}")
-        except Exception as exc:
-            translate(exc, f"remove container {container_id[:12]}")
+        req = Request("remove", container=container_id)
+        _call_unless_gone(req, lambda: self.api.remove_container(container_id, force=True))
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
-        try:
-            found = self.api.containers(all=True, filters=filters)
-        except Exception as exc:
-            translate(exc, "list containers")
+        found = _call(
+            Request("list containers"), lambda: self.api.containers(all=True, filters=filters)
+        )
         return [
             ContainerInfo(
                 id=c["Id"],
@@ -202,35 +288,26 @@ class DockerEngine:
         ]
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
-        try:
-            data = self.api.inspect_image(ref)  # type: ignore[no-untyped-call]
-        except docker.errors.ImageNotFound:
-            return None
-        except docker.errors.APIError as exc:
-            if exc.status_code in (400, 404):
-                return None
-            translate(exc, f"inspect image {ref}")
-        except Exception as exc:
-            translate(exc, f"inspect image {ref}")
-        return _image_info(data)
+        req = Request("inspect", image=ref)
+        data = _call_unless_gone(req, lambda: self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
+        return None if data is None else _image_info(data)
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
         repo, tag = _split_ref(ref)
-        try:
+
+        def pull() -> None:
             for event in self.api.pull(repo, tag=tag, stream=True, decode=True):
                 if "error" in event:
-                    raise PullError("-", ref, str(event["error"]), transient=_transient(event))
+                    raise StreamError(str(event["error"]))
                 if on_progress:
                     on_progress(event)
-        except PullError:
-            raise
-        except docker.errors.APIError as exc:
-            raise PullError("-", ref, _explain(exc), transient=_transient_api(exc)) from exc
-        except requests.exceptions.ConnectionError as exc:
-            raise EngineUnavailable(default_socket(), _short(exc)) from exc
+
+        _call(Request("pull", image=ref), pull)
         info = self.inspect_image(ref)
         if info is None:
-            raise PullError("-", ref, "pull finished but the image is not on the engine")
+            raise PullError(
+                None, ref, "pull finished but the image is not on the engine", failure="rejected"
+            )
         return info
 
     def build(
@@ -244,10 +321,9 @@ class DockerEngine:
         labels: Mapping[str, str],
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
-        from containerexec.errors import BuildError
-
         lines: list[str] = []
-        try:
+
+        def build() -> None:
             stream = self.api.build(
                 path=context,
                 dockerfile=dockerfile,
@@ -268,56 +344,37 @@ class DockerEngine:
                         if on_log:
                             on_log(line)
                 if "error" in event:
-                    step = next((x for x in reversed(lines) if x.startswith("Step ")), "")
-                    raise BuildError(
-                        "-", tag, f"{step or 'build'}: {event['error']}".strip(), lines[-20:]
-                    )
-        except BuildError:
-            raise
-        except docker.errors.APIError as exc:
-            raise BuildError("-", tag, _explain(exc), lines[-20:]) from exc
-        except Exception as exc:
-            translate(exc, f"build {tag}")
+                    step = next((x for x in reversed(lines) if x.startswith("Step ")), None)
+                    raise StreamError(str(event["error"]).strip(), step=step)
+
+        _call(Request("build", image=tag), build, log=lines)
         info = self.inspect_image(tag)
         if info is None:
-            raise BuildError("-", tag, "build finished but no image was tagged", lines[-20:])
+            raise BuildError(None, tag, "build finished but no image was tagged", lines[-20:])
         return info
 
     def tag(self, image: str, repo: str, tag: str) -> None:
-        try:
-            self.api.tag(image, repo, tag=tag, force=True)
-        except Exception as exc:
-            translate(exc, f"tag {image} as {repo}:{tag}")
+        req = Request(f"tag as {repo}:{tag}", image=image)
+        _call(req, lambda: self.api.tag(image, repo, tag=tag, force=True))
 
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
-        digest = ""
-        try:
+        def push() -> str:
+            digest = ""
             for event in self.api.push(repo, tag=tag, stream=True, decode=True):
                 if "error" in event:
-                    raise PullError(
-                        "-", f"{repo}:{tag}", str(event["error"]), transient=_transient(event)
-                    )
+                    raise StreamError(str(event["error"]))
                 aux = event.get("aux") or {}
                 digest = aux.get("Digest", digest)
                 if on_progress:
                     on_progress(event)
-        except PullError:
-            raise
-        except docker.errors.APIError as exc:
-            raise PullError(
-                "-", f"{repo}:{tag}", _explain(exc), transient=_transient_api(exc)
-            ) from exc
-        except Exception as exc:
-            translate(exc, f"push {repo}:{tag}")
-        return str(digest)
+            return str(digest)
+
+        return _call(Request("push", image=f"{repo}:{tag}"), push)
 
     def remove_image(self, ref: str) -> None:
-        try:
-            self.api.remove_image(ref, force=True)
-        except docker.errors.ImageNotFound:
-            pass
-        except Exception as exc:
-            translate(exc, f"remove image {ref}")
+        _call_unless_gone(
+            Request("remove", image=ref), lambda: self.api.remove_image(ref, force=True)
+        )
 
     def run_interactive(
         self,
@@ -355,10 +412,7 @@ class DockerEngine:
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
-        try:
-            found = self.api.images(filters=filters)
-        except Exception as exc:
-            translate(exc, "list images")
+        found = _call(Request("list images"), lambda: self.api.images(filters=filters))
         return [
             ImageInfo(
                 id=i["Id"],
@@ -429,29 +483,35 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return ref, "latest"
 
 
-# Registry answers that another try cannot change. A name that does not resolve
-# ("no such host") is a typo far more often than a passing DNS fault.
-PERMANENT = (
-    "manifest unknown",
-    "unauthorized",
-    "not found",
-    "denied",
-    "invalid reference",
-    "does not exist locally",
-    "no such host",
+# Registry answers that another try cannot change, in the order they are looked for.
+# A name that does not resolve ("no such host") is a typo far more often than a
+# passing DNS fault.
+_PERMANENT: tuple[tuple[RegistryFailure, tuple[str, ...]], ...] = (
+    ("not-found", ("manifest unknown", "not found", "does not exist locally")),
+    ("denied", ("unauthorized", "denied")),
+    ("bad-name", ("invalid reference", "no such host")),
 )
+# Answers of a registry that cannot be reached (yet): another try may find it up.
+_UNREACHABLE = ("connection refused", "timeout", "timed out", "dial tcp", "unreachable", "eof")
 
 
-def _transient(event: Mapping[str, Any]) -> bool:
-    text = str(event.get("error", "")).lower()
-    return not any(p in text for p in PERMANENT)
+def registry_failure(answer: str, *, status_code: int | None = None) -> RegistryFailure:
+    """What a registry's failed answer to a pull or push means; the one classifier.
 
-
-def _transient_api(exc: docker.errors.APIError) -> bool:
-    text = _explain(exc).lower()
-    if any(p in text for p in PERMANENT):
-        return False
-    return (exc.status_code or 0) >= 500 or "connection refused" in text or "timeout" in text
+    `status_code` is the engine's HTTP status when the engine refused the request
+    itself, None for an error event in its stream. A stream error or a 5xx that is
+    none of the known answers counts as transient ("unavailable"); any other 4xx
+    as permanent ("rejected").
+    """
+    text = answer.lower()
+    for failure, markers in _PERMANENT:
+        if any(m in text for m in markers):
+            return failure
+    if any(m in text for m in _UNREACHABLE):
+        return "unreachable"
+    if status_code is None or status_code >= 500:
+        return "unavailable"
+    return "rejected"
 
 
 def _short(exc: Exception) -> str:

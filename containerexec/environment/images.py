@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
@@ -27,6 +27,8 @@ from containerexec.store.tree import RunStore
 
 PULL_ATTEMPTS = 4
 
+T = TypeVar("T")
+
 # docker's reference grammar, simplified: [host[:port]/]path[:tag][@digest]; the first part
 # is a host only with a dot, a port or as localhost, else it is a (lowercase) path
 _REF = re.compile(
@@ -36,7 +38,7 @@ _REF = re.compile(
 )
 
 
-def check_reference(module: str, ref: str) -> None:
+def check_reference(module: str | None, ref: str) -> None:
     if not _REF.match(ref):
         raise ImageError(
             module,
@@ -113,7 +115,7 @@ def resolve(
 
 def fetch(
     engine: Engine,
-    module: str,
+    module: str | None,
     ref: str,
     *,
     policy: str,
@@ -156,25 +158,23 @@ def _retrying(sleep: Callable[[float], object]) -> Retrying:
 
 def pull_with_retries(
     engine: Engine,
-    module: str,
+    module: str | None,
     ref: str,
     *,
     sleep: Callable[[float], object],
     on_progress: Progress | None = None,
 ) -> ImageInfo:
-    """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer."""
-    try:
-        for attempt in _retrying(sleep):
-            with attempt:
-                return engine.pull(ref, on_progress=on_progress)
-    except PullError as exc:
-        raise _final(exc, module, ref, "pull") from None
-    raise AssertionError("unreachable")
+    """Pull, retrying transient failures (refused, 5xx, timeouts) but never a permanent answer.
+
+    Raises:
+        PullError: naming `module`, worded by `registry_advice`.
+    """
+    return _with_retries(module, sleep, lambda: engine.pull(ref, on_progress=on_progress))
 
 
 def push_with_retries(
     engine: Engine,
-    module: str,
+    module: str | None,
     repo: str,
     tag: str,
     *,
@@ -182,33 +182,72 @@ def push_with_retries(
     on_progress: Progress | None = None,
 ) -> str:
     """Push repo:tag with the same retries as a pull; returns the manifest digest."""
+
+    def push() -> str:
+        digest = engine.push(repo, tag, on_progress=on_progress)
+        if not digest.startswith("sha256:"):
+            raise PullError(
+                None,
+                f"{repo}:{tag}",
+                "the registry reported no digest",
+                failure="rejected",
+                operation="push",
+            )
+        return digest
+
+    return _with_retries(module, sleep, push)
+
+
+def _with_retries(module: str | None, sleep: Callable[[float], object], fn: Callable[[], T]) -> T:
+    attempts = 0
     try:
         for attempt in _retrying(sleep):
             with attempt:
-                digest = engine.push(repo, tag, on_progress=on_progress)
-                if not digest.startswith("sha256:"):
-                    raise PullError(module, f"{repo}:{tag}", "the registry reported no digest")
-                return digest
+                attempts = attempt.retry_state.attempt_number
+                return fn()
     except PullError as exc:
-        raise _final(exc, module, f"{repo}:{tag}", "push") from None
+        advice = registry_advice(exc, attempts)
+        raise exc.advised(module=module, attempts=attempts, advice=advice) from None
     raise AssertionError("unreachable")
 
 
-def _final(exc: PullError, module: str, ref: str, verb: str) -> PullError:
-    if exc.transient:
-        hint = (
-            f" after {PULL_ATTEMPTS} attempts: {exc.answer}; check that the registry "
-            f"'{_registry(ref)}' is up and reachable from the engine"
+def registry_advice(exc: PullError, attempts: int = 1) -> str:
+    """A failed pull or push in one line: what the registry said, and the next step.
+
+    The one wording of registry failures; `exc.failure` (the engine adapter's
+    classification) picks it, and nothing here reads the answer's text.
+    """
+    verb, host = exc.operation or "pull", registry_of(exc.ref)
+    answer = " ".join(exc.answer.split())[:300]
+    tried = f" after {attempts} attempts" if attempts > 1 else ""
+    if exc.failure == "not-found" and "@sha256:" in exc.ref:
+        return (
+            f"{verb} failed: this digest is gone from its registry ({answer}), so this "
+            "exact image cannot be pulled; ask whoever ran it to push that image again"
         )
-    else:
-        hint = (
-            f": {exc.answer}; check the reference (registry, repository, tag or digest), "
-            "or build or push the image first"
+    if exc.failure == "denied":
+        return (
+            f"{verb} failed: registry '{host}' refused the {verb} ({answer}); "
+            f"log in ('docker login {host}') and retry"
         )
-    return PullError(module, ref, f"{verb} failed{hint}", transient=exc.transient)
+    if exc.failure == "unavailable":
+        return (
+            f"{verb} failed{tried}: {answer}; check that the registry '{host}' is up "
+            "and reachable from this engine"
+        )
+    if exc.failure == "unreachable":
+        return (
+            f"{verb} failed{tried} ({answer}): registry '{host}' does not answer; "
+            "start it or check that this engine can reach it, then retry"
+        )
+    return (
+        f"{verb} failed{tried}: {answer}; check the reference (registry, repository, "
+        "tag or digest), or build or push the image first"
+    )
 
 
-def _registry(ref: str) -> str:
+def registry_of(ref: str) -> str:
+    """The registry host a reference names; docker.io when it names none."""
     first = ref.split("/", 1)[0]
     return (
         first
@@ -257,12 +296,7 @@ def build(
                 on_log=on_log,
             )
         except BuildError as exc:
-            raise BuildError(
-                spec.name,
-                tag,
-                str(exc).split(": build failed: ", 1)[-1].split("\n")[0],
-                exc.log_tail,
-            ) from None
+            raise exc.with_module(spec.name) from None
     return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
 
 

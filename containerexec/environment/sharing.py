@@ -171,12 +171,12 @@ def spec_from_image(
     The image is pulled as `pull` says (default: when missing); errors name `ref`.
     """
     info, _ = images.fetch(
-        engine, "", ref, policy=pull or "missing", sleep=sleep, on_progress=on_progress
+        engine, None, ref, policy=pull or "missing", sleep=sleep, on_progress=on_progress
     )
     text = info.labels.get(LABEL_SPEC)
     if not text:
         raise ImageError(
-            "",
+            None,
             ref,
             f"carries no module spec (no '{LABEL_SPEC}' label), so it "
             "cannot run by itself; run a spec file, or make such an image with "

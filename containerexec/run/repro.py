@@ -19,7 +19,7 @@ from typing import Any, Literal
 from containerexec.engine.base import Engine
 from containerexec.engine.payload import docker_run_command
 from containerexec.environment import images
-from containerexec.errors import ImageError, InputsChanged, PullError, UsageError
+from containerexec.errors import ImageError, InputsChanged, UsageError
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
 from containerexec.model.invocation import Invocation, Mount
 from containerexec.store import manifests
@@ -275,35 +275,8 @@ def ensure_image(
             "pushed, and it is not on this engine; rebuild it from the module's "
             "spec, or push it to a registry this engine can reach",
         )
-    try:
-        images.pull_with_retries(engine, module, ref, sleep=sleep)
-    except PullError as exc:
-        raise PullError(
-            module, ref, pull_advice(ref, exc.answer), transient=exc.transient
-        ) from None
+    images.pull_with_retries(engine, module, ref, sleep=sleep)  # its error says what next
     return "pulled"
-
-
-def pull_advice(ref: str, answer: str) -> str:
-    """One line for a failed pull by digest: what happened and what to do next."""
-    text = answer.lower()
-    host = ref.split("/", 1)[0] if "/" in ref else "docker.io"
-    if "manifest unknown" in text or "not found" in text:
-        return (
-            "this digest is gone from its registry (manifest unknown), so the run's exact "
-            "image cannot be pulled; ask whoever ran it to push that image again"
-        )
-    if "unauthorized" in text or "denied" in text:
-        return f"registry '{host}' refused the pull; log in ('docker login {host}') and retry"
-    if any(
-        w in text
-        for w in ("connection refused", "no such host", "timeout", "dial tcp", "unreachable", "eof")
-    ):
-        return (
-            f"registry '{host}' does not answer; start it or check that this engine can "
-            "reach it, then retry"
-        )
-    return f"pull failed: {' '.join(answer.split())[:300]}"
 
 
 def secret_values(

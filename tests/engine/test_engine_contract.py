@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fakes import FakeEngine, Outcome
 
-from containerexec.engine.base import Engine, WaitTimeout
+from containerexec.engine.base import Engine, EngineLost, StartFailed, WaitTimeout
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
 from containerexec.model.arrays import Shard
@@ -52,9 +52,8 @@ def engine(request: pytest.FixtureRequest, test_session_label: dict[str, str]) -
         by_argv = {tuple(argv): outcome for argv, outcome in CASES.values()}
         yield FakeEngine(lambda inv, n: by_argv[tuple(inv.argv)])
         return
-    real = DockerEngine.from_env()
-    yield real
-    real.api.close()
+    with DockerEngine.from_env() as real:
+        yield real
 
 
 def started(engine: Engine, case: str, labels: dict[str, str]) -> tuple[Invocation, str]:
@@ -107,3 +106,25 @@ def test_containers_are_found_by_run_label_until_removed(
         engine.remove(cid)
     assert engine.containers({LABEL_RUN: inv.run_id}) == []
     engine.remove(cid)  # removing twice is not an error
+
+
+def test_a_container_that_is_gone_is_named_by_its_id_and_never_as_an_image(
+    engine: Engine,
+    test_session_label: dict[str, str],
+) -> None:
+    inv, cid = started(engine, "exit-3", test_session_label)
+    engine.remove(cid)
+
+    engine.stop(cid, grace_s=0)  # stopping or removing what is gone is not an error
+    engine.remove(cid)
+    assert engine.containers({LABEL_RUN: inv.run_id}) == []
+    with pytest.raises(EngineLost) as lost:
+        engine.wait(cid, timeout_s=5)
+    with pytest.raises(StartFailed) as failed:
+        engine.start(cid)
+
+    for exc in (lost.value, failed.value):
+        assert exc.container == cid and exc.image is None
+        text = str(exc)
+        assert cid[:12] in text and "module" not in text and "image" not in text, text
+    assert not failed.value.command_not_found

@@ -11,8 +11,9 @@ from click.testing import CliRunner
 from containerexec.cli import cli
 from containerexec.cli.images import TransferProgress, human_bytes
 from containerexec.engine.base import ImageInfo
+from containerexec.engine.docker import registry_failure
 from containerexec.environment import images, sharing
-from containerexec.errors import ImageError
+from containerexec.errors import ImageError, PullError
 from containerexec.model.spec import parse_spec
 
 DIGEST = "sha256:" + "ab" * 32
@@ -70,6 +71,49 @@ def test_a_malformed_reference_names_the_module_and_the_form(ref: str) -> None:
 
 def test_an_image_error_before_the_module_is_known_names_only_the_image() -> None:
     assert str(ImageError("", "r:1", "gone")) == "image 'r:1': gone"
+
+
+PINNED = "127.0.0.1:5000/cx/job@sha256:" + "a" * 64
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        (
+            "manifest for x@sha256:1 not found: manifest unknown: manifest unknown",
+            "gone from its registry",
+        ),
+        (
+            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
+            "registry '127.0.0.1:5000' does not answer",
+        ),
+        ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
+    ],
+)
+def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: str) -> None:
+    # moved from test_repro_offline: repro's wording is now images.registry_advice
+    error = PullError(None, PINNED, answer, failure=registry_failure(answer))
+    text = images.registry_advice(error)
+    assert expected in text and "\n" not in text
+
+
+def test_the_final_pull_error_names_module_attempts_and_next_step_from_fields() -> None:
+    answer = "dial tcp 127.0.0.1:1: connect:\n connection refused"
+    engine_error = PullError(None, "127.0.0.1:1/x:1", answer, failure="unreachable")
+    final = engine_error.advised(
+        module="wc", attempts=4, advice=images.registry_advice(engine_error, 4)
+    )
+    assert str(final) == (
+        "module 'wc': image '127.0.0.1:1/x:1': pull failed after 4 attempts "
+        "(dial tcp 127.0.0.1:1: connect: connection refused): registry '127.0.0.1:1' "
+        "does not answer; start it or check that this engine can reach it, then retry"
+    )
+    assert (final.attempts, final.failure, final.transient) == (4, "unreachable", True)
+    assert engine_error.module is None and str(engine_error).startswith("image '127.0.0.1:1/x:1'")
+    pushed = PullError(None, "r/x:1", "denied: no", failure="denied", operation="push")
+    assert "refused the push" in images.registry_advice(pushed)
+    tag = PullError(None, "r/x:1", "manifest unknown", failure="not-found")
+    assert "check the reference" in images.registry_advice(tag)
 
 
 @pytest.mark.parametrize(

@@ -366,25 +366,6 @@ def test_last_means_the_newest_run_that_is_not_itself_a_repro(tmp_path: Path) ->
     assert portable.load_source(store, "last").run.run_id == RUN_ID
 
 
-@pytest.mark.parametrize(
-    ("answer", "expected"),
-    [
-        (
-            "manifest for x@sha256:1 not found: manifest unknown: manifest unknown",
-            "gone from its registry",
-        ),
-        (
-            'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
-            "registry '127.0.0.1:5000' does not answer",
-        ),
-        ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
-    ],
-)
-def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: str) -> None:
-    text = repro.pull_advice(DIGEST, answer)
-    assert expected in text and "\n" not in text
-
-
 def test_shard_record_of_an_export_keeps_its_invocation(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     export = portable.export_run(store, RUN_ID)
