@@ -24,8 +24,5 @@ def connected(engine: Engine | None) -> Iterator[Engine]:
     if engine is not None:
         yield engine
         return
-    local = DockerEngine.from_env()
-    try:
+    with DockerEngine.from_env() as local:  # closes its pooled connections afterwards
         yield local
-    finally:
-        local.api.close()  # its pooled connections, which would outlive the run
