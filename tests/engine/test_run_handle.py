@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workspace import Workspace, run_containers, wait_for, workspace_fixture  # noqa: F401
+from helpers import run_containers, wait_for
+from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.errors import ShardFailed
