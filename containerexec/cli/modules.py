@@ -19,20 +19,22 @@ from containerexec.cli.status import run_status
 from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
-from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
+from containerexec.model.spec import ModuleSpec, parse_bytes
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
+from .formats import image_map_option, load_module_file
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, pull_option
 
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@image_map_option
 def validate(spec: Path) -> None:
     """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
-    m = load_spec(spec)
+    m = load_module_file(spec)
     shards = "no array" if m.array is None else "an array"
     click.echo(
         f"{spec}: valid module '{m.name}' {m.version} "
@@ -49,10 +51,11 @@ def schema() -> None:
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @pull_option
+@image_map_option
 @click.pass_obj
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
-    m = load_spec(spec)
+    m = load_module_file(spec)
     progress = TransferProgress()
     try:
         rec = images.resolve(
@@ -92,6 +95,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     help="Give a module image's spec this secret from your environment "
     "(specs carried by images get no secret unless allowed).",
 )
+@image_map_option
 @click.pass_context
 def run(
     ctx: click.Context,
@@ -156,7 +160,7 @@ def load_module(
     """A spec file, or an image reference whose image carries its spec."""
     text = str(target)
     if target.exists() or text.endswith((".yaml", ".yml")):
-        return load_spec(target), target
+        return load_module_file(target), target
     if not any(c in text for c in "/:@"):
         raise UsageError(
             f"'{text}': no such spec file; to run a module image, give its full "
