@@ -152,7 +152,8 @@ class _Pipeline:
                     f"input '{name}' is at '{default}', not here: give it with -i {name}=PATH"
                 )
             elif default is not None:
-                port["default"] = default
+                # Absolute, so the converted pipeline can be written anywhere.
+                port["default"] = str((self.base / str(default)).resolve())
             if value.get("optional"):
                 port["optional"] = True
             out[name] = port
@@ -220,6 +221,9 @@ class _Pipeline:
                 value = value.get("path")
             if value is None:
                 continue
+            port = module.inputs.get(name) if module else None
+            if port and port.type in ("file", "directory") and "${{" not in str(value):
+                value = str((self.base / str(value)).resolve())
             inputs[name] = self.reference(value, loc, names, components)
         for name, value in (raw.get("outputs") or {}).items():
             loc = ("jobs", job, "outputs", name)
@@ -256,8 +260,8 @@ class _Pipeline:
                 return m.group(0)
             job, output = jm.group(1), jm.group(2)
             if job not in names:
-                near = difflib.get_close_matches(job, list(names), n=1, cutoff=0.3)
-                hint = f"did you mean '{near[0]}'?" if near else f"jobs: {', '.join(names)}"
+                near = _nearest(job, [n for n in names if n != loc[1]])
+                hint = f"did you mean '{near}'?" if near else f"jobs: {', '.join(names)}"
                 self.problem(loc, f"'{m.group(0)}': there is no job '{job}'; {hint}")
             else:
                 ref = components.get(job)
@@ -270,3 +274,14 @@ class _Pipeline:
             return f"${{{{jobs.{names.get(job, job)}.outputs.{output}}}}}"
 
         return _PARENT.sub(replace, value)
+
+
+def _nearest(name: str, known: list[str]) -> str | None:
+    """The job meant: same letters and digits ('componentA' -> 'component_a'), else close."""
+
+    def bare(text: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", text.lower())
+
+    same = [k for k in known if bare(k) == bare(name)]
+    near = same or difflib.get_close_matches(name, known, n=1, cutoff=0.3)
+    return near[0] if near else None

@@ -152,8 +152,10 @@ class _Component:
         out: dict[str, Any] = {
             "name": name[:64],
             "version": str(d.get("version", "0.0.0")),
-            "description": str(d.get("description") or d.get("display_name") or ""),
         }
+        description = d.get("description") or d.get("display_name")
+        if description:
+            out["description"] = str(description)
         if d.get("description") and d.get("display_name"):
             self.ignored.append("display_name")
         inputs, maybe_unset = self.inputs(d.get("inputs") or {})
