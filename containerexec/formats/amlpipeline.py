@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from containerexec.errors import PipelineError, Problem, SpecError
-from containerexec.formats.azureml import Converted, convert_component, load_component
+from containerexec.formats.azureml import (
+    TYPES,
+    Converted,
+    convert_component,
+    load_component,
+    read_mapping,
+)
 from containerexec.model import yamlsource
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, validate_pipeline
 
@@ -36,14 +42,6 @@ _PIPELINE_KEYS = {
     "$schema", "type", "name", "display_name", "description", "inputs", "outputs", "jobs",
 }  # fmt: skip
 _JOB_KEYS = {"type", "component", "inputs", "outputs", "description"}
-_INPUT_TYPES = {
-    "uri_folder": "directory",
-    "uri_file": "file",
-    "string": "string",
-    "integer": "integer",
-    "number": "number",
-    "boolean": "boolean",
-}
 
 
 @dataclass
@@ -74,14 +72,7 @@ def job_name(name: str) -> str:
 
 def load_pipeline(path: Path, image_map: Mapping[str, str]) -> ConvertedPipeline:
     """Read and convert a pipeline job file; PipelineError lists every problem, located."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        problem = Problem(str(path), 0, 0, "", exc.strerror or str(exc))
-        raise PipelineError(str(path), [problem]) from None
-    src = yamlsource.parse(text, str(path))
-    if src.problems or not isinstance(src.data, dict):
-        raise PipelineError(str(path), src.problems or [src.problem((), "expected a mapping")])
+    src = read_mapping(path, PipelineError)
     return _Pipeline(src, path, image_map).run()
 
 
@@ -141,9 +132,9 @@ class _Pipeline:
                 out[name] = {"type": kind, "default": value}
                 continue
             self.ignore(value, {"type", "path", "default", "optional", "description"}, loc)
-            found = _INPUT_TYPES.get(value.get("type", "uri_folder"))
+            found = TYPES.get(value.get("type", "uri_folder"))
             if found is None:
-                self.problem((*loc, "type"), f"expected one of {', '.join(_INPUT_TYPES)}")
+                self.problem((*loc, "type"), f"expected one of {', '.join(TYPES)}")
                 continue
             port: dict[str, Any] = {"type": found}
             default = value.get("path", value.get("default"))
@@ -166,7 +157,7 @@ class _Pipeline:
             self.problem(loc, "expected a mapping with 'component'")
             return None
         self.ignore(raw, _JOB_KEYS, loc)
-        if raw.get("type", "command") != "command":
+        if raw.get("type", "command") not in ("command", "component"):
             self.problem((*loc, "type"), f"only command jobs run here, got '{raw['type']}'")
             return None
         comp = raw.get("component")
@@ -190,11 +181,17 @@ class _Pipeline:
         except SpecError as exc:
             self.problems += exc.problems
             return None
+        if comp is None:
+            self.problem(
+                loc,
+                "expected 'component:' (a file or an inline component); a command job "
+                "without one is not supported here: move its command into a component",
+            )
+            return None
         self.problem(
             (*loc, "component"),
             f"expected a component file (./component.yml) or an inline component, got "
             f"'{comp}'; a registered component has no local file: point at its YAML",
-            key=comp is None,
         )
         return None
 

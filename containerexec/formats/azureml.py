@@ -87,17 +87,20 @@ def load_image_map(values: list[str] | tuple[str, ...]) -> dict[str, str]:
     return out
 
 
+def read_mapping(path: Path, error: type[SpecError] = SpecError) -> yamlsource.Located:
+    """A YAML file that must hold a mapping, with positions; `error` lists what is wrong."""
+    try:
+        src = yamlsource.parse(path.read_text(), str(path))
+    except OSError as exc:
+        raise error(str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]) from None
+    if src.problems or not isinstance(src.data, dict):
+        raise error(str(path), src.problems or [src.problem((), "expected a mapping")])
+    return src
+
+
 def load_component(path: Path, image_map: Mapping[str, str]) -> Converted:
     """Read and convert a command component file; SpecError lists every problem."""
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise SpecError(
-            str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]
-        ) from None
-    src = yamlsource.parse(text, str(path))
-    if src.problems or not isinstance(src.data, dict):
-        raise SpecError(str(path), src.problems or [src.problem((), "expected a mapping")])
+    src = read_mapping(path)
     return convert_component(src, (), path.parent, image_map, default_name=path.stem)
 
 
