@@ -43,9 +43,10 @@ def image_map() -> dict[str, str]:
 
 def load_module_file(path: Path) -> ModuleSpec:
     """A module spec file: ours, or an Azure ML command component (converted)."""
-    if detect_file(path) == "containerexec":
+    kind = detect_file(path)
+    if kind == "containerexec":
         return load_spec(path)
-    if detect_file(path) == "aml-pipeline":
+    if kind == "aml-pipeline":
         raise UsageError(
             f"'{path}' is an Azure ML pipeline job; run it: containerexec pipeline run {path}"
         )

@@ -333,3 +333,30 @@ def test_a_module_converted_to_aml_loads_with_azure_ai_ml_s_own_loader(tmp_path:
         "export MODE=\"${{inputs.sep}}\"; python3 -c 'import sys; print(sys.argv)' "
         '"${{inputs.src}}" "${{outputs.out}}"\'/a b.txt\' $[[--tag "${{inputs.tag}}"]]'
     )
+
+
+def test_a_file_given_to_the_wrong_command_says_which_command_runs_it() -> None:
+    pipeline = CliRunner().invoke(cli, ["validate", str(EXAMPLES / "pipeline.yml")])
+    assert pipeline.exit_code == 2
+    assert "is an Azure ML pipeline job; run it: containerexec pipeline run" in pipeline.stderr
+    comp = CliRunner().invoke(cli, ["pipeline", "validate", str(EXAMPLES / "count.yml")])
+    assert comp.exit_code == 2
+    assert "is an Azure ML component; run it: containerexec run" in comp.stderr
+
+
+def test_our_pipelines_can_use_azure_ml_components(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        f"""\
+        name: mixed
+        jobs:
+          count: {{module: {EXAMPLES / "count.yml"}, inputs: {{corpus: {EXAMPLES / "data"}}}}}
+          report: {{module: {EXAMPLES / "report.yml"},
+                   inputs: {{counts: "${{{{jobs.count.outputs.counts}}}}"}}}}
+        """.replace("        ", "")
+    )
+    result = CliRunner().invoke(
+        cli, ["pipeline", "validate", str(path), "--image-map", str(EXAMPLES / "images.yaml")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "valid pipeline 'mixed' 0.0.0 (2 jobs, 1 links" in result.stdout
