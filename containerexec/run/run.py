@@ -16,16 +16,16 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from containerexec.errors import EngineError, RecordError, RunError, ShardFailed
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import staging
+from containerexec.run import returned, staging
 from containerexec.run.logs import LogSink
 from containerexec.run.runner import Attempt, Failure, Tracker, run_with_retries, shard_state
 from containerexec.store.records import (
@@ -57,11 +57,12 @@ class ShardEvent:
 
 @dataclass
 class RunResult:
-    """How a run ended: its final record and the records of its failed shards."""
+    """How a run ended: its final record, its failed shards, and what each shard returned."""
 
     record: RunRecord
     record_path: Path
     failed: list[ShardRecord]
+    values: list[Any] = field(default_factory=list)  # returned by each shard, in shard order
 
     @property
     def state(self) -> str:
@@ -161,6 +162,7 @@ class Run:
         self._error: BaseException | None = None
         self._lock: RunLock | None = None
         self._stoppers: list[threading.Thread] = []
+        self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
 
     @property
     def id(self) -> str:
@@ -259,6 +261,7 @@ class Run:
                     "outputs_committed": True,
                     "cached": True,
                     "exit_code": 0,
+                    "returned": self._values.pop(shard.index, None),
                 }
             )
             store.write_shard(final)
@@ -271,6 +274,7 @@ class Run:
         if not last.ok:
             staging.discard(staging_dir)
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
+        final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
         store.write_shard(final)
         self._count(shard, state, last)
         return final
@@ -326,6 +330,12 @@ class Run:
         staging.prepare(staging_dir, self.spec)
         if not self.ex.cache.restore(self.spec, self.bindings, inv, staging_dir):
             return False
+        try:
+            self._values[inv.shard_index] = returned.take(
+                staging_dir, inv, self.spec, self.bindings
+            )
+        except returned.ValueUnreadable:
+            return False  # an entry no container wrote that way: run the shard afresh
         with self.ex.commit_lock:
             staging.commit(staging_dir, self.spec, self.bindings)
         return True
@@ -339,7 +349,7 @@ class Run:
 
     def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
         if self.interactive is not None:
-            staging.prepare(staging_dir, self.spec)
+            self._prepare(staging_dir, inv)
             now = self.ex.clock()
             attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
             return [self._commit(attempt, inv, staging_dir) if attempt.ok else attempt]
@@ -352,12 +362,16 @@ class Run:
             clock=self.ex.clock,
             sleep=self.ex.sleep_for(self.tracker),
             log_for=lambda n: self._log(shard.index, n),
-            before=lambda: staging.prepare(staging_dir, self.spec),
+            before=lambda: self._prepare(staging_dir, inv),
             after=lambda a: self._commit(a, inv, staging_dir),
             on_attempt=lambda a, retry: self._retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
         )
+
+    def _prepare(self, staging_dir: Path, inv: Invocation) -> None:
+        staging.prepare(staging_dir, self.spec)
+        returned.prepare(staging_dir, inv)
 
     def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
         if retry:
@@ -384,9 +398,12 @@ class Run:
             staging.check(staging_dir, self.spec, self.bindings)
             if self.ex.cache is not None and self.spec.cache:
                 self.ex.cache.save(self.spec, self.bindings, inv, staging_dir)
+            # Taken out after the cache kept it (a hit returns it too), before the commit.
+            value = returned.take(staging_dir, inv, self.spec, self.bindings)
             with self.ex.commit_lock:
                 staging.commit(staging_dir, self.spec, self.bindings)
-        except staging.OutputsMissing as exc:
+            self._values[inv.shard_index] = value
+        except (staging.OutputsMissing, returned.ValueUnreadable) as exc:
             return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
         except OSError as exc:
             kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
@@ -409,8 +426,10 @@ class Run:
         by_state: dict[str, int] = {}
         failed: list[ShardRecord] = []
         sole: ShardRecord | None = None
+        values: dict[int, Any] = {}
         for rec in store.iter_shards(self.id):  # one at a time: 10k shards fit
             if rec.index in wanted:
+                values[rec.index] = rec.returned
                 by_state[rec.state] = by_state.get(rec.state, 0) + 1
                 sole = rec
                 if rec.state == "failed":
@@ -437,7 +456,12 @@ class Run:
         )
         self.record = record
         path = store.write_run(record)
-        return RunResult(record=record, record_path=path, failed=failed)
+        return RunResult(
+            record=record,
+            record_path=path,
+            failed=failed,
+            values=[values.get(i) for i in sorted(wanted)],
+        )
 
 
 def with_attempts(

@@ -71,6 +71,9 @@ class ShardRecord(Record):
     log_tail: list[str] = Field(default_factory=list)
     stderr_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
+    returned: Any = Field(
+        None, description="What the shard's code returned (Python modules), as JSON."
+    )
 
 
 class RunRecord(Record):
