@@ -1,0 +1,133 @@
+"""Clear failures, stopped on time: empty arrays, exit 126, fail-fast, the run deadline, and
+what `run` prints (the run id on stdout, "not started", the resume command).
+
+Everything goes through the real `containerexec` command line and the real engine.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from helpers import run_containers
+from workspace import Workspace, workspace_fixture  # noqa: F401
+
+# Shard 1 fails (exit 2) after a second; every other shard would sleep for half a minute.
+STALL = 'if [ "$CONTAINEREXEC_SHARD_INDEX" = 1 ]; then sleep 1; exit 2; fi; exec sleep 30'
+
+
+def stall_spec(workspace: Workspace, array: str, retries: str = "{}", extra: str = "") -> str:
+    return str(
+        workspace.spec(
+            f"name: stall\ncommand: [bash, -c, {json.dumps(STALL)}]\n"
+            f"array: {array}\nretries: {retries}\n{extra}"
+        )
+    )
+
+
+def test_a_glob_that_matches_nothing_is_refused_with_exit_2(workspace: Workspace) -> None:
+    data = workspace.folder("data", {"notes.md": "not a text file"})
+    spec = workspace.spec(
+        "name: globbed\ninputs: {corpus: {type: directory}}\n"
+        "command: [cat, '${{inputs.corpus}}/${{shard.value}}']\n"
+        "array: {glob: {input: corpus, pattern: '*.txt'}}\n"
+    )
+    result = workspace.cli("run", str(spec), "-i", f"corpus={data}")
+    assert result.returncode == 2, result.stderr
+    assert "pattern '*.txt' matches no file in" in result.stderr
+    assert str(data) in result.stderr and "array.allow_empty: true" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert workspace.store.ids() == []  # refused before anything was recorded or started
+
+
+def test_allow_empty_lets_an_empty_array_succeed_and_says_so(workspace: Workspace) -> None:
+    data = workspace.folder("data")
+    spec = workspace.spec(
+        "name: globbed\ninputs: {corpus: {type: directory}}\n"
+        "command: [cat, '${{inputs.corpus}}/${{shard.value}}']\n"
+        "array: {glob: {input: corpus, pattern: '*.txt'}, allow_empty: true}\n"
+    )
+    result = workspace.cli("run", str(spec), "-i", f"corpus={data}")
+    assert result.returncode == 0, result.stderr
+    assert "0 shards: the array has no element (array.allow_empty)" in result.stderr
+    assert workspace.record().state == "succeeded"
+    assert workspace.record().shard_count == 0
+
+
+def test_exit_126_is_cannot_exec_and_never_retried(workspace: Workspace) -> None:
+    spec = workspace.spec("name: folder\ncommand: [/etc]\nretries: {max_attempts: 3}\n")
+    result = workspace.cli("run", str(spec))
+    assert result.returncode == 126, result.stderr
+    shard = workspace.shards()[0]
+    assert shard.failure == "cannot_exec"
+    assert len(shard.attempts) == 1
+    assert "cannot be executed" in result.stderr
+
+
+def test_exit_126_is_retried_when_on_exit_codes_lists_it(workspace: Workspace) -> None:
+    spec = workspace.spec(
+        "name: folder\ncommand: [/etc]\nretries: {max_attempts: 2, on_exit_codes: [126],"
+        " backoff: {initial: 0.1s}}\n"
+    )
+    result = workspace.cli("run", str(spec))
+    assert result.returncode == 126, result.stderr
+    assert [a.failure for a in workspace.shards()[0].attempts] == ["cannot_exec"] * 2
+
+
+def test_a_fail_run_exit_code_stops_the_whole_run_at_once(
+    workspace: Workspace, docker_client: Any
+) -> None:
+    spec = stall_spec(
+        workspace,
+        "{range: 4, max_parallel: 2}",
+        "{max_attempts: 3, fail_run_on_exit_codes: [2]}",
+    )
+    started = time.monotonic()
+    result = workspace.cli("run", spec, "--grace", "2")
+    seconds = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert seconds < 20  # not the 30 s that shard 0 would sleep
+    record = workspace.record()
+    assert record.state == "failed"
+    assert record.reason == "fail_fast: shard 1 exited with 2"
+    shards = workspace.shards()
+    assert len(shards[1].attempts) == 1  # failing the run outranks the retries
+    assert shards[1].state == "failed"
+    assert shards[0].state == "cancelled"
+    assert shards[0].message.startswith("stopped: fail_fast")
+    assert sorted(shards) == [0, 1]  # shards 2 and 3 never started
+    assert record.counts == {"cancelled": 1, "failed": 1, "pending": 2}
+    assert run_containers(docker_client, record.run_id) == []
+    assert "fail_fast: shard 1 exited with 2" in result.stderr
+    assert "not started" in result.stderr
+    assert f"containerexec run {spec} --resume {record.run_id}" in result.stderr
+    assert result.stdout.splitlines()[-1] == record.run_id
+
+
+def test_the_run_deadline_stops_running_shards_and_starts_no_more(
+    workspace: Workspace, docker_client: Any
+) -> None:
+    spec = stall_spec(workspace, "{values: [a, b, c], max_parallel: 1}", "{max_attempts: 5}")
+    started = time.monotonic()
+    result = workspace.cli("run", spec, "--deadline", "2s", "--grace", "1")
+    seconds = time.monotonic() - started
+    assert result.returncode == 124, result.stderr
+    assert seconds < 20
+    record = workspace.record()
+    assert record.state == "failed"
+    assert record.reason is not None and record.reason.startswith("deadline_exceeded")
+    assert record.deadline_s == 2.0
+    shards = workspace.shards()
+    assert sorted(shards) == [0]  # the deadline outranks the retries and the other shards
+    assert shards[0].state == "cancelled" and len(shards[0].attempts) == 1
+    assert run_containers(docker_client, record.run_id) == []
+    assert "deadline_exceeded" in result.stderr
+    assert f"--resume {record.run_id}" in result.stderr
+
+
+def test_run_prints_the_run_id_as_the_last_line_of_stdout(workspace: Workspace) -> None:
+    spec = workspace.spec("name: hello\ncommand: [echo, hello world]\n")
+    result = workspace.cli("run", str(spec))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["hello world", workspace.run_id()]
