@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import signal
 
-DEADLINE_STATUS = 124  # what timeout(1) exits with, so scripts can tell it from a failure
 from containerexec.run.orchestrator import PipelineRecord
 from containerexec.run.run import DEADLINE_EXCEEDED
 from containerexec.store.records import RunRecord
+
+DEADLINE_STATUS = 124  # what timeout(1) exits with, so scripts can tell it from a failure
 
 
 def run_status(record: RunRecord) -> int:
