@@ -7,10 +7,13 @@ Everything goes through the real `containerexec` command line and the real engin
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import time
 from typing import Any
 
-from helpers import run_containers
+from helpers import run_containers, wait_for
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 # Shard 1 fails (exit 2) after a second; every other shard would sleep for half a minute.
@@ -103,6 +106,9 @@ def test_a_fail_run_exit_code_stops_the_whole_run_at_once(
     assert "not started" in result.stderr
     assert f"containerexec run {spec} --resume {record.run_id}" in result.stderr
     assert result.stdout.splitlines()[-1] == record.run_id
+    shown = workspace.cli("runs", "show", record.run_id).stdout
+    assert "reason:   fail_fast: shard 1 exited with 2" in shown
+    assert "not started" in shown
 
 
 def test_the_run_deadline_stops_running_shards_and_starts_no_more(
@@ -131,3 +137,30 @@ def test_run_prints_the_run_id_as_the_last_line_of_stdout(workspace: Workspace) 
     result = workspace.cli("run", str(spec))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["hello world", workspace.run_id()]
+
+
+def test_a_cancelled_run_prints_not_started_and_the_resume_command(
+    workspace: Workspace, docker_client: Any
+) -> None:
+    spec = stall_spec(workspace, "{values: [a, c, d], max_parallel: 1}")
+    proc = workspace.start("run", spec, "--grace", "1", stdout=subprocess.PIPE)
+    run_id = workspace.run_id()
+    wait_for(lambda: run_containers(docker_client, run_id, running=True), what="the container")
+    os.kill(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert workspace.record().counts == {"cancelled": 1, "pending": 2}
+    assert "not started" in err
+    assert f"containerexec run {spec} --resume {run_id}" in err
+    assert out.splitlines() == [run_id]  # an array's run: the id is all of stdout
+
+
+def test_pipeline_run_prints_its_id_on_stdout(workspace: Workspace) -> None:
+    workspace.spec("name: hello\ncommand: [echo, hello]\n")
+    pipeline = workspace.root / "pipeline.yaml"
+    pipeline.write_text("name: greet\njobs:\n  hi: {module: module.yaml}\n")
+    result = workspace.cli("pipeline", "run", str(pipeline))
+    assert result.returncode == 0, result.stderr
+    [pipeline_id] = result.stdout.splitlines()
+    assert pipeline_id in result.stderr  # the summary's title names it too
+    assert workspace.store.load_run(f"{pipeline_id}.hi").state == "succeeded"
