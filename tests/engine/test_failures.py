@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 from typing import Any
 
 from helpers import run_containers, wait_for
@@ -29,14 +30,19 @@ def stall_spec(workspace: Workspace, array: str, retries: str = "{}", extra: str
     )
 
 
-def test_a_glob_that_matches_nothing_is_refused_with_exit_2(workspace: Workspace) -> None:
-    data = workspace.folder("data", {"notes.md": "not a text file"})
+def run_glob(workspace: Workspace, data: Path, array_extra: str = "") -> Any:
+    """`run` a module whose array globs '*.txt' in `data`."""
     spec = workspace.spec(
         "name: globbed\ninputs: {corpus: {type: directory}}\n"
         "command: [cat, '${{inputs.corpus}}/${{shard.value}}']\n"
-        "array: {glob: {input: corpus, pattern: '*.txt'}}\n"
+        f"array: {{glob: {{input: corpus, pattern: '*.txt'}}{array_extra}}}\n"
     )
-    result = workspace.cli("run", str(spec), "-i", f"corpus={data}")
+    return workspace.cli("run", str(spec), "-i", f"corpus={data}")
+
+
+def test_a_glob_that_matches_nothing_is_refused_with_exit_2(workspace: Workspace) -> None:
+    data = workspace.folder("data", {"notes.md": "not a text file"})
+    result = run_glob(workspace, data)
     assert result.returncode == 2, result.stderr
     assert "pattern '*.txt' matches no file in" in result.stderr
     assert str(data) in result.stderr and "array.allow_empty: true" in result.stderr
@@ -45,13 +51,7 @@ def test_a_glob_that_matches_nothing_is_refused_with_exit_2(workspace: Workspace
 
 
 def test_allow_empty_lets_an_empty_array_succeed_and_says_so(workspace: Workspace) -> None:
-    data = workspace.folder("data")
-    spec = workspace.spec(
-        "name: globbed\ninputs: {corpus: {type: directory}}\n"
-        "command: [cat, '${{inputs.corpus}}/${{shard.value}}']\n"
-        "array: {glob: {input: corpus, pattern: '*.txt'}, allow_empty: true}\n"
-    )
-    result = workspace.cli("run", str(spec), "-i", f"corpus={data}")
+    result = run_glob(workspace, workspace.folder("data"), ", allow_empty: true")
     assert result.returncode == 0, result.stderr
     assert "0 shards: the array has no element (array.allow_empty)" in result.stderr
     assert workspace.record().state == "succeeded"
