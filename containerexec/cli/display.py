@@ -120,8 +120,8 @@ def summary(
     table = Table(title=f"run {rec.run_id}", show_header=True, box=None)
     # "cancelled" shards were stopped while running; "not started" ones never ran.
     columns = ("module", "state", "shards", "succeeded", "failed", "cancelled", "not started")
-    for col in (*columns, "image"):
-        table.add_column(col)
+    for col in columns:
+        table.add_column(col, no_wrap=True)
     c = rec.counts
     selected = len(rec.shards_selected) if rec.shards_selected is not None else rec.shard_count
     table.add_row(
@@ -132,9 +132,10 @@ def summary(
         str(c.get("failed", 0)),
         str(c.get("cancelled", 0)),
         str(c.get("pending", 0)),
-        rec.image.pinned[:71],
     )
     console.print(table)
+    # On its own line: a digest in the table would squeeze the counts on a narrow terminal.
+    click.echo(f"image: {rec.image.pinned}", err=True)
     if rec.reason:
         click.echo(f"stopped early: {rec.reason}", err=True)
     if rec.shard_count == 0:
