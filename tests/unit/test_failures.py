@@ -10,6 +10,7 @@ import pytest
 from fakes import FakeEngine, Outcome
 
 from containerexec.cli.status import run_status
+from containerexec.engine.base import StartFailed
 from containerexec.errors import SpecError, UsageError
 from containerexec.model import arrays
 from containerexec.model.invocation import Invocation
@@ -136,3 +137,16 @@ def test_the_deadline_flag_overrides_the_spec(tmp_path: Path) -> None:
     result = run_fake(engine, tmp_path, text, deadline_s=3600.0)
     assert result.record.deadline_s == 3600.0
     assert result.record.state == "succeeded"
+
+
+def test_an_engine_that_cannot_exec_the_command_is_cannot_exec_too(tmp_path: Path) -> None:
+    class Refusing(FakeEngine):
+        def start(self, container_id: str) -> None:
+            raise StartFailed(
+                container_id, "permission denied", command_not_found=False, cannot_exec=True
+            )
+
+    engine = Refusing()
+    result = run_fake(engine, tmp_path, spec_text("range: 1", "{max_attempts: 3}"))
+    [shard] = result.failed
+    assert shard.failure == "cannot_exec" and len(shard.attempts) == 1
