@@ -53,6 +53,7 @@ class RunOptions:
     pipeline_run: str | None = None
     run_id: str | None = None
     default_outputs: Path | None = None  # outputs given no place go here, else in the run
+    deadline_s: float | None = None  # overrides the spec's resources.deadline
 
 
 class ShardCache(Protocol):
@@ -319,6 +320,7 @@ class Executor:
             user=opts.user or f"{os.getuid()}:{os.getgid()}",
             grace_s=opts.grace_s,
             log_limit_bytes=opts.log_limit_bytes,
+            deadline_s=opts.deadline_s or spec.resources.deadline,
         )
 
     def _open(
