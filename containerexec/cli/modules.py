@@ -25,7 +25,7 @@ from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
 from .images import TransferProgress
-from .options import grace_option, inputs_option, outputs_option, pull_option
+from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
 
 
 @cli.command()
@@ -76,6 +76,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@overwrite_option
 @pull_option
 @grace_option
 @click.option(
@@ -101,6 +102,7 @@ def run(
     shards: str | None,
     max_parallel: int | None,
     resume: str | None,
+    overwrite: bool,
     pull: str | None,
     grace: float,
     log_limit: str,
@@ -126,6 +128,7 @@ def run(
         pull=pull,
         grace_s=grace,
         log_limit_bytes=parse_bytes(log_limit),
+        overwrite=overwrite,
     )
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one

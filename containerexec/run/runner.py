@@ -34,6 +34,8 @@ class Failure(StrEnum):
     IMAGE_NOT_FOUND = "image_not_found"
     COMMAND_NOT_FOUND = "command_not_found"
     OUTPUTS_MISSING = "outputs_missing"
+    OUTPUT_COLLISION = "output_collision"  # a path another shard committed
+    UNSAFE_OUTPUT = "unsafe_output"  # a link out of an output, or a FIFO, socket, device
     NO_SPACE = "no_space"
     ENGINE_LOST = "engine_lost"
     ENGINE_ERROR = "engine_error"
@@ -47,6 +49,8 @@ NOT_RETRIED = {
     Failure.IMAGE_NOT_FOUND,
     Failure.CANCELLED,
     Failure.NO_SPACE,
+    Failure.OUTPUT_COLLISION,
+    Failure.UNSAFE_OUTPUT,
 }
 
 
