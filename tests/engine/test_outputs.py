@@ -65,6 +65,17 @@ def leaked(folder: Path, host_file: Path = HOST_SECRET) -> list[str]:
     return found
 
 
+def run_into(workspace: Workspace, folder: Path, script: str) -> tuple[Path, int]:
+    """Run a one-shard module writing `script`'s files to `folder`/out: (out, exit status)."""
+    out = folder / "out"
+    _, _, result = workspace.run(module(workspace, script), outputs={"out": str(out)})
+    return out, run_status(result.record)
+
+
+def place(workspace: Workspace, tmpfs: Path, where: str) -> Path:
+    return workspace.root if where == "same-fs" else tmpfs
+
+
 @pytest.fixture
 def tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A folder on another filesystem than the run store: outputs are copied, not renamed."""
@@ -195,10 +206,8 @@ LEAKS = 'echo data > "$1/data.txt"; ln -s /etc/shadow "$1/shadow"; ln -s /etc "$
 def test_links_out_of_the_output_fail_the_shard_and_copy_nothing(
     workspace: Workspace, tmpfs: Path, where: str
 ) -> None:
-    out = (workspace.root if where == "same-fs" else tmpfs) / "out"
-    spec = module(workspace, LEAKS)
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 1
+    out, status = run_into(workspace, place(workspace, tmpfs, where), LEAKS)
+    assert status == 1
     shard = workspace.shards()[0]
     assert shard.failure == "unsafe_output" and len(shard.attempts) == 1
     assert "/outputs/out/" in shard.message and "link out of the output" in shard.message
@@ -209,14 +218,13 @@ def test_links_out_of_the_output_fail_the_shard_and_copy_nothing(
 
 @pytest.mark.parametrize("where", ["same-fs", "tmpfs"])
 def test_links_inside_the_output_stay_links(workspace: Workspace, tmpfs: Path, where: str) -> None:
-    out = (workspace.root if where == "same-fs" else tmpfs) / "out"
-    spec = module(
+    out, status = run_into(
         workspace,
+        place(workspace, tmpfs, where),
         'mkdir -p "$1/sub"; echo data > "$1/sub/data.txt"; ln -s sub/data.txt "$1/link";'
         ' ln -s ../link "$1/sub/up"; ln -s sub "$1/dirlink"',
     )
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 0, workspace.shards()[0].message
+    assert status == 0, workspace.shards()[0].message
     assert os.readlink(out / "link") == "sub/data.txt"
     assert os.readlink(out / "sub" / "up") == "../link"
     assert (out / "dirlink").is_symlink() and (out / "sub" / "up").read_text() == "data\n"
@@ -234,10 +242,8 @@ def test_links_inside_the_output_stay_links(workspace: Workspace, tmpfs: Path, w
 def test_special_files_and_escaping_links_are_refused(
     workspace: Workspace, tmpfs: Path, script: str
 ) -> None:
-    out = tmpfs / "out"
-    spec = module(workspace, f'echo data > "$1/data.txt"; {script}')
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 1
+    out, status = run_into(workspace, tmpfs, f'echo data > "$1/data.txt"; {script}')
+    assert status == 1
     shard = workspace.shards()[0]
     assert shard.failure == "unsafe_output", shard.message
     assert not out.exists()
@@ -264,14 +270,13 @@ def test_hard_links_to_files_outside_cannot_be_made(workspace: Workspace) -> Non
 def test_setuid_setgid_and_sticky_bits_are_cleared(
     workspace: Workspace, tmpfs: Path, where: str
 ) -> None:
-    out = (workspace.root if where == "same-fs" else tmpfs) / "out"
-    spec = module(
+    out, status = run_into(
         workspace,
+        place(workspace, tmpfs, where),
         'echo x > "$1/suid"; chmod 4755 "$1/suid"; echo x > "$1/sgid"; chmod 2755 "$1/sgid";'
         ' mkdir "$1/d"; chmod 3777 "$1/d"; echo x > "$1/d/f"; chmod 6711 "$1/d/f"',
     )
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 0
+    assert status == 0
     modes = {p: stat.S_IMODE(os.lstat(out / p).st_mode) for p in ("suid", "sgid", "d", "d/f")}
     assert modes == {"suid": 0o755, "sgid": 0o755, "d": 0o777, "d/f": 0o711}
 
