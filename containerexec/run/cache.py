@@ -110,7 +110,7 @@ class Cache:
                 f"{name}/{e.rel}": LINK_PREFIX + e.target
                 if e.kind == "link"
                 else sha256_file(tmp / "outputs" / name / e.rel)
-                for name in spec.outputs
+                for name in sorted(os.listdir(tmp / "outputs"))  # the outputs, and a value
                 for e in files.normalise(tmp / "outputs" / name)
                 if e.kind != "dir"
             }
