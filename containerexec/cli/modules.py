@@ -26,7 +26,7 @@ from containerexec.store.tree import RunStore
 from .display import RunDisplay, summary
 from .formats import image_map_option, load_module_file
 from .images import TransferProgress
-from .options import grace_option, inputs_option, outputs_option, pull_option
+from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
 
 
 @cli.command()
@@ -79,6 +79,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@overwrite_option
 @click.option(
     "--deadline",
     metavar="DURATION",
@@ -111,6 +112,7 @@ def run(
     shards: str | None,
     max_parallel: int | None,
     resume: str | None,
+    overwrite: bool,
     deadline: str | None,
     pull: str | None,
     grace: float,
@@ -138,6 +140,7 @@ def run(
         pull=pull,
         grace_s=grace,
         log_limit_bytes=parse_bytes(log_limit),
+        overwrite=overwrite,
         deadline_s=deadline_flag(deadline),
     )
     with display, cancel_on_signals(executor, display, grace):

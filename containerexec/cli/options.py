@@ -20,6 +20,12 @@ outputs_option = click.option(
     metavar="NAME=PATH",
     help="Where an output goes (repeatable; default: inside the run's folder).",
 )
+overwrite_option = click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace what a non-empty -o place holds (removed when the run commits its first "
+    "output, for a pipeline when it places its outputs); without it such a place is refused.",
+)
 pull_option = click.option(
     "--pull",
     type=click.Choice(["missing", "always", "never"]),

@@ -27,7 +27,7 @@ from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResul
 from .display import RunDisplay
 from .formats import image_map_option, load_module_file, load_plan
 from .modules import cancel_on_signals, load_module
-from .options import grace_option, inputs_option, outputs_option, pull_option
+from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
 from .status import pipeline_status
 
 
@@ -100,6 +100,7 @@ def graph(file: Path, dot: Path | None) -> None:
     help="After a failure, still run every job that does not depend on it.",
 )
 @click.option("--no-cache", is_flag=True, help="Run every shard, even when its result is cached.")
+@overwrite_option
 @pull_option
 @grace_option
 @click.option(
@@ -120,6 +121,7 @@ def run_pipeline(
     max_containers: int | None,
     keep_going: bool,
     no_cache: bool,
+    overwrite: bool,
     pull: str | None,
     grace: float,
     labels: tuple[str, ...],
@@ -146,6 +148,7 @@ def run_pipeline(
         secrets=secrets_from(sorted(names), os.environ),
         labels=parse_pairs(labels, "--label"),
         on_event=display.job_event,
+        overwrite=overwrite,
     )
     with display, cancel_on_signals(orchestrator, display, grace):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))

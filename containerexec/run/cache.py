@@ -28,6 +28,7 @@ from containerexec.store import files
 from containerexec.store.manifests import manifest, sha256_file
 
 KEY_VERSION = 1
+LINK_PREFIX = "link:"  # a manifest value for a link: its target, instead of a sha256
 # Run-specific values the executor may put in the env; the shard ones do shape the result.
 _KEPT_ENV = {"CONTAINEREXEC_SHARD_INDEX", "CONTAINEREXEC_SHARD_VALUE", "CONTAINEREXEC_SHARD_COUNT"}
 
@@ -104,8 +105,15 @@ class Cache:
         tmp = files.temp_sibling(entry, "tmp")
         try:
             tmp.mkdir()
-            files.copy(staging, tmp / "outputs")
-            hashes = {rel: sha for rel, _size, sha in manifest(str(tmp / "outputs"))}
+            files.copy(staging, tmp / "outputs")  # links stay links, and were checked
+            hashes = {
+                f"{name}/{e.rel}": LINK_PREFIX + e.target
+                if e.kind == "link"
+                else sha256_file(tmp / "outputs" / name / e.rel)
+                for name in sorted(os.listdir(tmp / "outputs"))  # the outputs, and a value
+                for e in files.normalise(tmp / "outputs" / name)
+                if e.kind != "dir"
+            }
             meta = {
                 "key_version": KEY_VERSION,
                 "module": spec.name,
@@ -116,7 +124,7 @@ class Cache:
             }
             (tmp / "manifest.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
             os.rename(tmp, entry)
-        except OSError:
+        except (OSError, files.UnsafeEntry):
             # Another run saved the same key first, or the disk is full: keep theirs, drop ours.
             shutil.rmtree(tmp, ignore_errors=True)
             return
@@ -135,7 +143,19 @@ class Cache:
         for rel, sha in files.items():
             path = entry / "outputs" / rel
             try:
-                ok = path.is_file() and sha256_file(path) == sha
+                if sha.startswith(LINK_PREFIX):  # kept as a link, never read through
+                    target = sha[len(LINK_PREFIX) :]
+                    inside = not os.path.normpath(
+                        os.path.join(os.path.dirname(rel), target)
+                    ).startswith("..")
+                    ok = (
+                        inside
+                        and not os.path.isabs(target)
+                        and path.is_symlink()
+                        and os.readlink(path) == target
+                    )
+                else:
+                    ok = path.is_file() and not path.is_symlink() and sha256_file(path) == sha
             except OSError:
                 ok = False
             if not ok:

@@ -29,11 +29,12 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings, bind
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import returned
+from containerexec.run import returned, staging
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
 from containerexec.run.run import Interactive, InvocationFor, Run, ShardEvent
 from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
+from containerexec.store import files
 from containerexec.store.manifests import input_manifests
 from containerexec.store.records import ImageRecord, RunRecord, ShardRecord
 from containerexec.store.tree import RunLock, RunStore, new_run_id
@@ -53,6 +54,7 @@ class RunOptions:
     pipeline_run: str | None = None
     run_id: str | None = None
     default_outputs: Path | None = None  # outputs given no place go here, else in the run
+    overwrite: bool = False  # a non-empty -o place is emptied at the run's first commit
     deadline_s: float | None = None  # overrides the spec's resources.deadline
 
 
@@ -66,6 +68,25 @@ class ShardCache(Protocol):
     def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
         """Keep a copy of a succeeded shard's staged outputs, atomically."""
         ...
+
+
+def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
+    """The output places that already hold something; UsageError for them unless `overwrite`.
+
+    A new run never mixes its files with an earlier run's: the old content stays
+    until the run commits its first output, and goes then only with --overwrite.
+    """
+    used = {n: p for n, p in sorted(outputs.items()) if files.has_content(Path(p))}
+    if used and not overwrite:
+        name, path = next(iter(used.items()))
+        what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
+        raise UsageError(
+            f"{where}: output '{name}' would be written to '{path}', {what}; a new run "
+            f"does not mix its files with what is there. Choose another place "
+            f"(-o {name}=NEW_PATH), or pass --overwrite to replace the old content "
+            "(it is removed when the run commits its first output)"
+        )
+    return list(used.values())
 
 
 def secrets_from(names: list[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -153,9 +174,13 @@ class Executor:
             base=base,
             default_outputs=opts.default_outputs or self.store.default_outputs(run_id),
         )
+        placed = {n: p for n, p in bindings.outputs.items() if n in outputs}  # the -o ones
+        used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
         with self._locked(run_id) as lock:
+            if used:
+                staging.overwrite_later(self.store.run_dir(run_id) / staging.INDEX_NAME, used)
             spec_dir = spec_path.parent if spec_path else Path.cwd()
             image = images.resolve(
                 self.engine,
@@ -199,9 +224,13 @@ class Executor:
             base=base,
             default_outputs=self.store.default_outputs(prev.run_id),
         )
+        moved = {n: p for n, p in bindings.outputs.items() if prev.outputs.get(n) != p}
+        used = refuse_non_empty(f"module '{spec.name}'", moved, overwrite=opts.overwrite)
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
         with self._locked(prev.run_id) as lock:
+            if used:
+                staging.overwrite_later(self.store.run_dir(prev.run_id) / staging.INDEX_NAME, used)
             self.sweep(prev.run_id)  # containers a killed executor left behind
             self._ensure_image(spec.name, prev.image)
             record = self._record(

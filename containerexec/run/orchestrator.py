@@ -29,7 +29,7 @@ from containerexec.labels import LABEL_PIPELINE_RUN
 from containerexec.model.bindings import bind_value
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
 from containerexec.run.cache import Cache
-from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
 from containerexec.run.run import RunResult, ShardEvent
 from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
@@ -122,8 +122,11 @@ class Orchestrator:
         grace_s: float = 5.0,
         on_event: Callable[[JobEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
+        overwrite: bool = False,
     ) -> None:
+        """`overwrite` lets a non-empty -o place be replaced when the outputs are placed."""
         self.engine = engine
+        self.overwrite = overwrite
         self.store = store
         self.max_workers = max(1, max_workers)
         self.max_containers = max(1, max_containers or os.cpu_count() or 1)
@@ -173,6 +176,8 @@ class Orchestrator:
         """Bind the pipeline's inputs and -o places, run every job it can, place the outputs."""
         values = bind_inputs(plan, inputs, base or Path.cwd())
         targets = bind_outputs(plan, outputs, base or Path.cwd(), values)
+        # Placed at the end by copy-then-rename: an old place is swapped out only then.
+        refuse_non_empty(f"pipeline '{plan.pipeline.name}'", targets, overwrite=self.overwrite)
         pid = run_id or new_run_id(plan.pipeline.name, self.clock())
         self.dir = self.store.pipeline_dir(pid)
         self.record = PipelineRecord(

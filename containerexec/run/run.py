@@ -302,7 +302,8 @@ class Run:
         # Losing a 'running' record to a machine crash only means the shard runs again.
         store.write_shard(base, durable=False)
         cache = self.ex.cache if self.spec.cache else None
-        if cache is not None and self._restore(inv, staging_dir, base):
+        hit = self._restore(inv, staging_dir) if cache is not None else None
+        if hit is not None and hit.ok:
             final = base.model_copy(
                 update={
                     "state": "succeeded",
@@ -314,6 +315,12 @@ class Run:
             )
             store.write_shard(final)
             self._count(shard, "succeeded", None)
+            return final
+        if hit is not None:  # a cached result that cannot be committed here
+            staging.discard(staging_dir)
+            final = with_attempts(base, "failed", [hit], store.log_path(self.id, shard.index))
+            store.write_shard(final.model_copy(update={"cached": True}))
+            self._count(shard, "failed", hit)
             return final
         with self.ex.slots or contextlib.nullcontext():
             attempts = self._attempts(inv, staging_dir, shard)
@@ -375,20 +382,22 @@ class Run:
         except RecordError:
             return []  # left empty by a machine crash: the shard simply runs again
 
-    def _restore(self, inv: Invocation, staging_dir: Path, base: ShardRecord) -> bool:
+    def _restore(self, inv: Invocation, staging_dir: Path) -> Attempt | None:
+        """Commit the cached outputs of this shard: None on a miss, else how the commit went."""
         assert self.ex.cache is not None
         staging.prepare(staging_dir, self.spec)
         if not self.ex.cache.restore(self.spec, self.bindings, inv, staging_dir):
-            return False
+            return None
         try:
-            self._values[inv.shard_index] = returned.take(
-                staging_dir, inv, self.spec, self.bindings
-            )
+            value = returned.take(staging_dir, inv, self.spec, self.bindings)
         except returned.ValueUnreadable:
-            return False  # an entry no container wrote that way: run the shard afresh
-        with self.ex.commit_lock:
-            staging.commit(staging_dir, self.spec, self.bindings)
-        return True
+            return None  # an entry no container wrote that way: run the shard afresh
+        now = self.ex.clock()
+        hit = Attempt(number=1, started_at=now, ended_at=now, exit_code=0, counted=False)
+        done = self._commit(hit, inv, staging_dir, cached=True)
+        if done.ok:
+            self._values[inv.shard_index] = value
+        return done
 
     def _count(self, shard: Shard, state: ShardState, last: Attempt | None) -> None:
         n_state = self.counts.add(state)
@@ -445,18 +454,34 @@ class Run:
             redact=list(self.ex.secrets.values()),
         )
 
-    def _commit(self, a: Attempt, inv: Invocation, staging_dir: Path) -> Attempt:
+    def _commit(
+        self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
+    ) -> Attempt:
+        """Check, cache and commit a succeeded attempt's outputs (or `cached` ones restored
+        from the cache, whose value _restore took); or say why not."""
         try:
-            staging.check(staging_dir, self.spec, self.bindings)
-            if self.ex.cache is not None and self.spec.cache:
+            staged = staging.check(staging_dir, self.spec, self.bindings)
+            if not cached and self.ex.cache is not None and self.spec.cache:
                 self.ex.cache.save(self.spec, self.bindings, inv, staging_dir)
             # Taken out after the cache kept it (a hit returns it too), before the commit.
-            value = returned.take(staging_dir, inv, self.spec, self.bindings)
+            value = None if cached else returned.take(staging_dir, inv, self.spec, self.bindings)
             with self.ex.commit_lock:
-                staging.commit(staging_dir, self.spec, self.bindings)
-            self._values[inv.shard_index] = value
+                staging.commit(
+                    staging_dir,
+                    self.spec,
+                    self.bindings,
+                    staged,
+                    shard=inv.shard_index,
+                    index=staging.CommitIndex(self.commit_index),
+                )
+            if not cached:
+                self._values[inv.shard_index] = value
         except (staging.OutputsMissing, returned.ValueUnreadable) as exc:
             return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
+        except staging.UnsafeOutput as exc:
+            return replace(a, failure=Failure.UNSAFE_OUTPUT, message=str(exc))
+        except staging.OutputCollision as exc:
+            return replace(a, failure=Failure.OUTPUT_COLLISION, message=str(exc))
         except OSError as exc:
             kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
             where = ", ".join(self.bindings.outputs.values())
@@ -464,6 +489,11 @@ class Run:
                 a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
             )
         return a
+
+    @property
+    def commit_index(self) -> Path:
+        """Which shard of this run committed which output path (see staging.CommitIndex)."""
+        return self.ex.store.run_dir(self.id) / staging.INDEX_NAME
 
     # -- the end -----------------------------------------------------------------------
 

@@ -35,6 +35,8 @@ class Failure(StrEnum):
     COMMAND_NOT_FOUND = "command_not_found"
     CANNOT_EXEC = "cannot_exec"
     OUTPUTS_MISSING = "outputs_missing"
+    OUTPUT_COLLISION = "output_collision"  # a path another shard committed
+    UNSAFE_OUTPUT = "unsafe_output"  # a link out of an output, or a FIFO, socket, device
     NO_SPACE = "no_space"
     ENGINE_LOST = "engine_lost"
     ENGINE_ERROR = "engine_error"
@@ -49,6 +51,8 @@ NOT_RETRIED = {
     Failure.IMAGE_NOT_FOUND,
     Failure.CANCELLED,
     Failure.NO_SPACE,
+    Failure.OUTPUT_COLLISION,
+    Failure.UNSAFE_OUTPUT,
 }
 
 

@@ -1,20 +1,67 @@
-"""Staging folders for outputs and their atomic commit into place; input manifests."""
+"""Staging folders for outputs: the check of a succeeded attempt's outputs and their commit.
+
+A commit merges each output into its place: folders merge recursively, every
+entry lands with one rename (a copy then a rename across filesystems), and a
+path is written by one shard only. Which shard committed which path is kept in a
+small per-run index (`commits.jsonl` in the run folder), locked while a shard
+commits, so that a later shard writing the same path fails instead of replacing
+it, and a resumed shard may write its own paths again.
+"""
 
 from __future__ import annotations
 
 import errno
+import fcntl
+import json
 import os
 import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from containerexec.model.bindings import Bindings
-from containerexec.model.invocation import output_filename
+from containerexec.model.invocation import OUTPUTS_ROOT, output_filename
 from containerexec.model.spec import ModuleSpec
 from containerexec.store import files
+
+INDEX_NAME = "commits.jsonl"
+
+# What the check found: each output's entries, relative to the output.
+Staged = Mapping[str, list[files.Entry]]
 
 
 class OutputsMissing(Exception):
     """The command exited 0 but did not write a declared file output."""
+
+
+class UnsafeOutput(Exception):
+    """An output holds a link out of it or a special file: nothing of the shard is committed."""
+
+    def __init__(self, output: str, entry: files.UnsafeEntry) -> None:
+        self.output = output
+        self.path = f"{OUTPUTS_ROOT}/{output}/{entry.path}"
+        self.target = entry.target
+        target = f" -> '{entry.target}'" if entry.target else ""
+        super().__init__(
+            f"output '{output}': '{self.path}'{target} {entry.reason}; nothing was "
+            "committed. Outputs may hold links only to paths inside the same output "
+            "(relative links), and no FIFO, socket or device node"
+        )
+
+
+class OutputCollision(Exception):
+    """A path this shard wrote is already committed by another shard (or by no shard)."""
+
+    def __init__(self, path: str, other: int | None) -> None:
+        self.path = path
+        self.other = other
+        by = f"shard {other} of this run" if other is not None else "something other than this run"
+        super().__init__(
+            f"output path '{path}' was already written by {by}; nothing of this shard "
+            "was committed. Each shard must write its own paths (name files after "
+            "${{shard.index}} or the shard's value), then run again with --resume"
+        )
 
 
 def prepare(staging: Path, spec: ModuleSpec) -> None:
@@ -29,51 +76,147 @@ def discard(staging: Path) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
-def check(staging: Path, spec: ModuleSpec, bindings: Bindings) -> None:
-    """Raise OutputsMissing when a file output was not written."""
-    for name, port in spec.outputs.items():
-        if port.type == "file":
-            path = staging / name / output_filename(spec, bindings, name)
-            if not path.is_file():
-                raise OutputsMissing(f"output '{name}': the command did not write {path.name}")
+def check(staging: Path, spec: ModuleSpec, bindings: Bindings) -> Staged:
+    """Check and normalise the staged outputs (files.normalise); returns what commit places.
 
-
-def commit(staging: Path, spec: ModuleSpec, bindings: Bindings) -> list[str]:
-    """Move a succeeded attempt's outputs into place; returns the paths written.
-
-    Each entry lands with one rename (a copy then a rename across filesystems), so a
-    reader never sees a half-written file. Directory outputs of array shards merge.
+    Raises OutputsMissing when a file output was not written, UnsafeOutput for a
+    link out of an output or a special file.
     """
-    written: list[str] = []
+    found: dict[str, list[files.Entry]] = {}
     for name, port in spec.outputs.items():
-        target = Path(bindings.outputs[name])
+        root = staging / name
         if port.type == "file":
-            src = staging / name / output_filename(spec, bindings, name)
-            _place(src, target)
-            written.append(str(target))
-            continue
-        src_dir = staging / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.exists():
+            root = root / output_filename(spec, bindings, name)
+            if not os.path.lexists(root):
+                raise OutputsMissing(f"output '{name}': the command did not write {root.name}")
+        try:
+            found[name] = files.normalise(root)
+        except files.UnsafeEntry as exc:
+            raise UnsafeOutput(name, exc) from None
+    return found
+
+
+@dataclass
+class CommitIndex:
+    """Which shard committed which path, and the old outputs to clear at the first commit."""
+
+    path: Path
+    claims: dict[str, int] = field(default_factory=dict)
+    to_clear: list[str] = field(default_factory=list)
+
+    @contextmanager
+    def locked(self) -> Iterator[CommitIndex]:
+        """Read the index under an exclusive lock (shards may commit from other processes)."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
             try:
-                os.rename(src_dir, target)
-                written.append(str(target))
+                f.seek(0)
+                self.claims, self.to_clear = {}, []
+                for line in f:
+                    self._read(json.loads(line))
+                yield self
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def _read(self, item: dict[str, object]) -> None:
+        if "overwrite" in item:
+            self.to_clear = [str(p) for p in item["overwrite"]]  # type: ignore[attr-defined]
+        elif "cleared" in item:
+            self.to_clear = []
+        else:
+            shard = int(item["shard"])  # type: ignore[call-overload]
+            self.claims.update((str(p), shard) for p in item["paths"])  # type: ignore[attr-defined]
+
+    def append(self, item: dict[str, object]) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(item, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self._read(item)
+
+
+def overwrite_later(index_path: Path, targets: list[str]) -> None:
+    """Record that these old outputs are removed when the run commits its first output."""
+    CommitIndex(index_path).append({"overwrite": sorted(targets)})
+
+
+def commit(
+    staging: Path,
+    spec: ModuleSpec,
+    bindings: Bindings,
+    staged: Staged,
+    *,
+    shard: int,
+    index: CommitIndex,
+) -> list[str]:
+    """Move a checked attempt's outputs into place; returns the paths written.
+
+    Everything is checked before anything moves: a path another shard committed (or
+    that no shard of this run wrote) raises OutputCollision and nothing is placed.
+    """
+    with index.locked():
+        if index.to_clear:
+            for old in index.to_clear:  # --overwrite: the old content goes now, not before
+                files.remove(Path(old))
+            index.append({"cleared": True})
+        moves: list[tuple[Path, Path]] = []
+        claimed: list[str] = []
+        for name, port in spec.outputs.items():
+            target = Path(bindings.outputs[name])
+            if port.type == "file":
+                _check_path(target, shard, index.claims)
+                moves.append((staging / name / output_filename(spec, bindings, name), target))
+                claimed.append(str(target))
                 continue
-            except OSError as exc:
-                if exc.errno not in (errno.EXDEV, errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-        target.mkdir(parents=True, exist_ok=True)
-        for entry in sorted(src_dir.iterdir()):
-            _place(entry, target / entry.name)
-            written.append(str(target / entry.name))
+            fresh = not os.path.lexists(target)
+            if fresh:  # the common case: the whole folder lands in one rename
+                moves.append((staging / name, target))
+            else:
+                _check_path(target, shard, index.claims, folder=True)
+            for e in staged[name]:
+                dest = target / e.rel
+                if e.kind != "dir":
+                    claimed.append(str(dest))
+                if fresh or (e.kind == "dir" and dest.is_dir() and not dest.is_symlink()):
+                    continue  # folders merge
+                _check_path(dest, shard, index.claims)
+                moves.append((staging / name / e.rel, dest))
+        if claimed:  # before moving: a crash in between leaves claims, never unclaimed files
+            index.append({"shard": shard, "paths": claimed})
+        for src, dest in _outermost(moves):
+            _place(src, dest)
     discard(staging)
-    return written
+    return claimed
+
+
+def _check_path(dest: Path, shard: int, claims: Mapping[str, int], *, folder: bool = False) -> None:
+    """Refuse `dest` when it is there and not this shard's own (or, for an output's
+    folder, when it is there but is not a folder)."""
+    if not os.path.lexists(dest):
+        return
+    is_dir = dest.is_dir() and not dest.is_symlink()
+    if folder and is_dir:
+        return
+    other = claims.get(str(dest))
+    if other == shard and not is_dir:
+        return  # a resumed shard writes its own paths again
+    if other is None and is_dir:
+        prefix = f"{dest}{os.sep}"
+        other = next((s for p, s in claims.items() if p.startswith(prefix)), None)
+    raise OutputCollision(str(dest), other)
+
+
+def _outermost(moves: list[tuple[Path, Path]]) -> list[tuple[Path, Path]]:
+    """Only the outermost new entries move: a new folder moves with everything in it."""
+    moving = {dest for _, dest in moves}
+    return [(src, dest) for src, dest in moves if not any(p in moving for p in dest.parents)]
 
 
 def _place(src: Path, dest: Path) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
-    if dest.is_dir() and not dest.is_symlink():
-        shutil.rmtree(dest)
+    if os.path.lexists(dest) and src.is_dir() != (dest.is_dir() and not dest.is_symlink()):
+        files.remove(dest)  # this shard's own entry of another kind: no rename replaces it
     try:
         os.replace(src, dest)
     except OSError as exc:

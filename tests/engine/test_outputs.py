@@ -1,0 +1,372 @@
+"""Issue 10, items 1-4: outputs merge without loss, never mix runs, and let nothing of the host out.
+
+Each test runs real containers; links, FIFOs, sockets and setuid bits are made
+inside them, and outputs land on the same filesystem as the staging folder
+(rename) or on a tmpfs (copy).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+import subprocess
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import BASE_IMAGE
+from workspace import Workspace, workspace_fixture  # noqa: F401
+
+from containerexec.cli.status import pipeline_status, run_status
+from containerexec.engine.docker import DockerEngine
+from containerexec.errors import UsageError
+from containerexec.model.pipeline import check_pipeline
+from containerexec.run.executor import Executor
+from containerexec.run.orchestrator import Orchestrator, PipelineResult
+from containerexec.store.tree import RunStore
+
+HOST_SECRET = Path("/etc/shadow")
+IDX = "$CONTAINEREXEC_SHARD_INDEX"
+
+
+def module(ws: Workspace, script: str, *, array: str = "", extra: str = "") -> Path:
+    """A module whose shards run `script` in bash with $1 = the output folder."""
+    return ws.spec(
+        "name: outs\n"
+        "outputs: {out: {type: directory}}\n"
+        f"command: [bash, -c, {json.dumps(script)}, outs, '${{{{outputs.out}}}}']\n"
+        + (f"array: {array}\n" if array else "")
+        + extra
+    )
+
+
+def files_under(folder: Path) -> list[str]:
+    return sorted(
+        str(Path(d, f).relative_to(folder)) for d, _dirs, names in os.walk(folder) for f in names
+    )
+
+
+def leaked(folder: Path, host_file: Path = HOST_SECRET) -> list[str]:
+    """Entries under `folder` that read as `host_file` or lead outside `folder`."""
+    secret = host_file.read_bytes()
+    found = []
+    for d, dirs, names in os.walk(folder):
+        for name in [*dirs, *names]:
+            path = Path(d, name)
+            real = os.path.realpath(path)
+            if not real.startswith(os.path.realpath(folder) + os.sep):
+                found.append(f"{path} -> {real}")
+            elif path.is_file() and path.read_bytes() == secret:
+                found.append(str(path))
+    return found
+
+
+def run_into(workspace: Workspace, folder: Path, script: str) -> tuple[Path, int]:
+    """Run a one-shard module writing `script`'s files to `folder`/out: (out, exit status)."""
+    out = folder / "out"
+    _, _, result = workspace.run(module(workspace, script), outputs={"out": str(out)})
+    return out, run_status(result.record)
+
+
+def place(workspace: Workspace, tmpfs: Path, where: str) -> Path:
+    return workspace.root if where == "same-fs" else tmpfs
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than the run store: outputs are copied, not renamed."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.fail("mounting a tmpfs needs root (these tests run as root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+# -- 1. shards merge, and never overwrite each other -----------------------------------------
+
+
+def test_shards_writing_into_shared_subfolders_keep_every_file(workspace: Workspace) -> None:
+    spec = module(
+        workspace,
+        'i=$CONTAINEREXEC_SHARD_INDEX; mkdir -p "$1/kept" "$1/stats";'
+        ' echo $i > "$1/kept/$i"; echo "{}" > "$1/stats/$i.json"',
+        array="{range: 7, max_parallel: 3}",
+    )
+    out = workspace.root / "out"
+    _, _, result = workspace.run(spec, outputs={"out": str(out)})
+    assert run_status(result.record) == 0
+    assert files_under(out) == sorted(
+        [f"kept/{i}" for i in range(7)] + [f"stats/{i}.json" for i in range(7)]
+    )
+
+
+def test_a_path_written_by_two_shards_fails_the_later_one(workspace: Workspace) -> None:
+    spec = module(
+        workspace,
+        f'echo {IDX} > "$1/summary.txt"; echo own > "$1/own-{IDX}"',
+        array="{range: 3, max_parallel: 1}",
+        extra="retries: {max_attempts: 3, backoff: {initial: 0.1}}\n",
+    )
+    done = workspace.cli("run", str(spec), "-o", "out=out")
+    assert done.returncode == 1, done.stderr
+    shards = workspace.shards()
+    assert [s.state for s in shards.values()] == ["succeeded", "failed", "failed"]
+    for s in (shards[1], shards[2]):
+        assert s.failure == "output_collision"
+        assert len(s.attempts) == 1  # never retried
+        assert f"{workspace.root / 'out' / 'summary.txt'}" in s.message
+        assert "shard 0" in s.message
+    assert "output_collision" in done.stderr or "already written by shard 0" in done.stderr
+    # Nothing partial: the failed shards' own files were not committed either.
+    assert files_under(workspace.root / "out") == ["own-0", "summary.txt"]
+    assert (workspace.root / "out" / "summary.txt").read_text() == "0\n"
+    again = workspace.cli("run", str(spec), "--resume", workspace.run_id())
+    assert again.returncode == 1, again.stderr
+    assert [s.failure for s in workspace.shards().values()] == [
+        None,
+        "output_collision",
+        "output_collision",
+    ]
+
+
+def test_a_shard_run_again_recommits_its_own_files(workspace: Workspace) -> None:
+    spec = module(
+        workspace,
+        f'mkdir -p "$1/kept"; date +%s%N > "$1/kept/{IDX}"',
+        array="{range: 2}",
+    )
+    out = workspace.root / "out"
+    _, _, result = workspace.run(spec, outputs={"out": str(out)})
+    assert run_status(result.record) == 0
+    before = (out / "kept" / "1").read_text()
+    engine = DockerEngine.from_env()
+    try:
+        shard = Executor(engine, workspace.store).work(result.record.run_id, 1)
+    finally:
+        engine.api.close()
+    assert shard.state == "succeeded", shard.message
+    assert files_under(out) == ["kept/0", "kept/1"]
+    assert (out / "kept" / "1").read_text() != before  # its own file, committed again
+
+
+# -- 2. a fresh run never mixes with what is there --------------------------------------------
+
+
+def test_a_new_run_into_a_non_empty_folder_is_refused_before_any_container(
+    workspace: Workspace,
+) -> None:
+    spec = module(workspace, 'echo new > "$1/new.txt"')
+    workspace.folder("out", {"old.txt": "old"})
+    done = workspace.cli("run", str(spec), "-o", "out=out")
+    assert done.returncode == 2, done.stderr
+    assert "output 'out'" in done.stderr and str(workspace.root / "out") in done.stderr
+    assert "--overwrite" in done.stderr and "-o out=" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert workspace.store.ids() == []  # no run, so no container
+    file_spec = workspace.spec(
+        "name: one\noutputs: {res: {type: file}}\ncommand: [bash, -c, 'echo x > $0', "
+        "'${{outputs.res}}']\n",
+        name="one.yaml",
+    )
+    (workspace.root / "res.txt").write_text("old")
+    done = workspace.cli("run", str(file_spec), "-o", "res=res.txt")
+    assert done.returncode == 2 and "a file that exists" in done.stderr, done.stderr
+    assert (workspace.root / "res.txt").read_text() == "old"
+
+
+def test_overwrite_removes_the_old_content_only_when_the_run_commits(workspace: Workspace) -> None:
+    flags = workspace.folder("flags")
+    spec = workspace.spec(
+        "name: ow\ninputs: {flags: {type: directory}}\noutputs: {out: {type: directory}}\n"
+        "command: [bash, -c, 'test -e $0/ok || exit 3; echo new > $1/new.txt',"
+        " '${{inputs.flags}}', '${{outputs.out}}']\n"
+    )
+    workspace.folder("out", {"old.txt": "old"})
+    failed = workspace.cli("run", str(spec), "-i", f"flags={flags}", "-o", "out=out", "--overwrite")
+    assert failed.returncode == 3, failed.stderr
+    assert files_under(workspace.root / "out") == ["old.txt"]  # nothing committed: kept
+    (flags / "ok").write_text("")
+    done = workspace.cli("run", str(spec), "--resume", workspace.run_id())
+    assert done.returncode == 0, done.stderr
+    assert files_under(workspace.root / "out") == ["new.txt"]
+
+
+# -- 3. links and special files ---------------------------------------------------------------
+
+LEAKS = 'echo data > "$1/data.txt"; ln -s /etc/shadow "$1/shadow"; ln -s /etc "$1/etc"'
+
+
+@pytest.mark.parametrize("where", ["same-fs", "tmpfs"])
+def test_links_out_of_the_output_fail_the_shard_and_copy_nothing(
+    workspace: Workspace, tmpfs: Path, where: str
+) -> None:
+    out, status = run_into(workspace, place(workspace, tmpfs, where), LEAKS)
+    assert status == 1
+    shard = workspace.shards()[0]
+    assert shard.failure == "unsafe_output" and len(shard.attempts) == 1
+    assert "/outputs/out/" in shard.message and "link out of the output" in shard.message
+    assert "'/etc" in shard.message
+    assert not out.exists() or files_under(out) == []
+    assert leaked(workspace.root) == [] and leaked(tmpfs) == []
+
+
+@pytest.mark.parametrize("where", ["same-fs", "tmpfs"])
+def test_links_inside_the_output_stay_links(workspace: Workspace, tmpfs: Path, where: str) -> None:
+    out, status = run_into(
+        workspace,
+        place(workspace, tmpfs, where),
+        'mkdir -p "$1/sub"; echo data > "$1/sub/data.txt"; ln -s sub/data.txt "$1/link";'
+        ' ln -s ../link "$1/sub/up"; ln -s sub "$1/dirlink"',
+    )
+    assert status == 0, workspace.shards()[0].message
+    assert os.readlink(out / "link") == "sub/data.txt"
+    assert os.readlink(out / "sub" / "up") == "../link"
+    assert (out / "dirlink").is_symlink() and (out / "sub" / "up").read_text() == "data\n"
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        'mkfifo "$1/pipe"',
+        'python3 -c "import socket,sys; socket.socket(socket.AF_UNIX).bind(sys.argv[1])" "$1/sock"',
+        'mkdir "$1/d"; cd "$1/d" && ln -s ../../.. esc',
+    ],
+    ids=["fifo", "socket", "dotdot"],
+)
+def test_special_files_and_escaping_links_are_refused(
+    workspace: Workspace, tmpfs: Path, script: str
+) -> None:
+    out, status = run_into(workspace, tmpfs, f'echo data > "$1/data.txt"; {script}')
+    assert status == 1
+    shard = workspace.shards()[0]
+    assert shard.failure == "unsafe_output", shard.message
+    assert not out.exists()
+
+
+def test_hard_links_to_files_outside_cannot_be_made(workspace: Workspace) -> None:
+    secret = workspace.folder("in", {"secret.txt": "host secret"})
+    spec = workspace.spec(
+        "name: hard\ninputs: {d: {type: directory}}\noutputs: {out: {type: directory}}\n"
+        "command: [bash, -c, 'ln $0/secret.txt $1/hard; echo $? > $1/status;"
+        " ln /etc/passwd $1/passwd; echo $? >> $1/status', '${{inputs.d}}', '${{outputs.out}}']\n"
+    )
+    out = workspace.root / "out"
+    _, _, result = workspace.run(spec, {"d": str(secret)}, {"out": str(out)})
+    assert run_status(result.record) == 0
+    assert files_under(out) == ["status"]  # both links failed inside the container
+    assert "0" not in (out / "status").read_text().split()
+
+
+# -- 4. setuid, setgid and sticky bits -------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["same-fs", "tmpfs"])
+def test_setuid_setgid_and_sticky_bits_are_cleared(
+    workspace: Workspace, tmpfs: Path, where: str
+) -> None:
+    out, status = run_into(
+        workspace,
+        place(workspace, tmpfs, where),
+        'echo x > "$1/suid"; chmod 4755 "$1/suid"; echo x > "$1/sgid"; chmod 2755 "$1/sgid";'
+        ' mkdir "$1/d"; chmod 3777 "$1/d"; echo x > "$1/d/f"; chmod 6711 "$1/d/f"',
+    )
+    assert status == 0
+    modes = {p: stat.S_IMODE(os.lstat(out / p).st_mode) for p in ("suid", "sgid", "d", "d/f")}
+    assert modes == {"suid": 0o755, "sgid": 0o755, "d": 0o777, "d/f": 0o711}
+
+
+# -- through a pipeline, and through the cache ------------------------------------------------
+
+LINKER = f"""\
+name: linker
+environment: {{image: '{BASE_IMAGE}', pull: never}}
+inputs: {{mode: {{type: string}}}}
+outputs: {{out: {{type: directory}}}}
+command: [bash, -c, 'echo data > $1/data.txt;
+          if [ $0 = leak ]; then ln -s /etc/shadow $1/shadow; fi;
+          if [ $0 = inner ]; then ln -s data.txt $1/link; fi', '${{{{inputs.mode}}}}',
+          '${{{{outputs.out}}}}']
+"""
+LINKS = """\
+name: links
+inputs: {mode: {type: string}}
+outputs: {result: "${{jobs.l.outputs.out}}"}
+jobs:
+  l: {module: linker.yaml, inputs: {mode: "${{inputs.mode}}"}}
+"""
+
+
+def pipeline(
+    workspace: Workspace, labels: dict[str, str], mode: str, out: Path, **options: Any
+) -> PipelineResult:
+    (workspace.root / "linker.yaml").write_text(textwrap.dedent(LINKER))
+    (workspace.root / "links.yaml").write_text(LINKS)
+    engine = DockerEngine.from_env()
+    try:
+        orch = Orchestrator(engine, RunStore(workspace.runs_dir), labels=labels, **options)
+        plan = check_pipeline(workspace.root / "links.yaml")
+        return orch.run(plan, {"mode": mode}, {"result": str(out)})
+    finally:
+        engine.api.close()
+
+
+def test_a_pipeline_places_inner_links_as_links_and_refuses_outer_ones(
+    workspace: Workspace, tmpfs: Path, test_session_label: dict[str, str]
+) -> None:
+    bad = pipeline(workspace, test_session_label, "leak", tmpfs / "leak")
+    assert pipeline_status(bad.record) == 1
+    assert "unsafe" in str(workspace.shards(bad.record.jobs["l"].run_id or "")[0].failure)
+    assert not (tmpfs / "leak").exists()
+    good = pipeline(workspace, test_session_label, "inner", tmpfs / "inner")
+    assert pipeline_status(good.record) == 0
+    assert os.readlink(tmpfs / "inner" / "link") == "data.txt"
+    assert leaked(tmpfs) == [] and leaked(workspace.root) == []
+
+
+def test_a_pipeline_refuses_a_non_empty_place_unless_overwrite(
+    workspace: Workspace, tmpfs: Path, test_session_label: dict[str, str]
+) -> None:
+    place = workspace.folder("place", {"old.txt": "old"})
+    with pytest.raises(UsageError, match="--overwrite") as info:
+        pipeline(workspace, test_session_label, "plain", place)
+    assert "place" in str(info.value) and workspace.store.ids() == []
+    done = pipeline(workspace, test_session_label, "plain", place, overwrite=True)
+    assert pipeline_status(done.record) == 0
+    assert files_under(place) == ["data.txt"]
+
+
+def test_a_cache_hit_restores_links_as_links_and_never_reads_through_one(
+    workspace: Workspace, tmpfs: Path, test_session_label: dict[str, str]
+) -> None:
+    first = pipeline(workspace, test_session_label, "inner", tmpfs / "a")
+    assert pipeline_status(first.record) == 0
+    second = pipeline(workspace, test_session_label, "inner", tmpfs / "b")
+    assert second.record.jobs["l"].cached
+    assert os.readlink(tmpfs / "b" / "link") == "data.txt"
+    # An entry as the old cache wrote it: a link to a host file, hashed through the link.
+    assert (
+        pipeline_status(pipeline(workspace, test_session_label, "plain", tmpfs / "d").record) == 0
+    )
+    manifests = [
+        m
+        for m in (workspace.runs_dir / "cache").rglob("manifest.json")
+        if "out/link" not in json.loads(m.read_text())["files"]
+    ]
+    assert len(manifests) == 1
+    data = manifests[0].parent / "outputs" / "out" / "data.txt"
+    data.unlink()
+    data.symlink_to(HOST_SECRET)
+    meta = json.loads(manifests[0].read_text())
+    meta["files"]["out/data.txt"] = hashlib.sha256(HOST_SECRET.read_bytes()).hexdigest()
+    manifests[0].write_text(json.dumps(meta))
+    third = pipeline(workspace, test_session_label, "plain", tmpfs / "c")
+    assert pipeline_status(third.record) == 0
+    assert not third.record.jobs["l"].cached  # the damaged entry is a miss: the shard ran
+    assert (tmpfs / "c" / "data.txt").read_text() == "data\n"
+    assert leaked(tmpfs) == [] and leaked(workspace.root) == []
