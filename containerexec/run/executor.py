@@ -153,6 +153,9 @@ class Executor:
         )
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
+        # Before any image is built or pulled: this walk refuses inputs that hold sockets,
+        # FIFOs or devices, and unreadable files.
+        manifests = input_manifests(spec, bindings)
         with self._locked(run_id) as lock:
             spec_dir = spec_path.parent if spec_path else Path.cwd()
             image = images.resolve(
@@ -165,7 +168,7 @@ class Executor:
                 on_progress=self.on_pull_progress,
             )
             record = self._record(spec, bindings, run_id, image, shards, selected, opts, spec_path)
-            record = record.model_copy(update={"input_manifests": input_manifests(spec, bindings)})
+            record = record.model_copy(update={"input_manifests": manifests})
             return self._open(spec, bindings, record, shards, selected, opts, lock)
 
     def resume(
