@@ -31,6 +31,7 @@ def create_kwargs(inv: Invocation, *, secrets: Mapping[str, str]) -> dict[str, A
         "tmpfs": {"/tmp": f"rw,exec,nosuid,nodev,size={TMPFS_SIZE}"},
         # An init as PID 1 forwards SIGTERM to the command, so stop is graceful.
         "init": True,
+        "pids_limit": inv.limits.pids,
         "log_config": {"type": "json-file", "config": {"max-size": LOG_MAX_SIZE, "max-file": "2"}},
     }
     lim = inv.limits
@@ -77,6 +78,7 @@ def docker_run_command(
     args += ["--rm"] if remove else []
     args += ["--name", name] if name else []
     args += ["--init"] if hc["init"] else []
+    args += ["--pids-limit", str(hc["pids_limit"])]
     args += ["--read-only"] if hc["read_only"] else []
     for path, opts in sorted(hc["tmpfs"].items()):
         args += ["--tmpfs", f"{path}:{opts}"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,12 @@ from typing import Any
 
 from containerexec.errors import UsageError
 from containerexec.model.spec import InputPort, ModuleSpec, check_value
+
+# Mounted into a container, each of these hands it the host: its processes, kernel
+# knobs, devices, and the sockets of its daemons (the engine's among them).
+HOST_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
+# Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
+ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 @dataclass(frozen=True)
@@ -86,12 +93,63 @@ def bind_value(where: str, name: str, port: InputPort, value: Any, root: Path) -
         raise UsageError(f"{where}: input '{name}': {exc}") from None
     if port.type in ("file", "directory"):
         path = (root / os.path.expanduser(str(value))).resolve()
+        refused = host_path_refusal(path)
+        if refused:
+            raise UsageError(f"{where}: input '{name}': {refused}")
         if not (path.is_file() if port.type == "file" else path.is_dir()):
             raise UsageError(_missing(where, name, port.type, path))
         value = str(path)
     return value
 
 
+def host_path_refusal(path: Path) -> str | None:
+    """Why the resolved input `path` must not be mounted, or None when it may be."""
+    if _is_engine_socket(path):
+        return (
+            f"'{path}' is the engine's socket, which would let the container control the "
+            "engine; pass your data instead"
+        )
+    if path == Path("/") or any(path == r or r in path.parents for r in HOST_ROOTS):
+        what = "the host's root folder" if path == Path("/") else f"in the host's /{path.parts[1]}"
+        return f"'{path}' is {what}, which would hand the host to the container; pass your data"
+    return None
+
+
+def special_kind(mode: int) -> str | None:
+    """'socket', 'FIFO' or 'device node' for a file mode that is one of those, else None."""
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device node"
+    return None
+
+
+def _is_engine_socket(path: Path) -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    sockets = [
+        *ENGINE_SOCKETS,
+        *([host.removeprefix("unix://")] if host.startswith("unix://") else []),
+    ]
+    for sock in sockets:
+        try:
+            if os.path.samefile(path, sock):  # a hard link is the same socket
+                return True
+        except OSError:
+            continue
+    return False
+
+
 def _missing(where: str, name: str, kind: str, path: Path) -> str:
+    try:
+        special = special_kind(path.stat().st_mode)
+    except OSError:
+        special = None
+    if special:
+        return (
+            f"{where}: input '{name}': '{path}' is a {special}, which would hand the host to "
+            f"the container; pass a {kind} of your data"
+        )
     found = "a file" if path.is_file() else "a directory" if path.is_dir() else "nothing"
     return f"{where}: input '{name}' expects a {kind} at '{path}', found {found}; check the path"

@@ -13,7 +13,7 @@ from containerexec.labels import LABEL_MODULE, LABEL_RUN, LABEL_SHARD
 from containerexec.model import placeholders
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
-from containerexec.model.spec import ModuleSpec
+from containerexec.model.spec import DEFAULT_PIDS, ModuleSpec
 
 INPUTS_ROOT = "/inputs"
 OUTPUTS_ROOT = "/outputs"
@@ -39,6 +39,8 @@ class Limits(BaseModel):
     memory_bytes: int | None = None
     shm_size_bytes: int | None = None
     timeout_s: float | None = None
+    # Records written before this field replay with the default, not without a limit.
+    pids: int = DEFAULT_PIDS
 
 
 class Invocation(BaseModel):
@@ -175,6 +177,7 @@ def resolve(
             memory_bytes=res.memory,
             shm_size_bytes=res.shm_size,
             timeout_s=res.timeout,
+            pids=res.pids,
         ),
         network=spec.network,
         labels=all_labels,

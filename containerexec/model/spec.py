@@ -160,6 +160,12 @@ class ArraySpec(Model):
         return self
 
 
+# The kernel's default pid_max is at least 1024 per CPU, and a run starts one shard per
+# core by default: 512 tasks each leaves the host half its pids even if every shard is
+# a fork bomb, and is still room for a process per core with its threads.
+DEFAULT_PIDS = 512
+
+
 class Resources(Model):
     cpus: float | None = Field(None, gt=0)
     memory: Bytes | None = None
@@ -169,6 +175,12 @@ class Resources(Model):
         None,
         description="The whole run's time limit (like activeDeadlineSeconds): after it no "
         "attempt starts and running shards are stopped; it outranks retries.",
+    )
+    pids: int = Field(
+        DEFAULT_PIDS,
+        ge=2,
+        description="Most processes and threads the container may hold at once (a fork "
+        "bomb stops there); at least 2: the init and the command.",
     )
 
 

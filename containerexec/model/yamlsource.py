@@ -3,6 +3,10 @@
 Pydantic reports errors by `loc` (a path of keys and indices); this module keeps
 a map from those paths to positions in the file, so every problem can be shown
 as FILE:LINE:COL. Duplicate keys, which PyYAML silently accepts, are problems.
+
+PyYAML composes `*name` aliases as shared nodes, so a small file can stand for
+billions of values ("billion laughs"). Walking that graph into plain data is
+where the expansion happens; it stops at MAX_NODES values, with a problem.
 """
 
 from __future__ import annotations
@@ -15,6 +19,19 @@ import yaml
 from containerexec.errors import Problem
 
 Loc = tuple[str | int, ...]
+
+# Far above any real spec (10,000 array values written out are ~10,000 nodes), far
+# below what a bomb expands to. Walking this many nodes costs less than scanning an
+# honest file that holds them, so a bomb is refused faster than such a file is read.
+MAX_NODES = 100_000
+
+
+class _TooLarge(Exception):
+    """Raised out of the walk at the node that went past MAX_NODES."""
+
+    def __init__(self, node: yaml.Node, loc: Loc) -> None:
+        self.node = node
+        self.loc = loc
 
 
 @dataclass
@@ -75,16 +92,51 @@ def parse(text: str, path: str) -> Located:
         loader.dispose()
     if node is None:
         return located
-    located.data = _build(node, (), located, loader)
+    try:
+        located.data = _Builder(loader).build(node, (), located)
+    except _TooLarge as exc:
+        located.data = None
+        located.values.clear()
+        located.keys.clear()
+        mark = exc.node.start_mark
+        located.problems.append(
+            Problem(
+                path,
+                mark.line + 1,
+                mark.column + 1,
+                dotted(exc.loc),
+                f"more than {MAX_NODES:,} values once aliases (*name) are expanded "
+                "(an alias bomb?); write the values out or nest fewer aliases",
+            )
+        )
     return located
 
 
-def _build(node: yaml.Node, loc: Loc, located: Located, loader: yaml.SafeLoader) -> Any:
-    located.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
+@dataclass
+class _Builder:
+    """Node graph -> plain data, counting every node it expands (aliases included)."""
+
+    loader: yaml.SafeLoader
+    count: int = 0
+
+    def build(self, node: yaml.Node, loc: Loc, located: Located) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            raise _TooLarge(node, loc)
+        located.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, loc, located)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*loc, i), located) for i, item in enumerate(node.value)]
+        return self.loader.construct_object(node, deep=True)
+
+    def _mapping(self, node: yaml.MappingNode, loc: Loc, located: Located) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
+            if isinstance(key_node, yaml.ScalarNode):
+                key = self.loader.construct_object(key_node, deep=True)
+            else:  # counted like any value, its positions kept apart
+                key = self.build(key_node, loc, Located(located.path, None))
             if not isinstance(key, str | int | float | bool):
                 key = str(key)
             sub = (*loc, str(key))
@@ -100,8 +152,5 @@ def _build(node: yaml.Node, loc: Loc, located: Located, loader: yaml.SafeLoader)
                 )
                 continue
             located.keys[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _build(value_node, sub, located, loader)
+            out[key] = self.build(value_node, sub, located)
         return out
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*loc, i), located, loader) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)

@@ -178,6 +178,9 @@ class Executor:
         used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
+        # Before any image is built or pulled: this walk refuses inputs that hold sockets,
+        # FIFOs or devices, and unreadable files.
+        manifests = input_manifests(spec, bindings)
         with self._locked(run_id) as lock:
             if used:
                 staging.overwrite_later(self.store.run_dir(run_id) / staging.INDEX_NAME, used)
@@ -192,7 +195,7 @@ class Executor:
                 on_progress=self.on_pull_progress,
             )
             record = self._record(spec, bindings, run_id, image, shards, selected, opts, spec_path)
-            record = record.model_copy(update={"input_manifests": input_manifests(spec, bindings)})
+            record = record.model_copy(update={"input_manifests": manifests})
             return self._open(spec, bindings, record, shards, selected, opts, lock)
 
     def resume(

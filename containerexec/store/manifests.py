@@ -1,26 +1,41 @@
-"""Input manifests: every file's relative path, size and sha256, within a hashing budget."""
+"""Input manifests: every file's relative path, size and sha256, within a hashing budget.
+
+The walk that builds an input's manifest is also where inputs holding a socket, a
+FIFO or a device node are refused (a read-only bind still lets a container talk to
+a socket or open a device), so no input is walked twice.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from pathlib import Path
 
-from containerexec.model.bindings import Bindings
+from containerexec.errors import UsageError
+from containerexec.model.bindings import Bindings, special_kind
 from containerexec.model.spec import ModuleSpec
 from containerexec.store.records import FileEntry
 
 MANIFEST_HASH_BYTES = 1 << 30
 
 
-def manifest(path: str, *, hash_limit_bytes: int | None = None) -> list[tuple[str, int, str]]:
+def manifest(
+    path: str, *, hash_limit_bytes: int | None = None, refuse_specials: bool = False
+) -> list[tuple[str, int, str]]:
     """(relative path, size, sha256) of a file or every file under a directory, sorted.
 
     Past `hash_limit_bytes` of content hashed, files get an empty sha256 (size only),
-    so recording a run over a huge dataset does not read all of it first.
+    so recording a run over a huge dataset does not read all of it first. Symbolic
+    links are listed as what they point to when that is a file, and never followed
+    into directories.
+
+    Raises:
+        SpecialFile: with `refuse_specials`, for the first socket, FIFO or device node.
+        OSError: for a file or folder that cannot be listed, read or stat'ed.
     """
     root = Path(path)
-    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    files = [root] if root.is_file() else _files(root, refuse_specials)
     out = []
     hashed = 0
     for f in files:
@@ -30,6 +45,33 @@ def manifest(path: str, *, hash_limit_bytes: int | None = None) -> list[tuple[st
         hashed += size if within else 0
         out.append((rel, size, sha256_file(f) if within else ""))
     return out
+
+
+class SpecialFile(Exception):
+    """A socket, FIFO or device node found in a tree that must hold only files."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(f"'{path}' is a {kind}")
+        self.path = path
+        self.kind = kind
+
+
+def _files(root: Path, refuse_specials: bool) -> list[Path]:
+    """Regular files (and links to them) under `root`, sorted; one lstat per entry."""
+    found: list[Path] = []
+    folders = [root]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISDIR(mode):
+                    folders.append(Path(entry.path))
+                elif stat.S_ISREG(mode) or (stat.S_ISLNK(mode) and entry.is_file()):
+                    found.append(Path(entry.path))
+                elif refuse_specials and (kind := special_kind(mode)):
+                    # A link is not checked: it resolves inside the container, not here.
+                    raise SpecialFile(Path(entry.path), kind)
+    return sorted(found)
 
 
 def sha256_file(path: Path) -> str:
@@ -45,11 +87,27 @@ def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[File
 
     Content past CONTAINEREXEC_MANIFEST_HASH_BYTES per input (default 1 GiB) is
     recorded by size only: repro then checks those files' sizes, not their bytes.
+
+    Raises:
+        UsageError: an input holds a socket, FIFO or device node, or a file in it
+            cannot be read; the message names the input and the path.
     """
     limit = int(os.environ.get("CONTAINEREXEC_MANIFEST_HASH_BYTES", str(MANIFEST_HASH_BYTES)))
     out = {}
+    where = f"module '{spec.name}'"
     for name, value in bindings.inputs.items():
         if spec.inputs[name].type in ("file", "directory"):
-            entries = manifest(value, hash_limit_bytes=limit)
+            try:
+                entries = manifest(value, hash_limit_bytes=limit, refuse_specials=True)
+            except SpecialFile as exc:
+                raise UsageError(
+                    f"{where}: input '{name}': {exc}, which would hand the host to the "
+                    "container; move it out of the input or pass a folder without it"
+                ) from None
+            except OSError as exc:
+                raise UsageError(
+                    f"{where}: input '{name}': cannot read '{exc.filename or value}': "
+                    f"{exc.strerror or exc}; fix its permissions or leave it out"
+                ) from None
             out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     return out
