@@ -72,10 +72,12 @@ def take(staging: Path, inv: Invocation, spec: ModuleSpec, bindings: Bindings) -
     """
     folder = staging / MOUNT_NAME
     path = folder / "value.json"
-    if not wanted(inv) or not path.is_file():
+    if not wanted(inv) or not (path.is_file() or path.is_symlink()):
         shutil.rmtree(folder, ignore_errors=True)
         return None
     try:
+        if path.is_symlink() or not path.is_file():  # never read a host file through a link
+            raise ValueUnreadable(f"{CONTAINER_FILE} is a link or not a plain file")
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise ValueUnreadable(

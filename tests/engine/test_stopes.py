@@ -63,6 +63,15 @@ class Unserialisable(ContainerModule):
 def answer(n: int) -> int:
     """No output at all, only a value."""
     return n * 2
+
+
+@module(image="containerexec/base:bookworm")
+def sneaky(target: str) -> int:
+    """Leaves a link to a host file where the value goes, and exits before the entry writes."""
+    import os
+
+    os.symlink(target, "/outputs/.containerexec-returned/value.json")
+    os._exit(0)
 '''
 
 
@@ -174,3 +183,21 @@ def test_repro_of_a_shard_that_returns_a_value_reproduces_it(
     repro_id = next(w for w in shown.output.split() if w.startswith("answer-repro-"))
     show = CliRunner().invoke(cli, ["--runs-dir", str(runs), "runs", "show", repro_id, "--json"])
     assert [s["returned"] for s in json.loads(show.output)["shards"]] == [8]
+
+
+def test_a_value_file_that_links_to_a_host_file_is_never_read(
+    tmp_path: Path, test_session_label: dict[str, str]
+) -> None:
+    secret = tmp_path / "secret.json"
+    secret.write_text('{"host": "secret"}')
+    module: Module = load(tmp_path, "sneaky")
+    result = module.run(
+        target=str(secret),
+        runs_dir=tmp_path / "runs",
+        check=False,
+        options=RunOptions(labels=test_session_label),
+    )
+    assert result.state == "failed" and result.values == [None]
+    record = (tmp_path / "runs").rglob("shards/000000.json").__next__().read_text()
+    assert json.loads(record)["returned"] is None
+    assert '"host"' not in record
