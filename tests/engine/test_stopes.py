@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from containerexec.authoring import ContainerModule, InputDir, OutputDir, module
+from containerexec.authoring import ContainerModule, InputDir, OutputDir, module, pipeline
 
 
 @dataclass
@@ -63,6 +63,14 @@ class Unserialisable(ContainerModule):
 def answer(n: int) -> int:
     """No output at all, only a value."""
     return n * 2
+
+
+@pipeline
+def counting(corpus: InputDir):
+    """A ContainerModule job: its array() must see the corpus this run is given."""
+    seed = Path(__file__).parent / "seed"
+    job = CountWords(Config(corpus=seed, out=Path("unused"))).as_module()(corpus=corpus)
+    return {"counts": job.outputs.out}
 
 
 @module(image="containerexec/base:bookworm")
@@ -201,3 +209,22 @@ def test_a_value_file_that_links_to_a_host_file_is_never_read(
     record = (tmp_path / "runs").rglob("shards/000000.json").__next__().read_text()
     assert json.loads(record)["returned"] is None
     assert '"host"' not in record
+
+
+def test_a_container_module_job_of_a_pipeline_evaluates_array_with_the_jobs_inputs(
+    tmp_path: Path, test_session_label: dict[str, str]
+) -> None:
+    corpus(tmp_path / "seed", {"only.txt": "traced with this one file"})
+    counting = load(tmp_path, "counting")
+    runs = {"runs_dir": tmp_path / "runs", "labels": test_session_label, "cache": False}
+    two = corpus(tmp_path / "two", {"a.txt": "one", "b.txt": "two words"})
+    first = counting.run(corpus=two, counts=tmp_path / "c2", **runs)
+    three = corpus(tmp_path / "three", {"a.txt": "1", "b.txt": "2", "c.txt": "3"})
+    second = counting.run(corpus=three, counts=tmp_path / "c3", **runs)
+    assert [j.shards for j in first.record.jobs.values()] == [2]
+    assert [j.shards for j in second.record.jobs.values()] == [3]
+    assert sorted(p.name for p in (tmp_path / "c3").iterdir()) == [
+        "a.txt.count",
+        "b.txt.count",
+        "c.txt.count",
+    ]
