@@ -19,6 +19,7 @@ from containerexec.cli.status import run_status
 from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.store.tree import RunStore
@@ -38,6 +39,9 @@ def validate(spec: Path) -> None:
         f"{spec}: valid module '{m.name}' {m.version} "
         f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
     )
+    glob = glob_mount(m)
+    if glob is not None:
+        click.echo(f"  glob: {glob.describe()}")
 
 
 @cli.command()
@@ -76,6 +80,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@click.option(
+    "--accept-input-changes",
+    is_flag=True,
+    help="With --resume: run though the inputs differ from those RUN recorded; each shard "
+    "run records the inputs it read.",
+)
 @pull_option
 @grace_option
 @click.option(
@@ -101,6 +111,7 @@ def run(
     shards: str | None,
     max_parallel: int | None,
     resume: str | None,
+    accept_input_changes: bool,
     pull: str | None,
     grace: float,
     log_limit: str,
@@ -115,6 +126,10 @@ def run(
     cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.
     """
     app: App = ctx.obj
+    if accept_input_changes and not resume:
+        raise UsageError(
+            "--accept-input-changes goes with --resume RUN; a new run has no inputs to compare"
+        )
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
@@ -130,8 +145,16 @@ def run(
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one
             started = executor.resume(
-                module, resume, inputs=raw_in, outputs=raw_out, spec_path=spec_path, options=opts
+                module,
+                resume,
+                inputs=raw_in,
+                outputs=raw_out,
+                spec_path=spec_path,
+                options=opts,
+                accept_input_changes=accept_input_changes,
             )
+            for line in started.notices:
+                display.note(line)
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
         result = started.wait()

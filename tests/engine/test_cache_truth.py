@@ -78,7 +78,8 @@ environment: {{image: '{BASE_IMAGE}', pull: never}}
 inputs: {{corpus: {{type: directory}}}}
 outputs: {{seen: {{type: directory}}}}
 command: [sh, -c, 'ls "$(dirname "$0")" > "$1"; wc -c < "$0" >> "$1"',
-          "${{{{inputs.corpus}}}}/${{{{shard.value}}}}", "${{{{outputs.seen}}}}/${{{{shard.value}}}}.ls"]
+          "${{{{inputs.corpus}}}}/${{{{shard.value}}}}",
+          "${{{{outputs.seen}}}}/${{{{shard.value}}}}.ls"]
 array: {{glob: {{input: corpus, pattern: "*.txt"}}, max_parallel: 4}}
 """
 GLOB_PIPELINE = """\

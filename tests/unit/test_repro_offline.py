@@ -385,8 +385,8 @@ def test_files_past_the_hash_budget_are_recorded_and_checked_by_size_only(
     assert [(p, n, bool(h)) for p, n, h in entries] == [("a.bin", 100, True), ("b.bin", 100, False)]
     recorded = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     (data / "b.bin").write_bytes(b"c" * 100)  # same size: not seen, by design
-    assert repro.input_changes("data", recorded, data, is_file=False) == []
+    assert manifests.input_changes("data", recorded, data, is_file=False) == []
     (data / "a.bin").write_bytes(b"z" * 100)  # hashed: seen
-    assert repro.input_changes("data", recorded, data, is_file=False) == [
+    assert manifests.input_changes("data", recorded, data, is_file=False) == [
         "changed  data/a.bin (same size, different content)"
     ]
