@@ -211,15 +211,13 @@ def test_a_file_only_glob_shard_is_keyed_on_its_file_not_its_place(tmp_path: Pat
     whole = SPEC.replace('"${{inputs.corpus}}/${{shard.value}}"', '"${{inputs.corpus}}"')
     by_index = SPEC.replace('"${{inputs.min}}"', '"${{shard.index}}"')
     cache = Cache(tmp_path / "cache")
+
+    def key(spec: ModuleSpec, b: Bindings, index: int, count: int) -> str:
+        shard = Shard(index, "b.txt", count)
+        inv = resolve(spec, b, shard, run_id="r", image="i", staging=Path("/s"), user="1:1")
+        return cache.key(spec, b, inv)
+
     for text, same in ((SPEC, True), (whole, False), (by_index, False)):
         spec, b, _ = setup(tmp_path, text)
-
-        def key(index: int, count: int) -> str:
-            inv = resolve(
-                spec, b, Shard(index, "b.txt", count), run_id="r", image="i", staging=Path("/s"),
-                user="1:1",
-            )  # fmt: skip
-            return cache.key(spec, b, inv)
-
         # b.txt was shard 1 of 2; a file sorted before it makes it shard 2 of 3.
-        assert (key(1, 2) == key(2, 3)) is same, text
+        assert (key(spec, b, 1, 2) == key(spec, b, 2, 3)) is same, text
