@@ -221,3 +221,50 @@ def test_a_file_only_glob_shard_is_keyed_on_its_file_not_its_place(tmp_path: Pat
         spec, b, _ = setup(tmp_path, text)
         # b.txt was shard 1 of 2; a file sorted before it makes it shard 2 of 3.
         assert (key(spec, b, 1, 2) == key(spec, b, 2, 3)) is same, text
+
+
+CODE = """\
+from containerexec.authoring import ContainerModule, OutputDir, module
+
+
+@module(image="containerexec/base:bookworm")
+def f(out: OutputDir) -> None:
+    (out / "x").write_text("1")
+
+
+class C(ContainerModule):
+    image = "containerexec/base:bookworm"
+
+    def run(self, iteration_value=None, iteration_index=0):
+        return 1
+"""
+
+
+def test_editing_a_python_modules_code_changes_its_key_and_nothing_else_does(
+    tmp_path: Path,
+) -> None:
+    from containerexec.authoring.targets import load_target
+
+    code = tmp_path / "mods.py"
+    cache = Cache(tmp_path / "cache")
+
+    def keys() -> list[str]:
+        found = []
+        for module in (load_target(f"{code}:f"), load_target(f"{code}:C")().as_module()):
+            spec = module.spec
+            outs = {name: str(tmp_path / name) for name in spec.outputs}
+            b = bind(spec, {}, outs, default_outputs=tmp_path / "d")
+            inv = resolve(
+                spec, b, Shard(0, "", 1), run_id="r", image="i", staging=Path("/s"), user="1:1"
+            )
+            found.append(cache.key(spec, b, inv))
+        return found
+
+    code.write_text(CODE)
+    before = keys()
+    assert keys() == before  # imported again, unchanged: the same keys
+    code.write_text(
+        CODE.replace('write_text("1")', 'write_text("2")').replace("return 1", "return 2")
+    )
+    after = keys()
+    assert after[0] != before[0] and after[1] != before[1]
