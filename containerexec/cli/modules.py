@@ -20,7 +20,7 @@ from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.invocation import glob_mount
-from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
+from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes, parse_seconds
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.store.tree import RunStore
 
@@ -86,6 +86,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     help="With --resume: run though the inputs differ from those RUN recorded; each shard "
     "run records the inputs it read.",
 )
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    help="Stop the run after this long (e.g. 10m; overrides resources.deadline): no "
+    "attempt starts after it, running shards are stopped, exit 124.",
+)
 @pull_option
 @grace_option
 @click.option(
@@ -112,6 +118,7 @@ def run(
     max_parallel: int | None,
     resume: str | None,
     accept_input_changes: bool,
+    deadline: str | None,
     pull: str | None,
     grace: float,
     log_limit: str,
@@ -123,7 +130,8 @@ def run(
     spec (see `containerexec push`).
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
-    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.
+    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143; a run past its deadline 124.
+    The run id is the last line on stdout (RUN=$(containerexec run ...)).
     """
     app: App = ctx.obj
     if accept_input_changes and not resume:
@@ -141,6 +149,7 @@ def run(
         pull=pull,
         grace_s=grace,
         log_limit_bytes=parse_bytes(log_limit),
+        deadline_s=deadline_flag(deadline),
     )
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one
@@ -158,8 +167,23 @@ def run(
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
         result = started.wait()
-    summary(result)
+    summary(result, resume_with=str(spec))
+    # The only line of ours on stdout, after the command's own output, for scripts.
+    click.echo(result.record.run_id)
     ctx.exit(run_status(result.record))
+
+
+def deadline_flag(value: str | None) -> float | None:
+    """--deadline as seconds; a bad duration is a usage error naming the flag."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_seconds(value)
+    except ValueError as exc:
+        raise UsageError(f"--deadline '{value}': {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"--deadline '{value}': must be more than 0 s")
+    return seconds
 
 
 def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> None:

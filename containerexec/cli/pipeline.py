@@ -126,6 +126,7 @@ def run_pipeline(
 
     A failed job stops new jobs from starting (running ones finish) unless
     --keep-going; Ctrl-C or SIGTERM stops every container and exits 130 or 143.
+    The pipeline run's id is printed on stdout (all else goes to stderr).
     """
     app: App = ctx.obj
     plan = check_pipeline(file, load_module=loader(app, file.parent))
@@ -147,6 +148,7 @@ def run_pipeline(
     with display, cancel_on_signals(orchestrator, display, grace):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))
     pipeline_summary(result)
+    click.echo(result.record.id)  # the only line on stdout, for scripts: ID=$(... run ...)
     ctx.exit(pipeline_status(result.record))
 
 

@@ -122,8 +122,12 @@ def test_one_added_file_in_a_globbed_corpus_runs_one_container(
     (corpus / "new.txt").write_text("fresh")
     second = run("second")
     assert second.record.state == "succeeded"
-    assert containers(store, second) == {"list": 1}
     job = second.record.jobs["list"]
+    why = {  # if this ever differs: which shards ran, and how each attempt ended
+        i: (s.value, s.cached, [(a.exit_code, a.failure, a.counted) for a in s.attempts])
+        for i, s in store.load_shards(job.run_id or "").items()
+    }
+    assert containers(store, second) == {"list": 1}, why
     assert (job.shards, job.shards_cached) == (9, 8)
     assert (tmp_path / "second" / "new.txt.ls").read_text() == "new.txt\n5\n"
     assert len(list((tmp_path / "second").iterdir())) == 9
