@@ -324,9 +324,16 @@ class RunLocked(RunError):
 
 
 class InputsChanged(RunError):
-    """Inputs given to a repro differ from the recorded manifest; `changes` lists the files."""
+    """Inputs given to a repro or a resume differ from the recorded manifest; `changes` lists
+    the files."""
 
-    def __init__(self, run_id: str, changes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        changes: Sequence[str],
+        advice: str = "Point --inputs NAME=PATH at the recorded data, or pass "
+        "--ignore-input-changes.",
+    ) -> None:
         self.run_id = run_id
         self.changes = list(changes)
         super().__init__(
@@ -335,8 +342,7 @@ class InputsChanged(RunError):
                     f"the inputs here differ from those recorded for run '{run_id}'; "
                     "nothing was run:",
                     *(f"  {c}" for c in self.changes),
-                    "Point --inputs NAME=PATH at the recorded data, or pass "
-                    "--ignore-input-changes.",
+                    advice,
                 ]
             )
         )

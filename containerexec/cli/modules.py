@@ -19,6 +19,7 @@ from containerexec.cli.status import run_status
 from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.store.tree import RunStore
@@ -40,6 +41,9 @@ def validate(spec: Path) -> None:
         f"{spec}: valid module '{m.name}' {m.version} "
         f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
     )
+    glob = glob_mount(m)
+    if glob is not None:
+        click.echo(f"  glob: {glob.describe()}")
 
 
 @cli.command()
@@ -81,6 +85,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
 @overwrite_option
 @click.option(
+    "--accept-input-changes",
+    is_flag=True,
+    help="With --resume: run though the inputs differ from those RUN recorded; each shard "
+    "run records the inputs it read.",
+)
+@click.option(
     "--deadline",
     metavar="DURATION",
     help="Stop the run after this long (e.g. 10m; overrides resources.deadline): no "
@@ -113,6 +123,7 @@ def run(
     max_parallel: int | None,
     resume: str | None,
     overwrite: bool,
+    accept_input_changes: bool,
     deadline: str | None,
     pull: str | None,
     grace: float,
@@ -129,6 +140,10 @@ def run(
     The run id is the last line on stdout (RUN=$(containerexec run ...)).
     """
     app: App = ctx.obj
+    if accept_input_changes and not resume:
+        raise UsageError(
+            "--accept-input-changes goes with --resume RUN; a new run has no inputs to compare"
+        )
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
@@ -146,8 +161,16 @@ def run(
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one
             started = executor.resume(
-                module, resume, inputs=raw_in, outputs=raw_out, spec_path=spec_path, options=opts
+                module,
+                resume,
+                inputs=raw_in,
+                outputs=raw_out,
+                spec_path=spec_path,
+                options=opts,
+                accept_input_changes=accept_input_changes,
             )
+            for line in started.notices:
+                display.note(line)
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
         result = started.wait()

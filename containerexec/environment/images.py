@@ -300,6 +300,22 @@ def build(
     return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
 
 
+def context_changed(spec: ModuleSpec, spec_dir: Path, image: ImageRecord) -> Path | None:
+    """The build folder, when building it now would give another image than the run's.
+
+    Read-only: hashes the folder as `build` would and compares the tag with the one the
+    run recorded; builds nothing. None for a module that is not built from a folder.
+    """
+    b = spec.environment.build
+    if b is None or image.source != "build":
+        return None
+    context = (spec_dir / b.context).resolve()
+    if not (context / b.dockerfile).is_file():
+        return context  # gone or moved: it cannot give the run's image any more
+    tag = build_tag(spec.name, context_hash(context, b.dockerfile, b.args, b.target))
+    return None if tag == image.ref else context
+
+
 @dataclass(frozen=True)
 class LocalImage:
     """An image on the engine that containerexec built, pulled or pushed."""

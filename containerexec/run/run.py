@@ -37,6 +37,7 @@ from containerexec.run.runner import (
 )
 from containerexec.store.records import (
     AttemptRecord,
+    FileEntry,
     ImageRecord,
     RunRecord,
     ShardRecord,
@@ -153,10 +154,12 @@ class Run:
         policy: RetryPolicy | None = None,
         keep: bool = False,
         interactive: Interactive | None = None,
+        input_manifests: dict[str, list[FileEntry]] | None = None,
     ) -> None:
         """`invocation_for` builds a shard's Invocation (resolved from the spec, or a
         recorded one for a replay); `interactive` runs an attempt attached to this
-        terminal instead of through the runner (repro --debug)."""
+        terminal instead of through the runner (repro --debug); `input_manifests`, the
+        inputs as they are now when a resume accepted changes, goes in each shard's record."""
         self.ex = executor
         self.spec = spec
         self.bindings = bindings
@@ -166,6 +169,8 @@ class Run:
         self.policy = policy or spec.retries
         self.keep = keep
         self.interactive = interactive
+        self.input_manifests = input_manifests
+        self.notices: list[str] = []  # for the user: see Executor.resume
         self.tracker = Tracker()
         self.counts = Counts()
         self.stop_new = threading.Event()
@@ -370,6 +375,7 @@ class Run:
             log_path=str(self.ex.store.log_path(self.id, shard.index)),
             invocation=self.invocation_for(shard),
             attempts=attempts,
+            input_manifests=self.input_manifests,
         )
 
     def _earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:

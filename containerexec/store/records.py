@@ -17,7 +17,9 @@ from containerexec.model.invocation import Invocation
 # 2: run records say how their shards run (labels, user, grace, log limit) and the
 # signal that cancelled them, so a shard can run from the run folder alone.
 # 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
-SCHEMA_VERSION = 3
+# 4: a shard may record the inputs it read (a resume that accepted changed inputs),
+# and a glob shard's mount may be its own file alone (Mount.shard_file).
+SCHEMA_VERSION = 4
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -72,6 +74,11 @@ class ShardRecord(Record):
     log_tail: list[str] = Field(default_factory=list)
     stderr_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
+    input_manifests: dict[str, list[FileEntry]] | None = Field(
+        None,
+        description="The inputs this shard read, when a resume accepted inputs that differ "
+        "from the run's input_manifests; None: it read those.",
+    )
     returned: Any = Field(
         None, description="What the shard's code returned (Python modules), as JSON."
     )
