@@ -17,13 +17,29 @@ from containerexec.cli import cli
 from containerexec.errors import ShardFailed
 from containerexec.run.executor import RunOptions
 
+# Traced when its file is imported, so it lives apart: its array() reads a seed folder.
+PIPELINE_SOURCE = '''
+from pathlib import Path
+
+from containerexec.authoring import InputDir, pipeline
+from stopesmods import Config, CountWords
+
+
+@pipeline
+def counting(corpus: InputDir):
+    """A ContainerModule job: its array() must see the corpus this run is given."""
+    seed = Path(__file__).parent / "seed"
+    job = CountWords(Config(corpus=seed, out=Path("unused"))).as_module()(corpus=corpus)
+    return {"counts": job.outputs.out}
+'''
+
 SOURCE = '''
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from containerexec.authoring import ContainerModule, InputDir, OutputDir, module, pipeline
+from containerexec.authoring import ContainerModule, InputDir, OutputDir, module
 
 
 @dataclass
@@ -63,14 +79,6 @@ class Unserialisable(ContainerModule):
 def answer(n: int) -> int:
     """No output at all, only a value."""
     return n * 2
-
-
-@pipeline
-def counting(corpus: InputDir):
-    """A ContainerModule job: its array() must see the corpus this run is given."""
-    seed = Path(__file__).parent / "seed"
-    job = CountWords(Config(corpus=seed, out=Path("unused"))).as_module()(corpus=corpus)
-    return {"counts": job.outputs.out}
 
 
 @module(image="containerexec/base:bookworm")
@@ -215,7 +223,9 @@ def test_a_container_module_job_of_a_pipeline_evaluates_array_with_the_jobs_inpu
     tmp_path: Path, test_session_label: dict[str, str]
 ) -> None:
     corpus(tmp_path / "seed", {"only.txt": "traced with this one file"})
-    counting = load(tmp_path, "counting")
+    load(tmp_path, "Config")  # writes stopesmods.py, which the pipeline's file imports
+    (tmp_path / "counting.py").write_text(PIPELINE_SOURCE)
+    counting = load_target(f"{tmp_path / 'counting.py'}:counting")
     runs = {"runs_dir": tmp_path / "runs", "labels": test_session_label, "cache": False}
     two = corpus(tmp_path / "two", {"a.txt": "one", "b.txt": "two words"})
     first = counting.run(corpus=two, counts=tmp_path / "c2", **runs)
