@@ -67,6 +67,8 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     finally:
         progress.close()
     click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
+    if rec.lock_sha256:
+        click.echo(f"  python packages: lock sha256:{rec.lock_sha256}")
 
 
 @cli.command()
@@ -187,7 +189,9 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
         secrets=secrets,
         on_event=display.event,
         on_line=display.line if module.array is None else None,
-        on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
+        on_build_log=lambda line: (
+            click.echo(line, err=True) if line.startswith(("Step", "packages: ")) else None
+        ),
         on_pull_progress=TransferProgress(display.note),
         sleep=app.sleep,
     )
