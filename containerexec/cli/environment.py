@@ -10,10 +10,31 @@ import click
 from containerexec.cli import App, cli
 from containerexec.environment import images, locks, pyimage
 from containerexec.errors import UsageError
-from containerexec.model.spec import load_spec
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.store.records import ImageRecord
 
 from .images import TransferProgress
 from .options import pull_option
+
+
+def resolve_image(
+    app: App, m: ModuleSpec, spec: Path, pull: str | None, *, base_only: bool = False
+) -> ImageRecord:
+    """`images.resolve` with pull progress and build lines on stderr."""
+    progress = TransferProgress()
+    try:
+        return images.resolve(
+            app.engine(),
+            m,
+            spec.parent,
+            pull=pull,
+            sleep=app.sleep or time.sleep,
+            on_progress=progress,
+            on_log=lambda line: click.echo(line, err=True),
+            base_only=base_only,
+        )
+    finally:
+        progress.close()
 
 
 @cli.command()
@@ -27,22 +48,13 @@ def lock(app: App, spec: Path, pull: str | None) -> None:
     m = load_spec(spec)
     if m.environment.python is None:
         raise UsageError(f"{spec}: module '{m.name}' declares no environment.python; no lock")
-    engine = app.engine()
-    progress = TransferProgress()
-    try:
-        base = images.resolve_base(
-            engine,
-            m,
-            spec.parent,
-            pull=pull,
-            sleep=app.sleep or time.sleep,
-            on_progress=progress,
-            on_log=lambda line: click.echo(line, err=True),
-        )
-    finally:
-        progress.close()
+    base = resolve_image(app, m, spec, pull, base_only=True)
     path, old, new = pyimage.relock(
-        engine, m, spec.parent, base, say=lambda text: click.echo(f"packages: {text}", err=True)
+        app.engine(),
+        m,
+        spec.parent,
+        base,
+        say=lambda text: click.echo(f"packages: {text}", err=True),
     )
     changes = locks.diff(old, new)
     if old is not None and not changes:

@@ -110,26 +110,28 @@ def resolve(
     sleep: Callable[[float], object] = time.sleep,
     on_progress: Progress | None = None,
     on_log: Callable[[str], None] | None = None,
+    base_only: bool = False,
 ) -> ImageRecord:
-    """Build or pull the module's environment once, and pin it; then install its packages."""
-    base = resolve_base(
+    """Build or pull the module's environment once, and pin it; then install its packages
+    (unless `base_only`: the image they go on, as `containerexec lock` needs it)."""
+    base = _base(
         engine, spec, spec_dir, pull=pull, sleep=sleep, on_progress=on_progress, on_log=on_log
     )
-    if spec.environment.python is None:
+    if spec.environment.python is None or base_only:
         return base
     say = (lambda text: on_log(f"packages: {text}")) if on_log else None
     return pyimage.install(engine, spec, spec_dir, base, say=say, on_log=on_log)
 
 
-def resolve_base(
+def _base(
     engine: Engine,
     spec: ModuleSpec,
     spec_dir: Path,
     *,
-    pull: str | None = None,
-    sleep: Callable[[float], object] = time.sleep,
-    on_progress: Progress | None = None,
-    on_log: Callable[[str], None] | None = None,
+    pull: str | None,
+    sleep: Callable[[float], object],
+    on_progress: Progress | None,
+    on_log: Callable[[str], None] | None,
 ) -> ImageRecord:
     """The image under the module's Python packages (or its whole environment), pinned."""
     env = spec.environment

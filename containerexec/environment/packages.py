@@ -9,7 +9,6 @@ names is exactly what gets installed.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -26,6 +25,7 @@ from containerexec.environment.locks import Lock, LockedFile, Target, normalize,
 from containerexec.errors import EngineError, PackageError
 from containerexec.labels import LABEL_MANAGED, LABEL_MODULE
 from containerexec.model.invocation import Invocation
+from containerexec.store.manifests import sha256_file
 
 Say = Callable[[str], None]
 
@@ -156,14 +156,6 @@ def derived_platforms(platform: str, libc: object) -> list[str]:
     return [*tags, f"linux_{arch}"]
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def resolve(
     module: str,
     requires: Sequence[str],
@@ -213,7 +205,7 @@ def fetch(lock: Lock, *, cache: Path, say: Say | None = None) -> dict[str, Path]
     missing: list[LockedFile] = []
     for f in lock.files():
         path = cache / f.file
-        if path.is_file() and sha256_of(path) == f.sha256:
+        if path.is_file() and sha256_file(path) == f.sha256:
             found[f.file] = path
         else:
             missing.append(f)
@@ -239,7 +231,7 @@ def fetch(lock: Lock, *, cache: Path, say: Say | None = None) -> dict[str, Path]
             ) from None
         for f in missing:
             path = dest / f.file
-            if not path.is_file() or sha256_of(path) != f.sha256:
+            if not path.is_file() or sha256_file(path) != f.sha256:
                 raise PackageError(
                     lock.module,
                     f"the index no longer serves the locked file {f.file} (sha256 {f.sha256[:12]}"
@@ -262,10 +254,10 @@ def _for(target: Target) -> list[str]:
 
 def _keep(path: Path, cache: Path) -> LockedFile:
     """Copy a downloaded wheel into the cache (write, then rename: never half a file)."""
-    digest = sha256_of(path)
+    digest = sha256_file(path)
     cache.mkdir(parents=True, exist_ok=True)
     kept = cache / path.name
-    if not (kept.is_file() and sha256_of(kept) == digest):
+    if not (kept.is_file() and sha256_file(kept) == digest):
         tmp = cache / f".{path.name}.{uuid.uuid4().hex[:8]}.tmp"
         shutil.copyfile(path, tmp)
         tmp.replace(kept)
