@@ -16,7 +16,6 @@ import click
 
 from containerexec.cli import App, cli
 from containerexec.cli.status import run_status
-from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.invocation import glob_mount
@@ -25,6 +24,7 @@ from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
+from .environment import resolve_image
 from .formats import image_map_option, load_module_file
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
@@ -60,20 +60,10 @@ def schema() -> None:
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
     m = load_module_file(spec)
-    progress = TransferProgress()
-    try:
-        rec = images.resolve(
-            app.engine(),
-            m,
-            spec.parent,
-            pull=pull,
-            sleep=app.sleep or time.sleep,
-            on_progress=progress,
-            on_log=lambda line: click.echo(line, err=True),
-        )
-    finally:
-        progress.close()
+    rec = resolve_image(app, m, spec, pull)
     click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
+    if rec.lock_sha256:
+        click.echo(f"  python packages: lock sha256:{rec.lock_sha256}")
 
 
 @cli.command()
@@ -241,7 +231,9 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
         secrets=secrets,
         on_event=display.event,
         on_line=display.line if module.array is None else None,
-        on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
+        on_build_log=lambda line: (
+            click.echo(line, err=True) if line.startswith(("Step", "packages: ")) else None
+        ),
         on_pull_progress=TransferProgress(display.note),
         sleep=app.sleep,
     )

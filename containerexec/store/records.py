@@ -37,6 +37,9 @@ class ImageRecord(Record):
     id: str
     digest: str | None = Field(None, description="repo@sha256:... when it came from a registry.")
     source: Literal["pull", "build", "local"]
+    lock_sha256: str | None = Field(
+        None, description="sha256 of the Python package lock installed on the image, if any."
+    )
 
 
 class FileEntry(Record):
