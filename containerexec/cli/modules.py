@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import click
 
@@ -21,11 +21,14 @@ from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
 from containerexec.run.executor import Executor, RunOptions, secrets_from
+from containerexec.run.scheduler import Scheduler
+from containerexec.run.slurm import Detached
 from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, pull_option
+from .slurm import make_scheduler, slurm_options
 
 
 @cli.command()
@@ -92,9 +95,11 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     help="Give a module image's spec this secret from your environment "
     "(specs carried by images get no secret unless allowed).",
 )
+@slurm_options
 @click.pass_context
 def run(
     ctx: click.Context,
+    /,
     spec: Path,
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -105,6 +110,7 @@ def run(
     grace: float,
     log_limit: str,
     allowed: tuple[str, ...],
+    **where: Any,
 ) -> None:
     """Run a module: every shard in its own container; exits as the command did.
 
@@ -112,14 +118,16 @@ def run(
     spec (see `containerexec push`).
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
-    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143.
+    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143. With --on slurm the
+    shards run as one Slurm job array, with the same records and exit status.
     """
     app: App = ctx.obj
+    scheduler = make_scheduler(app, **where)
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
-    executor, display = prepare_run(app, module)
+    executor, display = prepare_run(app, module, scheduler)
     opts = RunOptions(
         max_parallel=max_parallel,
         shards=shards,
@@ -134,7 +142,16 @@ def run(
             )
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
-        result = started.wait()
+        try:
+            result = started.wait()
+        except Detached as detached:
+            click.echo(detached.run_id)
+            click.echo(
+                f"submitted as Slurm job {', '.join(detached.job_ids)}; follow it with "
+                f"containerexec runs show {detached.run_id}",
+                err=True,
+            )
+            return
     summary(result)
     ctx.exit(run_status(result.record))
 
@@ -177,7 +194,9 @@ def load_module(
         progress.close()
 
 
-def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
+def prepare_run(
+    app: App, module: ModuleSpec, scheduler: Scheduler | None = None
+) -> tuple[Executor, RunDisplay]:
     """An Executor wired to a display; secrets come from this process's environment."""
     secrets = secrets_from(module.secrets, os.environ)
     display = RunDisplay(stream_output=module.array is None, total=1)
@@ -190,6 +209,7 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
         on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
         on_pull_progress=TransferProgress(display.note),
         sleep=app.sleep,
+        scheduler=scheduler,
     )
     return executor, display
 
@@ -247,6 +267,13 @@ def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
     store = RunStore(run_dir.absolute().parent.parent)
     record = store.load_run(run_dir.name)
     executor = Executor(app.engine(), store, secrets=secrets_from(record.secret_names, os.environ))
-    shard = executor.work(record.run_id, index)
+    # Slurm's SIGTERM (scancel, the time limit) stops and removes the shard's container.
+    with cancel_on_signals(executor, _Stderr(), record.grace_s):
+        shard = executor.work(record.run_id, index)
     click.echo(f"shard {index} of run {record.run_id}: {shard.state}", err=True)
     ctx.exit(0 if shard.state == "succeeded" else 1)
+
+
+class _Stderr:
+    def note(self, text: str) -> None:
+        click.echo(text, err=True)

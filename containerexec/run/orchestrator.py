@@ -31,6 +31,7 @@ from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan,
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.run import RunResult, ShardEvent
+from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
@@ -122,7 +123,9 @@ class Orchestrator:
         grace_s: float = 5.0,
         on_event: Callable[[JobEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
+        scheduler: Scheduler | None = None,
     ) -> None:
+        """`scheduler`: where every job's shards run (a SlurmScheduler, say; default here)."""
         self.engine = engine
         self.store = store
         self.max_workers = max(1, max_workers)
@@ -145,6 +148,7 @@ class Orchestrator:
             cache=Cache(store.cache) if cache else None,
             slots=threading.BoundedSemaphore(self.max_containers),
             on_event=self._shard_event,
+            scheduler=scheduler,
         )
         self._job_of: dict[str, str] = {}  # run id -> job
 
