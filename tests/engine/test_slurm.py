@@ -17,7 +17,7 @@ from slurm import SlurmCluster
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 ARRAY = """\
-environment: {{image: '{image}'}}
+environment: {env}
 name: slurmy
 inputs:
   fail_on: {{type: string, default: none}}
@@ -46,8 +46,8 @@ def ws(workspace: Workspace, slurm: SlurmCluster) -> Iterator[Workspace]:
     yield workspace
 
 
-def array(ws: Workspace, image: str, n: int = 3, k: int = 3) -> Path:
-    return ws.spec(ARRAY.format(image=image, n=n, k=k))
+def array(ws: Workspace, image: str | None, n: int = 3, k: int = 3, env: str = "") -> Path:
+    return ws.spec(ARRAY.format(env=env or f"{{image: '{image}'}}", n=n, k=k))
 
 
 def squeue_active(job: str) -> list[str]:
@@ -138,9 +138,11 @@ def test_ctrl_c_cancels_the_slurm_job_and_leaves_no_container(
 
 
 def test_a_never_pushed_local_image_is_refused_before_submission(
-    ws: Workspace, registry: Registry
+    ws: Workspace, registry: Registry, test_session_label: dict[str, str]
 ) -> None:
-    spec = array(ws, BASE_IMAGE)
+    (label,) = test_session_label.items()  # the session removes the image it builds
+    ws.folder("img", {"Dockerfile": f"FROM {BASE_IMAGE}\nLABEL {label[0]}={label[1]}\n"})
+    spec = array(ws, None, env="{build: {context: img}}")
     refused = ws.cli("run", str(spec), "--on", "slurm")
     assert refused.returncode == 1, refused.stderr
     assert "never pushed" in refused.stderr and "--push-to" in refused.stderr
