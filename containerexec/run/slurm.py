@@ -20,6 +20,7 @@ import contextlib
 import math
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -282,7 +283,8 @@ class _Follower:
         self.parallel = parallel
         self.store = run.ex.store
         self.run_dir = self.store.run_dir(run.id).absolute()
-        self.cancel_sent = False
+        self.cancel_sent = False  # scancel of the whole job (a cancel)
+        self.pending_cancelled = False  # scancel of its pending tasks (max_failed_shards)
 
     def follow(self, todo: list[Shard]) -> None:
         resubmits = 0
@@ -328,10 +330,13 @@ class _Follower:
         lost: list[tuple[Shard, Failure]] = []
         missing_polls = 0
         while waiting:
-            if self.run.stopping() and not self.cancel_sent:
-                # A cancel stops everything; too many failed shards only stop new ones.
-                self.s.client.cancel(job, pending_only=not self.run.tracker.cancelled.is_set())
-                self.cancel_sent = self.run.tracker.cancelled.is_set()
+            # A cancel stops everything; too many failed shards only stop new ones.
+            if self.run.tracker.cancelled.is_set() and not self.cancel_sent:
+                self.s.client.cancel(job)
+                self.cancel_sent = True
+            elif self.run.stopping() and not (self.pending_cancelled or self.cancel_sent):
+                self.s.client.cancel(job, pending_only=True)
+                self.pending_cancelled = True
             states = self.s.client.states(job)
             missing_polls = 0 if states else missing_polls + 1
             for index, shard in list(waiting.items()):
@@ -356,13 +361,16 @@ class _Follower:
     def _ended(self, job: str, shard: Shard, state: str) -> None:
         """A task ended: trust its fresh final record, else record Slurm's outcome."""
         rec = self._fresh(shard)
+        ours = self.cancel_sent or (self.pending_cancelled and rec is None)
+        if state == "CANCELLED" and not ours:
+            self.run.cancel(signal.SIGTERM)  # scancel from outside, or `runs cancel`
         if rec is not None and rec.state in ("succeeded", "failed", "cancelled"):
-            if state in ENDED_BY_SLURM and rec.state != "succeeded":
+            # The worker's own record, unless Slurm ended it (its SIGTERM at the time limit
+            # reads as a cancel to the worker): then Slurm's outcome is the failure.
+            if state in ENDED_BY_SLURM and rec.state not in ("succeeded", state.lower()):
                 rec = self._end(shard, ENDED_BY_SLURM[state], _why(state, job, shard, self))
             self.run.ended_elsewhere(shard, rec)
             return
-        if state == "CANCELLED" and not self.cancel_sent:
-            self.run.cancel(15)  # scancel from outside (or `runs cancel`): the run is cancelled
         failure = ENDED_BY_SLURM.get(state, Failure.WORKER_FAILED)
         self.run.ended_elsewhere(shard, self._end(shard, failure, _why(state, job, shard, self)))
 
