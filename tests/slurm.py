@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import types
 from pathlib import Path
 
-from registry import free_port
+from registry import Service, end_process, free_port
 
 CONFIG = """\
 ClusterName=cx
@@ -62,7 +60,7 @@ def slurm_problem() -> str | None:
     return None
 
 
-class SlurmCluster:
+class SlurmCluster(Service):
     """slurmctld and slurmd in the foreground (-D), each in its own session; stopped by PID."""
 
     def __init__(self, start_timeout_s: float = 30.0) -> None:
@@ -150,27 +148,8 @@ class SlurmCluster:
                 ["scontrol", "shutdown"], env=self.env, capture_output=True, timeout=15, check=False
             )
         for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    os.kill(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+            end_process(proc, timeout_s=10)
         self.procs = []
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self) -> SlurmCluster:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.stop()
