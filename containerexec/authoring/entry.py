@@ -154,8 +154,37 @@ def main(argv: list[str]) -> None:
         instance = target(config)
         index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
         result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
-    if result is not None:
-        print(f"containerexec: {entry['object']} returned {result!r}", file=sys.stderr)
+    _give_back(entry, result)
+
+
+def _give_back(entry: dict[str, Any], result: Any) -> None:
+    """Write the returned value as JSON where containerexec reads it after the shard."""
+    where = os.environ.get("CONTAINEREXEC_RETURN_FILE")
+    if not where or not os.path.isdir(os.path.dirname(where)):
+        # Not run by containerexec (a plain `docker run`, a test): show it, as before.
+        if result is not None:
+            print(f"containerexec: {entry['object']} returned {result!r}", file=sys.stderr)
+        return
+    try:
+        text = json.dumps(result, default=_path_text, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        shard = os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0")
+        raise SystemExit(
+            f"containerexec: shard {shard} of module '{entry.get('module', entry['object'])}': "
+            f"{entry['object']} returned a value that is not JSON-serialisable "
+            f"({type(result).__name__}: {exc}); return None, str, int, float, bool, "
+            "a Path, or lists and dicts of them"
+        ) from None
+    tmp = where + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, where)
+
+
+def _path_text(value: Any) -> str:
+    if isinstance(value, pathlib.PurePath):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
 if __name__ == "__main__":  # `python3 -c` runs this text as __main__

@@ -27,6 +27,7 @@ from typing import Annotated, Any, Literal
 from containerexec.authoring.specfile import SpecFile
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, validate_spec
+from containerexec.run import returned
 
 ENV_BOOT = "CONTAINEREXEC_PY_BOOT"
 ENV_SOURCE = "CONTAINEREXEC_PY_SOURCE"
@@ -238,6 +239,7 @@ def build_spec(
         "kind": kind,
         "types": {p.name: p.type for p in ports},
         "array": array is not None,
+        "module": settings["name"],
         **(extra_entry or {}),
     }
     data: dict[str, Any] = {
@@ -255,6 +257,7 @@ def build_spec(
         "env": {
             **dict(settings.get("env") or {}),
             ENV_ENTRY: json.dumps(entry, sort_keys=True),
+            returned.ENV_FILE: returned.CONTAINER_FILE,
             ENV_SOURCE: source.encoded(),
             ENV_BOOT: entry_text(),
         },

@@ -16,6 +16,7 @@ returns a Module and `Module.from_func` accepts a ContainerModule.
 
 from __future__ import annotations
 
+import copy as pycopy
 import dataclasses
 import functools
 import json
@@ -53,13 +54,16 @@ class Module:
         spec_file: SpecFile,
         defaults: Mapping[str, Any] | None = None,
         func: Callable[..., Any] | None = None,
+        for_run: Callable[[Mapping[str, Any]], Module] | None = None,
     ) -> None:
-        """`spec_path` is the YAML or Python file relative paths (build context) start from."""
+        """`spec_path` is the YAML or Python file relative paths (build context) start from;
+        `for_run` remakes the module with a run's values (a ContainerModule's array())."""
         self.spec = spec
         self.spec_path = spec_path
         self.spec_file = spec_file
         self.defaults = dict(defaults or {})
         self.func = func
+        self.for_run = for_run
         if func is not None:
             functools.update_wrapper(self, func)
 
@@ -131,11 +135,14 @@ class Module:
     ) -> RunResult:
         """Run in local containers through the normal Executor; inputs and outputs by name.
 
-        Outputs not given go inside the run's folder. Raises ShardFailed (its fields:
-        module, shard, image, argv, exit code, failure kind, log tail, log path) when a
-        shard failed, unless `check=False`.
+        Outputs not given go inside the run's folder. A ContainerModule's array() is
+        evaluated here, now, with these values in its config. The result's `values`
+        are what each shard returned, in shard order, container paths made host paths.
+        Raises ShardFailed (its fields: module, shard, image, argv, exit code, failure
+        kind, log tail, log path) when a shard failed, unless `check=False`.
         """
         values = {**self.defaults, **values}
+        spec = self.for_run(values).spec if self.for_run is not None else self.spec
         outputs = {k: str(v) for k, v in values.items() if k in self.spec.outputs}
         inputs = {
             k: str(v) if isinstance(v, Path) else v
@@ -145,9 +152,7 @@ class Module:
         secrets = secrets_from(self.spec.secrets, os.environ)
         with connected(engine) as eng:
             executor = Executor(eng, RunStore(Path(runs_dir)), secrets=secrets)
-            run = executor.start(
-                self.spec, inputs, outputs, spec_path=self.spec_path, options=options
-            )
+            run = executor.start(spec, inputs, outputs, spec_path=self.spec_path, options=options)
             result = run.wait()
         return result.check() if check else result
 
@@ -208,7 +213,7 @@ def module(
 class ContainerModule:
     """A stopes-style module: `run(iteration_value, iteration_index)` runs in a container.
 
-    Each value of `array()` (computed where the pipeline is driven) is one shard,
+    Each value of `array()` (computed when a run starts, see as_module) is one shard,
     in its own container and process: nothing `run` sets on `self` is shared.
     The config (a dataclass, a dict or None) travels as JSON; dataclass fields
     annotated InputFile/InputDir/OutputFile/OutputDir are mounted, and `run`
@@ -240,7 +245,11 @@ class ContainerModule:
         return pyfunc.first_line(type(self).__doc__) or None
 
     def as_module(self) -> Module:
-        """This instance, with its config, as a Module (spec, to_yaml, run)."""
+        """This instance, with its config, as a Module (spec, to_yaml, run).
+
+        The spec holds the values array() gives now; Module.run calls array() again
+        when each run starts, on a copy whose config holds that run's inputs.
+        """
         cls = type(self)
         source = Source.of(cls)
         where = f"{source.path.name}:{source.object}"
@@ -271,7 +280,30 @@ class ContainerModule:
         spec, spec_file = pyfunc.build_spec(
             source=source, kind="class", params=params, settings=settings, extra_entry=extra
         )
-        return Module(spec, spec_path=source.path, spec_file=spec_file, defaults=defaults)
+        return Module(
+            spec,
+            spec_path=source.path,
+            spec_file=spec_file,
+            defaults=defaults,
+            for_run=lambda values: self.with_values(values).as_module(),
+        )
+
+    def with_values(self, values: Mapping[str, Any]) -> ContainerModule:
+        """A copy whose config holds a run's values for its port fields (as stopes' config
+        holds the inputs), so array() sees what the run will mount."""
+        copy = pycopy.copy(self)
+        if dataclasses.is_dataclass(self.config) and not isinstance(self.config, type):
+            where = f"{type(self).__name__}.config"
+            params, _ = pyfunc.config_params(self.config, where)
+            update = {
+                p.name: Path(values[p.name])
+                if p.type in ("file", "directory") and isinstance(values[p.name], str)
+                else values[p.name]
+                for p in params
+                if p.role in ("input", "output") and p.name in values
+            }
+            copy.config = dataclasses.replace(self.config, **update)
+        return copy
 
 
 def default_instance(cls: type[ContainerModule]) -> ContainerModule:

@@ -75,4 +75,4 @@ def main() -> None:
     sys.exit(0)
 
 
-from containerexec.cli import authoring, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)
+from containerexec.cli import authoring, convert, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)

@@ -107,13 +107,21 @@ class RunDisplay:
         self._say(text)
 
 
-def summary(result: RunResult, console: Console | None = None) -> None:
-    """The table at the end of a run, then one report per failed shard."""
+def summary(
+    result: RunResult, console: Console | None = None, *, resume_with: str | None = None
+) -> None:
+    """The table at the end of a run, then one report per failed shard; on stderr.
+
+    `resume_with` is the SPEC argument to show in the resume command of a run that
+    did not succeed.
+    """
     rec = result.record
     console = console or Console(stderr=True, highlight=False)
     table = Table(title=f"run {rec.run_id}", show_header=True, box=None)
-    for col in ("module", "state", "shards", "succeeded", "failed", "cancelled", "image"):
-        table.add_column(col)
+    # "cancelled" shards were stopped while running; "not started" ones never ran.
+    columns = ("module", "state", "shards", "succeeded", "failed", "cancelled", "not started")
+    for col in columns:
+        table.add_column(col, no_wrap=True)
     c = rec.counts
     selected = len(rec.shards_selected) if rec.shards_selected is not None else rec.shard_count
     table.add_row(
@@ -122,10 +130,16 @@ def summary(result: RunResult, console: Console | None = None) -> None:
         str(selected),
         str(c.get("succeeded", 0)),
         str(c.get("failed", 0)),
-        str(c.get("cancelled", 0) + c.get("pending", 0)),
-        rec.image.pinned[:71],
+        str(c.get("cancelled", 0)),
+        str(c.get("pending", 0)),
     )
     console.print(table)
+    # On its own line: a digest in the table would squeeze the counts on a narrow terminal.
+    click.echo(f"image: {rec.image.pinned}", err=True)
+    if rec.reason:
+        click.echo(f"stopped early: {rec.reason}", err=True)
+    if rec.shard_count == 0:
+        click.echo("0 shards: the array has no element (array.allow_empty)", err=True)
     for shard in result.failed[:10]:
         click.echo(f"\n{shard_failed(rec, shard)}", err=True)
     if len(result.failed) > 10:
@@ -138,3 +152,9 @@ def summary(result: RunResult, console: Console | None = None) -> None:
     if rec.state == "succeeded" and outs:
         click.echo(f"outputs: {outs}", err=True)
     click.echo(f"record: {result.record_path}", err=True)
+    if rec.state != "succeeded" and resume_with is not None:
+        click.echo(
+            f"resume (reruns the shards that did not succeed): containerexec run "
+            f"{resume_with} --resume {rec.run_id}",
+            err=True,
+        )

@@ -19,13 +19,14 @@ from containerexec.cli.status import run_status
 from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
-from containerexec.model.spec import ModuleSpec, load_spec, parse_bytes
+from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.run.scheduler import Scheduler
 from containerexec.run.slurm import Detached
 from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
+from .formats import image_map_option, load_module_file
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, pull_option
 from .slurm import make_scheduler, slurm_options
@@ -33,9 +34,10 @@ from .slurm import make_scheduler, slurm_options
 
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
+@image_map_option
 def validate(spec: Path) -> None:
     """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
-    m = load_spec(spec)
+    m = load_module_file(spec)
     shards = "no array" if m.array is None else "an array"
     click.echo(
         f"{spec}: valid module '{m.name}' {m.version} "
@@ -52,10 +54,11 @@ def schema() -> None:
 @cli.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @pull_option
+@image_map_option
 @click.pass_obj
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
-    m = load_spec(spec)
+    m = load_module_file(spec)
     progress = TransferProgress()
     try:
         rec = images.resolve(
@@ -79,6 +82,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@click.option(
+    "--deadline",
+    metavar="DURATION",
+    help="Stop the run after this long (e.g. 10m; overrides resources.deadline): no "
+    "attempt starts after it, running shards are stopped, exit 124.",
+)
 @pull_option
 @grace_option
 @click.option(
@@ -95,6 +104,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     help="Give a module image's spec this secret from your environment "
     "(specs carried by images get no secret unless allowed).",
 )
+@image_map_option
 @slurm_options
 @click.pass_context
 def run(
@@ -106,6 +116,7 @@ def run(
     shards: str | None,
     max_parallel: int | None,
     resume: str | None,
+    deadline: str | None,
     pull: str | None,
     grace: float,
     log_limit: str,
@@ -118,8 +129,10 @@ def run(
     spec (see `containerexec push`).
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
-    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143. With --on slurm the
-    shards run as one Slurm job array, with the same records and exit status.
+    cancelled run (Ctrl-C, SIGTERM) exits 130 or 143; a run past its deadline 124.
+    The run id is the last line on stdout (RUN=$(containerexec run ...)). With
+    --on slurm the shards run as one Slurm job array, with the same records and
+    exit status.
     """
     app: App = ctx.obj
     scheduler = make_scheduler(app, **where)
@@ -134,6 +147,7 @@ def run(
         pull=pull,
         grace_s=grace,
         log_limit_bytes=parse_bytes(log_limit),
+        deadline_s=deadline_flag(deadline),
     )
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one
@@ -145,15 +159,30 @@ def run(
         try:
             result = started.wait()
         except Detached as detached:
-            click.echo(detached.run_id)
             click.echo(
                 f"submitted as Slurm job {', '.join(detached.job_ids)}; follow it with "
                 f"containerexec runs show {detached.run_id}",
                 err=True,
             )
+            click.echo(detached.run_id)
             return
-    summary(result)
+    summary(result, resume_with=str(spec))
+    # The only line of ours on stdout, after the command's own output, for scripts.
+    click.echo(result.record.run_id)
     ctx.exit(run_status(result.record))
+
+
+def deadline_flag(value: str | None) -> float | None:
+    """--deadline as seconds; a bad duration is a usage error naming the flag."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value) if value.replace(".", "", 1).isdigit() else parse_seconds(value)
+    except ValueError as exc:
+        raise UsageError(f"--deadline '{value}': {exc}") from None
+    if seconds <= 0:
+        raise UsageError(f"--deadline '{value}': must be more than 0 s")
+    return seconds
 
 
 def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> None:
@@ -173,7 +202,7 @@ def load_module(
     """A spec file, or an image reference whose image carries its spec."""
     text = str(target)
     if target.exists() or text.endswith((".yaml", ".yml")):
-        return load_spec(target), target
+        return load_module_file(target), target
     if not any(c in text for c in "/:@"):
         raise UsageError(
             f"'{text}': no such spec file; to run a module image, give its full "

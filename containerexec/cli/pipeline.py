@@ -19,15 +19,15 @@ from containerexec.model.graph import edges, render_dot, render_text
 from containerexec.model.pipeline import (
     ModuleLoader,
     Plan,
-    check_pipeline,
     is_spec_path,
     load_pipeline,
 )
-from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.model.spec import ModuleSpec
 from containerexec.run.executor import secrets_from
 from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResult
 
 from .display import RunDisplay
+from .formats import image_map_option, load_module_file, load_plan
 from .modules import cancel_on_signals, load_module
 from .options import grace_option, inputs_option, outputs_option, pull_option
 from .slurm import make_scheduler, slurm_options
@@ -44,7 +44,7 @@ def loader(app: App, spec_dir: Path) -> ModuleLoader:
 
     def load(ref: str) -> tuple[ModuleSpec, Path | None]:
         if is_spec_path(ref, spec_dir):
-            return load_spec(spec_dir / ref), spec_dir / ref
+            return load_module_file(spec_dir / ref), spec_dir / ref
         return load_module(app, Path(ref))
 
     return load
@@ -52,10 +52,11 @@ def loader(app: App, spec_dir: Path) -> ModuleLoader:
 
 @pipeline.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
+@image_map_option
 @click.pass_obj
 def validate_pipeline(app: App, file: Path) -> None:
     """Check a pipeline and its modules; list every problem as FILE:LINE:COL (exit 2)."""
-    plan = check_pipeline(file, load_module=loader(app, file.parent))
+    plan = load_plan(file, loader(app, file.parent))
     n_links = len(edges(plan.pipeline))
     click.echo(
         f"{file}: valid pipeline '{plan.pipeline.name}' {plan.pipeline.version} "
@@ -111,6 +112,7 @@ def graph(file: Path, dot: Path | None) -> None:
     metavar="KEY=VALUE",
     help="A label for every container of the run (repeatable).",
 )
+@image_map_option
 @slurm_options
 @click.pass_context
 def run_pipeline(
@@ -132,6 +134,7 @@ def run_pipeline(
 
     A failed job stops new jobs from starting (running ones finish) unless
     --keep-going; Ctrl-C or SIGTERM stops every container and exits 130 or 143.
+    The pipeline run's id is printed on stdout (all else goes to stderr).
     With --on slurm each job runs as its own Slurm job array once its upstream
     jobs have succeeded (--detach is for module runs only).
     """
@@ -139,7 +142,7 @@ def run_pipeline(
     if where.get("detach"):
         raise UsageError("pipeline run --detach: not supported; run it in the background")
     scheduler = make_scheduler(app, **where)
-    plan = check_pipeline(file, load_module=loader(app, file.parent))
+    plan = load_plan(file, loader(app, file.parent))
     names = {n for job in plan.jobs.values() for n in job.module.secrets}
     display = PipelineDisplay(plan)
     orchestrator = Orchestrator(
@@ -159,6 +162,7 @@ def run_pipeline(
     with display, cancel_on_signals(orchestrator, display, grace):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))
     pipeline_summary(result)
+    click.echo(result.record.id)  # the only line on stdout, for scripts: ID=$(... run ...)
     ctx.exit(pipeline_status(result.record))
 
 

@@ -82,6 +82,8 @@ def show(app: App, run: str, as_json: bool) -> None:
         + (f"slurm:    job {_jobs(rec)}\n" if rec.scheduler else "")
         + f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}"
     )
+    if rec.reason:
+        click.echo(f"reason:   {rec.reason}")
     for name, path in rec.outputs.items():
         click.echo(f"output:   {name} -> {path}")
     click.echo(f"\n{'SHARD':>6} {'STATE':11} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
@@ -89,7 +91,8 @@ def show(app: App, run: str, as_json: bool) -> None:
     for i in wanted:
         s = shards.get(i)
         if s is None:
-            click.echo(f"{i:>6} {'pending':11} {'-':>4} {0:>5}  {'':18}")
+            waiting = "pending" if rec.state == "running" else "not started"
+            click.echo(f"{i:>6} {waiting:11} {'-':>4} {0:>5}  {'':18}")
             continue
         code = "-" if s.exit_code is None else str(s.exit_code)
         state = "interrupted" if s.state == "running" and run_state == "interrupted" else s.state

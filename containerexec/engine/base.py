@@ -59,7 +59,8 @@ class StartFailed(EngineError):
     """The engine could not start the container's command.
 
     `command_not_found` says the command itself is missing from the image (the
-    shard fails as exit 127 would, without retries); else it is the engine's fault.
+    shard fails as exit 127 would, without retries); `cannot_exec` that it is there
+    but cannot be executed (a folder, no x bit: as exit 126); else it is the engine's fault.
     """
 
     def __init__(
@@ -68,9 +69,11 @@ class StartFailed(EngineError):
         answer: str,
         *,
         command_not_found: bool,
+        cannot_exec: bool = False,
         status_code: int | None = None,
     ) -> None:
         self.command_not_found = command_not_found
+        self.cannot_exec = cannot_exec
         super().__init__(answer, operation="start", container=container, status_code=status_code)
 
 

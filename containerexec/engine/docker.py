@@ -102,7 +102,16 @@ def translate(exc: Exception, req: Request, *, log: Sequence[str] = ()) -> Engin
             return EngineLost(req.container, "the container vanished")
     if req.operation == "start" and req.container and isinstance(exc, docker.errors.APIError):
         missing = "executable file not found" in answer or "no such file or directory" in answer
-        return StartFailed(req.container, answer, command_not_found=missing, status_code=status)
+        # runc's answer for a folder or a file without the x bit (without an init process;
+        # with one, the init exits 126 instead).
+        denied = "permission denied" in answer.lower() and "exec" in answer
+        return StartFailed(
+            req.container,
+            answer,
+            command_not_found=missing,
+            cannot_exec=denied and not missing,
+            status_code=status,
+        )
     if isinstance(exc, docker.errors.ImageNotFound) and req.image:
         return ImageError(
             req.module,

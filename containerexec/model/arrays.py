@@ -40,7 +40,34 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
         path = Path(inputs[array.lines.input])
         with path.open(encoding="utf-8") as f:
             values = [line.rstrip("\r\n") for line in f if line.strip()]
+    if not values and not array.allow_empty:
+        raise UsageError(f"{_nothing_in(array, inputs)}; {NOTHING_NEXT}")
     return [Shard(i, v, len(values)) for i, v in enumerate(values)]
+
+
+# A run of no shard "succeeds" while doing nothing, which hides a typo in a pattern or
+# a wrong folder: refuse it unless the spec says an empty array is expected.
+NOTHING_NEXT = (
+    "nothing was run; check the pattern and the input, or set 'array.allow_empty: true' "
+    "to let a run with no shard succeed"
+)
+
+
+def _nothing_in(array: ArraySpec, inputs: dict[str, Any]) -> str:
+    """Where the array found no element, in the user's terms."""
+    if array.glob is not None:
+        return (
+            f"array.glob: pattern '{array.glob.pattern}' matches no file in "
+            f"'{inputs[array.glob.input]}' (input '{array.glob.input}')"
+        )
+    if array.lines is not None:
+        return (
+            f"array.lines: input '{array.lines.input}' ('{inputs[array.lines.input]}') "
+            "has no non-empty line"
+        )
+    if array.range is not None:
+        return "array.range is 0"
+    return "array.values is empty"
 
 
 def select(shards: list[Shard], selection: str | None) -> list[Shard]:

@@ -145,6 +145,9 @@ class ArraySpec(Model):
     max_failed_shards: int | None = Field(
         None, ge=1, description="After this many failed shards, no new shard starts."
     )
+    allow_empty: bool = Field(
+        False, description="Let an array with no element succeed with 0 shards (else exit 2)."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> ArraySpec:
@@ -162,6 +165,11 @@ class Resources(Model):
     memory: Bytes | None = None
     shm_size: Bytes | None = None
     timeout: Seconds | None = None
+    deadline: Seconds | None = Field(
+        None,
+        description="The whole run's time limit (like activeDeadlineSeconds): after it no "
+        "attempt starts and running shards are stopped; it outranks retries.",
+    )
 
 
 class Backoff(Model):
@@ -175,7 +183,22 @@ class RetryPolicy(Model):
     on_exit_codes: list[int] | None = Field(
         None, description="Retry only these exit codes (default: any ordinary failure)."
     )
+    fail_run_on_exit_codes: list[Annotated[int, Field(ge=1, le=255)]] = Field(
+        default_factory=list,
+        description="A shard exiting with one of these fails the whole run at once (like "
+        "podFailurePolicy FailJob): no retry, no new shard, running shards stopped.",
+    )
     backoff: Backoff = Backoff()
+
+    @model_validator(mode="after")
+    def _fail_run_not_retried(self) -> RetryPolicy:
+        both = sorted(set(self.fail_run_on_exit_codes) & set(self.on_exit_codes or []))
+        if both:
+            raise ValueError(
+                f"exit code {both[0]} is in both 'on_exit_codes' (retry it) and "
+                "'fail_run_on_exit_codes' (fail the run at once); keep it in one"
+            )
+        return self
 
 
 class ModuleSpec(Model):

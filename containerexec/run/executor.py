@@ -29,6 +29,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings, bind
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
+from containerexec.run import returned
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
 from containerexec.run.run import Interactive, InvocationFor, Run, ShardEvent
 from containerexec.run.runner import Tracker
@@ -52,6 +53,7 @@ class RunOptions:
     pipeline_run: str | None = None
     run_id: str | None = None
     default_outputs: Path | None = None  # outputs given no place go here, else in the run
+    deadline_s: float | None = None  # overrides the spec's resources.deadline
 
 
 class ShardCache(Protocol):
@@ -328,6 +330,7 @@ class Executor:
             user=opts.user or f"{os.getuid()}:{os.getgid()}",
             grace_s=opts.grace_s,
             log_limit_bytes=opts.log_limit_bytes,
+            deadline_s=opts.deadline_s or spec.resources.deadline,
         )
 
     def _open(
@@ -363,16 +366,18 @@ class Executor:
         """A shard's Invocation, resolved from the spec (pure: model.invocation.resolve)."""
 
         def invocation(shard: Shard) -> Invocation:
-            return resolve(
+            staging = self.store.staging(record.run_id, shard.index)
+            inv = resolve(
                 spec,
                 bindings,
                 shard,
                 run_id=record.run_id,
                 image=record.image.pinned,
-                staging=self.store.staging(record.run_id, shard.index),
+                staging=staging,
                 user=record.user or f"{os.getuid()}:{os.getgid()}",
                 labels=dict(record.labels),
             )
+            return returned.mounted(inv, staging)  # where a module's returned value goes
 
         return invocation
 

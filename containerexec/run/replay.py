@@ -69,6 +69,8 @@ def start(
             "state": "running",
             "exit_code": None,
             "signal": None,
+            "reason": None,
+            "deadline_s": None,  # a replay (maybe a debug session) has no run deadline
             "counts": {},
             "started_at": executor.clock(),
             "ended_at": None,

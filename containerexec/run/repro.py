@@ -22,6 +22,7 @@ from containerexec.environment import images
 from containerexec.errors import ImageError, InputsChanged, UsageError
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
 from containerexec.model.invocation import Invocation, Mount
+from containerexec.run import returned
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
 from containerexec.store.records import FileEntry, ShardRecord
@@ -165,7 +166,11 @@ def plan_replay(
             "user": user,
         }
     )
-    outputs = {m.name: m.source for m in new_mounts if m.kind == "output"}
+    outputs = {
+        m.name: m.source
+        for m in new_mounts
+        if m.kind == "output" and not returned.is_value_mount(m)
+    }
     return Plan(source, rec, new_inv, run_id, used, outputs, notes)
 
 

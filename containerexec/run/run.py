@@ -16,18 +16,25 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from containerexec.errors import EngineError, RecordError, RunError, ShardFailed
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import staging
+from containerexec.run import returned, staging
 from containerexec.run.logs import LogSink
-from containerexec.run.runner import Attempt, Failure, Tracker, run_with_retries, shard_state
+from containerexec.run.runner import (
+    Attempt,
+    Failure,
+    Tracker,
+    fails_run,
+    run_with_retries,
+    shard_state,
+)
 from containerexec.store.records import (
     AttemptRecord,
     ImageRecord,
@@ -41,6 +48,11 @@ from containerexec.store.tree import RunLock
 if TYPE_CHECKING:
     from containerexec.run.executor import Executor
     from containerexec.run.scheduler import Scheduler
+
+
+# The reasons a run stops early, as the first word of RunRecord.reason (Kubernetes' names).
+FAIL_FAST = "fail_fast"
+DEADLINE_EXCEEDED = "deadline_exceeded"
 
 
 @dataclass(frozen=True)
@@ -57,11 +69,12 @@ class ShardEvent:
 
 @dataclass
 class RunResult:
-    """How a run ended: its final record and the records of its failed shards."""
+    """How a run ended: its final record, its failed shards, and what each shard returned."""
 
     record: RunRecord
     record_path: Path
     failed: list[ShardRecord]
+    values: list[Any] = field(default_factory=list)  # returned by each shard, in shard order
 
     @property
     def state(self) -> str:
@@ -78,9 +91,10 @@ class RunResult:
             raise shard_failed(self.record, self.failed[0], len(self.failed))
         if self.record.state != "succeeded":
             counts = ", ".join(f"{n} {s}" for s, n in self.record.counts.items())
+            why = f": {self.record.reason}" if self.record.reason else ""
             raise RunError(
                 f"run {self.record.run_id} of module '{self.record.module}' "
-                f"{self.record.state} ({counts}); see: containerexec runs show "
+                f"{self.record.state}{why} ({counts}); see: containerexec runs show "
                 f"{self.record.run_id}"
             )
         return self
@@ -156,11 +170,15 @@ class Run:
         self.counts = Counts()
         self.stop_new = threading.Event()
         self.signal: int | None = None
+        self.reason: str | None = None  # why the run stopped early (fail-fast, deadline)
+        self._reason_lock = threading.Lock()
+        self._ended = threading.Event()
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._error: BaseException | None = None
         self._lock: RunLock | None = None
         self._stoppers: list[threading.Thread] = []
+        self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
 
     @property
     def id(self) -> str:
@@ -178,15 +196,35 @@ class Run:
         self._thread = threading.Thread(
             target=self._drive, args=(scheduler, todo, parallel), name=f"run-{self.id}", daemon=True
         )
+        if self.record.deadline_s is not None:
+            # Counted from here, once the image is ready: a resumed run gets a fresh deadline.
+            deadline_at = self.ex.clock() + self.record.deadline_s
+            threading.Thread(
+                target=self._watch, args=(deadline_at,), name=f"deadline-{self.id}", daemon=True
+            ).start()
         self._thread.start()
+
+    def _watch(self, deadline_at: float) -> None:
+        """Stop the run when its deadline passes (on the injected clock, checked often)."""
+        while not self._ended.is_set():
+            left = deadline_at - self.ex.clock()
+            if left <= 0:
+                self.stop(
+                    f"{DEADLINE_EXCEEDED}: the run's deadline of {self.record.deadline_s:g} s "
+                    "passed"
+                )
+                return
+            self._ended.wait(min(left, 0.2))
 
     def _drive(self, scheduler: Scheduler, todo: list[Shard], parallel: int) -> None:
         try:
             scheduler.run(self, todo, parallel)
+            self._ended.set()
             self._result = self._finish()
         except BaseException as exc:  # handed to whoever waits, never lost in a thread
             self._error = exc
         finally:
+            self._ended.set()
             if self._lock is not None:
                 self._lock.__exit__(None, None, None)
 
@@ -226,6 +264,18 @@ class Run:
         """
         if self.signal is None:
             self.signal = signum
+        self._halt()
+
+    def stop(self, reason: str) -> None:
+        """Fail the run now for `reason`: as cancel(), but the run is recorded as failed
+        with that reason (fail-fast, deadline). The first reason wins."""
+        with self._reason_lock:
+            if self.reason is not None or self.signal is not None:
+                return
+            self.reason = reason
+        self._halt()
+
+    def _halt(self) -> None:
         self.tracker.cancelled.set()
         for cid in self.tracker.running():
             stopper = threading.Thread(target=self._stop, args=(cid,), daemon=True)
@@ -259,6 +309,7 @@ class Run:
                     "outputs_committed": True,
                     "cached": True,
                     "exit_code": 0,
+                    "returned": self._values.pop(shard.index, None),
                 }
             )
             store.write_shard(final)
@@ -270,7 +321,10 @@ class Run:
         state = shard_state(last)
         if not last.ok:
             staging.discard(staging_dir)
+        if last.failure == Failure.CANCELLED and self.reason is not None:
+            attempts[-1] = last = replace(last, message=f"stopped: {self.reason}")
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
+        final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
         store.write_shard(final)
         self._count(shard, state, last)
         return final
@@ -347,6 +401,12 @@ class Run:
         staging.prepare(staging_dir, self.spec)
         if not self.ex.cache.restore(self.spec, self.bindings, inv, staging_dir):
             return False
+        try:
+            self._values[inv.shard_index] = returned.take(
+                staging_dir, inv, self.spec, self.bindings
+            )
+        except returned.ValueUnreadable:
+            return False  # an entry no container wrote that way: run the shard afresh
         with self.ex.commit_lock:
             staging.commit(staging_dir, self.spec, self.bindings)
         return True
@@ -360,7 +420,7 @@ class Run:
 
     def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
         if self.interactive is not None:
-            staging.prepare(staging_dir, self.spec)
+            self._prepare(staging_dir, inv)
             now = self.ex.clock()
             attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
             return [self._commit(attempt, inv, staging_dir) if attempt.ok else attempt]
@@ -373,14 +433,20 @@ class Run:
             clock=self.ex.clock,
             sleep=self.ex.sleep_for(self.tracker),
             log_for=lambda n: self._log(shard.index, n),
-            before=lambda: staging.prepare(staging_dir, self.spec),
+            before=lambda: self._prepare(staging_dir, inv),
             after=lambda a: self._commit(a, inv, staging_dir),
             on_attempt=lambda a, retry: self._retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
         )
 
+    def _prepare(self, staging_dir: Path, inv: Invocation) -> None:
+        staging.prepare(staging_dir, self.spec)
+        returned.prepare(staging_dir, inv)
+
     def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+        if fails_run(self.policy, a):
+            self.stop(f"{FAIL_FAST}: shard {shard.index} exited with {a.exit_code}")
         if retry:
             self.ex.on_event(
                 ShardEvent("retrying", shard.index, shard.count, "running", a, self.id)
@@ -405,9 +471,12 @@ class Run:
             staging.check(staging_dir, self.spec, self.bindings)
             if self.ex.cache is not None and self.spec.cache:
                 self.ex.cache.save(self.spec, self.bindings, inv, staging_dir)
+            # Taken out after the cache kept it (a hit returns it too), before the commit.
+            value = returned.take(staging_dir, inv, self.spec, self.bindings)
             with self.ex.commit_lock:
                 staging.commit(staging_dir, self.spec, self.bindings)
-        except staging.OutputsMissing as exc:
+            self._values[inv.shard_index] = value
+        except (staging.OutputsMissing, returned.ValueUnreadable) as exc:
             return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
         except OSError as exc:
             kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
@@ -430,8 +499,10 @@ class Run:
         by_state: dict[str, int] = {}
         failed: list[ShardRecord] = []
         sole: ShardRecord | None = None
+        values: dict[int, Any] = {}
         for rec in store.iter_shards(self.id):  # one at a time: 10k shards fit
             if rec.index in wanted:
+                values[rec.index] = rec.returned
                 by_state[rec.state] = by_state.get(rec.state, 0) + 1
                 sole = rec
                 if rec.state == "failed":
@@ -440,7 +511,10 @@ class Run:
         if missing:
             by_state["pending"] = missing
         counts = dict(sorted(by_state.items()))
-        if self.tracker.cancelled.is_set() and counts.get("succeeded", 0) < len(wanted):
+        complete = counts.get("succeeded", 0) == len(wanted)
+        if self.reason is not None and not complete:
+            state = "failed"  # failed fast, or out of time: not a user's cancel
+        elif self.tracker.cancelled.is_set() and not complete:
             state = "cancelled"
         elif failed or counts.get("succeeded", 0) < len(wanted):
             state = "failed"
@@ -452,13 +526,19 @@ class Run:
                 # The command's own status, where the run is one command.
                 "exit_code": sole.exit_code if sole is not None and len(wanted) == 1 else None,
                 "signal": self.signal if state == "cancelled" else None,
+                "reason": self.reason if state == "failed" else None,
                 "counts": counts,
                 "ended_at": self.ex.clock(),
             }
         )
         self.record = record
         path = store.write_run(record)
-        return RunResult(record=record, record_path=path, failed=failed)
+        return RunResult(
+            record=record,
+            record_path=path,
+            failed=failed,
+            values=[values.get(i) for i in sorted(wanted)],
+        )
 
 
 def with_attempts(

@@ -33,6 +33,7 @@ class Failure(StrEnum):
     KILLED = "killed"
     IMAGE_NOT_FOUND = "image_not_found"
     COMMAND_NOT_FOUND = "command_not_found"
+    CANNOT_EXEC = "cannot_exec"
     OUTPUTS_MISSING = "outputs_missing"
     NO_SPACE = "no_space"
     ENGINE_LOST = "engine_lost"
@@ -49,6 +50,7 @@ class Failure(StrEnum):
 NOT_RETRIED = {
     Failure.OOM,
     Failure.COMMAND_NOT_FOUND,
+    Failure.CANNOT_EXEC,
     Failure.IMAGE_NOT_FOUND,
     Failure.CANCELLED,
     Failure.NO_SPACE,
@@ -147,7 +149,13 @@ def run_invocation(
             engine.start(cid)
         except StartFailed as exc:
             stream.close()
-            kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.ENGINE_ERROR
+            kind = (
+                Failure.COMMAND_NOT_FOUND
+                if exc.command_not_found
+                else Failure.CANNOT_EXEC
+                if exc.cannot_exec
+                else Failure.ENGINE_ERROR
+            )
             return replace(base, container_id=cid, ended_at=clock(), failure=kind, message=str(exc))
         if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
             engine.stop(cid, grace_s=grace_s)
@@ -236,6 +244,13 @@ def classify(
             failure=Failure.COMMAND_NOT_FOUND,
             message=f"exited with 127 (command not found) {engine_error}".strip(),
         )
+    if code == 126:
+        return replace(
+            a,
+            failure=Failure.CANNOT_EXEC,
+            message="exited with 126 (the command cannot be executed: a folder, or no "
+            f"execute permission) {engine_error}".strip(),
+        )
     if code == 137:
         return replace(a, failure=Failure.KILLED, message="exited with 137 (killed from outside)")
     if code is not None and code > 128:
@@ -249,6 +264,8 @@ def should_retry(policy: RetryPolicy, attempt: Attempt, counted_attempts: int) -
     """Whether a failed attempt gets another try under `policy`."""
     if attempt.failure is None or attempt.failure == Failure.CANCELLED:
         return False
+    if fails_run(policy, attempt):
+        return False
     if not attempt.counted:
         return True
     if counted_attempts >= policy.max_attempts:
@@ -257,6 +274,14 @@ def should_retry(policy: RetryPolicy, attempt: Attempt, counted_attempts: int) -
     if codes is not None:
         return attempt.exit_code in codes
     return attempt.failure not in NOT_RETRIED
+
+
+def fails_run(policy: RetryPolicy, attempt: Attempt) -> bool:
+    """Whether a failed attempt fails its whole run at once (`fail_run_on_exit_codes`)."""
+    return (
+        attempt.failure not in (None, Failure.CANCELLED)
+        and attempt.exit_code in policy.fail_run_on_exit_codes
+    )
 
 
 def backoff_s(policy: RetryPolicy, counted_attempts: int) -> float:

@@ -16,7 +16,8 @@ from containerexec.model.invocation import Invocation
 
 # 2: run records say how their shards run (labels, user, grace, log limit) and the
 # signal that cancelled them, so a shard can run from the run folder alone.
-SCHEMA_VERSION = 2
+# 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
+SCHEMA_VERSION = 3
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -71,6 +72,9 @@ class ShardRecord(Record):
     log_tail: list[str] = Field(default_factory=list)
     stderr_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
+    returned: Any = Field(
+        None, description="What the shard's code returned (Python modules), as JSON."
+    )
 
 
 class SchedulerRecord(Record):
@@ -107,6 +111,12 @@ class RunRecord(Record):
     pipeline_run: str | None = None
     repro_of: str | None = None  # the run this one replays a shard of
     signal: int | None = Field(None, description="The signal that cancelled the run.")
+    reason: str | None = Field(
+        None,
+        description="Why the run stopped early: 'fail_fast: shard 3 exited with 2' or "
+        "'deadline_exceeded: ...'.",
+    )
+    deadline_s: float | None = Field(None, description="The run's deadline, from its start.")
     labels: dict[str, str] = Field(default_factory=dict, description="Put on every container.")
     user: str | None = None
     grace_s: float = 5.0

@@ -175,7 +175,7 @@ def test_the_run_record_holds_image_argv_env_mounts_limits_exit_and_times(
     assert rec.started_at <= attempt.started_at <= attempt.ended_at <= (rec.ended_at or 0)
     assert Path(shard.log_path).read_text() == "report written\n"
     on_disk = json.loads(probe["result"].record_path.read_text())
-    assert on_disk["schema_version"] == 2
+    assert on_disk["schema_version"] == 3
 
 
 SECRET_SPEC = """\

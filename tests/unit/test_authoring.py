@@ -26,7 +26,8 @@ from containerexec.model.bindings import bind
 from containerexec.model.invocation import container_paths
 from containerexec.model.pipeline import load_pipeline
 from containerexec.model.placeholders import render_argv
-from containerexec.model.spec import load_spec
+from containerexec.model.spec import load_spec, validate_spec
+from containerexec.run.returned import host_paths, port_places
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # has no containerexec, like the images
 
@@ -433,3 +434,40 @@ def test_a_given_engine_is_used_as_is_and_not_closed() -> None:
     with connected(engine) as got:
         assert got is engine
     assert engine.mock_calls == []
+
+
+def test_a_run_remakes_a_class_module_with_its_values_in_the_config(tmp_path: Path) -> None:
+    cls = load(tmp_path, "mult", STOPES_MODULE, "Multiply")
+    config_cls = load(tmp_path, "mult", STOPES_MODULE, "Config")
+    instance = cls(config_cls(out=tmp_path / "o", label="y"))
+    module = instance.as_module()
+    assert module.for_run is not None
+    remade = module.for_run({"out": str(tmp_path / "o2"), "label": "z"})
+    assert remade.defaults == {"out": tmp_path / "o2"}  # a str for a path port becomes a Path
+    assert remade.spec.inputs["label"].default == "z"
+    assert instance.config.label == "y"  # the caller's instance is left as it was
+
+
+def test_returned_container_paths_become_the_host_paths_of_their_ports(tmp_path: Path) -> None:
+    spec = validate_spec(
+        {
+            "name": "m",
+            "environment": {"image": "x"},
+            "inputs": {"data": {"type": "directory"}, "n": {"type": "string"}},
+            "outputs": {"out": {"type": "directory"}, "report": {"type": "file"}},
+            "command": ["true"],
+        },
+        "m",
+    )
+    b = bind(
+        spec,
+        {"data": str(tmp_path), "n": "/outputs/out"},
+        {"out": str(tmp_path / "o"), "report": str(tmp_path / "r.txt")},
+    )
+    places = port_places(spec, b)
+    value = {"a": ["/outputs/out/x/y.txt", "/outputs/report/r.txt", "/inputs/data/f"], "n": 3}
+    assert host_paths(value, places) == {
+        "a": [f"{tmp_path}/o/x/y.txt", f"{tmp_path}/r.txt", f"{tmp_path}/f"],
+        "n": 3,
+    }
+    assert host_paths("/outputs/outer", places) == "/outputs/outer"  # not inside a port

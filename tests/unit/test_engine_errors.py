@@ -266,3 +266,18 @@ def test_no_engine_is_engine_unavailable_whatever_docker_raised() -> None:
         error = translate(exc, req)
         assert isinstance(error, errors.EngineUnavailable) and error.operation == req.operation
         assert "No Docker engine answers at" in str(error)
+
+
+def test_a_start_failure_says_when_the_command_cannot_be_executed() -> None:
+    # What the engine answers for `command: [/etc]` in a container without an init.
+    answer = (
+        "failed to create shim task: OCI runtime create failed: runc create failed: unable "
+        'to start container process: exec: "/etc": permission denied: unknown'
+    )
+    api = MagicMock(spec=docker.APIClient)
+    api.start.side_effect = docker_error(400, answer)
+
+    with pytest.raises(StartFailed) as caught:
+        DockerEngine(api).start(CID)
+
+    assert caught.value.cannot_exec and not caught.value.command_not_found

@@ -1,0 +1,87 @@
+"""The one loader of spec files in any format we read (ours, Azure ML), and --image-map.
+
+Every command that takes a module or pipeline file loads it here, so an Azure ML
+file works wherever ours does, and what a local run ignores is said once per file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from containerexec.errors import PipelineError, UsageError
+from containerexec.formats import amlpipeline, azureml
+from containerexec.formats.detect import detect_file
+from containerexec.model.pipeline import ModuleLoader, Plan, check_pipeline, plan
+from containerexec.model.spec import ModuleSpec, load_spec
+
+_MAP_KEY = "containerexec.image_map"
+_SAID_KEY = "containerexec.formats_said"
+
+
+def _keep_map(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+    ctx.meta[_MAP_KEY] = value
+
+
+image_map_option = click.option(
+    "--image-map",
+    multiple=True,
+    expose_value=False,
+    callback=_keep_map,
+    metavar="NAME=IMAGE|FILE",
+    help="Azure ML files: the local image of a registered environment (or of an image "
+    "reference), or a YAML file of NAME: IMAGE lines (repeatable).",
+)
+
+
+def image_map() -> dict[str, str]:
+    """The --image-map of the running command (empty outside one)."""
+    ctx = click.get_current_context(silent=True)
+    return azureml.load_image_map(ctx.meta.get(_MAP_KEY, ()) if ctx else ())
+
+
+def load_module_file(path: Path) -> ModuleSpec:
+    """A module spec file: ours, or an Azure ML command component (converted)."""
+    kind = detect_file(path)
+    if kind == "containerexec":
+        return load_spec(path)
+    if kind == "aml-pipeline":
+        raise UsageError(
+            f"'{path}' is an Azure ML pipeline job; run it: containerexec pipeline run {path}"
+        )
+    converted = azureml.load_component(path, image_map())
+    report(str(path), converted.ignored, converted.notes)
+    return converted.spec
+
+
+def load_plan(file: Path, loader: ModuleLoader) -> Plan:
+    """A checked pipeline: ours (modules through `loader`), or an Azure ML pipeline job."""
+    kind = detect_file(file)
+    if kind == "containerexec":
+        return check_pipeline(file, load_module=loader)
+    if kind == "aml-component":
+        raise UsageError(f"'{file}' is an Azure ML component; run it: containerexec run {file}")
+    converted = amlpipeline.load_pipeline(file, image_map())
+    report(str(file), converted.ignored, converted.notes)
+    try:
+        return plan(converted.spec, file.parent, load_module=converted.loader(), path=str(file))
+    except PipelineError as exc:
+        raise PipelineError(str(file), exc.problems) from None
+
+
+def report(path: str, ignored: list[str], notes: list[str]) -> None:
+    """What a local run does not honour, once per file and command, on stderr."""
+    ctx = click.get_current_context(silent=True)
+    said: set[str] = ctx.meta.setdefault(_SAID_KEY, set()) if ctx else set()
+    if path in said:
+        return
+    said.add(path)
+    if ignored:
+        click.echo(
+            f"warning: {path}: ignored here (a local run cannot honour them): "
+            + ", ".join(ignored),
+            err=True,
+        )
+    for note in notes:
+        click.echo(f"note: {path}: {note}", err=True)

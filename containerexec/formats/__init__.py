@@ -1,0 +1,1 @@
+"""Other systems' specs read into ours (Azure ML components and pipelines), and written back."""
