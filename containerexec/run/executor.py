@@ -294,6 +294,7 @@ class Executor:
     ) -> Run:
         """Write the run record and start `todo` on the scheduler; the common end of every
         way to start a run (repro passes the recorded Invocation as `invocation_for`)."""
+        record = self.scheduler.admit(record)  # before anything is written or submitted
         self.store.write_run(record)
         run = Run(
             self,
@@ -320,6 +321,16 @@ class Executor:
         This is what a worker process (a Slurm array task, say) calls; the process
         that started the run holds its lock meanwhile, so this takes none.
         """
+        run = self.reopen(run_id, index)
+        with self._runs_lock:  # so a cancel (Slurm's SIGTERM to the worker) reaches it
+            self._runs.append(run)
+        if self.signal is not None:
+            run.cancel(self.signal)
+        self._ensure_image(run.spec.name, run.image)  # a node pulls the pinned image once
+        return run.run_shard(run.shards[index])
+
+    def reopen(self, run_id: str, index: int = 0) -> Run:
+        """The Run of a recorded run, rebuilt from its run folder alone (not launched)."""
         record = self.store.load_run(run_id)
         spec = ModuleSpec.model_validate(record.spec)
         bindings = Bindings(dict(record.inputs), dict(record.outputs))
@@ -330,7 +341,7 @@ class Executor:
                 f"now give {len(shards)} (asked for shard {index}); the inputs changed "
                 "since the run started: start a new run"
             )
-        run = Run(
+        return Run(
             self,
             spec=spec,
             bindings=bindings,
@@ -338,7 +349,6 @@ class Executor:
             shards=shards,
             invocation_for=self._resolver(spec, bindings, record),
         )
-        return run.run_shard(shards[index])
 
     # -- helpers -----------------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from containerexec.model.spec import ModuleSpec
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
 from containerexec.run.run import RunResult, ShardEvent
+from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
@@ -127,10 +128,12 @@ class Orchestrator:
         clock: Callable[[], float] = time.time,
         overwrite: bool = False,
         respec: Respec | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
         """`overwrite` lets a non-empty -o place be replaced when the outputs are placed;
         `respec` makes a job's spec again once its inputs exist (a ContainerModule's
-        array() is evaluated then, with the job's own inputs, as stopes does)."""
+        array() is evaluated then, with the job's own inputs, as stopes does);
+        `scheduler` is where every job's shards run (a SlurmScheduler, say; default here)."""
         self.engine = engine
         self.respec = respec
         self.overwrite = overwrite
@@ -155,6 +158,7 @@ class Orchestrator:
             cache=Cache(store.cache) if cache else None,
             slots=threading.BoundedSemaphore(self.max_containers),
             on_event=self._shard_event,
+            scheduler=scheduler,
         )
         self._job_of: dict[str, str] = {}  # run id -> job
 

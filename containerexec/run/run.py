@@ -302,7 +302,7 @@ class Run:
         store = self.ex.store
         staging_dir = store.staging(self.id, shard.index)
         self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
-        base = self.base_record(shard, attempts=self._earlier_attempts(shard))
+        base = self.base_record(shard, attempts=self.earlier_attempts(shard))
         inv = base.invocation
         # Losing a 'running' record to a machine crash only means the shard runs again.
         store.write_shard(base, durable=False)
@@ -378,7 +378,7 @@ class Run:
             input_manifests=self.input_manifests,
         )
 
-    def _earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
+    def earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
         """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
         path = self.ex.store.shard_path(self.id, shard.index)
         if not path.is_file():
@@ -387,6 +387,27 @@ class Run:
             return list(load_model(path, ShardRecord).attempts)
         except RecordError:
             return []  # left empty by a machine crash: the shard simply runs again
+
+    def ended_elsewhere(self, shard: Shard, record: ShardRecord) -> None:
+        """Count a shard that ran in another process (a cluster task), from its final record."""
+        last = record.attempts[-1] if record.attempts else None
+        attempt = None
+        if last is not None:
+            failure = Failure(last.failure) if last.failure in set(Failure) else None
+            attempt = Attempt(
+                number=last.number,
+                started_at=last.started_at,
+                ended_at=last.ended_at,
+                exit_code=last.exit_code,
+                failure=failure,
+                message=last.message,
+            )
+        self._count(shard, record.state, attempt)
+
+    def settle(self) -> RunResult:
+        """Write the final record of a run whose shards ended elsewhere, with no process
+        following it (a detached cluster run): what the run's own end would write."""
+        return self._finish()
 
     def _restore(self, inv: Invocation, staging_dir: Path) -> Attempt | None:
         """Commit the cached outputs of this shard: None on a miss, else how the commit went."""

@@ -87,6 +87,13 @@ class ShardRecord(Record):
     )
 
 
+class SchedulerRecord(Record):
+    """Where a run's shards ran, when not on this machine: the cluster and its job ids."""
+
+    kind: Literal["slurm"]
+    job_ids: list[str] = Field(default_factory=list, description="One per submitted array.")
+
+
 class RunRecord(Record):
     schema_version: int = SCHEMA_VERSION
     run_id: str
@@ -124,6 +131,7 @@ class RunRecord(Record):
     user: str | None = None
     grace_s: float = 5.0
     log_limit_bytes: int = 16 << 20
+    scheduler: SchedulerRecord | None = Field(None, description="None: shards ran here.")
 
 
 def load_model(path: Path, model: type[M]) -> M:
