@@ -295,7 +295,7 @@ def test_build_network_host_gives_run_steps_the_hosts_network(workspace: Workspa
         try:
             done = workspace.cli("run", str(spec), timeout_s=300)
             assert done.returncode == 0, done.stderr
-            found[network] = done.stdout.split()
+            found[network] = done.stdout.splitlines()[:-1]  # the last line is the run id
         finally:
             remove_module_images(module)
     assert found["none"] == ["lo"]
