@@ -295,7 +295,7 @@ def test_repro_print_cli_needs_no_engine_and_shows_the_digest(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.stdout)
     assert DIGEST in argv and "API_TOKEN" in argv
-    assert "mkdir -p" in result.stderr
+    assert "mkdir -p" in result.stdout and result.stdout.startswith("#!/bin/sh\n")
 
 
 def test_shell_and_debug_together_are_a_usage_error(tmp_path: Path) -> None:
