@@ -7,6 +7,7 @@ import json
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,8 @@ from containerexec.store import bundle as bundles
 
 from .modules import cancel_on_signals
 from .runs import runs
+
+DEBUG_PORT_WAIT_S = 30.0
 
 
 @runs.command("export")
@@ -205,6 +208,7 @@ def repro_command(
         ctx.exit(status)
     if mode == "debug":
         _debug_banner(plan, debug_port)
+        threading.Thread(target=_check_port, args=(plan, debug_port), daemon=True).start()
         started = replay.start(executor, plan, mode, keep=keep, tty=tty, debug_port=debug_port)
         outcome = replay.outcome(executor, plan, started.wait())
     else:
@@ -279,11 +283,27 @@ def _header(plan: repro.Plan, image: str, job: str | None) -> None:
 def _debug_banner(plan: repro.Plan, port: int) -> None:
     inv = repro.mode_invocation(plan, "debug")
     click.echo(
-        f"debugpy waits for an editor on 127.0.0.1:{port}; the command is\n  "
-        f"{shlex.join(inv.argv)}\nVS Code .vscode/launch.json:",
+        f"debugpy will wait for an editor on 127.0.0.1:{port}; the command is\n  "
+        f"{shlex.join(inv.argv)}",
         err=True,
     )
-    click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+
+
+def _check_port(plan: repro.Plan, port: int) -> None:
+    """The launch.json once debugpy answers on the port; what to do when it never does."""
+    inv = repro.mode_invocation(plan, "debug")
+    if replay.port_answers(port, timeout_s=DEBUG_PORT_WAIT_S):
+        click.echo("debugpy answers; VS Code .vscode/launch.json:", err=True)
+        click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+        return
+    click.echo(
+        f"nothing answers on 127.0.0.1:{port} after {DEBUG_PORT_WAIT_S:g} s: the engine may "
+        "have no bridge network to publish the port on ('docker network ls'), or the "
+        "command failed before debugpy started (see its output above). Stop it with Ctrl-C; "
+        "then use --shell to debug inside the container, or --print --debug to run it on "
+        "an engine with a bridge network",
+        err=True,
+    )
 
 
 def _kept(plan: repro.Plan, keep: bool) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -114,6 +115,31 @@ def _attached(executor: Executor, tty: bool, keep: bool, port: int) -> Interacti
         return classify(ran, timed_out=False, cancelled=False, timeout_s=None, engine_error="")
 
     return attempt
+
+
+def port_answers(
+    port: int, *, timeout_s: float = 30.0, sleep: Callable[[float], object] = time.sleep
+) -> bool:
+    """Whether something listens on 127.0.0.1:`port` within `timeout_s`.
+
+    docker's userland proxy accepts a connection even when nothing listens in the
+    container, then closes it; a debug adapter keeps it open and waits for the client
+    to speak first. So "answers" is: connected, and not closed within a short wait.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                sock.settimeout(0.5)
+                try:
+                    if sock.recv(1) != b"":
+                        return True
+                except TimeoutError:
+                    return True
+        except OSError:
+            pass
+        sleep(0.5)
+    return False
 
 
 def shell(executor: Executor, plan: Plan, *, tty: bool, keep: bool = False) -> int:

@@ -13,14 +13,17 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, wait_for
+from registry import free_port
 
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.spec import load_spec
+from containerexec.run import replay
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.store.tree import RunStore
 
@@ -302,3 +305,38 @@ def test_print_refuses_naming_every_missing_input(failed: Failed, tmp_path: Path
     assert result.exit_code == 2
     assert "input 'data' of run" in result.stderr and "--inputs data=PATH" in result.stderr
     assert "docker run" not in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("command", "answers"),
+    [
+        (["sleep", "30"], False),  # docker's proxy accepts, then closes: nobody behind it
+        (
+            [
+                "python3",
+                "-c",
+                "import socket, time; s = socket.socket(); s.bind(('0.0.0.0', 5678)); "
+                "s.listen(); print('listening', flush=True); c, _ = s.accept(); time.sleep(30)",
+            ],
+            True,
+        ),
+    ],
+)
+def test_the_debug_port_check_tells_a_listener_from_dockers_proxy(
+    docker_client: Any, test_session_label: dict[str, str], command: list[str], answers: bool
+) -> None:
+    port = free_port()
+    container = docker_client.containers.run(
+        BASE_IMAGE,
+        command,
+        detach=True,
+        ports={"5678/tcp": ("127.0.0.1", port)},
+        labels=test_session_label,
+        auto_remove=False,
+    )
+    try:
+        if answers:
+            wait_for(lambda: b"listening" in container.logs(), what="the listener")
+        assert replay.port_answers(port, timeout_s=3) is answers
+    finally:
+        container.remove(force=True)
