@@ -10,7 +10,6 @@ import subprocess
 import tarfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,14 +66,12 @@ class Failed:
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngine]:
-    eng = DockerEngine.from_env()
-    yield eng
-    eng.api.close()
+def failed(test_session_label: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Failed:
+    with DockerEngine.from_env() as engine:
+        return _failed_run(engine, test_session_label, tmp_path_factory)
 
 
-@pytest.fixture(scope="module")
-def failed(
+def _failed_run(
     engine: DockerEngine,
     test_session_label: dict[str, str],
     tmp_path_factory: pytest.TempPathFactory,
