@@ -64,30 +64,6 @@ def _ranges(indices: list[int]) -> str:
     return ",".join(parts)
 
 
-def input_changes(name: str, recorded: list[FileEntry], path: Path, is_file: bool) -> list[str]:
-    """One line per file of input `name` at `path` that differs from its recorded manifest."""
-    if is_file:
-        # A renamed copy of a file input is fine: it is mounted under the recorded name.
-        local = {(recorded[0].path if len(recorded) == 1 else path.name): path}
-    else:
-        local = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
-    want = {e.path: e for e in recorded}
-    lines = []
-    for rel in sorted(want.keys() | local.keys()):
-        where = f"{name}/{rel}" if not is_file else f"{name} ({rel})"
-        if rel not in local:
-            lines.append(f"removed  {where}")
-        elif rel not in want:
-            lines.append(f"added    {where}")
-        else:
-            size = local[rel].stat().st_size
-            if size != want[rel].size:
-                lines.append(f"changed  {where} (size {want[rel].size} -> {size} bytes)")
-            elif want[rel].sha256 and manifests.sha256_file(local[rel]) != want[rel].sha256:
-                lines.append(f"changed  {where} (same size, different content)")
-    return lines
-
-
 @dataclass(frozen=True)
 class Plan:
     """A replay decided but not run yet: the recorded shard and its re-mapped Invocation."""
@@ -146,16 +122,21 @@ def plan_replay(
         if m.kind == "output":
             new_mounts.append(m.model_copy(update={"source": str(out_root / m.name)}))
             continue
-        path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
-        manifest = source.run.input_manifests.get(m.name)
-        if strict and manifest is not None:
-            differ = input_changes(m.name, manifest, path, m.is_file)
-            changes += differ
-            if differ:  # the record says what this replay read, not what the original did
-                read[m.name] = [
-                    FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(path))
-                ]
-        used[m.name] = str(path)
+        folder, path = _input_place(m, given)
+        if strict:
+            # What this shard read: its own manifest when a resume accepted changed inputs.
+            manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
+            if manifest is not None and m.shard_file:
+                manifest = [e for e in manifest if e.path == m.shard_file]
+            if manifest is not None:
+                differ = manifests.input_changes(m.name, manifest, path, m.is_file)
+                changes += differ
+                if differ:  # the record says what this replay read, not what the original did
+                    read[m.name] = [
+                        FileEntry(path=p, size=n, sha256=h)
+                        for p, n, h in manifests.manifest(str(path))
+                    ]
+        used[m.name] = str(folder)
         new_mounts.append(m.model_copy(update={"source": str(path)}))
     if changes and not ignore_input_changes:
         raise InputsChanged(source.run.run_id, changes)
@@ -193,13 +174,23 @@ def missing_inputs(rec: ShardRecord, given: Mapping[str, str]) -> list[str]:
     ]
 
 
+def _input_place(m: Mount, given: Mapping[str, str]) -> tuple[Path, Path]:
+    """(the input as -i names it or the record has it, what the shard mounts): a glob
+    shard that mounted its own file alone is given its folder."""
+    path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
+    if not m.shard_file:
+        return path, path
+    folder = path if m.name in given else Path(m.source[: -len(m.shard_file) - 1])
+    return folder, folder / m.shard_file
+
+
 def check_present(run_id: str, rec: ShardRecord, given: Mapping[str, str]) -> None:
     """Every input of the shard is here and of its recorded kind; else one error naming all."""
     missing, wrong = [], []
     for m in rec.invocation.mounts:
         if m.kind != "input":
             continue
-        path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
+        _, path = _input_place(m, given)
         kind = "file" if m.is_file else "directory"
         if not path.exists():
             where = "" if m.name in given else " here (its recorded place)"
