@@ -9,6 +9,7 @@ import itertools
 import threading
 from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from containerexec.engine.base import (
     ContainerInfo,
@@ -168,6 +169,13 @@ class FakeEngine:
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         return []
+
+    def save_image(self, ref: str, dest: Path) -> int:
+        dest.write_bytes(b"fake image " + ref.encode())
+        return dest.stat().st_size
+
+    def load_image(self, src: Path) -> list[str]:
+        return ["sha256:" + "f" * 64]
 
     def run_interactive(
         self,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -14,13 +16,14 @@ import click
 from containerexec.cli import App, cli
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
-from containerexec.run import replay, repro
+from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
-from containerexec.store import export as portable
-from containerexec.store.records import write_json
+from containerexec.store import bundle as bundles
 
 from .modules import cancel_on_signals
 from .runs import runs
+
+DEBUG_PORT_WAIT_S = 30.0
 
 
 @runs.command("export")
@@ -28,22 +31,78 @@ from .runs import runs
 @click.option(
     "-o",
     "--output",
-    required=True,
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The file to write ('-' for standard output).",
+    help="The JSON file to write ('-' for standard output).",
 )
+@click.option(
+    "--bundle",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a bundle (a tar; .tar.gz gzips it) that can also carry the image and inputs.",
+)
+@click.option("--with-image", is_flag=True, help="Put the run's image in the bundle.")
+@click.option("--with-inputs", is_flag=True, help="Put one shard's inputs in the bundle.")
+@click.option(
+    "--max-input-bytes",
+    type=click.IntRange(min=0),
+    default=bundles.DEFAULT_MAX_INPUT_BYTES,
+    show_default=True,
+    help="Refuse --with-inputs past this many bytes of inputs.",
+)
+@click.option(
+    "--shard",
+    type=click.IntRange(min=0),
+    help="Whose inputs --with-inputs takes (default: the first failed shard).",
+)
+@click.option("--job", help="Of a pipeline run: whose inputs (default: the first failed job).")
 @click.pass_obj
-def export(app: App, run: str, output: Path) -> None:
-    """Write one self-contained JSON file of RUN (an id, a prefix, or 'last'): its record,
-    every shard's record and the end of each log; never secret values. `containerexec repro
-    FILE` replays it on another machine."""
-    data = portable.export_run(app.store, run).model_dump(mode="json")
-    if str(output) == "-":
-        click.echo(json.dumps(data, indent=1, sort_keys=True))
+def export(
+    app: App,
+    run: str,
+    output: Path | None,
+    bundle: Path | None,
+    with_image: bool,
+    with_inputs: bool,
+    max_input_bytes: int,
+    shard: int | None,
+    job: str | None,
+) -> None:
+    """Write RUN (an id, a prefix, 'last', or a pipeline run id) to one file: its record,
+    every shard's record and the end of each log, never secret values; with --bundle,
+    optionally its image and a failed shard's inputs. `containerexec repro FILE` replays
+    it on another machine."""
+    if (output is None) == (bundle is None):
+        raise UsageError("give one of -o FILE (JSON) and --bundle FILE")
+    if bundle is None and (with_image or with_inputs):
+        raise UsageError("--with-image and --with-inputs need --bundle FILE (JSON holds neither)")
+    if output is not None:
+        what, text = sources.write_export(app.store, run, None if str(output) == "-" else output)
+        if str(output) == "-":
+            click.echo(text)
+        else:
+            click.echo(f"exported {what} to {output}", err=True)
         return
-    write_json(output, data)
+    assert bundle is not None
+    began = time.monotonic()
+    made = sources.write_bundle(
+        app.store,
+        run,
+        bundle,
+        engine=app.engine if with_image else None,
+        job=job,
+        shard=shard,
+        with_inputs=with_inputs,
+        max_input_bytes=max_input_bytes,
+    )
+    parts = [f"{len(made.runs)} run(s)"]
+    parts += [f"image {i.id[:19]} ({i.bytes / (1 << 20):.1f} MiB)" for i in made.images]
+    parts += [
+        f"input {i.name}" + (f" (made by job {i.made_by})" if i.made_by else "")
+        for i in made.inputs
+    ]
     click.echo(
-        f"exported run {data['run']['run_id']} ({len(data['shards'])} shards) to {output}", err=True
+        f"bundled {', '.join(parts)} into {bundle} ({bundle.stat().st_size / (1 << 20):.1f} "
+        f"MiB, {time.monotonic() - began:.1f} s)",
+        err=True,
     )
 
 
@@ -86,10 +145,12 @@ def export(app: App, run: str, output: Path) -> None:
     is_flag=True,
     help="Only print the equivalent plain `docker run` command line.",
 )
+@click.option("--job", help="Of a pipeline run: the job to replay (default: the first failed).")
 @click.pass_context
 def repro_command(
     ctx: click.Context,
     record_or_run: str,
+    job: str | None,
     shard: int | None,
     inputs: tuple[str, ...],
     ignore_input_changes: bool,
@@ -107,16 +168,33 @@ def repro_command(
     if shell and debug:
         raise UsageError("--shell and --debug exclude each other; pick one")
     mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
-    source = portable.load_source(app.store, record_or_run)
-    given = parse_pairs(inputs, "--inputs")
+    source = sources.load(app.store, record_or_run, job=job)
+    rec = repro.pick_shard(source.run, shard)
+    prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
+    given = prepared.inputs
+    for note in prepared.notes:
+        click.echo(note, err=True)
     if print_only:
-        _print(app, source, shard, given, mode, debug_port)
+        _print(app, source, rec.index, given, mode, debug_port)
         return
+    sleep = app.sleep or time.sleep
+    needed = sources.upstream_needed(source, rec, given) if source.pipeline else {}
+    if needed:
+        engine = app.engine()
+        upstream = Executor(engine, app.store, on_line=_echo_line)
+        given |= sources.replay_upstream(
+            upstream, source, needed, say=lambda t: click.echo(t, err=True), sleep=sleep
+        )
     plan = repro.plan_replay(
-        app.store, source, shard=shard, inputs=given, ignore_input_changes=ignore_input_changes
+        app.store,
+        source.run,
+        shard=rec.index,
+        inputs=given,
+        ignore_input_changes=ignore_input_changes,
     )
     engine = app.engine()
-    _header(plan, repro.ensure_image(engine, plan, sleep=app.sleep or time.sleep))
+    plan, how = sources.make_image_present(engine, source, source.run, plan, sleep)
+    _header(plan, how, source.job)
     secrets = replay.secret_values(plan.inv.secret_names, os.environ, _ask_secret)
     executor = Executor(engine, app.store, secrets=secrets, on_line=_echo_line)
     tty = sys.stdin.isatty()
@@ -130,6 +208,7 @@ def repro_command(
         ctx.exit(status)
     if mode == "debug":
         _debug_banner(plan, debug_port)
+        threading.Thread(target=_check_port, args=(plan, debug_port), daemon=True).start()
         started = replay.start(executor, plan, mode, keep=keep, tty=tty, debug_port=debug_port)
         outcome = replay.outcome(executor, plan, started.wait())
     else:
@@ -145,9 +224,9 @@ def repro_command(
             f"outputs: {', '.join(f'{k} -> {v}' for k, v in plan.outputs.items())}", err=True
         )
     click.echo(f"record: {outcome.record_path}", err=True)
-    note = replay.stderr_comparison(plan.shard, outcome.shard)
-    if note:
-        click.echo(note, err=True)
+    last = replay.stderr_comparison(plan.shard, outcome.shard)
+    if last:
+        click.echo(last, err=True)
     click.echo(outcome.verdict)
     code = outcome.shard.exit_code
     ctx.exit(code if code is not None else 1)
@@ -155,32 +234,44 @@ def repro_command(
 
 def _print(
     app: App,
-    source: portable.RunExport,
-    shard: int | None,
+    source: sources.Source,
+    shard: int,
     given: dict[str, str],
     mode: repro.Mode,
     debug_port: int,
 ) -> None:
+    rec = repro.pick_shard(source.run, shard)
+    repro.check_present(source.run.run.run_id, rec, given)  # docker would exit 125 on them
     plan = repro.plan_replay(
         app.store,
-        source,
+        source.run,
         shard=shard,
         inputs=given,
         strict=False,
         outputs_root=Path.cwd() / "repro-outputs",
     )
-    click.echo(shlex.join(repro.print_command(plan, mode, debug_port=debug_port)))
-    folders = " ".join(shlex.quote(p) for p in plan.outputs.values())
-    if folders:
-        click.echo(f"# the output folders must exist first: mkdir -p {folders}", err=True)
-    if plan.inv.secret_names:
-        click.echo(f"# export the secrets first: {' '.join(plan.inv.secret_names)}", err=True)
-
-
-def _header(plan: repro.Plan, image: str) -> None:
-    src, inv = plan.source.run, plan.inv
+    image_step = None
+    carried = source.bundle.image_for(source.run.run.image.id) if source.bundle else None
+    if source.bundle is not None and carried is not None:
+        # docker load restores the image by ID only: the script runs that ID.
+        image_step = (
+            f"tar -xOf {shlex.quote(str(source.bundle.path.absolute()))} "
+            f"{shlex.quote(carried.file)} | docker load || exit 1"
+        )
+        plan = dataclasses.replace(plan, inv=plan.inv.model_copy(update={"image": carried.id}))
     click.echo(
-        f"replaying shard {inv.shard_index}/{src.shard_count} of run {src.run_id} "
+        repro.print_script(
+            plan, mode, debug_port=debug_port, image_step=image_step, grace_s=source.run.run.grace_s
+        ),
+        nl=False,
+    )
+
+
+def _header(plan: repro.Plan, image: str, job: str | None) -> None:
+    src, inv = plan.source.run, plan.inv
+    of_job = f"job '{job}' of pipeline run {src.pipeline_run}, " if job else ""
+    click.echo(
+        f"replaying shard {inv.shard_index}/{src.shard_count} of {of_job}run {src.run_id} "
         f"(module '{src.module}', recorded exit {plan.shard.exit_code}) as run "
         f"{plan.run_id}\n  image: {inv.image} ({image})\n  argv:  {shlex.join(inv.argv)}",
         err=True,
@@ -194,11 +285,27 @@ def _header(plan: repro.Plan, image: str) -> None:
 def _debug_banner(plan: repro.Plan, port: int) -> None:
     inv = repro.mode_invocation(plan, "debug")
     click.echo(
-        f"debugpy waits for an editor on 127.0.0.1:{port}; the command is\n  "
-        f"{shlex.join(inv.argv)}\nVS Code .vscode/launch.json:",
+        f"debugpy will wait for an editor on 127.0.0.1:{port}; the command is\n  "
+        f"{shlex.join(inv.argv)}",
         err=True,
     )
-    click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+
+
+def _check_port(plan: repro.Plan, port: int) -> None:
+    """The launch.json once debugpy answers on the port; what to do when it never does."""
+    inv = repro.mode_invocation(plan, "debug")
+    if replay.port_answers(port, timeout_s=DEBUG_PORT_WAIT_S):
+        click.echo("debugpy answers; VS Code .vscode/launch.json:", err=True)
+        click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+        return
+    click.echo(
+        f"nothing answers on 127.0.0.1:{port} after {DEBUG_PORT_WAIT_S:g} s: the engine may "
+        "have no bridge network to publish the port on ('docker network ls'), or the "
+        "command failed before debugpy started (see its output above). Stop it with Ctrl-C; "
+        "then use --shell to debug inside the container, or --print --debug to run it on "
+        "an engine with a bridge network",
+        err=True,
+    )
 
 
 def _kept(plan: repro.Plan, keep: bool) -> None:

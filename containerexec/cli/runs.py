@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import click
 
 from containerexec.cli import App, cli
 from containerexec.cli.status import run_status
+from containerexec.run import sources
+from containerexec.store.export import RunExport
 from containerexec.store.records import RunRecord
 
 from .slurm import cancel_run, live_state
@@ -65,8 +68,12 @@ def cancel(app: App, run: str) -> None:
 @click.option("--json", "as_json", is_flag=True, help="The full record as JSON.")
 @click.pass_obj
 def show(app: App, run: str, as_json: bool) -> None:
-    """A run's record and the state of each of its shards. RUN: an id, a prefix, or 'last'."""
+    """A run's record and the state of each of its shards. RUN: an id, a prefix, 'last', or
+    a file from `runs export` (JSON or bundle), which also shows the end of failed logs."""
     store = app.store
+    if Path(run).expanduser().is_file():
+        _show_file(app, Path(run).expanduser(), as_json)
+        return
     rec = store.load_run(run)
     shards = store.load_shards(rec.run_id)
     if as_json:
@@ -99,3 +106,52 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(
             f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  {s.failure or '':18} {s.value}"
         )
+
+
+def _show_file(app: App, path: Path, as_json: bool) -> None:
+    """An exported run, pipeline run or bundle: what it holds, shards, and failed log tails."""
+    src = sources.load(app.store, str(path))
+    runs = list(src.jobs.values()) if src.pipeline else [src.run]
+    if as_json:
+        click.echo(json.dumps([r.model_dump(mode="json") for r in runs], indent=2))
+        return
+    if src.bundle is not None:
+        m = src.bundle.manifest
+        images = ", ".join(f"{i.id[:19]} ({i.bytes / (1 << 20):.1f} MiB)" for i in m.images)
+        inputs = ", ".join(
+            f"{i.name}" + (f" (from job {i.made_by})" if i.made_by else "") for i in m.inputs
+        )
+        click.echo(f"bundle:   {path}\nimage:    {images or 'not carried (pulled by digest)'}")
+        where = f" of {m.inputs_run} shard {m.inputs_shard}" if inputs else ""
+        click.echo(f"inputs:   {inputs or 'not carried (give -i NAME=PATH)'}{where}")
+    if src.pipeline is not None:
+        p = src.pipeline
+        click.echo(f"pipeline: {p.id} ({p.name} {p.version}): {p.state}")
+        for name, j in p.jobs.items():
+            code = "-" if j.exit_code is None else str(j.exit_code)
+            click.echo(f"  job {name:16} {j.state:10} exit {code:>3}  {j.run_id or ''}")
+    for r in runs:
+        click.echo("")
+        _show_export(r)
+
+
+def _show_export(ex: RunExport) -> None:
+    rec = ex.run
+    click.echo(
+        f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
+        f"state:    {rec.state} (exit {run_status(rec)})\nimage:    {rec.image.pinned}\n"
+        f"host:     {rec.host or '-'}\nstarted:  {_when(rec.started_at)}"
+    )
+    click.echo(f"\n{'SHARD':>6} {'STATE':11} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")
+    for s in sorted(ex.shards, key=lambda s: s.index):
+        code = "-" if s.exit_code is None else str(s.exit_code)
+        click.echo(
+            f"{s.index:>6} {s.state:11} {code:>4} {len(s.attempts):>5}  "
+            f"{s.failure or '':18} {s.value}"
+        )
+    for s in sorted(ex.shards, key=lambda s: s.index):
+        tail = ex.logs.get(s.index, [])[-10:]
+        if s.state == "failed" and tail:
+            click.echo(f"\nshard {s.index}: {s.message}; the end of its log:")
+            for line in tail:
+                click.echo(f"  {line}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from containerexec.errors import EngineError
@@ -213,6 +214,23 @@ class Engine(Protocol):
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         """Every image carrying all `labels` (an empty value: any)."""
+        ...
+
+    def save_image(self, ref: str, dest: Path) -> int:
+        """Write the image `ref` as a `docker save` tar to the file `dest`; return its size.
+
+        Raises:
+            ImageError: `ref` is not on this engine.
+        """
+        ...
+
+    def load_image(self, src: Path) -> list[str]:
+        """Load a `docker save` tar from `src`; return what the engine says it loaded
+        (image IDs, and `repo:tag` names when the tar carries them).
+
+        Raises:
+            EngineError: the engine refused the tar (not an image archive, no space).
+        """
         ...
 
     def run_interactive(

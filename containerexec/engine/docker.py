@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import docker
@@ -420,6 +421,35 @@ class DockerEngine:
         finally:
             if not keep:
                 self.remove(inv.name)
+
+    def save_image(self, ref: str, dest: Path) -> int:
+        if self.inspect_image(ref) is None:
+            raise ImageError(None, ref, "not on this engine; pull or build it first")
+
+        def save() -> int:
+            size = 0
+            with dest.open("wb") as f:
+                for chunk in self.api.get_image(ref):
+                    f.write(chunk)
+                    size += len(chunk)
+            return size
+
+        return _call(Request("save", image=ref), save)
+
+    def load_image(self, src: Path) -> list[str]:
+        def load() -> list[str]:
+            loaded: list[str] = []
+            with src.open("rb") as f:
+                for event in self.api.load_image(f):  # type: ignore[no-untyped-call]
+                    if "error" in event:
+                        raise StreamError(str(event["error"]))
+                    text = str(event.get("stream", "")).strip()
+                    for prefix in ("Loaded image ID: ", "Loaded image: "):
+                        if text.startswith(prefix):
+                            loaded.append(text[len(prefix) :])
+            return loaded
+
+        return _call(Request("load", image=str(src)), load)
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}

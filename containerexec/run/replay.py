@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
-from containerexec.model.invocation import Invocation, output_filename
+from containerexec.model.invocation import Invocation, Limits, output_filename
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.executor import Executor
 from containerexec.run.repro import DEBUGPY_PORT, Mode, Plan, mode_invocation
@@ -63,6 +64,7 @@ def start(
         update={
             "run_id": plan.run_id,
             "inputs": {**src.inputs, **plan.inputs},
+            "input_manifests": {**src.input_manifests, **plan.read_manifests},
             "outputs": outputs,
             "shards_selected": [index],
             "max_parallel": 1,
@@ -115,6 +117,31 @@ def _attached(executor: Executor, tty: bool, keep: bool, port: int) -> Interacti
     return attempt
 
 
+def port_answers(
+    port: int, *, timeout_s: float = 30.0, sleep: Callable[[float], object] = time.sleep
+) -> bool:
+    """Whether something listens on 127.0.0.1:`port` within `timeout_s`.
+
+    docker's userland proxy accepts a connection even when nothing listens in the
+    container, then closes it; a debug adapter keeps it open and waits for the client
+    to speak first. So "answers" is: connected, and not closed within a short wait.
+    """
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+                sock.settimeout(0.5)
+                try:
+                    if sock.recv(1) != b"":
+                        return True
+                except TimeoutError:
+                    return True
+        except OSError:
+            pass
+        sleep(0.5)
+    return False
+
+
 def shell(executor: Executor, plan: Plan, *, tty: bool, keep: bool = False) -> int:
     """An interactive shell in the shard's container set-up; returns its exit status.
 
@@ -143,20 +170,77 @@ def outcome(executor: Executor, plan: Plan, result: RunResult) -> Outcome:
     """Read the replayed shard's record and compare it with the recorded one."""
     shard = executor.store.load_shards(plan.run_id)[plan.shard.index]
     same, text = verdict(plan.shard, shard)
+    if plan.changes:
+        # Reproduced or not, it was not on the recorded data: say so, and on what.
+        listed = "; ".join(c.split(None, 1)[1] if " " in c else c for c in plan.changes[:5])
+        more = f" and {len(plan.changes) - 5} more" if len(plan.changes) > 5 else ""
+        text += f" (on different inputs, --ignore-input-changes: {listed}{more})"
     return Outcome(shard, result.record, result.record_path, same, text)
 
 
+def describe(failure: str | None, exit_code: int | None, limits: Limits) -> str:
+    """How a shard ended, in words: 'exit 3', 'OOM-killed at the 64 MiB limit (exit 137)'."""
+    code = "no exit status" if exit_code is None else f"exit {exit_code}"
+    if failure == Failure.OOM:
+        limit = _size(limits.memory_bytes) if limits.memory_bytes else "no"
+        return f"OOM-killed at the {limit} limit ({code})"
+    if failure == Failure.TIMEOUT:
+        limit = f"{limits.timeout_s:g} s" if limits.timeout_s else "its"
+        return f"timed out at the {limit} limit ({code})"
+    if failure == Failure.KILLED:
+        return f"killed from outside, not by a limit ({code})"
+    if failure == Failure.SIGNAL and exit_code is not None:
+        return f"killed by signal {exit_code - 128} ({code})"
+    if failure in (None, Failure.EXIT_CODE):
+        return code
+    return f"{failure} ({code})"
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift and n % (1 << shift) == 0:
+            return f"{n >> shift} {unit}"
+    return f"{n} bytes"
+
+
 def verdict(recorded: ShardRecord, got: Attempt | ShardRecord) -> tuple[bool, str]:
-    """`reproduced: exit 3, same as recorded` or `not reproduced: recorded exit 3, got 0`."""
-    want = "no exit status" if recorded.exit_code is None else f"exit {recorded.exit_code}"
+    """Whether the replay ended as the recorded shard did: the same failure kind (an OOM is
+    not reproduced by any SIGKILL), the same exit status (a timeout's may differ: the stop
+    decides it), and the same last line of stderr (else it says so)."""
+    limits = recorded.invocation.limits
+    want = describe(recorded.failure, recorded.exit_code, limits)
     if got.failure == Failure.CANCELLED:
         return False, f"not reproduced: recorded {want}, and the replay was cancelled"
-    if got.exit_code is None:
+    timeout = recorded.failure == Failure.TIMEOUT
+    if got.exit_code is None and not (timeout and got.failure == Failure.TIMEOUT):
         why = (got.message.splitlines() or [""])[0]
         return False, f"not reproduced: recorded {want}, got no exit status ({got.failure}: {why})"
-    if got.exit_code == recorded.exit_code:
-        return True, f"reproduced: exit {got.exit_code}, same as recorded"
-    return False, f"not reproduced: recorded {want}, got {got.exit_code}"
+    same_kind = _kind(got.failure) == _kind(recorded.failure)
+    if same_kind and (timeout or got.exit_code == recorded.exit_code):
+        if recorded.failure in (None, Failure.EXIT_CODE):
+            text = f"reproduced: exit {got.exit_code}, same as recorded"
+        else:
+            text = "reproduced: " + describe(got.failure, got.exit_code, limits).replace(
+                "at the ", "at the recorded ", 1
+            )
+        if _last(recorded) and _last(got) and _last(recorded) != _last(got):
+            text += ", but the last line of stderr differs"
+        return True, text
+    if got.failure in (None, Failure.EXIT_CODE) and recorded.failure in (None, Failure.EXIT_CODE):
+        return False, f"not reproduced: recorded {want}, got {got.exit_code}"
+    return (
+        False,
+        f"not reproduced: recorded {want}, got {describe(got.failure, got.exit_code, limits)}",
+    )
+
+
+def _kind(failure: str | None) -> str | None:
+    # Older records name no failure for a plain non-zero exit.
+    return None if failure == Failure.EXIT_CODE else failure
+
+
+def _last(rec: Attempt | ShardRecord) -> str | None:
+    return rec.stderr_tail[-1] if rec.stderr_tail else None
 
 
 def stderr_comparison(recorded: ShardRecord, got: Attempt | ShardRecord) -> str | None:

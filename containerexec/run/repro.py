@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import posixpath
+import shlex
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,7 +26,7 @@ from containerexec.model.invocation import Invocation, Mount
 from containerexec.run import returned
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
-from containerexec.store.records import ShardRecord
+from containerexec.store.records import FileEntry, ShardRecord
 from containerexec.store.tree import RunStore, new_run_id
 
 DEBUGPY_PORT = 5678
@@ -74,6 +75,9 @@ class Plan:
     inputs: dict[str, str]
     outputs: dict[str, str]
     notes: list[str]
+    # With --ignore-input-changes: what differed, and the manifests of what was read.
+    changes: list[str] = field(default_factory=list)
+    read_manifests: dict[str, list[FileEntry]] = field(default_factory=dict)
 
 
 def plan_replay(
@@ -110,27 +114,31 @@ def plan_replay(
             )
     new_mounts: list[Mount] = []
     changes: list[str] = []
+    read: dict[str, list[FileEntry]] = {}
     used: dict[str, str] = {}
+    if strict:
+        check_present(source.run.run_id, rec, given)
     for m in inv.mounts:
         if m.kind == "output":
             new_mounts.append(m.model_copy(update={"source": str(out_root / m.name)}))
             continue
-        path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
-        folder = path
-        if m.shard_file:  # a glob shard that mounted its own file alone: -i names the folder
-            folder = path if m.name in given else Path(m.source[: -len(m.shard_file) - 1])
-            path = folder / m.shard_file
+        folder, path = _input_place(m, given)
         if strict:
-            _check_present(source.run.run_id, m, path, m.name in given)
             # What this shard read: its own manifest when a resume accepted changed inputs.
             manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
             if manifest is not None and m.shard_file:
                 manifest = [e for e in manifest if e.path == m.shard_file]
-            if manifest is not None and not ignore_input_changes:
-                changes += manifests.input_changes(m.name, manifest, path, m.is_file)
+            if manifest is not None:
+                differ = manifests.input_changes(m.name, manifest, path, m.is_file)
+                changes += differ
+                if differ:  # the record says what this replay read, not what the original did
+                    read[m.name] = [
+                        FileEntry(path=p, size=n, sha256=h)
+                        for p, n, h in manifests.manifest(str(path))
+                    ]
         used[m.name] = str(folder)
         new_mounts.append(m.model_copy(update={"source": str(path)}))
-    if changes:
+    if changes and not ignore_input_changes:
         raise InputsChanged(source.run.run_id, changes)
     user = f"{os.getuid()}:{os.getgid()}"
     notes = (
@@ -154,22 +162,52 @@ def plan_replay(
         for m in new_mounts
         if m.kind == "output" and not returned.is_value_mount(m)
     }
-    return Plan(source, rec, new_inv, run_id, used, outputs, notes)
+    return Plan(source, rec, new_inv, run_id, used, outputs, notes, changes, read)
 
 
-def _check_present(run_id: str, m: Mount, path: Path, given: bool) -> None:
-    kind = "file" if m.is_file else "directory"
-    if not path.exists():
-        where = f"'{path}' does not exist" + ("" if given else " here (its recorded place)")
+def missing_inputs(rec: ShardRecord, given: Mapping[str, str]) -> list[str]:
+    """The names of the shard's inputs that are neither given nor at their recorded place."""
+    return [
+        m.name
+        for m in rec.invocation.mounts
+        if m.kind == "input" and m.name not in given and not Path(m.source).exists()
+    ]
+
+
+def _input_place(m: Mount, given: Mapping[str, str]) -> tuple[Path, Path]:
+    """(the input as -i names it or the record has it, what the shard mounts): a glob
+    shard that mounted its own file alone is given its folder."""
+    path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
+    if not m.shard_file:
+        return path, path
+    folder = path if m.name in given else Path(m.source[: -len(m.shard_file) - 1])
+    return folder, folder / m.shard_file
+
+
+def check_present(run_id: str, rec: ShardRecord, given: Mapping[str, str]) -> None:
+    """Every input of the shard is here and of its recorded kind; else one error naming all."""
+    missing, wrong = [], []
+    for m in rec.invocation.mounts:
+        if m.kind != "input":
+            continue
+        _, path = _input_place(m, given)
+        kind = "file" if m.is_file else "directory"
+        if not path.exists():
+            where = "" if m.name in given else " here (its recorded place)"
+            missing.append((m.name, f"'{path}' does not exist{where}"))
+        elif path.is_file() != m.is_file:
+            wrong.append(f"input '{m.name}': '{path}' is not a {kind}, and the recorded one is")
+    if missing:
+        names = ", ".join(f"'{n}'" for n, _ in missing)
+        flags = " ".join(f"--inputs {n}=PATH" for n, _ in missing)
         raise UsageError(
-            f"input '{m.name}' of run '{run_id}' is missing: {where}; copy the "
-            f"data here and pass --inputs {m.name}=PATH"
+            f"input{'s' if len(missing) > 1 else ''} {names} of run '{run_id}' "
+            f"{'are' if len(missing) > 1 else 'is'} missing: "
+            f"{'; '.join(w for _, w in missing)}; copy the data here and pass {flags}"
+            + "".join(f"\n{w}" for w in wrong)
         )
-    if path.is_file() != m.is_file:
-        raise UsageError(
-            f"input '{m.name}': '{path}' is not a {kind}, and the recorded input "
-            f"is one; pass --inputs {m.name}=PATH to a {kind}"
-        )
+    if wrong:
+        raise UsageError("; ".join(wrong) + "; pass --inputs NAME=PATH of the recorded kind")
 
 
 def mode_invocation(plan: Plan, mode: Mode) -> Invocation:
@@ -208,17 +246,75 @@ def _python_options(args: list[str]) -> tuple[list[str], list[str]]:
     return args[:i], args[i:]
 
 
-def print_command(plan: Plan, mode: Mode, *, debug_port: int = DEBUGPY_PORT) -> list[str]:
+def print_command(
+    plan: Plan, mode: Mode, *, debug_port: int = DEBUGPY_PORT, name: str | None = None
+) -> list[str]:
     """The plain `docker run` argv of a mode, for someone without containerexec."""
     inv = mode_invocation(plan, mode)
     return docker_run_command(
         inv,
+        name=name,
         remove=True,
         interactive=mode == "shell",
         tty=mode == "shell",
         entrypoint="/bin/sh" if mode == "shell" else None,
         publish={DEBUGPY_PORT: debug_port} if mode == "debug" else None,
     )
+
+
+def print_script(
+    plan: Plan,
+    mode: Mode,
+    *,
+    debug_port: int = DEBUGPY_PORT,
+    image_step: str | None = None,
+    grace_s: float = 5.0,
+) -> str:
+    """A POSIX sh script that replays the shard with plain docker: the image made present
+    (`image_step`, else pulled by digest), the output folders made, and the recorded
+    timeout kept (`timeout` around `docker run`, whose signal docker passes on to the
+    container; the container is removed if it outlives the client)."""
+    inv = mode_invocation(plan, mode)
+    src = plan.source.run
+    lines = [
+        "#!/bin/sh",
+        f"# Replays shard {inv.shard_index} of run {src.run_id} (module '{src.module}', "
+        f"recorded {plan.shard.failure or 'exit'} {plan.shard.exit_code}) with plain docker.",
+        "set -u",
+    ]
+    if image_step is None and "@sha256:" in inv.image:
+        ref = shlex.quote(inv.image)
+        image_step = f"docker image inspect {ref} >/dev/null 2>&1 || docker pull {ref} || exit 1"
+    elif image_step is None:
+        ref = shlex.quote(inv.image)
+        image_step = (
+            f"docker image inspect {ref} >/dev/null 2>&1 || {{ echo 'image {inv.image} is not "
+            "on this engine (a local build): export the run with --bundle FILE --with-image' "
+            ">&2; exit 1; }"
+        )
+    lines.append(image_step)
+    folders = " ".join(shlex.quote(p) for p in plan.outputs.values())
+    if folders:
+        lines.append(f"mkdir -p {folders}")
+    for name in inv.secret_names:
+        lines.append(
+            f': "${{{name}:?export the secret {name} first (its value is never recorded)}}"'
+        )
+    run = shlex.join(print_command(plan, mode, debug_port=debug_port, name=inv.name))
+    timeout = inv.limits.timeout_s if mode == "run" else None
+    if timeout:
+        lines += [
+            f"timeout --kill-after={grace_s:g} {timeout:g} {run}",
+            "status=$?",
+            'if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then',
+            f"  docker rm -f {shlex.quote(inv.name)} >/dev/null 2>&1",
+            f'  echo "timed out after the recorded {timeout:g} s (exit $status)" >&2',
+            "fi",
+            'exit "$status"',
+        ]
+    else:
+        lines.append(f"exec {run}")
+    return "\n".join(lines) + "\n"
 
 
 def launch_config(inv: Invocation, port: int) -> dict[str, Any]:

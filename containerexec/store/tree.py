@@ -10,6 +10,7 @@
        pipelines/<pipeline id>/pipeline.json, jobs/<job>/<output>
        cache/<key[:2]>/<key>/           shard cache entries
        pushes/<module>.json             what `containerexec push` sent where
+       bundles/<run id>/inputs/<name>   inputs `repro` unpacked from a bundle
 """
 
 from __future__ import annotations
@@ -89,10 +90,48 @@ class RunStore:
         if len(matches) == 1:
             return matches[0]
         if matches:
-            raise RecordError(str(self.runs), f"'{run}' matches {len(matches)} runs; give more")
+            shown = ", ".join(matches[:10]) + (", ..." if len(matches) > 10 else "")
+            pipelines = sorted({m.rsplit(".", 1)[0] for m in matches if "." in m})
+            hint = (
+                f"; for the whole pipeline run give '{pipelines[0]}' to a command that "
+                "takes one (runs export, repro --job)"
+                if len(pipelines) == 1
+                else ""
+            )
+            raise RecordError(
+                str(self.runs),
+                f"'{run}' matches {len(matches)} runs: {shown}; give more of the id{hint}",
+            )
         raise RecordError(
             str(self.runs), f"no run '{run}'; 'containerexec runs list' shows the runs here"
         )
+
+    def resolve_pipeline(self, pipeline_run: str) -> str | None:
+        """A pipeline run id or a unique prefix of one -> the id; None when none matches.
+
+        Raises:
+            RecordError: the prefix matches several pipeline runs (they are listed).
+        """
+        if (self.pipeline_dir(pipeline_run) / "pipeline.json").is_file():
+            return pipeline_run
+        if not self.pipelines.is_dir():
+            return None
+        matches = sorted(
+            p.name
+            for p in self.pipelines.iterdir()
+            if p.name.startswith(pipeline_run) and (p / "pipeline.json").is_file()
+        )
+        if len(matches) > 1:
+            raise RecordError(
+                str(self.pipelines),
+                f"'{pipeline_run}' matches {len(matches)} pipeline runs: "
+                f"{', '.join(matches[:10])}; give more of the id",
+            )
+        return matches[0] if matches else None
+
+    def bundle_dir(self, name: str) -> Path:
+        """Where `repro` unpacks what a bundle carries (its inputs)."""
+        return self.root / "bundles" / name
 
     def ids(self) -> list[str]:
         if not self.runs.is_dir():

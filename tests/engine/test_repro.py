@@ -241,7 +241,8 @@ def test_keep_leaves_the_replayed_container_stopped_and_names_it(
         engine.remove(name)
 
 
-def test_print_gives_a_docker_run_line_that_fails_the_same_way(
+def test_print_gives_a_script_that_pulls_by_digest_and_fails_the_same_way(
+    engine: DockerEngine,
     scenario: Scenario,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -249,11 +250,14 @@ def test_print_gives_a_docker_run_line_that_fails_the_same_way(
     monkeypatch.chdir(tmp_path)
     result = cx(tmp_path / "runs", "repro", str(scenario.export), "--print")
     assert result.exit_code == 0, result.output
-    argv = shlex.split(result.stdout)
-    assert argv[:2] == ["docker", "run"] and scenario.pinned in argv
-    (tmp_path / "repro-outputs" / "out").mkdir(parents=True)
+    assert f"docker pull {scenario.pinned}" in result.stdout
+    [run_line] = [line for line in result.stdout.splitlines() if "docker run" in line]
+    assert scenario.pinned in shlex.split(run_line)
+    engine.remove_image(scenario.pinned)  # the script pulls it by digest
+    script = tmp_path / "repro.sh"
+    script.write_text(result.stdout)
 
-    ran = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    ran = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=120)
 
     assert ran.returncode == 3, ran.stderr
     assert ran.stderr.strip().splitlines()[-1] == FATAL

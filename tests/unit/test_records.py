@@ -137,7 +137,7 @@ def test_run_ids_resolve_by_prefix_and_last(tmp_path: Path) -> None:
     assert store.resolve_id("wc-1") == "wc-1-aaa"
     os.utime(store.run_dir("wc-1-aaa") / "run.json", (2e9, 2e9))
     assert store.resolve_id("last") == "wc-1-aaa"
-    with pytest.raises(RecordError, match="'wc-' matches 2 runs; give more"):
+    with pytest.raises(RecordError, match="'wc-' matches 2 runs: wc-1-aaa, wc-2-bbb; give more"):
         store.resolve_id("wc-")
     with pytest.raises(RecordError, match="no run 'zz'; 'containerexec runs list'"):
         store.resolve_id("zz")

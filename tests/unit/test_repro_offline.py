@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 
 import pytest
@@ -295,7 +296,7 @@ def test_repro_print_cli_needs_no_engine_and_shows_the_digest(tmp_path: Path) ->
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.stdout)
     assert DIGEST in argv and "API_TOKEN" in argv
-    assert "mkdir -p" in result.stderr
+    assert "mkdir -p" in result.stdout and result.stdout.startswith("#!/bin/sh\n")
 
 
 def test_shell_and_debug_together_are_a_usage_error(tmp_path: Path) -> None:
@@ -390,6 +391,40 @@ def test_files_past_the_hash_budget_are_recorded_and_checked_by_size_only(
     assert manifests.input_changes("data", recorded, data, is_file=False) == [
         "changed  data/a.bin (same size, different content)"
     ]
+
+
+def test_an_oom_is_not_reproduced_by_a_plain_sigkill(tmp_path: Path) -> None:
+    store, _ = make_run(tmp_path)
+    shard = store.load_shards(RUN_ID)[1].model_copy(
+        update={"exit_code": 137, "failure": "oom", "oom_killed": True}
+    )
+    killed = Attempt(number=1, started_at=0, ended_at=1, exit_code=137, failure=Failure.KILLED)
+    oom = Attempt(number=1, started_at=0, ended_at=1, exit_code=137, failure=Failure.OOM)
+    assert replay.verdict(shard, killed) == (
+        False,
+        "not reproduced: recorded OOM-killed at the 256 MiB limit (exit 137), "
+        "got killed from outside, not by a limit (exit 137)",
+    )
+    assert replay.verdict(shard, oom) == (
+        True,
+        "reproduced: OOM-killed at the recorded 256 MiB limit (exit 137)",
+    )
+
+
+def test_every_missing_input_is_named_at_once(tmp_path: Path) -> None:
+    store, data = make_run(tmp_path)
+    rec = store.load_shards(RUN_ID)[1]
+    mounts = [*rec.invocation.mounts]
+    mounts.insert(1, mounts[0].model_copy(update={"name": "more", "source": "/nowhere/more"}))
+    rec = rec.model_copy(
+        update={"invocation": rec.invocation.model_copy(update={"mounts": mounts})}
+    )
+    shutil.rmtree(data)
+    with pytest.raises(UsageError) as info:
+        repro.check_present(RUN_ID, rec, {})
+    text = str(info.value)
+    assert "inputs 'data', 'more' of run" in text and "are missing" in text
+    assert "--inputs data=PATH --inputs more=PATH" in text
 
 
 def test_a_glob_shard_that_mounted_its_own_file_replays_and_checks_that_file_only(
