@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from containerexec.model.arrays import Shard
+from containerexec.run import packing
 
 if TYPE_CHECKING:
     from containerexec.run.run import Run
@@ -35,6 +36,9 @@ class LocalPool:
     """`parallel` worker threads on this machine, pulling shards from one queue in order."""
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
+        if run.batch_size > 1:  # K values per container (run/packing.py)
+            packing.run_packed(run, todo, parallel)
+            return
         queue: Iterator[Shard] = iter(todo)
         take = threading.Lock()
 
