@@ -339,9 +339,18 @@ class Run:
         return None
 
     def end_shard(
-        self, shard: Shard, base: ShardRecord, attempts: list[Attempt], staging_dir: Path
+        self,
+        shard: Shard,
+        base: ShardRecord,
+        attempts: list[Attempt],
+        staging_dir: Path,
+        *,
+        durable: bool = True,
     ) -> ShardRecord:
-        """Record a shard whose attempts have ended (here or in a packed batch) and count it."""
+        """Record a shard whose attempts have ended (here or in a packed batch) and count it.
+
+        `durable=False` leaves the fsync to the caller (a packed batch syncs once at its end).
+        """
         store = self.ex.store
         last = attempts[-1]
         state = shard_state(last)
@@ -351,7 +360,7 @@ class Run:
             attempts[-1] = last = replace(last, message=f"stopped: {self.reason}")
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
         final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
-        store.write_shard(final)
+        store.write_shard(final, durable=durable)
         self._count(shard, state, last)
         return final
 
