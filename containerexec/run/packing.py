@@ -39,6 +39,7 @@ import shutil
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -274,9 +275,13 @@ def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
                         queue.append(back)
                     ready.notify_all()
 
+    in_threads(worker, parallel, "batch-worker")
+
+
+def in_threads(target: Callable[[], None], count: int, name: str) -> None:
+    """Run `target` on `count` threads and return when all have ended (the worker pools)."""
     threads = [
-        threading.Thread(target=worker, name=f"batch-worker-{i}", daemon=True)
-        for i in range(parallel)
+        threading.Thread(target=target, name=f"{name}-{i}", daemon=True) for i in range(count)
     ]
     for t in threads:
         t.start()

@@ -50,11 +50,4 @@ class LocalPool:
                     return
                 run.run_shard_safely(shard)
 
-        threads = [
-            threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
-            for i in range(parallel)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        packing.in_threads(worker, parallel, "shard-worker")
