@@ -50,6 +50,7 @@ from containerexec.labels import LABEL_SHARD
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
 from containerexec.model.spec import ModuleSpec
+from containerexec.run.batchscripts import ROOT, SHELL, driver_script, output_links, value_script
 from containerexec.run.logs import LogSink
 from containerexec.run.runner import (
     Attempt,
@@ -66,11 +67,9 @@ from containerexec.store.records import ShardRecord
 if TYPE_CHECKING:
     from containerexec.run.run import Run
 
-ROOT = "/.containerexec-batch"
 AUTO_ROUNDS = 4  # 'auto': about this many batches per container slot, so the last ones end together
 AUTO_MAX = 1000  # 'auto' never packs more than this into one container
 POLL_S = 0.02
-SHELL = "/bin/sh"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
@@ -102,87 +101,6 @@ def choose(spec: ModuleSpec, todo: int, parallel: int) -> int:
 def plan(todo: list[Shard], size: int) -> list[list[Shard]]:
     """`todo` in batches of `size`, in order."""
     return [todo[i : i + size] for i in range(0, len(todo), size)]
-
-
-def quote(word: str) -> str:
-    """`word` as one single-quoted sh word: nothing inside is expanded."""
-    return "'" + word.replace("'", "'\\''") + "'"
-
-
-def value_script(inv: Invocation, links: list[str], stage: str) -> str:
-    """The sh script of one value: its output links, its environment, then exec its argv."""
-    lines = ["# one shard value of a containerexec batch (run/packing.py)"]
-    for name in links:
-        lines.append(
-            f"ln -sfn {quote(f'{stage}/{name}')} {quote(f'{OUTPUTS_ROOT}/{name}')} || exit 125"
-        )
-    lines += [f"export {quote(k)}={quote(v)}" for k, v in sorted(inv.env.items())]
-    lines.append("exec " + " ".join(quote(w) for w in inv.argv))
-    return "\n".join(lines) + "\n"
-
-
-DRIVER = r"""# containerexec batch driver (run/packing.py): each value in order, one at a time
-S={root}/state
-C={root}/ctl
-cx_pid=
-cx_stop=
-trap 'cx_stop=1; if [ -n "$cx_pid" ]; then kill -TERM "$cx_pid" 2>/dev/null; fi' TERM INT HUP
-cx_ooms() {{
-  cx_n=0
-  for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
-    if [ -r "$cx_f" ]; then
-      while read -r cx_k cx_v; do if [ "$cx_k" = oom_kill ]; then cx_n=$cx_v; fi; done <"$cx_f"
-      return 0
-    fi
-  done
-}}
-cx_clean() {{
-  for cx_f in /tmp/* /tmp/.[!.]* /tmp/..?*; do
-    if [ -e "$cx_f" ] || [ -L "$cx_f" ]; then
-      rm -rf /tmp/* /tmp/.[!.]* /tmp/..?* 2>/dev/null
-      return 0
-    fi
-  done
-}}
-cx_one() {{
-  if [ -n "$cx_stop" ]; then exit 143; fi
-  cx_ooms
-  cx_before=$cx_n
-  : >"$S/$1.start"
-  {run} <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
-  cx_pid=$!
-  wait "$cx_pid"
-  cx_rc=$?
-  while [ -n "$cx_stop" ] && kill -0 "$cx_pid" 2>/dev/null; do wait "$cx_pid"; cx_rc=$?; done
-  cx_pid=
-  cx_ooms
-  printf '%s %s\n' "$cx_rc" "$((cx_n - cx_before))" >"$S/$1.rc"
-  cx_clean
-}}
-"""
-
-
-def driver_script(
-    scripts: list[tuple[str, str]], *, timeout_s: float | None, grace_s: float
-) -> str:
-    """The batch's driver: runs the value scripts `(NNNNNN, text)` in order (see DRIVER).
-
-    Without a timeout each value's script is a function of the driver (parsed once, no
-    file per value); with one, `timeout` runs each value's own file in ctl/.
-    """
-    if timeout_s is None:
-        run = '"cx_v$1"'
-        functions = "".join(f"cx_v{name}() {{\n{text}}}\n" for name, text in scripts)
-    else:
-        run = f'timeout -k {max(grace_s, 1):g} {timeout_s:g} {SHELL} "$C/$1.sh"'
-        functions = ""
-    calls = "".join(f"cx_one {name}\n" for name, _ in scripts)
-    return DRIVER.format(root=ROOT, run=run) + functions + calls
-
-
-def output_links(inv: Invocation) -> list[str]:
-    """The names under /outputs a value writes through: its output ports (and value folder)."""
-    return sorted(Path(m.target).name for m in inv.mounts if m.kind == "output")
 
 
 def check(run: Run, inv: Invocation) -> None:

@@ -11,7 +11,8 @@ from containerexec.cli import cli
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.packing import choose, driver_script, plan, quote, value_script
+from containerexec.run.batchscripts import driver_script, quote, value_script
+from containerexec.run.packing import choose, plan
 
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
 
