@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup engine base-image registry-package demo test test-unit test-engine test-slow lint fmt ci bench clean
+.PHONY: setup engine base-image registry-package slurm-package demo test test-unit test-engine test-slow lint fmt ci bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,18 +22,22 @@ base-image: engine
 registry-package:
 	@bash scripts/ensure-registry-package.sh
 
+# The Slurm tests start their own one-node cluster; this installs its packages.
+slurm-package:
+	@bash scripts/ensure-slurm.sh
+
 setup: $(STAMP) base-image
 
 demo: setup
 	@bash scripts/demo.sh
 
-test: setup registry-package lint
+test: setup registry-package slurm-package lint
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q
 
 test-unit: $(STAMP)
 	@$(PYTEST) -q tests/unit
 
-test-engine: setup registry-package
+test-engine: setup registry-package slurm-package
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q tests/engine tests/examples
 
 # The memory-growth measurements (marked slow): minutes; `make test` runs them too.

@@ -9,6 +9,7 @@
         ImageError(module, ref)
           BuildError(module, ref, step, log_tail)
           PullError(module, ref, answer, failure, attempts)
+      PackageError(module, package, platform, lock_path, changes)  -- environment.python
         (engine/base.py: WaitTimeout, EngineLost, StartFailed)
       RunError
         ShardFailed(module, run_id, shard, image, argv, returncode, failure, log_path, ...)
@@ -247,6 +248,37 @@ class PullError(ImageError):
         return self.advice or self.answer
 
 
+class PackageError(ContainerExecError):
+    """A module's Python packages could not be resolved, fetched, locked or installed.
+
+    `package` and `platform` name what had no fitting file, where known; `lock_path`
+    the lock concerned; `changes` how the declared packages differ from the lock
+    ('+ six', '- regex'). The message ends with the next step.
+    """
+
+    def __init__(
+        self,
+        module: str | None,
+        message: str,
+        *,
+        package: str | None = None,
+        platform: str | None = None,
+        lock_path: str | None = None,
+        changes: Sequence[str] = (),
+    ) -> None:
+        self.module = module
+        self.message = message
+        self.package = package
+        self.platform = platform
+        self.lock_path = lock_path
+        self.changes = list(changes)
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        where = f"module '{self.module}': " if self.module else ""
+        return "\n".join([f"{where}{self.message}", *(f"  {c}" for c in self.changes)])
+
+
 class RunError(ContainerExecError):
     """A run could not complete."""
 
@@ -324,9 +356,16 @@ class RunLocked(RunError):
 
 
 class InputsChanged(RunError):
-    """Inputs given to a repro differ from the recorded manifest; `changes` lists the files."""
+    """Inputs given to a repro or a resume differ from the recorded manifest; `changes` lists
+    the files."""
 
-    def __init__(self, run_id: str, changes: Sequence[str]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        changes: Sequence[str],
+        advice: str = "Point --inputs NAME=PATH at the recorded data, or pass "
+        "--ignore-input-changes.",
+    ) -> None:
         self.run_id = run_id
         self.changes = list(changes)
         super().__init__(
@@ -335,8 +374,7 @@ class InputsChanged(RunError):
                     f"the inputs here differ from those recorded for run '{run_id}'; "
                     "nothing was run:",
                     *(f"  {c}" for c in self.changes),
-                    "Point --inputs NAME=PATH at the recorded data, or pass "
-                    "--ignore-input-changes.",
+                    advice,
                 ]
             )
         )

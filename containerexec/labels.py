@@ -11,3 +11,4 @@ LABEL_REPRO_OF = f"{PREFIX}.repro-of"  # the run a repro replays a shard of
 LABEL_MANAGED = f"{PREFIX}.managed"  # an image containerexec built or pushed (prune may remove it)
 LABEL_SPEC = f"{PREFIX}.spec"  # a pushed module image carries its spec here
 LABEL_CONTEXT_HASH = f"{PREFIX}.context-hash"
+LABEL_LOCK = f"{PREFIX}.lock-sha256"  # an image of locked Python packages: the lock's hash

@@ -21,6 +21,7 @@ from docker.errors import APIError, DockerException, NotFound
 # pytest puts this folder on sys.path (no __init__.py, the default "prepend" import mode).
 from helpers import BASE_IMAGE, skip_or_fail
 from registry import REGISTRY_BINARY, Registry
+from slurm import SlurmCluster, slurm_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_LABEL = "containerexec.test-session"
@@ -139,3 +140,21 @@ def registry(docker_available: None) -> Iterator[Registry]:
         skip_or_fail(f"{REGISTRY_BINARY} is missing; run 'make registry-package'")
     with Registry() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def slurm(docker_available: None) -> Iterator[SlurmCluster]:
+    """A one-node Slurm cluster on free ports; sbatch & co. find it through SLURM_CONF."""
+    problem = slurm_problem()
+    if problem is not None:
+        skip_or_fail(problem)
+    with SlurmCluster() as cluster:
+        before = os.environ.get("SLURM_CONF")
+        os.environ["SLURM_CONF"] = str(cluster.conf)
+        try:
+            yield cluster
+        finally:
+            if before is None:
+                os.environ.pop("SLURM_CONF", None)
+            else:
+                os.environ["SLURM_CONF"] = before

@@ -146,6 +146,7 @@ class FakeEngine:
         buildargs: Mapping[str, str],
         target: str | None,
         labels: Mapping[str, str],
+        network: str | None = None,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
         raise BuildError(None, tag, "the fake engine builds nothing", [])

@@ -11,6 +11,7 @@ import types
 import urllib.error
 import urllib.request
 from pathlib import Path
+from typing import Self
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -36,7 +37,40 @@ def free_port() -> int:
         return port
 
 
-class Registry:
+def end_process(proc: subprocess.Popen[bytes], timeout_s: float = 5.0) -> None:
+    """Wait for a process we started to exit; terminate, then kill it (by its PID) if not."""
+    for stop in (None, proc.terminate, proc.kill):
+        if stop is not None:
+            stop()
+        try:
+            proc.wait(timeout=timeout_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class Service:
+    """A test daemon as a context manager: `with Registry() as r:` starts and stops it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: types.TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class Registry(Service):
     """Start the registry on a free port, with no auth and storage in a temp folder.
 
     Docker treats 127.0.0.0/8 as an insecure registry by default, so the engine pushes
@@ -115,23 +149,8 @@ class Registry:
         if self.process is not None:
             if self.process.poll() is None:
                 self.process.terminate()
-                try:
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.process.kill()
-                    self.process.wait(timeout=5)
+                end_process(self.process)
             self.process = None
         if self.tmp is not None:
             shutil.rmtree(self.tmp, ignore_errors=True)
             self.tmp = None
-
-    def __enter__(self) -> Registry:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: types.TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -19,7 +19,7 @@ import re
 import types
 import typing
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -202,16 +202,24 @@ def param_docs(doc: str | None) -> dict[str, str]:
 
 
 def environment(
-    image: str | None, build: str | Mapping[str, Any] | None, where: str
+    image: str | None,
+    build: str | Mapping[str, Any] | None,
+    where: str,
+    packages: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    if (image is None) == (build is None):
+    """The spec's environment; `packages` alone installs on the base image."""
+    python = {"python": {"packages": list(packages)}} if packages else {}
+    given = (image is not None) + (build is not None)
+    if given > 1 or (given == 0 and not python):
         raise UsageError(
             f"{where}: give exactly one of image=... or build=... (a folder with "
-            "a Dockerfile, relative to the source file)"
+            "a Dockerfile, relative to the source file), or packages=[...] alone"
         )
     if image is not None:
-        return {"image": image}
-    return {"build": {"context": build} if isinstance(build, str) else dict(build or {})}
+        return {"image": image, **python}
+    if build is not None:
+        return {"build": {"context": build} if isinstance(build, str) else dict(build), **python}
+    return python
 
 
 def entry_text() -> str:

@@ -171,13 +171,15 @@ def module(
     env: Mapping[str, str] | None = None,
     secrets: list[str] | None = None,
     network: bool | None = None,
+    packages: list[str] | None = None,
 ) -> Any:
     """Turn a typed function into a Module whose body runs inside the container.
 
     Parameters annotated InputFile/InputDir/OutputFile/OutputDir become ports;
     str/int/float/bool become inputs (defaults become spec defaults); ShardIndex
     and ShardValue receive the shard of an `array`. `build` is relative to the
-    source file.
+    source file. `packages` (pip requirements, locked in `<name>.lock` beside the
+    source file) are installed on the image, or alone on the base image.
     """
 
     def wrap(func: Callable[..., Any]) -> Module:
@@ -193,7 +195,7 @@ def module(
             "name": name or pyfunc.module_name(func.__name__),
             "version": version,
             "description": description or pyfunc.first_line(func.__doc__),
-            "environment": pyfunc.environment(image, build, where),
+            "environment": pyfunc.environment(image, build, where, packages),
             "resources": resources,
             "array": array,
             "retries": retries,
@@ -217,11 +219,13 @@ class ContainerModule:
     in its own container and process: nothing `run` sets on `self` is shared.
     The config (a dataclass, a dict or None) travels as JSON; dataclass fields
     annotated InputFile/InputDir/OutputFile/OutputDir are mounted, and `run`
-    sees them as container paths. Set `image` (or `build`) on the class.
+    sees them as container paths. Set `image` (or `build`) on the class, and/or
+    `packages` (pip requirements, installed on it or alone on the base image).
     """
 
     image: ClassVar[str | None] = None
     build: ClassVar[str | None] = None
+    packages: ClassVar[list[str] | None] = None
     version: ClassVar[str] = "0.0.0"
 
     def __init__(self, config: Any = None) -> None:
@@ -273,7 +277,7 @@ class ContainerModule:
             "name": pyfunc.module_name(self.name()),
             "version": cls.version,
             "description": self.comment() or "",
-            "environment": pyfunc.environment(cls.image, cls.build, where),
+            "environment": pyfunc.environment(cls.image, cls.build, where, cls.packages),
             "resources": resources or None,
             "array": array,
         }

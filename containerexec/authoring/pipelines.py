@@ -43,6 +43,7 @@ from containerexec.errors import ContainerExecError, RunError, UsageError
 from containerexec.model import pipeline as pipelines
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
+from containerexec.model.spec import ModuleSpec
 from containerexec.run.orchestrator import PipelineResult, run_pipeline
 from containerexec.store.tree import RunStore
 
@@ -98,6 +99,13 @@ class Pipeline:
             return files(ref)
 
         return load
+
+    def _respec(self, job: str, inputs: Mapping[str, Any]) -> ModuleSpec | None:
+        """A job of a ContainerModule, made again with the job's inputs (its array())."""
+        module = self.modules.get(self.spec.jobs[job].module)
+        if module is None or module.for_run is None:
+            return None
+        return module.for_run(inputs).spec
 
     def plan(self) -> Plan:
         """Check the whole pipeline with its modules; PipelineError lists every problem."""
@@ -161,6 +169,7 @@ class Pipeline:
                 cache=cache,
                 labels=labels or {},
                 secrets=secrets,
+                respec=self._respec,
             )
         if check and result.state != "succeeded":
             raise RunError(

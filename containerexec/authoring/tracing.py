@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,10 @@ class JobModule(Protocol):
 
     spec: ModuleSpec
     spec_path: Path | None
+
+    @property
+    def for_run(self) -> Callable[[Mapping[str, Any]], JobModule] | None:
+        """Makes the module again with a run's values (a ContainerModule's array()), or None."""
 
     @property
     def name(self) -> str: ...

@@ -75,4 +75,13 @@ def main() -> None:
     sys.exit(0)
 
 
-from containerexec.cli import authoring, convert, images, modules, pipeline, repro, runs  # noqa: E402,F401  (registers the commands)
+from containerexec.cli import (  # noqa: E402,F401  (registers the commands)
+    authoring,
+    convert,
+    environment,
+    images,
+    modules,
+    pipeline,
+    repro,
+    runs,
+)

@@ -10,23 +10,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
-from typing import Protocol
+from typing import Any, Protocol
 
 import click
 
 from containerexec.cli import App, cli
 from containerexec.cli.status import run_status
-from containerexec.environment import images
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.executor import Executor, RunOptions, secrets_from
+from containerexec.run.scheduler import Scheduler
+from containerexec.run.slurm import Detached
 from containerexec.store.tree import RunStore
 
 from .display import RunDisplay, summary
+from .environment import resolve_image
 from .formats import image_map_option, load_module_file
 from .images import TransferProgress
 from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
+from .slurm import make_scheduler, slurm_options
 
 
 @cli.command()
@@ -40,6 +44,9 @@ def validate(spec: Path) -> None:
         f"{spec}: valid module '{m.name}' {m.version} "
         f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
     )
+    glob = glob_mount(m)
+    if glob is not None:
+        click.echo(f"  glob: {glob.describe()}")
 
 
 @cli.command()
@@ -56,20 +63,10 @@ def schema() -> None:
 def build(app: App, spec: Path, pull: str | None) -> None:
     """Build (or pull) a module's image without running it; print the pinned reference."""
     m = load_module_file(spec)
-    progress = TransferProgress()
-    try:
-        rec = images.resolve(
-            app.engine(),
-            m,
-            spec.parent,
-            pull=pull,
-            sleep=app.sleep or time.sleep,
-            on_progress=progress,
-            on_log=lambda line: click.echo(line, err=True),
-        )
-    finally:
-        progress.close()
+    rec = resolve_image(app, m, spec, pull)
     click.echo(f"{m.name}: {rec.pinned}  ({rec.source}, {rec.ref})")
+    if rec.lock_sha256:
+        click.echo(f"  python packages: lock sha256:{rec.lock_sha256}")
 
 
 @cli.command()
@@ -86,6 +83,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 )
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
 @overwrite_option
+@click.option(
+    "--accept-input-changes",
+    is_flag=True,
+    help="With --resume: run though the inputs differ from those RUN recorded; each shard "
+    "run records the inputs it read.",
+)
 @click.option(
     "--deadline",
     metavar="DURATION",
@@ -109,9 +112,11 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     "(specs carried by images get no secret unless allowed).",
 )
 @image_map_option
+@slurm_options
 @click.pass_context
 def run(
     ctx: click.Context,
+    /,
     spec: Path,
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -120,11 +125,13 @@ def run(
     batch_size: str | None,
     resume: str | None,
     overwrite: bool,
+    accept_input_changes: bool,
     deadline: str | None,
     pull: str | None,
     grace: float,
     log_limit: str,
     allowed: tuple[str, ...],
+    **where: Any,
 ) -> None:
     """Run a module: every shard in its own container; exits as the command did.
 
@@ -133,15 +140,22 @@ def run(
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
     cancelled run (Ctrl-C, SIGTERM) exits 130 or 143; a run past its deadline 124.
-    The run id is the last line on stdout (RUN=$(containerexec run ...)).
+    The run id is the last line on stdout (RUN=$(containerexec run ...)). With
+    --on slurm the shards run as one Slurm job array, with the same records and
+    exit status.
     """
     app: App = ctx.obj
+    if accept_input_changes and not resume:
+        raise UsageError(
+            "--accept-input-changes goes with --resume RUN; a new run has no inputs to compare"
+        )
+    scheduler = make_scheduler(app, **where)
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
     module = with_batch_size(module, batch_size)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
-    executor, display = prepare_run(app, module)
+    executor, display = prepare_run(app, module, scheduler)
     opts = RunOptions(
         max_parallel=max_parallel,
         shards=shards,
@@ -154,15 +168,32 @@ def run(
     with display, cancel_on_signals(executor, display, grace):
         if resume:  # its bindings stay unless a flag changes one
             started = executor.resume(
-                module, resume, inputs=raw_in, outputs=raw_out, spec_path=spec_path, options=opts
+                module,
+                resume,
+                inputs=raw_in,
+                outputs=raw_out,
+                spec_path=spec_path,
+                options=opts,
+                accept_input_changes=accept_input_changes,
             )
+            for line in started.notices:
+                display.note(line)
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
         if started.batch_size > 1:
             auto = module.array is not None and module.array.batch_size == "auto"
             how = " (batch_size: auto)" if auto else ""
             display.note(f"packing: up to {started.batch_size} shards per container{how}")
-        result = started.wait()
+        try:
+            result = started.wait()
+        except Detached as detached:
+            click.echo(
+                f"submitted as Slurm job {', '.join(detached.job_ids)}; follow it with "
+                f"containerexec runs show {detached.run_id}",
+                err=True,
+            )
+            click.echo(detached.run_id)
+            return
     summary(result, resume_with=str(spec))
     # The only line of ours on stdout, after the command's own output, for scripts.
     click.echo(result.record.run_id)
@@ -235,7 +266,9 @@ def load_module(
         progress.close()
 
 
-def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
+def prepare_run(
+    app: App, module: ModuleSpec, scheduler: Scheduler | None = None
+) -> tuple[Executor, RunDisplay]:
     """An Executor wired to a display; secrets come from this process's environment."""
     secrets = secrets_from(module.secrets, os.environ)
     display = RunDisplay(stream_output=module.array is None, total=1)
@@ -245,9 +278,12 @@ def prepare_run(app: App, module: ModuleSpec) -> tuple[Executor, RunDisplay]:
         secrets=secrets,
         on_event=display.event,
         on_line=display.line if module.array is None else None,
-        on_build_log=lambda line: click.echo(line, err=True) if line.startswith("Step") else None,
+        on_build_log=lambda line: (
+            click.echo(line, err=True) if line.startswith(("Step", "packages: ")) else None
+        ),
         on_pull_progress=TransferProgress(display.note),
         sleep=app.sleep,
+        scheduler=scheduler,
     )
     return executor, display
 
@@ -305,6 +341,13 @@ def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
     store = RunStore(run_dir.absolute().parent.parent)
     record = store.load_run(run_dir.name)
     executor = Executor(app.engine(), store, secrets=secrets_from(record.secret_names, os.environ))
-    shard = executor.work(record.run_id, index)
+    # Slurm's SIGTERM (scancel, the time limit) stops and removes the shard's container.
+    with cancel_on_signals(executor, _Stderr(), record.grace_s):
+        shard = executor.work(record.run_id, index)
     click.echo(f"shard {index} of run {record.run_id}: {shard.state}", err=True)
     ctx.exit(0 if shard.state == "succeeded" else 1)
+
+
+class _Stderr:
+    def note(self, text: str) -> None:
+        click.echo(text, err=True)

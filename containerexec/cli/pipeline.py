@@ -6,12 +6,14 @@ import os
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from containerexec.cli import App, cli
+from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.graph import edges, render_dot, render_text
 from containerexec.model.pipeline import (
@@ -28,6 +30,7 @@ from .display import RunDisplay
 from .formats import image_map_option, load_module_file, load_plan
 from .modules import cancel_on_signals, load_module
 from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
+from .slurm import make_scheduler, slurm_options
 from .status import pipeline_status
 
 
@@ -111,9 +114,11 @@ def graph(file: Path, dot: Path | None) -> None:
     help="A label for every container of the run (repeatable).",
 )
 @image_map_option
+@slurm_options
 @click.pass_context
 def run_pipeline(
     ctx: click.Context,
+    /,
     file: Path,
     inputs: tuple[str, ...],
     outputs: tuple[str, ...],
@@ -125,14 +130,20 @@ def run_pipeline(
     pull: str | None,
     grace: float,
     labels: tuple[str, ...],
+    **where: Any,
 ) -> None:
     """Run a pipeline: each job once its inputs are ready; exit 0 when every job succeeded.
 
     A failed job stops new jobs from starting (running ones finish) unless
     --keep-going; Ctrl-C or SIGTERM stops every container and exits 130 or 143.
     The pipeline run's id is printed on stdout (all else goes to stderr).
+    With --on slurm each job runs as its own Slurm job array once its upstream
+    jobs have succeeded (--detach is for module runs only).
     """
     app: App = ctx.obj
+    if where.get("detach"):
+        raise UsageError("pipeline run --detach: not supported; run it in the background")
+    scheduler = make_scheduler(app, **where)
     plan = load_plan(file, loader(app, file.parent))
     names = {n for job in plan.jobs.values() for n in job.module.secrets}
     display = PipelineDisplay(plan)
@@ -149,6 +160,7 @@ def run_pipeline(
         labels=parse_pairs(labels, "--label"),
         on_event=display.job_event,
         overwrite=overwrite,
+        scheduler=scheduler,
     )
     with display, cancel_on_signals(orchestrator, display, grace):
         result = orchestrator.run(plan, parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o"))

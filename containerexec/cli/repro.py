@@ -185,6 +185,8 @@ def _header(plan: repro.Plan, image: str) -> None:
         f"{plan.run_id}\n  image: {inv.image} ({image})\n  argv:  {shlex.join(inv.argv)}",
         err=True,
     )
+    if src.image.lock_sha256:
+        click.echo(f"  packages: lock sha256:{src.image.lock_sha256}", err=True)
     for note in plan.notes:
         click.echo(f"  note:  {note}", err=True)
 

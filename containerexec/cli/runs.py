@@ -11,6 +11,8 @@ from containerexec.cli import App, cli
 from containerexec.cli.status import run_status
 from containerexec.store.records import RunRecord
 
+from .slurm import cancel_run, live_state
+
 
 @cli.group()
 def runs() -> None:
@@ -20,7 +22,7 @@ def runs() -> None:
 def _state(app: App, rec: RunRecord) -> str:
     """'interrupted' for a run recorded as running that no process holds any more."""
     if rec.state == "running" and not app.store.lock(rec.run_id).held():
-        return "interrupted"
+        return live_state(app, rec)  # 'interrupted', unless Slurm still runs it
     return rec.state
 
 
@@ -37,13 +39,25 @@ def list_runs(app: App) -> None:
     if not records:
         click.echo(f"no runs recorded in {store.runs}")
         return
-    click.echo(f"{'RUN':44} {'STATE':11} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19}")
+    click.echo(f"{'RUN':44} {'STATE':11} {'EXIT':>4} {'SHARDS':>7} {'STARTED':19} SLURM JOB")
     for r in sorted(records, key=lambda r: r.started_at):
         code = "-" if r.state == "running" else str(run_status(r))
         click.echo(
             f"{r.run_id:44} {_state(app, r):11} {code:>4} {r.shard_count:>7} "
-            f"{_when(r.started_at):19}"
+            f"{_when(r.started_at):19} {_jobs(r)}"
         )
+
+
+def _jobs(rec: RunRecord) -> str:
+    return ",".join(rec.scheduler.job_ids) if rec.scheduler else "-"
+
+
+@runs.command("cancel")
+@click.argument("run")
+@click.pass_obj
+def cancel(app: App, run: str) -> None:
+    """Cancel a run on Slurm (detached or not): its tasks stop and remove their containers."""
+    cancel_run(app, run)
 
 
 @runs.command("show")
@@ -65,7 +79,8 @@ def show(app: App, run: str, as_json: bool) -> None:
         f"run:      {rec.run_id}\nmodule:   {rec.module} {rec.version}\n"
         f"state:    {run_state} (exit {'-' if rec.state == 'running' else run_status(rec)})\n"
         f"image:    {rec.image.pinned}\n"
-        f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}"
+        + (f"slurm:    job {_jobs(rec)}\n" if rec.scheduler else "")
+        + f"started:  {_when(rec.started_at)}\nended:    {_when(rec.ended_at)}"
     )
     if rec.reason:
         click.echo(f"reason:   {rec.reason}")

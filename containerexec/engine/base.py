@@ -177,9 +177,13 @@ class Engine(Protocol):
         buildargs: Mapping[str, str],
         target: str | None,
         labels: Mapping[str, str],
+        network: str | None = None,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
         """Build the folder `context` as `tag` and return the image; `on_log` gets each line.
+
+        `network` is the network of its RUN steps: "none", "host", or None for the
+        engine's default.
 
         Raises:
             BuildError: with the failing `step` and the last 20 lines of the log;

@@ -328,6 +328,7 @@ class DockerEngine:
         buildargs: Mapping[str, str],
         target: str | None,
         labels: Mapping[str, str],
+        network: str | None = None,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
         lines: list[str] = []
@@ -340,6 +341,7 @@ class DockerEngine:
                 buildargs=dict(buildargs),
                 target=target,
                 labels=dict(labels),
+                network_mode=network,
                 rm=True,
                 forcerm=True,
                 decode=True,

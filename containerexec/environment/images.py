@@ -1,4 +1,5 @@
-"""Environment -> one pinned image for the whole run: build (tag = context hash) or pull.
+"""Environment -> one pinned image for the whole run: build (tag = context hash) or pull,
+then the module's Python packages on top (environment/pyimage.py).
 
 A pulled image is pinned to `repo@sha256:...`, a local build to its image ID, so
 every container of a run (and every retry) uses the same image even if a tag
@@ -19,9 +20,10 @@ from typing import Literal, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from containerexec.engine.base import Engine, ImageInfo, Progress
+from containerexec.environment import pyimage
 from containerexec.errors import BuildError, ImageError, PullError
 from containerexec.labels import LABEL_CONTEXT_HASH, LABEL_MANAGED, LABEL_MODULE
-from containerexec.model.spec import ModuleSpec
+from containerexec.model.spec import BASE_IMAGE, ModuleSpec
 from containerexec.store.records import ImageRecord
 from containerexec.store.tree import RunStore
 
@@ -55,10 +57,18 @@ def repo_of(ref: str) -> str:
     return ref.rsplit(":", 1)[0] if ":" in last else ref
 
 
-def context_hash(context: Path, dockerfile: str, args: dict[str, str], target: str | None) -> str:
+def context_hash(
+    context: Path,
+    dockerfile: str,
+    args: dict[str, str],
+    target: str | None,
+    network: str | None = None,
+) -> str:
     """sha256 over every file's path, mode and bytes, plus the build settings; not times."""
     h = hashlib.sha256()
     h.update(f"dockerfile={dockerfile}\ntarget={target}\n".encode())
+    if network is not None:  # only when set, so the tags of earlier builds stay valid
+        h.update(f"network={network}\n".encode())
     for key in sorted(args):
         h.update(f"arg {key}={args[key]}\n".encode())
     for root, dirs, files in os.walk(context):
@@ -100,12 +110,44 @@ def resolve(
     sleep: Callable[[float], object] = time.sleep,
     on_progress: Progress | None = None,
     on_log: Callable[[str], None] | None = None,
+    base_only: bool = False,
 ) -> ImageRecord:
-    """Build or pull the module's environment once, and pin it."""
+    """Build or pull the module's environment once, and pin it; then install its packages
+    (unless `base_only`: the image they go on, as `containerexec lock` needs it)."""
+    base = _base(
+        engine, spec, spec_dir, pull=pull, sleep=sleep, on_progress=on_progress, on_log=on_log
+    )
+    if spec.environment.python is None or base_only:
+        return base
+    say = (lambda text: on_log(f"packages: {text}")) if on_log else None
+    return pyimage.install(engine, spec, spec_dir, base, say=say, on_log=on_log)
+
+
+def _base(
+    engine: Engine,
+    spec: ModuleSpec,
+    spec_dir: Path,
+    *,
+    pull: str | None,
+    sleep: Callable[[float], object],
+    on_progress: Progress | None,
+    on_log: Callable[[str], None] | None,
+) -> ImageRecord:
+    """The image under the module's Python packages (or its whole environment), pinned."""
     env = spec.environment
     if env.build is not None:
         return build(engine, spec, spec_dir, on_log=on_log)
-    assert env.image is not None
+    if env.image is None:
+        info = engine.inspect_image(BASE_IMAGE)
+        if info is None:
+            raise ImageError(
+                spec.name,
+                BASE_IMAGE,
+                "environment.python with no image installs on this base image, and it is "
+                "not on this engine; build it ('make base-image' in the containerexec "
+                "checkout) or name one in environment.image",
+            )
+        return ImageRecord(ref=BASE_IMAGE, pinned=info.id, id=info.id, source="local")
     info, source = fetch(
         engine, spec.name, env.image, policy=pull or env.pull, sleep=sleep, on_progress=on_progress
     )
@@ -280,7 +322,7 @@ def build(
             str(context / b.dockerfile),
             "no Dockerfile there; fix environment.build.dockerfile",
         )
-    digest = context_hash(context, b.dockerfile, b.args, b.target)
+    digest = context_hash(context, b.dockerfile, b.args, b.target, b.network)
     tag = build_tag(spec.name, digest)
     info = engine.inspect_image(tag)
     if info is None:
@@ -293,11 +335,28 @@ def build(
                 buildargs=b.args,
                 target=b.target,
                 labels=labels,
+                network=b.network,
                 on_log=on_log,
             )
         except BuildError as exc:
             raise exc.with_module(spec.name) from None
     return ImageRecord(ref=tag, pinned=info.id, id=info.id, digest=None, source="build")
+
+
+def context_changed(spec: ModuleSpec, spec_dir: Path, image: ImageRecord) -> Path | None:
+    """The build folder, when building it now would give another image than the run's.
+
+    Read-only: hashes the folder as `build` would and compares the tag with the one the
+    run recorded; builds nothing. None for a module that is not built from a folder.
+    """
+    b = spec.environment.build
+    if b is None or image.source != "build":
+        return None
+    context = (spec_dir / b.context).resolve()
+    if not (context / b.dockerfile).is_file():
+        return context  # gone or moved: it cannot give the run's image any more
+    tag = build_tag(spec.name, context_hash(context, b.dockerfile, b.args, b.target))
+    return None if tag == image.ref else context
 
 
 @dataclass(frozen=True)

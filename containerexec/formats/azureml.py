@@ -253,8 +253,10 @@ class _Component:
             self.problem(loc, "expected an environment: azureml:NAME:VERSION or {image: ...}")
             return {"image": "missing"}
         self.ignore(env, _ENV_KEYS, loc)
-        if "conda_file" in env:
-            self.conda(env["conda_file"], (*loc, "conda_file"))
+        packages = (
+            self.conda(env["conda_file"], (*loc, "conda_file")) if "conda_file" in env else []
+        )
+        python = {"python": {"packages": packages}} if packages else {}
         build = env.get("build")
         if isinstance(build, dict) and "path" in build:
             self.ignore(build, {"path", "dockerfile_path"}, (*loc, "build"))
@@ -265,13 +267,14 @@ class _Component:
                 "build": {
                     "context": str(context),
                     "dockerfile": str(build.get("dockerfile_path", "Dockerfile")),
-                }
+                },
+                **python,
             }
         image = env.get("image")
         if not isinstance(image, str) or not image:
             self.problem(loc, "expected 'image' (or 'build: {path: ...}') in the environment")
             return {"image": "missing"}
-        return {"image": self.image_map.get(image, image)}
+        return {"image": self.image_map.get(image, image), **python}
 
     def registered(self, ref: str, loc: Loc) -> str:
         """A registered environment (or any reference) looked up in the image map."""
@@ -293,23 +296,28 @@ class _Component:
         )
         return "unmapped"
 
-    def conda(self, conda: Any, loc: Loc) -> None:
-        """Its pip packages are named: installing them is not supported yet."""
+    def conda(self, conda: Any, loc: Loc) -> list[str]:
+        """Its pip dependencies, which become declared Python packages; conda's own
+        packages cannot be installed here, so they are named once in a note."""
         if isinstance(conda, str):
             path = self.base / conda
             try:
                 conda = yaml.safe_load(path.read_text())
             except (OSError, yaml.YAMLError) as exc:
                 self.problem(loc, f"cannot read the conda file '{path}': {exc}")
-                return
+                return []
         deps = conda.get("dependencies", []) if isinstance(conda, dict) else []
         pip = [str(p) for d in deps if isinstance(d, dict) for p in (d.get("pip") or [])]
-        conda_deps = [str(d) for d in deps if isinstance(d, str)]
-        listed = ", ".join(pip + conda_deps) or "none listed"
-        self.notes.append(
-            f"{yamlsource.dotted(loc)}: python packages: not yet supported ({listed}); "
-            "the run uses the environment's image as it is"
-        )
+        conda_only = [str(d) for d in deps if isinstance(d, str)]
+        # `pip` itself and `python=X` are what every image with Python has already.
+        skipped = [d for d in conda_only if re.split(r"[=<>! ]", d)[0] not in ("pip", "python")]
+        if skipped:
+            self.notes.append(
+                f"{yamlsource.dotted(loc)}: conda packages are not installed here "
+                f"({', '.join(skipped)}); only its pip dependencies are "
+                "(environment.python.packages), into the environment's image"
+            )
+        return pip
 
     def code(self, code: Any, out: dict[str, Any]) -> None:
         if isinstance(code, dict):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import posixpath
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -17,6 +18,9 @@ from containerexec.model.spec import DEFAULT_PIDS, ModuleSpec
 
 INPUTS_ROOT = "/inputs"
 OUTPUTS_ROOT = "/outputs"
+# What may follow `${{inputs.X}}/${{shard.value}}` when the text names the shard's file alone
+# (a '.', '_', '*', '/' ... could name a sibling or a pattern of the folder).
+PATH_ENDS = frozenset(" \t\n\"',;:|&<>)")
 
 
 class Mount(BaseModel):
@@ -30,6 +34,11 @@ class Mount(BaseModel):
     target: str
     read_only: bool
     is_file: bool = False
+    shard_file: str = Field(
+        "",
+        description="Set when only this file of input `name` is mounted (a glob shard's own "
+        "file): its path inside the input. Empty when the whole input is mounted.",
+    )
 
 
 class Limits(BaseModel):
@@ -71,6 +80,70 @@ class Invocation(BaseModel):
         """A stable one-line description for log lines."""
         shard = f" shard {self.shard_index}/{self.shard_count}" if self.shard_count > 1 else ""
         return f"{self.module}{shard} [{self.image[:40]}] {shlex.join(self.argv)[:120]}"
+
+
+@dataclass(frozen=True)
+class GlobMount:
+    """How each shard of a glob array mounts the globbed folder: its own file, or all of it."""
+
+    input: str
+    file_only: bool
+    why: str  # what decided it, for `containerexec validate`
+
+    def describe(self) -> str:
+        """One line saying what each shard mounts and what its cache key covers."""
+        where = f"{INPUTS_ROOT}/{self.input}"
+        if self.file_only:
+            return (
+                f"each shard mounts only its own file of input '{self.input}' (read-only, "
+                f"at {where}/<shard value>) and is keyed on it: a new file reruns one shard"
+            )
+        return (
+            f"each shard mounts all of input '{self.input}' at {where} and is keyed on every "
+            f"file of it ({self.why}; only '${{{{inputs.{self.input}}}}}/${{{{shard.value}}}}' "
+            "mounts the shard's file alone)"
+        )
+
+
+def glob_mount(spec: ModuleSpec) -> GlobMount | None:
+    """The rule for a glob array's folder input; None when the module globs nothing.
+
+    A shard mounts only its own file, at the path the whole folder would give it, when
+    every use of the input in `command` and `env` is `${{inputs.X}}/${{shard.value}}`
+    ending the string or followed by one of PATH_ENDS, there is at least one such use,
+    and the container path `/inputs/X` is written nowhere else. Anything else might read
+    other files of the folder, so the shard mounts the whole folder.
+    """
+    if spec.array is None or spec.array.glob is None:
+        return None
+    name = spec.array.glob.input
+    me, value = placeholders.Ref("inputs", name), placeholders.Ref("shard", "value")
+    texts = [t for item in spec.command for t in ([item] if isinstance(item, str) else item)]
+    texts += list(spec.env.values())
+    exact = 0
+    for text in texts:
+        found = placeholders.find(text)
+        rest, last = [], 0
+        for i, p in enumerate(found):
+            rest.append(text[last : p.start])
+            last = p.end
+            if p.ref != me:
+                continue
+            nxt = found[i + 1] if i + 1 < len(found) else None
+            if (
+                nxt is None
+                or nxt.ref != value
+                or text[p.end : nxt.start] != "/"
+                or (nxt.end < len(text) and text[nxt.end] not in PATH_ENDS)
+            ):
+                return GlobMount(name, False, f"it is used in '{text}'")
+            exact += 1
+        rest.append(text[last:])
+        if f"{INPUTS_ROOT}/{name}" in "".join(rest):
+            return GlobMount(name, False, f"'{INPUTS_ROOT}/{name}' is written in '{text}'")
+    if not exact:
+        return GlobMount(name, False, f"the command never names '${{{{inputs.{name}}}}}'")
+    return GlobMount(name, True, "")
 
 
 def container_paths(spec: ModuleSpec, bindings: Bindings) -> dict[str, str]:
@@ -128,9 +201,23 @@ def resolve(
         "CONTAINEREXEC_SHARD_COUNT": str(shard.count),
     }
     mounts = []
+    narrow = glob_mount(spec)
     for name, value in sorted(bindings.inputs.items()):
         kind = spec.inputs[name].type
-        if kind in ("file", "directory"):
+        if narrow is not None and narrow.file_only and name == narrow.input:
+            # The shard's file alone, where the folder would put it: the same argv, an exact key.
+            mounts.append(
+                Mount(
+                    kind="input",
+                    name=name,
+                    source=str(Path(value) / shard.value),
+                    target=posixpath.join(values[f"inputs.{name}"], shard.value),
+                    read_only=True,
+                    is_file=True,
+                    shard_file=shard.value,
+                )
+            )
+        elif kind in ("file", "directory"):
             target = values[f"inputs.{name}"]
             mounts.append(
                 Mount(

@@ -71,15 +71,56 @@ class BuildSpec(Model):
     dockerfile: str = Field("Dockerfile", description="Dockerfile, relative to the context.")
     target: str | None = Field(None, description="Multi-stage target to build.")
     args: dict[str, str] = Field(default_factory=dict, description="Build arguments.")
+    network: Literal["none", "host"] | None = Field(
+        None,
+        description="The build's network: 'none', or 'host' (the engine's host network) for "
+        "RUN steps that download; unset: the engine's default.",
+    )
+
+
+# The image environment.python installs onto when the spec names no image and no build.
+BASE_IMAGE = "containerexec/base:bookworm"
+
+
+class PythonPackages(Model):
+    """Python packages on top of the image: resolved on the host, locked, installed offline."""
+
+    packages: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=list, description="Requirement specifiers, e.g. 'regex' or 'six==1.17'."
+    )
+    requirements: str | None = Field(
+        None, description="A requirements file, relative to the spec file."
+    )
+
+    @field_validator("packages")
+    @classmethod
+    def _no_options(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item.strip().startswith("-"):
+                raise ValueError(
+                    f"expected a requirement like 'regex>=2024', got '{item}'; "
+                    "pip options go in the requirements file"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _something(self) -> PythonPackages:
+        if not self.packages and self.requirements is None:
+            raise ValueError("expected 'packages', 'requirements' or both")
+        return self
 
 
 class Environment(Model):
-    """Where the module runs: an image reference, or a folder to build."""
+    """Where the module runs: an image reference, or a folder to build; plus Python packages."""
 
     image: str | None = Field(None, description="Image reference, pinned to a digest at run time.")
     build: BuildSpec | None = Field(None, description="A folder with a Dockerfile.")
     pull: Literal["missing", "always", "never"] = Field(
         "missing", description="When to pull `image`."
+    )
+    python: PythonPackages | None = Field(
+        None,
+        description=f"Python packages installed on the image (alone: on {BASE_IMAGE}).",
     )
 
     @field_validator("build", mode="before")
@@ -89,8 +130,10 @@ class Environment(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> Environment:
-        if (self.image is None) == (self.build is None):
+        if self.image is not None and self.build is not None:
             raise ValueError("expected exactly one of 'image' or 'build'")
+        if self.image is None and self.build is None and self.python is None:
+            raise ValueError("expected exactly one of 'image' or 'build' (or 'python' alone)")
         return self
 
 

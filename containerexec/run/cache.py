@@ -1,10 +1,15 @@
 """The shard cache: outputs of succeeded shards kept by a key over everything that shapes them.
 
-The key is a sha256 over the pinned image, the argv and non-secret env as the
-container sees them, the content of every input as mounted (relative path and
-sha256 of each file, never times), the output layout, and the module's name and
-version. It leaves out what changes from run to run without changing the
-result: the run id, container name, labels, user and host staging paths.
+The key is a sha256 over the pinned image, the argv and the whole non-secret env
+as the container sees them, the content of every input as mounted (relative path
+and sha256 of each file, never times), the output layout, and the module's name
+and version. So the code a module runs is in its key however it is authored: a
+build folder through the image ID it is pinned to, a Python module's source file
+through the environment it travels in. It leaves out what changes from run to
+run without changing the result: the run id, container name, labels, user and
+host staging paths. A glob shard that mounts only its own file (model/invocation.py)
+is keyed on that file alone, not on its index, so a new file in the folder reruns only
+its own shard.
 
 Entries live in `<root>/<key[:2]>/<key>/` with `manifest.json` and `outputs/`.
 An entry is written to a temporary folder and renamed into place, so a reader
@@ -27,10 +32,14 @@ from containerexec.model.spec import ModuleSpec
 from containerexec.store import files
 from containerexec.store.manifests import manifest, sha256_file
 
-KEY_VERSION = 1
+# 2: the whole env is keyed (1 dropped CONTAINEREXEC_* names, and with them a Python
+# module's source); glob shards may be keyed on their own file.
+KEY_VERSION = 2
+# Where a shard sits in the array; a glob shard that mounts only its own file is keyed
+# without them (a `${{shard.index}}` in its argv or env still keys it), so a file added
+# before it in sort order does not rerun it.
+_POSITION_ENV = ("CONTAINEREXEC_SHARD_INDEX", "CONTAINEREXEC_SHARD_COUNT")
 LINK_PREFIX = "link:"  # a manifest value for a link: its target, instead of a sha256
-# Run-specific values the executor may put in the env; the shard ones do shape the result.
-_KEPT_ENV = {"CONTAINEREXEC_SHARD_INDEX", "CONTAINEREXEC_SHARD_VALUE", "CONTAINEREXEC_SHARD_COUNT"}
 
 
 class Cache:
@@ -54,9 +63,9 @@ class Cache:
             name: [port.type, output_filename(spec, bindings, name) if port.type == "file" else ""]
             for name, port in spec.outputs.items()
         }
-        env = {
-            k: v for k, v in inv.env.items() if not k.startswith("CONTAINEREXEC_") or k in _KEPT_ENV
-        }
+        env = inv.env
+        if any(m.shard_file for m in inv.mounts):
+            env = {k: v for k, v in env.items() if k not in _POSITION_ENV}
         facts: dict[str, Any] = {
             "key_version": KEY_VERSION,
             "module": [spec.name, spec.version],

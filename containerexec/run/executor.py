@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from containerexec.engine.base import Engine, Progress
 from containerexec.environment import images
-from containerexec.errors import ImageError, RunError, UsageError
+from containerexec.errors import ImageError, InputsChanged, RunError, UsageError
 from containerexec.labels import LABEL_RUN
 from containerexec.model import arrays
 from containerexec.model.arrays import Shard
@@ -35,8 +35,8 @@ from containerexec.run.run import Interactive, InvocationFor, Run, ShardEvent
 from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
 from containerexec.store import files
-from containerexec.store.manifests import input_manifests
-from containerexec.store.records import ImageRecord, RunRecord, ShardRecord
+from containerexec.store.manifests import changes_since, input_manifests
+from containerexec.store.records import FileEntry, ImageRecord, RunRecord, ShardRecord
 from containerexec.store.tree import RunLock, RunStore, new_run_id
 
 
@@ -208,10 +208,16 @@ class Executor:
         base: Path | None = None,
         spec_path: Path | None = None,
         options: RunOptions | None = None,
+        accept_input_changes: bool = False,
     ) -> Run:
         """Start RUN again: only its shards that did not succeed, on its pinned image.
 
-        Its bindings stay unless `inputs` or `outputs` change one.
+        Its bindings stay unless `inputs` or `outputs` change one. The inputs are first
+        compared with the run's manifests: a difference raises InputsChanged listing
+        it, before any container starts, unless `accept_input_changes`; then each shard
+        started records the inputs it read (ShardRecord.input_manifests). The returned
+        Run's `notices` say what a user should know: the inputs accepted as changed, and
+        a build folder that changed since the run started (the run keeps its image).
         """
         opts = options or RunOptions()
         self._check_secrets(spec)
@@ -229,6 +235,30 @@ class Executor:
         )
         moved = {n: p for n, p in bindings.outputs.items() if prev.outputs.get(n) != p}
         used = refuse_non_empty(f"module '{spec.name}'", moved, overwrite=opts.overwrite)
+        changes = changes_since(spec, bindings, prev.input_manifests)
+        if changes and not accept_input_changes:
+            raise InputsChanged(
+                prev.run_id,
+                changes,
+                "Restore the data the run read, resume with --accept-input-changes (each "
+                "shard it runs records the inputs it read), or start a new run.",
+            )
+        notices = []
+        if changes:
+            notices += [
+                f"resuming run {prev.run_id} on changed inputs (accepted; each shard run now "
+                "records the inputs it read):",
+                *(f"  {c}" for c in changes),
+            ]
+        spec_dir = spec_path.parent if spec_path else Path.cwd()
+        context = images.context_changed(spec, spec_dir, prev.image)
+        if context is not None:
+            notices.append(
+                f"the build folder {context} of module '{spec.name}' changed since run "
+                f"{prev.run_id} started; this resume runs the run's image "
+                f"{prev.image.id[:19]} (a run is one image); to run the changed code, start "
+                f"a new run: containerexec run {spec_path or 'SPEC'} (without --resume)"
+            )
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
         with self._locked(prev.run_id) as lock:
@@ -241,7 +271,10 @@ class Executor:
             ).model_copy(
                 update={"input_manifests": prev.input_manifests, "started_at": prev.started_at}
             )
-            return self._open(spec, bindings, record, shards, selected, opts, lock)
+            seen = input_manifests(spec, bindings) if changes else None
+            started = self._open(spec, bindings, record, shards, selected, opts, lock, seen)
+        started.notices.extend(notices)
+        return started
 
     def launch(
         self,
@@ -257,9 +290,11 @@ class Executor:
         keep: bool = False,
         interactive: Interactive | None = None,
         once: bool = False,
+        seen: dict[str, list[FileEntry]] | None = None,
     ) -> Run:
         """Write the run record and start `todo` on the scheduler; the common end of every
         way to start a run (repro passes the recorded Invocation as `invocation_for`)."""
+        record = self.scheduler.admit(record)  # before anything is written or submitted
         self.store.write_run(record)
         run = Run(
             self,
@@ -271,6 +306,7 @@ class Executor:
             policy=spec.retries.model_copy(update={"max_attempts": 1}) if once else None,
             keep=keep,
             interactive=interactive,
+            input_manifests=seen,
         )
         with self._runs_lock:
             self._runs.append(run)
@@ -285,6 +321,16 @@ class Executor:
         This is what a worker process (a Slurm array task, say) calls; the process
         that started the run holds its lock meanwhile, so this takes none.
         """
+        run = self.reopen(run_id, index)
+        with self._runs_lock:  # so a cancel (Slurm's SIGTERM to the worker) reaches it
+            self._runs.append(run)
+        if self.signal is not None:
+            run.cancel(self.signal)
+        self._ensure_image(run.spec.name, run.image)  # a node pulls the pinned image once
+        return run.run_shard(run.shards[index])
+
+    def reopen(self, run_id: str, index: int = 0) -> Run:
+        """The Run of a recorded run, rebuilt from its run folder alone (not launched)."""
         record = self.store.load_run(run_id)
         spec = ModuleSpec.model_validate(record.spec)
         bindings = Bindings(dict(record.inputs), dict(record.outputs))
@@ -295,7 +341,7 @@ class Executor:
                 f"now give {len(shards)} (asked for shard {index}); the inputs changed "
                 "since the run started: start a new run"
             )
-        run = Run(
+        return Run(
             self,
             spec=spec,
             bindings=bindings,
@@ -303,7 +349,6 @@ class Executor:
             shards=shards,
             invocation_for=self._resolver(spec, bindings, record),
         )
-        return run.run_shard(shards[index])
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -364,8 +409,10 @@ class Executor:
         selected: list[Shard],
         opts: RunOptions,
         lock: RunLock,
+        seen: dict[str, list[FileEntry]] | None = None,
     ) -> Run:
-        """Skip what already succeeded (a resume), say what is planned, and launch the rest."""
+        """Skip what already succeeded (a resume), say what is planned, and launch the rest;
+        `seen`: the inputs each shard reads when they differ from the run's manifests."""
         done = {
             r.index
             for r in self.store.iter_shards(record.run_id, skip_unreadable=True)
@@ -380,7 +427,9 @@ class Executor:
                 )
         parallel = max(1, min(record.max_parallel, max(len(todo), 1)))
         record = record.model_copy(update={"max_parallel": parallel})
-        run = self.launch(spec, bindings, record, shards, todo, lock=lock, parallel=parallel)
+        run = self.launch(
+            spec, bindings, record, shards, todo, lock=lock, parallel=parallel, seen=seen
+        )
         run.counts.by_state["succeeded"] = len(done & {s.index for s in selected})
         return run
 

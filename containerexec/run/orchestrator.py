@@ -28,13 +28,17 @@ from containerexec.errors import ContainerExecError, UsageError
 from containerexec.labels import LABEL_PIPELINE_RUN
 from containerexec.model.bindings import bind_value
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
+from containerexec.model.spec import ModuleSpec
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
 from containerexec.run.run import RunResult, ShardEvent
+from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
 
+# (job name, its inputs) -> the job's spec made with them, or None to keep the planned one
+Respec = Callable[[str, Mapping[str, Any]], ModuleSpec | None]
 JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
 
 
@@ -123,9 +127,15 @@ class Orchestrator:
         on_event: Callable[[JobEvent], None] | None = None,
         clock: Callable[[], float] = time.time,
         overwrite: bool = False,
+        respec: Respec | None = None,
+        scheduler: Scheduler | None = None,
     ) -> None:
-        """`overwrite` lets a non-empty -o place be replaced when the outputs are placed."""
+        """`overwrite` lets a non-empty -o place be replaced when the outputs are placed;
+        `respec` makes a job's spec again once its inputs exist (a ContainerModule's
+        array() is evaluated then, with the job's own inputs, as stopes does);
+        `scheduler` is where every job's shards run (a SlurmScheduler, say; default here)."""
         self.engine = engine
+        self.respec = respec
         self.overwrite = overwrite
         self.store = store
         self.max_workers = max(1, max_workers)
@@ -148,6 +158,7 @@ class Orchestrator:
             cache=Cache(store.cache) if cache else None,
             slots=threading.BoundedSemaphore(self.max_containers),
             on_event=self._shard_event,
+            scheduler=scheduler,
         )
         self._job_of: dict[str, str] = {}  # run id -> job
 
@@ -270,9 +281,11 @@ class Orchestrator:
                 labels={**self.labels, LABEL_PIPELINE_RUN: self.record.id},
                 default_outputs=self.dir / "jobs" / name,
             )
+            inputs = self._job_inputs(plan, name, values)
+            spec = (self.respec(name, inputs) if self.respec else None) or job.module
             run = self.executor.start(
-                job.module,
-                self._job_inputs(plan, name, values),
+                spec,
+                inputs,
                 {},
                 base=plan.spec_dir,
                 spec_path=job.module_path,

@@ -255,7 +255,7 @@ class Batch:
         run = self.run
         shutil.rmtree(self.root, ignore_errors=True)
         for shard in self.shards:
-            base = run.base_record(shard, attempts=run._earlier_attempts(shard))
+            base = run.base_record(shard, attempts=run.earlier_attempts(shard))
             v = Value(shard, base, self.root / "stage" / f"{shard.index:06d}")
             if run.ex.cache is not None and run.from_cache(shard, base, v.staging) is not None:
                 self.settled.add(shard.index)

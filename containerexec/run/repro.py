@@ -25,7 +25,7 @@ from containerexec.model.invocation import Invocation, Mount
 from containerexec.run import returned
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
-from containerexec.store.records import FileEntry, ShardRecord
+from containerexec.store.records import ShardRecord
 from containerexec.store.tree import RunStore, new_run_id
 
 DEBUGPY_PORT = 5678
@@ -61,30 +61,6 @@ def _ranges(indices: list[int]) -> str:
         else:
             parts.append(str(i))
     return ",".join(parts)
-
-
-def input_changes(name: str, recorded: list[FileEntry], path: Path, is_file: bool) -> list[str]:
-    """One line per file of input `name` at `path` that differs from its recorded manifest."""
-    if is_file:
-        # A renamed copy of a file input is fine: it is mounted under the recorded name.
-        local = {(recorded[0].path if len(recorded) == 1 else path.name): path}
-    else:
-        local = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
-    want = {e.path: e for e in recorded}
-    lines = []
-    for rel in sorted(want.keys() | local.keys()):
-        where = f"{name}/{rel}" if not is_file else f"{name} ({rel})"
-        if rel not in local:
-            lines.append(f"removed  {where}")
-        elif rel not in want:
-            lines.append(f"added    {where}")
-        else:
-            size = local[rel].stat().st_size
-            if size != want[rel].size:
-                lines.append(f"changed  {where} (size {want[rel].size} -> {size} bytes)")
-            elif want[rel].sha256 and manifests.sha256_file(local[rel]) != want[rel].sha256:
-                lines.append(f"changed  {where} (same size, different content)")
-    return lines
 
 
 @dataclass(frozen=True)
@@ -140,12 +116,19 @@ def plan_replay(
             new_mounts.append(m.model_copy(update={"source": str(out_root / m.name)}))
             continue
         path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
+        folder = path
+        if m.shard_file:  # a glob shard that mounted its own file alone: -i names the folder
+            folder = path if m.name in given else Path(m.source[: -len(m.shard_file) - 1])
+            path = folder / m.shard_file
         if strict:
             _check_present(source.run.run_id, m, path, m.name in given)
-            manifest = source.run.input_manifests.get(m.name)
+            # What this shard read: its own manifest when a resume accepted changed inputs.
+            manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
+            if manifest is not None and m.shard_file:
+                manifest = [e for e in manifest if e.path == m.shard_file]
             if manifest is not None and not ignore_input_changes:
-                changes += input_changes(m.name, manifest, path, m.is_file)
-        used[m.name] = str(path)
+                changes += manifests.input_changes(m.name, manifest, path, m.is_file)
+        used[m.name] = str(folder)
         new_mounts.append(m.model_copy(update={"source": str(path)}))
     if changes:
         raise InputsChanged(source.run.run_id, changes)

@@ -37,6 +37,7 @@ from containerexec.run.runner import (
 )
 from containerexec.store.records import (
     AttemptRecord,
+    FileEntry,
     ImageRecord,
     RunRecord,
     ShardRecord,
@@ -153,10 +154,12 @@ class Run:
         policy: RetryPolicy | None = None,
         keep: bool = False,
         interactive: Interactive | None = None,
+        input_manifests: dict[str, list[FileEntry]] | None = None,
     ) -> None:
         """`invocation_for` builds a shard's Invocation (resolved from the spec, or a
         recorded one for a replay); `interactive` runs an attempt attached to this
-        terminal instead of through the runner (repro --debug)."""
+        terminal instead of through the runner (repro --debug); `input_manifests`, the
+        inputs as they are now when a resume accepted changes, goes in each shard's record."""
         self.ex = executor
         self.spec = spec
         self.bindings = bindings
@@ -166,6 +169,8 @@ class Run:
         self.policy = policy or spec.retries
         self.keep = keep
         self.interactive = interactive
+        self.input_manifests = input_manifests
+        self.notices: list[str] = []  # for the user: see Executor.resume
         self.tracker = Tracker()
         self.counts = Counts()
         self.stop_new = threading.Event()
@@ -300,7 +305,7 @@ class Run:
         store = self.ex.store
         staging_dir = store.staging(self.id, shard.index)
         self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
-        base = self.base_record(shard, attempts=self._earlier_attempts(shard))
+        base = self.base_record(shard, attempts=self.earlier_attempts(shard))
         inv = base.invocation
         # Losing a 'running' record to a machine crash only means the shard runs again.
         store.write_shard(base, durable=False)
@@ -402,9 +407,10 @@ class Run:
             log_path=str(self.ex.store.log_path(self.id, shard.index)),
             invocation=self.invocation_for(shard),
             attempts=attempts,
+            input_manifests=self.input_manifests,
         )
 
-    def _earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
+    def earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
         """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
         path = self.ex.store.shard_path(self.id, shard.index)
         if not path.is_file():
@@ -413,6 +419,27 @@ class Run:
             return list(load_model(path, ShardRecord).attempts)
         except RecordError:
             return []  # left empty by a machine crash: the shard simply runs again
+
+    def ended_elsewhere(self, shard: Shard, record: ShardRecord) -> None:
+        """Count a shard that ran in another process (a cluster task), from its final record."""
+        last = record.attempts[-1] if record.attempts else None
+        attempt = None
+        if last is not None:
+            failure = Failure(last.failure) if last.failure in set(Failure) else None
+            attempt = Attempt(
+                number=last.number,
+                started_at=last.started_at,
+                ended_at=last.ended_at,
+                exit_code=last.exit_code,
+                failure=failure,
+                message=last.message,
+            )
+        self._count(shard, record.state, attempt)
+
+    def settle(self) -> RunResult:
+        """Write the final record of a run whose shards ended elsewhere, with no process
+        following it (a detached cluster run): what the run's own end would write."""
+        return self._finish()
 
     def _restore(self, inv: Invocation, staging_dir: Path) -> Attempt | None:
         """Commit the cached outputs of this shard: None on a miss, else how the commit went."""

@@ -41,6 +41,11 @@ class Failure(StrEnum):
     ENGINE_LOST = "engine_lost"
     ENGINE_ERROR = "engine_error"
     CANCELLED = "cancelled"
+    # A cluster scheduler's own outcomes (run/slurm.py).
+    NODE_LOST = "node_lost"  # the node failed: run again, not counted as a retry
+    PREEMPTED = "preempted"  # the scheduler took the node back: run again, not counted
+    TIME_LIMIT = "time_limit"  # the job's time limit ended the task
+    WORKER_FAILED = "worker_failed"  # the task ended without writing the shard's record
 
 
 # Retrying these cannot help unless the user lists the exit code explicitly.

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from containerexec.model.arrays import Shard
 from containerexec.run import packing
+from containerexec.store.records import RunRecord
 
 if TYPE_CHECKING:
     from containerexec.run.run import Run
@@ -22,6 +23,11 @@ if TYPE_CHECKING:
 
 class Scheduler(Protocol):
     """Runs shards of a Run, at most `parallel` at once."""
+
+    def admit(self, record: RunRecord) -> RunRecord:
+        """Check (or prepare) a run before anything starts; may raise, or update the record
+        (a cluster scheduler refuses an image its nodes cannot pull, or pushes it)."""
+        ...
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         """Run every shard of `todo` unless `run.stopping()`; return when all have ended.
@@ -34,6 +40,9 @@ class Scheduler(Protocol):
 
 class LocalPool:
     """`parallel` worker threads on this machine, pulling shards from one queue in order."""
+
+    def admit(self, record: RunRecord) -> RunRecord:
+        return record  # this machine's engine has the image
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         if run.batch_size > 1:  # K values per container (run/packing.py)

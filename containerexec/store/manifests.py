@@ -111,3 +111,43 @@ def input_manifests(spec: ModuleSpec, bindings: Bindings) -> dict[str, list[File
                 ) from None
             out[name] = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     return out
+
+
+def input_changes(name: str, recorded: list[FileEntry], path: Path, is_file: bool) -> list[str]:
+    """One line per file of input `name` at `path` that differs from its recorded manifest.
+
+    What repro and resume check before running anything; a file recorded by size only
+    (past the hashing budget) is compared by size.
+    """
+    if is_file:
+        # A renamed copy of a file input is fine: it is mounted under the recorded name.
+        local = {(recorded[0].path if len(recorded) == 1 else path.name): path}
+    else:
+        local = {p.relative_to(path).as_posix(): p for p in path.rglob("*") if p.is_file()}
+    want = {e.path: e for e in recorded}
+    lines = []
+    for rel in sorted(want.keys() | local.keys()):
+        where = f"{name}/{rel}" if not is_file else f"{name} ({rel})"
+        if rel not in local:
+            lines.append(f"removed  {where}")
+        elif rel not in want:
+            lines.append(f"added    {where}")
+        else:
+            size = local[rel].stat().st_size
+            if size != want[rel].size:
+                lines.append(f"changed  {where} (size {want[rel].size} -> {size} bytes)")
+            elif want[rel].sha256 and sha256_file(local[rel]) != want[rel].sha256:
+                lines.append(f"changed  {where} (same size, different content)")
+    return lines
+
+
+def changes_since(
+    spec: ModuleSpec, bindings: Bindings, recorded: dict[str, list[FileEntry]]
+) -> list[str]:
+    """How the inputs bound now differ from the manifests a run recorded, file by file."""
+    changes = []
+    for name, entries in sorted(recorded.items()):
+        if name in bindings.inputs and name in spec.inputs:
+            is_file = spec.inputs[name].type == "file"
+            changes += input_changes(name, entries, Path(bindings.inputs[name]), is_file)
+    return changes

@@ -17,7 +17,9 @@ from containerexec.model.invocation import Invocation
 # 2: run records say how their shards run (labels, user, grace, log limit) and the
 # signal that cancelled them, so a shard can run from the run folder alone.
 # 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
-SCHEMA_VERSION = 3
+# 4: a shard may record the inputs it read (a resume that accepted changed inputs),
+# and a glob shard's mount may be its own file alone (Mount.shard_file).
+SCHEMA_VERSION = 4
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -35,6 +37,9 @@ class ImageRecord(Record):
     id: str
     digest: str | None = Field(None, description="repo@sha256:... when it came from a registry.")
     source: Literal["pull", "build", "local"]
+    lock_sha256: str | None = Field(
+        None, description="sha256 of the Python package lock installed on the image, if any."
+    )
 
 
 class FileEntry(Record):
@@ -72,9 +77,21 @@ class ShardRecord(Record):
     log_tail: list[str] = Field(default_factory=list)
     stderr_tail: list[str] = Field(default_factory=list)
     invocation: Invocation
+    input_manifests: dict[str, list[FileEntry]] | None = Field(
+        None,
+        description="The inputs this shard read, when a resume accepted inputs that differ "
+        "from the run's input_manifests; None: it read those.",
+    )
     returned: Any = Field(
         None, description="What the shard's code returned (Python modules), as JSON."
     )
+
+
+class SchedulerRecord(Record):
+    """Where a run's shards ran, when not on this machine: the cluster and its job ids."""
+
+    kind: Literal["slurm"]
+    job_ids: list[str] = Field(default_factory=list, description="One per submitted array.")
 
 
 class RunRecord(Record):
@@ -114,6 +131,7 @@ class RunRecord(Record):
     user: str | None = None
     grace_s: float = 5.0
     log_limit_bytes: int = 16 << 20
+    scheduler: SchedulerRecord | None = Field(None, description="None: shards ran here.")
 
 
 def load_model(path: Path, model: type[M]) -> M:

@@ -215,8 +215,8 @@ def test_resume_after_a_failure_runs_only_the_failed_shards(workspace: Workspace
     assert first.returncode == 1
     run_id = workspace.run_id()
     before = workspace.shards()
-    (flags / "fixed").write_text("")
-    again = workspace.cli("run", str(spec), "--resume", run_id)
+    (flags / "fixed").write_text("")  # a changed input: resume runs on it only when told to
+    again = workspace.cli("run", str(spec), "--resume", run_id, "--accept-input-changes")
     assert again.returncode == 0, again.stderr
     after = workspace.shards()
     assert workspace.store.ids() == [run_id]
@@ -258,7 +258,8 @@ def test_resume_after_sigkill_removes_leftover_containers_and_never_doubles_a_sh
     sampler = threading.Thread(target=sample)
     sampler.start()
     try:
-        again = workspace.cli("run", str(spec), "--resume", run_id)  # no unlock needed
+        # no unlock needed; 'go' is a new file in the input, so the change is accepted
+        again = workspace.cli("run", str(spec), "--resume", run_id, "--accept-input-changes")
     finally:
         stop.set()
         sampler.join()

@@ -112,7 +112,9 @@ def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes
     assert all(not shards[i].outputs_committed for i in (1, 2, 3))
     assert workspace.record().state == "cancelled"
     (workspace.root / "flags" / "go").write_text("")
-    resumed = workspace.cli("run", str(workspace.root / "module.yaml"), "--resume", run_id)
+    resumed = workspace.cli(  # 'go' is a new file in the input: accept the change
+        "run", str(workspace.root / "module.yaml"), "--resume", run_id, "--accept-input-changes"
+    )
     assert resumed.returncode == 0, resumed.stderr
     after = workspace.shards()
     assert after[0].attempts == shards[0].attempts  # not run again

@@ -192,7 +192,8 @@ def test_overwrite_removes_the_old_content_only_when_the_run_commits(workspace: 
     assert failed.returncode == 3, failed.stderr
     assert files_under(workspace.root / "out") == ["old.txt"]  # nothing committed: kept
     (flags / "ok").write_text("")
-    done = workspace.cli("run", str(spec), "--resume", workspace.run_id())
+    # The flag file the shard waits for is new in its input: accepted as a change.
+    done = workspace.cli("run", str(spec), "--resume", workspace.run_id(), "--accept-input-changes")
     assert done.returncode == 0, done.stderr
     assert files_under(workspace.root / "out") == ["new.txt"]
 

@@ -219,7 +219,9 @@ def test_shard_selection_resume_and_auto(workspace: Workspace) -> None:
     assert sorted(before) == list(range(1, 17))
     assert len({rec.attempts[0].container_id for rec in before.values()}) == 8
     (flags / "fixed").write_text("")
-    again = workspace.cli("run", str(spec), "--shard", "1-16", "--resume", run_id)
+    again = workspace.cli(
+        "run", str(spec), "--shard", "1-16", "--resume", run_id, "--accept-input-changes"
+    )
     assert again.returncode == 0, again.stderr
     after = workspace.shards()
     others = [i for i in range(1, 17) if i != 2]

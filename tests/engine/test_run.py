@@ -16,6 +16,7 @@ from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
+from containerexec.store.records import SCHEMA_VERSION
 
 WEIRD = 'it\'s a "test"; rm -rf / && echo $HOME\nsecond line'
 
@@ -175,7 +176,7 @@ def test_the_run_record_holds_image_argv_env_mounts_limits_exit_and_times(
     assert rec.started_at <= attempt.started_at <= attempt.ended_at <= (rec.ended_at or 0)
     assert Path(shard.log_path).read_text() == "report written\n"
     on_disk = json.loads(probe["result"].record_path.read_text())
-    assert on_disk["schema_version"] == 3
+    assert on_disk["schema_version"] == SCHEMA_VERSION
 
 
 SECRET_SPEC = """\

@@ -17,6 +17,22 @@ from containerexec.cli import cli
 from containerexec.errors import ShardFailed
 from containerexec.run.executor import RunOptions
 
+# Traced when its file is imported, so it lives apart: its array() reads a seed folder.
+PIPELINE_SOURCE = '''
+from pathlib import Path
+
+from containerexec.authoring import InputDir, pipeline
+from stopesmods import Config, CountWords
+
+
+@pipeline
+def counting(corpus: InputDir):
+    """A ContainerModule job: its array() must see the corpus this run is given."""
+    seed = Path(__file__).parent / "seed"
+    job = CountWords(Config(corpus=seed, out=Path("unused"))).as_module()(corpus=corpus)
+    return {"counts": job.outputs.out}
+'''
+
 SOURCE = '''
 from __future__ import annotations
 
@@ -201,3 +217,24 @@ def test_a_value_file_that_links_to_a_host_file_is_never_read(
     record = (tmp_path / "runs").rglob("shards/000000.json").__next__().read_text()
     assert json.loads(record)["returned"] is None
     assert '"host"' not in record
+
+
+def test_a_container_module_job_of_a_pipeline_evaluates_array_with_the_jobs_inputs(
+    tmp_path: Path, test_session_label: dict[str, str]
+) -> None:
+    corpus(tmp_path / "seed", {"only.txt": "traced with this one file"})
+    load(tmp_path, "Config")  # writes stopesmods.py, which the pipeline's file imports
+    (tmp_path / "counting.py").write_text(PIPELINE_SOURCE)
+    counting = load_target(f"{tmp_path / 'counting.py'}:counting")
+    runs = {"runs_dir": tmp_path / "runs", "labels": test_session_label, "cache": False}
+    two = corpus(tmp_path / "two", {"a.txt": "one", "b.txt": "two words"})
+    first = counting.run(corpus=two, counts=tmp_path / "c2", **runs)
+    three = corpus(tmp_path / "three", {"a.txt": "1", "b.txt": "2", "c.txt": "3"})
+    second = counting.run(corpus=three, counts=tmp_path / "c3", **runs)
+    assert [j.shards for j in first.record.jobs.values()] == [2]
+    assert [j.shards for j in second.record.jobs.values()] == [3]
+    assert sorted(p.name for p in (tmp_path / "c3").iterdir()) == [
+        "a.txt.count",
+        "b.txt.count",
+        "c.txt.count",
+    ]

@@ -142,11 +142,25 @@ def test_the_example_component_converts_every_field() -> None:
     assert conv.ignored == ["distribution", "display_name", "tags.team", "resources.instance_count"]
 
 
-def test_pip_packages_of_a_conda_file_are_named_as_not_yet_supported() -> None:
+def test_pip_packages_of_a_conda_file_become_declared_python_packages() -> None:
     conv = load_component(EXAMPLES / "report.yml", load_image_map([str(EXAMPLES / "images.yaml")]))
+    env = conv.spec.environment
+    assert env.python is not None and env.python.packages == ["pyyaml==6.0.1"]
+    assert conv.notes == []  # python=3.11 and pip are what the image has already
+
+
+def test_conda_only_packages_are_named_once_as_not_installed(tmp_path: Path) -> None:
+    (tmp_path / "env.yml").write_text("dependencies: [python=3.11, numpy, {pip: [six]}]\n")
+    (tmp_path / "c.yml").write_text(
+        "type: command\nname: c\ncommand: echo hi\n"
+        "environment: {image: containerexec/base:bookworm, conda_file: env.yml}\n"
+    )
+    conv = load_component(tmp_path / "c.yml", {})
+    assert conv.spec.environment.python is not None
+    assert conv.spec.environment.python.packages == ["six"]
     assert conv.notes == [
-        "environment.conda_file: python packages: not yet supported (pyyaml==6.0.1, "
-        "python=3.11, pip); the run uses the environment's image as it is"
+        "environment.conda_file: conda packages are not installed here (numpy); only its "
+        "pip dependencies are (environment.python.packages), into the environment's image"
     ]
 
 

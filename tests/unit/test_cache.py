@@ -76,12 +76,13 @@ def test_key_ignores_run_id_container_name_labels_user_and_staging(tmp_path: Pat
     assert cache.key(spec, b, other) == one
 
 
-def test_key_ignores_run_specific_env_but_not_shard_env(tmp_path: Path) -> None:
+def test_key_covers_every_env_var_so_a_python_modules_source_too(tmp_path: Path) -> None:
     spec, b, _ = setup(tmp_path)
     cache = Cache(tmp_path / "cache")
     inv = invocation(spec, b)
-    run_env = inv.model_copy(update={"env": {**inv.env, "CONTAINEREXEC_RUN_ID": "r9"}})
-    assert cache.key(spec, b, run_env) == cache.key(spec, b, inv)
+    code = inv.model_copy(update={"env": {**inv.env, "CONTAINEREXEC_PY_SOURCE": "eJwr"}})
+    edited = inv.model_copy(update={"env": {**inv.env, "CONTAINEREXEC_PY_SOURCE": "eJxL"}})
+    assert len({cache.key(spec, b, i) for i in (inv, code, edited)}) == 3
     shard_env = inv.model_copy(update={"env": {**inv.env, "CONTAINEREXEC_SHARD_VALUE": "z"}})
     assert cache.key(spec, b, shard_env) != cache.key(spec, b, inv)
     user_env = inv.model_copy(update={"env": {**inv.env, "LANG": "C"}})
@@ -98,8 +99,19 @@ def test_key_changes_with_image_argv_shard_version_and_input_bytes(tmp_path: Pat
     assert cache.key(spec2, b2, invocation(spec2, b2)) != base
     spec3, b3, _ = setup(tmp_path, SPEC.replace("1.0.0", "1.0.1"))
     assert cache.key(spec3, b3, invocation(spec3, b3)) != base
-    (corpus / "b.txt").write_text("gammb\n")  # one byte, in another shard's file
-    assert cache.key(spec, b, invocation(spec, b, run_id="run-3")) != base
+    (corpus / "b.txt").write_text("gammb\n")  # another shard's file: not what shard 0 sees
+    assert cache.key(spec, b, invocation(spec, b, run_id="run-3")) == base
+    (corpus / "a.txt").write_text("alphb beta\n")  # one byte of its own file
+    assert cache.key(spec, b, invocation(spec, b, run_id="run-4")) != base
+
+
+def test_a_shard_that_mounts_the_whole_folder_is_keyed_on_every_file(tmp_path: Path) -> None:
+    whole = SPEC.replace('"${{inputs.corpus}}/${{shard.value}}"', '"${{inputs.corpus}}"')
+    spec, b, corpus = setup(tmp_path, whole)
+    cache = Cache(tmp_path / "cache")
+    base = cache.key(spec, b, invocation(spec, b))
+    (corpus / "c.txt").write_text("new\n")
+    assert cache.key(spec, b, invocation(spec, b, run_id="run-2")) != base
 
 
 def test_inputs_are_hashed_once_per_run(tmp_path: Path) -> None:
@@ -193,3 +205,66 @@ def test_second_save_of_a_key_keeps_the_first_entry(tmp_path: Path) -> None:
     assert cache.restore(spec, b, inv, fresh)
     assert (fresh / "summary" / "summary.txt").read_text() == "2 words\n"
     assert cache.saved == 1
+
+
+def test_a_file_only_glob_shard_is_keyed_on_its_file_not_its_place(tmp_path: Path) -> None:
+    whole = SPEC.replace('"${{inputs.corpus}}/${{shard.value}}"', '"${{inputs.corpus}}"')
+    by_index = SPEC.replace('"${{inputs.min}}"', '"${{shard.index}}"')
+    cache = Cache(tmp_path / "cache")
+
+    def key(spec: ModuleSpec, b: Bindings, index: int, count: int) -> str:
+        shard = Shard(index, "b.txt", count)
+        inv = resolve(spec, b, shard, run_id="r", image="i", staging=Path("/s"), user="1:1")
+        return cache.key(spec, b, inv)
+
+    for text, same in ((SPEC, True), (whole, False), (by_index, False)):
+        spec, b, _ = setup(tmp_path, text)
+        # b.txt was shard 1 of 2; a file sorted before it makes it shard 2 of 3.
+        assert (key(spec, b, 1, 2) == key(spec, b, 2, 3)) is same, text
+
+
+CODE = """\
+from containerexec.authoring import ContainerModule, OutputDir, module
+
+
+@module(image="containerexec/base:bookworm")
+def f(out: OutputDir) -> None:
+    (out / "x").write_text("1")
+
+
+class C(ContainerModule):
+    image = "containerexec/base:bookworm"
+
+    def run(self, iteration_value=None, iteration_index=0):
+        return 1
+"""
+
+
+def test_editing_a_python_modules_code_changes_its_key_and_nothing_else_does(
+    tmp_path: Path,
+) -> None:
+    from containerexec.authoring.targets import load_target
+
+    code = tmp_path / "mods.py"
+    cache = Cache(tmp_path / "cache")
+
+    def keys() -> list[str]:
+        found = []
+        for module in (load_target(f"{code}:f"), load_target(f"{code}:C")().as_module()):
+            spec = module.spec
+            outs = {name: str(tmp_path / name) for name in spec.outputs}
+            b = bind(spec, {}, outs, default_outputs=tmp_path / "d")
+            inv = resolve(
+                spec, b, Shard(0, "", 1), run_id="r", image="i", staging=Path("/s"), user="1:1"
+            )
+            found.append(cache.key(spec, b, inv))
+        return found
+
+    code.write_text(CODE)
+    before = keys()
+    assert keys() == before  # imported again, unchanged: the same keys
+    code.write_text(
+        CODE.replace('write_text("1")', 'write_text("2")').replace("return 1", "return 2")
+    )
+    after = keys()
+    assert after[0] != before[0] and after[1] != before[1]

@@ -385,8 +385,54 @@ def test_files_past_the_hash_budget_are_recorded_and_checked_by_size_only(
     assert [(p, n, bool(h)) for p, n, h in entries] == [("a.bin", 100, True), ("b.bin", 100, False)]
     recorded = [FileEntry(path=p, size=n, sha256=h) for p, n, h in entries]
     (data / "b.bin").write_bytes(b"c" * 100)  # same size: not seen, by design
-    assert repro.input_changes("data", recorded, data, is_file=False) == []
+    assert manifests.input_changes("data", recorded, data, is_file=False) == []
     (data / "a.bin").write_bytes(b"z" * 100)  # hashed: seen
-    assert repro.input_changes("data", recorded, data, is_file=False) == [
+    assert manifests.input_changes("data", recorded, data, is_file=False) == [
         "changed  data/a.bin (same size, different content)"
     ]
+
+
+def test_a_glob_shard_that_mounted_its_own_file_replays_and_checks_that_file_only(
+    tmp_path: Path,
+) -> None:
+    store, data = make_run(tmp_path)
+    rec = store.load_shards(RUN_ID)[1]
+    mounts = [
+        Mount(
+            kind="input",
+            name="data",
+            source=str(data / "b.txt"),
+            target="/inputs/data/b.txt",
+            read_only=True,
+            is_file=True,
+            shard_file="b.txt",
+        ),
+        *(m for m in rec.invocation.mounts if m.kind == "output"),
+    ]
+    inv = rec.invocation.model_copy(update={"mounts": mounts})
+    store.write_shard(rec.model_copy(update={"invocation": inv}))
+    (data / "a.txt").write_text("other shard's file changed\n")
+    plan = repro.plan_replay(store, portable.export_run(store, RUN_ID), shard=1)
+    assert plan.inputs == {"data": str(data)}
+    assert [m.source for m in plan.inv.mounts if m.kind == "input"] == [str(data / "b.txt")]
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    (copy / "b.txt").write_text("BRAVO\n")
+    with pytest.raises(InputsChanged, match=r"changed  data \(b.txt\) \(same size"):
+        repro.plan_replay(
+            store, portable.export_run(store, RUN_ID), shard=1, inputs={"data": str(copy)}
+        )
+
+
+def test_a_shard_that_recorded_the_inputs_it_read_is_checked_against_them(
+    tmp_path: Path,
+) -> None:
+    store, data = make_run(tmp_path)
+    (data / "c.txt").write_text("new\n")
+    seen = [FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(data))]
+    rec = store.load_shards(RUN_ID)[1]
+    store.write_shard(rec.model_copy(update={"input_manifests": {"data": seen}}))
+    source = portable.export_run(store, RUN_ID)
+    repro.plan_replay(store, source, shard=1)  # what shard 1 read: no difference
+    with pytest.raises(InputsChanged, match="added    data/c.txt"):
+        repro.plan_replay(store, source, shard=0)

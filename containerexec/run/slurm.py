@@ -1,0 +1,439 @@
+"""SlurmScheduler: a run's shards as one Slurm job array, behind the Scheduler seam.
+
+Plain sbatch with a rendered script, not submitit: each array task runs
+`python -m containerexec worker RUN_DIR --shard $SLURM_ARRAY_TASK_ID`, the same
+code path as a local shard (Executor.work -> Run.run_shard), and needs only the
+run folder on a filesystem the nodes share. Nothing is pickled, so the nodes
+need containerexec but not the submitter's exact Python objects, and the script
+a user can read (RUN_DIR/slurm/job-N.sh) is exactly what ran.
+
+The submitting process follows the array through the shard records the tasks
+write and `squeue -r -t all` (finished tasks stay listed for MinJobAge; sacct
+where accounting exists), maps Slurm's own outcomes to failure kinds, resubmits
+shards lost to a node failure or a preemption without using their retry
+budget, and cancels with scancel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from containerexec.engine.base import Engine
+from containerexec.environment import images
+from containerexec.environment.sharing import split_target
+from containerexec.errors import ImageError, RecordError, RunError
+from containerexec.model.arrays import Shard
+from containerexec.model.spec import ModuleSpec
+from containerexec.run.run import Run, ShardEvent, with_attempts
+from containerexec.run.runner import Attempt, Failure
+from containerexec.store.records import (
+    RunRecord,
+    SchedulerRecord,
+    ShardRecord,
+    ShardState,
+    load_model,
+)
+
+ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED"}
+# Slurm's outcomes that are not the shard's fault: run the shard again, uncounted.
+LOST = {
+    "NODE_FAIL": Failure.NODE_LOST,
+    "BOOT_FAIL": Failure.NODE_LOST,
+    "PREEMPTED": Failure.PREEMPTED,
+}
+ENDED_BY_SLURM = {
+    "TIMEOUT": Failure.TIME_LIMIT,
+    "DEADLINE": Failure.TIME_LIMIT,
+    "OUT_OF_MEMORY": Failure.OOM,
+    "CANCELLED": Failure.CANCELLED,
+}
+TIME_MARGIN_S = 120  # pulling the image and committing outputs, on top of the attempts
+
+
+class SlurmError(RunError):
+    """A Slurm command failed or is missing; names the command and what it said."""
+
+    def __init__(self, command: Sequence[str], message: str) -> None:
+        self.command = list(command)
+        self.message = message
+        super().__init__(f"{shlex.join(self.command)}: {message}")
+
+
+class Detached(Exception):
+    """The array was submitted and the submitter does not follow it (--detach)."""
+
+    def __init__(self, run_id: str, job_ids: list[str]) -> None:
+        self.run_id = run_id
+        self.job_ids = job_ids
+        super().__init__(f"run {run_id} submitted as Slurm job {', '.join(job_ids)}")
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """Where and how arrays are submitted: flags, containerexec.toml or CONTAINEREXEC_SLURM_*."""
+
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None  # sbatch --time; default: the module's timeout plus a margin
+    options: tuple[str, ...] = ()  # more sbatch options, verbatim
+    python: str = sys.executable  # on the nodes; the same path by default (a shared venv)
+    poll_s: float = 1.0
+    max_resubmits: int = 3  # of shards lost to NODE_FAIL / PREEMPTED
+
+
+# -- the script (pure) -------------------------------------------------------------------
+
+
+def array_indices(indices: Sequence[int]) -> str:
+    """[0,1,2,5,7,8] -> '0-2,5,7-8' (sbatch --array syntax)."""
+    parts: list[str] = []
+    ordered = sorted(set(indices))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
+def time_limit(spec: ModuleSpec) -> str | None:
+    """sbatch --time for a shard: every attempt's timeout, the backoffs, and a margin."""
+    timeout = spec.resources.timeout
+    if timeout is None:
+        return None
+    policy = spec.retries
+    backoffs = sum(
+        min(policy.backoff.initial * policy.backoff.factor**k, policy.backoff.max)
+        for k in range(policy.max_attempts - 1)
+    )
+    minutes = math.ceil((timeout * policy.max_attempts + backoffs + TIME_MARGIN_S) / 60)
+    return f"{minutes}"
+
+
+def render_script(
+    *,
+    run_id: str,
+    module: str,
+    run_dir: Path,
+    indices: Sequence[int],
+    throttle: int,
+    spec: ModuleSpec,
+    settings: SlurmSettings,
+) -> str:
+    """The sbatch script of one array over `indices`: pure, so golden files pin it."""
+    res = spec.resources
+    lines = [
+        "#!/bin/bash",
+        f"#SBATCH --job-name=cx-{module}",
+        f"#SBATCH --array={array_indices(indices)}%{max(1, throttle)}",
+        f"#SBATCH --output={run_dir}/slurm/%A_%a.out",
+        "#SBATCH --no-requeue",  # containerexec resubmits lost shards itself, uncounted
+        f"#SBATCH --cpus-per-task={math.ceil(res.cpus) if res.cpus else 1}",
+    ]
+    if res.memory:
+        lines.append(f"#SBATCH --mem={math.ceil(res.memory / (1 << 20))}M")
+    limit = settings.time or time_limit(spec)
+    if limit:
+        lines.append(f"#SBATCH --time={limit}")
+    if settings.partition:
+        lines.append(f"#SBATCH --partition={settings.partition}")
+    if settings.account:
+        lines.append(f"#SBATCH --account={settings.account}")
+    lines += [f"#SBATCH {opt}" for opt in settings.options]
+    worker = [settings.python, "-m", "containerexec", "worker", str(run_dir)]
+    lines += [
+        f"# containerexec run {run_id}: one task per shard; the run folder must be on a",
+        "# filesystem every node shares. exec, so Slurm's SIGTERM reaches the worker,",
+        "# which stops and removes its container.",
+        f'exec {shlex.join(worker)} --shard "$SLURM_ARRAY_TASK_ID"',
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# -- the Slurm commands ------------------------------------------------------------------
+
+
+@dataclass
+class SlurmClient:
+    """sbatch, squeue, sacct and scancel, as subprocesses (SLURM_CONF from the environment)."""
+
+    timeout_s: float = 30.0
+    env: dict[str, str] | None = None
+
+    def _call(self, argv: list[str], *, check: bool = True) -> str:
+        try:
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                env=self.env,
+                check=False,
+            )
+        except FileNotFoundError:
+            raise SlurmError(
+                argv, f"'{argv[0]}' is not installed here; submit from a Slurm login node"
+            ) from None
+        except subprocess.TimeoutExpired:
+            raise SlurmError(
+                argv, f"no answer within {self.timeout_s:g} s; is slurmctld up? (try sinfo)"
+            ) from None
+        if check and done.returncode != 0:
+            raise SlurmError(argv, done.stderr.strip() or f"exit status {done.returncode}")
+        return done.stdout
+
+    def submit(self, script: Path) -> str:
+        """sbatch the script; returns the job id."""
+        out = self._call(["sbatch", "--parsable", str(script)])
+        return out.strip().split(";")[0]
+
+    def states(self, job_id: str) -> dict[int, tuple[str, str]]:
+        """Array task index -> (state, reason), pending tasks included; sacct when squeue
+        has forgotten the job and accounting exists."""
+        out = self._call(["squeue", "-h", "-r", "-t", "all", "-j", job_id, "-o", "%K|%T|%r"])
+        states = parse_states(out)
+        if states:
+            return states
+        acct = self._call(
+            ["sacct", "-n", "-P", "-X", "-j", job_id, "-o", "JobID,State,Reason"], check=False
+        )
+        return {
+            int(jid.split("_")[1]): (state.split()[0], reason)
+            for jid, state, reason in (line.split("|")[:3] for line in acct.splitlines() if line)
+            if "_" in jid and jid.split("_")[1].isdigit()
+        }
+
+    def cancel(self, job_id: str, *, pending_only: bool = False) -> None:
+        argv = ["scancel", *(["--state=PENDING"] if pending_only else []), job_id]
+        self._call(argv, check=False)
+
+
+def parse_states(out: str) -> dict[int, tuple[str, str]]:
+    """`squeue -r -o %K|%T|%r` lines -> index -> (state, reason)."""
+    states: dict[int, tuple[str, str]] = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) >= 2 and parts[0].isdigit():
+            states[int(parts[0])] = (parts[1], parts[2] if len(parts) > 2 else "")
+    return states
+
+
+# -- the scheduler -----------------------------------------------------------------------
+
+
+@dataclass
+class SlurmScheduler:
+    """Submits a run's shards as a Slurm job array and follows it to its end."""
+
+    settings: SlurmSettings = field(default_factory=SlurmSettings)
+    client: SlurmClient = field(default_factory=SlurmClient)
+    engine: Engine | None = None  # for --push-to
+    push_to: str | None = None
+    detach: bool = False
+    sleep: Callable[[float], object] = time.sleep
+
+    def admit(self, record: RunRecord) -> RunRecord:
+        """Refuse (or push, with --push-to) an image the nodes could not pull by digest."""
+        image = record.image
+        if self.push_to:
+            assert self.engine is not None, "--push-to needs the engine"
+            repo, tag = split_target(record.module, self.push_to)
+            self.engine.tag(image.id, repo, tag)
+            digest = images.push_with_retries(
+                self.engine, record.module, repo, tag, sleep=self.sleep
+            )
+            pinned = f"{repo}@{digest}"
+            image = image.model_copy(update={"pinned": pinned, "digest": pinned})
+        elif image.digest is None:
+            raise ImageError(
+                record.module,
+                image.pinned,
+                f"a local image ({image.source}, never pushed) that Slurm's nodes cannot pull; "
+                f"push it first (containerexec push SPEC REGISTRY/REPO:TAG) and name it in "
+                f"the spec, or run again with --push-to REGISTRY/REPO[:TAG]",
+            )
+        return record.model_copy(
+            update={"image": image, "scheduler": SchedulerRecord(kind="slurm")}
+        )
+
+    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
+        follower = _Follower(self, run, parallel)
+        follower.follow(todo)
+
+
+class _Follower:
+    """One run's arrays: submit, follow, cancel, resubmit the lost shards."""
+
+    def __init__(self, sched: SlurmScheduler, run: Run, parallel: int) -> None:
+        self.s = sched
+        self.run = run
+        self.parallel = parallel
+        self.store = run.ex.store
+        self.run_dir = self.store.run_dir(run.id).absolute()
+        self.cancel_sent = False  # scancel of the whole job (a cancel)
+        self.pending_cancelled = False  # scancel of its pending tasks (max_failed_shards)
+
+    def follow(self, todo: list[Shard]) -> None:
+        resubmits = 0
+        while todo and not self.run.stopping():
+            job = self._submit(todo)
+            if self.s.detach:
+                raise Detached(self.run.id, list(self.run.record.scheduler.job_ids))  # type: ignore[union-attr]
+            lost = self._follow(job, todo)
+            resubmits += 1
+            if lost and resubmits > self.s.settings.max_resubmits:
+                for shard, failure in lost:
+                    self._end(shard, failure, f"lost {resubmits} times; not submitted again")
+                return
+            todo = [shard for shard, _ in lost]
+
+    def _submit(self, todo: list[Shard]) -> str:
+        (self.run_dir / "slurm").mkdir(parents=True, exist_ok=True)
+        n = len(self.run.record.scheduler.job_ids) if self.run.record.scheduler else 0
+        script = self.run_dir / "slurm" / f"job-{n}.sh"
+        script.write_text(
+            render_script(
+                run_id=self.run.id,
+                module=self.run.spec.name,
+                run_dir=self.run_dir,
+                indices=[s.index for s in todo],
+                throttle=self.parallel,
+                spec=self.run.spec,
+                settings=self.s.settings,
+            )
+        )
+        self.before = {s.index: _stamp(self.store.shard_path(self.run.id, s.index)) for s in todo}
+        job = self.s.client.submit(script)
+        sched = self.run.record.scheduler or SchedulerRecord(kind="slurm")
+        sched = sched.model_copy(update={"job_ids": [*sched.job_ids, job]})
+        self.run.record = self.run.record.model_copy(update={"scheduler": sched})
+        self.store.write_run(self.run.record)
+        return job
+
+    def _follow(self, job: str, todo: list[Shard]) -> list[tuple[Shard, Failure]]:
+        """Until every task of `job` has ended; returns the shards lost to Slurm."""
+        waiting = {s.index: s for s in todo}
+        started: set[int] = set()
+        lost: list[tuple[Shard, Failure]] = []
+        missing_polls = 0
+        while waiting:
+            # A cancel stops everything; too many failed shards only stop new ones.
+            if self.run.tracker.cancelled.is_set() and not self.cancel_sent:
+                self.s.client.cancel(job)
+                self.cancel_sent = True
+            elif self.run.stopping() and not (self.pending_cancelled or self.cancel_sent):
+                self.s.client.cancel(job, pending_only=True)
+                self.pending_cancelled = True
+            states = self.s.client.states(job)
+            missing_polls = 0 if states else missing_polls + 1
+            for index, shard in list(waiting.items()):
+                state, _ = states.get(index, ("", ""))
+                if not state and missing_polls < 3:
+                    continue
+                if state == "RUNNING" and index not in started:
+                    started.add(index)
+                    self.run.ex.on_event(_started(self.run.id, shard))
+                if state in ACTIVE:
+                    continue
+                del waiting[index]
+                if state in LOST and not self.run.stopping():
+                    self._lost(shard, LOST[state], state)
+                    lost.append((shard, LOST[state]))
+                else:
+                    self._ended(job, shard, state or "UNKNOWN")
+            if waiting:
+                self.s.sleep(self.s.settings.poll_s)
+        return lost
+
+    def _ended(self, job: str, shard: Shard, state: str) -> None:
+        """A task ended: trust its fresh final record, else record Slurm's outcome."""
+        rec = self._fresh(shard)
+        ours = self.cancel_sent or (self.pending_cancelled and rec is None)
+        if state == "CANCELLED" and not ours:
+            self.run.cancel(signal.SIGTERM)  # scancel from outside, or `runs cancel`
+        if rec is not None and rec.state in ("succeeded", "failed", "cancelled"):
+            # The worker's own record, unless Slurm ended it (its SIGTERM at the time limit
+            # reads as a cancel to the worker): then Slurm's outcome is the failure.
+            if state in ENDED_BY_SLURM and rec.state not in ("succeeded", state.lower()):
+                rec = self._end(shard, ENDED_BY_SLURM[state], _why(state, job, shard, self))
+            self.run.ended_elsewhere(shard, rec)
+            return
+        failure = ENDED_BY_SLURM.get(state, Failure.WORKER_FAILED)
+        self.run.ended_elsewhere(shard, self._end(shard, failure, _why(state, job, shard, self)))
+
+    def _fresh(self, shard: Shard) -> ShardRecord | None:
+        path = self.store.shard_path(self.run.id, shard.index)
+        if _stamp(path) == self.before.get(shard.index):
+            return None  # the task never wrote it: an old record from before a resume
+        try:
+            return load_model(path, ShardRecord)
+        except RecordError:
+            return None
+
+    def _end(self, shard: Shard, failure: Failure, message: str) -> ShardRecord:
+        """Write the final record of a shard Slurm ended (its worker could not)."""
+        now = self.run.ex.clock()
+        state: ShardState = "cancelled" if failure == Failure.CANCELLED else "failed"
+        attempt = Attempt(number=1, started_at=now, ended_at=now, failure=failure, message=message)
+        base = self.run.base_record(shard, attempts=self.run.earlier_attempts(shard))
+        final = with_attempts(base, state, [attempt], self.store.log_path(self.run.id, shard.index))
+        self.store.write_shard(final)
+        return final
+
+    def _lost(self, shard: Shard, failure: Failure, state: str) -> None:
+        """Keep an uncounted attempt for a lost task; the shard is submitted again."""
+        now = self.run.ex.clock()
+        attempt = Attempt(
+            number=1,
+            started_at=now,
+            ended_at=now,
+            failure=failure,
+            message=f"Slurm: {state}; submitted again (not counted as a retry)",
+            counted=False,
+        )
+        base = self.run.base_record(shard, attempts=self.run.earlier_attempts(shard))
+        rec = with_attempts(
+            base, "pending", [attempt], self.store.log_path(self.run.id, shard.index)
+        )
+        self.store.write_shard(rec)
+
+
+def _why(state: str, job: str, shard: Shard, f: _Follower) -> str:
+    log = f.run_dir / "slurm" / f"{job}_{shard.index}.out"
+    if state in ("TIMEOUT", "DEADLINE"):
+        return (
+            f"Slurm ended task {job}_{shard.index} at its time limit ({state}); raise "
+            f"--time or the module's resources.timeout; task log {log}"
+        )
+    if state == "OUT_OF_MEMORY":
+        return f"Slurm ended task {job}_{shard.index}: OUT_OF_MEMORY; raise resources.memory"
+    if state == "CANCELLED":
+        return f"Slurm task {job}_{shard.index} was cancelled"
+    return (
+        f"Slurm task {job}_{shard.index} ended {state} without a shard record; its log "
+        f"{log} says why (is the run folder on a filesystem the node shares?)"
+    )
+
+
+def _started(run_id: str, shard: Shard) -> ShardEvent:
+    return ShardEvent("started", shard.index, shard.count, "running", None, run_id)
+
+
+def _stamp(path: Path) -> tuple[int, int] | None:
+    with contextlib.suppress(OSError):
+        st = os.stat(path)
+        return (st.st_ino, st.st_mtime_ns)
+    return None

@@ -1,0 +1,225 @@
+"""Runs on a real (one-node) Slurm cluster: the array and its throttle, failures replayed
+here, Ctrl-C, resume, a pipeline, and the refusal of an image the nodes cannot pull."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import BASE_IMAGE, outputs_of, run_containers, wait_for
+from registry import Registry
+from slurm import SlurmCluster
+from workspace import Workspace, workspace_fixture  # noqa: F401
+
+ARRAY = """\
+environment: {env}
+name: slurmy
+inputs:
+  fail_on: {{type: string, default: none}}
+  pause: {{type: number, default: 0}}
+outputs:
+  out: {{type: directory}}
+array: {{range: {n}, max_parallel: {k}}}
+command: [sh, -c, 'sleep "$3"; if [ "$1" = "$2" ]; then echo "broke on $1" >&2; exit 7; fi;
+          echo "done $1" > "$0/$1.txt"', "${{{{outputs.out}}}}", "${{{{shard.index}}}}",
+          "${{{{inputs.fail_on}}}}", "${{{{inputs.pause}}}}"]
+"""
+
+
+@pytest.fixture(scope="session")
+def pushed_base(registry: Registry, docker_client: Any) -> str:
+    """The base image pushed to the test registry: repo@sha256:..., pullable by every node."""
+    repo = f"{registry.address}/cx/base"
+    docker_client.images.get(BASE_IMAGE).tag(repo, "slurm")
+    docker_client.images.push(repo, "slurm")
+    digests = docker_client.images.get(f"{repo}:slurm").attrs["RepoDigests"]
+    return next(d for d in digests if d.startswith(repo + "@"))
+
+
+@pytest.fixture
+def ws(workspace: Workspace, slurm: SlurmCluster) -> Iterator[Workspace]:
+    yield workspace
+
+
+def array(ws: Workspace, image: str | None, n: int = 3, k: int = 3, env: str = "") -> Path:
+    return ws.spec(ARRAY.format(env=env or f"{{image: '{image}'}}", n=n, k=k))
+
+
+def squeue_active(job: str) -> list[str]:
+    out = subprocess.run(
+        ["squeue", "-h", "-r", "-j", job, "-o", "%K|%T"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    ).stdout
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def test_a_12_shard_array_never_runs_more_than_its_throttle(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    spec = array(ws, pushed_base, n=12, k=3)
+    out = ws.root / "out"
+    proc = ws.start("run", str(spec), "--on", "slurm", "-o", f"out={out}", "-i", "pause=1")
+    run_id = ws.run_id()
+    peak = 0
+    while proc.poll() is None:  # sample `docker ps` by the run's label, as test_arrays does
+        peak = max(peak, len(run_containers(docker_client, run_id, running=True)))
+        time.sleep(0.05)
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    assert 2 <= peak <= 3, peak
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(12)}
+    rec = ws.record(run_id)
+    assert rec.scheduler is not None and rec.scheduler.kind == "slurm"
+    assert len(rec.scheduler.job_ids) == 1 and rec.state == "succeeded"
+    script = ws.store.run_dir(run_id) / "slurm" / "job-0.sh"
+    assert "#SBATCH --array=0-11%3" in script.read_text()
+    shown = ws.cli("runs", "show", run_id)
+    assert f"slurm:    job {rec.scheduler.job_ids[0]}" in shown.stdout
+    listed = ws.cli("runs", "list")
+    assert rec.scheduler.job_ids[0] in listed.stdout
+
+
+def test_a_failed_shard_exits_1_replays_here_and_resume_submits_only_it(
+    ws: Workspace, pushed_base: str
+) -> None:
+    spec = array(ws, pushed_base)
+    out = ws.root / "out"
+    first = ws.cli("run", str(spec), "--on", "slurm", "-o", f"out={out}", "-i", "fail_on=1")
+    assert first.returncode == 1, first.stderr
+    assert "broke on 1" in first.stderr and "containerexec repro" in first.stderr
+    run_id = ws.run_id()
+    shards = ws.shards(run_id)
+    assert shards[1].state == "failed" and shards[1].exit_code == 7
+    assert shards[1].failure == "exit_code"
+
+    # Replayed on this machine with Docker only: no Slurm involved.
+    repro = ws.cli("repro", run_id, "--shard", "1", env={"SLURM_CONF": "/nonexistent"})
+    assert repro.returncode == 7, repro.stderr
+    assert "reproduced: exit 7, same as recorded" in repro.stdout
+
+    again = ws.cli("run", str(spec), "--on", "slurm", "--resume", run_id, "-i", "fail_on=none")
+    assert again.returncode == 0, again.stderr
+    rec = ws.record(run_id)
+    assert rec.state == "succeeded" and rec.scheduler is not None
+    last = sorted((ws.store.run_dir(run_id) / "slurm").glob("job-*.sh"))[-1]
+    assert "#SBATCH --array=1%1" in last.read_text()
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(3)}
+    assert len(ws.shards(run_id)[1].attempts) == 2 and len(ws.shards(run_id)[0].attempts) == 1
+
+
+def test_ctrl_c_cancels_the_slurm_job_and_leaves_no_container(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    spec = array(ws, pushed_base, n=4, k=2)
+    proc = ws.start("run", str(spec), "--on", "slurm", "--grace", "1", "-i", "pause=120")
+    run_id = ws.run_id()
+    wait_for(
+        lambda: len(run_containers(docker_client, run_id, running=True)) == 2,
+        timeout_s=60,
+        what="2 shards running on Slurm",
+    )
+    job = ws.record(run_id).scheduler.job_ids[0]  # type: ignore[union-attr]
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == 130, err
+    assert run_containers(docker_client, run_id) == []
+    assert squeue_active(job) == []
+    rec = ws.record(run_id)
+    assert rec.state == "cancelled"
+    assert {s.state for s in ws.shards(run_id).values()} == {"cancelled"}
+
+
+def test_a_never_pushed_local_image_is_refused_before_submission(
+    ws: Workspace, registry: Registry, test_session_label: dict[str, str]
+) -> None:
+    (label,) = test_session_label.items()  # the session removes the image it builds
+    ws.folder("img", {"Dockerfile": f"FROM {BASE_IMAGE}\nLABEL {label[0]}={label[1]}\n"})
+    spec = array(ws, None, env="{build: {context: img}}")
+    refused = ws.cli("run", str(spec), "--on", "slurm")
+    assert refused.returncode == 1, refused.stderr
+    assert "never pushed" in refused.stderr and "--push-to" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert not any((ws.store.run_dir(i) / "slurm").exists() for i in ws.store.ids())
+
+    pushed = ws.cli(
+        "run", str(spec), "--on", "slurm", "--push-to", f"{registry.address}/cx/pushed:run"
+    )
+    assert pushed.returncode == 0, pushed.stderr
+    rec = ws.record()
+    assert rec.image.pinned.startswith(f"{registry.address}/cx/pushed@sha256:")
+    assert rec.image.digest == rec.image.pinned
+
+
+PIPELINE = """\
+name: chain
+inputs: {seed: {type: file}}
+outputs: {result: "${{jobs.c.outputs.out}}"}
+jobs:
+  a: {module: emit.yaml, inputs: {src: "${{inputs.seed}}", tag: A}}
+  b: {module: emit.yaml, inputs: {src: "${{jobs.a.outputs.out}}", tag: B}}
+  c: {module: emit.yaml, inputs: {src: "${{jobs.b.outputs.out}}", tag: C}}
+"""
+EMIT = """\
+name: emit
+environment: {{image: '{image}'}}
+inputs: {{src: {{type: file}}, tag: {{type: string}}}}
+outputs: {{out: {{type: file, path: out.txt}}}}
+command: [sh, -c, 'cat "$0" > "$1"; printf %s "$2" >> "$1"',
+          "${{{{inputs.src}}}}", "${{{{outputs.out}}}}", "${{{{inputs.tag}}}}"]
+"""
+
+
+def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
+    ws: Workspace, pushed_base: str
+) -> None:
+    (ws.root / "emit.yaml").write_text(EMIT.format(image=pushed_base))
+    (ws.root / "chain.yaml").write_text(PIPELINE)
+    (ws.root / "seed.txt").write_text("seed")
+    result = ws.cli(
+        "pipeline",
+        "run",
+        "chain.yaml",
+        "--on",
+        "slurm",
+        "-i",
+        f"seed={ws.root / 'seed.txt'}",
+        "-o",
+        f"result={ws.root / 'result.txt'}",
+        timeout_s=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (ws.root / "result.txt").read_text() == "seedABC"
+    runs = {ws.record(i).module + i[-1]: ws.record(i) for i in ws.store.ids()}
+    jobs = sorted(runs.values(), key=lambda r: r.started_at)
+    assert [r.run_id[-1] for r in jobs] == ["a", "b", "c"]
+    assert all(r.scheduler is not None and len(r.scheduler.job_ids) == 1 for r in jobs)
+    ends = [r.ended_at or 0 for r in jobs]
+    assert jobs[1].started_at >= ends[0] and jobs[2].started_at >= ends[1]
+
+
+def test_runs_cancel_stops_a_detached_run(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    spec = array(ws, pushed_base, n=2, k=2)
+    detached = ws.cli("run", str(spec), "--on", "slurm", "--detach", "-i", "pause=120")
+    assert detached.returncode == 0, detached.stderr
+    run_id = detached.stdout.strip()
+    wait_for(
+        lambda: len(run_containers(docker_client, run_id, running=True)) == 2,
+        timeout_s=60,
+        what="2 detached shards running",
+    )
+    assert "running (Slurm job" in ws.cli("runs", "show", run_id).stdout
+    cancel = ws.cli("runs", "cancel", run_id, timeout_s=180)
+    assert cancel.returncode == 0, cancel.stderr
+    assert run_containers(docker_client, run_id) == []
+    rec = ws.record(run_id)
+    assert rec.state == "cancelled" and rec.counts == {"cancelled": 2}
