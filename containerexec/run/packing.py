@@ -24,9 +24,10 @@ Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
-On a cluster (run/slurm.py), one array task carries one batch: the scheduler
-submits `plan(todo, K)` as the array and each task calls `run_batch` with its
-batch on its node, through the same Run; values it hands back are submitted again.
+On a cluster (run/slurm.py does not pack yet), one array task would carry one
+batch: submit `plan(todo, K)` as the array and have each task call `run_batch` with
+its batch on its node, through the same Run; the values it hands back are
+submitted again.
 """
 
 from __future__ import annotations
