@@ -75,6 +75,12 @@ def build(app: App, spec: Path, pull: str | None) -> None:
 @outputs_option
 @click.option("--shard", "shards", metavar="K|K,L|K-L", help="Run only these shards.")
 @click.option("--max-parallel", type=click.IntRange(min=1), help="Containers at once.")
+@click.option(
+    "--batch-size",
+    metavar="K|auto",
+    help="Run K shards one after another in each container (overrides array.batch_size; "
+    "1: one container per shard; auto: chosen from the shard count and --max-parallel).",
+)
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
 @overwrite_option
 @click.option(
@@ -116,6 +122,7 @@ def run(
     outputs: tuple[str, ...],
     shards: str | None,
     max_parallel: int | None,
+    batch_size: str | None,
     resume: str | None,
     overwrite: bool,
     accept_input_changes: bool,
@@ -146,6 +153,7 @@ def run(
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
+    module = with_batch_size(module, batch_size)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
     executor, display = prepare_run(app, module, scheduler)
     opts = RunOptions(
@@ -172,6 +180,10 @@ def run(
                 display.note(line)
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
+        if started.batch_size > 1:
+            auto = module.array is not None and module.array.batch_size == "auto"
+            how = " (batch_size: auto)" if auto else ""
+            display.note(f"packing: up to {started.batch_size} shards per container{how}")
         try:
             result = started.wait()
         except Detached as detached:
@@ -186,6 +198,21 @@ def run(
     # The only line of ours on stdout, after the command's own output, for scripts.
     click.echo(result.record.run_id)
     ctx.exit(run_status(result.record))
+
+
+def with_batch_size(module: ModuleSpec, value: str | None) -> ModuleSpec:
+    """The module with --batch-size applied to its array; a bad value is a usage error."""
+    if value is None:
+        return module
+    if module.array is None:
+        raise UsageError(f"--batch-size: module '{module.name}' has no array to pack")
+    size: int | str = value
+    if value != "auto":
+        if not value.isdigit() or int(value) < 1:
+            raise UsageError(f"--batch-size '{value}': expected a whole number >= 1 or 'auto'")
+        size = int(value)
+    array = module.array.model_copy(update={"batch_size": size})
+    return module.model_copy(update={"array": array})
 
 
 def deadline_flag(value: str | None) -> float | None:

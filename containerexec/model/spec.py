@@ -191,6 +191,19 @@ class ArraySpec(Model):
     allow_empty: bool = Field(
         False, description="Let an array with no element succeed with 0 shards (else exit 2)."
     )
+    batch_size: int | Literal["auto"] | None = Field(
+        None,
+        description="Run this many shard values one after another inside one container "
+        "(each keeps its own argv, env, exit code, log, outputs and record); 'auto' picks it "
+        "from the number of shards and max_parallel. Default: one container per shard.",
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_positive(cls, v: int | str | None) -> int | str | None:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"must be >= 1 or 'auto', got {v}")
+        return v
 
     @model_validator(mode="after")
     def _one_source(self) -> ArraySpec:

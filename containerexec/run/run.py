@@ -25,7 +25,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import returned, staging
+from containerexec.run import packing, returned, staging
 from containerexec.run.logs import LogSink
 from containerexec.run.runner import (
     Attempt,
@@ -184,6 +184,7 @@ class Run:
         self._lock: RunLock | None = None
         self._stoppers: list[threading.Thread] = []
         self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
+        self.batch_size = 1  # shard values per container (run/packing.py), set at launch
 
     @property
     def id(self) -> str:
@@ -198,6 +199,8 @@ class Run:
     def launch(self, scheduler: Scheduler, todo: list[Shard], parallel: int, lock: RunLock) -> None:
         """Run `todo` on `scheduler` in the background; the run holds `lock` until it ends."""
         self._lock = lock
+        if self.interactive is None and not self.keep:
+            self.batch_size = packing.choose(self.spec, len(todo), parallel)
         self._thread = threading.Thread(
             target=self._drive, args=(scheduler, todo, parallel), name=f"run-{self.id}", daemon=True
         )
@@ -306,8 +309,19 @@ class Run:
         inv = base.invocation
         # Losing a 'running' record to a machine crash only means the shard runs again.
         store.write_shard(base, durable=False)
+        done = self.from_cache(shard, base, staging_dir)
+        if done is not None:
+            return done
+        with self.ex.slots or contextlib.nullcontext():
+            attempts = self._attempts(inv, staging_dir, shard)
+        return self.end_shard(shard, base, attempts, staging_dir)
+
+    def from_cache(self, shard: Shard, base: ShardRecord, staging_dir: Path) -> ShardRecord | None:
+        """The shard's final record when the cache decides it (a hit, or one that cannot be
+        committed here); None when it must run."""
+        store = self.ex.store
         cache = self.ex.cache if self.spec.cache else None
-        hit = self._restore(inv, staging_dir) if cache is not None else None
+        hit = self._restore(base.invocation, staging_dir) if cache is not None else None
         if hit is not None and hit.ok:
             final = base.model_copy(
                 update={
@@ -327,8 +341,22 @@ class Run:
             store.write_shard(final.model_copy(update={"cached": True}))
             self._count(shard, "failed", hit)
             return final
-        with self.ex.slots or contextlib.nullcontext():
-            attempts = self._attempts(inv, staging_dir, shard)
+        return None
+
+    def end_shard(
+        self,
+        shard: Shard,
+        base: ShardRecord,
+        attempts: list[Attempt],
+        staging_dir: Path,
+        *,
+        durable: bool = True,
+    ) -> ShardRecord:
+        """Record a shard whose attempts have ended (here or in a packed batch) and count it.
+
+        `durable=False` leaves the fsync to the caller (a packed batch syncs once at its end).
+        """
+        store = self.ex.store
         last = attempts[-1]
         state = shard_state(last)
         if not last.ok:
@@ -337,9 +365,13 @@ class Run:
             attempts[-1] = last = replace(last, message=f"stopped: {self.reason}")
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
         final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
-        store.write_shard(final)
+        store.write_shard(final, durable=durable)
         self._count(shard, state, last)
         return final
+
+    def started(self, shard: Shard) -> None:
+        """Say that a shard started (a packed one: when its batch reports it)."""
+        self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
 
     def run_shard_safely(self, shard: Shard) -> None:
         """run_shard, recording a shard that broke outside its container (a disk error, say)."""

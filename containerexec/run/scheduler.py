@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Protocol
 
 from containerexec.model.arrays import Shard
+from containerexec.run import packing
 from containerexec.store.records import RunRecord
 
 if TYPE_CHECKING:
@@ -44,6 +45,9 @@ class LocalPool:
         return record  # this machine's engine has the image
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
+        if run.batch_size > 1:  # K values per container (run/packing.py)
+            packing.run_packed(run, todo, parallel)
+            return
         queue: Iterator[Shard] = iter(todo)
         take = threading.Lock()
 
@@ -55,11 +59,4 @@ class LocalPool:
                     return
                 run.run_shard_safely(shard)
 
-        threads = [
-            threading.Thread(target=worker, name=f"shard-worker-{i}", daemon=True)
-            for i in range(parallel)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        packing.in_threads(worker, parallel, "shard-worker")

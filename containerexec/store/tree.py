@@ -5,6 +5,7 @@
                                         rewrites only its own file)
                     logs/NNNNNN.log     each shard's log (earlier attempts beside it)
                     staging/NNNNNN/     an attempt's outputs until they are committed
+                    batches/NNNNNN/     a packed batch while it runs (run/packing.py)
                     outputs/            outputs given no -o
                     lock                flock held by the process running it
        pipelines/<pipeline id>/pipeline.json, jobs/<job>/<output>
@@ -63,6 +64,10 @@ class RunStore:
 
     def staging(self, run_id: str, index: int) -> Path:
         return self.run_dir(run_id) / "staging" / f"{index:06d}"
+
+    def batch_dir(self, run_id: str, first: int) -> Path:
+        """The folder of a packed batch (scripts, status, staging) named after its first shard."""
+        return self.run_dir(run_id) / "batches" / f"{first:06d}"
 
     def write_run(self, record: RunRecord) -> Path:
         path = self.run_dir(record.run_id) / "run.json"

@@ -1,0 +1,556 @@
+"""Packing: K shard values of an array run one after another inside ONE container.
+
+Starting a container costs about 70 ms of wall time here, so 10,000 tiny shards
+spend minutes starting containers. A batch container runs a POSIX shell driver
+(`/bin/sh`, generated here; no containerexec or Python in the image) that, for
+each value in order, runs the value's own script: make `/outputs/NAME` a link to
+the value's own staging folder, export the value's environment, `exec` its argv
+(every word single-quoted), under `timeout` when the spec has one. Each value's
+stdout and stderr go to its own files and its exit status (and whether the
+kernel OOM-killed it) to a status file; the host follows those files while the
+container runs and, as each value ends, saves its log, checks and commits its
+outputs and writes its record, exactly as for a shard in its own container.
+
+A value that fails and may be retried is retried in its own container once the
+batch container is gone (so `max_parallel` still bounds containers), without
+rerunning the values that succeeded. When the container itself dies (killed,
+engine lost, a stop), the value that was running is charged with it and the values
+not yet started go back to the queue uncounted. Records hold each value's usual
+Invocation, so `repro` runs one value in its own container as before.
+
+Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
+  ctl/    (read-only) driver.sh and NNNNNN.sh, one script per value
+  state/  NNNNNN.start, .out, .err, .rc ("<exit status> <OOM kills>")
+  stage/  NNNNNN/<output>/, each value's staging folder
+  links/  mounted at /outputs: the links the driver points at the running value
+
+On a cluster (run/slurm.py does not pack yet), one array task would carry one
+batch: submit `plan(todo, K)` as the array and have each task call `run_batch` with
+its batch on its node, through the same Run; the values it hands back are
+submitted again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from containerexec.engine.base import EngineLost, ExitStatus, StartFailed
+from containerexec.errors import EngineError, EngineUnavailable, ImageError, RunError
+from containerexec.labels import LABEL_SHARD
+from containerexec.model.arrays import Shard
+from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
+from containerexec.model.spec import ModuleSpec
+from containerexec.run.batchscripts import ROOT, SHELL, driver_script, output_links, value_script
+from containerexec.run.logs import LogSink
+from containerexec.run.runner import (
+    Attempt,
+    Failure,
+    _pump,
+    backoff_s,
+    classify,
+    run_invocation,
+    run_with_retries,
+    should_retry,
+)
+from containerexec.store.records import ShardRecord
+
+if TYPE_CHECKING:
+    from containerexec.run.run import Run
+
+AUTO_ROUNDS = 4  # 'auto': about this many batches per container slot, so the last ones end together
+AUTO_MAX = 1000  # 'auto' never packs more than this into one container
+POLL_S = 0.02
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+class PackingUnsupported(RunError):
+    """The image (or the spec) cannot run packed shards; said before any shard's container."""
+
+    def __init__(self, module: str, image: str, problem: str) -> None:
+        self.module = module
+        self.image = image
+        self.problem = problem
+        super().__init__(
+            f"module '{module}': packing shards into containers (array.batch_size) needs "
+            f"a POSIX shell at {SHELL} with `rm`, and `ln` (outputs) and `timeout` "
+            f"(resources.timeout) in the image '{image}': {problem}. Run it unpacked "
+            "instead: --batch-size 1, or remove array.batch_size from the spec"
+        )
+
+
+def choose(spec: ModuleSpec, todo: int, parallel: int) -> int:
+    """Shard values per container for `todo` shards on `parallel` containers (1: unpacked)."""
+    asked = spec.array.batch_size if spec.array is not None else None
+    if asked is None or todo <= 1:
+        return 1
+    if asked == "auto":
+        return max(1, min(AUTO_MAX, math.ceil(todo / (max(parallel, 1) * AUTO_ROUNDS))))
+    return max(1, min(int(asked), todo))
+
+
+def plan(todo: list[Shard], size: int) -> list[list[Shard]]:
+    """`todo` in batches of `size`, in order."""
+    return [todo[i : i + size] for i in range(0, len(todo), size)]
+
+
+def check(run: Run, inv: Invocation) -> None:
+    """What packing needs, checked before any shard's container: env names sh can export,
+    and an image with /bin/sh, rm, ln (outputs) and timeout (a timeout), in one probe.
+
+    Raises:
+        PackingUnsupported: saying what is missing and how to run unpacked.
+    """
+    image = run.image.pinned
+    bad = [k for k in inv.env if not ENV_NAME.match(k)]
+    if bad:
+        raise PackingUnsupported(
+            run.spec.name, image, f"the env name '{bad[0]}' cannot be set by a shell"
+        )
+    tools = ["rm", *(["ln"] if output_links(inv) else [])]
+    if inv.limits.timeout_s is not None:
+        tools.append("timeout")
+    script = (
+        f'for t in {" ".join(tools)}; do command -v "$t" >/dev/null 2>&1 || '
+        '{ echo "no `$t` in the image"; exit 3; }; done'
+    )
+    if "timeout" in tools:
+        script += "; timeout -k 1 5 true || { echo '`timeout -k 1 5 true` fails'; exit 3; }"
+    probe = inv.model_copy(
+        update={
+            "argv": [SHELL, "-c", script],
+            "env": {},
+            "secret_names": [],
+            "mounts": [],
+            "name": f"cx-{run.id}-probe",
+            "labels": {**inv.labels, LABEL_SHARD: "probe"},
+            "limits": inv.limits.model_copy(update={"timeout_s": 60.0}),
+        }
+    )
+    path = run.ex.store.run_dir(run.id) / "batches" / "probe.log"
+    log = LogSink(path)
+    try:
+        a = run_invocation(
+            run.ex.engine, probe, secrets={}, log=log, tracker=run.tracker, clock=run.ex.clock
+        )
+    finally:
+        log.finish()
+    if a.ok or a.failure == Failure.CANCELLED:
+        return
+    if a.failure == Failure.COMMAND_NOT_FOUND:
+        problem = f"the image has no {SHELL}"
+    elif a.exit_code == 3 and a.log_tail:
+        problem = a.log_tail[-1]
+    else:
+        problem = f"the check `{SHELL} -c 'command -v {' '.join(tools)}'` {a.message}"
+    raise PackingUnsupported(run.spec.name, image, problem)
+
+
+def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
+    """The packed form of the local pool: `parallel` workers, each running one batch
+    container at a time; values a dead container did not run go back to the queue."""
+    if not todo:
+        return
+    first = run.base_record(todo[0], attempts=[]).invocation
+    try:
+        check(run, first)
+    except PackingUnsupported as exc:
+        failed = run.record.model_copy(
+            update={"state": "failed", "reason": f"packing_unsupported: {exc.problem}"}
+        )
+        run.ex.store.write_run(failed.model_copy(update={"ended_at": run.ex.clock()}))
+        raise
+    queue: deque[list[Shard]] = deque(plan(todo, run.batch_size))
+    ready = threading.Condition()
+    busy = 0
+
+    def worker() -> None:
+        nonlocal busy
+        while True:
+            with ready:
+                while not queue and busy and not run.stopping():
+                    ready.wait(0.5)
+                if not queue or run.stopping():
+                    return
+                batch = queue.popleft()
+                busy += 1
+            back: list[Shard] = []
+            try:
+                back = run_batch(run, batch)
+            finally:
+                with ready:
+                    busy -= 1
+                    if back:
+                        queue.append(back)
+                    ready.notify_all()
+
+    in_threads(worker, parallel, "batch-worker")
+
+
+def in_threads(target: Callable[[], None], count: int, name: str) -> None:
+    """Run `target` on `count` threads and return when all have ended (the worker pools)."""
+    threads = [
+        threading.Thread(target=target, name=f"{name}-{i}", daemon=True) for i in range(count)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+@dataclass
+class Value:
+    """One shard of a batch: its record so far and its staging folder."""
+
+    shard: Shard
+    base: ShardRecord
+    staging: Path
+
+    @property
+    def name(self) -> str:
+        return f"{self.shard.index:06d}"
+
+    @property
+    def inv(self) -> Invocation:
+        return self.base.invocation
+
+
+def run_batch(run: Run, shards: list[Shard]) -> list[Shard]:
+    """Run `shards` packed in one container and record each; returns those to run again
+    (not started because the container died), which have no new record."""
+    batch = Batch(run, shards)
+    try:
+        return batch.execute()
+    except Exception as exc:  # a broken batch must not stop its worker
+        for shard in shards:
+            if shard.index not in batch.settled:
+                run._crashed(shard, exc)
+        return []
+
+
+class Batch:
+    """One batch container from its scripts to the last value's record."""
+
+    def __init__(self, run: Run, shards: list[Shard]) -> None:
+        self.run = run
+        self.root = run.ex.store.batch_dir(run.id, shards[0].index)
+        self.values: list[Value] = []
+        self.retries: list[tuple[Value, Attempt]] = []
+        self.shards = shards
+        self.settled: set[int] = set()  # shards recorded (or kept for a retry) by this batch
+        self.cid: str | None = None
+
+    # -- the container -----------------------------------------------------------------
+
+    def execute(self) -> list[Shard]:
+        run = self.run
+        shutil.rmtree(self.root, ignore_errors=True)
+        for shard in self.shards:
+            base = run.base_record(shard, attempts=run.earlier_attempts(shard))
+            v = Value(shard, base, self.root / "stage" / f"{shard.index:06d}")
+            if run.ex.cache is not None and run.from_cache(shard, base, v.staging) is not None:
+                self.settled.add(shard.index)
+                continue
+            self.values.append(v)
+        back: list[Shard] = []
+        try:
+            if self.values:
+                with run.ex.slots or contextlib.nullcontext():
+                    back = self._container()
+            for v, first in self.retries:
+                self._retry(v, first)
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+            # One sync for the batch's records instead of an fsync per value (the cost of
+            # 10,000 fsyncs was most of a packed run's time): a machine crash before it
+            # only means --resume runs those values again (their output claims are durable).
+            os.sync()
+        return back
+
+    def _write(self) -> Invocation:
+        """The scripts, folders and Invocation of the batch container."""
+        run, ctl = self.run, self.root / "ctl"
+        for sub in ("ctl", "state", "stage", "links"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        inv0 = self.values[0].inv
+        timeout = inv0.limits.timeout_s
+        scripts = []
+        for v in self.values:
+            run._prepare(v.staging, v.inv)
+            text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
+            scripts.append((v.name, text))
+            if timeout is not None:
+                (ctl / f"{v.name}.sh").write_text(text)
+        script = driver_script(scripts, timeout_s=timeout, grace_s=run.record.grace_s)
+        (ctl / "driver.sh").write_text(script)
+
+        def bind(sub: str, target: str, read_only: bool) -> Mount:
+            kind = "input" if read_only else "output"
+            return Mount(
+                kind=kind,
+                name=f".batch-{sub}",
+                source=str(self.root / sub),
+                target=target,
+                read_only=read_only,
+            )
+
+        mounts = [m for m in inv0.mounts if m.kind == "input"]
+        mounts += [
+            bind("ctl", f"{ROOT}/ctl", True),
+            bind("state", f"{ROOT}/state", False),
+            bind("stage", f"{ROOT}/stage", False),
+            bind("links", OUTPUTS_ROOT, False),
+        ]
+        last = self.values[-1].shard.index
+        return inv0.model_copy(
+            update={
+                "argv": [SHELL, f"{ROOT}/ctl/driver.sh"],
+                "env": {},  # each value exports its own; secrets come with the container
+                "mounts": mounts,
+                "name": f"cx-{run.id}-b{inv0.shard_index}",
+                "labels": {**inv0.labels, LABEL_SHARD: f"{inv0.shard_index}-{last}"},
+                "limits": inv0.limits.model_copy(update={"timeout_s": None}),
+            }
+        )
+
+    def _container(self) -> list[Shard]:
+        """Create, start and follow the batch container; returns the values to run again."""
+        run, engine, clock = self.run, self.run.ex.engine, self.run.ex.clock
+        inv = self._write()
+        started = clock()
+        if run.tracker.cancelled.is_set():
+            return []
+        try:
+            self.cid = engine.create(inv, secrets=run.ex.secrets)
+        except (ImageError, EngineUnavailable, EngineError) as exc:
+            kind = (
+                Failure.IMAGE_NOT_FOUND
+                if isinstance(exc, ImageError)
+                else Failure.ENGINE_LOST
+                if isinstance(exc, EngineUnavailable)
+                else Failure.ENGINE_ERROR
+            )
+            a = Attempt(1, started, clock(), failure=kind, message=str(exc))
+            for v in self.values:
+                self._settle(v, replace(a, counted=kind != Failure.ENGINE_LOST))
+            return []
+        cid = self.cid
+        run.tracker.add(cid)
+        driver_log = LogSink(self.root / "driver.log")
+        try:
+            return self._follow(cid, started, driver_log)
+        finally:
+            driver_log.finish()
+            run.tracker.discard(cid)
+            with contextlib.suppress(EngineError):
+                engine.remove(cid)
+
+    def _follow(self, cid: str, started: float, driver_log: LogSink) -> list[Shard]:
+        run, engine = self.run, self.run.ex.engine
+        ended = threading.Event()
+        status: list[ExitStatus] = []
+        lost: list[str] = []
+
+        def wait() -> None:
+            try:
+                status.append(engine.wait(cid, timeout_s=None))
+            except (EngineLost, EngineError) as exc:
+                lost.append(str(exc))
+            finally:
+                ended.set()
+
+        stream = engine.attach(cid)
+        try:
+            engine.start(cid)
+        except StartFailed as exc:
+            stream.close()
+            a = Attempt(1, started, run.ex.clock(), container_id=cid, message=str(exc))
+            kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.CANNOT_EXEC
+            for v in self.values:
+                self._settle(v, replace(a, failure=kind))
+            return []
+        if run.tracker.cancelled.is_set():
+            engine.stop(cid, grace_s=run.record.grace_s)
+        pump = threading.Thread(target=_pump, args=(stream, driver_log), daemon=True)
+        pump.start()
+        waiter = threading.Thread(target=wait, daemon=True)
+        waiter.start()
+        i = 0
+        while i < len(self.values):
+            v = self.values[i]
+            end = self._status(v)
+            if end is not None:
+                self._finished(v, *end)
+                i += 1
+                continue
+            if ended.is_set():
+                end = self._status(v)  # written just before the container ended
+                if end is None:
+                    break
+                continue
+            self._watchdog(v, cid)
+            ended.wait(POLL_S)
+        waiter.join()
+        pump.join(timeout=30)
+        rest = self.values[i:]
+        if not rest:
+            return []
+        cancelled = run.tracker.cancelled.is_set()
+        charged = rest[0] if (self._state(rest[0], "start").exists() or not cancelled) else None
+        if charged is not None:
+            self._died(charged, status[0] if status else None, lost, driver_log)
+            rest = rest[1:]
+        if cancelled or run.stopping():
+            return []  # never started: no record, counted as not started
+        return [v.shard for v in rest]
+
+    # -- one value ---------------------------------------------------------------------
+
+    def _state(self, v: Value, ext: str) -> Path:
+        return self.root / "state" / f"{v.name}.{ext}"
+
+    def _status(self, v: Value) -> tuple[int, int, float, float] | None:
+        """(exit status, OOM kills, started, ended) once the value's status file is whole."""
+        path = self._state(v, "rc")
+        try:
+            text = path.read_text()
+            ended = path.stat().st_mtime
+            started = self._state(v, "start").stat().st_mtime
+        except OSError:
+            return None
+        if not text.endswith("\n"):
+            return None
+        code, _, ooms = text.strip().partition(" ")
+        return int(code), int(ooms or 0), started, ended
+
+    def _watchdog(self, v: Value, cid: str) -> None:
+        """Stop the container when a value outlives its timeout by far (a `timeout` that
+        did not act): the value is charged with it."""
+        timeout = v.inv.limits.timeout_s
+        if timeout is None:
+            return
+        with contextlib.suppress(OSError):
+            since = self._state(v, "start").stat().st_mtime
+            if time.time() - since > timeout + self.run.record.grace_s + 30:
+                with contextlib.suppress(EngineError):
+                    self.run.ex.engine.stop(cid, grace_s=self.run.record.grace_s)
+
+    def _log(self, v: Value) -> LogSink:
+        """The value's saved log from its two files (stdout first), then the files go."""
+        log = self.run._log(v.shard.index, 1)
+        for stream, ext in (("stdout", "out"), ("stderr", "err")):
+            path = self._state(v, ext)
+            with contextlib.suppress(FileNotFoundError):
+                if path.stat().st_size:  # most tiny values print nothing: no open, no unlink
+                    with path.open("rb") as f:
+                        while block := f.read(1 << 16):
+                            log.write(stream, block)
+                    path.unlink()
+        log.finish()
+        return log
+
+    def _finished(self, v: Value, code: int, ooms: int, started: float, ended: float) -> None:
+        run = self.run
+        log = self._log(v)
+        timeout = v.inv.limits.timeout_s
+        timed_out = timeout is not None and code in (124, 137) and ended - started >= timeout * 0.98
+        a = Attempt(
+            number=1,
+            started_at=started,
+            ended_at=ended,
+            container_id=self.cid,
+            exit_code=code,
+            oom_killed=ooms > 0,
+            log_tail=list(log.tail),
+            stderr_tail=list(log.stderr_tail),
+        )
+        a = classify(
+            a,
+            timed_out=timed_out,
+            cancelled=run.tracker.cancelled.is_set(),
+            timeout_s=timeout,
+            engine_error="",
+        )
+        if a.ok:
+            a = run._commit(a, v.inv, v.staging)
+        self._settle(v, a)
+
+    def _died(
+        self, v: Value, status: ExitStatus | None, lost: list[str], driver_log: LogSink
+    ) -> None:
+        """Charge the value that was running with its container's end."""
+        run, now = self.run, self.run.ex.clock()
+        log = self._log(v)
+        try:
+            started = self._state(v, "start").stat().st_mtime
+        except OSError:
+            started = now
+        a = Attempt(
+            number=1,
+            started_at=started,
+            ended_at=now,
+            container_id=self.cid,
+            log_tail=list(log.tail) or list(driver_log.tail),
+            stderr_tail=list(log.stderr_tail) or list(driver_log.stderr_tail),
+        )
+        if status is None:
+            a = replace(a, failure=Failure.ENGINE_LOST, message="; ".join(lost), counted=False)
+        else:
+            a = classify(
+                replace(a, exit_code=status.exit_code, oom_killed=status.oom_killed),
+                timed_out=False,
+                cancelled=run.tracker.cancelled.is_set(),
+                timeout_s=None,
+                engine_error=status.error,
+            )
+            if a.ok:  # the driver ended well but this value never reported
+                a = replace(a, failure=Failure.ENGINE_ERROR, message="the batch ended early")
+            a = replace(a, message=f"{a.message} (the batch container ended)")
+        self._settle(v, a)
+
+    def _settle(self, v: Value, a: Attempt) -> None:
+        """Record the value, or keep it for a retry in its own container after the batch."""
+        run = self.run
+        self.settled.add(v.shard.index)
+        run.started(v.shard)
+        retry = should_retry(run.policy, a, int(a.counted)) and not run.tracker.cancelled.is_set()
+        run._retrying(v.shard, a, retry)
+        if retry:
+            self.retries.append((v, a))
+        else:
+            run.end_shard(v.shard, v.base, [a], v.staging, durable=False)
+
+    def _retry(self, v: Value, first: Attempt) -> None:
+        """The other attempts of a failed value, each in its own container as unpacked."""
+        run, index = self.run, v.shard.index
+        staging_dir = run.ex.store.staging(run.id, index)
+        if first.counted:
+            run.ex.sleep_for(run.tracker)(backoff_s(run.policy, 1))
+        left = max(1, run.policy.max_attempts - int(first.counted))
+        with run.ex.slots or contextlib.nullcontext():
+            more = run_with_retries(
+                run.ex.engine,
+                v.inv,
+                run.policy.model_copy(update={"max_attempts": left}),
+                secrets=run.ex.secrets,
+                tracker=run.tracker,
+                clock=run.ex.clock,
+                sleep=run.ex.sleep_for(run.tracker),
+                log_for=lambda n: run._log(index, n + 1),
+                before=lambda: run._prepare(staging_dir, v.inv),
+                after=lambda a: run._commit(a, v.inv, staging_dir),
+                on_attempt=lambda a, retry: run._retrying(v.shard, a, retry),
+                grace_s=run.record.grace_s,
+            )
+        attempts = [first, *(replace(a, number=a.number + 1) for a in more)]
+        run.end_shard(v.shard, v.base, attempts, staging_dir)

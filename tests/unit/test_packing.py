@@ -1,0 +1,96 @@
+"""Packing's pure parts: the batch size, the batches, and the sh scripts (run with sh here)."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from click.testing import CliRunner
+
+from containerexec.cli import cli
+from containerexec.model.arrays import Shard
+from containerexec.model.invocation import Invocation
+from containerexec.model.spec import ModuleSpec
+from containerexec.run.batchscripts import driver_script, quote, value_script
+from containerexec.run.packing import choose, plan
+
+WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
+
+
+def spec(batch: object) -> ModuleSpec:
+    array: dict[str, object] = {"range": 10}
+    if batch is not None:
+        array["batch_size"] = batch
+    return ModuleSpec.model_validate(
+        {
+            "name": "m",
+            "version": "1",
+            "environment": {"image": "x"},
+            "command": ["true"],
+            "array": array,
+        }
+    )
+
+
+def test_choose_batch_size() -> None:
+    assert choose(spec(None), 10_000, 2) == 1
+    assert choose(spec(50), 10_000, 2) == 50
+    assert choose(spec(50), 7, 2) == 7  # never more than the shards to do
+    assert choose(spec(50), 1, 2) == 1  # one shard: its own container, as today
+    assert choose(spec("auto"), 10_000, 2) == 1000  # capped
+    assert choose(spec("auto"), 1000, 2) == 125  # about 4 batches per container slot
+    assert choose(spec("auto"), 6, 2) == 1
+
+
+def test_plan_keeps_order() -> None:
+    shards = [Shard(i, str(i), 5) for i in range(5)]
+    assert [[s.index for s in b] for b in plan(shards, 2)] == [[0, 1], [2, 3], [4]]
+
+
+@pytest.mark.parametrize("word", WEIRD)
+def test_quote_is_one_word_that_sh_does_not_expand(word: str) -> None:
+    out = subprocess.run(
+        ["/bin/sh", "-c", f"printf '%s\\0' {quote(word)}"], capture_output=True, check=True
+    )
+    assert out.stdout.decode() == word + "\0"
+
+
+def test_a_value_script_sets_its_env_and_execs_its_exact_argv() -> None:
+    inv = Invocation(
+        run_id="r",
+        module="m",
+        image="i",
+        user="0:0",
+        name="n",
+        argv=["printf", "%s\\0", *WEIRD],
+        env={"A": "it's $HOME", "B": "x\ny"},
+    )
+    text = value_script(inv, [], "/unused")
+    out = subprocess.run(["/bin/sh", "-c", text], capture_output=True, check=True)
+    assert out.stdout.decode().split("\0")[:-1] == WEIRD
+    env = subprocess.run(
+        ["/bin/sh", "-c", text.replace("exec 'printf'", "exec env #")],
+        capture_output=True,
+        check=True,
+        text=True,
+    ).stdout
+    assert "A=it's $HOME\n" in env and "B=x\ny\n" in env
+
+
+def test_the_driver_is_valid_sh_and_runs_values_in_order() -> None:
+    scripts = [(f"{i:06d}", f"exec echo {i}\n") for i in (3, 4)]
+    text = driver_script(scripts, timeout_s=None, grace_s=1)
+    assert subprocess.run(["/bin/sh", "-n", "-c", text], check=False).returncode == 0
+    assert text.index("cx_one 000003") < text.index("cx_one 000004")
+    timed = driver_script(scripts, timeout_s=2.5, grace_s=3)
+    assert "timeout -k 3 2.5 /bin/sh" in timed and "cx_v000003" not in timed
+
+
+def test_batch_size_refused_when_below_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "m.yaml"
+    path.write_text(
+        "name: m\nenvironment: {image: x}\ncommand: ['true']\narray: {range: 3, batch_size: 0}\n"
+    )
+    result = CliRunner().invoke(cli, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "array.batch_size" in result.output and "must be >= 1 or 'auto'" in result.output
