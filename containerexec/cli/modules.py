@@ -20,6 +20,7 @@ from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
+from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.run.scheduler import Scheduler
 from containerexec.run.slurm import Detached
@@ -340,7 +341,13 @@ def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
         )
     store = RunStore(run_dir.absolute().parent.parent)
     record = store.load_run(run_dir.name)
-    executor = Executor(app.engine(), store, secrets=secrets_from(record.secret_names, os.environ))
+    executor = Executor(
+        app.engine(),
+        store,
+        secrets=secrets_from(record.secret_names, os.environ),
+        # A pipeline's shards save what they made for later runs, wherever they ran.
+        cache=Cache(store.cache) if record.cache else None,
+    )
     # Slurm's SIGTERM (scancel, the time limit) stops and removes the shard's container.
     with cancel_on_signals(executor, _Stderr(), record.grace_s):
         shard = executor.work(record.run_id, index)

@@ -84,6 +84,10 @@ class Cache:
     def entry(self, key: str) -> Path:
         return self.root / key[:2] / key
 
+    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
+        """Whether an entry for this shard's key is there (restore still checks it)."""
+        return self.entry(self.key(spec, bindings, inv)).is_dir()
+
     def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
         """Fill `staging` from a checked entry; a missing or damaged entry is a miss."""
         entry = self.entry(self.key(spec, bindings, inv))

@@ -69,6 +69,10 @@ class ShardCache(Protocol):
         """Keep a copy of a succeeded shard's staged outputs, atomically."""
         ...
 
+    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
+        """Whether an entry for this shard's key is there (a cheap look, not a check)."""
+        ...
+
 
 def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
     """The output places that already hold something; UsageError for them unless `overwrite`.
@@ -393,6 +397,7 @@ class Executor:
             host=socket.gethostname(),
             pid=os.getpid(),
             pipeline_run=opts.pipeline_run,
+            cache=self.cache is not None and spec.cache,
             labels=dict(opts.labels),
             user=opts.user or f"{os.getuid()}:{os.getgid()}",
             grace_s=opts.grace_s,

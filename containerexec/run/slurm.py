@@ -288,6 +288,7 @@ class _Follower:
 
     def follow(self, todo: list[Shard]) -> None:
         resubmits = 0
+        todo = self._uncached(todo)
         while todo and not self.run.stopping():
             job = self._submit(todo)
             if self.s.detach:
@@ -299,6 +300,24 @@ class _Follower:
                     self._end(shard, failure, f"lost {resubmits} times; not submitted again")
                 return
             todo = [shard for shard, _ in lost]
+
+    def _uncached(self, todo: list[Shard]) -> list[Shard]:
+        """Serve the shards the cache holds here, before anything is submitted: a job whose
+        every shard is cached submits nothing. Returns the shards still to run."""
+        cache = self.run.ex.cache if self.run.spec.cache else None
+        if cache is None:
+            return todo
+        left = []
+        for shard in todo:
+            base = self.run.base_record(shard, attempts=self.run.earlier_attempts(shard))
+            if not cache.holds(self.run.spec, self.run.bindings, base.invocation):
+                left.append(shard)
+                continue
+            self.run.ex.on_event(_started(self.run.id, shard))
+            staging_dir = self.store.staging(self.run.id, shard.index)
+            if self.run.from_cache(shard, base, staging_dir) is None:
+                left.append(shard)  # a damaged entry: the shard runs on a node after all
+        return left
 
     def _submit(self, todo: list[Shard]) -> str:
         (self.run_dir / "slurm").mkdir(parents=True, exist_ok=True)

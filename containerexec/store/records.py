@@ -121,6 +121,9 @@ class RunRecord(Record):
     pipeline_run: str | None = None
     repro_of: str | None = None  # the run this one replays a shard of
     signal: int | None = Field(None, description="The signal that cancelled the run.")
+    cache: bool = Field(
+        False, description="Its shards use the shard cache (a pipeline's jobs, by default)."
+    )
     reason: str | None = Field(
         None,
         description="Why the run stopped early: 'fail_fast: shard 3 exited with 2' or "

@@ -204,6 +204,28 @@ def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
     ends = [r.ended_at or 0 for r in jobs]
     assert jobs[1].started_at >= ends[0] and jobs[2].started_at >= ends[1]
 
+    # Again, nothing changed: the nodes saved what they made, so no job submits anything.
+    again = ws.cli(
+        "pipeline",
+        "run",
+        "chain.yaml",
+        "--on",
+        "slurm",
+        "-i",
+        f"seed={ws.root / 'seed.txt'}",
+        "-o",
+        f"result={ws.root / 'again.txt'}",
+        timeout_s=300,
+    )
+    assert again.returncode == 0, again.stderr
+    assert (ws.root / "again.txt").read_text() == "seedABC"
+    second = [
+        ws.record(i) for i in ws.store.ids() if ws.record(i).run_id not in {r.run_id for r in jobs}
+    ]
+    assert len(second) == 3
+    assert all(r.scheduler is not None and r.scheduler.job_ids == [] for r in second)
+    assert all(s.cached for r in second for s in ws.shards(r.run_id).values())
+
 
 def test_runs_cancel_stops_a_detached_run(
     ws: Workspace, pushed_base: str, docker_client: Any
