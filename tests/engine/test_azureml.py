@@ -189,5 +189,5 @@ def test_a_component_converted_back_loads_with_azure_ai_ml(tmp_path: Path) -> No
     assert cx(tmp_path, "spec", "convert", str(ours), "--to", "aml", "-o", str(back)).exit_code == 0
     loaded = load_component(source=str(back))
     assert loaded.name == "count_words" and "aml_code" not in loaded.inputs
-    assert Path(str(loaded.code)).resolve() == EXAMPLES / "src"
+    assert (back.parent / str(loaded.code)).resolve() == EXAMPLES / "src"  # relative to the file
     assert textwrap.dedent(loaded.command).startswith("sh -c ")
