@@ -40,7 +40,8 @@ from containerexec.model.invocation import Invocation
 from containerexec.model.pipeline import PipelineSpec, load_pipeline
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.run.run import Run, RunResult
+from containerexec.run.results import RunResult
+from containerexec.run.run import Run
 from containerexec.store.records import RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
 

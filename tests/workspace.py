@@ -23,7 +23,7 @@ from containerexec.engine.docker import DockerEngine
 from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.run.run import RunResult, ShardEvent
+from containerexec.run.results import RunResult, ShardEvent
 from containerexec.store.records import RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
 

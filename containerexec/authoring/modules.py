@@ -37,7 +37,7 @@ from containerexec.engine.base import Engine
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions, secrets_from
-from containerexec.run.run import RunResult
+from containerexec.run.results import RunResult
 from containerexec.store.tree import RunStore
 
 RESERVED = ("runs_dir", "engine", "options", "check")

@@ -11,7 +11,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from containerexec.run.run import RunResult, ShardEvent, shard_failed
+from containerexec.run.results import RunResult, ShardEvent, shard_failed
 
 RULE = "-" * 72
 

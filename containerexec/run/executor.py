@@ -31,7 +31,8 @@ from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
 from containerexec.run import returned, staging
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
-from containerexec.run.run import Interactive, InvocationFor, Run, ShardEvent
+from containerexec.run.results import ShardEvent
+from containerexec.run.run import Interactive, InvocationFor, Run
 from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
 from containerexec.store import files

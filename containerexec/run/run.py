@@ -16,17 +16,18 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from containerexec.errors import EngineError, RecordError, RunError, ShardFailed
+from containerexec.errors import EngineError, RecordError, RunError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
 from containerexec.run import packing, returned, staging
 from containerexec.run.logs import LogSink
+from containerexec.run.results import Counts, RunResult, ShardEvent, with_attempts
 from containerexec.run.runner import (
     Attempt,
     Failure,
@@ -54,85 +55,6 @@ if TYPE_CHECKING:
 # The reasons a run stops early, as the first word of RunRecord.reason (Kubernetes' names).
 FAIL_FAST = "fail_fast"
 DEADLINE_EXCEEDED = "deadline_exceeded"
-
-
-@dataclass(frozen=True)
-class ShardEvent:
-    """Progress of one shard, for displays."""
-
-    kind: Literal["planned", "started", "retrying", "finished", "skipped"]
-    index: int
-    count: int
-    state: ShardState | None = None
-    attempt: Attempt | None = None
-    run_id: str | None = None
-
-
-@dataclass
-class RunResult:
-    """How a run ended: its final record, its failed shards, and what each shard returned."""
-
-    record: RunRecord
-    record_path: Path
-    failed: list[ShardRecord]
-    values: list[Any] = field(default_factory=list)  # returned by each shard, in shard order
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-    def check(self) -> RunResult:
-        """Return self when every selected shard succeeded; else raise what went wrong.
-
-        Raises:
-            ShardFailed: for the first failed shard, with its facts as fields.
-            RunError: when the run was cancelled or shards never ran.
-        """
-        if self.failed:
-            raise shard_failed(self.record, self.failed[0], len(self.failed))
-        if self.record.state != "succeeded":
-            counts = ", ".join(f"{n} {s}" for s, n in self.record.counts.items())
-            why = f": {self.record.reason}" if self.record.reason else ""
-            raise RunError(
-                f"run {self.record.run_id} of module '{self.record.module}' "
-                f"{self.record.state}{why} ({counts}); see: containerexec runs show "
-                f"{self.record.run_id}"
-            )
-        return self
-
-
-def shard_failed(run: RunRecord, shard: ShardRecord, failed_shards: int = 1) -> ShardFailed:
-    """The exception (and failure report) of one failed shard, from its records."""
-    return ShardFailed(
-        module=run.module,
-        run_id=run.run_id,
-        shard=shard.index,
-        shard_count=run.shard_count,
-        is_array=bool(run.spec.get("array")),
-        image=shard.invocation.image,
-        argv=list(shard.invocation.argv),
-        returncode=shard.exit_code,
-        failure=shard.failure or "",
-        message=shard.message,
-        attempts=len(shard.attempts),
-        log_tail=list(shard.log_tail),
-        stderr_tail=list(shard.stderr_tail),
-        log_path=shard.log_path,
-        failed_shards=failed_shards,
-    )
-
-
-class Counts:
-    """Shard counters shared by the workers."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.by_state: dict[str, int] = {}
-
-    def add(self, state: str) -> int:
-        with self.lock:
-            self.by_state[state] = self.by_state.get(state, 0) + 1
-            return self.by_state[state]
 
 
 InvocationFor = Callable[[Shard], Invocation]
@@ -607,40 +529,3 @@ class Run:
             failed=failed,
             values=[values.get(i) for i in sorted(wanted)],
         )
-
-
-def with_attempts(
-    base: ShardRecord, state: ShardState, attempts: list[Attempt], log_path: Path
-) -> ShardRecord:
-    """A shard's record once its attempts have ended: the last one decides its fields."""
-    last = attempts[-1]
-    return base.model_copy(
-        update={
-            "state": state,
-            "failure": str(last.failure) if last.failure else None,
-            "exit_code": last.exit_code,
-            "oom_killed": last.oom_killed,
-            "message": last.message,
-            "outputs_committed": last.ok,
-            "log_tail": last.log_tail,
-            "stderr_tail": last.stderr_tail,
-            "log_path": str(log_path),
-            "attempts": [
-                *base.attempts,
-                *(
-                    AttemptRecord(
-                        number=len(base.attempts) + a.number,
-                        container_id=a.container_id,
-                        started_at=a.started_at,
-                        ended_at=a.ended_at,
-                        exit_code=a.exit_code,
-                        oom_killed=a.oom_killed,
-                        failure=str(a.failure) if a.failure else None,
-                        message=a.message,
-                        counted=a.counted,
-                    )
-                    for a in attempts
-                ),
-            ],
-        }
-    )

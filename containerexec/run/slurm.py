@@ -34,7 +34,8 @@ from containerexec.environment.sharing import split_target
 from containerexec.errors import ImageError, RecordError, RunError
 from containerexec.model.arrays import Shard
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.run import Run, ShardEvent, with_attempts
+from containerexec.run.results import ShardEvent, with_attempts
+from containerexec.run.run import Run
 from containerexec.run.runner import Attempt, Failure
 from containerexec.store.records import (
     RunRecord,

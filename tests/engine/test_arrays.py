@@ -19,7 +19,7 @@ from containerexec.cli.status import run_status
 from containerexec.engine.base import ImageInfo
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_SHARD
-from containerexec.run.run import ShardEvent
+from containerexec.run.results import ShardEvent
 
 
 def array_spec(

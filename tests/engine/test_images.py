@@ -21,7 +21,7 @@ from containerexec.errors import ImageError, PullError, SpecError
 from containerexec.labels import LABEL_MODULE, LABEL_SPEC
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.run.run import ShardEvent
+from containerexec.run.results import ShardEvent
 from containerexec.store.tree import RunStore
 
 BASE = "containerexec/base:bookworm"

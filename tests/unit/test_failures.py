@@ -16,7 +16,7 @@ from containerexec.model import arrays
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ArraySpec, RetryPolicy, parse_spec
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.run.run import RunResult
+from containerexec.run.results import RunResult
 from containerexec.run.runner import Attempt, Failure, classify, should_retry
 from containerexec.store.tree import RunStore
 

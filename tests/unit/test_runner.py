@@ -15,7 +15,7 @@ from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import Backoff, ModuleSpec, RetryPolicy, parse_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.logs import LogSink
-from containerexec.run.run import RunResult
+from containerexec.run.results import RunResult
 from containerexec.run.runner import (
     Attempt,
     Failure,
