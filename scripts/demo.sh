@@ -44,5 +44,5 @@ echo
 echo "==> top words of the corpus (demo-out/wordstats/top.txt):"
 cat demo-out/wordstats/top.txt
 echo
-echo "==> the same pipeline again: nothing changed, so every shard comes from the cache"
-"$cx" pipeline run specs/wordstats/pipeline.yaml -o report=demo-out/wordstats/top.txt
+echo "==> the same pipeline again (--overwrite: replace the report): nothing changed, so every shard comes from the cache"
+"$cx" pipeline run specs/wordstats/pipeline.yaml -o report=demo-out/wordstats/top.txt --overwrite
