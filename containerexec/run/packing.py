@@ -68,7 +68,8 @@ from containerexec.store.records import ShardRecord
 if TYPE_CHECKING:
     from containerexec.run.run import Run
 
-AUTO_ROUNDS = 4  # 'auto': about this many batches per container slot, so the last ones end together
+AUTO_ROUNDS = 2  # 'auto': about this many batches per container slot: few container starts, and
+# the last batches still end close together (measured: 2 beat 4 by 1.5x on 1,000 x 50 ms)
 AUTO_MAX = 1000  # 'auto' never packs more than this into one container
 POLL_S = 0.02
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

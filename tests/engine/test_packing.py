@@ -212,12 +212,12 @@ def test_shard_selection_resume_and_auto(workspace: Workspace) -> None:
         "run", str(spec), "--shard", "1-16", "-i", f"flags={flags}", "-o", f"out={target}"
     )
     assert first.returncode == 1, first.stderr
-    # auto: 16 selected shards on 2 containers, about 4 batches each -> 2 per batch.
-    assert "packing: up to 2 shards per container (batch_size: auto)" in first.stderr
+    # auto: 16 selected shards on 2 containers, about 2 batches each -> 4 per batch.
+    assert "packing: up to 4 shards per container (batch_size: auto)" in first.stderr
     run_id = workspace.run_id()
     before = workspace.shards()
     assert sorted(before) == list(range(1, 17))
-    assert len({rec.attempts[0].container_id for rec in before.values()}) == 8
+    assert len({rec.attempts[0].container_id for rec in before.values()}) == 4
     (flags / "fixed").write_text("")
     again = workspace.cli(
         "run", str(spec), "--shard", "1-16", "--resume", run_id, "--accept-input-changes"

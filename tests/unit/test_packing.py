@@ -38,8 +38,9 @@ def test_choose_batch_size() -> None:
     assert choose(spec(50), 7, 2) == 7  # never more than the shards to do
     assert choose(spec(50), 1, 2) == 1  # one shard: its own container, as today
     assert choose(spec("auto"), 10_000, 2) == 1000  # capped
-    assert choose(spec("auto"), 1000, 2) == 125  # about 4 batches per container slot
-    assert choose(spec("auto"), 6, 2) == 1
+    assert choose(spec("auto"), 1000, 2) == 250  # about 2 batches per container slot
+    assert choose(spec("auto"), 6, 2) == 2
+    assert choose(spec("auto"), 4, 2) == 1  # as many batches as slots twice over
 
 
 def test_plan_keeps_order() -> None:
