@@ -183,19 +183,15 @@ def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
     (ws.root / "emit.yaml").write_text(EMIT.format(image=pushed_base))
     (ws.root / "chain.yaml").write_text(PIPELINE)
     (ws.root / "seed.txt").write_text("seed")
-    result = ws.cli(
-        "pipeline",
-        "run",
-        "chain.yaml",
-        "--on",
-        "slurm",
-        "-i",
-        f"seed={ws.root / 'seed.txt'}",
-        "-o",
-        f"result={ws.root / 'result.txt'}",
-        timeout_s=300,
-    )
-    assert result.returncode == 0, result.stderr
+
+    def chain(result: str) -> None:
+        seed, out = f"seed={ws.root / 'seed.txt'}", f"result={ws.root / result}"
+        ran = ws.cli(
+            "pipeline", "run", "chain.yaml", "--on", "slurm", "-i", seed, "-o", out, timeout_s=300
+        )
+        assert ran.returncode == 0, ran.stderr
+
+    chain("result.txt")
     assert (ws.root / "result.txt").read_text() == "seedABC"
     runs = {ws.record(i).module + i[-1]: ws.record(i) for i in ws.store.ids()}
     jobs = sorted(runs.values(), key=lambda r: r.started_at)
@@ -205,19 +201,7 @@ def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
     assert jobs[1].started_at >= ends[0] and jobs[2].started_at >= ends[1]
 
     # Again, nothing changed: the nodes saved what they made, so no job submits anything.
-    again = ws.cli(
-        "pipeline",
-        "run",
-        "chain.yaml",
-        "--on",
-        "slurm",
-        "-i",
-        f"seed={ws.root / 'seed.txt'}",
-        "-o",
-        f"result={ws.root / 'again.txt'}",
-        timeout_s=300,
-    )
-    assert again.returncode == 0, again.stderr
+    chain("again.txt")
     assert (ws.root / "again.txt").read_text() == "seedABC"
     second = [
         ws.record(i) for i in ws.store.ids() if ws.record(i).run_id not in {r.run_id for r in jobs}
