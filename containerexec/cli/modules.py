@@ -328,17 +328,24 @@ def cancel_on_signals(executor: Cancellable, display: Notes, grace_s: float) -> 
 
 @cli.command(hidden=True)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--shard", "index", type=click.IntRange(min=0), required=True)
+@click.option("--shard", "index", type=click.IntRange(min=0), default=None)
+@click.option("--batches", type=click.Path(dir_okay=False, path_type=Path), default=None)
+@click.option("--batch", type=click.IntRange(min=0), default=None)
 @click.pass_context
-def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
+def worker(
+    ctx: click.Context, run_dir: Path, index: int | None, batches: Path | None, batch: int | None
+) -> None:
     """Run shard K of the run in RUN_DIR (<runs-dir>/runs/<run id>) here, from its records
-    alone: what a cluster's array task calls. Exits 0 when the shard succeeded, else 1."""
+    alone: what a cluster's array task calls. With --batches FILE --batch I, run the shards
+    listed at I in FILE packed in one container (a packed run's task). Exits 0 when every
+    shard succeeded, else 1."""
     app: App = ctx.obj
     if not (run_dir / "run.json").is_file():
         raise UsageError(
             f"'{run_dir}' is not a run folder (no run.json); a worker needs the run store on "
             "a filesystem this machine shares with the one that started the run"
         )
+    indices = _worker_shards(index, batches, batch)
     store = RunStore(run_dir.absolute().parent.parent)
     record = store.load_run(run_dir.name)
     executor = Executor(
@@ -350,9 +357,32 @@ def worker(ctx: click.Context, run_dir: Path, index: int) -> None:
     )
     # Slurm's SIGTERM (scancel, the time limit) stops and removes the shard's container.
     with cancel_on_signals(executor, _Stderr(), record.grace_s):
-        shard = executor.work(record.run_id, index)
-    click.echo(f"shard {index} of run {record.run_id}: {shard.state}", err=True)
-    ctx.exit(0 if shard.state == "succeeded" else 1)
+        if index is not None:
+            shards = [executor.work(record.run_id, index)]
+        else:
+            shards = executor.work_batch(record.run_id, indices)
+    for shard in shards:
+        click.echo(f"shard {shard.index} of run {record.run_id}: {shard.state}", err=True)
+    ok = len(shards) == len(indices) and all(s.state == "succeeded" for s in shards)
+    ctx.exit(0 if ok else 1)
+
+
+def _worker_shards(index: int | None, batches: Path | None, batch: int | None) -> list[int]:
+    """The shard indices a worker runs: --shard K, or the list at --batch I of --batches."""
+    if index is not None:
+        if batches is not None or batch is not None:
+            raise UsageError("worker: give --shard K, or --batches FILE with --batch I, not both")
+        return [index]
+    if batches is None or batch is None:
+        raise UsageError("worker: give --shard K, or --batches FILE with --batch I")
+    try:
+        plan = json.loads(batches.read_text())
+        listed = plan[batch]
+    except (OSError, ValueError, IndexError, TypeError) as exc:
+        raise UsageError(f"worker: no batch {batch} in '{batches}' ({exc})") from None
+    if not (isinstance(listed, list) and listed and all(isinstance(i, int) for i in listed)):
+        raise UsageError(f"worker: batch {batch} in '{batches}' is not a list of shard indices")
+    return listed
 
 
 class _Stderr:

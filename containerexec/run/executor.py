@@ -29,7 +29,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings, bind
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import returned, staging
+from containerexec.run import packing, returned, staging
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
@@ -37,7 +37,13 @@ from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
 from containerexec.store import files
 from containerexec.store.manifests import changes_since, input_manifests
-from containerexec.store.records import FileEntry, ImageRecord, RunRecord, ShardRecord
+from containerexec.store.records import (
+    FileEntry,
+    ImageRecord,
+    RunRecord,
+    ShardRecord,
+    load_model,
+)
 from containerexec.store.tree import RunLock, RunStore, new_run_id
 
 
@@ -274,7 +280,11 @@ class Executor:
             record = self._record(
                 spec, bindings, prev.run_id, prev.image, shards, selected, opts, spec_path
             ).model_copy(
-                update={"input_manifests": prev.input_manifests, "started_at": prev.started_at}
+                update={
+                    "input_manifests": prev.input_manifests,
+                    "started_at": prev.started_at,
+                    "scheduler": prev.scheduler,  # its earlier cluster jobs (admit decides)
+                }
             )
             seen = input_manifests(spec, bindings) if changes else None
             started = self._open(spec, bindings, record, shards, selected, opts, lock, seen)
@@ -313,10 +323,7 @@ class Executor:
             interactive=interactive,
             input_manifests=seen,
         )
-        with self._runs_lock:
-            self._runs.append(run)
-        if self.signal is not None:
-            run.cancel(self.signal)
+        self._track(run)
         run.launch(self.scheduler, todo, parallel, lock)
         return run
 
@@ -326,24 +333,46 @@ class Executor:
         This is what a worker process (a Slurm array task, say) calls; the process
         that started the run holds its lock meanwhile, so this takes none.
         """
-        run = self.reopen(run_id, index)
-        with self._runs_lock:  # so a cancel (Slurm's SIGTERM to the worker) reaches it
+        run = self._worker_run(run_id, [index])
+        return run.run_shard(run.shards[index])
+
+    def work_batch(self, run_id: str, indices: list[int]) -> list[ShardRecord]:
+        """Run shards `indices` of a recorded (packed) run here, in one container: what a
+        Slurm task of a packed run calls. Values a dead container did not start run in
+        the next one, until none is left or the run stops; returns the shards' records."""
+        run = self._worker_run(run_id, indices)
+        todo = [run.shards[i] for i in indices]
+        while todo and not run.stopping():
+            todo = packing.run_batch(run, todo)
+        paths = (self.store.shard_path(run_id, i) for i in indices)
+        return [load_model(path, ShardRecord) for path in paths if path.is_file()]
+
+    def _worker_run(self, run_id: str, indices: list[int]) -> Run:
+        run = self.reopen(run_id, *indices)
+        self._track(run)  # so a cancel (Slurm's SIGTERM to the worker) reaches it
+        self._ensure_image(run.spec.name, run.image)  # a node pulls the pinned image once
+        return run
+
+    def _track(self, run: Run) -> None:
+        """Make `executor.cancel()` reach the run, including a cancel that came first."""
+        with self._runs_lock:
             self._runs.append(run)
         if self.signal is not None:
             run.cancel(self.signal)
-        self._ensure_image(run.spec.name, run.image)  # a node pulls the pinned image once
-        return run.run_shard(run.shards[index])
 
-    def reopen(self, run_id: str, index: int = 0) -> Run:
-        """The Run of a recorded run, rebuilt from its run folder alone (not launched)."""
+    def reopen(self, run_id: str, *indices: int) -> Run:
+        """The Run of a recorded run, rebuilt from its run folder alone (not launched);
+        refused when its inputs no longer give the recorded shards (or `indices`)."""
         record = self.store.load_run(run_id)
         spec = ModuleSpec.model_validate(record.spec)
         bindings = Bindings(dict(record.inputs), dict(record.outputs))
         shards = arrays.expand(spec.array, bindings.inputs)
-        if len(shards) != record.shard_count or not 0 <= index < len(shards):
+        outside = [i for i in indices if not 0 <= i < len(shards)]
+        if len(shards) != record.shard_count or outside:
+            asked = f" (asked for shard {outside[0]})" if outside else ""
             raise RunError(
                 f"run '{record.run_id}' has {record.shard_count} shards but its inputs "
-                f"now give {len(shards)} (asked for shard {index}); the inputs changed "
+                f"now give {len(shards)}{asked}; the inputs changed "
                 "since the run started: start a new run"
             )
         return Run(

@@ -24,10 +24,9 @@ Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
-On a cluster (run/slurm.py does not pack yet), one array task would carry one
-batch: submit `plan(todo, K)` as the array and have each task call `run_batch` with
-its batch on its node, through the same Run; the values it hands back are
-submitted again.
+On Slurm (run/slurm.py), one array task carries one batch: `plan(todo, K)` is the
+array and each task calls `run_batch` on its node through Executor.work_batch;
+the values a task did not start are submitted again.
 """
 
 from __future__ import annotations
@@ -123,7 +122,7 @@ def check(run: Run, inv: Invocation) -> None:
         tools.append("timeout")
     script = (
         f'for t in {" ".join(tools)}; do command -v "$t" >/dev/null 2>&1 || '
-        '{ echo "no `$t` in the image"; exit 3; }; done'
+        "{ printf 'no `%s` in the image\\n' \"$t\"; exit 3; }; done"
     )
     if "timeout" in tools:
         script += "; timeout -k 1 5 true || { echo '`timeout -k 1 5 true` fails'; exit 3; }"
@@ -157,30 +156,38 @@ def check(run: Run, inv: Invocation) -> None:
     raise PackingUnsupported(run.spec.name, image, problem)
 
 
-def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
-    """The packed form of the local pool: `parallel` workers, each running one batch
-    container at a time; values a dead container did not run go back to the queue."""
-    if not todo:
-        return
-    first = run.base_record(todo[0], attempts=[]).invocation
+def ready(run: Run, todo: list[Shard]) -> None:
+    """check() with the first shard's Invocation; on a refusal the run's record says why.
+
+    Raises:
+        PackingUnsupported: as check().
+    """
     try:
-        check(run, first)
+        check(run, run.base_record(todo[0], attempts=[]).invocation)
     except PackingUnsupported as exc:
         failed = run.record.model_copy(
             update={"state": "failed", "reason": f"packing_unsupported: {exc.problem}"}
         )
         run.ex.store.write_run(failed.model_copy(update={"ended_at": run.ex.clock()}))
         raise
+
+
+def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
+    """The packed form of the local pool: `parallel` workers, each running one batch
+    container at a time; values a dead container did not run go back to the queue."""
+    if not todo:
+        return
+    ready(run, todo)
     queue: deque[list[Shard]] = deque(plan(todo, run.batch_size))
-    ready = threading.Condition()
+    wake = threading.Condition()
     busy = 0
 
     def worker() -> None:
         nonlocal busy
         while True:
-            with ready:
+            with wake:
                 while not queue and busy and not run.stopping():
-                    ready.wait(0.5)
+                    wake.wait(0.5)
                 if not queue or run.stopping():
                     return
                 batch = queue.popleft()
@@ -189,11 +196,11 @@ def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
             try:
                 back = run_batch(run, batch)
             finally:
-                with ready:
+                with wake:
                     busy -= 1
                     if back:
                         queue.append(back)
-                    ready.notify_all()
+                    wake.notify_all()
 
     in_threads(worker, parallel, "batch-worker")
 

@@ -226,7 +226,7 @@ class Run:
         """Run one shard to its end (cache, attempts, commit) and record it."""
         store = self.ex.store
         staging_dir = store.staging(self.id, shard.index)
-        self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
+        self.started(shard)
         base = self.base_record(shard, attempts=self.earlier_attempts(shard))
         inv = base.invocation
         # Losing a 'running' record to a machine crash only means the shard runs again.
@@ -356,6 +356,7 @@ class Run:
                 failure=failure,
                 message=last.message,
             )
+            self._fail_fast(shard, attempt)  # across a cluster's tasks too
         self._count(shard, record.state, attempt)
 
     def settle(self) -> RunResult:
@@ -413,9 +414,12 @@ class Run:
         staging.prepare(staging_dir, self.spec)
         returned.prepare(staging_dir, inv)
 
-    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+    def _fail_fast(self, shard: Shard, a: Attempt) -> None:
         if fails_run(self.policy, a):
             self.stop(f"{FAIL_FAST}: shard {shard.index} exited with {a.exit_code}")
+
+    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+        self._fail_fast(shard, a)
         if retry:
             self.ex.on_event(
                 ShardEvent("retrying", shard.index, shard.count, "running", a, self.id)

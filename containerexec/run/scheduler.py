@@ -42,7 +42,8 @@ class LocalPool:
     """`parallel` worker threads on this machine, pulling shards from one queue in order."""
 
     def admit(self, record: RunRecord) -> RunRecord:
-        return record  # this machine's engine has the image
+        # This machine's engine has the image; a resumed cluster run now runs here.
+        return record.model_copy(update={"scheduler": None})
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         if run.batch_size > 1:  # K values per container (run/packing.py)

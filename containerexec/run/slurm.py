@@ -3,9 +3,13 @@
 Plain sbatch with a rendered script, not submitit: each array task runs
 `python -m containerexec worker RUN_DIR --shard $SLURM_ARRAY_TASK_ID`, the same
 code path as a local shard (Executor.work -> Run.run_shard), and needs only the
-run folder on a filesystem the nodes share. Nothing is pickled, so the nodes
-need containerexec but not the submitter's exact Python objects, and the script
-a user can read (RUN_DIR/slurm/job-N.sh) is exactly what ran.
+run folder on a filesystem the nodes share. A packed run (array.batch_size) makes
+one task per batch instead: task I runs the shards listed at I in
+RUN_DIR/slurm/batches-N.json in one container (Executor.work_batch ->
+packing.run_batch), and the values a task did not start are submitted again.
+Nothing is pickled, so the nodes need containerexec but not the submitter's
+exact Python objects, and the script a user can read (RUN_DIR/slurm/job-N.sh)
+is exactly what ran.
 
 The submitting process follows the array through the shard records the tasks
 write and `squeue -r -t all` (finished tasks stay listed for MinJobAge; sacct
@@ -17,6 +21,7 @@ budget, and cancels with scancel.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import shlex
@@ -34,7 +39,8 @@ from containerexec.environment.sharing import split_target
 from containerexec.errors import ImageError, RecordError, RunError
 from containerexec.model.arrays import Shard
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.results import ShardEvent, with_attempts
+from containerexec.run import packing
+from containerexec.run.results import with_attempts
 from containerexec.run.run import Run
 from containerexec.run.runner import Attempt, Failure
 from containerexec.store.records import (
@@ -109,8 +115,9 @@ def array_indices(indices: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def time_limit(spec: ModuleSpec) -> str | None:
-    """sbatch --time for a shard: every attempt's timeout, the backoffs, and a margin."""
+def time_limit(spec: ModuleSpec, values: int = 1) -> str | None:
+    """sbatch --time for a task of `values` shards: each one's every attempt's timeout and
+    backoffs, and a margin."""
     timeout = spec.resources.timeout
     if timeout is None:
         return None
@@ -119,7 +126,8 @@ def time_limit(spec: ModuleSpec) -> str | None:
         min(policy.backoff.initial * policy.backoff.factor**k, policy.backoff.max)
         for k in range(policy.max_attempts - 1)
     )
-    minutes = math.ceil((timeout * policy.max_attempts + backoffs + TIME_MARGIN_S) / 60)
+    per_value = timeout * policy.max_attempts + backoffs
+    minutes = math.ceil((per_value * max(1, values) + TIME_MARGIN_S) / 60)
     return f"{minutes}"
 
 
@@ -132,8 +140,13 @@ def render_script(
     throttle: int,
     spec: ModuleSpec,
     settings: SlurmSettings,
+    batches: Path | None = None,
+    batch_size: int = 1,
 ) -> str:
-    """The sbatch script of one array over `indices`: pure, so golden files pin it."""
+    """The sbatch script of one array over `indices`: pure, so golden files pin it.
+
+    With `batches` (a packed run), the indices are batch numbers and task I runs the
+    shards listed at I in that file, up to `batch_size` of them."""
     res = spec.resources
     lines = [
         "#!/bin/bash",
@@ -145,7 +158,7 @@ def render_script(
     ]
     if res.memory:
         lines.append(f"#SBATCH --mem={math.ceil(res.memory / (1 << 20))}M")
-    limit = settings.time or time_limit(spec)
+    limit = settings.time or time_limit(spec, batch_size if batches else 1)
     if limit:
         lines.append(f"#SBATCH --time={limit}")
     if settings.partition:
@@ -154,11 +167,17 @@ def render_script(
         lines.append(f"#SBATCH --account={settings.account}")
     lines += [f"#SBATCH {opt}" for opt in settings.options]
     worker = [settings.python, "-m", "containerexec", "worker", str(run_dir)]
+    if batches is None:
+        what, task = "one task per shard", '--shard "$SLURM_ARRAY_TASK_ID"'
+    else:
+        what = f"one task per batch (up to {batch_size} shards, one container)"
+        worker += ["--batches", str(batches)]
+        task = '--batch "$SLURM_ARRAY_TASK_ID"'
     lines += [
-        f"# containerexec run {run_id}: one task per shard; the run folder must be on a",
-        "# filesystem every node shares. exec, so Slurm's SIGTERM reaches the worker,",
-        "# which stops and removes its container.",
-        f'exec {shlex.join(worker)} --shard "$SLURM_ARRAY_TASK_ID"',
+        f"# containerexec run {run_id}: {what}.",
+        "# The run folder must be on a filesystem every node shares. exec, so Slurm's",
+        "# SIGTERM reaches the worker, which stops and removes its container.",
+        f"exec {shlex.join(worker)} {task}",
         "",
     ]
     return "\n".join(lines)
@@ -266,8 +285,10 @@ class SlurmScheduler:
                 f"push it first (containerexec push SPEC REGISTRY/REPO:TAG) and name it in "
                 f"the spec, or run again with --push-to REGISTRY/REPO[:TAG]",
             )
+        # A resumed run keeps its earlier jobs: job-N.sh and batches-N.json count on.
+        sched = record.scheduler if record.scheduler and record.scheduler.kind == "slurm" else None
         return record.model_copy(
-            update={"image": image, "scheduler": SchedulerRecord(kind="slurm")}
+            update={"image": image, "scheduler": sched or SchedulerRecord(kind="slurm")}
         )
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
@@ -275,8 +296,14 @@ class SlurmScheduler:
         follower.follow(todo)
 
 
+FINAL = ("succeeded", "failed", "cancelled")
+
+
 class _Follower:
-    """One run's arrays: submit, follow, cancel, resubmit the lost shards."""
+    """One run's arrays: submit, follow, cancel, resubmit the lost shards.
+
+    A task carries one shard, or one batch of shards when the run is packed; the
+    follower maps task indices to their shards and reads each shard's own record."""
 
     def __init__(self, sched: SlurmScheduler, run: Run, parallel: int) -> None:
         self.s = sched
@@ -284,23 +311,35 @@ class _Follower:
         self.parallel = parallel
         self.store = run.ex.store
         self.run_dir = self.store.run_dir(run.id).absolute()
+        self.packed = run.batch_size > 1
         self.cancel_sent = False  # scancel of the whole job (a cancel)
         self.pending_cancelled = False  # scancel of its pending tasks (max_failed_shards)
+        self.announced: set[int] = set()  # shards said to have started
 
     def follow(self, todo: list[Shard]) -> None:
         resubmits = 0
         todo = self._uncached(todo)
+        if todo and self.packed:
+            packing.ready(self.run, todo)  # the image can run packed: before any submission
         while todo and not self.run.stopping():
-            job = self._submit(todo)
+            tasks = self._tasks(todo)
+            job = self._submit(tasks)
             if self.s.detach:
                 raise Detached(self.run.id, list(self.run.record.scheduler.job_ids))  # type: ignore[union-attr]
-            lost = self._follow(job, todo)
+            lost, back = self._follow(job, tasks)
             resubmits += 1
             if lost and resubmits > self.s.settings.max_resubmits:
                 for shard, failure in lost:
-                    self._end(shard, failure, f"lost {resubmits} times; not submitted again")
-                return
-            todo = [shard for shard, _ in lost]
+                    why = f"lost {resubmits} times; not submitted again"
+                    self.run.ended_elsewhere(shard, self._end(shard, failure, why))
+                lost = []
+            todo = sorted([shard for shard, _ in lost] + back, key=lambda s: s.index)
+
+    def _tasks(self, todo: list[Shard]) -> dict[int, list[Shard]]:
+        """Array task index -> its shards: the shard's own index, or the batch number."""
+        if self.packed:
+            return dict(enumerate(packing.plan(todo, self.run.batch_size)))
+        return {s.index: [s] for s in todo}
 
     def _uncached(self, todo: list[Shard]) -> list[Shard]:
         """Serve the shards the cache holds here, before anything is submitted: a job whose
@@ -314,28 +353,39 @@ class _Follower:
             if not cache.holds(self.run.spec, self.run.bindings, base.invocation):
                 left.append(shard)
                 continue
-            self.run.ex.on_event(_started(self.run.id, shard))
+            self._started(shard)
             staging_dir = self.store.staging(self.run.id, shard.index)
             if self.run.from_cache(shard, base, staging_dir) is None:
                 left.append(shard)  # a damaged entry: the shard runs on a node after all
         return left
 
-    def _submit(self, todo: list[Shard]) -> str:
+    def _submit(self, tasks: dict[int, list[Shard]]) -> str:
         (self.run_dir / "slurm").mkdir(parents=True, exist_ok=True)
         n = len(self.run.record.scheduler.job_ids) if self.run.record.scheduler else 0
         script = self.run_dir / "slurm" / f"job-{n}.sh"
+        batches = None
+        if self.packed:  # task I runs the shards at I: read by `containerexec worker --batch`
+            batches = self.run_dir / "slurm" / f"batches-{n}.json"
+            plan = [[s.index for s in tasks[i]] for i in sorted(tasks)]
+            batches.write_text(json.dumps(plan) + "\n")
         script.write_text(
             render_script(
                 run_id=self.run.id,
                 module=self.run.spec.name,
                 run_dir=self.run_dir,
-                indices=[s.index for s in todo],
+                indices=list(tasks),
                 throttle=self.parallel,
                 spec=self.run.spec,
                 settings=self.s.settings,
+                batches=batches,
+                batch_size=self.run.batch_size,
             )
         )
-        self.before = {s.index: _stamp(self.store.shard_path(self.run.id, s.index)) for s in todo}
+        self.before = {
+            s.index: _stamp(self.store.shard_path(self.run.id, s.index))
+            for batch in tasks.values()
+            for s in batch
+        }
         job = self.s.client.submit(script)
         sched = self.run.record.scheduler or SchedulerRecord(kind="slurm")
         sched = sched.model_copy(update={"job_ids": [*sched.job_ids, job]})
@@ -343,11 +393,14 @@ class _Follower:
         self.store.write_run(self.run.record)
         return job
 
-    def _follow(self, job: str, todo: list[Shard]) -> list[tuple[Shard, Failure]]:
-        """Until every task of `job` has ended; returns the shards lost to Slurm."""
-        waiting = {s.index: s for s in todo}
-        started: set[int] = set()
+    def _follow(
+        self, job: str, tasks: dict[int, list[Shard]]
+    ) -> tuple[list[tuple[Shard, Failure]], list[Shard]]:
+        """Until every task of `job` has ended; returns the shards lost to Slurm, and those
+        a packed task did not start (to submit again, uncounted)."""
+        waiting = dict(tasks)
         lost: list[tuple[Shard, Failure]] = []
+        back: list[Shard] = []
         missing_polls = 0
         while waiting:
             # A cancel stops everything; too many failed shards only stop new ones.
@@ -359,40 +412,72 @@ class _Follower:
                 self.pending_cancelled = True
             states = self.s.client.states(job)
             missing_polls = 0 if states else missing_polls + 1
-            for index, shard in list(waiting.items()):
-                state, _ = states.get(index, ("", ""))
+            for task, shards in list(waiting.items()):
+                state, _ = states.get(task, ("", ""))
                 if not state and missing_polls < 3:
                     continue
-                if state == "RUNNING" and index not in started:
-                    started.add(index)
-                    self.run.ex.on_event(_started(self.run.id, shard))
+                if state == "RUNNING":
+                    for shard in shards:
+                        self._started(shard)
                 if state in ACTIVE:
                     continue
-                del waiting[index]
-                if state in LOST and not self.run.stopping():
-                    self._lost(shard, LOST[state], state)
-                    lost.append((shard, LOST[state]))
-                else:
-                    self._ended(job, shard, state or "UNKNOWN")
+                del waiting[task]
+                more_lost, more_back = self._ended(job, task, shards, state or "UNKNOWN")
+                lost += more_lost
+                back += more_back
             if waiting:
                 self.s.sleep(self.s.settings.poll_s)
-        return lost
+        return lost, back
 
-    def _ended(self, job: str, shard: Shard, state: str) -> None:
-        """A task ended: trust its fresh final record, else record Slurm's outcome."""
-        rec = self._fresh(shard)
-        ours = self.cancel_sent or (self.pending_cancelled and rec is None)
+    def _ended(
+        self, job: str, task: int, shards: list[Shard], state: str
+    ) -> tuple[list[tuple[Shard, Failure]], list[Shard]]:
+        """A task ended: trust the fresh final records of its shards; charge Slurm's outcome
+        to the shard it ended (the first unrecorded one), and hand back the others."""
+        records = {s.index: self._fresh(s) for s in shards}
+        ours = self.cancel_sent or (
+            self.pending_cancelled and all(r is None for r in records.values())
+        )
         if state == "CANCELLED" and not ours:
             self.run.cancel(signal.SIGTERM)  # scancel from outside, or `runs cancel`
-        if rec is not None and rec.state in ("succeeded", "failed", "cancelled"):
+        charged = False
+        for shard in shards:
+            rec = records[shard.index]
+            if rec is None or rec.state not in FINAL:
+                continue
             # The worker's own record, unless Slurm ended it (its SIGTERM at the time limit
             # reads as a cancel to the worker): then Slurm's outcome is the failure.
-            if state in ENDED_BY_SLURM and rec.state not in ("succeeded", state.lower()):
-                rec = self._end(shard, ENDED_BY_SLURM[state], _why(state, job, shard, self))
+            by_slurm = rec.state not in ("succeeded", state.lower()) and (
+                rec.state == "cancelled" or not self.packed  # a packed value may just fail
+            )
+            if state in ENDED_BY_SLURM and by_slurm:
+                rec = self._end(shard, ENDED_BY_SLURM[state], _why(state, job, task, self.run_dir))
+                charged = True
             self.run.ended_elsewhere(shard, rec)
-            return
-        failure = ENDED_BY_SLURM.get(state, Failure.WORKER_FAILED)
-        self.run.ended_elsewhere(shard, self._end(shard, failure, _why(state, job, shard, self)))
+        lost: list[tuple[Shard, Failure]] = []
+        back: list[Shard] = []
+        for shard in shards:
+            rec = records[shard.index]
+            if rec is not None and rec.state in FINAL:
+                continue
+            if state in LOST and not self.run.stopping():
+                self._lost(shard, LOST[state], state)
+                lost.append((shard, LOST[state]))
+            elif self.packed and self.run.stopping():
+                continue  # never started: no record, as in a packed run here
+            elif self.packed and charged:
+                back.append(shard)  # after the value Slurm ended: not started, uncounted
+            else:
+                charged = True
+                failure = ENDED_BY_SLURM.get(state, Failure.WORKER_FAILED)
+                rec = self._end(shard, failure, _why(state, job, task, self.run_dir))
+                self.run.ended_elsewhere(shard, rec)
+        return lost, back
+
+    def _started(self, shard: Shard) -> None:
+        if shard.index not in self.announced:
+            self.announced.add(shard.index)
+            self.run.started(shard)
 
     def _fresh(self, shard: Shard) -> ShardRecord | None:
         path = self.store.shard_path(self.run.id, shard.index)
@@ -429,27 +514,25 @@ class _Follower:
             base, "pending", [attempt], self.store.log_path(self.run.id, shard.index)
         )
         self.store.write_shard(rec)
+        self.announced.discard(shard.index)  # it starts again in the next job
 
 
-def _why(state: str, job: str, shard: Shard, f: _Follower) -> str:
-    log = f.run_dir / "slurm" / f"{job}_{shard.index}.out"
+def _why(state: str, job: str, task: int, run_dir: Path) -> str:
+    name = f"{job}_{task}"
+    log = run_dir / "slurm" / f"{name}.out"
     if state in ("TIMEOUT", "DEADLINE"):
         return (
-            f"Slurm ended task {job}_{shard.index} at its time limit ({state}); raise "
-            f"--time or the module's resources.timeout; task log {log}"
+            f"Slurm ended task {name} at its time limit ({state}); raise --time or the "
+            f"module's resources.timeout; task log {log}"
         )
     if state == "OUT_OF_MEMORY":
-        return f"Slurm ended task {job}_{shard.index}: OUT_OF_MEMORY; raise resources.memory"
+        return f"Slurm ended task {name}: OUT_OF_MEMORY; raise resources.memory"
     if state == "CANCELLED":
-        return f"Slurm task {job}_{shard.index} was cancelled"
+        return f"Slurm task {name} was cancelled"
     return (
-        f"Slurm task {job}_{shard.index} ended {state} without a shard record; its log "
-        f"{log} says why (is the run folder on a filesystem the node shares?)"
+        f"Slurm task {name} ended {state} without a shard record; its log {log} says why "
+        "(is the run folder on a filesystem the node shares?)"
     )
-
-
-def _started(run_id: str, shard: Shard) -> ShardEvent:
-    return ShardEvent("started", shard.index, shard.count, "running", None, run_id)
 
 
 def _stamp(path: Path) -> tuple[int, int] | None:

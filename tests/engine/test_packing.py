@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import threading
 import time
 from collections import Counter
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import run_containers, wait_for
+from helpers import BASE_IMAGE, run_containers, wait_for
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
@@ -267,3 +268,64 @@ def test_an_image_without_a_shell_is_refused_before_any_shard_container(
     assert "has no /bin/sh" in text and "--batch-size 1" in text
     assert workspace.record().state == "failed"
     assert Counter(c.labels.get(LABEL_SHARD) for c in engine.created) == Counter(probe=1)
+
+
+def slow_second_value(ws: Workspace) -> Path:
+    """4 values in one container; value 1 sleeps, so a stop finds 0 done and 2, 3 not started."""
+    script = f'if [ "{IDX}" = 1 ]; then sleep 60; fi; echo > "$2/{IDX}"'
+    return packed_spec(ws, "{range: 4, batch_size: 4, max_parallel: 1}", script)
+
+
+@pytest.mark.parametrize(
+    ("stop", "status", "state"),
+    [("ctrl-c", 130, "cancelled"), ("deadline", 124, "failed")],
+)
+def test_a_stop_during_a_batch_keeps_the_values_done_and_leaves_no_container(
+    workspace: Workspace, docker_client: Any, stop: str, status: int, state: str
+) -> None:
+    spec = slow_second_value(workspace)
+    flags, out = workspace.folder("flags"), workspace.root / "out"
+    args = ["run", str(spec), "-i", f"flags={flags}", "-o", f"out={out}", "--grace", "1"]
+    proc = workspace.start(*args, *(["--deadline", "6"] if stop == "deadline" else []))
+    run_id = workspace.run_id()
+    wait_for(lambda: workspace.store.shard_path(run_id, 0).is_file(), what="value 0's record")
+    if stop == "ctrl-c":
+        proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=90)
+    assert proc.returncode == status, err
+    assert "Traceback" not in err
+    assert run_containers(docker_client, run_id) == []
+    shards = workspace.shards(run_id)
+    assert sorted(shards) == [0, 1]  # 2 and 3 never started: no record, not counted
+    assert shards[0].state == "succeeded" and shards[1].state == "cancelled"
+    assert os.listdir(out) == ["0"]
+    rec = workspace.record(run_id)
+    assert rec.state == state and rec.counts == {
+        "cancelled": 1,
+        "pending": 2,
+        "succeeded": 1,
+    }
+    if stop == "deadline":
+        assert (rec.reason or "").startswith("deadline_exceeded")
+
+
+def test_an_image_without_timeout_is_refused_when_the_spec_has_a_timeout(
+    workspace: Workspace, test_session_label: dict[str, str]
+) -> None:
+    (label,) = test_session_label.items()  # the session removes the image it builds
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL {label[0]}={label[1]}\nRUN rm /usr/bin/timeout\n"
+    workspace.folder("notimeout", {"Dockerfile": dockerfile})
+    spec = workspace.spec(
+        "name: notimeout\n"
+        "environment: {build: {context: notimeout}}\n"
+        "command: [sh, -c, 'echo \"$0\"', '${{shard.value}}']\n"
+        "resources: {timeout: 30s}\n"
+        "array: {range: 4, batch_size: 2}\n"
+    )
+    refused = workspace.cli("run", str(spec))
+    assert refused.returncode == 1, refused.stderr
+    assert "no `timeout` in the image" in refused.stderr, refused.stderr
+    assert "--batch-size 1" in refused.stderr and "Traceback" not in refused.stderr
+    assert workspace.shards() == {}  # refused before any shard ran
+    unpacked = workspace.cli("run", str(spec), "--batch-size", "1")
+    assert unpacked.returncode == 0, unpacked.stderr

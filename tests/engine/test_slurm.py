@@ -1,8 +1,10 @@
 """Runs on a real (one-node) Slurm cluster: the array and its throttle, failures replayed
-here, Ctrl-C, resume, a pipeline, and the refusal of an image the nodes cannot pull."""
+here, Ctrl-C, resume, a pipeline, the refusal of an image the nodes cannot pull, and
+packed arrays (one task per batch)."""
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -109,8 +111,9 @@ def test_a_failed_shard_exits_1_replays_here_and_resume_submits_only_it(
     assert again.returncode == 0, again.stderr
     rec = ws.record(run_id)
     assert rec.state == "succeeded" and rec.scheduler is not None
-    last = sorted((ws.store.run_dir(run_id) / "slurm").glob("job-*.sh"))[-1]
-    assert "#SBATCH --array=1%1" in last.read_text()
+    assert rec.scheduler.kind == "slurm" and len(rec.scheduler.job_ids) == 2
+    second = ws.store.run_dir(run_id) / "slurm" / "job-1.sh"
+    assert "#SBATCH --array=1%1" in second.read_text()
     assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(3)}
     assert len(ws.shards(run_id)[1].attempts) == 2 and len(ws.shards(run_id)[0].attempts) == 1
 
@@ -229,3 +232,89 @@ def test_runs_cancel_stops_a_detached_run(
     assert run_containers(docker_client, run_id) == []
     rec = ws.record(run_id)
     assert rec.state == "cancelled" and rec.counts == {"cancelled": 2}
+
+
+PACKED = """\
+environment: {{image: '{image}'}}
+name: packy
+inputs:
+  fail_on: {{type: string, default: none}}
+  slow_on: {{type: string, default: none}}
+outputs:
+  out: {{type: directory}}
+array: {{range: {n}, max_parallel: 2}}
+command: [sh, -c, 'if [ "$1" = "$3" ]; then sleep 300; fi;
+          case " $2 " in *" $1 "*) echo "broke on $1" >&2; exit 7;; esac;
+          echo "done $1"; echo "done $1" > "$0/$1.txt"',
+          "${{{{outputs.out}}}}", "${{{{shard.index}}}}", "${{{{inputs.fail_on}}}}",
+          "${{{{inputs.slow_on}}}}"]
+"""
+
+
+def test_a_packed_array_runs_one_batch_per_task_and_resume_reruns_only_failed_values(
+    ws: Workspace, pushed_base: str
+) -> None:
+    spec = ws.spec(PACKED.format(image=pushed_base, n=10))
+    out = ws.root / "out"
+    packed = ("run", str(spec), "--on", "slurm", "--batch-size", "4")
+    first = ws.cli(*packed, "-o", f"out={out}", "-i", "fail_on=5 8")
+    assert first.returncode == 1, first.stderr
+    assert "packing: up to 4 shards per container" in first.stderr
+    assert "broke on 5" in first.stderr
+    run_id = ws.run_id()
+    slurm_dir = ws.store.run_dir(run_id) / "slurm"
+    script = (slurm_dir / "job-0.sh").read_text()
+    assert "#SBATCH --array=0-2%2" in script and '--batch "$SLURM_ARRAY_TASK_ID"' in script
+    plan = json.loads((slurm_dir / "batches-0.json").read_text())
+    assert plan == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    shards = ws.shards(run_id)
+    failed = {5, 8}
+    assert {i: r.state for i, r in shards.items()} == {
+        i: "failed" if i in failed else "succeeded" for i in range(10)
+    }
+    assert shards[5].exit_code == 7 and shards[5].failure == "exit_code"
+    # One container per batch, and each value keeps its own log and outputs.
+    containers = [shards[i].attempts[0].container_id for i in range(10)]
+    assert len(set(containers)) == 3
+    assert containers[0] == containers[3] != containers[4] == containers[7] != containers[8]
+    assert "done 9" in Path(shards[9].log_path).read_text()
+    assert "broke on 5" in Path(shards[5].log_path).read_text()
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(10) if i not in failed}
+
+    # One value replayed here, in its own container, with Docker only.
+    repro = ws.cli("repro", run_id, "--shard", "5", env={"SLURM_CONF": "/nonexistent"})
+    assert repro.returncode == 7, repro.stderr
+
+    again = ws.cli(*packed, "--resume", run_id, "-i", "fail_on=none")
+    assert again.returncode == 0, again.stderr
+    assert json.loads((slurm_dir / "batches-1.json").read_text()) == [[5, 8]]
+    after = ws.shards(run_id)
+    assert all(after[i].attempts == shards[i].attempts for i in range(10) if i not in failed)
+    assert [len(after[i].attempts) for i in sorted(failed)] == [2, 2]
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(10)}
+    assert ws.record(run_id).state == "succeeded"
+
+
+def test_a_packed_task_at_its_time_limit_charges_the_running_value_and_resubmits_the_rest(
+    ws: Workspace, pushed_base: str
+) -> None:
+    spec = ws.spec(PACKED.format(image=pushed_base, n=4))
+    out = ws.root / "out"
+    ran = ws.cli(
+        "run", str(spec), "--on", "slurm", "--batch-size", "4", "--time", "0:15",
+        "--grace", "1", "-o", f"out={out}", "-i", "slow_on=1", timeout_s=300,
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    run_id = ws.run_id()
+    shards = ws.shards(run_id)
+    assert [shards[i].state for i in range(4)] == ["succeeded", "failed", "succeeded", "succeeded"]
+    assert shards[1].failure == "time_limit", shards[1].attempts
+    assert "time limit" in (shards[1].attempts[-1].message or "")
+    # 2 and 3 never started in the task Slurm ended: submitted again, one attempt each.
+    rec = ws.record(run_id)
+    assert rec.scheduler is not None and len(rec.scheduler.job_ids) == 2
+    slurm_dir = ws.store.run_dir(run_id) / "slurm"
+    assert json.loads((slurm_dir / "batches-1.json").read_text()) == [[2, 3]]
+    assert [len(shards[i].attempts) for i in (2, 3)] == [1, 1]
+    assert shards[2].attempts[0].container_id != shards[0].attempts[0].container_id
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in (0, 2, 3)}

@@ -9,7 +9,7 @@
 #SBATCH --partition=gpu
 #SBATCH --account=lab
 #SBATCH --qos=long
-# containerexec run wc-2: one task per shard; the run folder must be on a
-# filesystem every node shares. exec, so Slurm's SIGTERM reaches the worker,
-# which stops and removes its container.
+# containerexec run wc-2: one task per shard.
+# The run folder must be on a filesystem every node shares. exec, so Slurm's
+# SIGTERM reaches the worker, which stops and removes its container.
 exec /opt/venv/bin/python -m containerexec worker /shared/runs/wc-2 --shard "$SLURM_ARRAY_TASK_ID"

@@ -61,6 +61,22 @@ def test_the_plain_array_script_matches_its_golden_file() -> None:
     golden_text("sbatch_array.sh", script)
 
 
+def test_a_packed_array_script_runs_one_batch_per_task() -> None:
+    script = render_script(
+        run_id="wc-3",
+        module="wc",
+        run_dir=Path("/shared/runs/wc-3"),
+        indices=[0, 1, 2],
+        throttle=2,
+        spec=spec(resources={"timeout": 60}),
+        settings=SlurmSettings(python="/opt/venv/bin/python"),
+        batches=Path("/shared/runs/wc-3/slurm/batches-0.json"),
+        batch_size=4,
+    )
+    golden_text("sbatch_packed.sh", script)
+    assert "#SBATCH --time=6" in script  # 4 values x 60 s + the 120 s margin -> 6 min
+
+
 def test_resources_and_settings_become_sbatch_options() -> None:
     script = render_script(
         run_id="wc-2",
@@ -96,6 +112,8 @@ def test_the_time_limit_covers_every_attempt_its_backoff_and_a_margin() -> None:
     assert time_limit(one) == "12"  # 600 s + 120 s margin
     three = spec(resources={"timeout": 60}, retries={"max_attempts": 3})
     assert time_limit(three) == "6"  # 3 x 60 s + backoffs 1 s + 2 s + 120 s -> 303 s
+    # A packed task runs its values one after another: each value's attempts count.
+    assert time_limit(three, values=10) == "33"  # 10 x 183 s + 120 s -> 1950 s
 
 
 def test_squeue_lines_parse_to_states_by_index() -> None:
