@@ -1,8 +1,9 @@
 """Benchmark: the per-shard overhead of a run on Slurm against a local run of the same array.
 
 Starts the tests' one-node Slurm cluster (tests/slurm.py: root, a temp folder, free
-ports), then runs the same N-shard array of `true` locally and with --on slurm,
-alternating which goes first, and reports seconds per shard and their ratio. The
+ports), then runs the same N-shard array of `true` locally, with --on slurm, and
+with --on slurm packed (batch_size auto: one task per batch), rotating which goes
+first, and reports seconds per shard and the ratios. The
 image is the local base image: the node is this machine, so the bench skips the
 "pushed to a registry" check (admit) that a real cluster needs.
 
@@ -42,13 +43,16 @@ class OneNodeSlurm(SlurmScheduler):
         return record.model_copy(update={"scheduler": SchedulerRecord(kind="slurm")})
 
 
-def one_run(engine: DockerEngine, root: Path, n: int, parallel: int, where: Scheduler) -> float:
+def one_run(
+    engine: DockerEngine, root: Path, n: int, parallel: int, where: Scheduler, packed: bool
+) -> float:
+    array = {"range": n, "max_parallel": parallel, **({"batch_size": "auto"} if packed else {})}
     spec = ModuleSpec.model_validate(
         {
             "name": "bench",
             "environment": {"image": BASE_IMAGE, "pull": "never"},
             "command": ["true"],
-            "array": {"range": n, "max_parallel": parallel},
+            "array": array,
         }
     )
     executor = Executor(engine, RunStore(root / "runs"), scheduler=where)
@@ -65,24 +69,27 @@ def main() -> None:
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {"local": [], "slurm": []}
+    legs = ["local", "slurm", "packed"]
+    times: dict[str, list[float]] = {name: [] for name in legs}
     with SlurmCluster() as cluster, tempfile.TemporaryDirectory(prefix="cx-bench-") as tmp:
         os.environ["SLURM_CONF"] = str(cluster.conf)
         engine = DockerEngine.from_env()
         slurm = OneNodeSlurm(settings=SlurmSettings(poll_s=0.5))
         for r in range(args.rounds):
-            order = ["local", "slurm"] if r % 2 == 0 else ["slurm", "local"]
-            for name in order:
-                where: Scheduler = slurm if name == "slurm" else LocalPool()
-                took = one_run(engine, Path(tmp) / f"{name}{r}", args.n, args.parallel, where)
+            for name in legs[r % 3 :] + legs[: r % 3]:
+                where: Scheduler = LocalPool() if name == "local" else slurm
+                root = Path(tmp) / f"{name}{r}"
+                took = one_run(engine, root, args.n, args.parallel, where, name == "packed")
                 times[name].append(took)
-                print(f"round {r} {name:5}: {took:6.1f} s ({took / args.n:.2f} s/shard)")
+                print(f"round {r} {name:6}: {took:6.1f} s ({took / args.n:.2f} s/shard)")
         engine.api.close()
-    local, slurm_t = statistics.median(times["local"]), statistics.median(times["slurm"])
+    local, slurm_t, packed = (statistics.median(times[name]) for name in legs)
     print(
         f"\n{args.n} shards, {args.parallel} at once, median of {args.rounds}: "
-        f"local {local / args.n:.2f} s/shard, slurm {slurm_t / args.n:.2f} s/shard, "
-        f"ratio {slurm_t / local:.1f}x; slurm overhead {(slurm_t - local) / args.n:.2f} s/shard"
+        f"local {local / args.n:.2f} s/shard, slurm {slurm_t / args.n:.2f} s/shard "
+        f"({slurm_t / local:.1f}x local; overhead {(slurm_t - local) / args.n:.2f} s/shard), "
+        f"slurm packed (auto) {packed / args.n:.2f} s/shard ({slurm_t / packed:.1f}x faster "
+        f"than unpacked on Slurm, {packed / local:.2f}x local)"
     )
 
 

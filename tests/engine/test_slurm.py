@@ -118,6 +118,17 @@ def test_a_failed_shard_exits_1_replays_here_and_resume_submits_only_it(
     assert len(ws.shards(run_id)[1].attempts) == 2 and len(ws.shards(run_id)[0].attempts) == 1
 
 
+def test_fail_fast_on_one_task_cancels_the_rest_of_the_job(ws: Workspace, pushed_base: str) -> None:
+    body = ARRAY.format(env=f"{{image: '{pushed_base}'}}", n=6, k=1)
+    spec = ws.spec(body + "retries: {fail_run_on_exit_codes: [7]}\n")
+    ran = ws.cli("run", str(spec), "--on", "slurm", "-i", "fail_on=0", "-i", "pause=1")
+    assert ran.returncode == 1, ran.stderr
+    rec = ws.record()
+    assert rec.state == "failed" and (rec.reason or "").startswith("fail_fast: shard 0"), rec
+    shards = ws.shards()
+    assert shards[0].exit_code == 7
+    assert sum(1 for r in shards.values() if r.state == "succeeded") <= 1  # one at a time
+
 def test_ctrl_c_cancels_the_slurm_job_and_leaves_no_container(
     ws: Workspace, pushed_base: str, docker_client: Any
 ) -> None:
