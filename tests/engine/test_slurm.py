@@ -129,6 +129,7 @@ def test_fail_fast_on_one_task_cancels_the_rest_of_the_job(ws: Workspace, pushed
     assert shards[0].exit_code == 7
     assert sum(1 for r in shards.values() if r.state == "succeeded") <= 1  # one at a time
 
+
 def test_ctrl_c_cancels_the_slurm_job_and_leaves_no_container(
     ws: Workspace, pushed_base: str, docker_client: Any
 ) -> None:
