@@ -2,8 +2,8 @@
 
 In one process, on the same engine: N shards of `true` packed (batch_size auto) and
 a smaller unpacked sample whose per-shard cost is extrapolated to N; M shards of
-50 ms of work, packed and unpacked; and the executor's peak memory (max RSS) after
-a packed run of N/10 shards and after one of N shards. Prints the ratios.
+50 ms of work, packed and unpacked; and the executor's peak memory (max RSS) of a
+packed run of N/10, N and 2N shards, each in a fresh process. Prints the ratios.
 
     .venv/bin/python bench/packing.py [--n 10000] [--sample 300] [--work 1000] [--parallel 2]
 """
@@ -14,6 +14,8 @@ import argparse
 import os
 import resource
 import shutil
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +62,17 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def rss_of_run(n: int, parallel: int) -> tuple[float, int]:
+    """Max RSS (MiB) of a fresh process that runs n packed shards of `true`, and its K."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--rss-of", str(n), "--parallel", str(parallel)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return float(out[0]), int(out[1])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--n", type=int, default=10_000)
@@ -69,11 +82,16 @@ def main() -> None:
     # 50 ms of sleep uses no CPU: both sides get the same, larger number of containers.
     p.add_argument("--work-parallel", type=int, default=16)
     p.add_argument("--only-work", action="store_true", help="only the 50 ms comparison")
+    p.add_argument("--rss-of", type=int, default=None, help=argparse.SUPPRESS)
     a = p.parse_args()
     engine = DockerEngine.from_env()
     root = Path(tempfile.mkdtemp(prefix="packbench-"))
     par = a.parallel
     try:
+        if a.rss_of is not None:  # the child process of rss_of_run
+            _, k = timed(engine, root, spec(a.rss_of, ["true"], "auto"), par)
+            print(f"{rss_mib():.1f} {k}")
+            return
         if not a.only_work:
             true_shards(engine, root, a, par)
         work = ["sh", "-c", "sleep 0.05"]
@@ -91,10 +109,7 @@ def main() -> None:
 
 def true_shards(engine: DockerEngine, root: Path, a: argparse.Namespace, par: int) -> None:
     """N x `true` packed against an unpacked sample, and the executor's memory."""
-    small, _ = timed(engine, root, spec(a.n // 10, ["true"], "auto"), par)
-    rss_small = rss_mib()
     packed, k = timed(engine, root, spec(a.n, ["true"], "auto"), par)
-    rss_big = rss_mib()
     unpacked, _ = timed(engine, root, spec(a.sample, ["true"], None), par)
     per_shard = unpacked / a.sample
     print(f"{a.n} x true, packed (auto: K={k}), {par} containers: {packed:.1f} s")
@@ -103,9 +118,18 @@ def true_shards(engine: DockerEngine, root: Path, a: argparse.Namespace, par: in
         f"shard -> {a.n} unpacked ~ {per_shard * a.n:.0f} s; packed is "
         f"{per_shard * a.n / packed:.1f}x faster"
     )
+    sizes = [a.n // 10, a.n, 2 * a.n]
+    rss = [rss_of_run(n, par) for n in sizes]
     print(
-        f"executor max RSS: {rss_small:.0f} MiB after {a.n // 10} packed shards, "
-        f"{rss_big:.0f} MiB after {a.n} ({rss_big / rss_small:.2f}x for 10x the shards)"
+        "executor max RSS, a fresh process per run: "
+        + ", ".join(
+            f"{n} shards (K={kn}) {mib:.0f} MiB" for n, (mib, kn) in zip(sizes, rss, strict=True)
+        )
+    )
+    grew = (rss[2][0] - rss[1][0]) * 1024 * 1024 / (sizes[2] - sizes[1])
+    print(
+        f"from {sizes[1]} to {sizes[2]} shards (same K): {rss[2][0] / rss[1][0]:.2f}x, "
+        f"{grew:.0f} bytes per added shard"
     )
 
 
