@@ -64,6 +64,7 @@ ENDED_BY_SLURM = {
     "OUT_OF_MEMORY": Failure.OOM,
     "CANCELLED": Failure.CANCELLED,
 }
+DEFAULT_MAX_ARRAY_SIZE = 1001  # Slurm's own default
 TIME_MARGIN_S = 120  # pulling the image and committing outputs, on top of the attempts
 
 
@@ -236,6 +237,15 @@ class SlurmClient:
             if "_" in jid and jid.split("_")[1].isdigit()
         }
 
+    def max_array_size(self) -> int:
+        """The cluster's MaxArraySize: array task indices must be below it (default 1001)."""
+        out = self._call(["scontrol", "show", "config"], check=False)
+        for line in out.splitlines():
+            key, _, value = line.partition("=")
+            if key.strip() == "MaxArraySize" and value.strip().isdigit():
+                return int(value.strip())
+        return DEFAULT_MAX_ARRAY_SIZE
+
     def cancel(self, job_id: str, *, pending_only: bool = False) -> None:
         argv = ["scancel", *(["--state=PENDING"] if pending_only else []), job_id]
         self._call(argv, check=False)
@@ -323,7 +333,15 @@ class _Follower:
             packing.ready(self.run, todo)  # the image can run packed: before any submission
         while todo and not self.run.stopping():
             tasks = self._tasks(todo)
-            job = self._submit(tasks)
+            try:
+                self._fits(tasks)
+                job = self._submit(tasks)
+            except SlurmError as exc:
+                failed = self.run.record.model_copy(
+                    update={"state": "failed", "reason": f"slurm_refused: {exc.message}"}
+                )
+                self.store.write_run(failed.model_copy(update={"ended_at": self.run.ex.clock()}))
+                raise
             if self.s.detach:
                 raise Detached(self.run.id, list(self.run.record.scheduler.job_ids))  # type: ignore[union-attr]
             lost, back = self._follow(job, tasks)
@@ -340,6 +358,23 @@ class _Follower:
         if self.packed:
             return dict(enumerate(packing.plan(todo, self.run.batch_size)))
         return {s.index: [s] for s in todo}
+
+    def _fits(self, tasks: dict[int, list[Shard]]) -> None:
+        """Refuse, before sbatch does, an array whose task indices the cluster cannot take."""
+        limit = self.s.client.max_array_size()
+        top = max(tasks)
+        if top < limit:
+            return
+        shards = sum(len(batch) for batch in tasks.values())
+        k = math.ceil(shards / (limit - 1))
+        what = "shard" if not self.packed else "batch"
+        raise SlurmError(
+            ["sbatch"],
+            f"module '{self.run.spec.name}': the array's largest task index is {top} (one task "
+            f"per {what}) but this cluster's MaxArraySize is {limit}, so Slurm would refuse "
+            f"it. Pack the shards into fewer tasks: --batch-size auto (about "
+            f"{2 * self.parallel} tasks) or --batch-size {k} or more",
+        )
 
     def _uncached(self, todo: list[Shard]) -> list[Shard]:
         """Serve the shards the cache holds here, before anything is submitted: a job whose

@@ -330,3 +330,26 @@ def test_a_packed_task_at_its_time_limit_charges_the_running_value_and_resubmits
     assert [len(shards[i].attempts) for i in (2, 3)] == [1, 1]
     assert shards[2].attempts[0].container_id != shards[0].attempts[0].container_id
     assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in (0, 2, 3)}
+
+
+def test_an_array_above_max_array_size_is_refused_before_sbatch_and_runs_packed(
+    ws: Workspace, pushed_base: str
+) -> None:
+    spec = array(ws, pushed_base, n=1200, k=3)  # the test cluster keeps MaxArraySize=1001
+    out = ws.root / "out"
+    refused = ws.cli("run", str(spec), "--on", "slurm", "-o", f"out={out}")
+    assert refused.returncode == 1, refused.stderr
+    assert "MaxArraySize is 1001" in refused.stderr and "--batch-size auto" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    run_id = ws.run_id()
+    rec = ws.record(run_id)
+    assert rec.state == "failed" and (rec.reason or "").startswith("slurm_refused")
+    assert not (ws.store.run_dir(run_id) / "slurm" / "job-0.sh").exists()  # nothing submitted
+
+    packed = ws.cli(
+        "run", str(spec), "--on", "slurm", "--batch-size", "auto", "-o", f"out={out}",
+        "--overwrite", timeout_s=300,
+    )  # fmt: skip
+    assert packed.returncode == 0, packed.stderr
+    assert "packing: up to 200 shards per container" in packed.stderr
+    assert len(outputs_of(out)) == 1200
