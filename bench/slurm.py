@@ -28,8 +28,9 @@ from slurm import SlurmCluster  # noqa: E402
 from containerexec.engine.docker import DockerEngine  # noqa: E402
 from containerexec.model.spec import ModuleSpec  # noqa: E402
 from containerexec.run.executor import Executor, RunOptions  # noqa: E402
+from containerexec.run.sbatch import SlurmSettings  # noqa: E402
 from containerexec.run.scheduler import LocalPool, Scheduler  # noqa: E402
-from containerexec.run.slurm import SlurmScheduler, SlurmSettings  # noqa: E402
+from containerexec.run.slurm import SlurmScheduler  # noqa: E402
 from containerexec.store.records import RunRecord, SchedulerRecord  # noqa: E402
 from containerexec.store.tree import RunStore  # noqa: E402
 

@@ -22,8 +22,9 @@ import click
 from containerexec.cli import App
 from containerexec.errors import UsageError
 from containerexec.run.executor import Executor
+from containerexec.run.sbatch import ACTIVE, SlurmClient, SlurmSettings
 from containerexec.run.scheduler import LocalPool, Scheduler
-from containerexec.run.slurm import ACTIVE, SlurmClient, SlurmScheduler, SlurmSettings
+from containerexec.run.slurm import SlurmScheduler
 from containerexec.store.records import RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])

@@ -13,15 +13,14 @@ import pytest
 
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.runner import Failure
-from containerexec.run.slurm import (
-    ENDED_BY_SLURM,
-    LOST,
+from containerexec.run.sbatch import (
     SlurmSettings,
     array_indices,
     parse_states,
     render_script,
     time_limit,
 )
+from containerexec.run.slurm import ENDED_BY_SLURM, LOST
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
