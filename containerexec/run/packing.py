@@ -242,7 +242,7 @@ def run_batch(run: Run, shards: list[Shard]) -> list[Shard]:
     except Exception as exc:  # a broken batch must not stop its worker
         for shard in shards:
             if shard.index not in batch.settled:
-                run._crashed(shard, exc)
+                run.crashed(shard, exc)
         return []
 
 
@@ -294,7 +294,7 @@ class Batch:
         timeout = inv0.limits.timeout_s
         scripts = []
         for v in self.values:
-            run._prepare(v.staging, v.inv)
+            run.prepare(v.staging, v.inv)
             text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
             scripts.append((v.name, text))
             if timeout is not None:
@@ -455,7 +455,7 @@ class Batch:
 
     def _log(self, v: Value) -> LogSink:
         """The value's saved log from its two files (stdout first), then the files go."""
-        log = self.run._log(v.shard.index, 1)
+        log = self.run.log_sink(v.shard.index, 1)
         for stream, ext in (("stdout", "out"), ("stderr", "err")):
             path = self._state(v, ext)
             with contextlib.suppress(FileNotFoundError):
@@ -490,7 +490,7 @@ class Batch:
             engine_error="",
         )
         if a.ok:
-            a = run._commit(a, v.inv, v.staging)
+            a = run.commit(a, v.inv, v.staging)
         self._settle(v, a)
 
     def _died(
@@ -532,7 +532,7 @@ class Batch:
         self.settled.add(v.shard.index)
         run.started(v.shard)
         retry = should_retry(run.policy, a, int(a.counted)) and not run.tracker.cancelled.is_set()
-        run._retrying(v.shard, a, retry)
+        run.retrying(v.shard, a, retry)
         if retry:
             self.retries.append((v, a))
         else:
@@ -554,10 +554,10 @@ class Batch:
                 tracker=run.tracker,
                 clock=run.ex.clock,
                 sleep=run.ex.sleep_for(run.tracker),
-                log_for=lambda n: run._log(index, n + 1),
-                before=lambda: run._prepare(staging_dir, v.inv),
-                after=lambda a: run._commit(a, v.inv, staging_dir),
-                on_attempt=lambda a, retry: run._retrying(v.shard, a, retry),
+                log_for=lambda n: run.log_sink(index, n + 1),
+                before=lambda: run.prepare(staging_dir, v.inv),
+                after=lambda a: run.commit(a, v.inv, staging_dir),
+                on_attempt=lambda a, retry: run.retrying(v.shard, a, retry),
                 grace_s=run.record.grace_s,
             )
         attempts = [first, *(replace(a, number=a.number + 1) for a in more)]

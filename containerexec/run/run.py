@@ -300,9 +300,10 @@ class Run:
         try:
             self.run_shard(shard)
         except Exception as exc:  # one shard must not stop its worker
-            self._crashed(shard, exc)
+            self.crashed(shard, exc)
 
-    def _crashed(self, shard: Shard, exc: Exception) -> None:
+    def crashed(self, shard: Shard, exc: Exception) -> None:
+        """Record a shard that broke outside its container as failed (engine_error)."""
         store = self.ex.store
         now = self.ex.clock()
         attempt = Attempt(
@@ -376,7 +377,7 @@ class Run:
             return None  # an entry no container wrote that way: run the shard afresh
         now = self.ex.clock()
         hit = Attempt(number=1, started_at=now, ended_at=now, exit_code=0, counted=False)
-        done = self._commit(hit, inv, staging_dir, cached=True)
+        done = self.commit(hit, inv, staging_dir, cached=True)
         if done.ok:
             self._values[inv.shard_index] = value
         return done
@@ -390,10 +391,10 @@ class Run:
 
     def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
         if self.interactive is not None:
-            self._prepare(staging_dir, inv)
+            self.prepare(staging_dir, inv)
             now = self.ex.clock()
             attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
-            return [self._commit(attempt, inv, staging_dir) if attempt.ok else attempt]
+            return [self.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
         return run_with_retries(
             self.ex.engine,
             inv,
@@ -402,15 +403,18 @@ class Run:
             tracker=self.tracker,
             clock=self.ex.clock,
             sleep=self.ex.sleep_for(self.tracker),
-            log_for=lambda n: self._log(shard.index, n),
-            before=lambda: self._prepare(staging_dir, inv),
-            after=lambda a: self._commit(a, inv, staging_dir),
-            on_attempt=lambda a, retry: self._retrying(shard, a, retry),
+            log_for=lambda n: self.log_sink(shard.index, n),
+            before=lambda: self.prepare(staging_dir, inv),
+            after=lambda a: self.commit(a, inv, staging_dir),
+            on_attempt=lambda a, retry: self.retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
         )
 
-    def _prepare(self, staging_dir: Path, inv: Invocation) -> None:
+    # -- steps of a shard's life, shared with a packed batch (run/packing.py) ----------
+
+    def prepare(self, staging_dir: Path, inv: Invocation) -> None:
+        """An empty staging folder for one attempt, with room for its returned value."""
         staging.prepare(staging_dir, self.spec)
         returned.prepare(staging_dir, inv)
 
@@ -418,14 +422,16 @@ class Run:
         if fails_run(self.policy, a):
             self.stop(f"{FAIL_FAST}: shard {shard.index} exited with {a.exit_code}")
 
-    def _retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+    def retrying(self, shard: Shard, a: Attempt, retry: bool) -> None:
+        """An attempt ended: fail the run fast if its exit says so; say a retry comes."""
         self._fail_fast(shard, a)
         if retry:
             self.ex.on_event(
                 ShardEvent("retrying", shard.index, shard.count, "running", a, self.id)
             )
 
-    def _log(self, index: int, number: int) -> LogSink:
+    def log_sink(self, index: int, number: int) -> LogSink:
+        """The log of attempt `number` of shard `index` (earlier attempts' logs kept)."""
         path = self.ex.store.log_path(self.id, index)
         if number > 1:  # keep each earlier attempt's log beside the last one
             with contextlib.suppress(OSError):
@@ -439,7 +445,7 @@ class Run:
             redact=list(self.ex.secrets.values()),
         )
 
-    def _commit(
+    def commit(
         self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
     ) -> Attempt:
         """Check, cache and commit a succeeded attempt's outputs (or `cached` ones restored
