@@ -6,6 +6,7 @@ import contextlib
 import functools
 import gc
 import os
+import subprocess
 import time
 import uuid
 import warnings
@@ -158,3 +159,15 @@ def slurm(docker_available: None) -> Iterator[SlurmCluster]:
                 os.environ.pop("SLURM_CONF", None)
             else:
                 os.environ["SLURM_CONF"] = before
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Path]:
+    """A folder on another filesystem than the run store: outputs are copied, not renamed."""
+    mount = tmp_path / "tmpfs"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)])
+    if done.returncode != 0:
+        pytest.fail("mounting a tmpfs needs root (these tests run as root)")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], check=True)

@@ -48,6 +48,13 @@ def outputs_of(folder: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted(folder.iterdir())}
 
 
+def files_under(folder: Path) -> list[str]:
+    """Every file under `folder`, as sorted relative paths."""
+    return sorted(
+        str(Path(d, f).relative_to(folder)) for d, _dirs, names in os.walk(folder) for f in names
+    )
+
+
 def labelled_containers(
     client: Any, label: str, value: str | None = None, *, running: bool = False
 ) -> list[dict[str, Any]]:

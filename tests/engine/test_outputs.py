@@ -11,14 +11,12 @@ import hashlib
 import json
 import os
 import stat
-import subprocess
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, files_under
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import pipeline_status, run_status
@@ -41,12 +39,6 @@ def module(ws: Workspace, script: str, *, array: str = "", extra: str = "") -> P
         f"command: [bash, -c, {json.dumps(script)}, outs, '${{{{outputs.out}}}}']\n"
         + (f"array: {array}\n" if array else "")
         + extra
-    )
-
-
-def files_under(folder: Path) -> list[str]:
-    return sorted(
-        str(Path(d, f).relative_to(folder)) for d, _dirs, names in os.walk(folder) for f in names
     )
 
 
@@ -74,18 +66,6 @@ def run_into(workspace: Workspace, folder: Path, script: str) -> tuple[Path, int
 
 def place(workspace: Workspace, tmpfs: Path, where: str) -> Path:
     return workspace.root if where == "same-fs" else tmpfs
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
-    """A folder on another filesystem than the run store: outputs are copied, not renamed."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)])
-    if done.returncode != 0:
-        pytest.fail("mounting a tmpfs needs root (these tests run as root)")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 # -- 1. shards merge, and never overwrite each other -----------------------------------------

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, run_containers, wait_for
+from helpers import BASE_IMAGE, files_under, run_containers, wait_for
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
@@ -329,3 +329,32 @@ def test_an_image_without_timeout_is_refused_when_the_spec_has_a_timeout(
     assert workspace.shards() == {}  # refused before any shard ran
     unpacked = workspace.cli("run", str(spec), "--batch-size", "1")
     assert unpacked.returncode == 0, unpacked.stderr
+
+
+@pytest.mark.parametrize("where", ["same-fs", "tmpfs"])
+def test_packed_values_merge_nested_folders_and_let_no_collision_or_host_file_out(
+    workspace: Workspace, tmpfs: Path, where: str
+) -> None:
+    # Each value writes into the same nested folder; 2 also writes 0's file, 3 links to a
+    # host file, 4 makes a FIFO: as unpacked, only 0 and 1 land, and nothing else.
+    script = (
+        f'mkdir -p "$2/kept/deep"; echo {IDX} > "$2/kept/deep/{IDX}";'
+        f' case {IDX} in 2) echo again > "$2/kept/deep/0";; 3) ln -s /etc/shadow "$2/leak";;'
+        ' 4) mkfifo "$2/pipe";; esac'
+    )
+    spec = packed_spec(workspace, "{range: 5, batch_size: 5, max_parallel: 1}", script)
+    flags = workspace.folder("flags")
+    out = (workspace.root if where == "same-fs" else tmpfs) / "out"
+    _, _, result = workspace.run(spec, {"flags": str(flags)}, {"out": str(out)})
+    assert run_status(result.record) == 1
+    shards = workspace.shards()
+    assert [shards[i].failure for i in range(5)] == [
+        None,
+        None,
+        "output_collision",
+        "unsafe_output",
+        "unsafe_output",
+    ]
+    assert len({shards[i].attempts[0].container_id for i in range(5)}) == 1  # one container
+    assert files_under(out) == ["kept/deep/0", "kept/deep/1"]
+    assert (out / "kept" / "deep" / "0").read_text() == "0\n"

@@ -3,10 +3,12 @@ moved, and the replay here still pulls the recorded digest and fails the same wa
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -275,6 +277,16 @@ def spawn_cx(runs: Path, *args: str) -> pexpect.spawn:
     )
 
 
+def stop_child(child: pexpect.spawn) -> None:
+    """End a spawned containerexec as a user would (Ctrl-C: it stops and removes its
+    container), so a failed test leaves nothing behind; then close the terminal."""
+    if child.isalive():
+        child.kill(signal.SIGINT)
+        with contextlib.suppress(pexpect.EOF, pexpect.TIMEOUT):
+            child.expect(pexpect.EOF, timeout=60)
+    child.close(force=True)
+
+
 def test_shell_in_a_pseudo_terminal_has_the_shards_set_up(
     docker_client: docker.DockerClient,
     scenario: Scenario,
@@ -292,7 +304,7 @@ def test_shell_in_a_pseudo_terminal_has_the_shards_set_up(
         child.sendline("exit 7")
         child.expect(pexpect.EOF)
     finally:
-        child.close(force=True)
+        stop_child(child)
     assert child.exitstatus == 7
     assert labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id) == []
 
@@ -349,7 +361,7 @@ def test_debug_publishes_debugpy_on_localhost_and_runs_once_an_editor_attaches(
         child.expect_exact("reproduced: exit 3, same as recorded")
         child.expect(pexpect.EOF)
     finally:
-        child.close(force=True)
+        stop_child(child)
     assert child.exitstatus == 3
 
 
