@@ -206,18 +206,21 @@ def repro_command(
         status = replay.shell(executor, plan, tty=tty, keep=keep)
         _kept(plan, keep)
         ctx.exit(status)
-    if mode == "debug":
-        _debug_banner(plan, debug_port)
-        threading.Thread(target=_check_port, args=(plan, debug_port), daemon=True).start()
-        started = replay.start(executor, plan, mode, keep=keep, tty=tty, debug_port=debug_port)
-        outcome = replay.outcome(executor, plan, started.wait())
-    else:
-        with cancel_on_signals(executor, _Notes(), grace_s=5.0):
-            started = replay.start(executor, plan, mode, keep=keep)
+    ended = threading.Event()
+    with cancel_on_signals(executor, _Notes(), grace_s=5.0):  # Ctrl-C stops the container
+        if mode == "debug":
+            _debug_banner(plan, debug_port)
+            check = threading.Thread(target=_check_port, args=(plan, debug_port, ended))
+            check.daemon = True
+            check.start()
+        try:
+            started = replay.start(executor, plan, mode, keep=keep, tty=tty, debug_port=debug_port)
             outcome = replay.outcome(executor, plan, started.wait())
-        if executor.signal is not None:
-            click.echo(outcome.verdict)
-            ctx.exit(128 + executor.signal)
+        finally:
+            ended.set()
+    if executor.signal is not None:
+        click.echo(outcome.verdict)
+        ctx.exit(128 + executor.signal)
     _kept(plan, keep)
     if plan.outputs:
         click.echo(
@@ -291,12 +294,16 @@ def _debug_banner(plan: repro.Plan, port: int) -> None:
     )
 
 
-def _check_port(plan: repro.Plan, port: int) -> None:
-    """The launch.json once debugpy answers on the port; what to do when it never does."""
+def _check_port(plan: repro.Plan, port: int, ended: threading.Event) -> None:
+    """The launch.json once debugpy answers on the port; what to do when it never does.
+    The check's connection stays open until the run has `ended` (see debugger_connection)."""
     inv = repro.mode_invocation(plan, "debug")
-    if replay.port_answers(port, timeout_s=DEBUG_PORT_WAIT_S):
-        click.echo("debugpy answers; VS Code .vscode/launch.json:", err=True)
-        click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+    held = replay.debugger_connection(port, timeout_s=DEBUG_PORT_WAIT_S)
+    if held is not None:
+        with held:
+            click.echo("debugpy answers; VS Code .vscode/launch.json:", err=True)
+            click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+            ended.wait()
         return
     click.echo(
         f"nothing answers on 127.0.0.1:{port} after {DEBUG_PORT_WAIT_S:g} s: the engine may "

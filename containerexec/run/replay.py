@@ -118,29 +118,37 @@ def _attached(executor: Executor, tty: bool, keep: bool, port: int) -> Interacti
     return attempt
 
 
-def port_answers(
+def debugger_connection(
     port: int, *, timeout_s: float = 30.0, sleep: Callable[[float], object] = time.sleep
-) -> bool:
-    """Whether something listens on 127.0.0.1:`port` within `timeout_s`.
+) -> socket.socket | None:
+    """A connection to what listens on 127.0.0.1:`port`, once something does within
+    `timeout_s`; None if nothing does.
 
     docker's userland proxy accepts a connection even when nothing listens in the
     container, then closes it; a debug adapter keeps it open and waits for the client
     to speak first. So "answers" is: connected, and not closed within a short wait.
+    The caller keeps the connection open until the debug run ends: debugpy's adapter
+    exits when a client hangs up before its debuggee has connected to it, so a probe
+    that hung up at once could end the session the user is waiting for.
     """
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
-                sock.settimeout(0.5)
-                try:
-                    if sock.recv(1) != b"":
-                        return True
-                except TimeoutError:
-                    return True
+            sock = socket.create_connection(("127.0.0.1", port), timeout=1.0)
+        except OSError:
+            sleep(0.5)
+            continue
+        sock.settimeout(0.5)
+        try:
+            if sock.recv(1) != b"":
+                return sock
+        except TimeoutError:
+            return sock
         except OSError:
             pass
+        sock.close()
         sleep(0.5)
-    return False
+    return None
 
 
 def shell(executor: Executor, plan: Plan, *, tty: bool, keep: bool = False) -> int:

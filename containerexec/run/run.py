@@ -393,7 +393,11 @@ class Run:
         if self.interactive is not None:
             self.prepare(staging_dir, inv)
             now = self.ex.clock()
-            attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
+            self.tracker.add(inv.name)  # by name: a cancel stops it as any other container
+            try:
+                attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
+            finally:
+                self.tracker.discard(inv.name)
             return [self.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
         return run_with_retries(
             self.ex.engine,

@@ -365,6 +365,30 @@ def test_debug_publishes_debugpy_on_localhost_and_runs_once_an_editor_attaches(
     assert child.exitstatus == 3
 
 
+def test_ctrl_c_while_debugpy_waits_stops_and_removes_its_container(
+    docker_client: docker.DockerClient,
+    scenario: Scenario,
+    tmp_path: Path,
+) -> None:
+    port = free_port()
+    child = spawn_cx(
+        tmp_path / "runs", "repro", str(scenario.export), "--debug", "--debug-port", str(port)
+    )
+    try:
+        child.expect_exact(f'"port": {port}')  # debugpy answered: it waits for an editor
+
+        def container() -> list[dict[str, Any]]:
+            return labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id)
+
+        wait_for(container, timeout_s=60, what="the debug container")
+        child.kill(signal.SIGINT)  # to containerexec alone, not to the docker client
+        child.expect(pexpect.EOF, timeout=60)
+    finally:
+        stop_child(child)
+    assert child.exitstatus == 130
+    assert container() == []
+
+
 def _dap_session(port: int) -> socket.socket | None:
     """Attach as an editor would: initialize, attach, configurationDone; None until it listens."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=60)
