@@ -153,8 +153,12 @@ def summary(
         click.echo(f"outputs: {outs}", err=True)
     click.echo(f"record: {result.record_path}", err=True)
     if rec.state != "succeeded" and resume_with is not None:
+        # Where and how it ran, so the command resumes it the same way.
+        how = " --on slurm" if rec.scheduler is not None else ""
+        batch_size = (rec.spec.get("array") or {}).get("batch_size")
+        how += f" --batch-size {batch_size}" if batch_size else ""
         click.echo(
             f"resume (reruns the shards that did not succeed): containerexec run "
-            f"{resume_with} --resume {rec.run_id}",
+            f"{resume_with}{how} --resume {rec.run_id}",
             err=True,
         )

@@ -274,6 +274,7 @@ def test_a_packed_array_runs_one_batch_per_task_and_resume_reruns_only_failed_va
     assert "packing: up to 4 shards per container" in first.stderr
     assert "broke on 5" in first.stderr
     run_id = ws.run_id()
+    assert f"{spec} --on slurm --batch-size 4 --resume {run_id}" in first.stderr
     slurm_dir = ws.store.run_dir(run_id) / "slurm"
     script = (slurm_dir / "job-0.sh").read_text()
     assert "#SBATCH --array=0-2%2" in script and '--batch "$SLURM_ARRAY_TASK_ID"' in script
