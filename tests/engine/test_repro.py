@@ -335,23 +335,35 @@ def dap_messages(sock: socket.socket) -> Iterator[dict[str, Any]]:
         buffer = buffer[length:]
 
 
+def spawn_debug(scenario: Scenario, tmp_path: Path) -> tuple[pexpect.spawn, int]:
+    """`containerexec repro EXPORT --debug` on a free port, in a pseudo-terminal."""
+    port = free_port()
+    child = spawn_cx(
+        tmp_path / "runs", "repro", str(scenario.export), "--debug", "--debug-port", str(port)
+    )
+    return child, port
+
+
+def debug_containers(
+    client: docker.DockerClient, scenario: Scenario, *, running: bool = False
+) -> list[dict[str, Any]]:
+    return labelled_containers(client, LABEL_REPRO_OF, scenario.run_id, running=running)
+
+
 def test_debug_publishes_debugpy_on_localhost_and_runs_once_an_editor_attaches(
     docker_client: docker.DockerClient,
     scenario: Scenario,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    child = spawn_cx(
-        tmp_path / "runs", "repro", str(scenario.export), "--debug", "--debug-port", str(port)
-    )
+    child, port = spawn_debug(scenario, tmp_path)
     try:
         child.expect_exact(f'"port": {port}')
         child.expect_exact('"remoteRoot": "/app"')
-
-        def container() -> list[dict[str, Any]]:
-            return labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id, running=True)
-
-        found = wait_for(container, timeout_s=60, what="the debug container")
+        found = wait_for(
+            lambda: debug_containers(docker_client, scenario, running=True),
+            timeout_s=60,
+            what="the debug container",
+        )
         bindings = docker_client.api.port(found[0]["Id"], 5678)
         assert bindings == [{"HostIp": "127.0.0.1", "HostPort": str(port)}]
         sock = wait_for(lambda: _dap_session(port), timeout_s=60, what="debugpy to answer")
@@ -370,23 +382,20 @@ def test_ctrl_c_while_debugpy_waits_stops_and_removes_its_container(
     scenario: Scenario,
     tmp_path: Path,
 ) -> None:
-    port = free_port()
-    child = spawn_cx(
-        tmp_path / "runs", "repro", str(scenario.export), "--debug", "--debug-port", str(port)
-    )
+    child, port = spawn_debug(scenario, tmp_path)
     try:
         child.expect_exact(f'"port": {port}')  # debugpy answered: it waits for an editor
-
-        def container() -> list[dict[str, Any]]:
-            return labelled_containers(docker_client, LABEL_REPRO_OF, scenario.run_id)
-
-        wait_for(container, timeout_s=60, what="the debug container")
+        wait_for(
+            lambda: debug_containers(docker_client, scenario),
+            timeout_s=60,
+            what="the debug container",
+        )
         child.kill(signal.SIGINT)  # to containerexec alone, not to the docker client
         child.expect(pexpect.EOF, timeout=60)
     finally:
         stop_child(child)
     assert child.exitstatus == 130
-    assert container() == []
+    assert debug_containers(docker_client, scenario) == []
 
 
 def _dap_session(port: int) -> socket.socket | None:
