@@ -165,10 +165,7 @@ def ready(run: Run, todo: list[Shard]) -> None:
     try:
         check(run, run.base_record(todo[0], attempts=[]).invocation)
     except PackingUnsupported as exc:
-        failed = run.record.model_copy(
-            update={"state": "failed", "reason": f"packing_unsupported: {exc.problem}"}
-        )
-        run.ex.store.write_run(failed.model_copy(update={"ended_at": run.ex.clock()}))
+        run.refused(f"packing_unsupported: {exc.problem}")
         raise
 
 

@@ -360,6 +360,14 @@ class Run:
             self._fail_fast(shard, attempt)  # across a cluster's tasks too
         self._count(shard, record.state, attempt)
 
+    def refused(self, reason: str) -> None:
+        """Record the run as failed for `reason` before any of its shards ran (its image
+        cannot run packed shards, the cluster refused its array); the caller raises."""
+        failed = self.record.model_copy(
+            update={"state": "failed", "reason": reason, "ended_at": self.ex.clock()}
+        )
+        self.ex.store.write_run(failed)
+
     def settle(self) -> RunResult:
         """Write the final record of a run whose shards ended elsewhere, with no process
         following it (a detached cluster run): what the run's own end would write."""

@@ -147,10 +147,7 @@ class _Follower:
                 self._fits(tasks)
                 job = self._submit(tasks)
             except SlurmError as exc:
-                failed = self.run.record.model_copy(
-                    update={"state": "failed", "reason": f"slurm_refused: {exc.message}"}
-                )
-                self.store.write_run(failed.model_copy(update={"ended_at": self.run.ex.clock()}))
+                self.run.refused(f"slurm_refused: {exc.message}")
                 raise
             if self.s.detach:
                 raise Detached(self.run.id, list(self.run.record.scheduler.job_ids))  # type: ignore[union-attr]
