@@ -14,6 +14,7 @@ from containerexec.labels import LABEL_MODULE, LABEL_RUN, LABEL_SHARD
 from containerexec.model import placeholders
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
+from containerexec.model.names import ContainerName, ModuleName, PortName, RunId, ShardFile
 from containerexec.model.spec import DEFAULT_PIDS, ModuleSpec
 
 INPUTS_ROOT = "/inputs"
@@ -29,12 +30,12 @@ class Mount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["input", "output"]
-    name: str
+    name: PortName
     source: str
     target: str
     read_only: bool
     is_file: bool = False
-    shard_file: str = Field(
+    shard_file: ShardFile = Field(
         "",
         description="Set when only this file of input `name` is mounted (a glob shard's own "
         "file): its path inside the input. Empty when the whole input is mounted.",
@@ -57,8 +58,8 @@ class Invocation(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    run_id: str
-    module: str
+    run_id: RunId
+    module: ModuleName
     shard_index: int = 0
     shard_count: int = 1
     shard_value: str = ""
@@ -74,7 +75,7 @@ class Invocation(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     network: bool = False
     labels: dict[str, str] = Field(default_factory=dict)
-    name: str
+    name: ContainerName
 
     def short(self) -> str:
         """A stable one-line description for log lines."""

@@ -27,6 +27,7 @@ from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError, UsageError
 from containerexec.labels import LABEL_PIPELINE_RUN
 from containerexec.model.bindings import bind_value
+from containerexec.model.names import ModuleName, PortName, RunId
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.cache import Cache
@@ -45,9 +46,9 @@ JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "sk
 class JobRecord(Record):
     """One job of a pipeline run: its module run and whether the cache served it."""
 
-    module: str
+    module: ModuleName
     state: JobState = "pending"
-    run_id: str | None = None
+    run_id: RunId | None = None
     cached: bool = Field(
         default=False, description="Every shard came from the cache; no container ran."
     )
@@ -62,8 +63,8 @@ class JobRecord(Record):
 
 class PipelineRecord(Record):
     schema_version: int = SCHEMA_VERSION
-    id: str
-    name: str
+    id: RunId
+    name: ModuleName
     version: str
     pipeline_path: str | None
     state: RunState
@@ -71,7 +72,7 @@ class PipelineRecord(Record):
     inputs: dict[str, Any]
     outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
     outputs_placed: list[str] = Field(default_factory=list)
-    jobs: dict[str, JobRecord]
+    jobs: dict[PortName, JobRecord]
     max_workers: int
     max_containers: int
     keep_going: bool

@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError
 
 from containerexec.errors import RecordError, UsageError
+from containerexec.model.names import PortName, RelPath, RunId
 from containerexec.store.export import RunExport
 from containerexec.store.records import SCHEMA_VERSION, Record
 
@@ -39,13 +40,13 @@ DEFAULT_MAX_INPUT_BYTES = 256 << 20
 class BundleImage(Record):
     id: str = Field(description="The image ID; the loaded image must have it.")
     ref: str = Field(description="The reference the runs recorded.")
-    file: str
+    file: RelPath
     bytes: int
 
 
 class BundleInput(Record):
-    name: str
-    file: str = Field(description="Where it is in the bundle: inputs/<name>.")
+    name: PortName
+    file: RelPath = Field(description="Where it is in the bundle: inputs/<name>.")
     is_file: bool
     bytes: int
     made_by: str | None = Field(None, description="The pipeline job whose output it is.")
@@ -54,10 +55,10 @@ class BundleInput(Record):
 class BundleManifest(Record):
     kind: Literal["containerexec.bundle"] = "containerexec.bundle"
     schema_version: int = SCHEMA_VERSION
-    runs: list[str] = Field(description="The run ids inside, pipeline jobs in pipeline order.")
-    pipeline: str | None = Field(None, description="The pipeline run id, for a pipeline.")
+    runs: list[RunId] = Field(description="The run ids inside, pipeline jobs in pipeline order.")
+    pipeline: RunId | None = Field(None, description="The pipeline run id, for a pipeline.")
     images: list[BundleImage] = Field(default_factory=list)
-    inputs_run: str | None = Field(None, description="The run whose shard's inputs are inside.")
+    inputs_run: RunId | None = Field(None, description="The run whose shard's inputs are inside.")
     inputs_shard: int | None = None
     inputs: list[BundleInput] = Field(default_factory=list)
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from containerexec.errors import RecordError
 from containerexec.model.invocation import Invocation
+from containerexec.model.names import JobId, ModuleName, PortName, RunId
 
 # 2: run records say how their shards run (labels, user, grace, log limit) and the
 # signal that cancelled them, so a shard can run from the run folder alone.
@@ -62,7 +63,7 @@ class AttemptRecord(Record):
 
 class ShardRecord(Record):
     schema_version: int = SCHEMA_VERSION
-    run_id: str
+    run_id: RunId
     index: int
     value: str
     state: ShardState
@@ -91,20 +92,20 @@ class SchedulerRecord(Record):
     """Where a run's shards ran, when not on this machine: the cluster and its job ids."""
 
     kind: Literal["slurm"]
-    job_ids: list[str] = Field(default_factory=list, description="One per submitted array.")
+    job_ids: list[JobId] = Field(default_factory=list, description="One per submitted array.")
 
 
 class RunRecord(Record):
     schema_version: int = SCHEMA_VERSION
-    run_id: str
-    module: str
+    run_id: RunId
+    module: ModuleName
     version: str
     spec_path: str | None
     spec: dict[str, Any]
     image: ImageRecord
-    inputs: dict[str, Any]
-    outputs: dict[str, str]
-    input_manifests: dict[str, list[FileEntry]] = Field(default_factory=dict)
+    inputs: dict[PortName, Any]
+    outputs: dict[PortName, str]
+    input_manifests: dict[PortName, list[FileEntry]] = Field(default_factory=dict)
     secret_names: list[str] = Field(default_factory=list)
     shard_count: int
     shards_selected: list[int] | None = None
@@ -118,8 +119,8 @@ class RunRecord(Record):
     ended_at: float | None = None
     host: str = ""
     pid: int = 0
-    pipeline_run: str | None = None
-    repro_of: str | None = None  # the run this one replays a shard of
+    pipeline_run: RunId | None = None
+    repro_of: RunId | None = None  # the run this one replays a shard of
     signal: int | None = Field(None, description="The signal that cancelled the run.")
     cache: bool = Field(
         False, description="Its shards use the shard cache (a pipeline's jobs, by default)."
