@@ -33,6 +33,7 @@ from containerexec.errors import (
     RunLocked,
     ShardFailed,
     SpecError,
+    UntrustedInput,
     UsageError,
 )
 from containerexec.model.bindings import Bindings, bind
@@ -78,6 +79,7 @@ __all__ = [
     "ShardFailed",
     "ShardRecord",
     "SpecError",
+    "UntrustedInput",
     "UsageError",
     "bind",
     "from_func",

@@ -16,6 +16,8 @@
         RunLocked(run_id, pid)
         InputsChanged(run_id, changes)
       RecordError(path, schema_version)
+        UntrustedInput(path)             -- a record, export or bundle that is malformed or
+                                            asks for what replay does not grant: exit 2
 
 The CLI maps these to `Error: ...` on stderr; `exit_code` says which status. Only the
 CLI picks exit statuses; a library caller gets these exceptions and their fields.
@@ -387,3 +389,10 @@ class RecordError(ContainerExecError):
         self.path = path
         self.schema_version = schema_version
         super().__init__(f"{path}: {message}")
+
+
+class UntrustedInput(RecordError):
+    """A record, export or bundle (perhaps someone else's) that is malformed, names a path
+    outside its place, or asks for a mount or a right that replay does not grant."""
+
+    exit_code = 2

@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError
 
-from containerexec.errors import RecordError, UsageError
+from containerexec.errors import RecordError, UntrustedInput, UsageError
 from containerexec.model.names import PortName, RelPath, RunId
 from containerexec.store.export import RunExport
 from containerexec.store.records import SCHEMA_VERSION, Record
@@ -232,7 +232,9 @@ class Bundle:
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
-            raise RecordError(str(path), f"not a valid bundle: {where}: {first['msg']}") from None
+            raise UntrustedInput(
+                str(path), f"not a valid bundle: {where}: {first['msg']}"
+            ) from None
 
     @staticmethod
     def _read(tar: tarfile.TarFile, name: str) -> bytes:

@@ -11,7 +11,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from containerexec.errors import RecordError
+from containerexec.errors import RecordError, UntrustedInput
 from containerexec.model.invocation import Invocation
 from containerexec.model.names import JobId, ModuleName, PortName, RunId
 
@@ -159,7 +159,7 @@ def load_model(path: Path, model: type[M]) -> M:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise RecordError(str(path), f"not a valid record: {where}: {first['msg']}") from None
+        raise UntrustedInput(str(path), f"not a valid record: {where}: {first['msg']}") from None
 
 
 def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
