@@ -49,6 +49,18 @@ def check_port(value: str) -> str:
     return value
 
 
+# Mounts containerexec adds itself: a Python module's returned value (run/returned.py) and a
+# packed batch's control, state and staging folders (run/packing.py).
+INTERNAL_MOUNTS = frozenset(
+    {".returned", ".batch-ctl", ".batch-state", ".batch-stage", ".batch-links"}
+)
+
+
+def check_mount_name(value: str) -> str:
+    """An input or output name, or one of the mounts containerexec adds itself."""
+    return value if value in INTERNAL_MOUNTS else check_port(value)
+
+
 def check_container(value: str) -> str:
     if not CONTAINER_RE.match(value) or ".." in value:
         raise ValueError(f"{_shown(value)} is not a container name")
@@ -87,6 +99,7 @@ def check_shard_file(value: str) -> str:
 RunId = Annotated[str, AfterValidator(check_run_id)]
 ModuleName = Annotated[str, AfterValidator(check_module)]
 PortName = Annotated[str, AfterValidator(check_port)]
+MountName = Annotated[str, AfterValidator(check_mount_name)]
 ContainerName = Annotated[str, AfterValidator(check_container)]
 JobId = Annotated[str, AfterValidator(check_job_id)]
 RelPath = Annotated[str, AfterValidator(check_relpath)]
@@ -94,8 +107,10 @@ ShardFile = Annotated[str, AfterValidator(check_shard_file)]
 
 __all__ = [
     "ContainerName",
+    "INTERNAL_MOUNTS",
     "JobId",
     "ModuleName",
+    "MountName",
     "PortName",
     "RelPath",
     "RunId",
@@ -103,6 +118,7 @@ __all__ = [
     "check_container",
     "check_job_id",
     "check_module",
+    "check_mount_name",
     "check_port",
     "check_relpath",
     "check_run_id",

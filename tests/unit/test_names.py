@@ -95,3 +95,14 @@ def test_a_shard_record_with_a_hostile_run_id_is_one_record_error(tmp_path: Path
     path.write_text(json.dumps(rec))
     with pytest.raises(RecordError, match="not a run id"):
         load_model(path, ShardRecord)
+
+
+def test_the_mounts_containerexec_adds_itself_pass_the_name_check() -> None:
+    from containerexec.model.names import INTERNAL_MOUNTS, check_mount_name
+    from containerexec.run import returned
+
+    assert returned.MOUNT_NAME in INTERNAL_MOUNTS
+    for sub in ("ctl", "state", "stage", "links"):  # run/packing.py's batch folders
+        assert check_mount_name(f".batch-{sub}") == f".batch-{sub}"
+    with pytest.raises(ValueError):
+        check_mount_name(".hidden")
