@@ -287,7 +287,7 @@ def print_script(
         "#!/bin/sh",
         _comment(
             f"Replays shard {inv.shard_index} of run {src.run_id} (module '{src.module}', "
-            f"recorded {plan.shard.failure or 'exit'} {plan.shard.exit_code}) with plain docker."
+            f"recorded: {_recorded(plan.shard)}) with plain docker."
         ),
         "set -u",
     ]
@@ -327,6 +327,13 @@ def print_script(
 
 
 _SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _recorded(rec: ShardRecord) -> str:
+    exit_status = f"exit {rec.exit_code}" if rec.exit_code is not None else "no exit status"
+    if rec.failure in (None, "exit_code"):
+        return exit_status
+    return f"{rec.failure}, {exit_status}"
 
 
 def _check_words(run_id: str, inv: Invocation) -> None:

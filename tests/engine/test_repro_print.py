@@ -28,7 +28,7 @@ from containerexec.store.tree import RunStore
 ROOT = Path(__file__).resolve().parents[2]
 AZUREML = ROOT / "specs" / "azureml"
 # Reaches the container through the script's quoting and docker's --env as one value.
-NOTE = 'it\'s $(touch /tmp/pwned) `id`; "q" * \\ end'
+NOTE = 'it\'s $(touch /tmp/pwned) `id`; "q" * \\ end\nline 2'
 
 SOURCE = '''
 from __future__ import annotations

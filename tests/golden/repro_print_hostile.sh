@@ -1,5 +1,5 @@
 #!/bin/sh
-# Replays shard 1 of run job-20260101-000000-abcdef (module 'job', recorded exit_code\nit's $(touch pwned) `touch pwned`; touch pwned\ntouch pwned \ "q" * ${HOME} 3) with plain docker.
+# Replays shard 1 of run job-20260101-000000-abcdef (module 'job', recorded: exit_code\nit's $(touch pwned) `touch pwned`; touch pwned\ntouch pwned \ "q" * ${HOME}, exit 3) with plain docker.
 set -u
 docker image inspect 'img'"'"'$(touch pwned)`x`;y
 z' >/dev/null 2>&1 || { printf '%s\n' 'image img'"'"'$(touch pwned)`x`;y\nz is not on this engine (a local build): export the run with --bundle FILE --with-image' >&2; exit 1; }

@@ -12,12 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from containerexec.cli import cli
 from containerexec.errors import UntrustedInput
 from containerexec.model.invocation import Invocation, Limits, Mount
 from containerexec.run import repro
 from containerexec.store.export import RunExport
 from containerexec.store.records import ImageRecord, RunRecord, ShardRecord
+from containerexec.store.tree import RunStore
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 RUN_ID = "job-20260101-000000-abcdef"
@@ -205,3 +208,36 @@ def test_words_docker_cannot_carry_are_refused_naming_them(
     plan = repro.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update=change)})
     with pytest.raises(UntrustedInput, match=f"run '{RUN_ID}' shard 1: {re.escape(named)}"):
         repro.print_script(plan, "run")
+
+
+def test_the_cli_refuses_an_edited_record_in_one_line_with_exit_2(tmp_path: Path) -> None:
+    plan = hostile_plan(tmp_path)
+    Path(plan.inv.mounts[0].source).mkdir()
+    store = RunStore(tmp_path / "store")
+    store.write_run(plan.source.run)
+    store.write_shard(
+        plan.shard.model_copy(
+            update={"invocation": plan.inv.model_copy(update={"env": {"A=B": "c"}})}
+        )
+    )
+
+    result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "repro", RUN_ID, "--print"])
+
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    assert f"run '{RUN_ID}' shard 1: environment variable 'A=B' has no name or holds '='" in line
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("name", [".returned", ".batch-ctl", ".batch-stage", "out"])
+def test_a_record_holds_the_mounts_containerexec_adds_itself(name: str) -> None:
+    # A Python module's shard mounts its value folder, a packed one its batch folders: both
+    # records must load to be replayed or printed.
+    mount = Mount(kind="output", name=name, source="/s", target="/t", read_only=False)
+    assert Mount.model_validate(mount.model_dump()).name == name
+
+
+@pytest.mark.parametrize("name", ["..", ".returned/x", ".batch-../x", "a\nb", ".other"])
+def test_no_other_mount_name_is_read(name: str) -> None:
+    with pytest.raises(ValueError, match="is not an input or output name"):
+        Mount(kind="output", name=name, source="/s", target="/t", read_only=False)
