@@ -302,13 +302,13 @@ def print_script(
         image_step = f"docker image inspect {ref} >/dev/null 2>&1 || {{ {missing}; exit 1; }}"
     lines.append(image_step)
     lines += _input_checks(plan, inv)
-    folders = [m.source for m in inv.mounts if m.kind == "output"]  # the value folder too
-    if folders:
-        lines.append(shlex.join(["mkdir", "-p", "--", *folders]) + " || exit 1")
     for name in inv.secret_names:
         lines.append(
             f': "${{{name}:?export the secret {name} first (its value is never recorded)}}"'
         )
+    folders = [m.source for m in inv.mounts if m.kind == "output"]  # the value folder too
+    if folders:  # made last, so a script that stops early leaves nothing behind
+        lines.append(shlex.join(["mkdir", "-p", "--", *folders]) + " || exit 1")
     run = shlex.join(print_command(plan, mode, debug_port=debug_port, name=inv.name))
     timeout = inv.limits.timeout_s if mode == "run" else None
     if timeout:

@@ -142,24 +142,29 @@ def recorded_calls(calls: Path) -> list[list[str]]:
     ]
 
 
-def test_each_word_of_a_hostile_record_reaches_docker_intact(tmp_path: Path) -> None:
+def run_printed(
+    tmp_path: Path, *, with_input: bool = True, **env: str
+) -> tuple[repro.Plan, subprocess.CompletedProcess[str], list[list[str]]]:
+    """The hostile plan's script run by sh with the stub docker and `env` added (a variable
+    given as "" is removed): the plan, how it ended, and the docker calls it made."""
     plan = hostile_plan(tmp_path)
-    Path(plan.inv.mounts[0].source).mkdir()
+    if with_input:
+        Path(plan.inv.mounts[0].source).mkdir()
     script = tmp_path / "repro.sh"
     script.write_text(repro.print_script(plan, "run"))
-    env, calls = stub_docker(tmp_path)
-
+    base, calls = stub_docker(tmp_path)
+    merged = {k: v for k, v in {**base, **env}.items() if v != ""}
     done = subprocess.run(
-        ["sh", str(script)],
-        cwd=tmp_path,
-        env={**env, "API_TOKEN": "s3cret", "STUB_EXIT": "3"},
-        capture_output=True,
-        text=True,
-        timeout=30,
+        ["sh", str(script)], cwd=tmp_path, env=merged, capture_output=True, text=True, timeout=30
     )
+    return plan, done, recorded_calls(calls)
+
+
+def test_each_word_of_a_hostile_record_reaches_docker_intact(tmp_path: Path) -> None:
+    plan, done, calls = run_printed(tmp_path, API_TOKEN="s3cret", STUB_EXIT="3")
 
     assert done.returncode == 3, done.stderr
-    inspect, run = recorded_calls(calls)
+    inspect, run = calls
     assert inspect == ["image", "inspect", IMAGE]
     assert run == repro.print_command(plan, "run", name=plan.inv.name)[1:]
     assert run[-5:] == ["python3", "/app/job.py", EVIL, "--flag=$(id)", ""]
@@ -174,14 +179,7 @@ def test_each_word_of_a_hostile_record_reaches_docker_intact(tmp_path: Path) -> 
 
 
 def test_a_missing_input_stops_the_script_with_exit_2_naming_it(tmp_path: Path) -> None:
-    plan = hostile_plan(tmp_path)
-    script = tmp_path / "repro.sh"
-    script.write_text(repro.print_script(plan, "run"))
-    env, calls = stub_docker(tmp_path)
-
-    done = subprocess.run(
-        ["sh", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=30
-    )
+    plan, done, calls = run_printed(tmp_path, with_input=False, API_TOKEN="s3cret")
 
     assert done.returncode == 2
     [line] = done.stderr.splitlines()
@@ -189,7 +187,7 @@ def test_a_missing_input_stops_the_script_with_exit_2_naming_it(tmp_path: Path) 
     assert line.endswith("is not a directory here; copy the data here, or print the script "
                          "again with --inputs data=PATH")  # fmt: skip
     assert "\\n" in line  # the newline of the path, escaped
-    assert [c[:2] for c in recorded_calls(calls)] == [["image", "inspect"]]
+    assert [c[:2] for c in calls] == [["image", "inspect"]]
     assert not Path(plan.inv.mounts[1].source).parent.exists()
 
 
@@ -241,3 +239,12 @@ def test_a_record_holds_the_mounts_containerexec_adds_itself(name: str) -> None:
 def test_no_other_mount_name_is_read(name: str) -> None:
     with pytest.raises(ValueError, match="is not an input or output name"):
         Mount(kind="output", name=name, source="/s", target="/t", read_only=False)
+
+
+def test_a_missing_secret_stops_the_script_before_any_folder_is_made(tmp_path: Path) -> None:
+    plan, done, calls = run_printed(tmp_path, API_TOKEN="")
+
+    assert done.returncode != 0
+    assert "export the secret API_TOKEN first" in done.stderr
+    assert [c[:2] for c in calls] == [["image", "inspect"]]
+    assert not Path(plan.inv.mounts[1].source).parent.exists()
