@@ -14,7 +14,7 @@ from containerexec.labels import LABEL_MODULE, LABEL_RUN, LABEL_SHARD
 from containerexec.model import placeholders
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
-from containerexec.model.names import ContainerName, ModuleName, MountName, RunId, ShardFile
+from containerexec.model.names import ContainerName, ModuleName, PortName, RunId, ShardFile
 from containerexec.model.spec import DEFAULT_PIDS, ModuleSpec
 
 INPUTS_ROOT = "/inputs"
@@ -30,7 +30,7 @@ class Mount(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: Literal["input", "output"]
-    name: MountName
+    name: PortName
     source: str
     target: str
     read_only: bool

@@ -49,15 +49,6 @@ def check_port(value: str) -> str:
     return value
 
 
-# The mounts the project adds itself: a module's returned value, a packed batch's folders.
-INTERNAL_MOUNT_RE = re.compile(r"\.(returned|batch-[a-z]{1,16})\Z")
-
-
-def check_mount_name(value: str) -> str:
-    """An input or output name, or one of the mounts containerexec adds itself."""
-    return value if INTERNAL_MOUNT_RE.match(value) else check_port(value)
-
-
 def check_container(value: str) -> str:
     if not CONTAINER_RE.match(value) or ".." in value:
         raise ValueError(f"{_shown(value)} is not a container name")
@@ -96,7 +87,6 @@ def check_shard_file(value: str) -> str:
 RunId = Annotated[str, AfterValidator(check_run_id)]
 ModuleName = Annotated[str, AfterValidator(check_module)]
 PortName = Annotated[str, AfterValidator(check_port)]
-MountName = Annotated[str, AfterValidator(check_mount_name)]
 ContainerName = Annotated[str, AfterValidator(check_container)]
 JobId = Annotated[str, AfterValidator(check_job_id)]
 RelPath = Annotated[str, AfterValidator(check_relpath)]
@@ -106,7 +96,6 @@ __all__ = [
     "ContainerName",
     "JobId",
     "ModuleName",
-    "MountName",
     "PortName",
     "RelPath",
     "RunId",

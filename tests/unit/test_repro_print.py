@@ -227,20 +227,6 @@ def test_the_cli_refuses_an_edited_record_in_one_line_with_exit_2(tmp_path: Path
     assert result.stdout == ""
 
 
-@pytest.mark.parametrize("name", [".returned", ".batch-ctl", ".batch-stage", "out"])
-def test_a_record_holds_the_mounts_containerexec_adds_itself(name: str) -> None:
-    # A Python module's shard mounts its value folder, a packed one its batch folders: both
-    # records must load to be replayed or printed.
-    mount = Mount(kind="output", name=name, source="/s", target="/t", read_only=False)
-    assert Mount.model_validate(mount.model_dump()).name == name
-
-
-@pytest.mark.parametrize("name", ["..", ".returned/x", ".batch-../x", "a\nb", ".other"])
-def test_no_other_mount_name_is_read(name: str) -> None:
-    with pytest.raises(ValueError, match="is not an input or output name"):
-        Mount(kind="output", name=name, source="/s", target="/t", read_only=False)
-
-
 def test_a_missing_secret_stops_the_script_before_any_folder_is_made(tmp_path: Path) -> None:
     plan, done, calls = run_printed(tmp_path, API_TOKEN="")
 
