@@ -305,7 +305,7 @@ class Batch:
             kind = "input" if read_only else "output"
             return Mount(
                 kind=kind,
-                name=f"_batch_{sub}",  # a valid port name, as model/names.py asks
+                name=f".batch-{sub}",
                 source=str(self.root / sub),
                 target=target,
                 read_only=read_only,
