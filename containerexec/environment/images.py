@@ -89,16 +89,26 @@ def build_tag(module: str, digest: str) -> str:
 
 
 def pin(info: ImageInfo, ref: str) -> tuple[str, str | None]:
-    """The immutable reference of an image: (pinned, digest or None)."""
+    """The immutable reference of an image: (pinned, digest or None).
+
+    A digest of `ref`'s own repository, else the image ID. Never the digest of another
+    repository: a local image once pushed somewhere carries that registry's digest, and
+    a later repro or Slurm node would pull from a registry that may be gone.
+    """
     if "@sha256:" in ref:
         return ref, ref
-    repo = repo_of(ref)
+    repo = _familiar(repo_of(ref))
     for d in info.repo_digests:
-        if repo_of(d) == repo or d.startswith(repo + "@"):
+        if _familiar(repo_of(d)) == repo:
             return d, d
-    if info.repo_digests:
-        return info.repo_digests[0], info.repo_digests[0]
     return info.id, None
+
+
+def _familiar(repo: str) -> str:
+    """'docker.io/library/python' -> 'python', as the engine writes Docker Hub's repo digests."""
+    for prefix in ("docker.io/", "index.docker.io/"):
+        repo = repo.removeprefix(prefix)
+    return repo.removeprefix("library/") if repo.count("/") == 1 else repo
 
 
 def resolve(
@@ -322,7 +332,7 @@ def build(
             str(context / b.dockerfile),
             "no Dockerfile there; fix environment.build.dockerfile",
         )
-    digest = context_hash(context, b.dockerfile, b.args, b.target, b.network)
+    digest = _build_hash(spec, context)
     tag = build_tag(spec.name, digest)
     info = engine.inspect_image(tag)
     if info is None:
@@ -355,8 +365,16 @@ def context_changed(spec: ModuleSpec, spec_dir: Path, image: ImageRecord) -> Pat
     context = (spec_dir / b.context).resolve()
     if not (context / b.dockerfile).is_file():
         return context  # gone or moved: it cannot give the run's image any more
-    tag = build_tag(spec.name, context_hash(context, b.dockerfile, b.args, b.target))
+    tag = build_tag(spec.name, _build_hash(spec, context))
     return None if tag == image.ref else context
+
+
+def _build_hash(spec: ModuleSpec, context: Path) -> str:
+    """The context hash of `environment.build`: the one call, so that `build` and the
+    resume check (`context_changed`) hash the same settings."""
+    b = spec.environment.build
+    assert b is not None
+    return context_hash(context, b.dockerfile, b.args, b.target, b.network)
 
 
 @dataclass(frozen=True)

@@ -153,7 +153,7 @@ def label_image(
 
 def write_push_record(store: RunStore, record: PushRecord) -> Path:
     """Keep the last push of each module beside the runs; returns the file."""
-    path = store.root / "pushes" / f"{record.module}.json"
+    path = store.push_path(record.module)
     write_json(path, record.model_dump(mode="json"))
     return path
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import re
 import shutil
 import threading
@@ -62,7 +61,7 @@ from containerexec.run.runner import (
     run_with_retries,
     should_retry,
 )
-from containerexec.store.records import ShardRecord
+from containerexec.store.records import ShardRecord, make_durable
 
 if TYPE_CHECKING:
     from containerexec.run.run import Run
@@ -254,6 +253,8 @@ class Batch:
         self.shards = shards
         self.settled: set[int] = set()  # shards recorded (or kept for a retry) by this batch
         self.cid: str | None = None
+        self.unsynced: list[Path] = []  # records written without fsync, made durable at the end
+        self.began: dict[int, float] = {}  # shard -> time.monotonic() its start was seen
 
     # -- the container -----------------------------------------------------------------
 
@@ -276,10 +277,11 @@ class Batch:
                 self._retry(v, first)
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
-            # One sync for the batch's records instead of an fsync per value (the cost of
-            # 10,000 fsyncs was most of a packed run's time): a machine crash before it
+            # The batch's records are fsynced here, together, not one by one as they end (an
+            # fsync per value was most of a packed run's time); a machine crash before this
             # only means --resume runs those values again (their output claims are durable).
-            os.sync()
+            # Outputs are not fsynced, as for an unpacked shard.
+            make_durable(self.unsynced)
         return back
 
     def _write(self) -> Invocation:
@@ -440,15 +442,18 @@ class Batch:
 
     def _watchdog(self, v: Value, cid: str) -> None:
         """Stop the container when a value outlives its timeout by far (a `timeout` that
-        did not act): the value is charged with it."""
+        did not act): the value is charged with it. Timed on this process's monotonic
+        clock from when the batch saw the value start, not from the file's wall-clock time."""
         timeout = v.inv.limits.timeout_s
         if timeout is None:
             return
-        with contextlib.suppress(OSError):
-            since = self._state(v, "start").stat().st_mtime
-            if time.time() - since > timeout + self.run.record.grace_s + 30:
-                with contextlib.suppress(EngineError):
-                    self.run.ex.engine.stop(cid, grace_s=self.run.record.grace_s)
+        if v.shard.index not in self.began:
+            if not self._state(v, "start").exists():
+                return
+            self.began[v.shard.index] = time.monotonic()
+        if time.monotonic() - self.began[v.shard.index] > timeout + self.run.record.grace_s + 30:
+            with contextlib.suppress(EngineError):
+                self.run.ex.engine.stop(cid, grace_s=self.run.record.grace_s)
 
     def _log(self, v: Value) -> LogSink:
         """The value's saved log from its two files (stdout first), then the files go."""
@@ -534,6 +539,7 @@ class Batch:
             self.retries.append((v, a))
         else:
             run.end_shard(v.shard, v.base, [a], v.staging, durable=False)
+            self.unsynced.append(run.ex.store.shard_path(run.id, v.shard.index))
 
     def _retry(self, v: Value, first: Attempt) -> None:
         """The other attempts of a failed value, each in its own container as unpacked."""

@@ -435,10 +435,3 @@ def ensure_image(
         )
     images.pull_with_retries(engine, module, ref, sleep=sleep)  # its error says what next
     return "pulled"
-
-
-def secret_values(
-    names: list[str], environ: Mapping[str, str], ask: Callable[[str], str]
-) -> dict[str, str]:
-    """Each secret from the environment, else asked for; never stored anywhere."""
-    return {n: environ[n] if n in environ else ask(n) for n in names}

@@ -182,3 +182,17 @@ def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def make_durable(paths: list[Path]) -> None:
+    """fsync files written with `durable=False`, then their folders (the renames) once each.
+
+    Only these files: os.sync() would flush every dirty page of the machine.
+    """
+    for path in [*paths, *dict.fromkeys(p.parent for p in paths)]:
+        with contextlib.suppress(FileNotFoundError):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)

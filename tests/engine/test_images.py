@@ -190,6 +190,44 @@ def test_a_resumed_run_pulls_its_first_digest_though_the_tag_moved(
     assert images_used == {f"{repo}@{a_digest}"}
 
 
+def test_a_local_image_once_pushed_to_a_gone_registry_is_pinned_by_id_and_repro_works(
+    engine: DockerEngine,
+    registry: Registry,  # the session's: only to skip when the registry package is missing
+    test_session_label: dict[str, str],
+    created: list[str],
+    tmp_path: Path,
+) -> None:
+    local = f"{unique('cx-pin-local')}:v1"
+    with Registry() as elsewhere:  # a registry of its own, stopped before the run
+        repo = f"{elsewhere.address}/x/base"
+        image_id, digest = build_push(
+            engine, marker_context(tmp_path, "local-image"), repo, "v1", test_session_label
+        )
+    pushed = f"{repo}@{digest}"
+    engine.tag(image_id, *local.split(":"))
+    created += [pushed, f"{repo}:v1", local]
+    spec_path = tmp_path / "pin.yaml"
+    spec_path.write_text(
+        f"name: cx-pin-local\nenvironment: {{image: '{local}'}}\n"
+        "command: [sh, -c, 'cat /marker; exit 3']\n"
+    )
+    store = RunStore(tmp_path / "runs")
+    opts = RunOptions(labels=test_session_label)
+    executor = Executor(engine, store, sleep=lambda s: None)
+    result = executor.start(load_spec(spec_path), {}, {}, spec_path=spec_path, options=opts).wait()
+
+    assert result.record.image.pinned == image_id and result.record.image.digest is None
+    assert store.load_shards(result.record.run_id)[0].invocation.image == image_id
+    # The names the gone registry gave the image leave this engine; the image stays.
+    engine.remove_image(pushed)
+    engine.remove_image(f"{repo}:v1")
+    assert engine.inspect_image(pushed) is None
+    replay = cx(store.root, "repro", result.record.run_id, sleep=lambda s: None)
+    assert replay.exit_code == 3, replay.output
+    assert "reproduced: exit 3, same as recorded" in replay.stdout
+    assert "local-image" in replay.output
+
+
 def test_pull_policy_never_missing_and_always(
     engine: DockerEngine,
     registry: Registry,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import FakeEngine
 
 from containerexec.cli import cli
 from containerexec.cli.images import TransferProgress, human_bytes
@@ -165,6 +166,27 @@ def test_pin_prefers_the_digest_of_the_repository_asked_for() -> None:
     assert images.pin(info, f"a/b@{DIGEST}") == (f"a/b@{DIGEST}",) * 2
     built = ImageInfo(id="sha256:" + "cd" * 32)
     assert images.pin(built, "containerexec/wc:ctx-1") == (built.id, None)
+
+
+def test_a_local_image_once_pushed_elsewhere_is_pinned_by_its_id_not_that_registry() -> None:
+    pushed = ImageInfo(id="sha256:" + "cd" * 32, repo_digests=[f"127.0.0.1:5000/x/base@{DIGEST}"])
+    assert images.pin(pushed, "containerexec/base:bookworm") == (pushed.id, None)
+    assert images.pin(pushed, "sha256:" + "cd" * 32) == (pushed.id, None)
+    hub = ImageInfo(id="sha256:" + "cd" * 32, repo_digests=[f"python@{DIGEST}"])
+    assert images.pin(hub, "docker.io/library/python:3") == (f"python@{DIGEST}",) * 2
+    assert images.pin(hub, "python:3") == (f"python@{DIGEST}",) * 2
+
+
+def test_resume_sees_an_unchanged_build_folder_with_a_network_as_unchanged(
+    tmp_path: Path,
+) -> None:
+    make_context(tmp_path / "ctx")
+    text = "name: wc\nenvironment: {build: {context: ctx, network: host}}\ncommand: [sh]\n"
+    spec = parse_spec(text, "wc.yaml")
+    built = images.build(FakeEngine(), spec, tmp_path)  # the fake has every tag: no build
+    assert images.context_changed(spec, tmp_path, built) is None
+    (tmp_path / "ctx" / "sub" / "a.py").write_text("print(2)\n")
+    assert images.context_changed(spec, tmp_path, built) == (tmp_path / "ctx").resolve()
 
 
 def test_the_carried_spec_round_trips_with_only_the_environment_replaced() -> None:
