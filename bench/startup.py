@@ -61,13 +61,13 @@ def main() -> None:
     python = str(Path(a.bin).with_name("python"))
     base_wall, base_cpu = medians([python, "-c", "pass"], a.n)
     print(f"{a.bin}  (median of {a.n} runs; x = multiple of `python -c pass`)")
-    print(f"{'command':<34} {'wall s':>7} {'x':>6} {'cpu s':>7} {'x':>6}")
-    print(f"{'python -c pass':<34} {base_wall:>7.3f} {1:>6.1f} {base_cpu:>7.3f} {1:>6.1f}")
+    print(f"{'command':<44} {'wall s':>7} {'x':>6} {'cpu s':>7} {'x':>6}")
+    print(f"{'python -c pass':<44} {base_wall:>7.3f} {1:>6.1f} {base_cpu:>7.3f} {1:>6.1f}")
     for args in COMMANDS:
         wall, cpu = medians([str(a.bin), *args], a.n)
         label = "containerexec " + " ".join(args)
         print(
-            f"{label:<34} {wall:>7.3f} {wall / base_wall:>6.1f} "
+            f"{label:<44} {wall:>7.3f} {wall / base_wall:>6.1f} "
             f"{cpu:>7.3f} {cpu / max(base_cpu, 1e-3):>6.1f}"
         )
 
