@@ -57,8 +57,15 @@ def corpus(tmp_path: Path) -> Path:
 def test_an_unknown_input_is_refused_before_any_container(
     engine: FakeEngine, tmp_path: Path
 ) -> None:
-    result = run(engine, tmp_path / "runs", str(WORDCOUNT), "-i", f"corpus={corpus(tmp_path)}",
-                 "-i", "nope=1")  # fmt: skip
+    result = run(
+        engine,
+        tmp_path / "runs",
+        str(WORDCOUNT),
+        "-i",
+        f"corpus={corpus(tmp_path)}",
+        "-i",
+        "nope=1",
+    )
     assert_refused(result, "nope")
     assert engine.containers_by_id == {}
 
@@ -75,16 +82,30 @@ def test_a_non_empty_output_place_is_refused_without_overwrite(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.tsv").write_text("mine\n")
-    result = run(engine, tmp_path / "runs", str(WORDCOUNT), "-i", f"corpus={corpus(tmp_path)}",
-                 "-o", f"counts={out}")  # fmt: skip
+    result = run(
+        engine,
+        tmp_path / "runs",
+        str(WORDCOUNT),
+        "-i",
+        f"corpus={corpus(tmp_path)}",
+        "-o",
+        f"counts={out}",
+    )
     assert_refused(result, str(out), "--overwrite")
     assert (out / "keep.tsv").read_text() == "mine\n"
     assert engine.containers_by_id == {}
 
 
 def test_a_shard_past_the_array_is_refused(engine: FakeEngine, tmp_path: Path) -> None:
-    result = run(engine, tmp_path / "runs", str(WORDCOUNT), "-i", f"corpus={corpus(tmp_path)}",
-                 "--shard", "7")  # fmt: skip
+    result = run(
+        engine,
+        tmp_path / "runs",
+        str(WORDCOUNT),
+        "-i",
+        f"corpus={corpus(tmp_path)}",
+        "--shard",
+        "7",
+    )
     assert_refused(result, "7")
     assert engine.containers_by_id == {}
 
