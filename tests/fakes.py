@@ -60,11 +60,15 @@ class FakeEngine:
         self.removed: list[str] = []
         self.image_lookups = 0
         self.reachable = True
+        self.closed = False
         self._ids = itertools.count(1)
 
     def ping(self) -> None:
         if not self.reachable:
             raise EngineUnavailable("fake://", "down")
+
+    def close(self) -> None:
+        self.closed = True
 
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         with self.lock:

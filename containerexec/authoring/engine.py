@@ -8,15 +8,15 @@ this is the one place that does it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 
 from containerexec.engine.base import Engine
-from containerexec.engine.docker import DockerEngine
+from containerexec.engine.factory import make_engine
 
 
 @contextmanager
 def connected(engine: Engine | None) -> Iterator[Engine]:
-    """Yield `engine`, or a DockerEngine from the environment that is closed afterwards.
+    """Yield `engine`, or the default engine from the environment, closed afterwards.
 
     Raises:
         EngineUnavailable: `engine` is None and no local engine answers.
@@ -24,5 +24,5 @@ def connected(engine: Engine | None) -> Iterator[Engine]:
     if engine is not None:
         yield engine
         return
-    with DockerEngine.from_env() as local:  # closes its pooled connections afterwards
+    with closing(make_engine()) as local:  # closes its pooled connections afterwards
         yield local

@@ -1,43 +1,78 @@
-"""The `containerexec` command: a thin click group, the only place that prints or exits."""
+"""The `containerexec` command: a thin click group, the only place that prints or exits.
+
+Its commands live in the modules of this folder and are imported when they run
+(COMMANDS below), so `--version` and `--help` load neither the Docker SDK nor
+the run core. A command module never imports this one: it declares its own
+click command, and COMMANDS maps the name to it.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
 
-from containerexec.engine.base import Engine
-from containerexec.engine.docker import DockerEngine
+from containerexec.cli.app import App
+from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.errors import ContainerExecError
-from containerexec.store.tree import RunStore
+
+__all__ = ["COMMANDS", "App", "cli", "main"]
+
+_PKG = "containerexec.cli"
+
+# name -> where the command lives, and the first sentence of its help (what --help lists).
+COMMANDS: dict[str, Lazy] = {
+    "build": Lazy(
+        f"{_PKG}.modules:build",
+        "Build (or pull) a module's image without running it; print the pinned reference.",
+    ),
+    "images": Lazy(
+        f"{_PKG}.images:images_group",
+        "Images containerexec built, pulled or pushed on this engine (default: list them).",
+    ),
+    "init": Lazy(
+        f"{_PKG}.authoring:init",
+        "Write a working module project NAME/: source, spec, Dockerfile, sample data, a test.",
+    ),
+    "inspect": Lazy(
+        f"{_PKG}.images:inspect",
+        "Print the module spec IMAGE carries (YAML, environment pinned to the image).",
+    ),
+    "lock": Lazy(
+        f"{_PKG}.environment:lock",
+        "Resolve the module's environment.python packages for its image (with this host's "
+        "pip) and write <module>.lock beside SPEC: exact versions and sha256 of every wheel.",
+    ),
+    "pipeline": Lazy(
+        f"{_PKG}.pipeline:pipeline", "Pipelines: DAGs of module jobs run on this Docker host."
+    ),
+    "push": Lazy(
+        f"{_PKG}.images:push",
+        "Push a module's image labelled with its spec; print REGISTRY/REPO@sha256:...",
+    ),
+    "repro": Lazy(
+        f"{_PKG}.repro:repro_command",
+        "Replay a recorded shard here, in its exact image (pulled by digest), and say whether "
+        "the failure reproduced.",
+    ),
+    "run": Lazy(
+        f"{_PKG}.modules:run",
+        "Run a module: every shard in its own container; exits as the command did.",
+    ),
+    "runs": Lazy(f"{_PKG}.runs:runs", "Recorded runs (in --runs-dir)."),
+    "schema": Lazy(
+        f"{_PKG}.specs:schema", "Print the JSON Schema of module specs (for editor completion)."
+    ),
+    "spec": Lazy(f"{_PKG}.authoring:spec", "Module specs generated from code."),
+    "validate": Lazy(
+        f"{_PKG}.specs:validate", "Check a module spec; list every problem as FILE:LINE:COL."
+    ),
+    "worker": Lazy(f"{_PKG}.modules:worker", hidden=True),
+}
 
 
-@dataclass
-class App:
-    """What every command shares: where runs are recorded and how to reach the engine."""
-
-    runs_dir: Path
-    _engine: Engine | None = field(default=None, repr=False)
-    # Registry retry backoff; None = the library's own. Tests pass obj=App(..., sleep=...).
-    sleep: Callable[[float], object] | None = field(default=None, repr=False)
-
-    def engine(self) -> Engine:
-        """The Docker engine, connected on first use (so `validate` needs no engine)."""
-        if self._engine is None:
-            engine = DockerEngine.from_env()
-            engine.ping()
-            self._engine = engine
-        return self._engine
-
-    @property
-    def store(self) -> RunStore:
-        return RunStore(self.runs_dir)
-
-
-class Group(click.Group):
+class Group(LazyGroup):
     """Maps our errors to 'Error: ...' on stderr and their exit status; no tracebacks."""
 
     def invoke(self, ctx: click.Context) -> object:
@@ -53,7 +88,7 @@ class Group(click.Group):
             ctx.exit(130)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--runs-dir",
     type=click.Path(file_okay=False, path_type=Path),
@@ -67,21 +102,12 @@ class Group(click.Group):
 def cli(ctx: click.Context, runs_dir: Path) -> None:
     """Run pipeline modules in containers: pinned images, parallel shards, exact replay."""
     given = ctx.obj if isinstance(ctx.obj, App) else None  # an embedding caller's (tests)
-    ctx.obj = App(runs_dir=runs_dir, sleep=given.sleep if given else None)
+    if given is None:
+        ctx.obj = App(runs_dir=runs_dir)
+    else:  # its engine factory and sleep stay; --runs-dir is the command line's
+        ctx.obj = App(runs_dir=runs_dir, engine_factory=given.engine_factory, sleep=given.sleep)
 
 
 def main() -> None:
     cli.main(prog_name="containerexec")
     sys.exit(0)
-
-
-from containerexec.cli import (  # noqa: E402,F401  (registers the commands)
-    authoring,
-    convert,
-    environment,
-    images,
-    modules,
-    pipeline,
-    repro,
-    runs,
-)

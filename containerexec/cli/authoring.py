@@ -1,4 +1,4 @@
-"""Module tooling: init, spec build, pipeline export."""
+"""Module tooling: init, spec build, pipeline export (listed by the pipeline group)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,11 @@ from containerexec.authoring.modules import ContainerModule, Module
 from containerexec.authoring.pipelines import Pipeline
 from containerexec.authoring.scaffold import init_project
 from containerexec.authoring.targets import load_target
-from containerexec.cli import cli
+from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.errors import UsageError
 
-from .pipeline import pipeline as pipeline_group
 
-
-@cli.command()
+@click.command()
 @click.argument("name")
 @click.option(
     "--dir",
@@ -37,7 +35,7 @@ def init(name: str, parent: Path) -> None:
     )
 
 
-@cli.group()
+@click.group(cls=LazyGroup, lazy={"convert": Lazy("containerexec.cli.convert:convert")})
 def spec() -> None:
     """Module specs generated from code."""
 
@@ -78,7 +76,7 @@ def spec_build(target: str, output: Path | None) -> None:
     )
 
 
-@pipeline_group.command("export")
+@click.command("export")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "-o",

@@ -14,11 +14,10 @@ from containerexec.formats import amlpipeline, azureml, toaml
 from containerexec.formats.detect import detect_file
 from containerexec.model.spec import load_spec
 
-from .authoring import spec
 from .formats import image_map, image_map_option, report
 
 
-@spec.command("convert")
+@click.command("convert")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--to",

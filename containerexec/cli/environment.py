@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
 from containerexec.environment import images, locks, pyimage
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
@@ -37,7 +37,7 @@ def resolve_image(
         progress.close()
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @pull_option
 @click.pass_obj

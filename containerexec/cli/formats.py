@@ -7,14 +7,19 @@ file works wherever ours does, and what a local run ignores is said once per fil
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from containerexec.errors import PipelineError, UsageError
-from containerexec.formats import amlpipeline, azureml
 from containerexec.formats.detect import detect_file
-from containerexec.model.pipeline import ModuleLoader, Plan, check_pipeline, plan
 from containerexec.model.spec import ModuleSpec, load_spec
+
+if TYPE_CHECKING:
+    from containerexec.model.pipeline import ModuleLoader, Plan
+
+# The Azure ML readers and the pipeline model are imported where a file needs them:
+# `validate` of one of our specs then loads only the module model (start-up time).
 
 _MAP_KEY = "containerexec.image_map"
 _SAID_KEY = "containerexec.formats_said"
@@ -37,6 +42,8 @@ image_map_option = click.option(
 
 def image_map() -> dict[str, str]:
     """The --image-map of the running command (empty outside one)."""
+    from containerexec.formats import azureml
+
     ctx = click.get_current_context(silent=True)
     return azureml.load_image_map(ctx.meta.get(_MAP_KEY, ()) if ctx else ())
 
@@ -50,6 +57,8 @@ def load_module_file(path: Path) -> ModuleSpec:
         raise UsageError(
             f"'{path}' is an Azure ML pipeline job; run it: containerexec pipeline run {path}"
         )
+    from containerexec.formats import azureml
+
     converted = azureml.load_component(path, image_map())
     report(str(path), converted.ignored, converted.notes)
     return converted.spec
@@ -57,6 +66,9 @@ def load_module_file(path: Path) -> ModuleSpec:
 
 def load_plan(file: Path, loader: ModuleLoader) -> Plan:
     """A checked pipeline: ours (modules through `loader`), or an Azure ML pipeline job."""
+    from containerexec.formats import amlpipeline
+    from containerexec.model.pipeline import check_pipeline, plan
+
     kind = detect_file(file)
     if kind == "containerexec":
         return check_pipeline(file, load_module=loader)

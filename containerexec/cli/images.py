@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
 from containerexec.environment import images as image_store
 from containerexec.environment import sharing
 from containerexec.model.bindings import parse_pairs
@@ -90,7 +90,7 @@ def build_steps(line: str) -> None:
         click.echo(line, err=True)
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--to",
@@ -139,7 +139,7 @@ def push(app: App, spec: Path, to: str, pull: str | None, labels: tuple[str, ...
     click.echo(rec.pinned)
 
 
-@cli.command()
+@click.command()
 @click.argument("image")
 @click.option(
     "--pull",
@@ -160,7 +160,7 @@ def inspect(app: App, image: str, pull: str | None) -> None:
     click.echo(text, nl=False)
 
 
-@cli.group("images", invoke_without_command=True)
+@click.group("images", invoke_without_command=True)
 @click.pass_context
 def images_group(ctx: click.Context) -> None:
     """Images containerexec built, pulled or pushed on this engine (default: list them)."""

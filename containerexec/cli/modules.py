@@ -1,4 +1,4 @@
-"""Commands on one module: validate, schema, build, run."""
+"""Commands that run one module: build, run, and the cluster task's worker."""
 
 from __future__ import annotations
 
@@ -14,11 +14,10 @@ from typing import Any, Protocol
 
 import click
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
 from containerexec.cli.status import run_status
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
-from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, secrets_from
@@ -34,29 +33,7 @@ from .options import grace_option, inputs_option, outputs_option, overwrite_opti
 from .slurm import make_scheduler, slurm_options
 
 
-@cli.command()
-@click.argument("spec", type=click.Path(path_type=Path))
-@image_map_option
-def validate(spec: Path) -> None:
-    """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
-    m = load_module_file(spec)
-    shards = "no array" if m.array is None else "an array"
-    click.echo(
-        f"{spec}: valid module '{m.name}' {m.version} "
-        f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
-    )
-    glob = glob_mount(m)
-    if glob is not None:
-        click.echo(f"  glob: {glob.describe()}")
-
-
-@cli.command()
-def schema() -> None:
-    """Print the JSON Schema of module specs (for editor completion)."""
-    click.echo(json.dumps(ModuleSpec.model_json_schema(), indent=2, sort_keys=True))
-
-
-@cli.command()
+@click.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @pull_option
 @image_map_option
@@ -70,7 +47,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
         click.echo(f"  python packages: lock sha256:{rec.lock_sha256}")
 
 
-@cli.command()
+@click.command()
 @click.argument("spec", type=click.Path(path_type=Path))
 @inputs_option
 @outputs_option
@@ -326,7 +303,7 @@ def cancel_on_signals(executor: Cancellable, display: Notes, grace_s: float) -> 
             signal.signal(s, signal.SIG_IGN if seen else h)
 
 
-@cli.command(hidden=True)
+@click.command(hidden=True)
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--shard", "index", type=click.IntRange(min=0), default=None)
 @click.option("--batches", type=click.Path(dir_okay=False, path_type=Path), default=None)

@@ -1,4 +1,4 @@
-"""Commands on pipelines: pipeline run, validate, graph (export is attached by authoring)."""
+"""Commands on pipelines: pipeline run, validate, graph (export lives in authoring)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
+from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.graph import edges, render_dot, render_text
@@ -34,7 +35,7 @@ from .slurm import make_scheduler, slurm_options
 from .status import pipeline_status
 
 
-@cli.group()
+@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.authoring:export")})
 def pipeline() -> None:
     """Pipelines: DAGs of module jobs run on this Docker host."""
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.run import replay, repro, sources
@@ -21,12 +21,11 @@ from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
 
 from .modules import cancel_on_signals
-from .runs import runs
 
 DEBUG_PORT_WAIT_S = 30.0
 
 
-@runs.command("export")
+@click.command("export")
 @click.argument("run")
 @click.option(
     "-o",
@@ -106,7 +105,7 @@ def export(
     )
 
 
-@cli.command("repro")
+@click.command("repro")
 @click.argument("record_or_run")
 @click.option(
     "--shard",

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from containerexec.cli import App, cli
+from containerexec.cli.app import App
+from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.cli.status import run_status
 from containerexec.run import sources
 from containerexec.store.export import RunExport
@@ -17,7 +18,7 @@ from containerexec.store.records import RunRecord
 from .slurm import cancel_run, live_state
 
 
-@cli.group()
+@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.repro:export")})
 def runs() -> None:
     """Recorded runs (in --runs-dir)."""
 

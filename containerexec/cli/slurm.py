@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from containerexec.cli import App
+from containerexec.cli.app import App
 from containerexec.errors import UsageError
 from containerexec.run.executor import Executor
 from containerexec.run.sbatch import ACTIVE, SlurmClient, SlurmSettings

@@ -104,6 +104,10 @@ class Engine(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release the engine's connections; the engine is not used after."""
+        ...
+
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         """Create (not start) the container of `inv`, named `inv.name`; return its ID.
 

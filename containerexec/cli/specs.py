@@ -1,0 +1,35 @@
+"""Commands on a spec alone, which need no engine: validate, schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from containerexec.model.invocation import glob_mount
+from containerexec.model.spec import ModuleSpec
+
+from .formats import image_map_option, load_module_file
+
+
+@click.command()
+@click.argument("spec", type=click.Path(path_type=Path))
+@image_map_option
+def validate(spec: Path) -> None:
+    """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
+    m = load_module_file(spec)
+    shards = "no array" if m.array is None else "an array"
+    click.echo(
+        f"{spec}: valid module '{m.name}' {m.version} "
+        f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
+    )
+    glob = glob_mount(m)
+    if glob is not None:
+        click.echo(f"  glob: {glob.describe()}")
+
+
+@click.command()
+def schema() -> None:
+    """Print the JSON Schema of module specs (for editor completion)."""
+    click.echo(json.dumps(ModuleSpec.model_json_schema(), indent=2, sort_keys=True))
