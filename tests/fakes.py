@@ -60,7 +60,11 @@ class FakeEngine:
         self.removed: list[str] = []
         self.image_lookups = 0
         self.reachable = True
+        self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
         self._ids = itertools.count(1)
+
+    def data_root(self) -> Path | None:
+        return self.root
 
     def ping(self) -> None:
         if not self.reachable:

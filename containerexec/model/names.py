@@ -49,6 +49,15 @@ def check_port(value: str) -> str:
     return value
 
 
+# The mounts containerexec adds beside the ports: a returned value, a packed batch's folders.
+OWN_MOUNT_RE = re.compile(r"\.returned|\.batch-(ctl|state|stage|links)")
+
+
+def check_mount_name(value: str) -> str:
+    """A port name, or the name of a mount containerexec adds itself."""
+    return value if OWN_MOUNT_RE.fullmatch(value) else check_port(value)
+
+
 def check_container(value: str) -> str:
     if not CONTAINER_RE.match(value) or ".." in value:
         raise ValueError(f"{_shown(value)} is not a container name")
@@ -87,6 +96,7 @@ def check_shard_file(value: str) -> str:
 RunId = Annotated[str, AfterValidator(check_run_id)]
 ModuleName = Annotated[str, AfterValidator(check_module)]
 PortName = Annotated[str, AfterValidator(check_port)]
+MountName = Annotated[str, AfterValidator(check_mount_name)]
 ContainerName = Annotated[str, AfterValidator(check_container)]
 JobId = Annotated[str, AfterValidator(check_job_id)]
 RelPath = Annotated[str, AfterValidator(check_relpath)]
@@ -96,6 +106,7 @@ __all__ = [
     "ContainerName",
     "JobId",
     "ModuleName",
+    "MountName",
     "PortName",
     "RelPath",
     "RunId",
@@ -103,6 +114,7 @@ __all__ = [
     "check_container",
     "check_job_id",
     "check_module",
+    "check_mount_name",
     "check_port",
     "check_relpath",
     "check_run_id",
