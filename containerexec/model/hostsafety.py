@@ -85,6 +85,15 @@ def host_path_refusal(path: Path, *, engine_root: Path | None = None) -> str | N
     return None
 
 
+def real_path(path: str | Path) -> Path:
+    """`path` absolute with its links followed, as the engine will follow them; where a
+    link cannot be read (/proc/1/root to a non-owner), the path as written."""
+    try:
+        return Path(os.path.abspath(path)).resolve()
+    except OSError:
+        return Path(os.path.abspath(path))
+
+
 def _contains(path: Path, root: Path) -> bool:
     """Whether `path` is inside `root`, or holds it."""
     return root in path.parents or path in root.parents
@@ -153,12 +162,12 @@ def mount_refusal(
     refused = target_refusal(m)
     if refused:
         return refused
-    path = Path(os.path.abspath(m.source)).resolve()
+    path = real_path(m.source)
     refused = host_path_refusal(path, engine_root=engine_root)
     if refused:
         return refused
     if m.kind == "output" and outputs_under is not None:
-        roots = [Path(os.path.abspath(r)).resolve() for r in outputs_under]
+        roots = [real_path(r) for r in outputs_under]
         if not any(path == r or r in path.parents for r in roots):
             places = ", ".join(str(r) for r in roots)
             return f"an output goes in this run's own folder ({places}), not '{path}'"

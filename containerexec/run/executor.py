@@ -27,7 +27,7 @@ from containerexec.labels import LABEL_RUN
 from containerexec.model import arrays
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings, bind
-from containerexec.model.hostsafety import host_path_refusal
+from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
 from containerexec.run import packing, returned, staging
@@ -400,8 +400,7 @@ class Executor:
                 what = f"input '{name}' is no input of module '{run.spec.name}'"
                 raise UntrustedInput(where, f"{what}; start a new run")
             if port.type in ("file", "directory"):
-                path = Path(os.path.abspath(str(value))).resolve()
-                refused = host_path_refusal(path, engine_root=root)
+                refused = host_path_refusal(real_path(str(value)), engine_root=root)
                 if refused:
                     raise UntrustedInput(where, f"input '{name}': {refused}; start a new run")
 

@@ -29,6 +29,7 @@ from containerexec.model.hostsafety import (
     check_mount,
     host_path_refusal,
     mount_refusal,
+    real_path,
 )
 from containerexec.model.invocation import Invocation, Mount
 from containerexec.model.spec import ModuleSpec
@@ -236,19 +237,33 @@ def plan_replay(
             )
             continue
         folder, path = _input_place(m, given, engine_root=engine_root, where=where)
-        if strict:
-            # What this shard read: its own manifest when a resume accepted changed inputs.
-            manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
-            if manifest is not None and m.shard_file:
-                manifest = [e for e in manifest if e.path == m.shard_file]
-            if manifest is not None:
-                differ = manifests.input_changes(m.name, manifest, path, m.is_file)
-                changes += differ
-                if differ:  # the record says what this replay read, not what the original did
-                    read[m.name] = [
-                        FileEntry(path=p, size=n, sha256=h)
-                        for p, n, h in manifests.manifest(str(path))
-                    ]
+        # What this shard read: its own manifest when a resume accepted changed inputs.
+        manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
+        if manifest is not None and m.shard_file:
+            manifest = [e for e in manifest if e.path == m.shard_file]
+        recorded_place = m.name not in given
+        if recorded_place and manifest is None:
+            # Read only what the record already lists, so a record cannot ask for a folder
+            # of this machine (its /etc, someone's home) whose content it does not know.
+            raise UntrustedInput(
+                where,
+                f"input '{m.name}' would be read at its recorded place '{path}', and the "
+                f"record lists none of its files to check it against; pass -i {m.name}=PATH",
+            )
+        if strict and manifest is not None:
+            differ = manifests.input_changes(m.name, manifest, path, m.is_file)
+            if differ and recorded_place and ignore_input_changes:
+                raise UntrustedInput(
+                    where,
+                    f"input '{m.name}' at its recorded place '{path}' is not what the record "
+                    f"lists ({differ[0].strip()}, {len(differ)} in all); to run on other "
+                    f"data, pass -i {m.name}=PATH --ignore-input-changes",
+                )
+            changes += differ
+            if differ:  # the record says what this replay read, not what the original did
+                read[m.name] = [
+                    FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(path))
+                ]
         used[m.name] = str(folder)
         new_mounts.append(
             Mount(
@@ -326,7 +341,7 @@ def _input_place(
         folder = path if mine else Path(m.source[: -len(m.shard_file) - 1])
         path = folder / m.shard_file
     for p in dict.fromkeys((folder, path)):
-        refused = host_path_refusal(p.resolve(), engine_root=engine_root)
+        refused = host_path_refusal(real_path(p), engine_root=engine_root)
         if refused and mine:
             raise UsageError(f"--inputs {m.name}: {refused}")
         if refused:
