@@ -50,9 +50,7 @@ def failed(
     assert result.record.state == "failed"
     out = ws.cli("runs", "export", result.record.run_id, "-o", str(ws.root / "export.json"))
     assert out.returncode == 0, out.stderr
-    yield Failed(
-        ws.root, result.record.run_id, data, json.loads((ws.root / "export.json").read_text())
-    )
+    yield Failed(result.record.run_id, data, json.loads((ws.root / "export.json").read_text()))
 
 
 def repro(
