@@ -199,7 +199,13 @@ def repro_command(
         engine = app.engine()
         upstream = Executor(engine, app.store, on_line=_echo_line)
         given |= sources.replay_upstream(
-            upstream, source, needed, say=lambda t: click.echo(t, err=True), sleep=sleep
+            upstream,
+            source,
+            needed,
+            say=lambda t: click.echo(t, err=True),
+            sleep=sleep,
+            grants=grants,
+            engine_root=root,
         )
     plan = repro.plan_replay(
         app.store,

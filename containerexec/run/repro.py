@@ -99,6 +99,9 @@ class Grants:
     user: bool = False
 
 
+NO_GRANTS = Grants()
+
+
 def caller() -> str:
     """This process's uid:gid, which a replay runs as unless --allow-user."""
     return f"{os.getuid()}:{os.getgid()}"
@@ -109,7 +112,7 @@ def check_record(
     rec: ShardRecord,
     *,
     mode: Mode = "run",
-    grants: Grants = Grants(),
+    grants: Grants = NO_GRANTS,
     engine_root: Path | None = None,
 ) -> ModuleSpec:
     """Refuse a recorded shard that asks for more than replay grants; its module spec.
@@ -189,7 +192,7 @@ def plan_replay(
     labels: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
     mode: Mode = "run",
-    grants: Grants = Grants(),
+    grants: Grants = NO_GRANTS,
     engine_root: Path | None = None,
 ) -> Plan:
     """Rebuild the recorded shard's Invocation for this machine.
