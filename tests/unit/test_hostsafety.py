@@ -178,6 +178,12 @@ def test_run_inputs_inside_the_engines_data_folder_are_refused(tmp_path: Path) -
     with pytest.raises(UsageError, match="engine's data folder"):
         executor.start(spec, {"d": str(root)}, {"out": str(tmp_path / "o")})
     assert not RunStore(tmp_path / "runs").ids()
+    data = tmp_path / "data"
+    data.mkdir()
+    run = executor.start(spec, {"d": str(data)}, {"out": str(tmp_path / "o")})
+    run.wait()
+    with pytest.raises(UsageError, match="engine's data folder"):  # --resume -i d=...
+        executor.resume(spec, run.id, inputs={"d": str(root / "volumes")})
 
 
 def _invocation(*mounts: Mount) -> Invocation:
