@@ -51,6 +51,7 @@ class FakeEngine:
 
     def __init__(self, script: Script | None = None) -> None:
         self.script: Script = script or (lambda inv, n: Outcome())
+        self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
         self.lock = threading.Lock()
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.attempts: dict[int, int] = {}
@@ -60,11 +61,7 @@ class FakeEngine:
         self.removed: list[str] = []
         self.image_lookups = 0
         self.reachable = True
-        self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
         self._ids = itertools.count(1)
-
-    def data_root(self) -> Path | None:
-        return self.root
 
     def ping(self) -> None:
         if not self.reachable:
@@ -134,6 +131,9 @@ class FakeEngine:
             for cid, c in list(self.containers_by_id.items())
             if all(c.inv.labels.get(k) == v for k, v in labels.items())
         ]
+
+    def data_root(self) -> Path | None:
+        return self.root
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self.image_lookups += 1

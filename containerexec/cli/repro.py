@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 
 from containerexec.cli import App, cli
-from containerexec.errors import EngineError, UsageError
+from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
@@ -183,7 +183,7 @@ def repro_command(
     source = sources.load(app.store, record_or_run, job=job)
     rec = repro.pick_shard(source.run, shard)
     grants = repro.Grants(network=allow_network, user=allow_user)
-    root = _engine_root(app, required=not print_only)
+    root = repro.engine_data_root(app.engine, required=not print_only)
     # Before anything is unpacked or written: what the record asks for is granted or refused.
     repro.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
@@ -299,17 +299,6 @@ def _print(
         ),
         nl=False,
     )
-
-
-def _engine_root(app: App, *, required: bool) -> Path | None:
-    """The engine's data folder, which no mount may reach. `--print` runs without an engine
-    here: then the folder is unknown, and the rest of the rule still applies."""
-    try:
-        return app.engine().data_root()
-    except EngineError:
-        if required:
-            raise
-        return None
 
 
 def _header(plan: repro.Plan, image: str, job: str | None, mode: repro.Mode) -> None:

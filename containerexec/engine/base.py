@@ -104,16 +104,6 @@ class Engine(Protocol):
         """
         ...
 
-    def data_root(self) -> Path | None:
-        """The folder on this host where the engine keeps its images, containers and
-        volumes (Docker's DockerRootDir), which no mount may reach; None when the
-        engine does not say. Asked once per engine object.
-
-        Raises:
-            EngineUnavailable: no engine answers.
-        """
-        ...
-
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         """Create (not start) the container of `inv`, named `inv.name`; return its ID.
 
@@ -260,5 +250,15 @@ class Engine(Protocol):
 
         Raises:
             EngineError: the engine cannot run interactive containers here.
+        """
+        ...
+
+    def data_root(self) -> Path | None:
+        """The folder on this host where the engine keeps its images, containers and
+        volumes (Docker's DockerRootDir), which no mount may reach; None when the
+        engine does not say. Asked once per engine object.
+
+        Raises:
+            EngineUnavailable: no engine answers.
         """
         ...

@@ -49,13 +49,16 @@ def check_port(value: str) -> str:
     return value
 
 
-# The mounts containerexec adds beside the ports: a returned value, a packed batch's folders.
-OWN_MOUNT_RE = re.compile(r"\.returned|\.batch-(ctl|state|stage|links)")
+# Mounts containerexec adds itself: a Python module's returned value (run/returned.py) and a
+# packed batch's control, state and staging folders (run/packing.py).
+INTERNAL_MOUNTS = frozenset(
+    {".returned", ".batch-ctl", ".batch-state", ".batch-stage", ".batch-links"}
+)
 
 
 def check_mount_name(value: str) -> str:
-    """A port name, or the name of a mount containerexec adds itself."""
-    return value if OWN_MOUNT_RE.fullmatch(value) else check_port(value)
+    """An input or output name, or one of the mounts containerexec adds itself."""
+    return value if value in INTERNAL_MOUNTS else check_port(value)
 
 
 def check_container(value: str) -> str:
@@ -104,6 +107,7 @@ ShardFile = Annotated[str, AfterValidator(check_shard_file)]
 
 __all__ = [
     "ContainerName",
+    "INTERNAL_MOUNTS",
     "JobId",
     "ModuleName",
     "MountName",
