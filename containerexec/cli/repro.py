@@ -183,7 +183,7 @@ def repro_command(
     source = sources.load(app.store, record_or_run, job=job)
     rec = repro.pick_shard(source.run, shard)
     grants = repro.Grants(network=allow_network, user=allow_user)
-    root = repro.engine_data_root(app.engine, required=not print_only)
+    root = replay.engine_data_root(app.engine, required=not print_only)
     # Before anything is unpacked or written: what the record asks for is granted or refused.
     repro.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))

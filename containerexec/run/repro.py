@@ -22,13 +22,7 @@ from pydantic import ValidationError
 from containerexec.engine.base import Engine
 from containerexec.engine.payload import docker_run_command
 from containerexec.environment import images
-from containerexec.errors import (
-    EngineError,
-    ImageError,
-    InputsChanged,
-    UntrustedInput,
-    UsageError,
-)
+from containerexec.errors import ImageError, InputsChanged, UntrustedInput, UsageError
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
 from containerexec.model.hostsafety import (
     VALUE_MOUNT,
@@ -111,17 +105,6 @@ NO_GRANTS = Grants()
 def caller() -> str:
     """This process's uid:gid, which a replay runs as unless --allow-user."""
     return f"{os.getuid()}:{os.getgid()}"
-
-
-def engine_data_root(engine: Callable[[], Engine], *, required: bool) -> Path | None:
-    """The engine's data folder, which no mount may reach. `--print` runs without an engine
-    here (not `required`): then the folder is unknown, and the rest of the rule still applies."""
-    try:
-        return engine().data_root()
-    except EngineError:
-        if required:
-            raise
-        return None
 
 
 def check_record(
