@@ -51,6 +51,7 @@ class FakeEngine:
 
     def __init__(self, script: Script | None = None) -> None:
         self.script: Script = script or (lambda inv, n: Outcome())
+        self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
         self.lock = threading.Lock()
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.attempts: dict[int, int] = {}
@@ -134,6 +135,9 @@ class FakeEngine:
             for cid, c in list(self.containers_by_id.items())
             if all(c.inv.labels.get(k) == v for k, v in labels.items())
         ]
+
+    def data_root(self) -> Path | None:
+        return self.root
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self.image_lookups += 1

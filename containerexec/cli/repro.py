@@ -145,6 +145,16 @@ def export(
     help="Only print the equivalent plain `docker run` command line.",
 )
 @click.option("--job", help="Of a pipeline run: the job to replay (default: the first failed).")
+@click.option(
+    "--allow-network",
+    is_flag=True,
+    help="Grant the network a record asks for (replay runs without one otherwise).",
+)
+@click.option(
+    "--allow-user",
+    is_flag=True,
+    help="Run as the user the record names (replay runs as you otherwise).",
+)
 @click.pass_context
 def repro_command(
     ctx: click.Context,
@@ -158,6 +168,8 @@ def repro_command(
     debug: bool,
     debug_port: int,
     print_only: bool,
+    allow_network: bool,
+    allow_user: bool,
 ) -> None:
     """Replay a recorded shard here, in its exact image (pulled by digest), and say whether
     the failure reproduced. RECORD_OR_RUN: a file from `runs export`, a run.json, or a run
@@ -169,12 +181,16 @@ def repro_command(
     mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
     source = sources.load(app.store, record_or_run, job=job)
     rec = repro.pick_shard(source.run, shard)
+    grants = repro.Grants(network=allow_network, user=allow_user)
+    root = replay.engine_data_root(app.engine, required=not print_only)
+    # Before anything is unpacked or written: what the record asks for is granted or refused.
+    repro.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
     given = prepared.inputs
     for note in prepared.notes:
         click.echo(note, err=True)
     if print_only:
-        _print(app, source, rec.index, given, mode, debug_port)
+        _print(app, source, rec.index, given, mode, debug_port, grants, root)
         return
     sleep = app.sleep or time.sleep
     needed = sources.upstream_needed(source, rec, given) if source.pipeline else {}
@@ -182,7 +198,13 @@ def repro_command(
         engine = app.engine()
         upstream = Executor(engine, app.store, on_line=_echo_line)
         given |= sources.replay_upstream(
-            upstream, source, needed, say=lambda t: click.echo(t, err=True), sleep=sleep
+            upstream,
+            source,
+            needed,
+            say=lambda t: click.echo(t, err=True),
+            sleep=sleep,
+            grants=grants,
+            engine_root=root,
         )
     plan = repro.plan_replay(
         app.store,
@@ -190,10 +212,13 @@ def repro_command(
         shard=rec.index,
         inputs=given,
         ignore_input_changes=ignore_input_changes,
+        mode=mode,
+        grants=grants,
+        engine_root=root,
     )
     engine = app.engine()
     plan, how = sources.make_image_present(engine, source, source.run, plan, sleep)
-    _header(plan, how, source.job)
+    _header(plan, how, source.job, mode)
     secrets = replay.secret_values(plan.inv.secret_names, os.environ, _ask_secret)
     executor = Executor(engine, app.store, secrets=secrets, on_line=_echo_line)
     tty = sys.stdin.isatty()
@@ -241,9 +266,12 @@ def _print(
     given: dict[str, str],
     mode: repro.Mode,
     debug_port: int,
+    grants: repro.Grants,
+    root: Path | None,
 ) -> None:
     rec = repro.pick_shard(source.run, shard)
-    repro.check_present(source.run.run.run_id, rec, given)  # docker would exit 125 on them
+    # docker would exit 125 on missing inputs
+    repro.check_present(source.run.run.run_id, rec, given, engine_root=root)
     plan = repro.plan_replay(
         app.store,
         source.run,
@@ -251,6 +279,9 @@ def _print(
         inputs=given,
         strict=False,
         outputs_root=Path.cwd() / "repro-outputs",
+        mode=mode,
+        grants=grants,
+        engine_root=root,
     )
     image_step = None
     carried = source.bundle.image_for(source.run.run.image.id) if source.bundle else None
@@ -269,7 +300,7 @@ def _print(
     )
 
 
-def _header(plan: repro.Plan, image: str, job: str | None) -> None:
+def _header(plan: repro.Plan, image: str, job: str | None, mode: repro.Mode) -> None:
     src, inv = plan.source.run, plan.inv
     of_job = f"job '{job}' of pipeline run {src.pipeline_run}, " if job else ""
     click.echo(
@@ -282,6 +313,7 @@ def _header(plan: repro.Plan, image: str, job: str | None) -> None:
         click.echo(f"  packages: lock sha256:{src.image.lock_sha256}", err=True)
     for note in plan.notes:
         click.echo(f"  note:  {note}", err=True)
+    click.echo("\n".join(f"  {line}" for line in repro.grant_lines(plan, mode)), err=True)
 
 
 def _debug_banner(plan: repro.Plan, port: int) -> None:

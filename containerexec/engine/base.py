@@ -256,3 +256,13 @@ class Engine(Protocol):
             EngineError: the engine cannot run interactive containers here.
         """
         ...
+
+    def data_root(self) -> Path | None:
+        """The folder on this host where the engine keeps its images, containers and
+        volumes (Docker's DockerRootDir), which no mount may reach; None when the
+        engine does not say. Asked once per engine object.
+
+        Raises:
+            EngineUnavailable: no engine answers.
+        """
+        ...

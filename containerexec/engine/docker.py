@@ -176,6 +176,7 @@ class DockerEngine:
 
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
+        self._data_root: tuple[Path | None] | None = None
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -206,6 +207,13 @@ class DockerEngine:
             self.api.ping()
 
         _call(Request("ping"), ping)
+
+    def data_root(self) -> Path | None:
+        if self._data_root is None:
+            info = _call(Request("info"), self.api.info)
+            root = info.get("DockerRootDir") if isinstance(info, dict) else None
+            self._data_root = (Path(root) if isinstance(root, str) and root else None,)
+        return self._data_root[0]
 
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         kw = create_kwargs(inv, secrets=secrets)

@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from containerexec.errors import UsageError
+from containerexec.model.hostsafety import host_path_refusal
 from containerexec.model.spec import InputPort, ModuleSpec, check_value
-
-# Mounted into a container, each of these hands it the host: its processes, kernel
-# knobs, devices, and the sockets of its daemons (the engine's among them).
-HOST_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
-# Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
-ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
 
 @dataclass(frozen=True)
@@ -47,8 +41,10 @@ def bind(
     *,
     base: Path | None = None,
     default_outputs: Path | None = None,
+    engine_root: Path | None = None,
 ) -> Bindings:
-    """Check values against the spec's ports; paths become absolute, from `base`.
+    """Check values against the spec's ports; paths become absolute, from `base`, and pass
+    the host-safety rule (`engine_root`: the engine's data folder, which none may reach).
 
     Outputs not given go to `default_outputs / NAME` (inside the run's folder).
     """
@@ -64,7 +60,9 @@ def bind(
             raise UsageError(f"{where}: -o '{name}': no such output (outputs: {known})")
     bound: dict[str, Any] = {}
     for name, port in spec.inputs.items():
-        value = bind_value(where, name, port, inputs.get(name, port.default), base)
+        value = bind_value(
+            where, name, port, inputs.get(name, port.default), base, engine_root=engine_root
+        )
         if value is not None:
             bound[name] = value
     targets: dict[str, str] = {}
@@ -78,8 +76,17 @@ def bind(
     return Bindings(bound, targets)
 
 
-def bind_value(where: str, name: str, port: InputPort, value: Any, root: Path) -> Any:
-    """One input value checked against its port, a path made absolute from `root`.
+def bind_value(
+    where: str,
+    name: str,
+    port: InputPort,
+    value: Any,
+    root: Path,
+    *,
+    engine_root: Path | None = None,
+) -> Any:
+    """One input value checked against its port, a path made absolute from `root`, and
+    by the host-safety rule (model/hostsafety.py; `engine_root`: the engine's data folder).
 
     Returns None for an optional input left unset; raises UsageError naming `where`.
     """
@@ -93,7 +100,7 @@ def bind_value(where: str, name: str, port: InputPort, value: Any, root: Path) -
         raise UsageError(f"{where}: input '{name}': {exc}") from None
     if port.type in ("file", "directory"):
         path = (root / os.path.expanduser(str(value))).resolve()
-        refused = host_path_refusal(path)
+        refused = host_path_refusal(path, engine_root=engine_root)
         if refused:
             raise UsageError(f"{where}: input '{name}': {refused}")
         if not (path.is_file() if port.type == "file" else path.is_dir()):
@@ -102,54 +109,6 @@ def bind_value(where: str, name: str, port: InputPort, value: Any, root: Path) -
     return value
 
 
-def host_path_refusal(path: Path) -> str | None:
-    """Why the resolved input `path` must not be mounted, or None when it may be."""
-    if _is_engine_socket(path):
-        return (
-            f"'{path}' is the engine's socket, which would let the container control the "
-            "engine; pass your data instead"
-        )
-    if path == Path("/") or any(path == r or r in path.parents for r in HOST_ROOTS):
-        what = "the host's root folder" if path == Path("/") else f"in the host's /{path.parts[1]}"
-        return f"'{path}' is {what}, which would hand the host to the container; pass your data"
-    return None
-
-
-def special_kind(mode: int) -> str | None:
-    """'socket', 'FIFO' or 'device node' for a file mode that is one of those, else None."""
-    if stat.S_ISSOCK(mode):
-        return "socket"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
-        return "device node"
-    return None
-
-
-def _is_engine_socket(path: Path) -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    sockets = [
-        *ENGINE_SOCKETS,
-        *([host.removeprefix("unix://")] if host.startswith("unix://") else []),
-    ]
-    for sock in sockets:
-        try:
-            if os.path.samefile(path, sock):  # a hard link is the same socket
-                return True
-        except OSError:
-            continue
-    return False
-
-
 def _missing(where: str, name: str, kind: str, path: Path) -> str:
-    try:
-        special = special_kind(path.stat().st_mode)
-    except OSError:
-        special = None
-    if special:
-        return (
-            f"{where}: input '{name}': '{path}' is a {special}, which would hand the host to "
-            f"the container; pass a {kind} of your data"
-        )
     found = "a file" if path.is_file() else "a directory" if path.is_dir() else "nothing"
     return f"{where}: input '{name}' expects a {kind} at '{path}', found {found}; check the path"

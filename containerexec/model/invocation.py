@@ -14,11 +14,13 @@ from containerexec.labels import LABEL_MODULE, LABEL_RUN, LABEL_SHARD
 from containerexec.model import placeholders
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
+from containerexec.model.hostsafety import (
+    INPUTS_ROOT as INPUTS_ROOT,  # re-exported: imported from here
+)
+from containerexec.model.hostsafety import OUTPUTS_ROOT as OUTPUTS_ROOT
 from containerexec.model.names import ContainerName, ModuleName, MountName, RunId, ShardFile
 from containerexec.model.spec import DEFAULT_PIDS, ModuleSpec
 
-INPUTS_ROOT = "/inputs"
-OUTPUTS_ROOT = "/outputs"
 # What may follow `${{inputs.X}}/${{shard.value}}` when the text names the shard's file alone
 # (a '.', '_', '*', '/' ... could name a sibling or a pattern of the folder).
 PATH_ENDS = frozenset(" \t\n\"',;:|&<>)")

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from containerexec.model.hostsafety import BATCH_ROOT
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation
 
-ROOT = "/.containerexec-batch"
+ROOT = BATCH_ROOT
 SHELL = "/bin/sh"
 
 

@@ -22,11 +22,12 @@ from typing import Any, Protocol
 
 from containerexec.engine.base import Engine, Progress
 from containerexec.environment import images
-from containerexec.errors import ImageError, InputsChanged, RunError, UsageError
+from containerexec.errors import ImageError, InputsChanged, RunError, UntrustedInput, UsageError
 from containerexec.labels import LABEL_RUN
 from containerexec.model import arrays
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings, bind
+from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
 from containerexec.run import packing, returned, staging
@@ -184,6 +185,7 @@ class Executor:
             outputs,
             base=base,
             default_outputs=opts.default_outputs or self.store.default_outputs(run_id),
+            engine_root=self.engine.data_root(),
         )
         placed = {n: p for n, p in bindings.outputs.items() if n in outputs}  # the -o ones
         used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
@@ -243,6 +245,7 @@ class Executor:
             {**prev.outputs, **(outputs or {})},
             base=base,
             default_outputs=self.store.default_outputs(prev.run_id),
+            engine_root=self.engine.data_root(),
         )
         moved = {n: p for n, p in bindings.outputs.items() if prev.outputs.get(n) != p}
         used = refuse_non_empty(f"module '{spec.name}'", moved, overwrite=opts.overwrite)
@@ -349,6 +352,7 @@ class Executor:
 
     def _worker_run(self, run_id: str, indices: list[int]) -> Run:
         run = self.reopen(run_id, *indices)
+        self._check_recorded_inputs(run)  # run.json is a file anyone on the cluster may edit
         self._track(run)  # so a cancel (Slurm's SIGTERM to the worker) reaches it
         self._ensure_image(run.spec.name, run.image)  # a node pulls the pinned image once
         return run
@@ -385,6 +389,20 @@ class Executor:
         )
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _check_recorded_inputs(self, run: Run) -> None:
+        """Every input path run.json names passes the host-safety rule; UntrustedInput else."""
+        root = self.engine.data_root()
+        where = str(self.store.run_dir(run.id) / "run.json")
+        for name, value in sorted(run.bindings.inputs.items()):
+            port = run.spec.inputs.get(name)
+            if port is None:
+                what = f"input '{name}' is no input of module '{run.spec.name}'"
+                raise UntrustedInput(where, f"{what}; start a new run")
+            if port.type in ("file", "directory"):
+                refused = host_path_refusal(real_path(str(value)), engine_root=root)
+                if refused:
+                    raise UntrustedInput(where, f"input '{name}': {refused}; start a new run")
 
     def _check_secrets(self, spec: ModuleSpec) -> None:
         missing = [n for n in spec.secrets if n not in self.secrets]

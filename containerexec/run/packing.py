@@ -47,6 +47,7 @@ from containerexec.engine.base import EngineLost, ExitStatus, StartFailed
 from containerexec.errors import EngineError, EngineUnavailable, ImageError, RunError
 from containerexec.labels import LABEL_SHARD
 from containerexec.model.arrays import Shard
+from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.batchscripts import ROOT, SHELL, driver_script, output_links, value_script
@@ -338,6 +339,16 @@ class Batch:
         if run.tracker.cancelled.is_set():
             return []
         try:
+            # The runner's last guard, for the one container it does not create.
+            refused = invocation_refusal(
+                inv, engine_root=engine.data_root(), outputs_under=[self.root]
+            )
+            if refused:
+                why = f"refused before any container was created: {refused}"
+                a = Attempt(1, started, clock(), failure=Failure.UNSAFE_MOUNT, message=why)
+                for v in self.values:
+                    self._settle(v, a)
+                return []
             self.cid = engine.create(inv, secrets=run.ex.secrets)
         except (ImageError, EngineUnavailable, EngineError) as exc:
             kind = (

@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from containerexec.engine.base import Engine
+from containerexec.errors import EngineError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, Limits, output_filename
@@ -33,6 +35,17 @@ def secret_values(
 ) -> dict[str, str]:
     """Each secret from the environment, else asked for; never stored anywhere."""
     return {n: environ[n] if n in environ else ask(n) for n in names}
+
+
+def engine_data_root(engine: Callable[[], Engine], *, required: bool) -> Path | None:
+    """The engine's data folder, which no mount may reach. `--print` runs without an engine
+    here (not `required`): then the folder is unknown, and the rest of the rule still applies."""
+    try:
+        return engine().data_root()
+    except EngineError:
+        if required:
+            raise
+        return None
 
 
 def start(

@@ -18,12 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import ValidationError
+
 from containerexec.engine.base import Engine
 from containerexec.engine.payload import docker_run_command
 from containerexec.environment import images
 from containerexec.errors import ImageError, InputsChanged, UntrustedInput, UsageError
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
+from containerexec.model.hostsafety import (
+    VALUE_MOUNT,
+    check_mount,
+    host_path_refusal,
+    mount_refusal,
+    real_path,
+)
 from containerexec.model.invocation import Invocation, Mount
+from containerexec.model.spec import ModuleSpec
 from containerexec.run import returned
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
@@ -81,6 +91,92 @@ class Plan:
     read_manifests: dict[str, list[FileEntry]] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Grants:
+    """What a replay may give a recorded Invocation beyond the safe defaults: each is a flag
+    of `repro` the user passes knowingly (--allow-network, --allow-user)."""
+
+    network: bool = False
+    user: bool = False
+
+
+NO_GRANTS = Grants()
+
+
+def caller() -> str:
+    """This process's uid:gid, which a replay runs as unless --allow-user."""
+    return f"{os.getuid()}:{os.getgid()}"
+
+
+def check_record(
+    source: RunExport,
+    rec: ShardRecord,
+    *,
+    mode: Mode = "run",
+    grants: Grants = NO_GRANTS,
+    engine_root: Path | None = None,
+) -> ModuleSpec:
+    """Refuse a recorded shard that asks for more than replay grants; its module spec.
+
+    Pure: nothing is read but the record and, for a recorded place that exists here,
+    what it is. Each recorded mount must be a declared input or output of the module
+    (by kind and name), of its declared kind, at its port's target, and pass the
+    host-safety rule; network and another user need `grants`. Raises UntrustedInput
+    (exit 2) with one line naming the shard, the mount or field, and the flag.
+    """
+    where = f"shard {rec.index} of run '{source.run.run_id}'"
+    try:
+        spec = ModuleSpec.model_validate(source.run.spec)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "spec"
+        raise UntrustedInput(
+            where, f"the recorded module spec is not valid ({field}: {first['msg']})"
+        ) from None
+    inv, seen = rec.invocation, set()
+    for m in inv.mounts:
+        refused = _undeclared(spec, inv, m) or mount_refusal(m, engine_root=engine_root)
+        if refused is None and (m.kind, m.name) in seen:
+            refused = "it is mounted twice"
+        if refused:
+            raise UntrustedInput(
+                where,
+                f"recorded {m.kind} mount '{m.name}' ({m.source} -> {m.target}): {refused}; "
+                "replay refuses it and runs nothing (ask the sender for an unedited record)",
+            )
+        seen.add((m.kind, m.name))
+    if inv.network and not grants.network and mode != "debug":
+        raise UntrustedInput(
+            where,
+            "the record asks for a network (field 'network': true) and replay runs without "
+            "one; pass --allow-network to grant it",
+        )
+    # Another recorded user is not refused: the replay runs as you (a colleague's uid is
+    # the common case), and only --allow-user runs it as the recorded one.
+    return spec
+
+
+def _undeclared(spec: ModuleSpec, inv: Invocation, m: Mount) -> str | None:
+    """Why recorded mount `m` is no mount the module declares, or None when it is one."""
+    if m.kind == "output":
+        if m.name in spec.outputs or (m.name == VALUE_MOUNT and returned.wanted(inv)):
+            return None
+        known = ", ".join(sorted(spec.outputs)) or "none"
+        return f"module '{spec.name}' declares no such output (outputs: {known})"
+    port = spec.inputs.get(m.name)
+    if port is None or port.type not in ("file", "directory"):
+        known = ", ".join(n for n, p in sorted(spec.inputs.items()) if p.type in _PATHS)
+        return f"module '{spec.name}' declares no such file or folder input ({known or 'none'})"
+    if port.type == "file" and (not m.is_file or m.shard_file):
+        return "the module declares it a file"
+    if port.type == "directory" and m.is_file != bool(m.shard_file):
+        return "the module declares it a folder"
+    return None
+
+
+_PATHS = ("file", "directory")
+
+
 def plan_replay(
     store: RunStore,
     source: RunExport,
@@ -92,16 +188,25 @@ def plan_replay(
     outputs_root: Path | None = None,
     labels: Mapping[str, str] | None = None,
     clock: Callable[[], float] = time.time,
+    mode: Mode = "run",
+    grants: Grants = NO_GRANTS,
+    engine_root: Path | None = None,
 ) -> Plan:
-    """Re-map the recorded Invocation of a shard to this machine.
+    """Rebuild the recorded shard's Invocation for this machine.
 
-    Inputs come from `inputs` (NAME -> PATH), else from where they were recorded.
-    With `strict`, each must exist and match its recorded manifest (InputsChanged
-    otherwise, unless `ignore_input_changes`); `--print` plans without `strict`.
-    Outputs go to fresh folders under `outputs_root`, by default the repro run's.
+    The record is checked first (check_record: nothing is written before). The
+    mounts are rebuilt from the module's declared ports, never copied: inputs from
+    `inputs` (NAME -> PATH: -i, or the bundle's unpacked files), else from their
+    recorded place when it passes the host-safety rule; outputs into fresh folders
+    under `outputs_root`, by default the repro run's. With `strict`, each input must
+    exist and match its recorded manifest (InputsChanged otherwise, unless
+    `ignore_input_changes`); `--print` plans without `strict`. It runs as this user
+    and without a network unless `grants` say otherwise.
     """
     rec = pick_shard(source, shard)
+    check_record(source, rec, mode=mode, grants=grants, engine_root=engine_root)
     inv = rec.invocation
+    where = f"shard {rec.index} of run '{source.run.run_id}'"
     run_id = new_run_id(f"{source.run.module}-repro", clock())
     out_root = outputs_root or store.default_outputs(run_id)
     given = dict(inputs or {})
@@ -118,35 +223,64 @@ def plan_replay(
     read: dict[str, list[FileEntry]] = {}
     used: dict[str, str] = {}
     if strict:
-        check_present(source.run.run_id, rec, given)
+        check_present(source.run.run_id, rec, given, engine_root=engine_root)
     for m in inv.mounts:
         if m.kind == "output":
-            new_mounts.append(m.model_copy(update={"source": str(out_root / m.name)}))
+            new_mounts.append(
+                Mount(
+                    kind="output",
+                    name=m.name,
+                    source=str(out_root / m.name),
+                    target=m.target,  # checked: its port's place
+                    read_only=False,
+                )
+            )
             continue
-        folder, path = _input_place(m, given)
-        if strict:
-            # What this shard read: its own manifest when a resume accepted changed inputs.
-            manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
-            if manifest is not None and m.shard_file:
-                manifest = [e for e in manifest if e.path == m.shard_file]
-            if manifest is not None:
-                differ = manifests.input_changes(m.name, manifest, path, m.is_file)
-                changes += differ
-                if differ:  # the record says what this replay read, not what the original did
-                    read[m.name] = [
-                        FileEntry(path=p, size=n, sha256=h)
-                        for p, n, h in manifests.manifest(str(path))
-                    ]
+        folder, path = _input_place(m, given, engine_root=engine_root, where=where)
+        # What this shard read: its own manifest when a resume accepted changed inputs.
+        manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
+        if manifest is not None and m.shard_file:
+            manifest = [e for e in manifest if e.path == m.shard_file]
+        recorded_place = m.name not in given
+        if recorded_place and manifest is None:
+            # Read only what the record already lists, so a record cannot ask for a folder
+            # of this machine (its /etc, someone's home) whose content it does not know.
+            raise UntrustedInput(
+                where,
+                f"input '{m.name}' would be read at its recorded place '{path}', and the "
+                f"record lists none of its files to check it against; pass -i {m.name}=PATH",
+            )
+        if strict and manifest is not None:
+            differ = manifests.input_changes(m.name, manifest, path, m.is_file)
+            if differ and recorded_place and ignore_input_changes:
+                raise UntrustedInput(
+                    where,
+                    f"input '{m.name}' at its recorded place '{path}' is not what the record "
+                    f"lists ({differ[0].strip()}, {len(differ)} in all); to run on other "
+                    f"data, pass -i {m.name}=PATH --ignore-input-changes",
+                )
+            changes += differ
+            if differ:  # the record says what this replay read, not what the original did
+                read[m.name] = [
+                    FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(path))
+                ]
         used[m.name] = str(folder)
-        new_mounts.append(m.model_copy(update={"source": str(path)}))
+        new_mounts.append(
+            Mount(
+                kind="input",
+                name=m.name,
+                source=str(path),
+                target=m.target,
+                read_only=True,
+                is_file=m.is_file,
+                shard_file=m.shard_file,
+            )
+        )
+    for m in new_mounts:  # the one rule, on exactly what will be mounted
+        check_mount(m, where=where, engine_root=engine_root, outputs_under=[out_root])
     if changes and not ignore_input_changes:
         raise InputsChanged(source.run.run_id, changes)
-    user = f"{os.getuid()}:{os.getgid()}"
-    notes = (
-        []
-        if user == inv.user
-        else [f"runs as {user} (this user), not the recorded {inv.user}, so the mounts are usable"]
-    )
+    user = inv.user if grants.user else caller()
     new_labels = {k: v for k, v in inv.labels.items() if k != LABEL_RUN}
     new_labels |= {**(labels or {}), LABEL_RUN: run_id, LABEL_REPRO_OF: source.run.run_id}
     new_inv = inv.model_copy(
@@ -156,6 +290,7 @@ def plan_replay(
             "labels": new_labels,
             "mounts": new_mounts,
             "user": user,
+            "network": inv.network and grants.network,
         }
     )
     outputs = {
@@ -163,7 +298,25 @@ def plan_replay(
         for m in new_mounts
         if m.kind == "output" and not returned.is_value_mount(m)
     }
-    return Plan(source, rec, new_inv, run_id, used, outputs, notes, changes, read)
+    return Plan(source, rec, new_inv, run_id, used, outputs, [], changes, read)
+
+
+def grant_lines(plan: Plan, mode: Mode) -> list[str]:
+    """What the replay grants, one short block: user, network, each mount (ro/rw, host path)."""
+    inv = mode_invocation(plan, mode)
+    you = caller()
+    user = "you" if inv.user == you else "the recorded user, --allow-user"
+    if inv.user == you and plan.shard.invocation.user != you:
+        user = f"you; the record says {plan.shard.invocation.user}, --allow-user runs as that"
+    if mode == "debug":
+        network = "on, for --debug's port published on 127.0.0.1 only (--debug asks for it)"
+    else:
+        network = "on (--allow-network)" if inv.network else "off"
+    lines = [f"user:    {inv.user} ({user})", f"network: {network}"]
+    for m in inv.mounts:
+        rw = "ro" if m.read_only else "rw"
+        lines.append(f"mount:   {rw} {m.source} -> {m.target}")
+    return lines
 
 
 def missing_inputs(rec: ShardRecord, given: Mapping[str, str]) -> list[str]:
@@ -175,23 +328,42 @@ def missing_inputs(rec: ShardRecord, given: Mapping[str, str]) -> list[str]:
     ]
 
 
-def _input_place(m: Mount, given: Mapping[str, str]) -> tuple[Path, Path]:
+def _input_place(
+    m: Mount, given: Mapping[str, str], *, engine_root: Path | None = None, where: str = ""
+) -> tuple[Path, Path]:
     """(the input as -i names it or the record has it, what the shard mounts): a glob
-    shard that mounted its own file alone is given its folder."""
-    path = Path(given[m.name]).expanduser().absolute() if m.name in given else Path(m.source)
+    shard that mounted its own file alone is given its folder. Both pass the host-safety
+    rule before anything looks at them: UsageError for a given path (as `run -i`),
+    UntrustedInput for a recorded one."""
+    mine = m.name in given
+    path = Path(given[m.name]).expanduser().absolute() if mine else Path(m.source)
     if not m.shard_file:
-        return path, path
-    folder = path if m.name in given else Path(m.source[: -len(m.shard_file) - 1])
-    return folder, folder / m.shard_file
+        folder = path
+    else:
+        folder = path if mine else Path(m.source[: -len(m.shard_file) - 1])
+        path = folder / m.shard_file
+    for p in dict.fromkeys((folder, path)):
+        refused = host_path_refusal(real_path(p), engine_root=engine_root)
+        if refused and mine:
+            raise UsageError(f"--inputs {m.name}: {refused}")
+        if refused:
+            raise UntrustedInput(
+                where or m.name,
+                f"input '{m.name}' at its recorded place: {refused} (or -i {m.name}=PATH)",
+            )
+    return folder, path
 
 
-def check_present(run_id: str, rec: ShardRecord, given: Mapping[str, str]) -> None:
+def check_present(
+    run_id: str, rec: ShardRecord, given: Mapping[str, str], *, engine_root: Path | None = None
+) -> None:
     """Every input of the shard is here and of its recorded kind; else one error naming all."""
     missing, wrong = [], []
+    where = f"shard {rec.index} of run '{run_id}'"
     for m in rec.invocation.mounts:
         if m.kind != "input":
             continue
-        _, path = _input_place(m, given)
+        _, path = _input_place(m, given, engine_root=engine_root, where=where)
         kind = "file" if m.is_file else "directory"
         if not path.exists():
             where = "" if m.name in given else " here (its recorded place)"

@@ -20,13 +20,14 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from containerexec.model import hostsafety
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, Mount, container_paths
 from containerexec.model.spec import ModuleSpec
 
 ENV_FILE = "CONTAINEREXEC_RETURN_FILE"
-MOUNT_NAME = ".returned"
-CONTAINER_DIR = "/outputs/.containerexec-returned"
+MOUNT_NAME = hostsafety.VALUE_MOUNT
+CONTAINER_DIR = hostsafety.VALUE_TARGET
 CONTAINER_FILE = f"{CONTAINER_DIR}/value.json"
 MAX_BYTES = 1 << 20  # a value, not a data set: bigger ones belong in an output
 

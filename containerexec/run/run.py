@@ -421,6 +421,7 @@ class Run:
             on_attempt=lambda a, retry: self.retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
+            outputs_under=[staging_dir],
         )
 
     # -- steps of a shard's life, shared with a packed batch (run/packing.py) ----------

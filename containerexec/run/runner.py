@@ -8,12 +8,14 @@ logic can be tested in milliseconds.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
+from pathlib import Path
 
 from containerexec.engine.base import Engine, EngineLost, LogStream, StartFailed, WaitTimeout
 from containerexec.errors import EngineError, EngineUnavailable, ImageError
+from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import RetryPolicy
 from containerexec.run.logs import LogSink
@@ -37,6 +39,7 @@ class Failure(StrEnum):
     OUTPUTS_MISSING = "outputs_missing"
     OUTPUT_COLLISION = "output_collision"  # a path another shard committed
     UNSAFE_OUTPUT = "unsafe_output"  # a link out of an output, or a FIFO, socket, device
+    UNSAFE_MOUNT = "unsafe_mount"  # the host-safety rule refused a mount: nothing was created
     NO_SPACE = "no_space"
     ENGINE_LOST = "engine_lost"
     ENGINE_ERROR = "engine_error"
@@ -58,6 +61,7 @@ NOT_RETRIED = {
     Failure.NO_SPACE,
     Failure.OUTPUT_COLLISION,
     Failure.UNSAFE_OUTPUT,
+    Failure.UNSAFE_MOUNT,
 }
 
 
@@ -121,13 +125,24 @@ def run_invocation(
     number: int = 1,
     grace_s: float = 5.0,
     keep: bool = False,
+    outputs_under: Sequence[Path] | None = None,
 ) -> Attempt:
-    """Run one container to its end and say what happened. Never leaves it behind unless `keep`."""
+    """Run one container to its end and say what happened. Never leaves it behind unless `keep`.
+
+    Every mount passes the host-safety rule first (`outputs_under`: where this run's
+    outputs may be), whoever built the Invocation: a refused one creates no container.
+    """
     started = clock()
     base = Attempt(number=number, started_at=started, ended_at=started)
     if tracker.cancelled.is_set():
         return replace(base, failure=Failure.CANCELLED, message="cancelled before start")
     try:
+        refused = invocation_refusal(
+            inv, engine_root=engine.data_root(), outputs_under=outputs_under
+        )
+        if refused:
+            message = f"refused before any container was created: {refused}"
+            return replace(base, ended_at=clock(), failure=Failure.UNSAFE_MOUNT, message=message)
         cid = engine.create(inv, secrets=secrets)
     except ImageError as exc:
         return replace(base, ended_at=clock(), failure=Failure.IMAGE_NOT_FOUND, message=str(exc))
@@ -327,6 +342,7 @@ def run_with_retries(
     on_attempt: Callable[[Attempt, bool], None],
     grace_s: float = 5.0,
     keep: bool = False,
+    outputs_under: Sequence[Path] | None = None,
 ) -> list[Attempt]:
     """Attempts of one shard until it succeeds, fails for good, or is cancelled.
 
@@ -350,6 +366,7 @@ def run_with_retries(
                 number=len(attempts) + 1,
                 grace_s=grace_s,
                 keep=keep,
+                outputs_under=outputs_under,
             )
         finally:
             log.finish()  # an attempt that never started still holds its log file open

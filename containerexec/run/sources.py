@@ -263,10 +263,12 @@ def replay_upstream(
     *,
     say: Callable[[str], None],
     sleep: Sleep,
+    grants: repro.Grants = repro.NO_GRANTS,
+    engine_root: Path | None = None,
 ) -> dict[str, str]:
     """Replay each job in `needed` (input -> job), and what it needs first, in order; every
-    shard as a one-shard replay whose outputs go to this store's pipeline folder. Returns
-    input name -> the replayed output's path."""
+    shard as a one-shard replay whose outputs go to this store's pipeline folder, under the
+    same `grants` as the job asked for. Returns input name -> the replayed output's path."""
     assert source.pipeline is not None and source.job is not None
     store = executor.store
     done: dict[str, dict[str, str]] = {}  # job -> recorded output path -> replayed path
@@ -287,7 +289,13 @@ def replay_upstream(
                 f"job '{source.job}' reads is not here"
             )
             plan = repro.plan_replay(
-                store, ex, shard=shard.index, inputs=inputs, outputs_root=out_root
+                store,
+                ex,
+                shard=shard.index,
+                inputs=inputs,
+                outputs_root=out_root,
+                grants=grants,
+                engine_root=engine_root,
             )
             plan, _ = make_image_present(executor.engine, source, ex, plan, sleep)
             result = replay.start(executor, plan).wait()

@@ -13,7 +13,8 @@ import stat
 from pathlib import Path
 
 from containerexec.errors import UsageError
-from containerexec.model.bindings import Bindings, special_kind
+from containerexec.model.bindings import Bindings
+from containerexec.model.hostsafety import special_kind
 from containerexec.model.spec import ModuleSpec
 from containerexec.store.records import FileEntry
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -23,6 +24,14 @@ from containerexec.store.tree import RunStore
 
 DIGEST = "127.0.0.1:5000/cx/job@sha256:" + "a" * 64
 RUN_ID = "job-20260101-000000-abcdef"
+JOB_SPEC = {
+    "name": "job",
+    "environment": {"image": "127.0.0.1:5000/cx/job:1"},
+    "inputs": {"data": {"type": "directory"}},
+    "outputs": {"out": {"type": "directory"}},
+    "command": ["python3", "-u", "/app/job.py", "${{shard.value}}", "${{inputs.data}}"],
+    "array": {"values": ["v0", "v1", "v2"]},
+}
 
 
 def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStore, Path]:
@@ -39,7 +48,7 @@ def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStor
             module="job",
             version="1",
             spec_path=None,
-            spec={"name": "job"},
+            spec=JOB_SPEC,
             image=ImageRecord(
                 ref="127.0.0.1:5000/cx/job:1",
                 pinned=DIGEST,
@@ -87,7 +96,7 @@ def make_run(tmp_path: Path, *, failed: tuple[int, ...] = (1,)) -> tuple[RunStor
                 ),
             ],
             workdir="/work",
-            user="1000:1000",
+            user=f"{os.getuid()}:{os.getgid()}",
             limits=Limits(memory_bytes=256 << 20, cpus=1.5),
             labels={"containerexec.run": RUN_ID, "containerexec.shard": str(i)},
             name=f"cx-{RUN_ID}-{i}",
@@ -205,7 +214,8 @@ def test_changed_inputs_are_refused_listing_each_file(tmp_path: Path) -> None:
     (data / "a.txt").unlink()
     with pytest.raises(InputsChanged, match=r"removed  data/a\.txt"):
         repro.plan_replay(store, source)
-    assert repro.plan_replay(store, source, ignore_input_changes=True).inputs["data"] == str(data)
+    plan = repro.plan_replay(store, source, inputs={"data": str(data)}, ignore_input_changes=True)
+    assert plan.inputs["data"] == str(data)
 
 
 def test_a_missing_input_names_it_and_the_flag_to_pass(tmp_path: Path) -> None:

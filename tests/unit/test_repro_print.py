@@ -212,10 +212,24 @@ def test_the_cli_refuses_an_edited_record_in_one_line_with_exit_2(tmp_path: Path
     plan = hostile_plan(tmp_path)
     Path(plan.inv.mounts[0].source).mkdir()
     store = RunStore(tmp_path / "store")
-    store.write_run(plan.source.run)
+    # An honest record in every other way (a valid spec, this user, the returned value
+    # asked for), so the bad env name is what the replay refuses.
+    spec = {
+        "name": "job",
+        "version": "1",
+        "environment": {"image": "x"},
+        "inputs": {"data": {"type": "directory"}},
+        "outputs": {"out": {"type": "directory"}},
+        "command": ["true"],
+    }
+    store.write_run(
+        plan.source.run.model_copy(update={"spec": spec, "input_manifests": {"data": []}})
+    )
+    env = {"A=B": "c", "CONTAINEREXEC_RETURN_FILE": f"{RETURNED}/value.json"}
+    me = f"{os.getuid()}:{os.getgid()}"
     store.write_shard(
         plan.shard.model_copy(
-            update={"invocation": plan.inv.model_copy(update={"env": {"A=B": "c"}})}
+            update={"invocation": plan.inv.model_copy(update={"env": env, "user": me})}
         )
     )
 
