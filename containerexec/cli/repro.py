@@ -26,6 +26,19 @@ from .runs import runs
 DEBUG_PORT_WAIT_S = 30.0
 
 
+def _wait_for(app: App, run: str) -> None:
+    """--wait: until nothing runs RUN; Ctrl-C exits 130 with nothing exported."""
+    live = sources.running(app.store, run)
+    if live is None:
+        return
+    click.echo(f"{live.summary()}: waiting for it to end (Ctrl-C stops)", err=True)
+    try:
+        sources.wait_until_ended(app.store, run)
+    except KeyboardInterrupt:
+        click.echo(f"stopped waiting for {live.what}; nothing was exported", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
 @runs.command("export")
 @click.argument("run")
 @click.option(
@@ -54,6 +67,11 @@ DEBUG_PORT_WAIT_S = 30.0
     help="Whose inputs --with-inputs takes (default: the first failed shard).",
 )
 @click.option("--job", help="Of a pipeline run: whose inputs (default: the first failed job).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If RUN is still running, wait until it ends, then export (Ctrl-C stops waiting).",
+)
 @click.pass_obj
 def export(
     app: App,
@@ -65,6 +83,7 @@ def export(
     max_input_bytes: int,
     shard: int | None,
     job: str | None,
+    wait: bool,
 ) -> None:
     """Write RUN (an id, a prefix, 'last', or a pipeline run id) to one file: its record,
     every shard's record and the end of each log, never secret values; with --bundle,
@@ -74,6 +93,8 @@ def export(
         raise UsageError("give one of -o FILE (JSON) and --bundle FILE")
     if bundle is None and (with_image or with_inputs):
         raise UsageError("--with-image and --with-inputs need --bundle FILE (JSON holds neither)")
+    if wait:
+        _wait_for(app, run)
     if output is not None:
         what, text = sources.write_export(app.store, run, None if str(output) == "-" else output)
         if str(output) == "-":
