@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 import subprocess
 from pathlib import Path
@@ -55,7 +56,15 @@ def test_exporting_a_running_run_is_refused_and_wait_exports_its_end(
     run_id = workspace.run_id()
     wait_for(lambda: workspace.store.lock(run_id).held(), what="the run's lock")
     waiter = _waiter(workspace, run_id, workspace.root / "final.json")
+    stopped = _waiter(workspace, run_id, workspace.root / "stopped.json")
     _refused(workspace, run_id, f"run '{run_id}'", proc.pid)
+    # Ctrl-C stops waiting: exit 130, one line, nothing written.
+    wait_for(lambda: stopped.stderr is not None and stopped.stderr.readline(), what="waiting")
+    stopped.send_signal(signal.SIGINT)
+    _, err = stopped.communicate(timeout=30)
+    assert stopped.returncode == 130, err
+    assert err == f"stopped waiting for run '{run_id}'; nothing was exported\n"
+    assert not (workspace.root / "stopped.json").exists()
     data = _waited(waiter, workspace.root / "final.json")
     assert proc.wait(timeout=60) == 0
     # The final states, not a snapshot taken while it ran.
