@@ -9,9 +9,14 @@ Each value travels as an argv element of its own (rendered by our one-pass
 placeholder grammar, so it is never read again). SCRIPT's first line copies each
 `NAME=value` argument into a shell variable; the command then refers to it as
 "${in_a}", a quoted expansion, which the shell never splits, globs or runs
-whatever the value holds. An optional input that is unset gets no argument: its
-argument is an optional group in our argv, its variable stays unset, and a
-`$[[ ... ]]` segment using it is written `${in_x+...}`, which expands to nothing.
+whatever the value holds; inside `"$(...)"`, backticks or `${...}` the reference is a
+quoted word of that inner command too (the translator follows the nesting), and inside
+`$((...))`, where any shell evaluates the text as an expression, the script first checks
+that the value is an integer (exit 2 otherwise).
+
+An optional input that is unset gets no argument: its argument is an optional group
+in our argv, its variable stays unset, and a `$[[ ... ]]` segment using it is written
+`${in_x+...}`, which expands to nothing.
 """
 
 from __future__ import annotations
