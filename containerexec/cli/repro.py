@@ -19,24 +19,38 @@ from containerexec.model.bindings import parse_pairs
 from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
+from containerexec.store.records import RunRecord
 
 from .modules import cancel_on_signals
 from .runs import runs
+from .slurm import live_state
 
 DEBUG_PORT_WAIT_S = 30.0
 
 
-def _wait_for(app: App, run: str) -> None:
-    """--wait: until nothing runs RUN; Ctrl-C exits 130 with nothing exported."""
-    live = sources.running(app.store, run)
+def _refuse_or_wait(app: App, run: str, wait: bool) -> None:
+    """A run or pipeline run still running: refused, or with --wait waited for (Ctrl-C
+    exits 130 with nothing exported). A detached Slurm run counts while Slurm runs it."""
+    live = sources.running(app.store, run, lambda rec: _on_slurm(app, rec))
     if live is None:
         return
+    if not wait:
+        raise live
     click.echo(f"{live.summary()}: waiting for it to end (Ctrl-C stops)", err=True)
     try:
-        sources.wait_until_ended(app.store, run)
+        sources.wait_until_ended(app.store, run, lambda rec: _on_slurm(app, rec))
     except KeyboardInterrupt:
         click.echo(f"stopped waiting for {live.what}; nothing was exported", err=True)
         raise click.exceptions.Exit(130) from None
+
+
+def _on_slurm(app: App, rec: RunRecord) -> str | None:
+    """'Slurm job N' while a detached Slurm run has a task active (else its record is
+    settled, so the export holds its end)."""
+    if rec.scheduler is None or not rec.scheduler.job_ids:
+        return None
+    state = live_state(app, rec)
+    return state[len("running (") : -1] if state.startswith("running (") else None
 
 
 @runs.command("export")
@@ -93,8 +107,7 @@ def export(
         raise UsageError("give one of -o FILE (JSON) and --bundle FILE")
     if bundle is None and (with_image or with_inputs):
         raise UsageError("--with-image and --with-inputs need --bundle FILE (JSON holds neither)")
-    if wait:
-        _wait_for(app, run)
+    _refuse_or_wait(app, run, wait)
     if output is not None:
         what, text = sources.write_export(app.store, run, None if str(output) == "-" else output)
         if str(output) == "-":

@@ -164,14 +164,18 @@ def _refuse_running(store: RunStore, target: str, pipeline: str | None) -> None:
         raise refusal
 
 
-def running(store: RunStore, target: str) -> liveness.StillRunning | None:
+def running(
+    store: RunStore, target: str, elsewhere: liveness.Elsewhere | None = None
+) -> liveness.StillRunning | None:
     """Who still runs `target` (a run or a pipeline run), or None."""
-    return liveness.still_running(store, target, _pipeline_id(store, target))
+    return liveness.still_running(store, target, _pipeline_id(store, target), elsewhere)
 
 
-def wait_until_ended(store: RunStore, target: str) -> None:
-    """`runs export --wait`: return once no live process runs `target` (Ctrl-C stops)."""
-    liveness.wait_until_ended(store, target, _pipeline_id(store, target))
+def wait_until_ended(
+    store: RunStore, target: str, elsewhere: liveness.Elsewhere | None = None
+) -> None:
+    """`runs export --wait`: return once nothing runs `target` (Ctrl-C stops)."""
+    liveness.wait_until_ended(store, target, _pipeline_id(store, target), elsewhere)
 
 
 def _pipeline_id(store: RunStore, target: str) -> str | None:
