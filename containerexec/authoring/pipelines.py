@@ -25,8 +25,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from containerexec.authoring import functions as pyfunc
 from containerexec.authoring.engine import connected
 from containerexec.authoring.modules import ContainerModule, Module
@@ -41,6 +39,7 @@ from containerexec.authoring.tracing import (
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError, RunError, UsageError
 from containerexec.model import pipeline as pipelines
+from containerexec.model import yamlsource
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.model.spec import ModuleSpec
@@ -282,8 +281,8 @@ def from_yaml(path: str | Path) -> Module | Pipeline:
     """A module or a pipeline from its YAML file (a pipeline has `jobs:`)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        data = yamlsource.parse(path.read_text(), str(path)).data
+    except OSError:
         data = None  # let the loader report it with a position
     if isinstance(data, dict) and "jobs" in data:
         return Pipeline.from_yaml(path)

@@ -19,10 +19,37 @@ from containerexec.model.bindings import parse_pairs
 from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
+from containerexec.store.records import RunRecord
 
 from .modules import cancel_on_signals
+from .slurm import live_state
 
 DEBUG_PORT_WAIT_S = 30.0
+
+
+def _refuse_or_wait(app: App, run: str, wait: bool) -> None:
+    """A run or pipeline run still running: refused, or with --wait waited for (Ctrl-C
+    exits 130 with nothing exported). A detached Slurm run counts while Slurm runs it."""
+    live = sources.running(app.store, run, lambda rec: _on_slurm(app, rec))
+    if live is None:
+        return
+    if not wait:
+        raise live
+    click.echo(f"{live.summary()}: waiting for it to end (Ctrl-C stops)", err=True)
+    try:
+        sources.wait_until_ended(app.store, run, lambda rec: _on_slurm(app, rec))
+    except KeyboardInterrupt:
+        click.echo(f"stopped waiting for {live.what}; nothing was exported", err=True)
+        raise click.exceptions.Exit(130) from None
+
+
+def _on_slurm(app: App, rec: RunRecord) -> str | None:
+    """'Slurm job N' while a detached Slurm run has a task active (else its record is
+    settled, so the export holds its end)."""
+    if rec.scheduler is None or not rec.scheduler.job_ids:
+        return None
+    state = live_state(app, rec)
+    return state[len("running (") : -1] if state.startswith("running (") else None
 
 
 @click.command("export")
@@ -53,6 +80,11 @@ DEBUG_PORT_WAIT_S = 30.0
     help="Whose inputs --with-inputs takes (default: the first failed shard).",
 )
 @click.option("--job", help="Of a pipeline run: whose inputs (default: the first failed job).")
+@click.option(
+    "--wait",
+    is_flag=True,
+    help="If RUN is still running, wait until it ends, then export (Ctrl-C stops waiting).",
+)
 @click.pass_obj
 def export(
     app: App,
@@ -64,6 +96,7 @@ def export(
     max_input_bytes: int,
     shard: int | None,
     job: str | None,
+    wait: bool,
 ) -> None:
     """Write RUN (an id, a prefix, 'last', or a pipeline run id) to one file: its record,
     every shard's record and the end of each log, never secret values; with --bundle,
@@ -73,6 +106,7 @@ def export(
         raise UsageError("give one of -o FILE (JSON) and --bundle FILE")
     if bundle is None and (with_image or with_inputs):
         raise UsageError("--with-image and --with-inputs need --bundle FILE (JSON holds neither)")
+    _refuse_or_wait(app, run, wait)
     if output is not None:
         what, text = sources.write_export(app.store, run, None if str(output) == "-" else output)
         if str(output) == "-":

@@ -9,9 +9,14 @@ Each value travels as an argv element of its own (rendered by our one-pass
 placeholder grammar, so it is never read again). SCRIPT's first line copies each
 `NAME=value` argument into a shell variable; the command then refers to it as
 "${in_a}", a quoted expansion, which the shell never splits, globs or runs
-whatever the value holds. An optional input that is unset gets no argument: its
-argument is an optional group in our argv, its variable stays unset, and a
-`$[[ ... ]]` segment using it is written `${in_x+...}`, which expands to nothing.
+whatever the value holds; inside `"$(...)"`, backticks or `${...}` the reference is a
+quoted word of that inner command too (the translator follows the nesting), and inside
+`$((...))`, where any shell evaluates the text as an expression, the script first checks
+that the value is an integer (exit 2 otherwise).
+
+An optional input that is unset gets no argument: its argument is an optional group
+in our argv, its variable stays unset, and a `$[[ ... ]]` segment using it is written
+`${in_x+...}`, which expands to nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from typing import Any
 
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 _REF = re.compile(r"(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -36,6 +42,7 @@ class ShellCommand:
     inputs: list[str] = field(default_factory=list)  # in order of first use
     outputs: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    arithmetic: list[str] = field(default_factory=list)  # variables used inside $((...))
 
     def argv(self, name: str, optional: Collection[str]) -> list[str | list[str]]:
         """Our spec's command: optional inputs' arguments are optional groups."""
@@ -72,6 +79,15 @@ def translate(
         prelude = f"unset {' '.join(names)}\nfor arg do case $arg in\n{cases}esac; done\n"
     else:
         prelude = ""
+    # $((...)) evaluates what a value holds as an expression (bash even runs $(...) in an
+    # array subscript there): a value used in it must be a plain integer, checked first.
+    for n in out.arithmetic:
+        kind, _, port = n.partition("_")
+        what = f"{'input' if kind == 'in' else 'output'} '{port}'"
+        prelude += (
+            f"case ${{{n}#-}} in ''|*[!0-9]*) printf '%s\\n' \"{what} is used in "
+            f'\\$((...)) and must be an integer, got: ${{{n}}}" >&2; exit 2;; esac\n'
+        )
     out.script = prelude + body
     return out
 
@@ -89,20 +105,34 @@ class _Translator:
         return result
 
     def _scan(self, text: str, *, segment: bool) -> tuple[str, list[str]]:
-        """Rewrite `text`; return it and the maybe-unset inputs it uses."""
+        """Rewrite `text`; return it and the maybe-unset inputs it uses.
+
+        A stack of the shell contexts the scan is in (quotes, `$(`, backticks, `$((`,
+        `${`) says how each value must be quoted where it stands: a `"` inside `"$(`
+        starts a new quoted word, so the quote state alone is not enough.
+        """
         parts: list[str] = []
         unset_used: list[str] = []
-        quote = ""  # "", "'" or '"'
+        stack: list[list[Any]] = [["", 0]]  # [context, open parentheses]
         i = 0
         while i < len(text):
+            top = stack[-1]
             m = _PLACEHOLDER.match(text, i)
             if m:
                 ref = self._ref(m.group(1), segment, unset_used)
-                parts.append(_quoted(ref, quote))
+                if top[0] == "$((" and ref not in self.out.arithmetic:
+                    self.out.arithmetic.append(ref)
+                parts.append(_quoted(ref, top[0]))
                 i = m.end()
                 continue
             c = text[i]
-            if not quote and text.startswith("$[[", i):
+            if top[0] == "'":
+                if c == "'":
+                    stack.pop()
+                parts.append(c)
+                i += 1
+                continue
+            if len(stack) == 1 and text.startswith("$[[", i):
                 end = text.find("]]", i + 3)
                 if end < 0 or segment:
                     self.out.problems.append(
@@ -114,16 +144,16 @@ class _Translator:
                 parts.append(self._segment(text[i + 3 : end]))
                 i = end + 2
                 continue
-            if c == "\\" and quote != "'" and i + 1 < len(text):
-                parts.append(text[i : i + 2])
-                i += 2
-                continue
-            if c in "'\"" and (not quote or quote == c):
-                quote = "" if quote else c
-            parts.append(c)
-            i += 1
-        if quote:
-            self.out.problems.append(f"the command leaves a {quote} quote open")
+            step = _step(text, i, top, stack)
+            parts.append(text[i : i + step])
+            i += step
+        if len(stack) > 1:
+            opened = stack[-1][0]
+            self.out.problems.append(
+                f"the command leaves a {opened} quote open"
+                if opened in ("'", '"')
+                else f"the command leaves a '{opened}' open"
+            )
         return "".join(parts), unset_used
 
     def _segment(self, inner: str) -> str:
@@ -171,10 +201,50 @@ class _Translator:
         return variable(kind, port)
 
 
-def _quoted(var: str, quote: str) -> str:
-    """A variable's expansion, quoted for where it stands in the command."""
-    if quote == '"':
+def _step(text: str, i: int, top: list[Any], stack: list[list[Any]]) -> int:
+    """Follow the shell context at `text[i]` (on `stack`); return how many characters
+    belong to this step (an escape or an opener is kept whole)."""
+    c, kind = text[i], top[0]
+    if c == "\\" and i + 1 < len(text):
+        return 2
+    if text.startswith("$((", i):
+        stack.append(["$((", 0])
+        return 3
+    if text.startswith("$(", i):
+        stack.append(["$(", 0])
+        return 2
+    if text.startswith("${", i):
+        stack.append(["${", 0])
+        return 2
+    if c == "`":
+        if kind == "`":
+            stack.pop()
+        else:
+            stack.append(["`", 0])
+    elif kind == '"':
+        if c == '"':
+            stack.pop()
+    elif kind in ("$(", "$((") and c in "()":
+        if c == "(":
+            top[1] += 1
+        elif top[1]:
+            top[1] -= 1
+        elif kind == "$((" and text.startswith("))", i):
+            stack.pop()
+            return 2
+        else:
+            stack.pop()
+    elif kind == "${" and c == "}":
+        stack.pop()
+    elif c in "'\"" and kind != "$((":
+        stack.append([c, 0])
+    return 1
+
+
+def _quoted(var: str, context: str) -> str:
+    """A variable's expansion, quoted for the shell context it stands in."""
+    if context in ('"', "$(("):  # already one word (in $((...)) checked to be an integer)
         return f"${{{var}}}"
-    if quote == "'":
+    if context == "'":
         return f"'\"${{{var}}}\"'"  # close the single quotes, expand in double, reopen
-    return f'"${{{var}}}"'
+    return f'"${{{var}}}"'  # a word of its own: at the top, in $(...), `...` or ${...}

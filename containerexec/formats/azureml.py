@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from containerexec.errors import Problem, SpecError, UsageError
 from containerexec.formats import amlcommand
 from containerexec.model import yamlsource
@@ -75,12 +73,15 @@ def load_image_map(values: list[str] | tuple[str, ...]) -> dict[str, str]:
             out[name] = ref
             continue
         try:
-            data = yaml.safe_load(Path(value).read_text())
-        except (OSError, yaml.YAMLError) as exc:
+            src = yamlsource.parse(Path(value).read_text(), value)
+        except OSError as exc:
+            src = yamlsource.Located(value, None, problems=[Problem(value, 0, 0, "", str(exc))])
+        if src.problems:
             raise UsageError(
                 f"--image-map '{value}': expected NAME=IMAGE or a YAML file of NAME: IMAGE "
-                f"lines ({exc})"
-            ) from None
+                f"lines ({src.problems[0]})"
+            )
+        data = src.data
         if not isinstance(data, dict):
             raise UsageError(f"--image-map '{value}': the file must map NAME: IMAGE")
         out |= {str(k): str(v) for k, v in data.items()}
@@ -302,10 +303,14 @@ class _Component:
         if isinstance(conda, str):
             path = self.base / conda
             try:
-                conda = yaml.safe_load(path.read_text())
-            except (OSError, yaml.YAMLError) as exc:
+                src = yamlsource.parse(path.read_text(), str(path))
+            except OSError as exc:
                 self.problem(loc, f"cannot read the conda file '{path}': {exc}")
                 return []
+            if src.problems:
+                self.problem(loc, f"cannot read the conda file '{path}': {src.problems[0]}")
+                return []
+            conda = src.data
         deps = conda.get("dependencies", []) if isinstance(conda, dict) else []
         pip = [str(p) for d in deps if isinstance(d, dict) for p in (d.get("pip") or [])]
         conda_only = [str(d) for d in deps if isinstance(d, str)]

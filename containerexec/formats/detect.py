@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from containerexec.errors import UsageError
+from containerexec.model import yamlsource
 
 Format = Literal["containerexec", "aml-component", "aml-pipeline"]
 _SCHEMAS: dict[str, Format] = {
@@ -45,7 +44,7 @@ def detect(data: Any, path: str = "") -> Format:
 def detect_file(path: Path) -> Format:
     """The format of a YAML file; an unreadable one is left to our loader to report."""
     try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        src = yamlsource.parse(path.read_text(), str(path))
+    except OSError:
         return "containerexec"
-    return detect(data, str(path))
+    return "containerexec" if src.problems else detect(src.data, str(path))

@@ -7,6 +7,9 @@ as FILE:LINE:COL. Duplicate keys, which PyYAML silently accepts, are problems.
 PyYAML composes `*name` aliases as shared nodes, so a small file can stand for
 billions of values ("billion laughs"). Walking that graph into plain data is
 where the expansion happens; it stops at MAX_NODES values, with a problem.
+
+PyYAML's composer recurses once per level of nesting, so `[[[[...` a few thousand
+levels deep ends in RecursionError; composing, and walking, stop at MAX_DEPTH levels.
 """
 
 from __future__ import annotations
@@ -24,14 +27,44 @@ Loc = tuple[str | int, ...]
 # below what a bomb expands to. Walking this many nodes costs less than scanning an
 # honest file that holds them, so a bomb is refused faster than such a file is read.
 MAX_NODES = 100_000
+# Real specs nest fewer than 10 levels; 100 keeps the composer's and the walk's recursion
+# (about 3 frames a level) far from Python's limit of 1,000 frames.
+MAX_DEPTH = 100
 
 
 class _TooLarge(Exception):
-    """Raised out of the walk at the node that went past MAX_NODES."""
+    """Raised out of the walk at the node that went past MAX_NODES (or MAX_DEPTH)."""
 
-    def __init__(self, node: yaml.Node, loc: Loc) -> None:
-        self.node = node
-        self.loc = loc
+    def __init__(self, mark: yaml.Mark, loc: Loc, message: str, *, cut: bool = False) -> None:
+        self.mark = mark
+        self.message = message
+        # a path 100 levels deep says nothing a reader can use past its first steps
+        self.where = dotted(loc[:6]) + "..." if cut and len(loc) > 6 else dotted(loc)
+
+
+def _too_deep(mark: yaml.Mark, loc: Loc) -> _TooLarge:
+    return _TooLarge(
+        mark,
+        loc,
+        f"nested more than {MAX_DEPTH} levels deep (lists or mappings inside each other); "
+        "flatten the data",
+        cut=True,
+    )
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader whose composer stops at MAX_DEPTH levels instead of recursing on."""
+
+    depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _too_deep(self.peek_event().start_mark, ())  # type: ignore[no-untyped-call]
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 @dataclass
@@ -76,9 +109,12 @@ def dotted(loc: Loc) -> str:
 def parse(text: str, path: str) -> Located:
     """Parse YAML text; syntax errors and duplicate keys become problems."""
     located = Located(path=path, data=None)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
         node = loader.get_single_node()
+    except _TooLarge as exc:
+        located.problems.append(_located(path, exc))
+        return located
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
@@ -93,23 +129,17 @@ def parse(text: str, path: str) -> Located:
     if node is None:
         return located
     try:
-        located.data = _Builder(loader).build(node, (), located)
+        located.data = _Builder(loader).build(node, (), located, 1)
     except _TooLarge as exc:
         located.data = None
         located.values.clear()
         located.keys.clear()
-        mark = exc.node.start_mark
-        located.problems.append(
-            Problem(
-                path,
-                mark.line + 1,
-                mark.column + 1,
-                dotted(exc.loc),
-                f"more than {MAX_NODES:,} values once aliases (*name) are expanded "
-                "(an alias bomb?); write the values out or nest fewer aliases",
-            )
-        )
+        located.problems.append(_located(path, exc))
     return located
+
+
+def _located(path: str, exc: _TooLarge) -> Problem:
+    return Problem(path, exc.mark.line + 1, exc.mark.column + 1, exc.where, exc.message)
 
 
 @dataclass
@@ -119,24 +149,35 @@ class _Builder:
     loader: yaml.SafeLoader
     count: int = 0
 
-    def build(self, node: yaml.Node, loc: Loc, located: Located) -> Any:
+    def build(self, node: yaml.Node, loc: Loc, located: Located, depth: int) -> Any:
         self.count += 1
         if self.count > MAX_NODES:
-            raise _TooLarge(node, loc)
+            raise _TooLarge(
+                node.start_mark,
+                loc,
+                f"more than {MAX_NODES:,} values once aliases (*name) are expanded "
+                "(an alias bomb?); write the values out or nest fewer aliases",
+            )
+        if depth > MAX_DEPTH:  # aliases of deep nodes inside each other nest deeper still
+            raise _too_deep(node.start_mark, loc)
         located.values[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, loc, located)
+            return self._mapping(node, loc, located, depth)
         if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, (*loc, i), located) for i, item in enumerate(node.value)]
+            return [
+                self.build(item, (*loc, i), located, depth + 1) for i, item in enumerate(node.value)
+            ]
         return self.loader.construct_object(node, deep=True)
 
-    def _mapping(self, node: yaml.MappingNode, loc: Loc, located: Located) -> dict[Any, Any]:
+    def _mapping(
+        self, node: yaml.MappingNode, loc: Loc, located: Located, depth: int
+    ) -> dict[Any, Any]:
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if isinstance(key_node, yaml.ScalarNode):
                 key = self.loader.construct_object(key_node, deep=True)
             else:  # counted like any value, its positions kept apart
-                key = self.build(key_node, loc, Located(located.path, None))
+                key = self.build(key_node, loc, Located(located.path, None), depth + 1)
             if not isinstance(key, str | int | float | bool):
                 key = str(key)
             sub = (*loc, str(key))
@@ -152,5 +193,5 @@ class _Builder:
                 )
                 continue
             located.keys[sub] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = self.build(value_node, sub, located)
+            out[key] = self.build(value_node, sub, located, depth + 1)
         return out

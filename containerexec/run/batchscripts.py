@@ -1,10 +1,18 @@
 """The sh scripts of a packed batch (see run/packing.py): pure text, run by /bin/sh.
 
 The driver runs each value in order: it marks the value started, runs the value's
-script in the background (so a SIGTERM from a stop reaches the value through the
-driver's trap), waits, and writes the value's exit status and the cgroup's OOM
-kills during it. A value's script links /outputs/NAME to its own staging folder,
-exports its environment and execs its argv, every word single-quoted.
+script in the background in a session and process group of its own (`setsid`, so a
+SIGTERM from a stop reaches the value and all it started through the driver's trap),
+waits, and writes the value's exit status and the cgroup's OOM kills during it. A
+value's script links /outputs/NAME to its own staging folder, exports its environment
+and execs its argv, every word single-quoted.
+
+Before a value's status is written, and so before its outputs are committed and the
+next value starts, every process it left behind (`cmd &`, a daemon that left its
+group with its own setsid) gets TERM, then KILL after STRAY_GRACE_S: nothing a value
+leaves running writes into its committed outputs or the next value's. The driver
+finds them in /proc (no `ps` in the image): every process but init (PID 1), the
+driver, zombies, and what `docker exec` started (parent 0, from outside).
 """
 
 from __future__ import annotations
@@ -16,6 +24,8 @@ from containerexec.model.invocation import OUTPUTS_ROOT, Invocation
 
 ROOT = BATCH_ROOT
 SHELL = "/bin/sh"
+STRAY_GRACE_S = 1.0  # a value's leftover processes get this long between TERM and KILL
+TOOLS = ["rm", "setsid", "sleep"]  # what every driver runs besides sh's builtins
 
 
 def quote(word: str) -> str:
@@ -24,12 +34,19 @@ def quote(word: str) -> str:
 
 
 def value_script(inv: Invocation, links: list[str], stage: str) -> str:
-    """The sh script of one value: its output links, its environment, then exec its argv."""
+    """The sh script of one value: its output folders emptied and linked, its environment,
+    then exec its argv."""
     lines = ["# one shard value of a containerexec batch (run/packing.py)"]
     for name in links:
+        folder = quote(f"{stage}/{name}")
+        # Every value's staging folder is in the stage/ mount from the start: empty this
+        # one of whatever an earlier value wrote into it by its path.
+        entries = " ".join(f"{folder}/{g}" for g in ("*", ".[!.]*", "..?*"))
         lines.append(
-            f"ln -sfn {quote(f'{stage}/{name}')} {quote(f'{OUTPUTS_ROOT}/{name}')} || exit 125"
+            f'for cx_f in {entries}; do if [ -e "$cx_f" ] || [ -L "$cx_f" ]; then '
+            f"rm -rf {entries} || exit 125; break; fi; done"
         )
+        lines.append(f"ln -sfn {folder} {quote(f'{OUTPUTS_ROOT}/{name}')} || exit 125")
     lines += [f"export {quote(k)}={quote(v)}" for k, v in sorted(inv.env.items())]
     lines.append("exec " + " ".join(quote(w) for w in inv.argv))
     return "\n".join(lines) + "\n"
@@ -40,7 +57,13 @@ S={root}/state
 C={root}/ctl
 cx_pid=
 cx_stop=
-trap 'cx_stop=1; if [ -n "$cx_pid" ]; then kill -TERM "$cx_pid" 2>/dev/null; fi' TERM INT HUP
+cx_term() {{
+  cx_stop=1
+  if [ -n "$cx_pid" ]; then
+    kill -TERM -"$cx_pid" 2>/dev/null || kill -TERM "$cx_pid" 2>/dev/null
+  fi
+}}
+trap cx_term TERM INT HUP
 cx_ooms() {{
   cx_n=0
   for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
@@ -58,17 +81,41 @@ cx_clean() {{
     fi
   done
 }}
+cx_strays() {{
+  cx_left=0
+  for cx_p in /proc/[0-9]*; do
+    cx_p=${{cx_p#/proc/}}
+    if [ "$cx_p" = 1 ] || [ "$cx_p" = $$ ]; then continue; fi
+    read -r cx_l 2>/dev/null <"/proc/$cx_p/stat" || continue
+    set -- ${{cx_l##*) }}
+    if [ "$2" = 0 ] || [ "$1" = Z ] || [ "$1" = X ]; then continue; fi
+    if kill -"$cx_sig" "$cx_p" 2>/dev/null; then cx_left=$((cx_left + 1)); fi
+  done
+}}
+cx_sweep() {{
+  cx_sig=TERM; cx_strays
+  cx_t=0
+  while [ "$cx_left" -gt 0 ] && [ "$cx_t" -lt {ticks} ]; do
+    sleep 0.1; cx_t=$((cx_t + 1)); cx_sig=0; cx_strays
+  done
+  cx_t=0
+  while [ "$cx_left" -gt 0 ] && [ "$cx_t" -lt 10 ]; do
+    cx_sig=KILL; cx_strays; cx_t=$((cx_t + 1))
+  done
+  if [ "$cx_left" -gt 0 ]; then echo "containerexec: value $1: KILL left processes" >&2; fi
+}}
 cx_one() {{
   if [ -n "$cx_stop" ]; then exit 143; fi
   cx_ooms
   cx_before=$cx_n
   : >"$S/$1.start"
-  {run} <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
+  setsid {run} <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
   cx_pid=$!
   wait "$cx_pid"
   cx_rc=$?
   while [ -n "$cx_stop" ] && kill -0 "$cx_pid" 2>/dev/null; do wait "$cx_pid"; cx_rc=$?; done
   cx_pid=
+  cx_sweep "$1"
   cx_ooms
   printf '%s %s\n' "$cx_rc" "$((cx_n - cx_before))" >"$S/$1.rc"
   cx_clean
@@ -76,22 +123,15 @@ cx_one() {{
 """
 
 
-def driver_script(
-    scripts: list[tuple[str, str]], *, timeout_s: float | None, grace_s: float
-) -> str:
-    """The batch's driver: runs the value scripts `(NNNNNN, text)` in order (see DRIVER).
-
-    Without a timeout each value's script is a function of the driver (parsed once, no
-    file per value); with one, `timeout` runs each value's own file in ctl/.
-    """
-    if timeout_s is None:
-        run = '"cx_v$1"'
-        functions = "".join(f"cx_v{name}() {{\n{text}}}\n" for name, text in scripts)
-    else:
-        run = f'timeout -k {max(grace_s, 1):g} {timeout_s:g} {SHELL} "$C/$1.sh"'
-        functions = ""
-    calls = "".join(f"cx_one {name}\n" for name, _ in scripts)
-    return DRIVER.format(root=ROOT, run=run) + functions + calls
+def driver_script(names: list[str], *, timeout_s: float | None, grace_s: float) -> str:
+    """The batch's driver: runs the value scripts ctl/NNNNNN.sh (`names`) in order (DRIVER),
+    each under `timeout` when there is one."""
+    run = f'{SHELL} "$C/$1.sh"'
+    if timeout_s is not None:
+        run = f"timeout -k {max(grace_s, 1):g} {timeout_s:g} {run}"
+    calls = "".join(f"cx_one {name}\n" for name in names)
+    ticks = max(1, round(STRAY_GRACE_S * 10))
+    return DRIVER.format(root=ROOT, run=run, ticks=ticks) + calls
 
 
 def output_links(inv: Invocation) -> list[str]:

@@ -3,7 +3,8 @@
 Starting a container costs about 70 ms of wall time here, so 10,000 tiny shards
 spend minutes starting containers. A batch container runs a POSIX shell driver
 (`/bin/sh`, generated here; no containerexec or Python in the image) that, for
-each value in order, runs the value's own script: make `/outputs/NAME` a link to
+each value in order, runs the value's own script in a process group of its own
+(and kills what it leaves running before the next starts): make `/outputs/NAME` a link to
 the value's own staging folder, export the value's environment, `exec` its argv
 (every word single-quoted), under `timeout` when the spec has one. Each value's
 stdout and stderr go to its own files and its exit status (and whether the
@@ -50,7 +51,14 @@ from containerexec.model.arrays import Shard
 from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.batchscripts import ROOT, SHELL, driver_script, output_links, value_script
+from containerexec.run.batchscripts import (
+    ROOT,
+    SHELL,
+    TOOLS,
+    driver_script,
+    output_links,
+    value_script,
+)
 from containerexec.run.logs import LogSink
 from containerexec.run.runner import (
     Attempt,
@@ -83,7 +91,8 @@ class PackingUnsupported(RunError):
         self.problem = problem
         super().__init__(
             f"module '{module}': packing shards into containers (array.batch_size) needs "
-            f"a POSIX shell at {SHELL} with `rm`, and `ln` (outputs) and `timeout` "
+            f"a POSIX shell at {SHELL} with {', '.join(f'`{t}`' for t in TOOLS)}, and `ln` "
+            "(outputs) and `timeout` "
             f"(resources.timeout) in the image '{image}': {problem}. Run it unpacked "
             "instead: --batch-size 1, or remove array.batch_size from the spec"
         )
@@ -106,7 +115,7 @@ def plan(todo: list[Shard], size: int) -> list[list[Shard]]:
 
 def check(run: Run, inv: Invocation) -> None:
     """What packing needs, checked before any shard's container: env names sh can export,
-    and an image with /bin/sh, rm, ln (outputs) and timeout (a timeout), in one probe.
+    and an image with /bin/sh, TOOLS, ln (outputs) and timeout (a timeout), in one probe.
 
     Raises:
         PackingUnsupported: saying what is missing and how to run unpacked.
@@ -117,7 +126,7 @@ def check(run: Run, inv: Invocation) -> None:
         raise PackingUnsupported(
             run.spec.name, image, f"the env name '{bad[0]}' cannot be set by a shell"
         )
-    tools = ["rm", *(["ln"] if output_links(inv) else [])]
+    tools = [*TOOLS, *(["ln"] if output_links(inv) else [])]
     if inv.limits.timeout_s is not None:
         tools.append("timeout")
     script = (
@@ -126,6 +135,12 @@ def check(run: Run, inv: Invocation) -> None:
     )
     if "timeout" in tools:
         script += "; timeout -k 1 5 true || { echo '`timeout -k 1 5 true` fails'; exit 3; }"
+    # A setsid that forks (and returns at once) would let the driver go on while the value
+    # still runs: the value's exit status must come back through it.
+    script += (
+        "; setsid /bin/sh -c 'exit 7' </dev/null & wait $!; [ $? = 7 ] || "
+        "{ echo '`setsid` does not wait for its command (busybox without -w?)'; exit 3; }"
+    )
     probe = inv.model_copy(
         update={
             "argv": [SHELL, "-c", script],
@@ -292,21 +307,19 @@ class Batch:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         inv0 = self.values[0].inv
         timeout = inv0.limits.timeout_s
-        scripts = []
         for v in self.values:
             run.prepare(v.staging, v.inv)
             text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
-            scripts.append((v.name, text))
-            if timeout is not None:
-                (ctl / f"{v.name}.sh").write_text(text)
-        script = driver_script(scripts, timeout_s=timeout, grace_s=run.record.grace_s)
+            (ctl / f"{v.name}.sh").write_text(text)
+        names = [v.name for v in self.values]
+        script = driver_script(names, timeout_s=timeout, grace_s=run.record.grace_s)
         (ctl / "driver.sh").write_text(script)
 
         def bind(sub: str, target: str, read_only: bool) -> Mount:
             kind = "input" if read_only else "output"
             return Mount(
                 kind=kind,
-                name=f".batch-{sub}",
+                name=f".batch-{sub}",  # one of model/names.py INTERNAL_MOUNTS
                 source=str(self.root / sub),
                 target=target,
                 read_only=read_only,

@@ -22,7 +22,7 @@ from pydantic import Field
 
 from containerexec.engine.base import Engine
 from containerexec.errors import ImageError, RecordError, UsageError
-from containerexec.run import replay, repro
+from containerexec.run import liveness, replay, repro
 from containerexec.run.executor import Executor
 from containerexec.run.orchestrator import PipelineRecord
 from containerexec.store import bundle as bundles
@@ -139,8 +139,13 @@ def export_pipeline(store: RunStore, pipeline_id: str) -> PipelineExport:
 def write_export(store: RunStore, target: str, dest: Path | None) -> tuple[str, str]:
     """`runs export -o`: a run's or a pipeline run's JSON to `dest` (None: returned only).
 
-    Returns (what was exported, in words; the JSON text)."""
+    Returns (what was exported, in words; the JSON text).
+
+    Raises:
+        StillRunning: a live process still runs it (see run/liveness.py).
+    """
     pipeline = _pipeline_id(store, target)
+    _refuse_running(store, target, pipeline)
     if pipeline is not None:
         data = export_pipeline(store, pipeline)
         what = f"pipeline run {pipeline} ({len(data.runs)} job runs)"
@@ -151,6 +156,26 @@ def write_export(store: RunStore, target: str, dest: Path | None) -> tuple[str, 
     if dest is not None:
         write_json(dest, dumped)
     return what, json.dumps(dumped, indent=1, sort_keys=True)
+
+
+def _refuse_running(store: RunStore, target: str, pipeline: str | None) -> None:
+    refusal = liveness.still_running(store, target, pipeline)
+    if refusal is not None:
+        raise refusal
+
+
+def running(
+    store: RunStore, target: str, elsewhere: liveness.Elsewhere | None = None
+) -> liveness.StillRunning | None:
+    """Who still runs `target` (a run or a pipeline run), or None."""
+    return liveness.still_running(store, target, _pipeline_id(store, target), elsewhere)
+
+
+def wait_until_ended(
+    store: RunStore, target: str, elsewhere: liveness.Elsewhere | None = None
+) -> None:
+    """`runs export --wait`: return once nothing runs `target` (Ctrl-C stops)."""
+    liveness.wait_until_ended(store, target, _pipeline_id(store, target), elsewhere)
 
 
 def _pipeline_id(store: RunStore, target: str) -> str | None:
@@ -175,8 +200,12 @@ def write_bundle(
     `engine` given: the images go in too (--with-image). `with_inputs`: the inputs of
     one shard (`shard`, else the first failed) of the run (of a pipeline: of `job`, else
     the first failed job), upstream outputs included, within `max_input_bytes`.
+
+    Raises:
+        StillRunning: a live process still runs it (see run/liveness.py).
     """
     pipeline = _pipeline_id(store, target)
+    _refuse_running(store, target, pipeline)
     if pipeline is not None:
         source = _pick_for_export(store, pipeline, job, with_inputs)
         exports = list(source.jobs.values())

@@ -309,22 +309,26 @@ def test_a_stop_during_a_batch_keeps_the_values_done_and_leaves_no_container(
         assert (rec.reason or "").startswith("deadline_exceeded")
 
 
-def test_an_image_without_timeout_is_refused_when_the_spec_has_a_timeout(
-    workspace: Workspace, test_session_label: dict[str, str]
+@pytest.mark.parametrize(
+    ("tool", "extra"),
+    [("timeout", "resources: {timeout: 30s}\n"), ("setsid", "")],  # setsid: issue 20
+)
+def test_an_image_without_a_tool_packing_needs_is_refused(
+    workspace: Workspace, test_session_label: dict[str, str], tool: str, extra: str
 ) -> None:
     (label,) = test_session_label.items()  # the session removes the image it builds
-    dockerfile = f"FROM {BASE_IMAGE}\nLABEL {label[0]}={label[1]}\nRUN rm /usr/bin/timeout\n"
-    workspace.folder("notimeout", {"Dockerfile": dockerfile})
+    dockerfile = f"FROM {BASE_IMAGE}\nLABEL {label[0]}={label[1]}\nRUN rm /usr/bin/{tool}\n"
+    workspace.folder("notool", {"Dockerfile": dockerfile})
     spec = workspace.spec(
-        "name: notimeout\n"
-        "environment: {build: {context: notimeout}}\n"
+        "name: notool\n"
+        "environment: {build: {context: notool}}\n"
         "command: [sh, -c, 'echo \"$0\"', '${{shard.value}}']\n"
-        "resources: {timeout: 30s}\n"
+        f"{extra}"
         "array: {range: 4, batch_size: 2}\n"
     )
     refused = workspace.cli("run", str(spec))
     assert refused.returncode == 1, refused.stderr
-    assert "no `timeout` in the image" in refused.stderr, refused.stderr
+    assert f"no `{tool}` in the image" in refused.stderr, refused.stderr
     assert "--batch-size 1" in refused.stderr and "Traceback" not in refused.stderr
     assert workspace.shards() == {}  # refused before any shard ran
     unpacked = workspace.cli("run", str(spec), "--batch-size", "1")
