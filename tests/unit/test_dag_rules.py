@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fake_pipelines import (
@@ -26,6 +28,7 @@ from fakes import FakeEngine, Outcome
 
 from containerexec.errors import ImageError
 from containerexec.model.invocation import Invocation
+from containerexec.model.spec import load_spec
 from containerexec.run.orchestrator import JobEvent
 
 
@@ -77,8 +80,14 @@ def test_a_join_starts_only_when_both_of_its_upstream_jobs_have_exited(kit: Kit)
 
 
 def test_a_join_waits_for_a_slow_upstream_while_its_sibling_is_done(kit: Kit) -> None:
-    engine = FakeEngine(by_job(b=Outcome(seconds=0.2)))
-    result = kit.run(engine, kit.plan(DIAMOND), max_workers=4)
+    c_done = threading.Event()
+    engine = FakeEngine(by_job(b=Outcome(hold=c_done)))
+
+    def on_event(e: JobEvent) -> None:
+        if e.job == "c" and e.kind == "finished":
+            c_done.set()
+
+    result = kit.run(engine, kit.plan(DIAMOND), max_workers=4, on_event=on_event)
     assert result.state == "succeeded"
     assert last(engine, "exit", "c") < last(engine, "exit", "b") < first(engine, "start", "d")
 
@@ -143,6 +152,27 @@ def test_max_containers_bounds_the_containers_of_all_jobs_together(
     assert result.state == "succeeded"
     assert engine.max_running == max_containers
     assert len(engine.created) == 6
+
+
+def test_respec_sees_the_upstream_output_already_committed(kit: Kit) -> None:
+    seen: dict[str, list[str]] = {}
+
+    def respec(job: str, inputs: Mapping[str, Any]) -> None:
+        seen[job] = sorted(p.name for p in Path(inputs["src"]).iterdir())
+
+    result = kit.run(FakeEngine(), kit.plan(chain("a", "b")), respec=respec)
+    assert result.state == "succeeded"
+    assert seen == {"a": ["a.txt"], "b": ["step-0.txt"]}
+
+
+def test_a_respec_made_spec_is_the_one_that_runs(kit: Kit) -> None:
+    fan = load_spec(kit.root / "fan.yaml")
+    engine = FakeEngine()
+    result = kit.run(
+        engine, kit.plan(chain("a", "b")), respec=lambda job, inputs: fan if job == "b" else None
+    )
+    assert result.record.jobs["b"].shards == 3
+    assert {inv.module for inv in engine.created if job_of(inv) == "b"} == {"fan"}
 
 
 def test_job_events_say_started_then_finished_for_each_job(kit: Kit) -> None:
@@ -362,3 +392,13 @@ def test_a_cancel_after_a_failure_still_reports_the_run_cancelled(kit: Kit) -> N
     assert result.record.jobs["bad"].state == "failed"
     assert result.record.jobs["good"].state == "cancelled"
     assert started_jobs(engine) == ["bad"]
+
+
+def test_a_cancel_inside_an_array_job_starts_none_of_its_later_shards(kit: Kit) -> None:
+    engine = FakeEngine(lambda inv, n: Outcome(seconds=30))
+    orch = kit.orchestrator(engine, max_containers=1)
+    engine.on_start = lambda inv: orch.cancel()
+    result = kit.run(engine, kit.plan(chain("a", "b", module="fan.yaml")), orchestrator=orch)
+    assert [(job_of(inv), inv.shard_index) for inv in engine.created] == [("a", 0)]
+    assert result.record.jobs["a"].state == "cancelled"
+    assert result.record.jobs["b"].state == "cancelled"

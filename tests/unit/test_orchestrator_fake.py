@@ -205,6 +205,15 @@ def test_outputs_are_placed_only_for_succeeded_jobs(kit: Kit, tmp_path: Path) ->
     assert (tmp_path / "g").is_dir() and not (tmp_path / "b").exists()
 
 
+def test_a_failed_jobs_partial_output_is_not_placed(kit: Kit, tmp_path: Path) -> None:
+    engine = FakeEngine(lambda inv, n: Outcome(exit_code=1 if inv.shard_index == 1 else 0))
+    result = kit.run(engine, kit.plan(chain("a", module="fan.yaml")), {"result": "r"})
+    partial = Path(result.record.jobs["a"].outputs["out"])
+    assert sorted(p.name for p in partial.iterdir()) == ["fan-0.txt", "fan-2.txt"]
+    assert result.record.outputs_placed == []
+    assert not (tmp_path / "r").exists()
+
+
 def test_a_cancelled_pipeline_places_no_output(kit: Kit, tmp_path: Path) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(seconds=30))
     orch = kit.orchestrator(engine)
