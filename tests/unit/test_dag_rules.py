@@ -399,6 +399,7 @@ def test_a_cancel_inside_an_array_job_starts_none_of_its_later_shards(kit: Kit) 
     orch = kit.orchestrator(engine, max_containers=1)
     engine.on_start = lambda inv: orch.cancel()
     result = kit.run(engine, kit.plan(chain("a", "b", module="fan.yaml")), orchestrator=orch)
-    assert [(job_of(inv), inv.shard_index) for inv in engine.created] == [("a", 0)]
+    # one slot: whichever shard took it is the only container; the other two never start
+    assert [job_of(inv) for inv in engine.created] == ["a"]
     assert result.record.jobs["a"].state == "cancelled"
     assert result.record.jobs["b"].state == "cancelled"
