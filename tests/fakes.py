@@ -112,12 +112,12 @@ class FakeEngine:
         self.running = 0
         self.max_running = 0
         self.started: list[int] = []
-        self.removed: list[str] = []
-        self.image_lookups = 0
-        self.reachable = True
         self.created: list[Invocation] = []
         self.events: list[tuple[str, str, int]] = []
         self.on_start: Callable[[Invocation], None] | None = None
+        self.removed: list[str] = []
+        self.image_lookups = 0
+        self.reachable = True
         self._ids = itertools.count(1)
 
     def ping(self) -> None:
