@@ -59,6 +59,7 @@ class SlurmSettings:
     python: str = sys.executable  # on the nodes; the same path by default (a shared venv)
     poll_s: float = 1.0
     max_resubmits: int = 3  # of shards lost to NODE_FAIL / PREEMPTED
+    last_words_s: float = 30.0  # a lost task's worker may still write its record (KillWait)
 
 
 # -- the script (pure) -------------------------------------------------------------------

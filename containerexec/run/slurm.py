@@ -317,6 +317,8 @@ class _Follower:
         """A task ended: trust the fresh final records of its shards; charge Slurm's outcome
         to the shard it ended (the first unrecorded one), and hand back the others."""
         records = {s.index: self._fresh(s) for s in shards}
+        if state in LOST:
+            records = self._last_words(shards, records)
         if task in self.requeued:
             records = {
                 i: None if r is None else self._requeue_lost(r, job, task)
@@ -371,6 +373,20 @@ class _Follower:
                 if self._settle(shard, rec, by_slurm=True):
                     back.append(shard)
         return lost, back
+
+    def _last_words(
+        self, shards: list[Shard], records: dict[int, ShardRecord | None]
+    ) -> dict[int, ShardRecord | None]:
+        """Slurm says NODE_FAIL as it sends the task SIGTERM: give a worker still running on
+        a node that lives its KillWait to write the record of what it stopped, so that
+        record does not land on top of ours."""
+        polls = math.ceil(self.s.settings.last_words_s / max(self.s.settings.poll_s, 0.01))
+        for _ in range(polls):
+            if all(r is None or r.state in FINAL for r in records.values()):
+                break
+            self.s.sleep(self.s.settings.poll_s)
+            records = {s.index: self._fresh(s) for s in shards}
+        return records
 
     def _settle(self, shard: Shard, rec: ShardRecord, *, by_slurm: bool = False) -> bool:
         """Count a shard's final record, unless Slurm ended its attempt at the time limit and
