@@ -227,10 +227,8 @@ def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
     assert all(s.cached for r in second for s in ws.shards(r.run_id).values())
 
 
-def test_runs_cancel_stops_a_detached_run(
-    ws: Workspace, pushed_base: str, docker_client: Any
-) -> None:
-    spec = array(ws, pushed_base, n=2, k=2)
+def detached_pair(ws: Workspace, spec: Path, docker_client: Any) -> str:
+    """Submit 2 shards of 120 s with --detach; returns the run id once both run."""
     detached = ws.cli("run", str(spec), "--on", "slurm", "--detach", "-i", "pause=120")
     assert detached.returncode == 0, detached.stderr
     run_id = detached.stdout.strip()
@@ -239,6 +237,13 @@ def test_runs_cancel_stops_a_detached_run(
         timeout_s=60,
         what="2 detached shards running",
     )
+    return run_id
+
+
+def test_runs_cancel_stops_a_detached_run(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    run_id = detached_pair(ws, array(ws, pushed_base, n=2, k=2), docker_client)
     assert "running (Slurm job" in ws.cli("runs", "show", run_id).stdout
     cancel = ws.cli("runs", "cancel", run_id, timeout_s=180)
     assert cancel.returncode == 0, cancel.stderr
@@ -367,14 +372,7 @@ def test_resume_while_the_runs_job_still_runs_is_refused_and_the_job_left_alone(
     ws: Workspace, pushed_base: str, docker_client: Any
 ) -> None:
     spec = array(ws, pushed_base, n=2, k=2)
-    detached = ws.cli("run", str(spec), "--on", "slurm", "--detach", "-i", "pause=120")
-    assert detached.returncode == 0, detached.stderr
-    run_id = detached.stdout.strip()
-    wait_for(
-        lambda: len(run_containers(docker_client, run_id, running=True)) == 2,
-        timeout_s=60,
-        what="2 detached shards running",
-    )
+    run_id = detached_pair(ws, spec, docker_client)
     job = ws.record(run_id).scheduler.job_ids[0]  # type: ignore[union-attr]
     resumed = ws.cli("run", str(spec), "--on", "slurm", "--resume", run_id)
     assert resumed.returncode == 2, resumed.stderr
