@@ -278,6 +278,8 @@ class _Follower:
         lost: list[tuple[Shard, Failure]] = []
         back: list[Shard] = []
         missing_polls = 0
+        last_words: dict[int, int] = {}  # task -> polls spent waiting for its worker's record
+        patience = math.ceil(self.s.settings.last_words_s / max(self.s.settings.poll_s, 0.01))
         while waiting:
             # A cancel stops everything; too many failed shards only stop new ones.
             if self.run.tracker.cancelled.is_set() and not self.cancel_sent:
@@ -303,6 +305,11 @@ class _Follower:
                     self.requeued.add(task)
                 if state in ACTIVE:
                     continue
+                if state in LOST and last_words.get(task, 0) < patience and self._writing(shards):
+                    # Slurm says NODE_FAIL as it sends SIGTERM: a worker on a node that lives
+                    # gets its KillWait to record what it stopped, or it would overwrite ours.
+                    last_words[task] = last_words.get(task, 0) + 1
+                    continue
                 del waiting[task]
                 more_lost, more_back = self._ended(job, task, shards, state or "UNKNOWN")
                 lost += more_lost
@@ -317,8 +324,6 @@ class _Follower:
         """A task ended: trust the fresh final records of its shards; charge Slurm's outcome
         to the shard it ended (the first unrecorded one), and hand back the others."""
         records = {s.index: self._fresh(s) for s in shards}
-        if state in LOST:
-            records = self._last_words(shards, records)
         if task in self.requeued:
             records = {
                 i: None if r is None else self._requeue_lost(r, job, task)
@@ -374,19 +379,10 @@ class _Follower:
                     back.append(shard)
         return lost, back
 
-    def _last_words(
-        self, shards: list[Shard], records: dict[int, ShardRecord | None]
-    ) -> dict[int, ShardRecord | None]:
-        """Slurm says NODE_FAIL as it sends the task SIGTERM: give a worker still running on
-        a node that lives its KillWait to write the record of what it stopped, so that
-        record does not land on top of ours."""
-        polls = math.ceil(self.s.settings.last_words_s / max(self.s.settings.poll_s, 0.01))
-        for _ in range(polls):
-            if all(r is None or r.state in FINAL for r in records.values()):
-                break
-            self.s.sleep(self.s.settings.poll_s)
-            records = {s.index: self._fresh(s) for s in shards}
-        return records
+    def _writing(self, shards: list[Shard]) -> bool:
+        """Whether a worker of these shards started and has not written its final record."""
+        fresh = (self._fresh(s) for s in shards)
+        return any(r is not None and r.state not in FINAL for r in fresh)
 
     def _settle(self, shard: Shard, rec: ShardRecord, *, by_slurm: bool = False) -> bool:
         """Count a shard's final record, unless Slurm ended its attempt at the time limit and

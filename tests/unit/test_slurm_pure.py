@@ -166,6 +166,9 @@ class FakeSlurm:
         self.live: dict[str, dict[int, tuple[str, str]]] = {}  # job -> states, for a resume
 
     def submit(self, script: Path) -> str:
+        for job in list(self.polls):  # time passes: earlier jobs' workers finish what they do
+            while self.polls[job] < len(self.jobs[int(job) - 100]) - 1:
+                self.states(job)
         self.submitted.append(script)
         return str(100 + len(self.submitted) - 1)
 
@@ -186,6 +189,11 @@ class FakeSlurm:
     def _work(self, run_id: str, task: int, action: str) -> None:
         code = 3 if action == "exit3" else 0
         worker = Executor(FakeEngine(lambda inv, n: Outcome(exit_code=code)), self.store)
+        if action == "started":  # the worker's 'running' record, as run_shard writes it first
+            run = worker.reopen(run_id, task)
+            shard = run.shards[task]
+            self.store.write_shard(run.base_record(shard, attempts=run.earlier_attempts(shard)))
+            return
         if action == "sigterm":
             worker.cancel(signal.SIGTERM)
         worker.work(run_id, task)
@@ -256,6 +264,17 @@ def test_a_lost_node_is_an_uncounted_attempt_and_the_shard_is_submitted_again(
     assert result.record.state == "succeeded"
     assert kinds(shards[0]) == [(kind, False), (None, True)]
     assert len(fake.submitted) == 2
+
+
+def test_a_lost_tasks_worker_gets_to_write_its_record_before_the_follower_does(
+    tmp_path: Path,
+) -> None:
+    # Slurm shows NODE_FAIL while the worker, SIGTERMed, still stops its container.
+    lost = [("RUNNING", "started"), ("NODE_FAIL", None), ("NODE_FAIL", None)]
+    jobs = [[*lost, ("NODE_FAIL", "sigterm")], [("RUNNING", "ok"), ("COMPLETED", None)]]
+    result, fake, shards = slurm_run(tmp_path, jobs)
+    assert result.record.state == "succeeded" and len(fake.submitted) == 2
+    assert kinds(shards[0]) == [("node_lost", False), (None, True)]
 
 
 def test_a_requeued_task_keeps_its_lost_run_as_node_lost_uncounted(tmp_path: Path) -> None:
