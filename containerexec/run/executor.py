@@ -235,6 +235,7 @@ class Executor:
         opts = options or RunOptions()
         self._check_secrets(spec)
         prev = self.store.load_run(run)
+        self.scheduler.resumable(prev)  # before the sweep: a live job's containers stay
         if prev.module != spec.name:
             raise UsageError(
                 f"--resume {run}: that run is of module '{prev.module}', not '{spec.name}'"

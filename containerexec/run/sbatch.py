@@ -30,6 +30,24 @@ class SlurmError(RunError):
         super().__init__(f"{shlex.join(self.command)}: {message}")
 
 
+class JobStillActive(RunError):
+    """A resume asked for while an earlier Slurm job of the run still has tasks in Slurm:
+    its tasks and the new ones would run the same shards at once. Exit 2; nothing is
+    cancelled or submitted."""
+
+    exit_code = 2
+
+    def __init__(self, run_id: str, job_id: str, states: Sequence[str]) -> None:
+        self.run_id = run_id
+        self.job_id = job_id
+        self.states = list(states)
+        super().__init__(
+            f"run {run_id} cannot resume: its Slurm job {job_id} is still "
+            f"{'/'.join(self.states)}; nothing was submitted. Wait for it to end "
+            f"(containerexec runs show {run_id}), or cancel it (scancel {job_id}), then resume"
+        )
+
+
 @dataclass(frozen=True)
 class SlurmSettings:
     """Where and how arrays are submitted: flags, containerexec.toml or CONTAINEREXEC_SLURM_*."""
@@ -41,6 +59,7 @@ class SlurmSettings:
     python: str = sys.executable  # on the nodes; the same path by default (a shared venv)
     poll_s: float = 1.0
     max_resubmits: int = 3  # of shards lost to NODE_FAIL / PREEMPTED
+    last_words_s: float = 30.0  # a lost task's worker may still write its record (KillWait)
 
 
 # -- the script (pure) -------------------------------------------------------------------

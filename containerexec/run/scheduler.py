@@ -29,6 +29,11 @@ class Scheduler(Protocol):
         (a cluster scheduler refuses an image its nodes cannot pull, or pushes it)."""
         ...
 
+    def resumable(self, prev: RunRecord) -> None:
+        """Raise when the run recorded as `prev` cannot be resumed yet (a cluster job of
+        its still runs); called before anything of a resume touches the run."""
+        ...
+
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         """Run every shard of `todo` unless `run.stopping()`; return when all have ended.
 
@@ -44,6 +49,9 @@ class LocalPool:
     def admit(self, record: RunRecord) -> RunRecord:
         # This machine's engine has the image; a resumed cluster run now runs here.
         return record.model_copy(update={"scheduler": None})
+
+    def resumable(self, prev: RunRecord) -> None:
+        pass
 
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         if run.batch_size > 1:  # K values per container (run/packing.py)

@@ -14,8 +14,10 @@ is exactly what ran.
 The submitting process follows the array through the shard records the tasks
 write and `squeue -r -t all` (finished tasks stay listed for MinJobAge; sacct
 where accounting exists), maps Slurm's own outcomes to failure kinds, resubmits
-shards lost to a node failure or a preemption without using their retry
-budget, and cancels with scancel.
+shards lost to a node failure, a preemption or a requeue without using their
+retry budget, and cancels with scancel. A task Slurm ends at its time limit is
+one attempt of kind `timeout`, as a local timeout is, and counts as one. A
+resume is refused while an earlier job of the run is still pending or running.
 """
 
 from __future__ import annotations
@@ -38,9 +40,17 @@ from containerexec.model.arrays import Shard
 from containerexec.run import packing
 from containerexec.run.results import with_attempts
 from containerexec.run.run import Run
-from containerexec.run.runner import Attempt, Failure
-from containerexec.run.sbatch import ACTIVE, SlurmClient, SlurmError, SlurmSettings, render_script
+from containerexec.run.runner import Attempt, Failure, should_retry
+from containerexec.run.sbatch import (
+    ACTIVE,
+    JobStillActive,
+    SlurmClient,
+    SlurmError,
+    SlurmSettings,
+    render_script,
+)
 from containerexec.store.records import (
+    AttemptRecord,
     RunRecord,
     SchedulerRecord,
     ShardRecord,
@@ -48,15 +58,19 @@ from containerexec.store.records import (
     load_model,
 )
 
+# A task back in the queue after it ran: Slurm requeued it (its node failed, or an admin).
+REQUEUED = {"REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "PENDING"}
 # Slurm's outcomes that are not the shard's fault: run the shard again, uncounted.
 LOST = {
     "NODE_FAIL": Failure.NODE_LOST,
     "BOOT_FAIL": Failure.NODE_LOST,
     "PREEMPTED": Failure.PREEMPTED,
 }
+# Slurm's outcomes that are one attempt of the shard's: the worker could not record them.
+# Out of time is `timeout` wherever it runs, so retries and `runs show` read it alike.
 ENDED_BY_SLURM = {
-    "TIMEOUT": Failure.TIME_LIMIT,
-    "DEADLINE": Failure.TIME_LIMIT,
+    "TIMEOUT": Failure.TIMEOUT,
+    "DEADLINE": Failure.TIMEOUT,
     "OUT_OF_MEMORY": Failure.OOM,
     "CANCELLED": Failure.CANCELLED,
 }
@@ -111,6 +125,17 @@ class SlurmScheduler:
             update={"image": image, "scheduler": sched or SchedulerRecord(kind="slurm")}
         )
 
+    def resumable(self, prev: RunRecord) -> None:
+        """Refuse to resume a run while one of its Slurm jobs has a task pending or running:
+        the new tasks would race the old ones for the same shards. Nothing is cancelled."""
+        sched = prev.scheduler
+        if sched is None or sched.kind != "slurm":
+            return
+        for job in reversed(sched.job_ids):  # the newest is the likeliest to be alive
+            live = sorted({state for state, _ in self.client.states(job).values()} & ACTIVE)
+            if live:
+                raise JobStillActive(prev.run_id, job, live)
+
     def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
         follower = _Follower(self, run, parallel)
         follower.follow(todo)
@@ -135,9 +160,14 @@ class _Follower:
         self.cancel_sent = False  # scancel of the whole job (a cancel)
         self.pending_cancelled = False  # scancel of its pending tasks (max_failed_shards)
         self.announced: set[int] = set()  # shards said to have started
+        self.resumed_at: dict[int, int] = {}  # shard -> its attempts from before this run
+        self.submitted_at: dict[int, int] = {}  # shard -> its attempts when last submitted
+        self.ran: set[int] = set()  # tasks of the current job seen RUNNING
+        self.requeued: set[int] = set()  # ... and seen going back to the queue since
 
     def follow(self, todo: list[Shard]) -> None:
         resubmits = 0
+        self.resumed_at = {s.index: len(self.run.earlier_attempts(s)) for s in todo}
         todo = self._uncached(todo)
         if todo and self.packed:
             packing.ready(self.run, todo)  # the image can run packed: before any submission
@@ -228,6 +258,10 @@ class _Follower:
             for batch in tasks.values()
             for s in batch
         }
+        self.submitted_at = {
+            s.index: len(self.run.earlier_attempts(s)) for batch in tasks.values() for s in batch
+        }
+        self.ran, self.requeued = set(), set()
         job = self.s.client.submit(script)
         sched = self.run.record.scheduler or SchedulerRecord(kind="slurm")
         sched = sched.model_copy(update={"job_ids": [*sched.job_ids, job]})
@@ -244,6 +278,8 @@ class _Follower:
         lost: list[tuple[Shard, Failure]] = []
         back: list[Shard] = []
         missing_polls = 0
+        last_words: dict[int, int] = {}  # task -> polls spent waiting for its worker's record
+        patience = math.ceil(self.s.settings.last_words_s / max(self.s.settings.poll_s, 0.01))
         while waiting:
             # A cancel stops everything; too many failed shards only stop new ones.
             if self.run.tracker.cancelled.is_set() and not self.cancel_sent:
@@ -259,9 +295,20 @@ class _Follower:
                 if not state and missing_polls < 3:
                     continue
                 if state == "RUNNING":
+                    self.ran.add(task)
                     for shard in shards:
                         self._started(shard)
+                elif task in self.ran and state in REQUEUED:
+                    # Back in the queue after it ran (a node failure with requeue, or
+                    # `scontrol requeue`): the run the worker recorded as cancelled was lost.
+                    self.ran.discard(task)
+                    self.requeued.add(task)
                 if state in ACTIVE:
+                    continue
+                if state in LOST and last_words.get(task, 0) < patience and self._writing(shards):
+                    # Slurm says NODE_FAIL as it sends SIGTERM: a worker on a node that lives
+                    # gets its KillWait to record what it stopped, or it would overwrite ours.
+                    last_words[task] = last_words.get(task, 0) + 1
                     continue
                 del waiting[task]
                 more_lost, more_back = self._ended(job, task, shards, state or "UNKNOWN")
@@ -277,33 +324,48 @@ class _Follower:
         """A task ended: trust the fresh final records of its shards; charge Slurm's outcome
         to the shard it ended (the first unrecorded one), and hand back the others."""
         records = {s.index: self._fresh(s) for s in shards}
+        if task in self.requeued:
+            records = {
+                i: None if r is None else self._requeue_lost(r, job, task)
+                for i, r in records.items()
+            }
         ours = self.cancel_sent or (
             self.pending_cancelled and all(r is None for r in records.values())
         )
         if state == "CANCELLED" and not ours:
             self.run.cancel(signal.SIGTERM)  # scancel from outside, or `runs cancel`
         charged = False
+        lost: list[tuple[Shard, Failure]] = []
+        back: list[Shard] = []
+        handled: set[int] = set()
         for shard in shards:
             rec = records[shard.index]
             if rec is None or rec.state not in FINAL:
                 continue
+            if state in LOST and rec.state == "cancelled" and not self.run.stopping():
+                # Slurm's SIGTERM as it took the node away: the worker saw a cancel.
+                self._end(shard, LOST[state], _resubmitted(state), rec, lost=True)
+                lost.append((shard, LOST[state]))
+                handled.add(shard.index)
+                continue
             # The worker's own record, unless Slurm ended it (its SIGTERM at the time limit
-            # reads as a cancel to the worker): then Slurm's outcome is the failure.
+            # reads as a cancel to the worker): then Slurm's outcome replaces that attempt.
             by_slurm = rec.state not in ("succeeded", state.lower()) and (
                 rec.state == "cancelled" or not self.packed  # a packed value may just fail
             )
-            if state in ENDED_BY_SLURM and by_slurm:
-                rec = self._end(shard, ENDED_BY_SLURM[state], _why(state, job, task, self.run_dir))
+            ended = state in ENDED_BY_SLURM and by_slurm
+            if ended:
+                why = _why(state, job, task, self.run_dir)
+                rec = self._end(shard, ENDED_BY_SLURM[state], why, replaces=rec)
                 charged = True
-            self.run.ended_elsewhere(shard, rec)
-        lost: list[tuple[Shard, Failure]] = []
-        back: list[Shard] = []
+            if self._settle(shard, rec, by_slurm=ended):
+                back.append(shard)
         for shard in shards:
             rec = records[shard.index]
-            if rec is not None and rec.state in FINAL:
+            if (rec is not None and rec.state in FINAL) or shard.index in handled:
                 continue
             if state in LOST and not self.run.stopping():
-                self._lost(shard, LOST[state], state)
+                self._end(shard, LOST[state], _resubmitted(state), lost=True)
                 lost.append((shard, LOST[state]))
             elif self.packed and self.run.stopping():
                 continue  # never started: no record, as in a packed run here
@@ -313,8 +375,51 @@ class _Follower:
                 charged = True
                 failure = ENDED_BY_SLURM.get(state, Failure.WORKER_FAILED)
                 rec = self._end(shard, failure, _why(state, job, task, self.run_dir))
-                self.run.ended_elsewhere(shard, rec)
+                if self._settle(shard, rec, by_slurm=True):
+                    back.append(shard)
         return lost, back
+
+    def _writing(self, shards: list[Shard]) -> bool:
+        """Whether a worker of these shards started and has not written its final record."""
+        fresh = (self._fresh(s) for s in shards)
+        return any(r is not None and r.state not in FINAL for r in fresh)
+
+    def _settle(self, shard: Shard, rec: ShardRecord, *, by_slurm: bool = False) -> bool:
+        """Count a shard's final record, unless Slurm ended its attempt at the time limit and
+        the retry policy grants another, as it would a local timeout: then the shard is
+        submitted again (True), that attempt counted."""
+        timed_out = by_slurm and rec.failure == Failure.TIMEOUT
+        if timed_out and not self.run.stopping():
+            ours = rec.attempts[self.resumed_at.get(shard.index, 0) :]
+            counted = sum(a.counted for a in ours)
+            timeout = Attempt(number=1, started_at=0, ended_at=0, failure=Failure.TIMEOUT)
+            if should_retry(self.run.policy, timeout, counted):
+                self.store.write_shard(rec.model_copy(update={"state": "pending"}))
+                self.announced.discard(shard.index)
+                return True
+        self.run.ended_elsewhere(shard, rec)
+        return False
+
+    def _requeue_lost(self, rec: ShardRecord, job: str, task: int) -> ShardRecord:
+        """The attempts a requeue ended (the worker saw Slurm's SIGTERM as a cancel) were lost
+        with their node: `node_lost`, not counted. The last attempt is the task's own end."""
+        since = self.submitted_at.get(rec.index, 0)
+        attempts = list(rec.attempts)
+        for k in range(since, len(attempts) - 1):
+            if attempts[k].failure == Failure.CANCELLED:
+                attempts[k] = attempts[k].model_copy(
+                    update={
+                        "failure": str(Failure.NODE_LOST),
+                        "counted": False,
+                        "message": f"Slurm requeued task {job}_{task} while this attempt "
+                        "ran (a node failure or scontrol requeue); not counted as a retry",
+                    }
+                )
+        if attempts == list(rec.attempts):
+            return rec
+        fixed = rec.model_copy(update={"attempts": attempts})
+        self.store.write_shard(fixed)
+        return fixed
 
     def _started(self, shard: Shard) -> None:
         if shard.index not in self.announced:
@@ -330,33 +435,46 @@ class _Follower:
         except RecordError:
             return None
 
-    def _end(self, shard: Shard, failure: Failure, message: str) -> ShardRecord:
-        """Write the final record of a shard Slurm ended (its worker could not)."""
+    def _end(
+        self,
+        shard: Shard,
+        failure: Failure,
+        message: str,
+        replaces: ShardRecord | None = None,
+        *,
+        lost: bool = False,
+    ) -> ShardRecord:
+        """Write the record of a shard Slurm ended: final, or `lost` (pending, its attempt
+        not counted, the shard submitted again). `replaces` is the record its worker wrote
+        as Slurm stopped it: Slurm's outcome takes the place of that last attempt, so one
+        attempt stays one attempt."""
         now = self.run.ex.clock()
         state: ShardState = "cancelled" if failure == Failure.CANCELLED else "failed"
-        attempt = Attempt(number=1, started_at=now, ended_at=now, failure=failure, message=message)
-        base = self.run.base_record(shard, attempts=self.run.earlier_attempts(shard))
+        if lost:
+            state = "pending"
+            self.announced.discard(shard.index)  # it starts again in the next job
+        earlier: list[AttemptRecord] = self.run.earlier_attempts(shard)
+        started_at, container = now, None
+        if replaces is not None and replaces.attempts:
+            *earlier, last = replaces.attempts
+            started_at, container = last.started_at, last.container_id
+        attempt = Attempt(
+            number=1,
+            container_id=container,
+            started_at=started_at,
+            ended_at=now,
+            failure=failure,
+            message=message,
+            counted=not lost,
+        )
+        base = self.run.base_record(shard, attempts=earlier)
         final = with_attempts(base, state, [attempt], self.store.log_path(self.run.id, shard.index))
         self.store.write_shard(final)
         return final
 
-    def _lost(self, shard: Shard, failure: Failure, state: str) -> None:
-        """Keep an uncounted attempt for a lost task; the shard is submitted again."""
-        now = self.run.ex.clock()
-        attempt = Attempt(
-            number=1,
-            started_at=now,
-            ended_at=now,
-            failure=failure,
-            message=f"Slurm: {state}; submitted again (not counted as a retry)",
-            counted=False,
-        )
-        base = self.run.base_record(shard, attempts=self.run.earlier_attempts(shard))
-        rec = with_attempts(
-            base, "pending", [attempt], self.store.log_path(self.run.id, shard.index)
-        )
-        self.store.write_shard(rec)
-        self.announced.discard(shard.index)  # it starts again in the next job
+
+def _resubmitted(state: str) -> str:
+    return f"Slurm: {state}; submitted again (not counted as a retry)"
 
 
 def _why(state: str, job: str, task: int, run_dir: Path) -> str:

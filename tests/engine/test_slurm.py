@@ -1,6 +1,7 @@
 """Runs on a real (one-node) Slurm cluster: the array and its throttle, failures replayed
-here, Ctrl-C, resume, a pipeline, the refusal of an image the nodes cannot pull, and
-packed arrays (one task per batch)."""
+here, Ctrl-C, resume, a pipeline, the refusal of an image the nodes cannot pull, packed
+arrays (one task per batch), and Slurm's own faults: a time limit, a failed node, a resume
+while the run's job still runs."""
 
 from __future__ import annotations
 
@@ -226,10 +227,8 @@ def test_a_3_job_pipeline_runs_in_dependency_order_on_slurm(
     assert all(s.cached for r in second for s in ws.shards(r.run_id).values())
 
 
-def test_runs_cancel_stops_a_detached_run(
-    ws: Workspace, pushed_base: str, docker_client: Any
-) -> None:
-    spec = array(ws, pushed_base, n=2, k=2)
+def detached_pair(ws: Workspace, spec: Path, docker_client: Any) -> str:
+    """Submit 2 shards of 120 s with --detach; returns the run id once both run."""
     detached = ws.cli("run", str(spec), "--on", "slurm", "--detach", "-i", "pause=120")
     assert detached.returncode == 0, detached.stderr
     run_id = detached.stdout.strip()
@@ -238,6 +237,13 @@ def test_runs_cancel_stops_a_detached_run(
         timeout_s=60,
         what="2 detached shards running",
     )
+    return run_id
+
+
+def test_runs_cancel_stops_a_detached_run(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    run_id = detached_pair(ws, array(ws, pushed_base, n=2, k=2), docker_client)
     assert "running (Slurm job" in ws.cli("runs", "show", run_id).stdout
     cancel = ws.cli("runs", "cancel", run_id, timeout_s=180)
     assert cancel.returncode == 0, cancel.stderr
@@ -321,7 +327,8 @@ def test_a_packed_task_at_its_time_limit_charges_the_running_value_and_resubmits
     run_id = ws.run_id()
     shards = ws.shards(run_id)
     assert [shards[i].state for i in range(4)] == ["succeeded", "failed", "succeeded", "succeeded"]
-    assert shards[1].failure == "time_limit", shards[1].attempts
+    assert shards[1].failure == "timeout", shards[1].attempts
+    assert len(shards[1].attempts) == 1 and shards[1].attempts[0].counted
     assert "time limit" in (shards[1].attempts[-1].message or "")
     # 2 and 3 never started in the task Slurm ended: submitted again, one attempt each.
     rec = ws.record(run_id)
@@ -354,3 +361,85 @@ def test_an_array_above_max_array_size_is_refused_before_sbatch_and_runs_packed(
     assert packed.returncode == 0, packed.stderr
     assert "packing: up to 200 shards per container" in packed.stderr
     assert len(outputs_of(out)) == 1200
+
+
+def slurm_cmd(*argv: str) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    return done.stdout + done.stderr
+
+
+def test_resume_while_the_runs_job_still_runs_is_refused_and_the_job_left_alone(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    spec = array(ws, pushed_base, n=2, k=2)
+    run_id = detached_pair(ws, spec, docker_client)
+    job = ws.record(run_id).scheduler.job_ids[0]  # type: ignore[union-attr]
+    resumed = ws.cli("run", str(spec), "--on", "slurm", "--resume", run_id)
+    assert resumed.returncode == 2, resumed.stderr
+    lines = resumed.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in resumed.stderr, resumed.stderr
+    assert f"Slurm job {job} is still RUNNING" in lines[0] and f"scancel {job}" in lines[0]
+    # Never killed, never submitted again: the same job, its containers still running.
+    assert ws.record(run_id).scheduler.job_ids == [job]  # type: ignore[union-attr]
+    assert len(run_containers(docker_client, run_id, running=True)) == 2
+    assert len(squeue_active(job)) == 2
+    assert not (ws.store.run_dir(run_id) / "slurm" / "job-1.sh").exists()
+    cancel = ws.cli("runs", "cancel", run_id, timeout_s=180)
+    assert cancel.returncode == 0, cancel.stderr
+    assert run_containers(docker_client, run_id) == []
+
+
+def test_a_task_at_its_slurm_time_limit_is_one_counted_timeout_attempt(
+    ws: Workspace, pushed_base: str, docker_client: Any
+) -> None:
+    spec = array(ws, pushed_base, n=1, k=1)
+    ran = ws.cli(
+        "run", str(spec), "--on", "slurm", "--time", "0:15", "--grace", "1", "-i", "pause=300",
+        timeout_s=300,
+    )  # fmt: skip
+    assert ran.returncode == 1, ran.stderr
+    assert "time limit" in ran.stderr and "Traceback" not in ran.stderr
+    run_id = ws.run_id()
+    shard = ws.shards(run_id)[0]
+    assert shard.state == "failed" and shard.failure == "timeout", shard.attempts
+    assert [(a.failure, a.counted) for a in shard.attempts] == [("timeout", True)]
+    assert len(ws.record(run_id).scheduler.job_ids) == 1  # type: ignore[union-attr]
+    assert run_containers(docker_client, run_id) == []
+
+
+def test_a_failed_node_is_node_lost_uncounted_and_the_shard_runs_again(
+    ws: Workspace, pushed_base: str, slurm: SlurmCluster, docker_client: Any
+) -> None:
+    # Killing slurmd does not do it here: the tasks' slurmstepd lives on, and slurmctld
+    # waits SlurmdTimeout (300 s) before it calls the node down. So the node is set DOWN,
+    # as slurmctld does with a node that stopped answering: its tasks end NODE_FAIL.
+    spec = array(ws, pushed_base, n=2, k=2)
+    out = ws.root / "out"
+    proc = ws.start("run", str(spec), "--on", "slurm", "-o", f"out={out}", "-i", "pause=15")
+    run_id = ws.run_id()
+    try:
+        wait_for(
+            lambda: len(run_containers(docker_client, run_id, running=True)) == 2,
+            timeout_s=60,
+            what="2 shards running on Slurm",
+        )
+        down = slurm_cmd("scontrol", "update", "NodeName=localhost", "State=DOWN", "Reason=cx-test")
+        assert "error" not in down.lower(), down
+    finally:
+        slurm_cmd("scontrol", "update", "NodeName=localhost", "State=RESUME")  # may be back
+        wait_for(
+            lambda: slurm_cmd("sinfo", "-h", "-o", "%t").split()[0] in ("idle", "mix", "alloc"),
+            timeout_s=30,
+            what="the node back in service",
+        )
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    shards = ws.shards(run_id)
+    for i in range(2):
+        kinds = [(a.failure, a.counted) for a in shards[i].attempts]
+        assert kinds == [("node_lost", False), (None, True)], shards[i].attempts
+        assert shards[i].state == "succeeded"
+    rec = ws.record(run_id)
+    assert rec.state == "succeeded" and len(rec.scheduler.job_ids) == 2  # type: ignore[union-attr]
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(2)}
+    assert run_containers(docker_client, run_id) == []

@@ -1,5 +1,7 @@
 """The pure half of the Slurm scheduler: the sbatch script (golden files), array syntax,
-time limits, squeue parsing, and how Slurm's outcomes map to failure kinds.
+time limits, squeue parsing, and how Slurm's outcomes map to failure kinds: the follower
+against a fake Slurm client whose tasks run `Executor.work` on a FakeEngine, as a real
+task's worker does (tests/engine/test_slurm.py runs them on a real cluster).
 
 Regenerate the golden scripts with `UPDATE_GOLDEN=1 pytest tests/unit/test_slurm_pure.py`.
 """
@@ -7,20 +9,28 @@ Regenerate the golden scripts with `UPDATE_GOLDEN=1 pytest tests/unit/test_slurm
 from __future__ import annotations
 
 import os
+import signal
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from fakes import FakeEngine, Outcome
 
-from containerexec.model.spec import ModuleSpec
+from containerexec.model.spec import ModuleSpec, parse_spec
+from containerexec.run.executor import Executor
+from containerexec.run.results import RunResult
 from containerexec.run.runner import Failure
 from containerexec.run.sbatch import (
+    JobStillActive,
     SlurmSettings,
     array_indices,
     parse_states,
     render_script,
     time_limit,
 )
-from containerexec.run.slurm import ENDED_BY_SLURM, LOST
+from containerexec.run.slurm import ENDED_BY_SLURM, LOST, SlurmScheduler
+from containerexec.store.records import ShardRecord
+from containerexec.store.tree import RunStore
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 
@@ -130,6 +140,185 @@ def test_slurm_outcomes_map_to_failure_kinds_and_lost_ones_are_not_the_shards_fa
         "BOOT_FAIL": Failure.NODE_LOST,
         "PREEMPTED": Failure.PREEMPTED,
     }
-    assert ENDED_BY_SLURM["TIMEOUT"] == Failure.TIME_LIMIT
+    # Out of time reads the same as a local timeout: `timeout`.
+    assert ENDED_BY_SLURM["TIMEOUT"] == ENDED_BY_SLURM["DEADLINE"] == Failure.TIMEOUT
     assert ENDED_BY_SLURM["OUT_OF_MEMORY"] == Failure.OOM
     assert ENDED_BY_SLURM["CANCELLED"] == Failure.CANCELLED
+
+
+# -- the follower against a fake Slurm ----------------------------------------------------
+
+# What a task's worker does when the task reaches a step: run the shard to its end (exit 0
+# or 3), or run it as Slurm's SIGTERM finds it (the worker records a cancel), or nothing.
+Step = tuple[str, str | None]  # (Slurm state, worker action)
+
+
+class FakeSlurm:
+    """A SlurmClient whose job N's tasks walk through `jobs[N]`, one step per poll; a step's
+    action runs the shard through `Executor.work`, as the task's worker would."""
+
+    def __init__(self, store: RunStore, jobs: Sequence[Sequence[Step]]) -> None:
+        self.store = store
+        self.jobs = jobs
+        self.submitted: list[Path] = []
+        self.polls: dict[str, int] = {}
+        self.cancelled: list[str] = []
+        self.live: dict[str, dict[int, tuple[str, str]]] = {}  # job -> states, for a resume
+
+    def submit(self, script: Path) -> str:
+        for job in list(self.polls):  # time passes: earlier jobs' workers finish what they do
+            while self.polls[job] < len(self.jobs[int(job) - 100]) - 1:
+                self.states(job)
+        self.submitted.append(script)
+        return str(100 + len(self.submitted) - 1)
+
+    def states(self, job_id: str) -> dict[int, tuple[str, str]]:
+        if job_id in self.live:
+            return self.live[job_id]
+        steps = self.jobs[int(job_id) - 100]
+        n = self.polls[job_id] = self.polls.get(job_id, -1) + 1
+        state, action = steps[min(n, len(steps) - 1)]
+        script = self.submitted[int(job_id) - 100].read_text()
+        run_id = script.split("containerexec run ")[1].split(":")[0]
+        tasks = [int(t) for t in script.split("--array=")[1].split("%")[0].split(",")]
+        if n < len(steps) and action is not None:
+            for task in tasks:
+                self._work(run_id, task, action)
+        return {task: (state, "None") for task in tasks}
+
+    def _work(self, run_id: str, task: int, action: str) -> None:
+        code = 3 if action == "exit3" else 0
+        worker = Executor(FakeEngine(lambda inv, n: Outcome(exit_code=code)), self.store)
+        if action == "started":  # the worker's 'running' record, as run_shard writes it first
+            run = worker.reopen(run_id, task)
+            shard = run.shards[task]
+            self.store.write_shard(run.base_record(shard, attempts=run.earlier_attempts(shard)))
+            return
+        if action == "sigterm":
+            worker.cancel(signal.SIGTERM)
+        worker.work(run_id, task)
+
+    def max_array_size(self) -> int:
+        return 1001
+
+    def cancel(self, job_id: str, *, pending_only: bool = False) -> None:
+        self.cancelled.append(job_id)
+
+
+def slurm_run(
+    tmp_path: Path, jobs: Sequence[Sequence[Step]], retries: str = "{}"
+) -> tuple[RunResult, FakeSlurm, dict[int, ShardRecord]]:
+    store = RunStore(tmp_path / "runs")
+    fake = FakeSlurm(store, jobs)
+    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    executor = Executor(FakeEngine(), store, sleep=lambda s: None, scheduler=sched)
+    text = (
+        "name: fake\nenvironment: {image: 'reg.example/x@sha256:" + "a" * 64 + "'}\n"
+        "outputs: {out: {type: directory}}\ncommand: ['true']\narray: {values: [a]}\n"
+        f"retries: {retries}\n"
+    )
+    spec = parse_spec(text, "fake.yaml")
+    result = executor.start(spec, {}, {"out": str(tmp_path / "out")}).wait()
+    shards = store.load_shards(result.record.run_id)
+    return result, fake, shards
+
+
+def kinds(rec: ShardRecord) -> list[tuple[str | None, bool]]:
+    return [(a.failure, a.counted) for a in rec.attempts]
+
+
+@pytest.mark.parametrize(
+    ("state", "worker", "shard_state", "attempts"),
+    [
+        ("COMPLETED", "ok", "succeeded", [(None, True)]),
+        ("FAILED", "exit3", "failed", [("exit_code", True)]),
+        # Slurm's SIGTERM reads as a cancel to the worker; Slurm's outcome replaces it.
+        ("TIMEOUT", "sigterm", "failed", [("timeout", True)]),
+        ("DEADLINE", "sigterm", "failed", [("timeout", True)]),
+        ("OUT_OF_MEMORY", "sigterm", "failed", [("oom", True)]),
+        ("CANCELLED", "sigterm", "cancelled", [("cancelled", True)]),
+        # A task that never wrote its record (SIGKILL, no shared folder).
+        ("TIMEOUT", None, "failed", [("timeout", True)]),
+        ("FAILED", None, "failed", [("worker_failed", True)]),
+    ],
+)
+def test_each_final_slurm_state_is_one_attempt_of_its_kind(
+    tmp_path: Path, state: str, worker: str | None, shard_state: str, attempts: list[object]
+) -> None:
+    _, fake, shards = slurm_run(tmp_path, [[("RUNNING", worker), (state, None)]])
+    assert shards[0].state == shard_state
+    assert kinds(shards[0]) == attempts
+    assert len(fake.submitted) == 1  # none of these is submitted again
+
+
+@pytest.mark.parametrize(
+    ("state", "kind"),
+    [("NODE_FAIL", "node_lost"), ("BOOT_FAIL", "node_lost"), ("PREEMPTED", "preempted")],
+)
+@pytest.mark.parametrize("worker", ["sigterm", None])
+def test_a_lost_node_is_an_uncounted_attempt_and_the_shard_is_submitted_again(
+    tmp_path: Path, state: str, kind: str, worker: str | None
+) -> None:
+    jobs = [[("RUNNING", worker), (state, None)], [("RUNNING", "ok"), ("COMPLETED", None)]]
+    result, fake, shards = slurm_run(tmp_path, jobs)  # max_attempts: 1
+    assert result.record.state == "succeeded"
+    assert kinds(shards[0]) == [(kind, False), (None, True)]
+    assert len(fake.submitted) == 2
+
+
+def test_a_lost_tasks_worker_gets_to_write_its_record_before_the_follower_does(
+    tmp_path: Path,
+) -> None:
+    # Slurm shows NODE_FAIL while the worker, SIGTERMed, still stops its container.
+    lost = [("RUNNING", "started"), ("NODE_FAIL", None), ("NODE_FAIL", None)]
+    jobs = [[*lost, ("NODE_FAIL", "sigterm")], [("RUNNING", "ok"), ("COMPLETED", None)]]
+    result, fake, shards = slurm_run(tmp_path, jobs)
+    assert result.record.state == "succeeded" and len(fake.submitted) == 2
+    assert kinds(shards[0]) == [("node_lost", False), (None, True)]
+
+
+def test_a_requeued_task_keeps_its_lost_run_as_node_lost_uncounted(tmp_path: Path) -> None:
+    # scontrol requeue, or a node failure with requeue: the same task runs again.
+    steps = [("RUNNING", "sigterm"), ("PENDING", None), ("RUNNING", "ok"), ("COMPLETED", None)]
+    result, fake, shards = slurm_run(tmp_path, [steps])
+    assert result.record.state == "succeeded"
+    assert kinds(shards[0]) == [("node_lost", False), (None, True)]
+    assert "requeued" in shards[0].attempts[0].message
+    assert len(fake.submitted) == 1
+
+
+def test_a_slurm_timeout_counts_against_max_attempts_like_a_local_one(tmp_path: Path) -> None:
+    timeout = [("RUNNING", "sigterm"), ("TIMEOUT", None)]
+    ok = [("RUNNING", "ok"), ("COMPLETED", None)]
+    result, fake, shards = slurm_run(tmp_path, [timeout, ok], retries="{max_attempts: 2}")
+    assert result.record.state == "succeeded" and len(fake.submitted) == 2
+    assert kinds(shards[0]) == [("timeout", True), (None, True)]
+
+    result, fake, shards = slurm_run(
+        tmp_path / "2", [timeout, timeout, ok], retries="{max_attempts: 2}"
+    )
+    assert result.record.state == "failed" and len(fake.submitted) == 2  # no third job
+    assert kinds(shards[0]) == [("timeout", True), ("timeout", True)]
+    assert "time limit" in shards[0].attempts[-1].message
+
+
+def test_resume_is_refused_while_the_runs_job_is_still_in_slurm(tmp_path: Path) -> None:
+    ok = [("RUNNING", "ok"), ("COMPLETED", None)]
+    first, fake, _ = slurm_run(tmp_path, [[("RUNNING", "exit3"), ("FAILED", None)], ok])
+    run_id = first.record.run_id
+    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    engine = FakeEngine()
+    executor = Executor(engine, fake.store, sleep=lambda s: None, scheduler=sched)
+    spec = ModuleSpec.model_validate(first.record.spec)
+    fake.live["100"] = {0: ("RUNNING", "None")}  # as if an admin requeued it meanwhile
+    with pytest.raises(JobStillActive) as err:
+        executor.resume(spec, run_id)
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert "Slurm job 100 is still RUNNING" in str(err.value)
+    assert "scancel 100" in str(err.value) and f"runs show {run_id}" in str(err.value)
+    assert len(fake.submitted) == 1 and fake.cancelled == []  # never kills, never resubmits
+    assert fake.store.load_shards(run_id)[0].state == "failed"  # the record untouched
+
+    fake.live.clear()  # the job ended: the resume goes ahead
+    again = executor.resume(spec, run_id).wait()
+    assert again.record.state == "succeeded" and len(fake.submitted) == 2
