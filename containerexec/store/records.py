@@ -146,6 +146,8 @@ def load_model(path: Path, model: type[M]) -> M:
         raise RecordError(str(path), "no such record") from None
     except (OSError, json.JSONDecodeError) as exc:
         raise RecordError(str(path), f"unreadable record: {exc}") from None
+    except RecursionError:  # thousands of nested brackets: someone else's hostile file
+        raise UntrustedInput(str(path), "not a valid record: nested too deeply") from None
     version = data.get("schema_version") if isinstance(data, dict) else None
     if isinstance(version, int) and version > SCHEMA_VERSION:
         raise RecordError(

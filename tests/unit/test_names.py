@@ -106,3 +106,12 @@ def test_the_mounts_containerexec_adds_itself_pass_the_name_check() -> None:
         assert check_mount_name(f".batch-{sub}") == f".batch-{sub}"
     with pytest.raises(ValueError):
         check_mount_name(".hidden")
+
+
+def test_a_record_nested_thousands_deep_is_one_untrusted_input_error(tmp_path: Path) -> None:
+    from containerexec.errors import UntrustedInput
+
+    path = tmp_path / "run.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(UntrustedInput, match="nested too deeply"):
+        load_model(path, ShardRecord)
