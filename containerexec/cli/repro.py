@@ -16,6 +16,7 @@ import click
 from containerexec.cli import App, cli
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.spec import parse_bytes
 from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
@@ -146,6 +147,13 @@ def export(
     help="Only print the equivalent plain `docker run` command line.",
 )
 @click.option("--job", help="Of a pipeline run: the job to replay (default: the first failed).")
+@click.option(
+    "--max-unpacked",
+    metavar="SIZE",
+    callback=lambda _ctx, _param, value: _size("--max-unpacked", value),
+    help="Of a bundle: unpack at most this much (512M, 2G or bytes; default: 20 times the "
+    "bundle's size, at least 64M).",
+)
 @click.pass_context
 def repro_command(
     ctx: click.Context,
@@ -159,6 +167,7 @@ def repro_command(
     debug: bool,
     debug_port: int,
     print_only: bool,
+    max_unpacked: int | None,
 ) -> None:
     """Replay a recorded shard here, in its exact image (pulled by digest), and say whether
     the failure reproduced. RECORD_OR_RUN: a file from `runs export`, a run.json, or a run
@@ -169,6 +178,8 @@ def repro_command(
         raise UsageError("--shell and --debug exclude each other; pick one")
     mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
     source = sources.load(app.store, record_or_run, job=job)
+    if source.bundle is not None and max_unpacked is not None:
+        source.bundle.budget = bundles.Budget(max_unpacked)
     rec = repro.pick_shard(source.run, shard)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
     given = prepared.inputs
@@ -233,6 +244,15 @@ def repro_command(
     click.echo(outcome.verdict)
     code = outcome.shard.exit_code
     ctx.exit(code if code is not None else 1)
+
+
+def _size(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
 
 
 def _print(

@@ -20,8 +20,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from containerexec.engine import archive
 from containerexec.engine.base import Engine
-from containerexec.errors import ImageError, RecordError, UsageError
+from containerexec.errors import ImageError, RecordError, UntrustedInput, UsageError
 from containerexec.run import replay, repro
 from containerexec.run.executor import Executor
 from containerexec.run.orchestrator import PipelineRecord
@@ -193,7 +194,13 @@ def write_bundle(
         rec = repro.pick_shard(source.run, shard)
         made_by = _made_by(source)
         inputs = [
-            bundles.InputSource(m.name, Path(m.source), m.is_file, made_by.get(m.source))
+            bundles.InputSource(
+                m.name,
+                Path(m.source),
+                m.is_file,
+                made_by.get(_folder(m.source, m.shard_file)),
+                shard_file=m.shard_file,
+            )
             for m in rec.invocation.mounts
             if m.kind == "input"
         ]
@@ -214,6 +221,11 @@ def write_bundle(
         inputs=inputs,
         inputs_of=inputs_of,
     )
+
+
+def _folder(source: str, shard_file: str) -> str:
+    """The input's folder, for a glob shard that mounted only its own file inside it."""
+    return source[: -len(shard_file) - 1] if shard_file else source
 
 
 def _pick_for_export(store: RunStore, pipeline: str, job: str | None, need_job: bool) -> Source:
@@ -334,8 +346,10 @@ def bundle_inputs(
     folder = store.bundle_dir(rec.run_id)
     out = dict(given)
     for i in wanted:
+        # Unpacking renames a complete folder into place, so one that is there is whole.
         if not (folder / i.file).exists():
             b.extract(i.file, folder)
+        # A glob shard's own file is under inputs/<name>/; the replay is given that folder.
         out[i.name] = str(folder / i.file)
     names = ", ".join(i.name for i in wanted)
     return Prepared(out, [f"inputs {names} from the bundle, unpacked into {folder / 'inputs'}"])
@@ -353,14 +367,25 @@ def bundle_image(engine: Engine, source: Source, recorded_id: str) -> str | None
     if here is None:
         # Unpacked beside the bundle (same filesystem, likely room), removed once loaded.
         with tempfile.TemporaryDirectory(prefix=".cx-bundle-", dir=b.path.parent) as d:
-            loaded = engine.load_image(b.extract(carried.file, Path(d)))
+            tar = b.extract(carried.file, Path(d))
+            # The ID from the tar's own config, before the engine sees any of it.
+            found = archive.image_id(tar, what=f"{b.path}: {carried.file}")
+            if found != recorded_id:
+                raise UntrustedInput(
+                    str(b.path),
+                    f"image '{carried.file}' has ID {found} but run "
+                    f"'{source.run.run.run_id}' recorded {recorded_id}; nothing was loaded. "
+                    "The bundle was edited or damaged: ask its sender to export it again",
+                )
+            loaded = engine.load_image(tar)
         here = engine.inspect_image(recorded_id)
         if here is None:
             raise ImageError(
                 source.run.run.module,
                 recorded_id,
-                f"the image loaded from bundle '{b.path}' has another ID ({', '.join(loaded)}) "
-                "than the run recorded; the bundle is damaged or was edited, export it again",
+                f"the engine loaded {', '.join(loaded) or 'nothing'} from bundle "
+                f"'{b.path}', not the recorded image; check 'docker images' and the "
+                "engine's log",
             )
     return here.id
 
