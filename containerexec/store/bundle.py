@@ -290,7 +290,7 @@ def is_bundle(path: Path) -> bool:
             head = f.read(265)
     except OSError:
         return False
-    return head[:2] == b"\x1f\x8b" or head[257:262] == b"ustar"
+    return head[:2] == unpacker.GZIP_MAGIC or head[257:262] == b"ustar"
 
 
 class Bundle:

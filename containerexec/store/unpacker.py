@@ -37,6 +37,7 @@ from containerexec.model.names import RelPath, check_relpath
 from containerexec.store.records import Record
 
 CHUNK = 1 << 20
+GZIP_MAGIC = b"\x1f\x8b"
 # Why 20: gzip shrinks text and CSV data up to about 10x and image layers 2-4x, so an
 # honest bundle unpacks to well under 20 times its size; zeros shrink about 1000x.
 UNPACK_FACTOR = 20
@@ -82,7 +83,10 @@ def hashed(path: Path) -> tuple[int, str]:
 def opened(path: Path) -> Iterator[tarfile.TarFile]:
     """The bundle's tar; a damaged one is an UntrustedInput naming the bundle."""
     try:
-        tar = tarfile.open(path, "r:*")
+        with path.open("rb") as f:
+            gz = f.read(2) == GZIP_MAGIC
+        # One mode, not "r:*": its error lists every compression it tried, over 5 lines.
+        tar = tarfile.open(path, "r:gz" if gz else "r:")
     except (*TAR_ERRORS, OSError) as exc:
         raise damaged(path, None, exc) from None
     with tar:
@@ -90,6 +94,7 @@ def opened(path: Path) -> Iterator[tarfile.TarFile]:
 
 
 def damaged(path: Path, member: str | None, exc: BaseException | str) -> UntrustedInput:
+    exc = " ".join(str(exc).split())  # one line, whatever the library said
     where = f" at member '{member}'" if member else ""
     return UntrustedInput(
         str(path),
@@ -172,7 +177,7 @@ def _stream(
 def _complete(bundle: Path, end: tarfile.TarInfo) -> bool:
     """Whether an uncompressed tar holds all of its last member (tarfile ends silently)."""
     with bundle.open("rb") as f:
-        if f.read(2) == b"\x1f\x8b":
+        if f.read(2) == GZIP_MAGIC:
             return True  # a gzip stream reports its own truncation
     return end.offset_data + (end.size if end.isfile() else 0) <= bundle.stat().st_size
 
