@@ -250,6 +250,7 @@ def mutate(rng: random.Random, good: Good, dest: Path, outside: Path) -> Path:
     gz = rng.random() < 0.4
     dest = dest.with_suffix(".tar.gz" if gz else ".tar")
     items = members(good.path)
+    doc = json.loads(next(d for m, d in items if m.name == bundles.MANIFEST))
     kind = rng.choice(["flip", "cut", "type", "name", "lie", "extra", "bomb", "order"])
     i = rng.choice([n for n, (m, _) in enumerate(items) if m.name.startswith(("inputs", "images"))])
     m, data = items[i]
@@ -266,18 +267,8 @@ def mutate(rng: random.Random, good: Good, dest: Path, outside: Path) -> Path:
             + ["inputs//b", m.name + "/../../../escape", "inputs/data/\nx"]
         )
     elif kind == "lie":
-
-        def edit(doc: dict[str, list[dict[str, object]]]) -> object:
-            e = rng.choice(doc["files"])
-            e[rng.choice(["size", "sha256", "path"])] = rng.choice([6, "0" * 64, "inputs/data/z"])
-            return doc
-
-        items = [
-            (mm, json.dumps(edit(json.loads(d))).encode() if mm.name == "bundle.json" else d)
-            for mm, d in items
-        ]
-        for mm, d in items:
-            mm.size = len(d)
+        e = rng.choice(doc["files"])
+        e[rng.choice(["size", "sha256", "path"])] = rng.choice([6, "0" * 64, "inputs/data/z"])
     elif kind == "extra":
         extra = tarfile.TarInfo(rng.choice(["inputs/data/new.txt", "images/x.tar"]))
         extra.size = 3
@@ -287,19 +278,9 @@ def mutate(rng: random.Random, good: Good, dest: Path, outside: Path) -> Path:
         m.size = len(big)
         items[i] = (m, big)
         if rng.random() < 0.5:  # an honest manifest: the cap stops it
-
-            def honest(doc: dict[str, list[dict[str, object]]]) -> object:
-                for e in doc["files"]:
-                    if e["path"] == m.name:
-                        e.update(size=len(big), sha256=hashlib.sha256(big).hexdigest())
-                return doc
-
-            items = [
-                (mm, json.dumps(honest(json.loads(d))).encode() if mm.name == "bundle.json" else d)
-                for mm, d in items
-            ]
-            for mm, d in items:
-                mm.size = len(d)
+            for e in doc["files"]:
+                if e["path"] == m.name:
+                    e.update(size=len(big), sha256=hashlib.sha256(big).hexdigest())
     elif kind == "order":
         rng.shuffle(items)
     elif kind == "flip" and m.isfile() and data:
@@ -307,6 +288,10 @@ def mutate(rng: random.Random, good: Good, dest: Path, outside: Path) -> Path:
         for _ in range(rng.randint(1, 4)):
             b[rng.randrange(len(b))] ^= 1 << rng.randrange(8)
         items[i] = (m, bytes(b))
+    for n, (mm, _d) in enumerate(items):
+        if mm.name == bundles.MANIFEST:  # with what "lie" and "bomb" changed in it
+            items[n] = (mm, json.dumps(doc).encode())
+            mm.size = len(items[n][1])
     write(dest, items, gz)
     raw = dest.read_bytes()
     if kind == "cut":
