@@ -103,8 +103,17 @@ def damaged(path: Path, member: str | None, exc: BaseException | str) -> Untrust
 
 
 def read_member(tar: tarfile.TarFile, path: Path, name: str, limit: int) -> bytes:
-    """A regular-file member's bytes, at most `limit` of them; KeyError when it is absent."""
-    m = tar.getmember(name)
+    """A regular-file member's bytes, at most `limit` of them; KeyError when it is absent
+    from a whole tar, UntrustedInput naming the member a cut or corrupt one ends in."""
+    try:
+        m = tar.getmember(name)
+    except TAR_ERRORS as exc:
+        raise damaged(path, _last(tar), exc) from None
+    except KeyError:
+        end = getattr(tar, "members", [])
+        if end and not _complete(path, end[-1]):
+            raise damaged(path, end[-1].name, "the file ends inside it") from None
+        raise
     if not m.isfile():
         raise UntrustedInput(str(path), f"member '{name}' is not a regular file")
     if m.size > limit:
@@ -161,6 +170,7 @@ def _stream(
         try:
             for m in tar:
                 last, end = m.name, m
+                _allowed(bundle, m)  # anywhere in the tar: a bundle is refused whole
                 if m.name.rstrip("/") == member or m.name.startswith(member + "/"):
                     _one(bundle, tar, m, tmp, listed, budget)
                     if m.isfile():
@@ -172,6 +182,12 @@ def _stream(
     if member not in seen and not (tmp / member).is_dir():
         raise UntrustedInput(str(bundle), f"it has no member '{member}'; export it again")
     return seen
+
+
+def _last(tar: tarfile.TarFile) -> str | None:
+    """The last member read (tarfile keeps the list; typeshed does not declare it)."""
+    seen: list[tarfile.TarInfo] = getattr(tar, "members", [])
+    return seen[-1].name if seen else None
 
 
 def _complete(bundle: Path, end: tarfile.TarInfo) -> bool:
@@ -191,16 +207,6 @@ def _one(
     budget: Budget,
 ) -> None:
     name = m.name.rstrip("/")
-    try:
-        check_relpath(name)
-    except ValueError as exc:
-        raise UntrustedInput(str(bundle), f"member {name!r}: {exc}") from None
-    if not (m.isfile() or m.isdir()):
-        raise UntrustedInput(
-            str(bundle),
-            f"member '{name}' is a {_kind(m)}; a bundle holds only files and folders, "
-            "so it was edited: ask its sender for an unedited export",
-        )
     try:
         tarfile.data_filter(m, str(tmp))
     except tarfile.FilterError as exc:
@@ -237,6 +243,21 @@ def _one(
             str(bundle),
             f"member '{name}' has sha256 {got} but bundle.json says {want.sha256}; "
             "it was edited or damaged, ask its sender for it again",
+        )
+
+
+def _allowed(bundle: Path, m: tarfile.TarInfo) -> None:
+    """A relative name, a regular file or a folder: what write_bundle writes, nothing else."""
+    name = m.name.rstrip("/")
+    try:
+        check_relpath(name)
+    except ValueError as exc:
+        raise UntrustedInput(str(bundle), f"member {name!r}: {exc}") from None
+    if not (m.isfile() or m.isdir()):
+        raise UntrustedInput(
+            str(bundle),
+            f"member '{name}' is a {_kind(m)}; a bundle holds only files and folders, "
+            "so it was edited: ask its sender for an unedited export",
         )
 
 
