@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 from helpers import BASE_IMAGE
+from unit.test_bundle_reader import Zeros
 
-from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.pipeline import check_pipeline
 from containerexec.model.spec import load_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.orchestrator import Orchestrator
 from containerexec.store.tree import RunStore
+from engine.test_bundle import cx
 
 JOB = """\
 import sys
@@ -50,12 +51,6 @@ inputs: {data: {type: directory}}
 jobs:
   check: {module: job.yaml, inputs: {data: "${{inputs.data}}"}}
 """
-
-
-def cx(runs: Path, *args: str) -> Result:
-    return CliRunner().invoke(
-        cli, ["--runs-dir", str(runs), *args], obj=App(runs_dir=runs, sleep=lambda s: None)
-    )
 
 
 @dataclass(frozen=True)
@@ -207,7 +202,9 @@ def _rename(name: str) -> Edit:
 
 def _lie(field: str, value: object) -> Edit:
     def edit(items: Members, files: list[dict[str, object]], outside: Path) -> None:
-        next(f for f in files if f["path"] == B)[field] = value
+        for f in files:
+            if f["path"] == B:
+                f[field] = value
 
     return edit
 
@@ -232,7 +229,7 @@ def _edited(src: Path, dest: Path, edit: Edit, outside: Path) -> Path:
         ]
     n = _find(items, "bundle.json")
     doc = json.loads(items[n][1])
-    edit(items, doc["files"], outside)
+    edit(items, doc.get("files") or [], outside)  # none in a bundle of an older version
     data = json.dumps(doc).encode()
     items[n][0].size = len(data)
     items[n] = (items[n][0], data)
@@ -300,7 +297,7 @@ def _bomb(globbed: Globbed, dest: Path, *, honest: bool) -> Path:
         ]
     if honest:
         h = hashlib.sha256()
-        zeros = _Zeros(size)
+        zeros = Zeros(size)
         while chunk := zeros.read(1 << 20):
             h.update(chunk)
         n = _find(items, "bundle.json")
@@ -312,20 +309,10 @@ def _bomb(globbed: Globbed, dest: Path, *, honest: bool) -> Path:
         for m, d in items:
             if m.name == B:
                 m.size = size
-                out.addfile(m, _Zeros(size))
+                out.addfile(m, Zeros(size))
             else:
                 out.addfile(m, io.BytesIO(d) if m.isfile() else None)
     return dest
-
-
-class _Zeros(io.RawIOBase):
-    def __init__(self, n: int) -> None:
-        self.left = n
-
-    def read(self, size: int = -1) -> bytes:
-        size = self.left if size < 0 else min(size, self.left)
-        self.left -= size
-        return bytes(size)
 
 
 @pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
@@ -413,7 +400,7 @@ def _swap_image(globbed: Globbed, tmp_path: Path, image: bytes) -> Path:
         m, _ = items[n]
         m.size = len(image)
         items[n] = (m, image)
-        entry = next(f for f in files if f["path"] == m.name)
-        entry.update(size=len(image), sha256=hashlib.sha256(image).hexdigest())
+        for entry in (f for f in files if f["path"] == m.name):
+            entry.update(size=len(image), sha256=hashlib.sha256(image).hexdigest())
 
     return _edited(globbed.bundle, tmp_path / "swapped.tar", edit, tmp_path)

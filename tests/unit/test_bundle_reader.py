@@ -349,7 +349,7 @@ def test_gzip_of_zeros_past_the_cap_is_stopped_before_writing_it(tmp_path: Path)
     with tarfile.open(dest, "w:gz", compresslevel=1) as tar:
         for m, data in items:
             if m.name == "inputs/data/a.txt":
-                tar.addfile(zeros, _Zeros(zeros.size))
+                tar.addfile(zeros, Zeros(zeros.size))
             else:
                 tar.addfile(m, io.BytesIO(data) if m.isfile() else None)
     assert dest.stat().st_size < 2 << 20
@@ -358,7 +358,9 @@ def test_gzip_of_zeros_past_the_cap_is_stopped_before_writing_it(tmp_path: Path)
     assert not list((tmp_path / "here").rglob("*.txt"))
 
 
-class _Zeros(io.RawIOBase):
+class Zeros(io.RawIOBase):
+    """`n` zero bytes, made as they are read."""
+
     def __init__(self, n: int) -> None:
         self.left = n
 
