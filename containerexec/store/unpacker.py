@@ -17,6 +17,7 @@ naming the bundle and the member.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import os
@@ -25,7 +26,6 @@ import tarfile
 import tempfile
 import zlib
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -79,7 +79,7 @@ def hashed(path: Path) -> tuple[int, str]:
     return n, h.hexdigest()
 
 
-@contextmanager
+@contextlib.contextmanager
 def opened(path: Path) -> Iterator[tarfile.TarFile]:
     """The bundle's tar; a damaged one is an UntrustedInput naming the bundle."""
     try:
@@ -143,6 +143,7 @@ def unpack(
     `listed` is what the bundle's manifest says is under `member` (path -> size, sha256).
     """
     final = dest / member
+    made = [p for p in [final.parent, *final.parent.parents] if not p.exists()]
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".cx-unpack-", dir=final.parent))
     try:
@@ -155,8 +156,13 @@ def unpack(
                 "ask its sender to export it again",
             )
         os.rename(tmp / member, final)
-    finally:
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        for folder in made:  # innermost first: a refused bundle leaves no folder behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 from fakes import FakeEngine
 
 from containerexec.cli import cli
@@ -377,3 +377,18 @@ def test_is_bundle_takes_a_cut_gzip_so_it_is_named_not_read_as_json(tmp_path: Pa
     assert bundles.is_bundle(cut)
     with pytest.raises(UntrustedInput, match="cut.tar.gz"):
         bundles.Bundle(cut)
+
+
+def test_max_unpacked_sets_the_cap_of_a_replay_from_the_command_line(tmp_path: Path) -> None:
+    good = good_bundle(tmp_path)  # its inputs: a.txt and b.txt, 6 bytes each
+
+    def repro(runs: str, cap: str) -> Result:
+        args = ["--runs-dir", str(tmp_path / runs), "repro", str(good.path), "--print"]
+        return CliRunner().invoke(cli, [*args, "--max-unpacked", cap])
+
+    low = repro("low", "10")
+    assert low.exit_code == 2, low.output
+    assert "would unpack past 10 bytes" in low.output and "--max-unpacked SIZE" in low.output
+    assert not (tmp_path / "low" / "bundles" / RUN_ID / "inputs").exists()
+    enough = repro("enough", "1k")
+    assert "inputs data from the bundle" in enough.output, enough.output
