@@ -336,7 +336,7 @@ class Bundle:
         except KeyError as exc:
             raise UntrustedInput(
                 str(path),
-                f"the bundle has no member {exc}: it is cut short or was edited; ask its "
+                f"the bundle has no member '{exc.args[0]}': it is cut short or was edited; ask its "
                 "sender for it again",
             ) from None
         except ValidationError as exc:

@@ -113,7 +113,7 @@ def read_member(tar: tarfile.TarFile, path: Path, name: str, limit: int) -> byte
         end = getattr(tar, "members", [])
         if end and not _complete(path, end[-1]):
             raise damaged(path, end[-1].name, "the file ends inside it") from None
-        raise
+        raise KeyError(name) from None
     if not m.isfile():
         raise UntrustedInput(str(path), f"member '{name}' is not a regular file")
     if m.size > limit:

@@ -13,6 +13,7 @@ import json
 import os
 import random
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -392,3 +393,61 @@ def test_max_unpacked_sets_the_cap_of_a_replay_from_the_command_line(tmp_path: P
     assert not (tmp_path / "low" / "bundles" / RUN_ID / "inputs").exists()
     enough = repro("enough", "1k")
     assert "inputs data from the bundle" in enough.output, enough.output
+
+
+def _with_manifest(items: Members, fields: dict[str, object]) -> Members:
+    """`items` with bundle.json's `fields` replaced."""
+    out = []
+    for m, d in items:
+        if m.name == bundles.MANIFEST:
+            d = json.dumps({**json.loads(d), **fields}).encode()
+            m.size = len(d)
+        out.append((m, d))
+    return out
+
+
+OPENING: dict[str, tuple[Callable[[Members], Members], str]] = {
+    "huge bundle.json": (
+        lambda items: [
+            (_sized(m, 17 << 20), b"{" * (17 << 20)) if m.name == "bundle.json" else (m, d)
+            for m, d in items
+        ],
+        "over the 16777216 bytes read of it",
+    ),
+    "bundle.json a symlink": (
+        lambda items: [(_linked(m), b"") if m.name == "bundle.json" else (m, d) for m, d in items],
+        "member 'bundle.json' is not a regular file",
+    ),
+    "bad run id": (lambda items: _with_manifest(items, {"runs": ["../../etc"]}), "not a run id"),
+    "deep pipeline.json": (
+        lambda items: [
+            *_with_manifest(items, {"pipeline": "p-1"}),
+            (_sized(tarfile.TarInfo("pipeline.json"), 100_000), b"[" * 100_000),
+        ],
+        "pipeline.json",
+    ),
+    "no bundle.json": (
+        lambda items: [(m, d) for m, d in items if m.name != "bundle.json"],
+        "no member 'bundle.json'",
+    ),
+}
+
+
+def _sized(m: tarfile.TarInfo, n: int) -> tarfile.TarInfo:
+    m.size = n
+    return m
+
+
+def _linked(m: tarfile.TarInfo) -> tarfile.TarInfo:
+    m.type, m.linkname, m.size = tarfile.SYMTYPE, "/etc/passwd", 0
+    return m
+
+
+@pytest.mark.parametrize("case", OPENING)
+def test_opening_a_hostile_bundle_is_one_line_never_a_traceback(tmp_path: Path, case: str) -> None:
+    good = good_bundle(tmp_path)
+    edit, said = OPENING[case]
+    path = write(tmp_path / "edited.tar", edit(members(good.path)), gz=False)
+    with pytest.raises(UntrustedInput) as err:
+        bundles.Bundle(path)
+    assert said in str(err.value) and "\n" not in str(err.value)
