@@ -16,6 +16,7 @@ import click
 from containerexec.cli.app import App
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.spec import parse_bytes
 from containerexec.run import replay, repro, sources
 from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
@@ -189,6 +190,13 @@ def export(
     is_flag=True,
     help="Run as the user the record names (replay runs as you otherwise).",
 )
+@click.option(
+    "--max-unpacked",
+    metavar="SIZE",
+    callback=lambda _ctx, _param, value: _size("--max-unpacked", value),
+    help="Of a bundle: unpack at most this much (512M, 2G or bytes; default: 20 times the "
+    "bundle's size, at least 64M).",
+)
 @click.pass_context
 def repro_command(
     ctx: click.Context,
@@ -204,6 +212,7 @@ def repro_command(
     print_only: bool,
     allow_network: bool,
     allow_user: bool,
+    max_unpacked: int | None,
 ) -> None:
     """Replay a recorded shard here, in its exact image (pulled by digest), and say whether
     the failure reproduced. RECORD_OR_RUN: a file from `runs export`, a run.json, or a run
@@ -214,6 +223,8 @@ def repro_command(
         raise UsageError("--shell and --debug exclude each other; pick one")
     mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
     source = sources.load(app.store, record_or_run, job=job)
+    if source.bundle is not None and max_unpacked is not None:
+        source.bundle.budget = bundles.Budget(max_unpacked)
     rec = repro.pick_shard(source.run, shard)
     grants = repro.Grants(network=allow_network, user=allow_user)
     root = replay.engine_data_root(app.engine, required=not print_only)
@@ -293,6 +304,15 @@ def repro_command(
     ctx.exit(code if code is not None else 1)
 
 
+def _size(flag: str, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except ValueError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def _print(
     app: App,
     source: sources.Source,
@@ -318,14 +338,18 @@ def _print(
         engine_root=root,
     )
     image_step = None
-    carried = source.bundle.image_for(source.run.run.image.id) if source.bundle else None
-    if source.bundle is not None and carried is not None:
-        # docker load restores the image by ID only: the script runs that ID.
+    image_id = source.run.run.image.id
+    name = f"repro-image-{image_id.removeprefix('sha256:')[:12]}.tar"
+    image_file = sources.bundle_image_file(source, image_id, Path.cwd() / name)
+    if image_file is not None:
+        # Checked here and written without tags: loading it moves no tag of this engine,
+        # and the script runs the image by its ID.
+        click.echo(f"the bundle's image, ID checked, is in {image_file} for the script", err=True)
+        ref, path = shlex.quote(image_id), shlex.quote(str(image_file))
         image_step = (
-            f"tar -xOf {shlex.quote(str(source.bundle.path.absolute()))} "
-            f"{shlex.quote(carried.file)} | docker load || exit 1"
+            f"docker image inspect {ref} >/dev/null 2>&1 || docker load -i {path} || exit 1"
         )
-        plan = dataclasses.replace(plan, inv=plan.inv.model_copy(update={"image": carried.id}))
+        plan = dataclasses.replace(plan, inv=plan.inv.model_copy(update={"image": image_id}))
     click.echo(
         repro.print_script(
             plan, mode, debug_port=debug_port, image_step=image_step, grace_s=source.run.run.grace_s

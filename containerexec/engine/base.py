@@ -229,10 +229,13 @@ class Engine(Protocol):
         ...
 
     def load_image(self, src: Path) -> list[str]:
-        """Load a `docker save` tar from `src`; return what the engine says it loaded
-        (image IDs, and `repo:tag` names when the tar carries them).
+        """Load a `docker save` tar from `src` by ID only; return the IDs the engine says
+        it loaded. The tar's own names (RepoTags, `repositories`) are dropped before the
+        engine sees it (engine/archive.py `untagged`), so no existing tag moves; the caller
+        checks the ID first (`archive.image_id`). A copy is written beside `src` meanwhile.
 
         Raises:
+            UntrustedInput: `src` is not a readable image archive.
             EngineError: the engine refused the tar (not an image archive, no space).
         """
         ...

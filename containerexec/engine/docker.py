@@ -20,6 +20,7 @@ import docker.errors
 import requests.exceptions
 from docker.utils import kwargs_from_env
 
+from containerexec.engine import archive
 from containerexec.engine.base import (
     ContainerInfo,
     EngineLost,
@@ -445,9 +446,13 @@ class DockerEngine:
         return _call(Request("save", image=ref), save)
 
     def load_image(self, src: Path) -> list[str]:
+        # Loaded from a copy without RepoTags: `docker load` would move those tags here.
+        copy = src.with_name(f".{src.name}.untagged")
+        archive.untagged(src, copy)
+
         def load() -> list[str]:
             loaded: list[str] = []
-            with src.open("rb") as f:
+            with copy.open("rb") as f:
                 for event in self.api.load_image(f):  # type: ignore[no-untyped-call]
                     if "error" in event:
                         raise StreamError(str(event["error"]))
@@ -457,7 +462,10 @@ class DockerEngine:
                             loaded.append(text[len(prefix) :])
             return loaded
 
-        return _call(Request("load", image=str(src)), load)
+        try:
+            return _call(Request("load", image=str(src)), load)
+        finally:
+            copy.unlink(missing_ok=True)
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}

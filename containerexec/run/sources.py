@@ -20,8 +20,9 @@ from typing import Literal
 
 from pydantic import Field
 
+from containerexec.engine import archive
 from containerexec.engine.base import Engine
-from containerexec.errors import ImageError, RecordError, UsageError
+from containerexec.errors import ImageError, RecordError, UntrustedInput, UsageError
 from containerexec.run import liveness, replay, repro
 from containerexec.run.executor import Executor
 from containerexec.run.orchestrator import PipelineRecord
@@ -222,7 +223,13 @@ def write_bundle(
         rec = repro.pick_shard(source.run, shard)
         made_by = _made_by(source)
         inputs = [
-            bundles.InputSource(m.name, Path(m.source), m.is_file, made_by.get(m.source))
+            bundles.InputSource(
+                m.name,
+                Path(m.source),
+                m.is_file,
+                made_by.get(_folder(m.source, m.shard_file)),
+                shard_file=m.shard_file,
+            )
             for m in rec.invocation.mounts
             if m.kind == "input"
         ]
@@ -243,6 +250,11 @@ def write_bundle(
         inputs=inputs,
         inputs_of=inputs_of,
     )
+
+
+def _folder(source: str, shard_file: str) -> str:
+    """The input's folder, for a glob shard that mounted only its own file inside it."""
+    return source[: -len(shard_file) - 1] if shard_file else source
 
 
 def _pick_for_export(store: RunStore, pipeline: str, job: str | None, need_job: bool) -> Source:
@@ -371,8 +383,10 @@ def bundle_inputs(
     folder = store.bundle_dir(rec.run_id)
     out = dict(given)
     for i in wanted:
+        # Unpacking renames a complete folder into place, so one that is there is whole.
         if not (folder / i.file).exists():
             b.extract(i.file, folder)
+        # A glob shard's own file is under inputs/<name>/; the replay is given that folder.
         out[i.name] = str(folder / i.file)
     names = ", ".join(i.name for i in wanted)
     return Prepared(out, [f"inputs {names} from the bundle, unpacked into {folder / 'inputs'}"])
@@ -390,16 +404,54 @@ def bundle_image(engine: Engine, source: Source, recorded_id: str) -> str | None
     if here is None:
         # Unpacked beside the bundle (same filesystem, likely room), removed once loaded.
         with tempfile.TemporaryDirectory(prefix=".cx-bundle-", dir=b.path.parent) as d:
-            loaded = engine.load_image(b.extract(carried.file, Path(d)))
+            loaded = engine.load_image(_verified_image(source, recorded_id, Path(d)))
         here = engine.inspect_image(recorded_id)
         if here is None:
             raise ImageError(
                 source.run.run.module,
                 recorded_id,
-                f"the image loaded from bundle '{b.path}' has another ID ({', '.join(loaded)}) "
-                "than the run recorded; the bundle is damaged or was edited, export it again",
+                f"the engine loaded {', '.join(loaded) or 'nothing'} from bundle "
+                f"'{b.path}', not the recorded image; check 'docker images' and the "
+                "engine's log",
             )
     return here.id
 
 
-__all__ = ["PipelineExport", "Prepared", "Source", "bundle_image", "bundle_inputs", "load"]
+def bundle_image_file(source: Source, recorded_id: str, dest: Path) -> Path | None:
+    """For `repro --print`: the bundle's image, its ID checked, written to `dest` without
+    tags, so the script's `docker load -i` moves no tag; None when the bundle has none."""
+    b = source.bundle
+    if b is None or b.image_for(recorded_id) is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix=".cx-bundle-", dir=dest.parent) as d:
+        archive.untagged(_verified_image(source, recorded_id, Path(d)), dest)
+    return dest
+
+
+def _verified_image(source: Source, recorded_id: str, folder: Path) -> Path:
+    """The bundle's image tar unpacked into `folder`, after its own config says it is the
+    recorded image (UntrustedInput, with both IDs, before any engine sees it)."""
+    b = source.bundle
+    carried = b.image_for(recorded_id) if b else None
+    assert b is not None and carried is not None
+    tar = b.extract(carried.file, folder)
+    found = archive.image_id(tar, what=f"{b.path}: {carried.file}")
+    if found != recorded_id:
+        raise UntrustedInput(
+            str(b.path),
+            f"image '{carried.file}' has ID {found} but run "
+            f"'{source.run.run.run_id}' recorded {recorded_id}; nothing was loaded. "
+            "The bundle was edited or damaged: ask its sender to export it again",
+        )
+    return tar
+
+
+__all__ = [
+    "PipelineExport",
+    "Prepared",
+    "Source",
+    "bundle_image",
+    "bundle_image_file",
+    "bundle_inputs",
+    "load",
+]

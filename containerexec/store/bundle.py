@@ -6,7 +6,13 @@
                                 store layer does not know the pipeline model)
     logs/<run id>/NNNNNN.log    the end of each shard's log (at most LOG_BYTES)
     images/<id hex>.tar         with --with-image: `docker save` of each image, by ID
-    inputs/<name>/...           with --with-inputs: one shard's inputs, as mounted
+    inputs/<name>/...           with --with-inputs: one shard's inputs, as mounted (a glob
+                                shard that mounted its own file: inputs/<name>/<its file>)
+
+bundle.json lists every file under images/ and inputs/ with its size and sha256, and
+everything taken out of a bundle goes through store/unpacker.py, which checks them. A
+bundle written before those lists existed still replays from its records, but nothing is
+unpacked from it ("export it again").
 
 Secrets are never written: RunExport drops them, and the image and inputs never held them.
 A name ending in .gz or .tgz gets a gzipped tar; reading takes either.
@@ -14,6 +20,7 @@ A name ending in .gz or .tgz gets a gzipped tar; reading takes either.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -22,19 +29,25 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 from pydantic import Field, ValidationError
 
 from containerexec.errors import RecordError, UntrustedInput, UsageError
-from containerexec.model.names import PortName, RelPath, RunId
+from containerexec.model.names import PortName, RelPath, RunId, ShardFile
+from containerexec.store import unpacker
 from containerexec.store.export import RunExport
 from containerexec.store.records import SCHEMA_VERSION, Record
+from containerexec.store.unpacker import Budget, BundleFile
 
 BUNDLE_KIND = "containerexec.bundle"
 MANIFEST = "bundle.json"
 LOG_BYTES = 1 << 20
 DEFAULT_MAX_INPUT_BYTES = 256 << 20
+# How much of a JSON member is read: bundle.json and pipeline.json are small; a run's
+# export holds its shard records (log tails are separate members).
+MAX_MANIFEST_BYTES = 16 << 20
+MAX_RUN_BYTES = 256 << 20
 
 
 class BundleImage(Record):
@@ -48,6 +61,11 @@ class BundleInput(Record):
     name: PortName
     file: RelPath = Field(description="Where it is in the bundle: inputs/<name>.")
     is_file: bool
+    shard_file: ShardFile = Field(
+        "",
+        description="A glob shard's own file, when only it was mounted: it is stored as "
+        "inputs/<name>/<shard_file>, and inputs/<name> is given as the input's folder.",
+    )
     bytes: int
     made_by: str | None = Field(None, description="The pipeline job whose output it is.")
 
@@ -61,6 +79,11 @@ class BundleManifest(Record):
     inputs_run: RunId | None = Field(None, description="The run whose shard's inputs are inside.")
     inputs_shard: int | None = None
     inputs: list[BundleInput] = Field(default_factory=list)
+    files: list[BundleFile] | None = Field(
+        None,
+        description="Every file under images/ and inputs/ with its size and sha256; None in "
+        "a bundle written before these were listed (nothing is unpacked from it).",
+    )
 
 
 @dataclass(frozen=True)
@@ -71,6 +94,7 @@ class InputSource:
     path: Path
     is_file: bool
     made_by: str | None = None
+    shard_file: str = ""
 
 
 def tree_bytes(path: Path) -> int:
@@ -120,12 +144,14 @@ def write_bundle(
     writes one as a `docker save` tar.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    mode: Literal["w:gz", "w"] = "w:gz" if dest.name.endswith((".gz", ".tgz")) else "w"
+    gz = dest.name.endswith((".gz", ".tgz"))
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with tarfile.open(tmp, mode) as tar:
+        # gzip's own default level: 9, tarfile's, takes about twice as long on an image.
+        opened = tarfile.open(tmp, "w:gz", compresslevel=6) if gz else tarfile.open(tmp, "w")
+        with opened as tar:
             for ex in exports:
                 _add_bytes(tar, f"runs/{ex.run.run_id}.json", ex.model_dump_json(indent=1))
             if pipeline is not None:
@@ -133,23 +159,28 @@ def write_bundle(
             for run_id, logs in (log_files or {}).items():
                 for index, log in sorted(logs.items()):
                     _add_tail(tar, f"logs/{run_id}/{index:06d}.log", log)
-            saved = []
+            saved, files = [], []
             for image_id, ref in sorted((images or {}).items()):
                 assert save_image is not None, "images need save_image"
                 name = f"images/{image_id.removeprefix('sha256:')[:32]}.tar"
                 with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".cx-image-") as d:
                     size = save_image(image_id, Path(d) / "image.tar")
-                    tar.add(Path(d) / "image.tar", arcname=name)
+                    files.append(_add_file(tar, Path(d) / "image.tar", name))
                 saved.append(BundleImage(id=image_id, ref=ref, file=name, bytes=size))
             put = []
             for i in inputs or []:
                 name = f"inputs/{i.name}"
-                tar.add(i.path, arcname=name, recursive=True)
+                if i.shard_file:
+                    _add_dirs(tar, name, i.shard_file)
+                    files.append(_add_file(tar, i.path, f"{name}/{i.shard_file}"))
+                else:
+                    files += _add_tree(tar, i.path, name)
                 put.append(
                     BundleInput(
                         name=i.name,
                         file=name,
                         is_file=i.is_file,
+                        shard_file=i.shard_file,
                         bytes=tree_bytes(i.path),
                         made_by=i.made_by,
                     )
@@ -161,6 +192,7 @@ def write_bundle(
                 inputs_run=inputs_of[0] if inputs_of else None,
                 inputs_shard=inputs_of[1] if inputs_of else None,
                 inputs=put,
+                files=files,
             )
             _add_bytes(tar, MANIFEST, manifest.model_dump_json(indent=1))
         os.replace(tmp, dest)
@@ -168,6 +200,66 @@ def write_bundle(
         tmp.unlink(missing_ok=True)
         raise
     return manifest
+
+
+class _Hashing:
+    """A file read by tarfile, hashed and counted on the way."""
+
+    def __init__(self, f: IO[bytes]) -> None:
+        self.f, self.sha, self.size = f, hashlib.sha256(), 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.f.read(n)
+        self.sha.update(data)
+        self.size += len(data)
+        return data
+
+
+def _add_file(tar: tarfile.TarFile, path: Path, name: str) -> BundleFile:
+    """A regular file (a link to one is followed) as member `name`; its manifest entry."""
+    info = tarfile.TarInfo(name)
+    with path.open("rb") as f:
+        info.size = os.fstat(f.fileno()).st_size
+        info.mode = 0o644
+        h = _Hashing(f)
+        tar.addfile(info, h)
+    return BundleFile(path=name, size=h.size, sha256=h.sha.hexdigest())
+
+
+def _add_dir(tar: tarfile.TarFile, name: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    tar.addfile(info)
+
+
+def _add_dirs(tar: tarfile.TarFile, top: str, rel: str) -> None:
+    """`top` and each folder of `rel` inside it."""
+    parts = [top, *rel.split("/")[:-1]]
+    for n in range(1, len(parts) + 1):
+        _add_dir(tar, "/".join(parts[:n]))
+
+
+def _add_tree(tar: tarfile.TarFile, root: Path, name: str) -> list[BundleFile]:
+    """A file or a folder's files and folders (links to files followed, to folders and
+    anything else that is not a file left out: a reader refuses links)."""
+    if root.is_file():
+        return [_add_file(tar, root, name)]
+    _add_dir(tar, name)
+    files = []
+    for here, dirs, names in os.walk(root):
+        dirs.sort()
+        rel = Path(here).relative_to(root).as_posix()
+        prefix = name if rel == "." else f"{name}/{rel}"
+        for d in list(dirs):
+            if (Path(here) / d).is_symlink():
+                dirs.remove(d)
+            else:
+                _add_dir(tar, f"{prefix}/{d}")
+        for n in sorted(names):
+            if (Path(here) / n).is_file():
+                files.append(_add_file(tar, Path(here) / n, f"{prefix}/{n}"))
+    return files
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, text: str) -> None:
@@ -193,25 +285,31 @@ def _add_tail(tar: tarfile.TarFile, name: str, path: Path) -> None:
 
 
 def is_bundle(path: Path) -> bool:
-    """Whether `path` is a tar with a bundle manifest (cheap for a JSON file: no tar magic)."""
+    """Whether `path` looks like a tar or a gzip (a bundle, or a damaged one: Bundle says
+    which), not JSON. Cheap: reads the file's first 265 bytes."""
     try:
-        if not path.is_file() or not tarfile.is_tarfile(path):
-            return False
-        with tarfile.open(path, "r:*") as tar:
-            tar.getmember(MANIFEST)
-    except (KeyError, OSError, tarfile.TarError):
+        with path.open("rb") as f:
+            head = f.read(265)
+    except OSError:
         return False
-    return True
+    return head[:2] == unpacker.GZIP_MAGIC or head[257:262] == b"ustar"
 
 
 class Bundle:
-    """A bundle opened for reading: its manifest, runs and pipeline record, and extraction."""
+    """A bundle opened for reading: its manifest, runs and pipeline record, and extraction.
 
-    def __init__(self, path: Path) -> None:
+    `max_unpacked` caps the bytes everything taken out of it may unpack to (default:
+    unpacker.Budget.for_bundle, a multiple of the bundle's size).
+    """
+
+    def __init__(self, path: Path, *, max_unpacked: int | None = None) -> None:
         self.path = path
         try:
-            with tarfile.open(path, "r:*") as tar:
-                self.manifest = BundleManifest.model_validate_json(self._read(tar, MANIFEST))
+            self.budget = Budget.for_bundle(path, max_unpacked)
+            with unpacker.opened(path) as tar:
+                self.manifest = BundleManifest.model_validate_json(
+                    self._read(tar, MANIFEST, MAX_MANIFEST_BYTES)
+                )
                 if self.manifest.schema_version > SCHEMA_VERSION:
                     raise RecordError(
                         str(path),
@@ -221,51 +319,69 @@ class Bundle:
                         self.manifest.schema_version,
                     )
                 self.runs = {
-                    r: RunExport.model_validate_json(self._read(tar, f"runs/{r}.json"))
+                    r: RunExport.model_validate_json(
+                        self._read(tar, f"runs/{r}.json", MAX_RUN_BYTES)
+                    )
                     for r in self.manifest.runs
                 }
                 self.pipeline: dict[str, Any] | None = (
-                    json.loads(self._read(tar, "pipeline.json")) if self.manifest.pipeline else None
+                    json.loads(self._read(tar, "pipeline.json", MAX_MANIFEST_BYTES))
+                    if self.manifest.pipeline
+                    else None
                 )
-        except (OSError, tarfile.TarError, KeyError) as exc:
+        except OSError as exc:
             raise RecordError(str(path), f"not a readable bundle: {exc}") from None
+        except unpacker.TAR_ERRORS as exc:
+            raise unpacker.damaged(path, None, exc) from None
+        except KeyError as exc:
+            raise UntrustedInput(
+                str(path),
+                f"the bundle has no member '{exc.args[0]}': it is cut short or was edited; ask its "
+                "sender for it again",
+            ) from None
         except ValidationError as exc:
             first = exc.errors()[0]
             where = ".".join(str(p) for p in first["loc"])
             raise UntrustedInput(
                 str(path), f"not a valid bundle: {where}: {first['msg']}"
             ) from None
+        except (ValueError, RecursionError) as exc:
+            raise UntrustedInput(str(path), f"not a valid bundle: pipeline.json: {exc}") from None
 
-    @staticmethod
-    def _read(tar: tarfile.TarFile, name: str) -> bytes:
-        f = tar.extractfile(name)
-        if f is None:
-            raise KeyError(name)
-        return f.read()
+    def _read(self, tar: tarfile.TarFile, name: str, limit: int) -> bytes:
+        return unpacker.read_member(tar, self.path, name, limit)
 
     def image_for(self, image_id: str) -> BundleImage | None:
         return next((i for i in self.manifest.images if i.id == image_id), None)
 
     def extract(self, member: str, dest: Path) -> Path:
-        """Unpack the file or folder `member` (and what is under it) into `dest`; its path.
+        """Unpack the file or folder `member` (and what is under it) to `dest / member`,
+        checked against the manifest and within the budget (store/unpacker.py); its path.
 
-        The tar's own entries are filtered as untrusted data: no absolute paths, no
-        links out of `dest`, no devices.
+        Raises UntrustedInput for anything the bundle's own manifest does not vouch for.
         """
-        dest.mkdir(parents=True, exist_ok=True)
-        with tarfile.open(self.path, "r:*") as tar:
-            wanted = [
-                m for m in tar.getmembers() if m.name == member or m.name.startswith(member + "/")
-            ]
-            tar.extractall(dest, members=wanted, filter="data")
-        return dest / member
+        if self.manifest.files is None:
+            raise UntrustedInput(
+                str(self.path),
+                "written by an older containerexec that did not list its files' sha256, so "
+                f"'{member}' cannot be checked and is not unpacked; export it again with "
+                "this version",
+            )
+        listed = {
+            f.path: f
+            for f in self.manifest.files
+            if f.path == member or f.path.startswith(member + "/")
+        }
+        return unpacker.unpack(self.path, member, dest, listed, self.budget)
 
 
 __all__ = [
     "BUNDLE_KIND",
+    "Budget",
     "DEFAULT_MAX_INPUT_BYTES",
     "Bundle",
     "BundleImage",
+    "BundleFile",
     "BundleInput",
     "BundleManifest",
     "InputSource",
