@@ -10,6 +10,7 @@ outputs are nowhere, replays of the upstream jobs first.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -380,7 +381,7 @@ def bundle_inputs(
     wanted = [i for i in b.manifest.inputs if i.name not in given]
     if not wanted:
         return Prepared(dict(given), [])
-    folder = store.bundle_dir(rec.run_id)
+    folder = store.bundle_dir(f"{rec.run_id}-{_content_key(b, wanted)}")
     out = dict(given)
     for i in wanted:
         # Unpacking renames a complete folder into place, so one that is there is whole.
@@ -390,6 +391,18 @@ def bundle_inputs(
         out[i.name] = str(folder / i.file)
     names = ", ".join(i.name for i in wanted)
     return Prepared(out, [f"inputs {names} from the bundle, unpacked into {folder / 'inputs'}"])
+
+
+def _content_key(b: bundles.Bundle, wanted: list[bundles.BundleInput]) -> str:
+    """What the wanted inputs hold, as the bundle lists it: another bundle of the same run
+    id with other content unpacks into a folder of its own, never into this one."""
+    prefixes = tuple(f"{i.file}/" for i in wanted)
+    listed = sorted(
+        f"{f.path} {f.size} {f.sha256}"
+        for f in b.manifest.files or []
+        if f.path in {i.file for i in wanted} or f.path.startswith(prefixes)
+    )
+    return hashlib.sha256("\n".join(listed).encode()).hexdigest()[:12]
 
 
 def bundle_image(engine: Engine, source: Source, recorded_id: str) -> str | None:

@@ -79,9 +79,12 @@ class Good:
     image_id: str
 
 
-def good_bundle(tmp_path: Path, name: str = "good.tar") -> Good:
+def good_bundle(tmp_path: Path, name: str = "good.tar", *, a_txt: str | None = None) -> Good:
+    """A bundle of make_run's run; `a_txt`: another content for its input file a.txt."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     store, _ = make_run(tmp_path)
+    if a_txt is not None:
+        (tmp_path / "data" / "a.txt").write_text(a_txt)
     image, image_id = image_tar(["victim:latest"])
     run = portable.export_run(store, RUN_ID)
     run = run.model_copy(
@@ -451,3 +454,16 @@ def test_opening_a_hostile_bundle_is_one_line_never_a_traceback(tmp_path: Path, 
     with pytest.raises(UntrustedInput) as err:
         bundles.Bundle(path)
     assert said in str(err.value) and "\n" not in str(err.value)
+
+
+def test_two_bundles_of_one_run_id_with_other_inputs_never_share_an_unpacked_folder(
+    tmp_path: Path,
+) -> None:
+    first = good_bundle(tmp_path / "one")
+    data = replay(first.path, tmp_path / "here", Recording())
+    other = good_bundle(tmp_path / "two", a_txt="another a.txt\n")  # another sender's
+    assert other.run.run.run_id == first.run.run.run_id
+    got = replay(other.path, tmp_path / "here", Recording())
+    assert got != data
+    assert (got / "a.txt").read_text() == "another a.txt\n"
+    assert (data / "a.txt").read_text() == "alpha\n"
