@@ -87,6 +87,9 @@ class InstantEngine:
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         return []
 
+    def data_root(self) -> Path | None:
+        return None  # no engine data folder to keep out of mounts
+
     def inspect_image(self, ref: str) -> ImageInfo | None:
         return ImageInfo(id="sha256:" + "0" * 64, tags=[ref])
 
