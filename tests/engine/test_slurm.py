@@ -320,7 +320,7 @@ def test_a_packed_task_at_its_time_limit_charges_the_running_value_and_resubmits
     spec = ws.spec(PACKED.format(image=pushed_base, n=4))
     out = ws.root / "out"
     ran = ws.cli(
-        "run", str(spec), "--on", "slurm", "--batch-size", "4", "--time", "0:15",
+        "run", str(spec), "--on", "slurm", "--batch-size", "4", "--time", "0:30",
         "--grace", "1", "-o", f"out={out}", "-i", "slow_on=1", timeout_s=300,
     )  # fmt: skip
     assert ran.returncode == 1, ran.stderr
