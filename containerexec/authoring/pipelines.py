@@ -43,7 +43,8 @@ from containerexec.model import yamlsource
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.orchestrator import PipelineResult, run_pipeline
+from containerexec.pipelines.orchestrator import run_pipeline
+from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
 
 RESERVED = (

@@ -24,8 +24,9 @@ from containerexec.model.pipeline import (
     load_pipeline,
 )
 from containerexec.model.spec import ModuleSpec
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import JobEvent, PipelineResult
 from containerexec.run.executor import secrets_from
-from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResult
 
 from .display import RunDisplay
 from .formats import image_map_option, load_module_file, load_plan

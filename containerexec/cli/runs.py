@@ -11,7 +11,7 @@ import click
 from containerexec.cli.app import App
 from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.cli.status import run_status
-from containerexec.run import sources
+from containerexec.repro import sources
 from containerexec.store.export import RunExport
 from containerexec.store.records import RunRecord
 

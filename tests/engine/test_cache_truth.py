@@ -18,8 +18,9 @@ from containerexec.authoring.targets import load_target
 from containerexec.engine.docker import DockerEngine
 from containerexec.errors import InputsChanged
 from containerexec.model.pipeline import check_pipeline
-from containerexec.run.orchestrator import Orchestrator, PipelineResult
-from containerexec.run.repro import plan_replay
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import PipelineResult
+from containerexec.repro.planning import plan_replay
 from containerexec.store.export import export_run
 from containerexec.store.tree import RunStore
 

@@ -30,7 +30,7 @@ from fakes import FakeEngine, Outcome
 from containerexec.errors import ImageError
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import load_spec
-from containerexec.run.orchestrator import JobEvent
+from containerexec.pipelines.record import JobEvent
 
 
 @pytest.fixture

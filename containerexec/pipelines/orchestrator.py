@@ -17,96 +17,32 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from containerexec.engine.base import Engine
-from containerexec.errors import ContainerExecError, UsageError
+from containerexec.errors import ContainerExecError
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.bindings import bind_value
-from containerexec.model.names import ModuleName, PortName, RunId
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
 from containerexec.model.spec import ModuleSpec
+from containerexec.pipelines.binding import bind_inputs, bind_outputs
+from containerexec.pipelines.record import (
+    JobEvent,
+    JobRecord,
+    JobState,
+    PipelineRecord,
+    PipelineResult,
+)
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
 from containerexec.run.results import RunResult, ShardEvent
 from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
-from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
+from containerexec.store.records import RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
 
 # (job name, its inputs) -> the job's spec made with them, or None to keep the planned one
 Respec = Callable[[str, Mapping[str, Any]], ModuleSpec | None]
-JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
-
-
-class JobRecord(Record):
-    """One job of a pipeline run: its module run and whether the cache served it."""
-
-    module: ModuleName
-    state: JobState = "pending"
-    run_id: RunId | None = None
-    cached: bool = Field(
-        default=False, description="Every shard came from the cache; no container ran."
-    )
-    shards: int = 0
-    shards_cached: int = 0
-    exit_code: int | None = None
-    message: str = ""
-    started_at: float | None = None
-    ended_at: float | None = None
-    outputs: dict[str, str] = Field(default_factory=dict)
-
-
-class PipelineRecord(Record):
-    schema_version: int = SCHEMA_VERSION
-    id: RunId
-    name: ModuleName
-    version: str
-    pipeline_path: str | None
-    state: RunState
-    signal: int | None = Field(None, description="The signal that cancelled the run.")
-    inputs: dict[str, Any]
-    outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
-    outputs_placed: list[str] = Field(default_factory=list)
-    jobs: dict[PortName, JobRecord]
-    max_workers: int
-    max_containers: int
-    keep_going: bool
-    cache: bool
-    started_at: float
-    ended_at: float | None = None
-    host: str = ""
-    pid: int = 0
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """Progress of a job (kind 'shard' wraps its executor's ShardEvent), for displays."""
-
-    job: str
-    kind: Literal["started", "finished", "skipped", "shard"]
-    state: JobState | None = None
-    shard: ShardEvent | None = None
-    message: str = ""
-
-
-@dataclass
-class PipelineResult:
-    record: PipelineRecord
-    record_path: Path
-    runs: dict[str, RunResult] = field(default_factory=dict)
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-    @property
-    def failed(self) -> list[str]:
-        return [n for n, j in self.record.jobs.items() if j.state == "failed"]
 
 
 class Orchestrator:
@@ -395,57 +331,3 @@ def run_pipeline(
         **options,
     )
     return orchestrator.run(planned, inputs, outputs)
-
-
-def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """-i values (paths from `base`) and defaults (paths from the pipeline file), checked."""
-    where = f"pipeline '{plan.pipeline.name}'"
-    ports = plan.pipeline.inputs
-    for name in given:
-        if name not in ports:
-            raise UsageError(
-                f"{where}: -i '{name}': no such input (inputs: "
-                f"{', '.join(sorted(ports)) or 'none'})"
-            )
-    out: dict[str, Any] = {}
-    for name, port in ports.items():
-        value, root = (given[name], base) if name in given else (port.default, plan.spec_dir)
-        value = bind_value(where, name, port, value, root)
-        if value is not None:
-            out[name] = value
-    return out
-
-
-def bind_outputs(
-    plan: Plan, given: Mapping[str, str], base: Path, inputs: Mapping[str, Any]
-) -> dict[str, str]:
-    """-o places, absolute; refused when two overlap or one would overwrite an input."""
-    where = f"pipeline '{plan.pipeline.name}'"
-    out: dict[str, str] = {}
-    for name, value in given.items():
-        if name not in plan.outputs:
-            raise UsageError(
-                f"{where}: -o '{name}': no such output (outputs: "
-                f"{', '.join(sorted(plan.outputs)) or 'none'})"
-            )
-        out[name] = str((base / os.path.expanduser(value)).resolve())
-    items = sorted(out.items())
-    for i, (a, pa) in enumerate(items):
-        for b, pb in items[i + 1 :]:
-            if _overlap(pa, pb):
-                raise UsageError(
-                    f"{where}: outputs '{a}' and '{b}' would be written to the same "
-                    f"place ('{pa}', '{pb}'); give each its own -o path"
-                )
-        for in_name, value in inputs.items():
-            if plan.pipeline.inputs[in_name].type in ("file", "directory") and _overlap(pa, value):
-                raise UsageError(
-                    f"{where}: output '{a}' at '{pa}' would overwrite input "
-                    f"'{in_name}' ('{value}'); choose another -o path"
-                )
-    return out
-
-
-def _overlap(a: str, b: str) -> bool:
-    pa, pb = Path(a), Path(b)
-    return pa == pb or pa in pb.parents or pb in pa.parents
