@@ -150,7 +150,13 @@ class Orchestrator:
         )
         self.runs: dict[str, RunResult] = {}
         self._write()
-        self._schedule(plan, values)
+        try:
+            self._schedule(plan, values)
+        except BaseException as exc:
+            # Not a job failure (those are recorded by _run_job): a bug, or an interrupt.
+            # pipeline.json must still end, or it says 'running' after the process is gone.
+            self._end_abruptly(exc)
+            raise
         placed = self._place(plan, targets)
         failed = any(j.state == "failed" for j in self.record.jobs.values())
         state: RunState
@@ -161,6 +167,23 @@ class Orchestrator:
         signum = self.signal if state == "cancelled" else None
         self._update(state=state, signal=signum, ended_at=self.clock(), outputs_placed=placed)
         return PipelineResult(self.record, self._write(), self.runs)
+
+    def _end_abruptly(self, exc: BaseException) -> None:
+        """Record the end of a run that _schedule left by an exception: the job that raised
+        failed with its error, the jobs not started are cancelled, the run has ended."""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        why = f"stopped by an unexpected error: {type(exc).__name__}: {exc}"
+        for name, job in self.record.jobs.items():
+            if job.state == "running":
+                update = {"state": "cancelled" if interrupted else "failed", "message": why}
+                self._job(name, **update, ended_at=self.clock())
+            elif job.state == "pending":
+                self._job(name, state="cancelled", message="cancelled before it started")
+        state: RunState = "cancelled" if interrupted else "failed"
+        self._update(
+            state=state, signal=self.signal if interrupted else None, ended_at=self.clock()
+        )
+        self._write()
 
     def _schedule(self, plan: Plan, values: Mapping[str, Any]) -> None:
         ts = graphlib.TopologicalSorter({n: j.needs for n, j in plan.jobs.items()})
@@ -240,11 +263,7 @@ class Orchestrator:
         shards = self.store.load_shards(run_id)
         n_cached = sum(1 for s in shards.values() if s.cached)
         state: JobState = result.record.state
-        message = (
-            ""
-            if state == "succeeded"
-            else (f"{len(result.failed)} shard(s) failed; containerexec runs show {run_id}")
-        )
+        message = _job_message(state, len(result.failed), run_id)
         self._job(
             name,
             state=state,
@@ -331,3 +350,12 @@ def run_pipeline(
         **options,
     )
     return orchestrator.run(planned, inputs, outputs)
+
+
+def _job_message(state: JobState, n_failed: int, run_id: str) -> str:
+    """The line pipeline.json and the display give a job that did not succeed."""
+    if state == "succeeded":
+        return ""
+    if state == "cancelled":  # its failed shards, if any, were stopped by the cancel
+        return f"cancelled while it ran; containerexec runs show {run_id}"
+    return f"{n_failed} shard(s) failed; containerexec runs show {run_id}"
