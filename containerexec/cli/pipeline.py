@@ -17,12 +17,8 @@ from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.graph import edges, render_dot, render_text
-from containerexec.model.pipeline import (
-    ModuleLoader,
-    Plan,
-    is_spec_path,
-    load_pipeline,
-)
+from containerexec.model.pipeline import ModuleLoader, Plan
+from containerexec.model.pipelinecheck import is_spec_path, load_pipeline
 from containerexec.model.spec import ModuleSpec
 from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.pipelines.record import JobEvent, PipelineResult

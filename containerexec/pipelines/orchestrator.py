@@ -23,7 +23,8 @@ from typing import Any
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
+from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, render_template
+from containerexec.model.pipelinecheck import plan
 from containerexec.model.spec import ModuleSpec
 from containerexec.pipelines.binding import bind_inputs, bind_outputs
 from containerexec.pipelines.record import (

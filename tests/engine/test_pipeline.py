@@ -18,7 +18,7 @@ from containerexec.cli import cli
 from containerexec.cli.status import pipeline_status
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.pipeline import check_pipeline
+from containerexec.model.pipelinecheck import check_pipeline
 from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
