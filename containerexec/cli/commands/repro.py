@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from containerexec.cli.app import App
+from containerexec.cli.slurm import live_state
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import parse_bytes
@@ -23,7 +24,6 @@ from containerexec.store import bundle as bundles
 from containerexec.store.records import RunRecord
 
 from .modules import cancel_on_signals
-from .slurm import live_state
 
 DEBUG_PORT_WAIT_S = 30.0
 
