@@ -45,7 +45,8 @@ if _typing.TYPE_CHECKING:  # the names as mypy and editors see them
     )
     from containerexec.model.bindings import Bindings, bind
     from containerexec.model.invocation import Invocation
-    from containerexec.model.pipeline import PipelineSpec, load_pipeline
+    from containerexec.model.pipeline import PipelineSpec
+    from containerexec.model.pipelinecheck import load_pipeline
     from containerexec.model.spec import ModuleSpec, load_spec
     from containerexec.run.executor import Executor, RunOptions
     from containerexec.run.results import RunResult
@@ -86,7 +87,7 @@ _WHERE: dict[str, str] = {
     "bind": "containerexec.model.bindings",
     "Invocation": "containerexec.model.invocation",
     "PipelineSpec": "containerexec.model.pipeline",
-    "load_pipeline": "containerexec.model.pipeline",
+    "load_pipeline": "containerexec.model.pipelinecheck",
     "ModuleSpec": "containerexec.model.spec",
     "load_spec": "containerexec.model.spec",
     "Executor": "containerexec.run.executor",

@@ -206,7 +206,7 @@ class BuildError(ImageError):
 
 
 # What a registry's failed answer means, as the engine adapter's one classifier
-# decides it (engine/docker.py registry_failure); the wording lives in environment/images.py.
+# decides it (engine/dockererrors.py registry_failure); the wording lives in environment/images.py.
 RegistryFailure = Literal[
     "not-found", "denied", "bad-name", "rejected", "unreachable", "unavailable"
 ]

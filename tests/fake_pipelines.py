@@ -15,8 +15,10 @@ from typing import Any
 from fakes import FakeEngine, Outcome
 
 from containerexec.model.invocation import Invocation
-from containerexec.model.pipeline import Plan, check_pipeline
-from containerexec.run.orchestrator import Orchestrator, PipelineResult
+from containerexec.model.pipeline import Plan
+from containerexec.model.pipelinecheck import check_pipeline
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
 
 IMAGE = "sha256:" + "f" * 64

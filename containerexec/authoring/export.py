@@ -15,7 +15,8 @@ from typing import Any
 
 from containerexec.errors import UsageError
 from containerexec.model import graph
-from containerexec.model.pipeline import PipelineSpec, is_spec_path, load_pipeline, parse_value
+from containerexec.model.pipeline import PipelineSpec, parse_value
+from containerexec.model.pipelinecheck import is_spec_path, load_pipeline
 
 _ANNOTATION = {
     "file": "InputFile",

@@ -38,12 +38,12 @@ from containerexec.authoring.tracing import (
 )
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError, RunError, UsageError
-from containerexec.model import pipeline as pipelines
-from containerexec.model import yamlsource
+from containerexec.model import pipelinecheck, yamlsource
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.orchestrator import PipelineResult, run_pipeline
+from containerexec.pipelines.orchestrator import run_pipeline
+from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
 
 RESERVED = (
@@ -78,7 +78,7 @@ class Pipeline:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Pipeline:
         path = Path(path).resolve()
-        return cls(pipelines.load_pipeline(path), base=path.parent, modules={}, path=path)
+        return cls(pipelinecheck.load_pipeline(path), base=path.parent, modules={}, path=path)
 
     @classmethod
     def from_func(cls, fn: Callable[..., Any], **settings: Any) -> Pipeline:
@@ -90,7 +90,7 @@ class Pipeline:
 
     def loader(self) -> ModuleLoader:
         """Modules written in Python first, then spec files next to the pipeline."""
-        files = pipelines.file_loader(self.base)
+        files = pipelinecheck.file_loader(self.base)
 
         def load(ref: str) -> tuple[Any, Path | None]:
             if ref in self.modules:
@@ -109,8 +109,8 @@ class Pipeline:
     def plan(self) -> Plan:
         """Check the whole pipeline with its modules; PipelineError lists every problem."""
         if self.path is not None and not self.modules:
-            return pipelines.check_pipeline(self.path)
-        return pipelines.plan(self.spec, self.base, load_module=self.loader())
+            return pipelinecheck.check_pipeline(self.path)
+        return pipelinecheck.plan(self.spec, self.base, load_module=self.loader())
 
     def to_yaml(self) -> str:
         return dump_yaml(self.spec.model_dump(mode="json", exclude_defaults=True))
@@ -221,7 +221,7 @@ def _rebased(spec: PipelineSpec, base: Path, to: Path, keep: set[str]) -> Pipeli
     jobs = {}
     for name, job in spec.jobs.items():
         ref = job.module
-        if ref not in keep and pipelines.is_spec_path(ref, base):
+        if ref not in keep and pipelinecheck.is_spec_path(ref, base):
             ref = Path(os.path.relpath(base / ref, to.resolve())).as_posix()
         jobs[name] = job.model_copy(update={"module": ref})
     return spec.model_copy(update={"jobs": jobs})
@@ -271,7 +271,7 @@ def pipeline(
             "outputs": pipeline_outputs(returned, where),
             "jobs": trace.jobs,
         }
-        spec = pipelines.validate_pipeline(data, trace.base, f"@pipeline {where}")
+        spec = pipelinecheck.validate_pipeline(data, trace.base, f"@pipeline {where}")
         return Pipeline(spec, base=trace.base, modules=trace.modules)
 
     return wrap(fn) if fn is not None else wrap

@@ -1,6 +1,6 @@
 """The `containerexec` command: a thin click group, the only place that prints or exits.
 
-Its commands live in the modules of this folder and are imported when they run
+Its commands live in the modules of cli/commands/ and are imported when they run
 (COMMANDS below), so `--version` and `--help` load neither the Docker SDK nor
 the run core. A command module never imports this one: it declares its own
 click command, and COMMANDS maps the name to it.
@@ -19,7 +19,7 @@ from containerexec.errors import ContainerExecError
 
 __all__ = ["COMMANDS", "App", "cli", "main"]
 
-_PKG = "containerexec.cli"
+_PKG = "containerexec.cli.commands"
 
 # name -> where the command lives, and the first sentence of its help (what --help lists).
 COMMANDS: dict[str, Lazy] = {

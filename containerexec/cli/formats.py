@@ -67,7 +67,7 @@ def load_module_file(path: Path) -> ModuleSpec:
 def load_plan(file: Path, loader: ModuleLoader) -> Plan:
     """A checked pipeline: ours (modules through `loader`), or an Azure ML pipeline job."""
     from containerexec.formats import amlpipeline
-    from containerexec.model.pipeline import check_pipeline, plan
+    from containerexec.model.pipelinecheck import check_pipeline, plan
 
     kind = detect_file(file)
     if kind == "containerexec":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import signal
 
-from containerexec.run.orchestrator import PipelineRecord
+from containerexec.pipelines.record import PipelineRecord
 from containerexec.run.run import DEADLINE_EXCEEDED
 from containerexec.store.records import RunRecord
 

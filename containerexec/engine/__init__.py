@@ -1,4 +1,5 @@
 """The seam to the container engine.
 
-base.py is the protocol, payload.py the pure create payload, docker.py the adapter.
+base.py is the protocol, payload.py the pure create payload, docker.py the adapter
+(dockererrors.py: its one error translation point).
 """

@@ -1,7 +1,8 @@
-"""DockerEngine: the Engine protocol on the Docker API, and the one error translation point.
+"""DockerEngine: the Engine protocol on the Docker API.
 
-This is the only module that imports `docker`; the payload it sends is
-rendered, without Docker, by payload.py.
+With dockererrors.py (the one error translation point, through which every request
+goes), the only module that imports `docker`; the payload it sends is rendered,
+without Docker, by payload.py.
 """
 
 from __future__ import annotations
@@ -10,10 +11,9 @@ import contextlib
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import docker
 import docker.errors
@@ -23,153 +23,27 @@ from docker.utils import kwargs_from_env
 from containerexec.engine import archive
 from containerexec.engine.base import (
     ContainerInfo,
-    EngineLost,
     ExitStatus,
     ImageInfo,
     LogStream,
     Progress,
-    StartFailed,
-    WaitTimeout,
+)
+from containerexec.engine.dockererrors import (
+    Request,
+    StreamError,
+    call,
+    call_unless_gone,
 )
 from containerexec.engine.payload import create_kwargs, docker_run_command
 from containerexec.errors import (
     BuildError,
     EngineError,
-    EngineUnavailable,
     ImageError,
     PullError,
-    RegistryFailure,
 )
 from containerexec.model.invocation import Invocation
 
-__all__ = ["DockerEngine", "Request", "registry_failure", "translate"]
-
-T = TypeVar("T")
-
-
-def default_socket() -> str:
-    return os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
-
-
-@dataclass(frozen=True)
-class Request:
-    """One request to the engine and what it concerns: the facts its error will carry."""
-
-    operation: str
-    container: str | None = None
-    image: str | None = None
-    module: str | None = None
-    timeout_s: float | None = None  # a wait's: its ReadTimeout is the container still running
-
-
-class StreamError(Exception):
-    """An `{"error": ...}` event in a pull, push or build stream (docker raises none)."""
-
-    def __init__(self, answer: str, *, step: str | None = None) -> None:
-        self.answer = answer
-        self.step = step
-        super().__init__(answer)
-
-
-def translate(exc: Exception, req: Request, *, log: Sequence[str] = ()) -> EngineError:
-    """The one place docker's and requests' exceptions become ours, facts as fields.
-
-    `log` is the build log so far, for a build's error. The special cases are the
-    ones whose meaning depends on the request: what "not found" or "timed out" means
-    differs between a wait, a pull and a start.
-    """
-    status = exc.status_code if isinstance(exc, docker.errors.APIError) else None
-    answer = _explain(exc)
-    if req.operation in ("connect", "ping"):
-        return EngineUnavailable(default_socket(), _short(exc), operation=req.operation)
-    if req.operation == "build" and isinstance(exc, StreamError | docker.errors.APIError):
-        step = exc.step if isinstance(exc, StreamError) else None
-        return BuildError(req.module, req.image or "", answer, log[-20:], step=step)
-    if req.operation in ("pull", "push") and isinstance(exc, StreamError | docker.errors.APIError):
-        return PullError(
-            req.module,
-            req.image or "",
-            answer,
-            failure=registry_failure(answer, status_code=status),
-            operation="push" if req.operation == "push" else "pull",
-        )
-    if req.operation == "wait for" and req.container:
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return WaitTimeout(req.container, timeout_s=req.timeout_s)
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            if "timed out" in str(exc).lower() and req.timeout_s is not None:
-                return WaitTimeout(req.container, timeout_s=req.timeout_s)
-            return EngineLost(req.container, _short(exc))
-        if isinstance(exc, docker.errors.NotFound):
-            return EngineLost(req.container, "the container vanished")
-    if req.operation == "start" and req.container and isinstance(exc, docker.errors.APIError):
-        missing = "executable file not found" in answer or "no such file or directory" in answer
-        # runc's answer for a folder or a file without the x bit (without an init process;
-        # with one, the init exits 126 instead).
-        denied = "permission denied" in answer.lower() and "exec" in answer
-        return StartFailed(
-            req.container,
-            answer,
-            command_not_found=missing,
-            cannot_exec=denied and not missing,
-            status_code=status,
-        )
-    if isinstance(exc, docker.errors.ImageNotFound) and req.image:
-        return ImageError(
-            req.module,
-            req.image,
-            "not on this engine; pull it first",
-            operation=req.operation,
-            status_code=status,
-        )
-    if isinstance(exc, docker.errors.APIError):
-        return EngineError(
-            f"the engine answered: {answer}",
-            operation=req.operation,
-            container=req.container,
-            image=req.image,
-            status_code=status,
-        )
-    if isinstance(exc, requests.exceptions.ConnectionError | docker.errors.DockerException):
-        return EngineUnavailable(default_socket(), _short(exc), operation=req.operation)
-    return EngineError(answer, operation=req.operation, container=req.container, image=req.image)
-
-
-def _explain(exc: Exception) -> str:
-    if isinstance(exc, docker.errors.APIError):
-        return str(exc.explanation or exc)
-    if isinstance(exc, StreamError):
-        return exc.answer
-    return str(exc)
-
-
-def _call(req: Request, fn: Callable[[], T], *, log: Sequence[str] = ()) -> T:
-    """fn(), its errors translated; every request to the engine goes through here."""
-    try:
-        return fn()
-    except Exception as exc:  # translate decides; nothing from docker passes unchanged
-        raise translate(exc, req, log=log) from exc
-
-
-def _call_unless_gone(req: Request, fn: Callable[[], T]) -> T | None:
-    """fn(), or None where what `req` concerns is gone or going: the end state asked for."""
-    try:
-        return fn()
-    except Exception as exc:
-        if _gone(exc, req):
-            return None
-        raise translate(exc, req) from exc
-
-
-def _gone(exc: Exception, req: Request) -> bool:
-    if isinstance(exc, docker.errors.NotFound):
-        return True
-    if not isinstance(exc, docker.errors.APIError):
-        return False
-    # a removal already under way ends as "gone", and a malformed image reference
-    # (400) names no image that could be here
-    already = exc.status_code == 409 and "already in progress" in _explain(exc)
-    return already or (req.image is not None and exc.status_code == 400)
+__all__ = ["DockerEngine"]
 
 
 class DockerEngine:
@@ -187,7 +61,7 @@ class DockerEngine:
             kwargs = kwargs_from_env()
             return docker.APIClient(version="auto", max_pool_size=pool_size, **kwargs)
 
-        return cls(_call(Request("connect"), connect))
+        return cls(call(Request("connect"), connect))
 
     def close(self) -> None:
         """Close the pooled connections; the engine object is not to be used after."""
@@ -207,11 +81,11 @@ class DockerEngine:
             self.api.close()
             self.api.ping()
 
-        _call(Request("ping"), ping)
+        call(Request("ping"), ping)
 
     def data_root(self) -> Path | None:
         if self._data_root is None:
-            info = _call(Request("info"), self.api.info)
+            info = call(Request("info"), self.api.info)
             root = info.get("DockerRootDir") if isinstance(info, dict) else None
             self._data_root = (Path(root) if isinstance(root, str) and root else None,)
         return self._data_root[0]
@@ -239,20 +113,20 @@ class DockerEngine:
             self.api.remove_container(inv.name, force=True)
             return str(self.api.create_container(host_config=host_config, **kw)["Id"])
 
-        return _call(req, create)
+        return call(req, create)
 
     def start(self, container_id: str) -> None:
-        _call(Request("start", container=container_id), lambda: self.api.start(container_id))
+        call(Request("start", container=container_id), lambda: self.api.start(container_id))
 
     def wait(self, container_id: str, *, timeout_s: float | None) -> ExitStatus:
         req = Request("wait for", container=container_id, timeout_s=timeout_s)
-        result = _call(req, lambda: self.api.wait(container_id, timeout=timeout_s))  # type: ignore[arg-type]
+        result = call(req, lambda: self.api.wait(container_id, timeout=timeout_s))  # type: ignore[arg-type]
         if result.get("StatusCode") == 0 and not _message(result.get("Error")):
             # A command that exited 0 succeeded, whatever became of its children, so the
             # inspect (for OOMKilled) is spared: one round trip less per shard.
             return ExitStatus(exit_code=0, oom_killed=False)
         inspect = Request("inspect", container=container_id)
-        state = _call(inspect, lambda: self.api.inspect_container(container_id)["State"])
+        state = call(inspect, lambda: self.api.inspect_container(container_id)["State"])
         return ExitStatus(
             exit_code=int(result.get("StatusCode", state.get("ExitCode", -1))),
             oom_killed=bool(state.get("OOMKilled")),
@@ -280,20 +154,20 @@ class DockerEngine:
             frames = api._read_from_socket(response, True, False, demux=True)
             return docker.types.CancellableStream(frames, response)
 
-        stream = _call(Request("attach to", container=container_id), attach)
+        stream = call(Request("attach to", container=container_id), attach)
         return _Attached(stream, _raw_socket(stream))
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         req = Request("stop", container=container_id)
-        _call_unless_gone(req, lambda: self.api.stop(container_id, timeout=max(0, int(grace_s))))
+        call_unless_gone(req, lambda: self.api.stop(container_id, timeout=max(0, int(grace_s))))
 
     def remove(self, container_id: str) -> None:
         req = Request("remove", container=container_id)
-        _call_unless_gone(req, lambda: self.api.remove_container(container_id, force=True))
+        call_unless_gone(req, lambda: self.api.remove_container(container_id, force=True))
 
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
-        found = _call(
+        found = call(
             Request("list containers"), lambda: self.api.containers(all=True, filters=filters)
         )
         return [
@@ -308,7 +182,7 @@ class DockerEngine:
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         req = Request("inspect", image=ref)
-        data = _call_unless_gone(req, lambda: self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
+        data = call_unless_gone(req, lambda: self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
         return None if data is None else _image_info(data)
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
@@ -321,7 +195,7 @@ class DockerEngine:
                 if on_progress:
                     on_progress(event)
 
-        _call(Request("pull", image=ref), pull)
+        call(Request("pull", image=ref), pull)
         info = self.inspect_image(ref)
         if info is None:
             raise PullError(
@@ -368,7 +242,7 @@ class DockerEngine:
                     step = next((x for x in reversed(lines) if x.startswith("Step ")), None)
                     raise StreamError(str(event["error"]).strip(), step=step)
 
-        _call(Request("build", image=tag), build, log=lines)
+        call(Request("build", image=tag), build, log=lines)
         info = self.inspect_image(tag)
         if info is None:
             raise BuildError(None, tag, "build finished but no image was tagged", lines[-20:])
@@ -376,7 +250,7 @@ class DockerEngine:
 
     def tag(self, image: str, repo: str, tag: str) -> None:
         req = Request(f"tag as {repo}:{tag}", image=image)
-        _call(req, lambda: self.api.tag(image, repo, tag=tag, force=True))
+        call(req, lambda: self.api.tag(image, repo, tag=tag, force=True))
 
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
         def push() -> str:
@@ -390,10 +264,10 @@ class DockerEngine:
                     on_progress(event)
             return str(digest)
 
-        return _call(Request("push", image=f"{repo}:{tag}"), push)
+        return call(Request("push", image=f"{repo}:{tag}"), push)
 
     def remove_image(self, ref: str) -> None:
-        _call_unless_gone(
+        call_unless_gone(
             Request("remove", image=ref), lambda: self.api.remove_image(ref, force=True)
         )
 
@@ -443,7 +317,7 @@ class DockerEngine:
                     size += len(chunk)
             return size
 
-        return _call(Request("save", image=ref), save)
+        return call(Request("save", image=ref), save)
 
     def load_image(self, src: Path) -> list[str]:
         # Loaded from a copy without RepoTags: `docker load` would move those tags here.
@@ -463,13 +337,13 @@ class DockerEngine:
             return loaded
 
         try:
-            return _call(Request("load", image=str(src)), load)
+            return call(Request("load", image=str(src)), load)
         finally:
             copy.unlink(missing_ok=True)
 
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
-        found = _call(Request("list images"), lambda: self.api.images(filters=filters))
+        found = call(Request("list images"), lambda: self.api.images(filters=filters))
         return [
             ImageInfo(
                 id=i["Id"],
@@ -538,42 +412,3 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
         repo, tag = ref.rsplit(":", 1)
         return repo, tag
     return ref, "latest"
-
-
-# Registry answers that another try cannot change, in the order they are looked for.
-# A name that does not resolve ("no such host") is a typo far more often than a
-# passing DNS fault.
-_PERMANENT: tuple[tuple[RegistryFailure, tuple[str, ...]], ...] = (
-    ("not-found", ("manifest unknown", "not found", "does not exist locally")),
-    ("denied", ("unauthorized", "denied")),
-    ("bad-name", ("invalid reference", "no such host")),
-)
-# Answers of a registry that cannot be reached (yet): another try may find it up.
-_UNREACHABLE = ("connection refused", "timeout", "timed out", "dial tcp", "unreachable", "eof")
-
-
-def registry_failure(answer: str, *, status_code: int | None = None) -> RegistryFailure:
-    """What a registry's failed answer to a pull or push means; the one classifier.
-
-    `status_code` is the engine's HTTP status when the engine refused the request
-    itself, None for an error event in its stream. A stream error or a 5xx that is
-    none of the known answers counts as transient ("unavailable"); any other 4xx
-    as permanent ("rejected").
-    """
-    text = answer.lower()
-    for failure, markers in _PERMANENT:
-        if any(m in text for m in markers):
-            return failure
-    if any(m in text for m in _UNREACHABLE):
-        return "unreachable"
-    if status_code is None or status_code >= 500:
-        return "unavailable"
-    return "rejected"
-
-
-def _short(exc: Exception) -> str:
-    text = str(exc)
-    for marker in ("Connection refused", "No such file or directory", "Permission denied"):
-        if marker in text:
-            return marker
-    return text.split("\n")[0][:200] or type(exc).__name__

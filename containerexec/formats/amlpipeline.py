@@ -33,7 +33,8 @@ from containerexec.formats.azureml import (
     read_mapping,
 )
 from containerexec.model import yamlsource
-from containerexec.model.pipeline import ModuleLoader, PipelineSpec, validate_pipeline
+from containerexec.model.pipeline import ModuleLoader, PipelineSpec
+from containerexec.model.pipelinecheck import validate_pipeline
 
 Loc = yamlsource.Loc
 _PARENT = re.compile(r"\$\{\{\s*(?:parent\.)?(inputs|outputs|jobs)\.([^}\s]*?)\s*\}\}")

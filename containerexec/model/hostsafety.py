@@ -15,12 +15,34 @@ import posixpath
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from containerexec.errors import UntrustedInput
 
-if TYPE_CHECKING:  # invocation.py builds on this module (bindings check their paths here)
-    from containerexec.model.invocation import Invocation, Mount
+
+class Mount(Protocol):
+    """What the rule reads of a mount (model/invocation.py Mount). A protocol, not that
+    class: invocation.py builds on this module, and nothing imports back, not even for an
+    annotation."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+
+
+class Invocation(Protocol):
+    """What the rule reads of an Invocation: its mounts."""
+
+    @property
+    def mounts(self) -> Sequence[Mount]: ...
+
 
 INPUTS_ROOT = "/inputs"
 OUTPUTS_ROOT = "/outputs"

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
 import re
-import types
-import typing
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -375,7 +372,7 @@ def _validated(src: yamlsource.Located, problems: list[Problem]) -> ModuleSpec:
     try:
         spec = ModuleSpec.model_validate(src.data)
     except ValidationError as exc:
-        problems = [*problems, *pydantic_problems(exc, src, ModuleSpec)]
+        problems = [*problems, *yamlsource.pydantic_problems(exc, src, ModuleSpec)]
     problems = [*problems, *_placeholder_problems(src)]
     if problems:
         raise SpecError(src.path, sorted(problems, key=lambda p: (p.line, p.col)))
@@ -411,101 +408,3 @@ def _placeholder_problems(src: yamlsource.Located) -> list[Problem]:
         if isinstance(text, str)
         for message in placeholders.check_text(text, declared, has_array)
     ]
-
-
-def pydantic_problems(
-    exc: ValidationError, src: yamlsource.Located, root: type[BaseModel]
-) -> list[Problem]:
-    """Turn pydantic errors into located problems, with 'did you mean' for unknown keys."""
-    out = []
-    for err in exc.errors(include_url=False):
-        loc = _data_loc(src.data, err["loc"])
-        if err["type"] == "extra_forbidden":
-            valid = sorted(_fields_at(root, loc[:-1]))
-            near = difflib.get_close_matches(str(loc[-1]), valid, n=1)
-            hint = f"did you mean '{near[0]}'?" if near else f"valid keys: {', '.join(valid)}"
-            out.append(src.problem(loc, f"unknown key '{loc[-1]}'; {hint}", key=True))
-            continue
-        msg = err["msg"].removeprefix("Value error, ").replace("Input should be ", "expected ", 1)
-        if err["type"] != "value_error" and "input" in err:
-            msg += f", got {_show(err['input'])}"
-        problem = src.problem(loc, msg, key=err["type"] == "missing")
-        if out and (out[-1].line, out[-1].col, out[-1].loc) == (
-            problem.line,
-            problem.col,
-            problem.loc,
-        ):
-            # The members of a union each complain about the same value: one line says it.
-            first, _, found = out[-1].message.rpartition(", got ")
-            this = (msg.rpartition(", got ")[0] or msg).removeprefix("expected ")
-            merged = f"{first} or {this}, got {found}" if first else f"{out[-1].message}; {msg}"
-            out[-1] = replace(out[-1], message=merged)
-            continue
-        out.append(problem)
-    return out
-
-
-def _show(value: Any) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"'{value}'"
-
-
-def _data_loc(data: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
-    """`loc` without the union member names pydantic inserts ('str', 'list[str]', ...).
-
-    A part is such a name only where it is not a key of the data at that point, so an
-    input that happens to be called 'str' keeps its place.
-    """
-    out: list[str | int] = []
-    for part in loc:
-        is_key = isinstance(data, dict) and part in data
-        is_index = isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data)
-        if (
-            not (is_key or is_index)
-            and isinstance(part, str)
-            and ("[" in part or part in ("str", "int", "float", "bool"))
-        ):
-            continue
-        out.append(part)
-        data = data[part] if (is_key or is_index) else None
-    return tuple(out)
-
-
-def _fields_at(model: Any, loc: tuple[str | int, ...]) -> set[str]:
-    """The valid keys of the model found by walking `loc` from `model`."""
-    current: Any = model
-    for part in loc:
-        current = _unwrap(current)
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            field = current.model_fields.get(str(part))
-            if field is None:
-                return set()
-            current = field.annotation
-        elif typing.get_origin(current) in (dict, list):
-            current = typing.get_args(current)[-1]
-    current = _unwrap(current)
-    if isinstance(current, type) and issubclass(current, BaseModel):
-        return set(current.model_fields)
-    return set()
-
-
-def _unwrap(tp: Any) -> Any:
-    """Optional[X] -> X; Annotated[X, ...] -> X."""
-    while True:
-        origin = typing.get_origin(tp)
-        if origin is Annotated:
-            tp = typing.get_args(tp)[0]
-        elif origin in (typing.Union, types.UnionType):
-            args = [a for a in typing.get_args(tp) if a is not type(None)]
-            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
-            if len(models) == 1:
-                tp = models[0]
-            elif len(args) == 1:
-                tp = args[0]
-            else:
-                return tp
-        else:
-            return tp

@@ -1,2 +1,2 @@
 """Running modules: the runner (one attempt), the Run and its executor, staging, logs,
-cache, pipelines and repro."""
+cache and where shards run. Pipelines (pipeline/) and repro (repro/) sit above it."""

@@ -22,7 +22,7 @@ from registry import free_port
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.spec import load_spec
-from containerexec.run import replay
+from containerexec.repro import replay
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.store.tree import RunStore
 

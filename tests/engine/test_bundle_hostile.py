@@ -23,10 +23,10 @@ from helpers import BASE_IMAGE
 from unit.test_bundle_reader import Zeros
 
 from containerexec.engine.docker import DockerEngine
-from containerexec.model.pipeline import check_pipeline
+from containerexec.model.pipelinecheck import check_pipeline
 from containerexec.model.spec import load_spec
+from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.run.executor import Executor, RunOptions
-from containerexec.run.orchestrator import Orchestrator
 from containerexec.store.tree import RunStore
 from engine.test_bundle import cx
 

@@ -22,9 +22,10 @@ from workspace import Workspace, workspace_fixture  # noqa: F401
 from containerexec.cli.status import pipeline_status, run_status
 from containerexec.engine.docker import DockerEngine
 from containerexec.errors import UsageError
-from containerexec.model.pipeline import check_pipeline
+from containerexec.model.pipelinecheck import check_pipeline
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import PipelineResult
 from containerexec.run.executor import Executor
-from containerexec.run.orchestrator import Orchestrator, PipelineResult
 from containerexec.store.tree import RunStore
 
 HOST_SECRET = Path("/etc/shadow")

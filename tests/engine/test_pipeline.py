@@ -18,8 +18,9 @@ from containerexec.cli import cli
 from containerexec.cli.status import pipeline_status
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.pipeline import check_pipeline
-from containerexec.run.orchestrator import Orchestrator, PipelineResult
+from containerexec.model.pipelinecheck import check_pipeline
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]

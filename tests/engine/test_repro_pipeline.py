@@ -14,8 +14,8 @@ from helpers import BASE_IMAGE
 
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
-from containerexec.model.pipeline import check_pipeline
-from containerexec.run.orchestrator import Orchestrator
+from containerexec.model.pipelinecheck import check_pipeline
+from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.store.tree import RunStore
 
 IMAGE = f"environment: {{image: '{BASE_IMAGE}', pull: never}}"

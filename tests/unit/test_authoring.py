@@ -24,7 +24,7 @@ from containerexec.errors import PipelineError, SpecError, UsageError
 from containerexec.model.arrays import expand
 from containerexec.model.bindings import bind
 from containerexec.model.invocation import container_paths
-from containerexec.model.pipeline import load_pipeline
+from containerexec.model.pipelinecheck import load_pipeline
 from containerexec.model.placeholders import render_argv
 from containerexec.model.spec import load_spec, validate_spec
 from containerexec.run.returned import host_paths, port_places

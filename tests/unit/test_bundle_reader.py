@@ -25,7 +25,7 @@ from containerexec.cli import cli
 from containerexec.engine import archive
 from containerexec.engine.base import ImageInfo
 from containerexec.errors import ContainerExecError, UntrustedInput
-from containerexec.run import sources
+from containerexec.repro import sources
 from containerexec.store import bundle as bundles
 from containerexec.store import export as portable
 from containerexec.store.tree import RunStore

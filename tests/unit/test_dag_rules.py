@@ -30,7 +30,7 @@ from fakes import FakeEngine, Outcome
 from containerexec.errors import ImageError
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import load_spec
-from containerexec.run.orchestrator import JobEvent
+from containerexec.pipelines.record import JobEvent
 
 
 @pytest.fixture
@@ -311,12 +311,6 @@ def test_a_bug_in_a_job_cancels_the_others_and_is_raised(kit: Kit) -> None:
     assert engine.containers_by_id == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: when a job raises something other than a ContainerExecError, "
-    "Orchestrator.run re-raises without ending the record: pipeline.json stays 'running' "
-    "(its job 'running', no ended_at) after the process is gone",
-)
 def test_a_bug_in_a_job_leaves_a_pipeline_record_that_has_ended(kit: Kit) -> None:
     engine = FakeEngine()
     orch = kit.orchestrator(engine, max_workers=1, respec=buggy_respec)
@@ -325,6 +319,18 @@ def test_a_bug_in_a_job_leaves_a_pipeline_record_that_has_ended(kit: Kit) -> Non
     on_disk = json.loads((orch.dir / "pipeline.json").read_text())
     assert on_disk["state"] in ("failed", "cancelled") and on_disk["ended_at"] is not None
     assert not {"running", "pending"} & {j["state"] for j in on_disk["jobs"].values()}
+
+
+def test_the_job_that_raised_a_bug_names_it_and_the_rest_are_cancelled(kit: Kit) -> None:
+    engine = FakeEngine()
+    orch = kit.orchestrator(engine, max_workers=1, respec=buggy_respec)
+    with pytest.raises(RuntimeError):
+        kit.run(engine, kit.plan(BRANCHES), orchestrator=orch)
+    jobs = json.loads((orch.dir / "pipeline.json").read_text())["jobs"]
+    assert jobs["bad"]["state"] == "failed" and jobs["bad"]["ended_at"] is not None
+    assert "RuntimeError: a bug, not a job failure" in jobs["bad"]["message"]
+    never = [j for j in jobs.values() if j["started_at"] is None]
+    assert never and all(j["state"] == "cancelled" for j in never)
 
 
 def test_an_image_error_is_a_job_failure_not_a_crash(kit: Kit) -> None:
@@ -357,11 +363,6 @@ def test_cancel_while_a_job_runs_stops_it_and_cancels_the_rest(kit: Kit) -> None
     assert engine.containers_by_id == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: orchestrator._run_job writes '0 shard(s) failed; containerexec runs show "
-    "RUN' as the message of a job that was cancelled while it ran",
-)
 def test_a_job_cancelled_while_it_ran_says_it_was_cancelled(kit: Kit) -> None:
     engine = FakeEngine(lambda inv, n: Outcome(seconds=30))
     orch = kit.orchestrator(engine)

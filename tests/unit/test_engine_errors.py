@@ -19,13 +19,8 @@ import requests.exceptions
 
 from containerexec import errors
 from containerexec.engine.base import EngineLost, StartFailed, WaitTimeout
-from containerexec.engine.docker import (
-    DockerEngine,
-    Request,
-    StreamError,
-    registry_failure,
-    translate,
-)
+from containerexec.engine.docker import DockerEngine
+from containerexec.engine.dockererrors import Request, StreamError, registry_failure, translate
 from containerexec.errors import PullError, RegistryFailure
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from containerexec.cli.modules import check_allowed
+from containerexec.cli.commands.modules import check_allowed
 from containerexec.errors import UsageError
 from containerexec.model.spec import parse_spec
 

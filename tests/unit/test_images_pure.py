@@ -10,9 +10,9 @@ from click.testing import CliRunner
 from fakes import FakeEngine
 
 from containerexec.cli import cli
-from containerexec.cli.images import TransferProgress, human_bytes
+from containerexec.cli.commands.images import TransferProgress, human_bytes
 from containerexec.engine.base import ImageInfo
-from containerexec.engine.docker import registry_failure
+from containerexec.engine.dockererrors import registry_failure
 from containerexec.environment import images, sharing
 from containerexec.errors import ImageError, PullError
 from containerexec.model.spec import parse_spec

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from containerexec.run import liveness, sources
+from containerexec.repro import liveness, sources
 from containerexec.store.tree import RunStore
 from tests.unit.test_repro_offline import RUN_ID, make_run
 

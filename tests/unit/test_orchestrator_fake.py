@@ -15,7 +15,8 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import load_spec
-from containerexec.run.orchestrator import PipelineRecord, run_pipeline
+from containerexec.pipelines.orchestrator import run_pipeline
+from containerexec.pipelines.record import PipelineRecord
 
 
 @pytest.fixture

@@ -14,14 +14,12 @@ from containerexec.errors import PipelineError
 from containerexec.model.graph import edges, levels, render_dot, render_text
 from containerexec.model.pipeline import (
     PipelineSpec,
-    check_pipeline,
     compatible,
     input_refs,
-    load_pipeline,
     parse_value,
-    plan,
     render_template,
 )
+from containerexec.model.pipelinecheck import check_pipeline, load_pipeline, plan
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = {

@@ -1,5 +1,5 @@
 """Replay rebuilds its mounts from the module's declared ports and grants nothing a record
-asks for beyond the safe defaults unless a flag says so (run/repro.py); pure, no engine."""
+asks for beyond the safe defaults unless a flag says so (repro/planning.py); pure, no engine."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from containerexec.errors import InputsChanged, UntrustedInput, UsageError
 from containerexec.model.invocation import Mount
-from containerexec.run import repro
+from containerexec.repro import planning
 from containerexec.store import export as portable
 from containerexec.store.export import RunExport
 from containerexec.store.tree import RunStore
@@ -36,8 +36,8 @@ def edited(source: RunExport, change: Callable[[dict[str, Any]], None]) -> RunEx
     return RunExport.model_validate(data)
 
 
-def plan(store: RunStore, source: RunExport, **kw: Any) -> repro.Plan:
-    return repro.plan_replay(store, source, engine_root=ENGINE_ROOT, **kw)
+def plan(store: RunStore, source: RunExport, **kw: Any) -> planning.Plan:
+    return planning.plan_replay(store, source, engine_root=ENGINE_ROOT, **kw)
 
 
 def test_an_honest_record_is_rebuilt_from_the_declared_ports(tmp_path: Path) -> None:
@@ -51,7 +51,7 @@ def test_an_honest_record_is_rebuilt_from_the_declared_ports(tmp_path: Path) -> 
     assert mounts["out"].source == str(store.default_outputs(p.run_id) / "out")
     assert "/staging/out" not in repr(p.inv.mounts)  # the recorded output place
     assert p.inv.user == ME and not p.inv.network
-    lines = repro.grant_lines(p, "run")
+    lines = planning.grant_lines(p, "run")
     assert lines[:2] == [f"user:    {ME} (you)", "network: off"]
     assert f"mount:   ro {data} -> /inputs/data" in lines
     assert f"mount:   rw {store.default_outputs(p.run_id) / 'out'} -> /outputs/out" in lines
@@ -166,10 +166,10 @@ def test_network_is_granted_only_by_allow_network_or_debug(tmp_path: Path) -> No
     with pytest.raises(UntrustedInput) as info:
         plan(store, asks)
     assert "field 'network'" in str(info.value) and "--allow-network" in str(info.value)
-    assert plan(store, asks, grants=repro.Grants(network=True)).inv.network
+    assert plan(store, asks, grants=planning.Grants(network=True)).inv.network
     debug = plan(store, asks, mode="debug")
-    assert "for --debug's port" in repro.grant_lines(debug, "debug")[1]
-    assert repro.mode_invocation(debug, "debug").network
+    assert "for --debug's port" in planning.grant_lines(debug, "debug")[1]
+    assert planning.mode_invocation(debug, "debug").network
 
 
 def test_another_recorded_user_runs_as_you_unless_allow_user(tmp_path: Path) -> None:
@@ -179,12 +179,14 @@ def test_another_recorded_user_runs_as_you_unless_allow_user(tmp_path: Path) -> 
     mine = plan(store, asks)  # a colleague's record: it runs as you, and says so
     me = f"{os.getuid()}:{os.getgid()}"
     assert mine.inv.user == me
-    assert repro.grant_lines(mine, "run")[0] == (
+    assert planning.grant_lines(mine, "run")[0] == (
         f"user:    {me} (you; the record says {other}, --allow-user runs as that)"
     )
-    p = plan(store, asks, grants=repro.Grants(user=True))
+    p = plan(store, asks, grants=planning.Grants(user=True))
     assert p.inv.user == other
-    assert repro.grant_lines(p, "run")[0] == f"user:    {other} (the recorded user, --allow-user)"
+    assert (
+        planning.grant_lines(p, "run")[0] == f"user:    {other} (the recorded user, --allow-user)"
+    )
 
 
 def test_the_returned_value_mount_is_declared_only_for_modules_that_return(

@@ -15,7 +15,7 @@ from containerexec.cli import cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
 from containerexec.labels import LABEL_REPRO_OF
 from containerexec.model.invocation import Invocation, Limits, Mount
-from containerexec.run import replay, repro
+from containerexec.repro import dockerscript, planning, replay
 from containerexec.run.runner import Attempt, Failure
 from containerexec.store import export as portable
 from containerexec.store import manifests
@@ -167,13 +167,13 @@ def test_a_missing_record_file_says_what_to_give(tmp_path: Path) -> None:
 
 def test_without_shard_the_first_failed_shard_is_replayed(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path, failed=(2, 1))
-    assert repro.pick_shard(portable.load_source(store, RUN_ID), None).index == 1
+    assert planning.pick_shard(portable.load_source(store, RUN_ID), None).index == 1
 
 
 def test_a_run_without_failures_asks_for_a_shard(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path, failed=())
     with pytest.raises(UsageError, match=r"no failed shard.*--shard K \(recorded: 0-2\)"):
-        repro.pick_shard(portable.load_source(store, RUN_ID), None)
+        planning.pick_shard(portable.load_source(store, RUN_ID), None)
 
 
 def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path) -> None:
@@ -182,7 +182,7 @@ def test_plan_maps_inputs_outputs_labels_and_user_to_this_machine(tmp_path: Path
     copy.mkdir()
     for f in data.iterdir():
         (copy / f.name).write_bytes(f.read_bytes())
-    plan = repro.plan_replay(
+    plan = planning.plan_replay(
         store, portable.load_source(store, RUN_ID), inputs={"data": str(copy)}, labels={"team": "x"}
     )
     inv = plan.inv
@@ -204,7 +204,7 @@ def test_changed_inputs_are_refused_listing_each_file(tmp_path: Path) -> None:
     (data / "c.txt").write_text("new\n")
     source = portable.load_source(store, RUN_ID)
     with pytest.raises(InputsChanged) as info:
-        repro.plan_replay(store, source)
+        planning.plan_replay(store, source)
     assert info.value.changes == [
         "changed  data/a.txt (same size, different content)",
         "changed  data/b.txt (size 6 -> 14 bytes)",
@@ -213,8 +213,10 @@ def test_changed_inputs_are_refused_listing_each_file(tmp_path: Path) -> None:
     assert "--ignore-input-changes" in str(info.value)
     (data / "a.txt").unlink()
     with pytest.raises(InputsChanged, match=r"removed  data/a\.txt"):
-        repro.plan_replay(store, source)
-    plan = repro.plan_replay(store, source, inputs={"data": str(data)}, ignore_input_changes=True)
+        planning.plan_replay(store, source)
+    plan = planning.plan_replay(
+        store, source, inputs={"data": str(data)}, ignore_input_changes=True
+    )
     assert plan.inputs["data"] == str(data)
 
 
@@ -230,16 +232,16 @@ def test_a_missing_input_names_it_and_the_flag_to_pass(tmp_path: Path) -> None:
         r"here \(its recorded place\); copy the data here and pass --inputs "
         r"data=PATH",
     ):
-        repro.plan_replay(store, source)
+        planning.plan_replay(store, source)
     with pytest.raises(UsageError, match=r"--inputs 'corpus': .* no such input \(inputs: data\)"):
-        repro.plan_replay(store, source, inputs={"corpus": str(tmp_path)})
+        planning.plan_replay(store, source, inputs={"corpus": str(tmp_path)})
 
 
 def test_print_command_parses_and_keeps_every_safe_flag(tmp_path: Path) -> None:
     store, data = make_run(tmp_path)
     source = portable.load_source(store, RUN_ID)
-    plan = repro.plan_replay(store, source, strict=False, outputs_root=tmp_path / "o,ut")
-    line = shlex.join(repro.print_command(plan, "run"))
+    plan = planning.plan_replay(store, source, strict=False, outputs_root=tmp_path / "o,ut")
+    line = shlex.join(dockerscript.print_command(plan, "run"))
     argv = shlex.split(line)
     assert argv[:2] == ["docker", "run"]
     for flag in ("--read-only", "--init", "--rm"):
@@ -265,8 +267,8 @@ def test_print_command_parses_and_keeps_every_safe_flag(tmp_path: Path) -> None:
 
 def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
-    argv = repro.print_command(plan, "debug", debug_port=7000)
+    plan = planning.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
+    argv = dockerscript.print_command(plan, "debug", debug_port=7000)
     assert argv[argv.index("--publish") + 1] == "127.0.0.1:7000:5678"
     assert argv[argv.index("--network") + 1] == "bridge"
     assert argv[argv.index(DIGEST) + 1 :] == [
@@ -285,16 +287,18 @@ def test_print_for_debug_publishes_on_localhost_only_and_wraps_python(tmp_path: 
 
 def test_debug_refuses_a_command_that_is_not_python(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
-    plan = repro.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update={"argv": ["bash"]})})
+    plan = planning.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
+    plan = planning.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update={"argv": ["bash"]})})
     with pytest.raises(UsageError, match="--debug needs a Python command.*use --shell"):
-        repro.mode_invocation(plan, "debug")
+        planning.mode_invocation(plan, "debug")
 
 
 def test_launch_config_attaches_to_localhost_and_maps_the_script_folder(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    plan = repro.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
-    config = repro.launch_config(repro.mode_invocation(plan, "debug"), 7000)["configurations"][0]
+    plan = planning.plan_replay(store, portable.load_source(store, RUN_ID), strict=False)
+    config = planning.launch_config(planning.mode_invocation(plan, "debug"), 7000)[
+        "configurations"
+    ][0]
     assert config["request"] == "attach"
     assert config["connect"] == {"host": "127.0.0.1", "port": 7000}
     assert config["pathMappings"][0]["remoteRoot"] == "/app"
@@ -380,7 +384,7 @@ def test_last_means_the_newest_run_that_is_not_itself_a_repro(tmp_path: Path) ->
 def test_shard_record_of_an_export_keeps_its_invocation(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
     export = portable.export_run(store, RUN_ID)
-    again = repro.RunExport.model_validate(json.loads(export.model_dump_json()))
+    again = planning.RunExport.model_validate(json.loads(export.model_dump_json()))
     assert again == export
     assert isinstance(again.shards[1], ShardRecord)
 
@@ -431,7 +435,7 @@ def test_every_missing_input_is_named_at_once(tmp_path: Path) -> None:
     )
     shutil.rmtree(data)
     with pytest.raises(UsageError) as info:
-        repro.check_present(RUN_ID, rec, {})
+        planning.check_present(RUN_ID, rec, {})
     text = str(info.value)
     assert "inputs 'data', 'more' of run" in text and "are missing" in text
     assert "--inputs data=PATH --inputs more=PATH" in text
@@ -457,14 +461,14 @@ def test_a_glob_shard_that_mounted_its_own_file_replays_and_checks_that_file_onl
     inv = rec.invocation.model_copy(update={"mounts": mounts})
     store.write_shard(rec.model_copy(update={"invocation": inv}))
     (data / "a.txt").write_text("other shard's file changed\n")
-    plan = repro.plan_replay(store, portable.export_run(store, RUN_ID), shard=1)
+    plan = planning.plan_replay(store, portable.export_run(store, RUN_ID), shard=1)
     assert plan.inputs == {"data": str(data)}
     assert [m.source for m in plan.inv.mounts if m.kind == "input"] == [str(data / "b.txt")]
     copy = tmp_path / "copy"
     copy.mkdir()
     (copy / "b.txt").write_text("BRAVO\n")
     with pytest.raises(InputsChanged, match=r"changed  data \(b.txt\) \(same size"):
-        repro.plan_replay(
+        planning.plan_replay(
             store, portable.export_run(store, RUN_ID), shard=1, inputs={"data": str(copy)}
         )
 
@@ -478,6 +482,6 @@ def test_a_shard_that_recorded_the_inputs_it_read_is_checked_against_them(
     rec = store.load_shards(RUN_ID)[1]
     store.write_shard(rec.model_copy(update={"input_manifests": {"data": seen}}))
     source = portable.export_run(store, RUN_ID)
-    repro.plan_replay(store, source, shard=1)  # what shard 1 read: no difference
+    planning.plan_replay(store, source, shard=1)  # what shard 1 read: no difference
     with pytest.raises(InputsChanged, match="added    data/c.txt"):
-        repro.plan_replay(store, source, shard=0)
+        planning.plan_replay(store, source, shard=0)

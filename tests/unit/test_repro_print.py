@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from containerexec.cli import cli
 from containerexec.errors import UntrustedInput
 from containerexec.model.invocation import Invocation, Limits, Mount
-from containerexec.run import repro
+from containerexec.repro import dockerscript, planning
 from containerexec.store.export import RunExport
 from containerexec.store.records import ImageRecord, RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
@@ -31,7 +31,7 @@ RETURNED = "/outputs/.containerexec-returned"
 IMAGE = "img'$(touch pwned)`x`;y\nz"  # a local build's reference: checked, never pulled
 
 
-def hostile_plan(root: Path) -> repro.Plan:
+def hostile_plan(root: Path) -> planning.Plan:
     """A failed shard whose env, paths, labels, argv, image and failure text are hostile."""
     data = root / f"da;ta {EVIL}"
     out = root / f"repro-outputs {EVIL}"
@@ -86,7 +86,7 @@ def hostile_plan(root: Path) -> repro.Plan:
         state="failed",
         started_at=1.0e9,
     )
-    return repro.Plan(
+    return planning.Plan(
         source=RunExport(run=run, shards=[shard]),
         shard=shard,
         inv=inv,
@@ -98,7 +98,7 @@ def hostile_plan(root: Path) -> repro.Plan:
 
 
 def test_hostile_script_matches_its_golden_file() -> None:
-    text = repro.print_script(hostile_plan(Path("/hostile")), "run", grace_s=2)
+    text = dockerscript.print_script(hostile_plan(Path("/hostile")), "run", grace_s=2)
     path = GOLDEN / "repro_print_hostile.sh"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         path.write_text(text)
@@ -109,9 +109,9 @@ def test_hostile_script_matches_its_golden_file() -> None:
 
 
 @pytest.mark.parametrize("mode", ["run", "shell"])
-def test_hostile_script_parses_in_bash_and_sh(mode: repro.Mode, tmp_path: Path) -> None:
+def test_hostile_script_parses_in_bash_and_sh(mode: planning.Mode, tmp_path: Path) -> None:
     script = tmp_path / "repro.sh"
-    script.write_text(repro.print_script(hostile_plan(tmp_path), mode))
+    script.write_text(dockerscript.print_script(hostile_plan(tmp_path), mode))
     for shell in ("bash", "sh"):
         done = subprocess.run([shell, "-n", str(script)], capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
@@ -144,14 +144,14 @@ def recorded_calls(calls: Path) -> list[list[str]]:
 
 def run_printed(
     tmp_path: Path, *, with_input: bool = True, **env: str
-) -> tuple[repro.Plan, subprocess.CompletedProcess[str], list[list[str]]]:
+) -> tuple[planning.Plan, subprocess.CompletedProcess[str], list[list[str]]]:
     """The hostile plan's script run by sh with the stub docker and `env` added (a variable
     given as "" is removed): the plan, how it ended, and the docker calls it made."""
     plan = hostile_plan(tmp_path)
     if with_input:
         Path(plan.inv.mounts[0].source).mkdir()
     script = tmp_path / "repro.sh"
-    script.write_text(repro.print_script(plan, "run"))
+    script.write_text(dockerscript.print_script(plan, "run"))
     base, calls = stub_docker(tmp_path)
     merged = {k: v for k, v in {**base, **env}.items() if v != ""}
     done = subprocess.run(
@@ -166,7 +166,7 @@ def test_each_word_of_a_hostile_record_reaches_docker_intact(tmp_path: Path) -> 
     assert done.returncode == 3, done.stderr
     inspect, run = calls
     assert inspect == ["image", "inspect", IMAGE]
-    assert run == repro.print_command(plan, "run", name=plan.inv.name)[1:]
+    assert run == dockerscript.print_command(plan, "run", name=plan.inv.name)[1:]
     assert run[-5:] == ["python3", "/app/job.py", EVIL, "--flag=$(id)", ""]
     assert ["--env", f"MODE={EVIL}"] == run[
         run.index(f"MODE={EVIL}") - 1 : run.index(f"MODE={EVIL}") + 1
@@ -203,9 +203,9 @@ def test_words_docker_cannot_carry_are_refused_naming_them(
     change: dict[str, object], named: str
 ) -> None:
     plan = hostile_plan(Path("/hostile"))
-    plan = repro.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update=change)})
+    plan = planning.Plan(**{**plan.__dict__, "inv": plan.inv.model_copy(update=change)})
     with pytest.raises(UntrustedInput, match=f"run '{RUN_ID}' shard 1: {re.escape(named)}"):
-        repro.print_script(plan, "run")
+        dockerscript.print_script(plan, "run")
 
 
 def test_the_cli_refuses_an_edited_record_in_one_line_with_exit_2(tmp_path: Path) -> None:

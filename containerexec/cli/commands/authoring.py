@@ -35,7 +35,7 @@ def init(name: str, parent: Path) -> None:
     )
 
 
-@click.group(cls=LazyGroup, lazy={"convert": Lazy("containerexec.cli.convert:convert")})
+@click.group(cls=LazyGroup, lazy={"convert": Lazy("containerexec.cli.commands.convert:convert")})
 def spec() -> None:
     """Module specs generated from code."""
 

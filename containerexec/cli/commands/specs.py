@@ -7,10 +7,9 @@ from pathlib import Path
 
 import click
 
+from containerexec.cli.formats import image_map_option, load_module_file
 from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec
-
-from .formats import image_map_option, load_module_file
 
 
 @click.command()

@@ -11,12 +11,11 @@ from typing import Any
 import click
 
 from containerexec.cli.app import App
+from containerexec.cli.options import pull_option
 from containerexec.environment import images as image_store
 from containerexec.environment import sharing
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import load_spec
-
-from .options import pull_option
 
 DONE = ("Pull complete", "Already exists", "Pushed", "Layer already exists")
 

@@ -15,6 +15,16 @@ from typing import Any, Protocol
 import click
 
 from containerexec.cli.app import App
+from containerexec.cli.display import RunDisplay, summary
+from containerexec.cli.formats import image_map_option, load_module_file
+from containerexec.cli.options import (
+    grace_option,
+    inputs_option,
+    outputs_option,
+    overwrite_option,
+    pull_option,
+)
+from containerexec.cli.slurm import make_scheduler, slurm_options
 from containerexec.cli.status import run_status
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
@@ -25,12 +35,8 @@ from containerexec.run.scheduler import Scheduler
 from containerexec.run.slurm import Detached
 from containerexec.store.tree import RunStore
 
-from .display import RunDisplay, summary
 from .environment import resolve_image
-from .formats import image_map_option, load_module_file
 from .images import TransferProgress
-from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
-from .slurm import make_scheduler, slurm_options
 
 
 @click.command()

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 
 from containerexec.errors import UsageError
-from containerexec.run.orchestrator import PipelineRecord
+from containerexec.pipelines.record import PipelineRecord
 from containerexec.store.records import RunRecord, load_model
 from containerexec.store.tree import RunStore
 

@@ -22,8 +22,8 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, Limits, output_filename
 from containerexec.model.spec import ModuleSpec
+from containerexec.repro.planning import DEBUGPY_PORT, Mode, Plan, mode_invocation
 from containerexec.run.executor import Executor
-from containerexec.run.repro import DEBUGPY_PORT, Mode, Plan, mode_invocation
 from containerexec.run.results import RunResult
 from containerexec.run.run import Interactive, Run
 from containerexec.run.runner import Attempt, Failure, classify

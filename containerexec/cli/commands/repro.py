@@ -14,16 +14,16 @@ from pathlib import Path
 import click
 
 from containerexec.cli.app import App
+from containerexec.cli.slurm import live_state
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import parse_bytes
-from containerexec.run import replay, repro, sources
+from containerexec.repro import dockerscript, planning, replay, sources
 from containerexec.run.executor import Executor
 from containerexec.store import bundle as bundles
 from containerexec.store.records import RunRecord
 
 from .modules import cancel_on_signals
-from .slurm import live_state
 
 DEBUG_PORT_WAIT_S = 30.0
 
@@ -169,7 +169,7 @@ def export(
 @click.option(
     "--debug-port",
     type=click.IntRange(1, 65535),
-    default=repro.DEBUGPY_PORT,
+    default=planning.DEBUGPY_PORT,
     show_default=True,
     help="The port on 127.0.0.1 the debugger listens on.",
 )
@@ -221,15 +221,15 @@ def repro_command(
     app: App = ctx.obj
     if shell and debug:
         raise UsageError("--shell and --debug exclude each other; pick one")
-    mode: repro.Mode = "shell" if shell else "debug" if debug else "run"
+    mode: planning.Mode = "shell" if shell else "debug" if debug else "run"
     source = sources.load(app.store, record_or_run, job=job)
     if source.bundle is not None and max_unpacked is not None:
         source.bundle.budget = bundles.Budget(max_unpacked)
-    rec = repro.pick_shard(source.run, shard)
-    grants = repro.Grants(network=allow_network, user=allow_user)
+    rec = planning.pick_shard(source.run, shard)
+    grants = planning.Grants(network=allow_network, user=allow_user)
     root = replay.engine_data_root(app.engine, required=not print_only)
     # Before anything is unpacked or written: what the record asks for is granted or refused.
-    repro.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
+    planning.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
     given = prepared.inputs
     for note in prepared.notes:
@@ -251,7 +251,7 @@ def repro_command(
             grants=grants,
             engine_root=root,
         )
-    plan = repro.plan_replay(
+    plan = planning.plan_replay(
         app.store,
         source.run,
         shard=rec.index,
@@ -318,15 +318,15 @@ def _print(
     source: sources.Source,
     shard: int,
     given: dict[str, str],
-    mode: repro.Mode,
+    mode: planning.Mode,
     debug_port: int,
-    grants: repro.Grants,
+    grants: planning.Grants,
     root: Path | None,
 ) -> None:
-    rec = repro.pick_shard(source.run, shard)
+    rec = planning.pick_shard(source.run, shard)
     # docker would exit 125 on missing inputs
-    repro.check_present(source.run.run.run_id, rec, given, engine_root=root)
-    plan = repro.plan_replay(
+    planning.check_present(source.run.run.run_id, rec, given, engine_root=root)
+    plan = planning.plan_replay(
         app.store,
         source.run,
         shard=shard,
@@ -351,14 +351,14 @@ def _print(
         )
         plan = dataclasses.replace(plan, inv=plan.inv.model_copy(update={"image": image_id}))
     click.echo(
-        repro.print_script(
+        dockerscript.print_script(
             plan, mode, debug_port=debug_port, image_step=image_step, grace_s=source.run.run.grace_s
         ),
         nl=False,
     )
 
 
-def _header(plan: repro.Plan, image: str, job: str | None, mode: repro.Mode) -> None:
+def _header(plan: planning.Plan, image: str, job: str | None, mode: planning.Mode) -> None:
     src, inv = plan.source.run, plan.inv
     of_job = f"job '{job}' of pipeline run {src.pipeline_run}, " if job else ""
     click.echo(
@@ -371,11 +371,11 @@ def _header(plan: repro.Plan, image: str, job: str | None, mode: repro.Mode) -> 
         click.echo(f"  packages: lock sha256:{src.image.lock_sha256}", err=True)
     for note in plan.notes:
         click.echo(f"  note:  {note}", err=True)
-    click.echo("\n".join(f"  {line}" for line in repro.grant_lines(plan, mode)), err=True)
+    click.echo("\n".join(f"  {line}" for line in planning.grant_lines(plan, mode)), err=True)
 
 
-def _debug_banner(plan: repro.Plan, port: int) -> None:
-    inv = repro.mode_invocation(plan, "debug")
+def _debug_banner(plan: planning.Plan, port: int) -> None:
+    inv = planning.mode_invocation(plan, "debug")
     click.echo(
         f"debugpy will wait for an editor on 127.0.0.1:{port}; the command is\n  "
         f"{shlex.join(inv.argv)}",
@@ -383,15 +383,15 @@ def _debug_banner(plan: repro.Plan, port: int) -> None:
     )
 
 
-def _check_port(plan: repro.Plan, port: int, ended: threading.Event) -> None:
+def _check_port(plan: planning.Plan, port: int, ended: threading.Event) -> None:
     """The launch.json once debugpy answers on the port; what to do when it never does.
     The check's connection stays open until the run has `ended` (see debugger_connection)."""
-    inv = repro.mode_invocation(plan, "debug")
+    inv = planning.mode_invocation(plan, "debug")
     held = replay.debugger_connection(port, timeout_s=DEBUG_PORT_WAIT_S)
     if held is not None:
         with held:
             click.echo("debugpy answers; VS Code .vscode/launch.json:", err=True)
-            click.echo(json.dumps(repro.launch_config(inv, port), indent=2))
+            click.echo(json.dumps(planning.launch_config(inv, port), indent=2))
             ended.wait()
         return
     click.echo(
@@ -404,7 +404,7 @@ def _check_port(plan: repro.Plan, port: int, ended: threading.Event) -> None:
     )
 
 
-def _kept(plan: repro.Plan, keep: bool) -> None:
+def _kept(plan: planning.Plan, keep: bool) -> None:
     if keep:
         name = plan.inv.name
         click.echo(

@@ -8,13 +8,13 @@ from pathlib import Path
 import click
 
 from containerexec.cli.app import App
+from containerexec.cli.options import pull_option
 from containerexec.environment import images, locks, pyimage
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.store.records import ImageRecord
 
 from .images import TransferProgress
-from .options import pull_option
 
 
 def resolve_image(

@@ -17,96 +17,33 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import Field
+from typing import Any
 
 from containerexec.engine.base import Engine
-from containerexec.errors import ContainerExecError, UsageError
+from containerexec.errors import ContainerExecError
 from containerexec.labels import LABEL_PIPELINE_RUN
-from containerexec.model.bindings import bind_value
-from containerexec.model.names import ModuleName, PortName, RunId
-from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan, render_template
+from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, render_template
+from containerexec.model.pipelinecheck import plan
 from containerexec.model.spec import ModuleSpec
+from containerexec.pipelines.binding import bind_inputs, bind_outputs
+from containerexec.pipelines.record import (
+    JobEvent,
+    JobRecord,
+    JobState,
+    PipelineRecord,
+    PipelineResult,
+)
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
 from containerexec.run.results import RunResult, ShardEvent
 from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
-from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
+from containerexec.store.records import RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
 
 # (job name, its inputs) -> the job's spec made with them, or None to keep the planned one
 Respec = Callable[[str, Mapping[str, Any]], ModuleSpec | None]
-JobState = Literal["pending", "running", "succeeded", "failed", "cancelled", "skipped"]
-
-
-class JobRecord(Record):
-    """One job of a pipeline run: its module run and whether the cache served it."""
-
-    module: ModuleName
-    state: JobState = "pending"
-    run_id: RunId | None = None
-    cached: bool = Field(
-        default=False, description="Every shard came from the cache; no container ran."
-    )
-    shards: int = 0
-    shards_cached: int = 0
-    exit_code: int | None = None
-    message: str = ""
-    started_at: float | None = None
-    ended_at: float | None = None
-    outputs: dict[str, str] = Field(default_factory=dict)
-
-
-class PipelineRecord(Record):
-    schema_version: int = SCHEMA_VERSION
-    id: RunId
-    name: ModuleName
-    version: str
-    pipeline_path: str | None
-    state: RunState
-    signal: int | None = Field(None, description="The signal that cancelled the run.")
-    inputs: dict[str, Any]
-    outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
-    outputs_placed: list[str] = Field(default_factory=list)
-    jobs: dict[PortName, JobRecord]
-    max_workers: int
-    max_containers: int
-    keep_going: bool
-    cache: bool
-    started_at: float
-    ended_at: float | None = None
-    host: str = ""
-    pid: int = 0
-
-
-@dataclass(frozen=True)
-class JobEvent:
-    """Progress of a job (kind 'shard' wraps its executor's ShardEvent), for displays."""
-
-    job: str
-    kind: Literal["started", "finished", "skipped", "shard"]
-    state: JobState | None = None
-    shard: ShardEvent | None = None
-    message: str = ""
-
-
-@dataclass
-class PipelineResult:
-    record: PipelineRecord
-    record_path: Path
-    runs: dict[str, RunResult] = field(default_factory=dict)
-
-    @property
-    def state(self) -> str:
-        return self.record.state
-
-    @property
-    def failed(self) -> list[str]:
-        return [n for n, j in self.record.jobs.items() if j.state == "failed"]
 
 
 class Orchestrator:
@@ -214,7 +151,13 @@ class Orchestrator:
         )
         self.runs: dict[str, RunResult] = {}
         self._write()
-        self._schedule(plan, values)
+        try:
+            self._schedule(plan, values)
+        except BaseException as exc:
+            # Not a job failure (those are recorded by _run_job): a bug, or an interrupt.
+            # pipeline.json must still end, or it says 'running' after the process is gone.
+            self._end_abruptly(exc)
+            raise
         placed = self._place(plan, targets)
         failed = any(j.state == "failed" for j in self.record.jobs.values())
         state: RunState
@@ -225,6 +168,23 @@ class Orchestrator:
         signum = self.signal if state == "cancelled" else None
         self._update(state=state, signal=signum, ended_at=self.clock(), outputs_placed=placed)
         return PipelineResult(self.record, self._write(), self.runs)
+
+    def _end_abruptly(self, exc: BaseException) -> None:
+        """Record the end of a run that _schedule left by an exception: the job that raised
+        failed with its error, the jobs not started are cancelled, the run has ended."""
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        why = f"stopped by an unexpected error: {type(exc).__name__}: {exc}"
+        for name, job in self.record.jobs.items():
+            if job.state == "running":
+                update = {"state": "cancelled" if interrupted else "failed", "message": why}
+                self._job(name, **update, ended_at=self.clock())
+            elif job.state == "pending":
+                self._job(name, state="cancelled", message="cancelled before it started")
+        state: RunState = "cancelled" if interrupted else "failed"
+        self._update(
+            state=state, signal=self.signal if interrupted else None, ended_at=self.clock()
+        )
+        self._write()
 
     def _schedule(self, plan: Plan, values: Mapping[str, Any]) -> None:
         ts = graphlib.TopologicalSorter({n: j.needs for n, j in plan.jobs.items()})
@@ -304,11 +264,7 @@ class Orchestrator:
         shards = self.store.load_shards(run_id)
         n_cached = sum(1 for s in shards.values() if s.cached)
         state: JobState = result.record.state
-        message = (
-            ""
-            if state == "succeeded"
-            else (f"{len(result.failed)} shard(s) failed; containerexec runs show {run_id}")
-        )
+        message = _job_message(state, len(result.failed), run_id)
         self._job(
             name,
             state=state,
@@ -397,55 +353,10 @@ def run_pipeline(
     return orchestrator.run(planned, inputs, outputs)
 
 
-def bind_inputs(plan: Plan, given: Mapping[str, Any], base: Path) -> dict[str, Any]:
-    """-i values (paths from `base`) and defaults (paths from the pipeline file), checked."""
-    where = f"pipeline '{plan.pipeline.name}'"
-    ports = plan.pipeline.inputs
-    for name in given:
-        if name not in ports:
-            raise UsageError(
-                f"{where}: -i '{name}': no such input (inputs: "
-                f"{', '.join(sorted(ports)) or 'none'})"
-            )
-    out: dict[str, Any] = {}
-    for name, port in ports.items():
-        value, root = (given[name], base) if name in given else (port.default, plan.spec_dir)
-        value = bind_value(where, name, port, value, root)
-        if value is not None:
-            out[name] = value
-    return out
-
-
-def bind_outputs(
-    plan: Plan, given: Mapping[str, str], base: Path, inputs: Mapping[str, Any]
-) -> dict[str, str]:
-    """-o places, absolute; refused when two overlap or one would overwrite an input."""
-    where = f"pipeline '{plan.pipeline.name}'"
-    out: dict[str, str] = {}
-    for name, value in given.items():
-        if name not in plan.outputs:
-            raise UsageError(
-                f"{where}: -o '{name}': no such output (outputs: "
-                f"{', '.join(sorted(plan.outputs)) or 'none'})"
-            )
-        out[name] = str((base / os.path.expanduser(value)).resolve())
-    items = sorted(out.items())
-    for i, (a, pa) in enumerate(items):
-        for b, pb in items[i + 1 :]:
-            if _overlap(pa, pb):
-                raise UsageError(
-                    f"{where}: outputs '{a}' and '{b}' would be written to the same "
-                    f"place ('{pa}', '{pb}'); give each its own -o path"
-                )
-        for in_name, value in inputs.items():
-            if plan.pipeline.inputs[in_name].type in ("file", "directory") and _overlap(pa, value):
-                raise UsageError(
-                    f"{where}: output '{a}' at '{pa}' would overwrite input "
-                    f"'{in_name}' ('{value}'); choose another -o path"
-                )
-    return out
-
-
-def _overlap(a: str, b: str) -> bool:
-    pa, pb = Path(a), Path(b)
-    return pa == pb or pa in pb.parents or pb in pa.parents
+def _job_message(state: JobState, n_failed: int, run_id: str) -> str:
+    """The line pipeline.json and the display give a job that did not succeed."""
+    if state == "succeeded":
+        return ""
+    if state == "cancelled":  # its failed shards, if any, were stopped by the cancel
+        return f"cancelled while it ran; containerexec runs show {run_id}"
+    return f"{n_failed} shard(s) failed; containerexec runs show {run_id}"

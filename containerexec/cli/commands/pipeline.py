@@ -13,29 +13,32 @@ from rich.console import Console
 from rich.table import Table
 
 from containerexec.cli.app import App
+from containerexec.cli.display import RunDisplay
+from containerexec.cli.formats import image_map_option, load_module_file, load_plan
 from containerexec.cli.lazy import Lazy, LazyGroup
+from containerexec.cli.options import (
+    grace_option,
+    inputs_option,
+    outputs_option,
+    overwrite_option,
+    pull_option,
+)
+from containerexec.cli.slurm import make_scheduler, slurm_options
+from containerexec.cli.status import pipeline_status
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.graph import edges, render_dot, render_text
-from containerexec.model.pipeline import (
-    ModuleLoader,
-    Plan,
-    is_spec_path,
-    load_pipeline,
-)
+from containerexec.model.pipeline import ModuleLoader, Plan
+from containerexec.model.pipelinecheck import is_spec_path, load_pipeline
 from containerexec.model.spec import ModuleSpec
+from containerexec.pipelines.orchestrator import Orchestrator
+from containerexec.pipelines.record import JobEvent, PipelineResult
 from containerexec.run.executor import secrets_from
-from containerexec.run.orchestrator import JobEvent, Orchestrator, PipelineResult
 
-from .display import RunDisplay
-from .formats import image_map_option, load_module_file, load_plan
 from .modules import cancel_on_signals, load_module
-from .options import grace_option, inputs_option, outputs_option, overwrite_option, pull_option
-from .slurm import make_scheduler, slurm_options
-from .status import pipeline_status
 
 
-@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.authoring:export")})
+@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.commands.authoring:export")})
 def pipeline() -> None:
     """Pipelines: DAGs of module jobs run on this Docker host."""
 

@@ -9,12 +9,11 @@ from typing import Any
 import click
 import yaml
 
+from containerexec.cli.formats import image_map, image_map_option, report
 from containerexec.errors import UsageError
 from containerexec.formats import amlpipeline, azureml, toaml
 from containerexec.formats.detect import detect_file
 from containerexec.model.spec import load_spec
-
-from .formats import image_map, image_map_option, report
 
 
 @click.command("convert")

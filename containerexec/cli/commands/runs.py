@@ -10,15 +10,14 @@ import click
 
 from containerexec.cli.app import App
 from containerexec.cli.lazy import Lazy, LazyGroup
+from containerexec.cli.slurm import cancel_run, live_state
 from containerexec.cli.status import run_status
-from containerexec.run import sources
+from containerexec.repro import sources
 from containerexec.store.export import RunExport
 from containerexec.store.records import RunRecord
 
-from .slurm import cancel_run, live_state
 
-
-@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.repro:export")})
+@click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.commands.repro:export")})
 def runs() -> None:
     """Recorded runs (in --runs-dir)."""
 

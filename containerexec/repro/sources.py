@@ -24,9 +24,9 @@ from pydantic import Field
 from containerexec.engine import archive
 from containerexec.engine.base import Engine
 from containerexec.errors import ImageError, RecordError, UntrustedInput, UsageError
-from containerexec.run import liveness, replay, repro
+from containerexec.pipelines.record import PipelineRecord
+from containerexec.repro import liveness, planning, replay
 from containerexec.run.executor import Executor
-from containerexec.run.orchestrator import PipelineRecord
 from containerexec.store import bundle as bundles
 from containerexec.store import export as portable
 from containerexec.store.records import SCHEMA_VERSION, Record, ShardRecord, load_model, write_json
@@ -144,7 +144,7 @@ def write_export(store: RunStore, target: str, dest: Path | None) -> tuple[str, 
     Returns (what was exported, in words; the JSON text).
 
     Raises:
-        StillRunning: a live process still runs it (see run/liveness.py).
+        StillRunning: a live process still runs it (see repro/liveness.py).
     """
     pipeline = _pipeline_id(store, target)
     _refuse_running(store, target, pipeline)
@@ -204,7 +204,7 @@ def write_bundle(
     the first failed job), upstream outputs included, within `max_input_bytes`.
 
     Raises:
-        StillRunning: a live process still runs it (see run/liveness.py).
+        StillRunning: a live process still runs it (see repro/liveness.py).
     """
     pipeline = _pipeline_id(store, target)
     _refuse_running(store, target, pipeline)
@@ -221,7 +221,7 @@ def write_bundle(
     inputs: list[bundles.InputSource] = []
     inputs_of = None
     if with_inputs:
-        rec = repro.pick_shard(source.run, shard)
+        rec = planning.pick_shard(source.run, shard)
         made_by = _made_by(source)
         inputs = [
             bundles.InputSource(
@@ -280,20 +280,20 @@ def upstream_needed(source: Source, rec: ShardRecord, given: Mapping[str, str]) 
     made = _made_by(source)
     return {
         name: made[m.source]
-        for name in repro.missing_inputs(rec, given)
+        for name in planning.missing_inputs(rec, given)
         for m in rec.invocation.mounts
         if m.name == name and m.source in made
     }
 
 
 def make_image_present(
-    engine: Engine, source: Source, run: portable.RunExport, plan: repro.Plan, sleep: Sleep
-) -> tuple[repro.Plan, str]:
+    engine: Engine, source: Source, run: portable.RunExport, plan: planning.Plan, sleep: Sleep
+) -> tuple[planning.Plan, str]:
     """The plan's image on this engine: from the bundle (then run by its verified ID), else
-    as `repro.ensure_image` does (present, or pulled by digest); and how, in words."""
+    as `planning.ensure_image` does (present, or pulled by digest); and how, in words."""
     loaded = bundle_image(engine, replace(source, run=run), run.run.image.id)
     if loaded is None:
-        return plan, repro.ensure_image(engine, plan, sleep=sleep)
+        return plan, planning.ensure_image(engine, plan, sleep=sleep)
     inv = plan.inv.model_copy(update={"image": loaded})
     return replace(plan, inv=inv), "from the bundle, ID verified"
 
@@ -305,7 +305,7 @@ def replay_upstream(
     *,
     say: Callable[[str], None],
     sleep: Sleep,
-    grants: repro.Grants = repro.NO_GRANTS,
+    grants: planning.Grants = planning.NO_GRANTS,
     engine_root: Path | None = None,
 ) -> dict[str, str]:
     """Replay each job in `needed` (input -> job), and what it needs first, in order; every
@@ -330,7 +330,7 @@ def replay_upstream(
                 f"replaying upstream job '{job}' shard {shard.index} first: the output "
                 f"job '{source.job}' reads is not here"
             )
-            plan = repro.plan_replay(
+            plan = planning.plan_replay(
                 store,
                 ex,
                 shard=shard.index,
