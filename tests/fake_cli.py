@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import textwrap
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from fakes import FakeEngine
 
 from containerexec.cli import App, cli
+from containerexec.model.bindings import Bindings
+from containerexec.model.spec import ModuleSpec, load_spec
+from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.results import RunResult, ShardEvent
 from containerexec.store.records import RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
 
@@ -72,6 +77,35 @@ class FakeWorkspace:
         if result.exception is not None and not isinstance(result.exception, SystemExit):
             raise result.exception
         return Done(result.exit_code, result.stdout, result.stderr)
+
+    def run(
+        self,
+        spec_path: Path,
+        inputs: Mapping[str, Any] | None = None,
+        outputs: Mapping[str, str] | None = None,
+        *,
+        on_event: Callable[[ShardEvent], None] | None = None,
+        on_line: Callable[[int, str, str], None] | None = None,
+        **options: Any,
+    ) -> tuple[ModuleSpec, Bindings, RunResult]:
+        """Run through the library API (Executor.start, then wait) on the fake engine."""
+        spec = load_spec(spec_path)
+        executor = Executor(self.engine, self.store, on_event=on_event, on_line=on_line)
+        opts = RunOptions(
+            grace_s=options.pop("grace_s", 1.0),
+            default_outputs=self.root / "default-outputs",
+            **options,
+        )
+        run = executor.start(
+            spec,
+            dict(inputs or {}),
+            dict(outputs or {}),
+            base=self.root,
+            spec_path=spec_path,
+            options=opts,
+        )
+        result = run.wait()
+        return spec, Bindings(result.record.inputs, result.record.outputs), result
 
     def run_id(self) -> str:
         """The id of the one run recorded here."""
