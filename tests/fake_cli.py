@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fakes import FakeEngine
+from helpers import BASE_IMAGE
 
 from containerexec.cli import App, cli
 from containerexec.model.bindings import Bindings
@@ -25,8 +26,6 @@ from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.results import RunResult, ShardEvent
 from containerexec.store.records import RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
-
-BASE_IMAGE = "containerexec/base:bookworm"
 
 
 @dataclass
