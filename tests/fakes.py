@@ -287,3 +287,9 @@ class FakeEngine:
         publish: Mapping[int, int] | None = None,
     ) -> int:
         raise EngineError("the fake engine has no terminal", operation="run", container=inv.name)
+
+
+def no_engine() -> FakeEngine:
+    """An engine factory for `App(engine_factory=...)` where no engine answers, as the real
+    factory would find with no daemon (without docker-py's socket, which it leaks then)."""
+    raise EngineUnavailable("unix:///nonexistent.sock", "no engine here")
