@@ -8,7 +8,6 @@ pytest puts tests/ on sys.path: `from fake_cli import FakeWorkspace, fake_worksp
 from __future__ import annotations
 
 import contextlib
-import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,15 +16,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fakes import FakeEngine
-from helpers import BASE_IMAGE
+from folder import SpecFolder
 
 from containerexec.cli import App, cli
 from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.results import RunResult, ShardEvent
-from containerexec.store.records import RunRecord, ShardRecord
-from containerexec.store.tree import RunStore
 
 
 @dataclass
@@ -37,31 +34,12 @@ class Done:
     stderr: str
 
 
-class FakeWorkspace:
+class FakeWorkspace(SpecFolder):
     """Specs, inputs and a run store under one folder; the CLI runs on `engine`."""
 
     def __init__(self, root: Path, engine: FakeEngine | None = None) -> None:
-        self.root = root
-        self.runs_dir = root / "runs"
-        self.store = RunStore(self.runs_dir)
+        super().__init__(root)
         self.engine = engine or FakeEngine()
-
-    def spec(self, body: str, name: str = "module.yaml") -> Path:
-        """Write a spec; `environment` defaults to the base image."""
-        text = textwrap.dedent(body)
-        if "environment:" not in text:
-            text = f"environment: {{image: {BASE_IMAGE}}}\n" + text
-        path = self.root / name
-        path.write_text(text)
-        return path
-
-    def folder(self, name: str, files: Mapping[str, str] | None = None) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        for rel, text in (files or {}).items():
-            (path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (path / rel).write_text(text)
-        return path
 
     def cli(self, *args: str, env: Mapping[str, str | None] | None = None, **_: object) -> Done:
         """`containerexec ARGS` in this folder, to its end, on the fake engine."""
@@ -105,18 +83,6 @@ class FakeWorkspace:
         )
         result = run.wait()
         return spec, Bindings(result.record.inputs, result.record.outputs), result
-
-    def run_id(self) -> str:
-        """The id of the one run recorded here."""
-        ids = self.store.ids()
-        assert len(ids) == 1, ids
-        return ids[0]
-
-    def record(self, run: str = "last") -> RunRecord:
-        return self.store.load_run(run)
-
-    def shards(self, run: str = "last") -> dict[int, ShardRecord]:
-        return self.store.load_shards(self.store.resolve_id(run))
 
 
 @pytest.fixture(name="workspace")
