@@ -31,7 +31,8 @@ from containerexec.model.invocation import Invocation, Mount
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a fake container does: run for `seconds`, print `output`, exit with `exit_code`.
+    """What a fake container does: run for `seconds`, print `output` (and `errors` on its
+    stderr), exit with `exit_code`.
 
     `files` ({"OUTPUT/rel/path": bytes}) is written into the output mount named OUTPUT when
     the container starts; None writes fake_output() instead. `hold` keeps the container
@@ -42,6 +43,7 @@ class Outcome:
     seconds: float = 0.0
     oom_killed: bool = False
     output: bytes = b""
+    errors: bytes = b""
     lost: bool = False  # the engine goes away while it runs
     files: Mapping[str, bytes] | None = None
     hold: threading.Event | None = None
@@ -201,9 +203,11 @@ class FakeEngine:
                 self.events.append(("exit", c.inv.run_id, c.inv.shard_index))
 
     def attach(self, container_id: str) -> Generator[tuple[bytes | None, bytes | None]]:
-        out = self.containers_by_id[container_id].outcome.output
-        if out:
-            yield out, None
+        outcome = self.containers_by_id[container_id].outcome
+        if outcome.output:
+            yield outcome.output, None
+        if outcome.errors:
+            yield None, outcome.errors
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         c = self.containers_by_id.get(container_id)
@@ -283,3 +287,9 @@ class FakeEngine:
         publish: Mapping[int, int] | None = None,
     ) -> int:
         raise EngineError("the fake engine has no terminal", operation="run", container=inv.name)
+
+
+def no_engine() -> FakeEngine:
+    """An engine factory for `App(engine_factory=...)` where no engine answers, as the real
+    factory would find with no daemon (without docker-py's socket, which it leaks then)."""
+    raise EngineUnavailable("unix:///nonexistent.sock", "no engine here")

@@ -11,49 +11,28 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import textwrap
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, CONTAINEREXEC, remove_run_containers, wait_for
+from folder import SpecFolder
+from helpers import CONTAINEREXEC, remove_run_containers, wait_for
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.results import RunResult, ShardEvent
-from containerexec.store.records import RunRecord, ShardRecord
-from containerexec.store.tree import RunStore
 
 
-class Workspace:
-    """Specs, inputs and a run store under one tmp_path."""
+class Workspace(SpecFolder):
+    """Specs, inputs and a run store under one tmp_path; the CLI as a user would run it."""
 
     def __init__(self, root: Path, labels: Mapping[str, str]) -> None:
-        self.root = root
+        super().__init__(root)
         self.labels = dict(labels)
-        self.runs_dir = root / "runs"
-        self.store = RunStore(self.runs_dir)
         self.procs: list[subprocess.Popen[str]] = []
-
-    def spec(self, body: str, name: str = "module.yaml") -> Path:
-        """Write a spec; `environment` defaults to the base image."""
-        text = textwrap.dedent(body)
-        if "environment:" not in text:
-            text = f"environment: {{image: {BASE_IMAGE}}}\n" + text
-        path = self.root / name
-        path.write_text(text)
-        return path
-
-    def folder(self, name: str, files: Mapping[str, str] | None = None) -> Path:
-        path = self.root / name
-        path.mkdir(parents=True, exist_ok=True)
-        for rel, text in (files or {}).items():
-            (path / rel).parent.mkdir(parents=True, exist_ok=True)
-            (path / rel).write_text(text)
-        return path
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**os.environ, "CONTAINEREXEC_RUNS_DIR": str(self.runs_dir), **(extra or {})}
@@ -103,12 +82,6 @@ class Workspace:
         ids = wait_for(self.store.ids, timeout_s=timeout_s, what="a run record")
         assert len(ids) == 1, ids
         return ids[0]
-
-    def record(self, run: str = "last") -> RunRecord:
-        return self.store.load_run(run)
-
-    def shards(self, run: str = "last") -> dict[int, ShardRecord]:
-        return self.store.load_shards(self.store.resolve_id(run))
 
     def run(
         self,

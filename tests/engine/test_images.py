@@ -394,34 +394,6 @@ def test_a_failed_pull_of_an_image_present_here_goes_on_offline(
     assert len(sleeps) == images.PULL_ATTEMPTS - 1
 
 
-def test_a_malformed_reference_is_refused_before_anything_starts(
-    docker_client: docker.DockerClient,
-    tmp_path: Path,
-) -> None:
-    name = unique("badref")
-    spec_path = tmp_path / "bad.yaml"
-    spec_path.write_text(
-        f"name: {name}\nenvironment: {{image: 'Not A//Ref::x'}}\ncommand: ['true']\n"
-    )
-    runs = tmp_path / "runs"
-    cases = {
-        ("run", str(spec_path)): f"module '{name}': image 'Not A//Ref::x'",
-        ("run", "Bad/Ref!"): "image 'Bad/Ref!'",
-        ("inspect", "x:y:z"): "image 'x:y:z'",
-        ("push", str(spec_path), "--to", "127.0.0.1:5000/ok:1"): f"module '{name}'",
-    }
-    for args, named in cases.items():
-        result = cx(runs, *args)
-        assert result.exit_code == 1, result.output
-        assert named in result.stderr and "not a valid image reference" in result.stderr
-    bad_to = tmp_path / "good.yaml"
-    bad_to.write_text(f"name: {name}\nenvironment: {{image: '{BASE}'}}\ncommand: ['true']\n")
-    for to in ("127.0.0.1:5000/Upper:1", f"127.0.0.1:5000/x@sha256:{'a' * 64}"):
-        result = cx(runs, "push", str(bad_to), "--to", to)
-        assert result.exit_code == 1 and to in result.stderr, result.output
-    assert run_containers(docker_client, name) == []
-
-
 def fails_to_build_and_run(runs: Path, spec_path: Path, name: str) -> list[str]:
     """`build` then `run` SPEC: each exits 1 naming the module; returns their stderr."""
     out = []
@@ -431,19 +403,6 @@ def fails_to_build_and_run(runs: Path, spec_path: Path, name: str) -> list[str]:
         assert f"module '{name}'" in result.stderr
         out.append(result.stderr)
     return out
-
-
-def test_a_missing_build_context_names_the_module_and_the_folder(
-    docker_client: docker.DockerClient,
-    tmp_path: Path,
-) -> None:
-    name = unique("noctx")
-    spec_path = tmp_path / "noctx.yaml"
-    spec_path.write_text(f"name: {name}\nenvironment: {{build: nowhere}}\ncommand: ['true']\n")
-    for stderr in fails_to_build_and_run(tmp_path / "runs", spec_path, name):
-        assert str(tmp_path / "nowhere") in stderr
-        assert "build context does not exist" in stderr
-    assert run_containers(docker_client, name) == []
 
 
 def test_a_failing_dockerfile_shows_the_step_and_tags_nothing(

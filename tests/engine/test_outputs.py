@@ -1,4 +1,5 @@
-"""Issue 10, items 1-4: outputs merge without loss, never mix runs, and let nothing of the host out.
+"""Issue 10, items 3-4: outputs let nothing of the host out (items 1-2, merging and never
+mixing runs, are unit tests on the fake engine: tests/unit/test_outputs_fake.py).
 
 Each test runs real containers; links, FIFOs, sockets and setuid bits are made
 inside them, and outputs land on the same filesystem as the staging folder
@@ -21,11 +22,9 @@ from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import pipeline_status, run_status
 from containerexec.engine.docker import DockerEngine
-from containerexec.errors import UsageError
 from containerexec.model.pipelinecheck import check_pipeline
 from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.pipelines.record import PipelineResult
-from containerexec.run.executor import Executor
 from containerexec.store.tree import RunStore
 
 HOST_SECRET = Path("/etc/shadow")
@@ -67,116 +66,6 @@ def run_into(workspace: Workspace, folder: Path, script: str) -> tuple[Path, int
 
 def place(workspace: Workspace, tmpfs: Path, where: str) -> Path:
     return workspace.root if where == "same-fs" else tmpfs
-
-
-# -- 1. shards merge, and never overwrite each other -----------------------------------------
-
-
-def test_shards_writing_into_shared_subfolders_keep_every_file(workspace: Workspace) -> None:
-    spec = module(
-        workspace,
-        'i=$CONTAINEREXEC_SHARD_INDEX; mkdir -p "$1/kept" "$1/stats";'
-        ' echo $i > "$1/kept/$i"; echo "{}" > "$1/stats/$i.json"',
-        array="{range: 7, max_parallel: 3}",
-    )
-    out = workspace.root / "out"
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 0
-    assert files_under(out) == sorted(
-        [f"kept/{i}" for i in range(7)] + [f"stats/{i}.json" for i in range(7)]
-    )
-
-
-def test_a_path_written_by_two_shards_fails_the_later_one(workspace: Workspace) -> None:
-    spec = module(
-        workspace,
-        f'echo {IDX} > "$1/summary.txt"; echo own > "$1/own-{IDX}"',
-        array="{range: 3, max_parallel: 1}",
-        extra="retries: {max_attempts: 3, backoff: {initial: 0.1}}\n",
-    )
-    done = workspace.cli("run", str(spec), "-o", "out=out")
-    assert done.returncode == 1, done.stderr
-    shards = workspace.shards()
-    assert [s.state for s in shards.values()] == ["succeeded", "failed", "failed"]
-    for s in (shards[1], shards[2]):
-        assert s.failure == "output_collision"
-        assert len(s.attempts) == 1  # never retried
-        assert f"{workspace.root / 'out' / 'summary.txt'}" in s.message
-        assert "shard 0" in s.message
-    assert "output_collision" in done.stderr or "already written by shard 0" in done.stderr
-    # Nothing partial: the failed shards' own files were not committed either.
-    assert files_under(workspace.root / "out") == ["own-0", "summary.txt"]
-    assert (workspace.root / "out" / "summary.txt").read_text() == "0\n"
-    again = workspace.cli("run", str(spec), "--resume", workspace.run_id())
-    assert again.returncode == 1, again.stderr
-    assert [s.failure for s in workspace.shards().values()] == [
-        None,
-        "output_collision",
-        "output_collision",
-    ]
-
-
-def test_a_shard_run_again_recommits_its_own_files(workspace: Workspace) -> None:
-    spec = module(
-        workspace,
-        f'mkdir -p "$1/kept"; date +%s%N > "$1/kept/{IDX}"',
-        array="{range: 2}",
-    )
-    out = workspace.root / "out"
-    _, _, result = workspace.run(spec, outputs={"out": str(out)})
-    assert run_status(result.record) == 0
-    before = (out / "kept" / "1").read_text()
-    engine = DockerEngine.from_env()
-    try:
-        shard = Executor(engine, workspace.store).work(result.record.run_id, 1)
-    finally:
-        engine.api.close()
-    assert shard.state == "succeeded", shard.message
-    assert files_under(out) == ["kept/0", "kept/1"]
-    assert (out / "kept" / "1").read_text() != before  # its own file, committed again
-
-
-# -- 2. a fresh run never mixes with what is there --------------------------------------------
-
-
-def test_a_new_run_into_a_non_empty_folder_is_refused_before_any_container(
-    workspace: Workspace,
-) -> None:
-    spec = module(workspace, 'echo new > "$1/new.txt"')
-    workspace.folder("out", {"old.txt": "old"})
-    done = workspace.cli("run", str(spec), "-o", "out=out")
-    assert done.returncode == 2, done.stderr
-    assert "output 'out'" in done.stderr and str(workspace.root / "out") in done.stderr
-    assert "--overwrite" in done.stderr and "-o out=" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert workspace.store.ids() == []  # no run, so no container
-    file_spec = workspace.spec(
-        "name: one\noutputs: {res: {type: file}}\ncommand: [bash, -c, 'echo x > $0', "
-        "'${{outputs.res}}']\n",
-        name="one.yaml",
-    )
-    (workspace.root / "res.txt").write_text("old")
-    done = workspace.cli("run", str(file_spec), "-o", "res=res.txt")
-    assert done.returncode == 2 and "a file that exists" in done.stderr, done.stderr
-    assert (workspace.root / "res.txt").read_text() == "old"
-
-
-def test_overwrite_removes_the_old_content_only_when_the_run_commits(workspace: Workspace) -> None:
-    flags = workspace.folder("flags")
-    spec = workspace.spec(
-        "name: ow\ninputs: {flags: {type: directory}}\noutputs: {out: {type: directory}}\n"
-        "command: [bash, -c, 'test -e $0/ok || exit 3; echo new > $1/new.txt',"
-        " '${{inputs.flags}}', '${{outputs.out}}']\n"
-    )
-    workspace.folder("out", {"old.txt": "old"})
-    failed = workspace.cli("run", str(spec), "-i", f"flags={flags}", "-o", "out=out", "--overwrite")
-    assert failed.returncode == 3, failed.stderr
-    assert files_under(workspace.root / "out") == ["old.txt"]  # nothing committed: kept
-    (flags / "ok").write_text("")
-    # The flag file the shard waits for is new in its input: accepted as a change.
-    done = workspace.cli("run", str(spec), "--resume", workspace.run_id(), "--accept-input-changes")
-    assert done.returncode == 0, done.stderr
-    assert files_under(workspace.root / "out") == ["new.txt"]
 
 
 # -- 3. links and special files ---------------------------------------------------------------
@@ -309,18 +198,6 @@ def test_a_pipeline_places_inner_links_as_links_and_refuses_outer_ones(
     assert pipeline_status(good.record) == 0
     assert os.readlink(tmpfs / "inner" / "link") == "data.txt"
     assert leaked(tmpfs) == [] and leaked(workspace.root) == []
-
-
-def test_a_pipeline_refuses_a_non_empty_place_unless_overwrite(
-    workspace: Workspace, tmpfs: Path, test_session_label: dict[str, str]
-) -> None:
-    place = workspace.folder("place", {"old.txt": "old"})
-    with pytest.raises(UsageError, match="--overwrite") as info:
-        pipeline(workspace, test_session_label, "plain", place)
-    assert "place" in str(info.value) and workspace.store.ids() == []
-    done = pipeline(workspace, test_session_label, "plain", place, overwrite=True)
-    assert pipeline_status(done.record) == 0
-    assert files_under(place) == ["data.txt"]
 
 
 def test_a_cache_hit_restores_links_as_links_and_never_reads_through_one(

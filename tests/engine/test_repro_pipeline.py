@@ -1,6 +1,6 @@
 """Pipeline runs exported and replayed as a whole on the real engine: a job that failed on
-another job's output replays from a bundle that carries that output, or by replaying the
-upstream job first when the output is nowhere; ids shared by job runs are listed."""
+another job's output replays from a bundle that carries that output. Replaying the upstream
+job first and ids shared by job runs are unit tests: tests/unit/test_repro_pipeline_fake.py."""
 
 from __future__ import annotations
 
@@ -10,39 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE
 
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.pipelinecheck import check_pipeline
 from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.store.tree import RunStore
-
-IMAGE = f"environment: {{image: '{BASE_IMAGE}', pull: never}}"
-EMIT = f"""\
-name: emit
-{IMAGE}
-inputs: {{src: {{type: file}}}}
-outputs: {{out: {{type: file, path: out.txt}}}}
-command: [python3, -c, "import sys; open(sys.argv[2], 'w').write(open(sys.argv[1]).read() + 'A')",
-          "${{{{inputs.src}}}}", "${{{{outputs.out}}}}"]
-"""
-CHECK = f"""\
-name: check
-{IMAGE}
-inputs: {{src: {{type: file}}}}
-outputs: {{out: {{type: file, path: out.txt}}}}
-command: [python3, -c, "import sys; t = open(sys.argv[1]).read();
-          print('bad input: ' + t, file=sys.stderr) if 'A' in t else None;
-          sys.exit(3 if 'A' in t else 0)", "${{{{inputs.src}}}}", "${{{{outputs.out}}}}"]
-"""
-PIPELINE = """\
-name: cx-twostep
-inputs: {seed: {type: file}}
-jobs:
-  make: {module: emit.yaml, inputs: {src: "${{inputs.seed}}"}}
-  check: {module: check.yaml, inputs: {src: "${{jobs.make.outputs.out}}"}}
-"""
+from tests.unit.test_repro_pipeline_fake import CHECK, EMIT, PIPELINE
 
 
 def cx(runs: Path, *args: str) -> Result:
@@ -66,16 +40,6 @@ def failed_pipeline(
     return store, result.record.id
 
 
-def test_an_id_shared_by_job_runs_lists_them_and_names_the_pipeline_run(
-    failed_pipeline: tuple[RunStore, str],
-) -> None:
-    store, pid = failed_pipeline
-    shown = cx(store.root, "runs", "show", pid)
-    assert shown.exit_code != 0
-    assert f"matches 2 runs: {pid}.check, {pid}.make" in shown.stderr
-    assert f"for the whole pipeline run give '{pid}'" in shown.stderr
-
-
 def test_a_pipeline_bundle_carries_the_upstream_output_and_replays_the_failed_job(
     failed_pipeline: tuple[RunStore, str], tmp_path: Path
 ) -> None:
@@ -97,21 +61,3 @@ def test_a_pipeline_bundle_carries_the_upstream_output_and_replays_the_failed_jo
     assert "inputs src from the bundle" in result.stderr
     assert "replaying upstream" not in result.stderr
     assert result.stdout.strip().splitlines()[-1] == "reproduced: exit 3, same as recorded"
-
-
-def test_without_the_upstream_output_the_upstream_job_is_replayed_first(
-    failed_pipeline: tuple[RunStore, str],
-) -> None:
-    store, pid = failed_pipeline
-    shutil.rmtree(store.pipeline_dir(pid) / "jobs")
-    result = cx(store.root, "repro", pid, "--job", "check")
-
-    assert result.exit_code == 3, result.output
-    assert (
-        "replaying upstream job 'make' shard 0 first: the output job 'check' reads is not here"
-        in result.stderr
-    )
-    assert result.stdout.strip().splitlines()[-1] == "reproduced: exit 3, same as recorded"
-    pipeline_json = store.pipeline_dir(pid) / "pipeline.json"
-    by_file = cx(store.root, "repro", str(pipeline_json), "--job", "make")
-    assert by_file.exit_code == 2 and "has no failed shard" in by_file.stderr, by_file.output

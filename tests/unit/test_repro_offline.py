@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import no_engine
 
-from containerexec.cli import cli
+from containerexec.cli import App, cli
 from containerexec.errors import InputsChanged, RecordError, UsageError
 from containerexec.labels import LABEL_REPRO_OF
 from containerexec.model.invocation import Invocation, Limits, Mount
@@ -306,7 +307,12 @@ def test_launch_config_attaches_to_localhost_and_maps_the_script_folder(tmp_path
 
 def test_repro_print_cli_needs_no_engine_and_shows_the_digest(tmp_path: Path) -> None:
     store, _ = make_run(tmp_path)
-    result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "repro", RUN_ID, "--print"])
+
+    result = CliRunner().invoke(
+        cli,
+        ["--runs-dir", str(store.root), "repro", RUN_ID, "--print"],
+        obj=App(runs_dir=store.root, engine_factory=no_engine),
+    )
     assert result.exit_code == 0, result.output
     argv = shlex.split(result.stdout)
     assert DIGEST in argv and "API_TOKEN" in argv

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from fakes import no_engine
 
-from containerexec.cli import cli
+from containerexec.cli import App, cli
 from containerexec.errors import UntrustedInput
 from containerexec.model.invocation import Invocation, Limits, Mount
 from containerexec.repro import dockerscript, planning
@@ -233,7 +234,11 @@ def test_the_cli_refuses_an_edited_record_in_one_line_with_exit_2(tmp_path: Path
         )
     )
 
-    result = CliRunner().invoke(cli, ["--runs-dir", str(store.root), "repro", RUN_ID, "--print"])
+    result = CliRunner().invoke(
+        cli,
+        ["--runs-dir", str(store.root), "repro", RUN_ID, "--print"],
+        obj=App(runs_dir=store.root, engine_factory=no_engine),
+    )
 
     assert result.exit_code == 2, result.output
     [line] = result.stderr.splitlines()
