@@ -32,8 +32,8 @@ from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, plan,
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
+from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.results import RunResult, ShardEvent
-from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id

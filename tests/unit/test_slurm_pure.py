@@ -18,17 +18,18 @@ from fakes import FakeEngine, Outcome
 
 from containerexec.model.spec import ModuleSpec, parse_spec
 from containerexec.run.executor import Executor
-from containerexec.run.results import RunResult
-from containerexec.run.runner import Failure
-from containerexec.run.sbatch import (
-    JobStillActive,
+from containerexec.run.placement.base import JobStillActive
+from containerexec.run.placement.slurm import slurm_placement
+from containerexec.run.placement.slurm.backend import ENDED_BY_SLURM, LOST
+from containerexec.run.placement.slurm.client import parse_states
+from containerexec.run.placement.slurm.script import (
     SlurmSettings,
     array_indices,
-    parse_states,
     render_script,
     time_limit,
 )
-from containerexec.run.slurm import ENDED_BY_SLURM, LOST, SlurmScheduler
+from containerexec.run.results import RunResult
+from containerexec.run.runner import Failure
 from containerexec.store.records import ShardRecord
 from containerexec.store.tree import RunStore
 
@@ -210,7 +211,7 @@ def slurm_run(
 ) -> tuple[RunResult, FakeSlurm, dict[int, ShardRecord]]:
     store = RunStore(tmp_path / "runs")
     fake = FakeSlurm(store, jobs)
-    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    sched = slurm_placement(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
     executor = Executor(FakeEngine(), store, sleep=lambda s: None, scheduler=sched)
     text = (
         "name: fake\nenvironment: {image: 'reg.example/x@sha256:" + "a" * 64 + "'}\n"
@@ -306,7 +307,7 @@ def test_resume_is_refused_while_the_runs_job_is_still_in_slurm(tmp_path: Path) 
     ok = [("RUNNING", "ok"), ("COMPLETED", None)]
     first, fake, _ = slurm_run(tmp_path, [[("RUNNING", "exit3"), ("FAILED", None)], ok])
     run_id = first.record.run_id
-    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    sched = slurm_placement(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
     engine = FakeEngine()
     executor = Executor(engine, fake.store, sleep=lambda s: None, scheduler=sched)
     spec = ModuleSpec.model_validate(first.record.spec)
