@@ -11,6 +11,7 @@ from pathlib import Path
 
 import fake_cluster
 import pytest
+from click.testing import CliRunner
 from fake_cluster import (
     DEADLINE,
     DELETED,
@@ -27,6 +28,9 @@ from fake_cluster import (
 from fakes import FakeEngine
 from pydantic import ValidationError
 
+from containerexec.cli import cli
+from containerexec.cli.app import App
+from containerexec.cli.slurm import make_scheduler
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, parse_spec
 from containerexec.run import placement
@@ -256,3 +260,39 @@ def test_the_fake_cluster_module_is_a_registry_entry(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(REGISTRY, "fake", "fake_cluster")
     assert placement.flags("fake") == fake_cluster.FLAGS
     assert placement.settings("fake") == ("namespace",)
+
+
+# -- the CLI's choice: --on, each placement's flags, config file and environment -----------
+
+
+def test_the_cli_makes_the_placement_from_flags_environment_and_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = App(runs_dir=tmp_path / "runs", engine_factory=FakeEngine)
+    monkeypatch.chdir(tmp_path)
+    none = {"on": None, "detach": False, "push_to": None}
+    assert isinstance(make_scheduler(app, **none), LocalPool)
+    with pytest.raises(UsageError, match="--detach is for runs on Slurm; add --on slurm"):
+        make_scheduler(app, **{**none, "detach": True})
+
+    (tmp_path / "containerexec.toml").write_text(
+        '[slurm]\non = "slurm"\naccount = "lab"\noptions = "--qos=long"\n'
+    )
+    monkeypatch.setenv("CONTAINEREXEC_SLURM_PARTITION", "cpu")
+    where = make_scheduler(
+        app, **none, partition=None, account=None, time_limit="5", sbatch_options=("--x",)
+    )
+    assert isinstance(where, ArrayPlacement) and isinstance(where.backend, SlurmBackend)
+    settings = where.backend.settings
+    assert (settings.partition, settings.account, settings.time) == ("cpu", "lab", "5")
+    assert settings.options == ("--qos=long", "--x")
+
+    (tmp_path / "containerexec.toml").write_text('[slurm]\nqueue = "x"\n')
+    with pytest.raises(UsageError, match="has no setting 'queue'; known: partition, account"):
+        make_scheduler(app, **none)
+
+
+def test_run_help_lists_every_placements_flags() -> None:
+    out = CliRunner().invoke(cli, ["run", "--help"]).output
+    for flag in ("--on [local|slurm]", "--partition", "--time TIME", "--sbatch-option OPT"):
+        assert flag in out
