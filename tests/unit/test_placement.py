@@ -296,3 +296,14 @@ def test_run_help_lists_every_placements_flags() -> None:
     out = CliRunner().invoke(cli, ["run", "--help"]).output
     for flag in ("--on [local|slurm]", "--partition", "--time TIME", "--sbatch-option OPT"):
         assert flag in out
+
+
+def test_a_task_out_of_time_gets_its_workers_last_words_before_it_is_charged(
+    tmp_path: Path,
+) -> None:
+    # The cluster shows the time limit while the worker, SIGTERMed, still stops its container.
+    steps = [(RUNNING, "started"), (DEADLINE, None), (DEADLINE, None), (DEADLINE, "sigterm")]
+    result, fake, shards = cluster_run(tmp_path, [steps])
+    assert result.record.state == "failed" and len(fake.submitted) == 1
+    assert kinds(shards[0]) == [("timeout", True)]
+    assert fake.polls == {"0": 3}

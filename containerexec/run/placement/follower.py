@@ -211,10 +211,16 @@ class ArrayFollower:
                     self.requeued.add(task)
                 if state.active:
                     continue
-                if state.lost and last_words.get(task, 0) < patience and self._writing(shards):
-                    # A cluster says a node is lost as it sends SIGTERM: a worker on a node
-                    # that lives gets its grace to record what it stopped, or it would
-                    # overwrite ours.
+                ended_by_cluster = state.lost is not None or state.ended_by is not None
+                if (
+                    ended_by_cluster
+                    and last_words.get(task, 0) < patience
+                    and self._writing(shards)
+                ):
+                    # A cluster reports a task lost or out of time as it sends SIGTERM: a
+                    # worker that lives gets its grace to record what it stopped, or it
+                    # would overwrite ours (and a run sweeping its containers meanwhile
+                    # would stop its container before the worker knows it was cancelled).
                     last_words[task] = last_words.get(task, 0) + 1
                     continue
                 del waiting[task]
