@@ -134,7 +134,7 @@ class Orchestrator:
         """`overwrite` lets a non-empty -o place be replaced when the outputs are placed;
         `respec` makes a job's spec again once its inputs exist (a ContainerModule's
         array() is evaluated then, with the job's own inputs, as stopes does);
-        `scheduler` is where every job's shards run (a SlurmScheduler, say; default here)."""
+        `scheduler` is where every job's shards run (a Slurm placement, say; default here)."""
         self.engine = engine
         self.respec = respec
         self.overwrite = overwrite
