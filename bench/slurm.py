@@ -28,16 +28,18 @@ from slurm import SlurmCluster  # noqa: E402
 from containerexec.engine.docker import DockerEngine  # noqa: E402
 from containerexec.model.spec import ModuleSpec  # noqa: E402
 from containerexec.run.executor import Executor, RunOptions  # noqa: E402
-from containerexec.run.sbatch import SlurmSettings  # noqa: E402
-from containerexec.run.scheduler import LocalPool, Scheduler  # noqa: E402
-from containerexec.run.slurm import SlurmScheduler  # noqa: E402
+from containerexec.run.placement.base import Placement  # noqa: E402
+from containerexec.run.placement.cluster import ArrayPlacement  # noqa: E402
+from containerexec.run.placement.local import LocalPool  # noqa: E402
+from containerexec.run.placement.slurm import SlurmBackend  # noqa: E402
+from containerexec.run.placement.slurm.script import SlurmSettings  # noqa: E402
 from containerexec.store.records import RunRecord, SchedulerRecord  # noqa: E402
 from containerexec.store.tree import RunStore  # noqa: E402
 
 BASE_IMAGE = "containerexec/base:bookworm"
 
 
-class OneNodeSlurm(SlurmScheduler):
+class OneNodeSlurm(ArrayPlacement):
     """Slurm on this machine: its engine has the image, so no registry is needed."""
 
     def admit(self, record: RunRecord) -> RunRecord:
@@ -45,7 +47,7 @@ class OneNodeSlurm(SlurmScheduler):
 
 
 def one_run(
-    engine: DockerEngine, root: Path, n: int, parallel: int, where: Scheduler, packed: bool
+    engine: DockerEngine, root: Path, n: int, parallel: int, where: Placement, packed: bool
 ) -> float:
     array = {"range": n, "max_parallel": parallel, **({"batch_size": "auto"} if packed else {})}
     spec = ModuleSpec.model_validate(
@@ -75,10 +77,10 @@ def main() -> None:
     with SlurmCluster() as cluster, tempfile.TemporaryDirectory(prefix="cx-bench-") as tmp:
         os.environ["SLURM_CONF"] = str(cluster.conf)
         engine = DockerEngine.from_env()
-        slurm = OneNodeSlurm(settings=SlurmSettings(poll_s=0.5))
+        slurm = OneNodeSlurm(SlurmBackend(SlurmSettings(poll_s=0.5)))
         for r in range(args.rounds):
             for name in legs[r % 3 :] + legs[: r % 3]:
-                where: Scheduler = LocalPool() if name == "local" else slurm
+                where: Placement = LocalPool() if name == "local" else slurm
                 root = Path(tmp) / f"{name}{r}"
                 took = one_run(engine, root, args.n, args.parallel, where, name == "packed")
                 times[name].append(took)

@@ -1,5 +1,6 @@
-"""Running on Slurm from the command line: the --on/--partition/... flags, their config
-file and environment, `runs cancel`, and what `runs list/show` say about a Slurm run.
+"""Where shards run, from the command line: --on (a name of the placement registry), each
+placement's flags (Slurm's --partition/...), their config file and environment, `runs
+cancel`, and what `runs list/show` say about a run on a cluster.
 
 Settings, first found wins: a flag; CONTAINEREXEC_SLURM_PARTITION / _ACCOUNT / _TIME /
 _OPTIONS / _PYTHON; the [slurm] table of ./containerexec.toml (or the file named by
@@ -21,42 +22,35 @@ import click
 
 from containerexec.cli.app import App
 from containerexec.errors import UsageError
+from containerexec.run import placement
 from containerexec.run.executor import Executor
-from containerexec.run.sbatch import ACTIVE, SlurmClient, SlurmSettings
-from containerexec.run.scheduler import LocalPool, Scheduler
-from containerexec.run.slurm import SlurmScheduler
+from containerexec.run.placement.base import Placement, Where, active_states
 from containerexec.store.records import RunRecord
 
 F = TypeVar("F", bound=Callable[..., Any])
-KEYS = ("partition", "account", "time", "options", "python")
+CLUSTER = "slurm"  # the cluster whose table of containerexec.toml may say `on = ...`
 
 
 def slurm_options(fn: F) -> F:
-    """The flags `run` and `pipeline run` share for where shards run."""
+    """The flags `run` and `pipeline run` share for where shards run: --on, each
+    placement's own flags (from the registry), --detach and --push-to."""
+    own = [
+        click.option(
+            f.decl, f.dest, help=f.help, metavar=f.metavar, multiple=f.multiple, default=None
+        )
+        for kind in placement.names()
+        for f in placement.flags(kind)
+    ]
     for option in reversed(
         [
             click.option(
                 "--on",
                 "on",
-                type=click.Choice(["local", "slurm"]),
+                type=click.Choice(list(placement.names())),
                 default=None,
                 help="Where shards run: this Docker host (default) or a Slurm job array.",
             ),
-            click.option("--partition", help="Slurm partition (sbatch --partition)."),
-            click.option("--account", help="Slurm account (sbatch --account)."),
-            click.option(
-                "--time",
-                "time_limit",
-                metavar="TIME",
-                help="Slurm time limit per task (default: the module's timeout + a margin).",
-            ),
-            click.option(
-                "--sbatch-option",
-                "sbatch_options",
-                multiple=True,
-                metavar="OPT",
-                help="Any other sbatch option, verbatim, e.g. --sbatch-option=--qos=long.",
-            ),
+            *own,
             click.option(
                 "--detach", is_flag=True, help="On Slurm: print the run id once submitted, return."
             ),
@@ -75,85 +69,78 @@ def config_file() -> Path:
     return Path(os.environ.get("CONTAINEREXEC_CONFIG", "containerexec.toml"))
 
 
-def configured() -> dict[str, Any]:
-    """The [slurm] table of the config file, then the environment over it."""
+def configured(kind: str = CLUSTER) -> dict[str, Any]:
+    """The [KIND] table of the config file, then the environment over it."""
+    keys = placement.settings(kind)
     found: dict[str, Any] = {}
     path = config_file()
     if path.is_file():
         try:
-            table = tomllib.loads(path.read_text()).get("slurm", {})
+            table = tomllib.loads(path.read_text()).get(kind, {})
         except tomllib.TOMLDecodeError as exc:
             raise UsageError(f"{path}: not valid TOML: {exc}") from None
-        unknown = sorted(set(table) - {*KEYS, "on"})
+        unknown = sorted(set(table) - {*keys, "on"})
         if unknown:
             raise UsageError(
-                f"{path}: [slurm] has no setting '{unknown[0]}'; known: {', '.join(KEYS)}, on"
+                f"{path}: [{kind}] has no setting '{unknown[0]}'; known: {', '.join(keys)}, on"
             )
         found.update(table)
-    for key in (*KEYS, "on"):
-        value = os.environ.get(f"CONTAINEREXEC_SLURM_{key.upper()}")
+    for key in (*keys, "on"):
+        value = os.environ.get(f"CONTAINEREXEC_{kind.upper()}_{key.upper()}")
         if value:
             found[key] = shlex.split(value) if key == "options" else value
     return found
 
 
 def make_scheduler(
-    app: App,
-    *,
-    on: str | None,
-    partition: str | None,
-    account: str | None,
-    time_limit: str | None,
-    sbatch_options: tuple[str, ...],
-    detach: bool,
-    push_to: str | None,
-) -> Scheduler:
-    """LocalPool, or a SlurmScheduler with the settings from flags, environment and file."""
+    app: App, *, on: str | None, detach: bool, push_to: str | None, **flags: Any
+) -> Placement:
+    """The placement named by --on (or the config file's `on`), from the registry, with
+    its settings from flags, environment and file."""
     conf = configured()
     where = on or conf.get("on", "local")
-    if where != "slurm":
+    if where == "local":
         if detach or push_to:
             flag = "--detach" if detach else "--push-to"
             raise UsageError(f"{flag} is for runs on Slurm; add --on slurm")
-        return LocalPool()
-    options = conf.get("options", [])
-    settings = SlurmSettings(
-        partition=partition or conf.get("partition"),
-        account=account or conf.get("account"),
-        time=time_limit or conf.get("time"),
-        options=(*([options] if isinstance(options, str) else options), *sbatch_options),
-        python=conf.get("python") or SlurmSettings().python,
-    )
-    return SlurmScheduler(
-        settings=settings,
-        engine=app.engine() if push_to else None,
-        push_to=push_to,
-        detach=detach,
-        sleep=app.sleep or time.sleep,
+        return placement.make("local", Where())
+    return placement.make(
+        where,
+        Where(
+            flags={k: v for k, v in flags.items() if v},
+            conf=configured(where),
+            engine=app.engine() if push_to else None,
+            push_to=push_to,
+            detach=detach,
+            sleep=app.sleep or time.sleep,
+        ),
     )
 
 
 # -- runs on Slurm after their submitter ---------------------------------------------------
 
 
+def _backend(rec: RunRecord) -> placement.ArrayBackend | None:
+    return placement.backend(rec.scheduler.kind) if rec.scheduler else None
+
+
 def live_state(app: App, rec: RunRecord) -> str:
-    """A Slurm run no process follows (detached): running while Slurm has a task active;
-    once none is, its record is settled from the shard records and Slurm's outcomes."""
-    if rec.scheduler is None or not rec.scheduler.job_ids:
+    """A cluster run no process follows (detached): running while its cluster has a task
+    active; once none is, its record is settled from the shard records and the cluster's
+    outcomes."""
+    backend = _backend(rec)
+    if rec.scheduler is None or not rec.scheduler.job_ids or backend is None:
         return "interrupted"
-    client = SlurmClient()
-    active = any(
-        state in ACTIVE for job in rec.scheduler.job_ids for state, _ in client.states(job).values()
-    )
+    active = any(active_states(backend, job) for job in rec.scheduler.job_ids)
     if active:
-        return f"running (Slurm job {rec.scheduler.job_ids[-1]})"
+        return f"running ({backend.title} job {rec.scheduler.job_ids[-1]})"
     with app.store.lock(rec.run_id):
         settled = settle(app, rec)
     return settled.state
 
 
 def settle(app: App, rec: RunRecord, *, cancelled: bool = False) -> RunRecord:
-    """Write the final record of a detached Slurm run whose tasks have all ended."""
+    """Write the final record of a detached cluster run whose tasks have all ended."""
     executor = Executor(app.engine(), app.store)
     run = executor.reopen(rec.run_id)
     if cancelled:
@@ -163,25 +150,27 @@ def settle(app: App, rec: RunRecord, *, cancelled: bool = False) -> RunRecord:
 
 
 def cancel_run(app: App, run: str) -> None:
-    """`runs cancel RUN`: scancel its jobs; a detached run's record is settled here."""
+    """`runs cancel RUN`: cancel its cluster jobs; a detached run's record is settled here."""
     rec = app.store.load_run(run)
-    if rec.scheduler is None or not rec.scheduler.job_ids:
+    backend = _backend(rec)
+    if rec.scheduler is None or not rec.scheduler.job_ids or backend is None:
         raise UsageError(
             f"run {rec.run_id} did not run on Slurm; stop a local run with Ctrl-C "
             f"(or SIGTERM to process {rec.pid} on {rec.host})"
         )
     if rec.state != "running":
         raise UsageError(f"run {rec.run_id} has already ended ({rec.state})")
-    client = SlurmClient()
     for job in rec.scheduler.job_ids:
-        client.cancel(job)
-    click.echo(f"cancelled Slurm job {', '.join(rec.scheduler.job_ids)} of run {rec.run_id}")
+        backend.cancel(job)
+    click.echo(
+        f"cancelled {backend.title} job {', '.join(rec.scheduler.job_ids)} of run {rec.run_id}"
+    )
     lock = app.store.lock(rec.run_id)
     if lock.held():  # a submitter follows it: it records the end itself
         return
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and any(
-        state in ACTIVE for job in rec.scheduler.job_ids for state, _ in client.states(job).values()
+        active_states(backend, job) for job in rec.scheduler.job_ids
     ):
         time.sleep(1)
     with lock:

@@ -36,8 +36,8 @@ from containerexec.pipelines.record import (
 )
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
+from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.results import RunResult, ShardEvent
-from containerexec.run.scheduler import Scheduler
 from containerexec.store import files
 from containerexec.store.records import RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
@@ -71,7 +71,7 @@ class Orchestrator:
         """`overwrite` lets a non-empty -o place be replaced when the outputs are placed;
         `respec` makes a job's spec again once its inputs exist (a ContainerModule's
         array() is evaluated then, with the job's own inputs, as stopes does);
-        `scheduler` is where every job's shards run (a SlurmScheduler, say; default here)."""
+        `scheduler` is where every job's shards run (a Slurm placement, say; default here)."""
         self.engine = engine
         self.respec = respec
         self.overwrite = overwrite

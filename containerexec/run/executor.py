@@ -32,10 +32,11 @@ from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
 from containerexec.run import packing, returned, staging
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
+from containerexec.run.placement.base import Placement as Scheduler
+from containerexec.run.placement.local import LocalPool
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
 from containerexec.run.runner import Tracker
-from containerexec.run.scheduler import LocalPool, Scheduler
 from containerexec.store import files
 from containerexec.store.manifests import changes_since, input_manifests
 from containerexec.store.records import (

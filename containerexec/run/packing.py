@@ -25,7 +25,7 @@ Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
-On Slurm (run/slurm.py), one array task carries one batch: `plan(todo, K)` is the
+On a cluster (run/placement/follower.py), one array task carries one batch: `plan(todo, K)` is the
 array and each task calls `run_batch` on its node through Executor.work_batch;
 the values a task did not start are submitted again.
 """

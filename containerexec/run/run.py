@@ -49,7 +49,7 @@ from containerexec.store.tree import RunLock
 
 if TYPE_CHECKING:
     from containerexec.run.executor import Executor
-    from containerexec.run.scheduler import Scheduler
+    from containerexec.run.placement.base import Placement as Scheduler
 
 
 # The reasons a run stops early, as the first word of RunRecord.reason (Kubernetes' names).

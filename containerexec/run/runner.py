@@ -44,7 +44,7 @@ class Failure(StrEnum):
     ENGINE_LOST = "engine_lost"
     ENGINE_ERROR = "engine_error"
     CANCELLED = "cancelled"
-    # A cluster scheduler's own outcomes (run/slurm.py).
+    # A cluster's own outcomes (run/placement/follower.py).
     NODE_LOST = "node_lost"  # the node failed: run again, not counted as a retry
     PREEMPTED = "preempted"  # the scheduler took the node back: run again, not counted
     TIME_LIMIT = "time_limit"  # the job's time limit ended the task

@@ -5,11 +5,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from containerexec.errors import RecordError, UntrustedInput
 from containerexec.model.invocation import Invocation
@@ -88,10 +89,23 @@ class ShardRecord(Record):
     )
 
 
+# A placement's registry name ("slurm"; later "kubernetes"): open, so a new backend needs
+# no new record schema, but checked, since it names a folder of the run (RUN_DIR/<kind>).
+PLACEMENT_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+
+
+def check_placement(value: str) -> str:
+    if not PLACEMENT_RE.match(value):
+        raise ValueError(f"{value[:80]!r} is not a placement name ([a-z][a-z0-9_-]*)")
+    return value
+
+
 class SchedulerRecord(Record):
     """Where a run's shards ran, when not on this machine: the cluster and its job ids."""
 
-    kind: Literal["slurm"]
+    kind: Annotated[str, AfterValidator(check_placement)] = Field(
+        description="The placement's registry name, e.g. 'slurm'."
+    )
     job_ids: list[JobId] = Field(default_factory=list, description="One per submitted array.")
 
 

@@ -9,26 +9,27 @@ Regenerate the golden scripts with `UPDATE_GOLDEN=1 pytest tests/unit/test_slurm
 from __future__ import annotations
 
 import os
-import signal
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
-from fakes import FakeEngine, Outcome
+from fake_cluster import work
+from fakes import FakeEngine
 
 from containerexec.model.spec import ModuleSpec, parse_spec
 from containerexec.run.executor import Executor
-from containerexec.run.results import RunResult
-from containerexec.run.runner import Failure
-from containerexec.run.sbatch import (
-    JobStillActive,
+from containerexec.run.placement.base import JobStillActive
+from containerexec.run.placement.slurm import slurm_placement
+from containerexec.run.placement.slurm.backend import ENDED_BY_SLURM, LOST, task_state
+from containerexec.run.placement.slurm.client import SlurmClient, SlurmError, parse_states
+from containerexec.run.placement.slurm.script import (
     SlurmSettings,
     array_indices,
-    parse_states,
     render_script,
     time_limit,
 )
-from containerexec.run.slurm import ENDED_BY_SLURM, LOST, SlurmScheduler
+from containerexec.run.results import RunResult
+from containerexec.run.runner import Failure
 from containerexec.store.records import ShardRecord
 from containerexec.store.tree import RunStore
 
@@ -183,20 +184,8 @@ class FakeSlurm:
         tasks = [int(t) for t in script.split("--array=")[1].split("%")[0].split(",")]
         if n < len(steps) and action is not None:
             for task in tasks:
-                self._work(run_id, task, action)
+                work(self.store, run_id, task, action)
         return {task: (state, "None") for task in tasks}
-
-    def _work(self, run_id: str, task: int, action: str) -> None:
-        code = 3 if action == "exit3" else 0
-        worker = Executor(FakeEngine(lambda inv, n: Outcome(exit_code=code)), self.store)
-        if action == "started":  # the worker's 'running' record, as run_shard writes it first
-            run = worker.reopen(run_id, task)
-            shard = run.shards[task]
-            self.store.write_shard(run.base_record(shard, attempts=run.earlier_attempts(shard)))
-            return
-        if action == "sigterm":
-            worker.cancel(signal.SIGTERM)
-        worker.work(run_id, task)
 
     def max_array_size(self) -> int:
         return 1001
@@ -210,7 +199,7 @@ def slurm_run(
 ) -> tuple[RunResult, FakeSlurm, dict[int, ShardRecord]]:
     store = RunStore(tmp_path / "runs")
     fake = FakeSlurm(store, jobs)
-    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    sched = slurm_placement(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
     executor = Executor(FakeEngine(), store, sleep=lambda s: None, scheduler=sched)
     text = (
         "name: fake\nenvironment: {image: 'reg.example/x@sha256:" + "a" * 64 + "'}\n"
@@ -306,7 +295,7 @@ def test_resume_is_refused_while_the_runs_job_is_still_in_slurm(tmp_path: Path) 
     ok = [("RUNNING", "ok"), ("COMPLETED", None)]
     first, fake, _ = slurm_run(tmp_path, [[("RUNNING", "exit3"), ("FAILED", None)], ok])
     run_id = first.record.run_id
-    sched = SlurmScheduler(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
+    sched = slurm_placement(client=fake, sleep=lambda s: None)  # type: ignore[arg-type]
     engine = FakeEngine()
     executor = Executor(engine, fake.store, sleep=lambda s: None, scheduler=sched)
     spec = ModuleSpec.model_validate(first.record.spec)
@@ -322,3 +311,33 @@ def test_resume_is_refused_while_the_runs_job_is_still_in_slurm(tmp_path: Path) 
     fake.live.clear()  # the job ended: the resume goes ahead
     again = executor.resume(spec, run_id).wait()
     assert again.record.state == "succeeded" and len(fake.submitted) == 2
+
+
+def test_slurms_states_in_the_followers_words() -> None:
+    pending, running, hold = (
+        task_state("PENDING"),
+        task_state("RUNNING"),
+        task_state("REQUEUE_HOLD"),
+    )
+    assert pending.active and pending.queued and not pending.running
+    assert running.active and running.running and not running.queued
+    assert hold.queued and not hold.active  # requeued, held: the follower reads it as ended
+    assert task_state("NODE_FAIL").lost == Failure.NODE_LOST and not task_state("NODE_FAIL").active
+    assert task_state("TIMEOUT").ended_by == Failure.TIMEOUT
+    done = task_state("COMPLETED")
+    assert (done.active, done.lost, done.ended_by) == (False, None, None)
+
+
+def test_a_pending_task_is_waited_for_then_its_record_is_trusted(tmp_path: Path) -> None:
+    steps = [("PENDING", None), ("PENDING", None), ("RUNNING", "ok"), ("COMPLETED", None)]
+    result, fake, shards = slurm_run(tmp_path, [steps])
+    assert result.record.state == "succeeded" and kinds(shards[0]) == [(None, True)]
+    assert fake.polls == {"100": 3}
+
+
+def test_a_missing_slurm_command_is_an_error_that_says_so(tmp_path: Path) -> None:
+    client = SlurmClient(env={"PATH": str(tmp_path)})
+    with pytest.raises(SlurmError) as err:
+        client.states("12")
+    assert err.value.missing and "'squeue' is not installed here" in str(err.value)
+    assert err.value.kind == "slurm"

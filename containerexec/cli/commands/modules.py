@@ -31,8 +31,8 @@ from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.cache import Cache
 from containerexec.run.executor import Executor, RunOptions, secrets_from
-from containerexec.run.scheduler import Scheduler
-from containerexec.run.slurm import Detached
+from containerexec.run.placement.base import Detached
+from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.store.tree import RunStore
 
 from .environment import resolve_image
@@ -172,7 +172,7 @@ def run(
             result = started.wait()
         except Detached as detached:
             click.echo(
-                f"submitted as Slurm job {', '.join(detached.job_ids)}; follow it with "
+                f"submitted as {detached.label} {', '.join(detached.job_ids)}; follow it with "
                 f"containerexec runs show {detached.run_id}",
                 err=True,
             )
@@ -338,7 +338,7 @@ def worker(
         # A pipeline's shards save what they made for later runs, wherever they ran.
         cache=Cache(store.cache) if record.cache else None,
     )
-    # Slurm's SIGTERM (scancel, the time limit) stops and removes the shard's container.
+    # A cluster's SIGTERM (a cancel, the time limit) stops and removes the shard's container.
     with cancel_on_signals(executor, _Stderr(), record.grace_s):
         if index is not None:
             shards = [executor.work(record.run_id, index)]
