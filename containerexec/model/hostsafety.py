@@ -15,12 +15,34 @@ import posixpath
 import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from containerexec.errors import UntrustedInput
 
-if TYPE_CHECKING:  # invocation.py builds on this module (bindings check their paths here)
-    from containerexec.model.invocation import Invocation, Mount
+
+# invocation.py builds on this module (bindings check their paths here), so the rule is
+# written against the shape of its Mount and Invocation, not against the classes.
+class Mount(Protocol):
+    """What the rule reads of a model.invocation.Mount."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def target(self) -> str: ...
+    @property
+    def read_only(self) -> bool: ...
+
+
+class Invocation(Protocol):
+    """What the rule reads of a model.invocation.Invocation."""
+
+    @property
+    def mounts(self) -> Sequence[Mount]: ...
+
 
 INPUTS_ROOT = "/inputs"
 OUTPUTS_ROOT = "/outputs"
@@ -30,7 +52,7 @@ OUTPUTS_ROOT = "/outputs"
 HOST_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
 # Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
 ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-# Mounts containerexec adds itself (run/returned.py, run/packing.py): name -> (kind, target).
+# Mounts containerexec adds itself (run/returned.py, run/batch.py): name -> (kind, target).
 VALUE_MOUNT = ".returned"
 VALUE_TARGET = f"{OUTPUTS_ROOT}/.containerexec-returned"
 BATCH_ROOT = "/.containerexec-batch"

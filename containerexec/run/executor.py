@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from containerexec.engine.base import Engine, Progress
 from containerexec.environment import images
@@ -30,7 +30,8 @@ from containerexec.model.bindings import Bindings, bind
 from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import packing, returned, staging
+from containerexec.run import batch, planner, returned, staging
+from containerexec.run.context import Services, ShardCache
 from containerexec.run.logs import DEFAULT_LIMIT_BYTES
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
@@ -64,22 +65,6 @@ class RunOptions:
     default_outputs: Path | None = None  # outputs given no place go here, else in the run
     overwrite: bool = False  # a non-empty -o place is emptied at the run's first commit
     deadline_s: float | None = None  # overrides the spec's resources.deadline
-
-
-class ShardCache(Protocol):
-    """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
-
-    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
-        """Fill `staging` from a checked entry for this shard's key; False on a miss."""
-        ...
-
-    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
-        """Keep a copy of a succeeded shard's staged outputs, atomically."""
-        ...
-
-    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
-        """Whether an entry for this shard's key is there (a cheap look, not a check)."""
-        ...
 
 
 def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
@@ -144,11 +129,27 @@ class Executor:
         self._runs: list[Run] = []
         self._runs_lock = threading.Lock()
 
+    @property
+    def services(self) -> Services:
+        """What a Run uses of this Executor (its engine, store, clock, callbacks, cache and
+        the locks its runs share), as it is now."""
+        return Services(
+            engine=self.engine,
+            store=self.store,
+            secrets=self.secrets,
+            clock=self.clock,
+            sleep=self._sleep,
+            on_event=self.on_event,
+            on_line=self.on_line,
+            cache=self.cache,
+            slots=self.slots,
+            commit_lock=self.commit_lock,
+            sweep=self.sweep,
+        )
+
     def sleep_for(self, tracker: Tracker) -> Callable[[float], object]:
         """The sleep between retries: the injected one, else a wait a cancel cuts short."""
-        if self._sleep is not None:
-            return self._sleep
-        return tracker.cancelled.wait
+        return self.services.sleep_for(tracker)
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
         """Cancel every run started here, and any started later. Safe from a signal handler."""
@@ -312,11 +313,19 @@ class Executor:
         seen: dict[str, list[FileEntry]] | None = None,
     ) -> Run:
         """Write the run record and start `todo` on the scheduler; the common end of every
-        way to start a run (repro passes the recorded Invocation as `invocation_for`)."""
-        record = self.scheduler.admit(record)  # before anything is written or submitted
-        self.store.write_run(record)
+        way to start a run (repro passes the recorded Invocation as `invocation_for`).
+
+        The run holds `lock` (taken with `lock()`) until it ends; then this Executor, which
+        took it, lets go of it.
+        """
+        try:
+            record = self.scheduler.admit(record)  # before anything is written or submitted
+            self.store.write_run(record)
+        except BaseException:
+            _release(lock)
+            raise
         run = Run(
-            self,
+            self.services,
             spec=spec,
             bindings=bindings,
             record=record,
@@ -328,7 +337,10 @@ class Executor:
             input_manifests=seen,
         )
         self._track(run)
-        run.launch(self.scheduler, todo, parallel, lock)
+        # Which shards share a container: planned once, here; a replay, --keep and a
+        # debugger run each shard in a container of its own.
+        tasks = planner.tasks(spec, todo, parallel, packable=interactive is None and not keep)
+        run.launch(self.scheduler, tasks, parallel, on_end=lambda: _release(lock))
         return run
 
     def work(self, run_id: str, index: int) -> ShardRecord:
@@ -347,7 +359,7 @@ class Executor:
         run = self._worker_run(run_id, indices)
         todo = [run.shards[i] for i in indices]
         while todo and not run.stopping():
-            todo = packing.run_batch(run, todo)
+            todo = batch.run_batch(run, todo)
         paths = (self.store.shard_path(run_id, i) for i in indices)
         return [load_model(path, ShardRecord) for path in paths if path.is_file()]
 
@@ -381,7 +393,7 @@ class Executor:
                 "since the run started: start a new run"
             )
         return Run(
-            self,
+            self.services,
             spec=spec,
             bindings=bindings,
             record=record,
@@ -412,6 +424,10 @@ class Executor:
                 f"module '{spec.name}': secret '{missing[0]}' is not set; export it "
                 "in the environment that runs containerexec"
             )
+
+    def lock(self, run_id: str) -> RunLock:
+        """Take the run's lock for a run to be launched (see launch, which lets go of it)."""
+        return self.store.lock(run_id).__enter__()
 
     def _locked(self, run_id: str) -> _Held:
         return _Held(self.store.lock(run_id))
@@ -528,8 +544,13 @@ class Executor:
         return len(found)
 
 
+def _release(lock: RunLock) -> None:
+    """Let go of a run's lock: when its Run has ended, or when it never launched."""
+    lock.__exit__(None, None, None)
+
+
 class _Held:
-    """Takes a run's lock; keeps it when a Run was launched (the Run lets go at its end)."""
+    """Takes a run's lock; keeps it when a Run was launched (launch lets go at its end)."""
 
     def __init__(self, lock: RunLock) -> None:
         self.lock = lock
@@ -539,4 +560,4 @@ class _Held:
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is not None:  # nothing was launched: let go now
-            self.lock.__exit__(None, None, None)
+            _release(self.lock)

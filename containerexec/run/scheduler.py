@@ -9,16 +9,11 @@ on their node, and follows the shard records the tasks write.
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from containerexec.model.arrays import Shard
-from containerexec.run import packing
+from containerexec.run import batch
+from containerexec.run.context import RunContext, Task
 from containerexec.store.records import RunRecord
-
-if TYPE_CHECKING:
-    from containerexec.run.run import Run
 
 
 class Scheduler(Protocol):
@@ -34,11 +29,13 @@ class Scheduler(Protocol):
         its still runs); called before anything of a resume touches the run."""
         ...
 
-    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
-        """Run every shard of `todo` unless `run.stopping()`; return when all have ended.
+    def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
+        """Run every task of `tasks` unless `run.stopping()`; return when all have ended.
 
+        A task is the shards one container runs (run/planner.py; one shard: unpacked).
         Each shard must end with its record written by `run.run_shard` (or
-        `run.run_shard_safely`); containers stop when `run.cancel()` is called.
+        `run.run_shard_safely`, or run/batch.py for a packed task); containers stop
+        when `run.cancel()` is called.
         """
         ...
 
@@ -53,19 +50,5 @@ class LocalPool:
     def resumable(self, prev: RunRecord) -> None:
         pass
 
-    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
-        if run.batch_size > 1:  # K values per container (run/packing.py)
-            packing.run_packed(run, todo, parallel)
-            return
-        queue: Iterator[Shard] = iter(todo)
-        take = threading.Lock()
-
-        def worker() -> None:
-            while not run.stopping():
-                with take:
-                    shard = next(queue, None)
-                if shard is None:
-                    return
-                run.run_shard_safely(shard)
-
-        packing.in_threads(worker, parallel, "shard-worker")
+    def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
+        batch.run_tasks(run, tasks, parallel)

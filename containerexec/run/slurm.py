@@ -6,7 +6,7 @@ code path as a local shard (Executor.work -> Run.run_shard), and needs only the
 run folder on a filesystem the nodes share. A packed run (array.batch_size) makes
 one task per batch instead: task I runs the shards listed at I in
 RUN_DIR/slurm/batches-N.json in one container (Executor.work_batch ->
-packing.run_batch), and the values a task did not start are submitted again.
+batch.run_batch), and the values a task did not start are submitted again.
 Nothing is pickled, so the nodes need containerexec but not the submitter's
 exact Python objects, and the script a user can read (RUN_DIR/slurm/job-N.sh)
 is exactly what ran.
@@ -37,9 +37,9 @@ from containerexec.environment import images
 from containerexec.environment.sharing import split_target
 from containerexec.errors import ImageError, RecordError
 from containerexec.model.arrays import Shard
-from containerexec.run import packing
+from containerexec.run import planner
+from containerexec.run.context import RunContext, Task
 from containerexec.run.results import with_attempts
-from containerexec.run.run import Run
 from containerexec.run.runner import Attempt, Failure, should_retry
 from containerexec.run.sbatch import (
     ACTIVE,
@@ -136,9 +136,9 @@ class SlurmScheduler:
             if live:
                 raise JobStillActive(prev.run_id, job, live)
 
-    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
-        follower = _Follower(self, run, parallel)
-        follower.follow(todo)
+    def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
+        follower = _Follower(self, run, parallel, tasks)
+        follower.follow([shard for task in tasks for shard in task])
 
 
 FINAL = ("succeeded", "failed", "cancelled")
@@ -150,13 +150,16 @@ class _Follower:
     A task carries one shard, or one batch of shards when the run is packed; the
     follower maps task indices to their shards and reads each shard's own record."""
 
-    def __init__(self, sched: SlurmScheduler, run: Run, parallel: int) -> None:
+    def __init__(
+        self, sched: SlurmScheduler, run: RunContext, parallel: int, tasks: list[Task]
+    ) -> None:
         self.s = sched
         self.run = run
         self.parallel = parallel
-        self.store = run.ex.store
+        self.store = run.services.store
         self.run_dir = self.store.run_dir(run.id).absolute()
-        self.packed = run.batch_size > 1
+        self.planned = tasks
+        self.packed = planner.packed(tasks)
         self.cancel_sent = False  # scancel of the whole job (a cancel)
         self.pending_cancelled = False  # scancel of its pending tasks (max_failed_shards)
         self.announced: set[int] = set()  # shards said to have started
@@ -170,7 +173,7 @@ class _Follower:
         self.resumed_at = {s.index: len(self.run.earlier_attempts(s)) for s in todo}
         todo = self._uncached(todo)
         if todo and self.packed:
-            packing.ready(self.run, todo)  # the image can run packed: before any submission
+            planner.ready(self.run, todo)  # the image can run packed: before any submission
         while todo and not self.run.stopping():
             tasks = self._tasks(todo)
             try:
@@ -193,7 +196,7 @@ class _Follower:
     def _tasks(self, todo: list[Shard]) -> dict[int, list[Shard]]:
         """Array task index -> its shards: the shard's own index, or the batch number."""
         if self.packed:
-            return dict(enumerate(packing.plan(todo, self.run.batch_size)))
+            return dict(enumerate(planner.regroup(todo, self.planned)))
         return {s.index: [s] for s in todo}
 
     def _fits(self, tasks: dict[int, list[Shard]]) -> None:
@@ -216,7 +219,7 @@ class _Follower:
     def _uncached(self, todo: list[Shard]) -> list[Shard]:
         """Serve the shards the cache holds here, before anything is submitted: a job whose
         every shard is cached submits nothing. Returns the shards still to run."""
-        cache = self.run.ex.cache if self.run.spec.cache else None
+        cache = self.run.services.cache if self.run.spec.cache else None
         if cache is None:
             return todo
         left = []
@@ -250,7 +253,7 @@ class _Follower:
                 spec=self.run.spec,
                 settings=self.s.settings,
                 batches=batches,
-                batch_size=self.run.batch_size,
+                task_size=planner.task_size(self.planned),
             )
         )
         self.before = {
@@ -448,7 +451,7 @@ class _Follower:
         not counted, the shard submitted again). `replaces` is the record its worker wrote
         as Slurm stopped it: Slurm's outcome takes the place of that last attempt, so one
         attempt stays one attempt."""
-        now = self.run.ex.clock()
+        now = self.run.services.clock()
         state: ShardState = "cancelled" if failure == Failure.CANCELLED else "failed"
         if lost:
             state = "pending"

@@ -12,7 +12,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.batchscripts import driver_script, quote, value_script
-from containerexec.run.packing import choose, plan
+from containerexec.run.planner import choose, plan
 
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
 
