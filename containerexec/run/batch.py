@@ -196,7 +196,7 @@ class Batch:
         inv0 = self.values[0].inv
         timeout = inv0.limits.timeout_s
         for v in self.values:
-            run.prepare(v.staging, v.inv)
+            run.outputs.prepare(v.staging, v.inv)
             text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
             (ctl / f"{v.name}.sh").write_text(text)
         names = [v.name for v in self.values]
@@ -381,7 +381,7 @@ class Batch:
             engine_error="",
         )
         if a.ok:
-            a = run.commit(a, v.inv, v.staging)
+            a = run.outputs.commit(a, v.inv, v.staging)
         self._settle(v, a)
 
     def _died(
@@ -447,8 +447,8 @@ class Batch:
                 clock=run.services.clock,
                 sleep=run.services.sleep_for(run.tracker),
                 log_for=lambda n: run.log_sink(index, n + 1),
-                before=lambda: run.prepare(staging_dir, v.inv),
-                after=lambda a: run.commit(a, v.inv, staging_dir),
+                before=lambda: run.outputs.prepare(staging_dir, v.inv),
+                after=lambda a: run.outputs.commit(a, v.inv, staging_dir),
                 on_attempt=lambda a, retry: run.retrying(v.shard, a, retry),
                 grace_s=run.record.grace_s,
             )

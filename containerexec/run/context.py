@@ -1,5 +1,6 @@
-"""What shards, packed batches and placements see of a run: the RunContext, and the
-Services an Executor hands each Run instead of itself.
+"""What a run is made with (its RunOptions and first record, the Services an Executor
+hands each Run instead of itself), and what its shards, packed batches and placements
+see of it: the RunContext.
 
 Nothing below the Run imports it, and a Run reads no Executor internals: the
 Executor builds a `Services` value (engine, store, clock, callbacks, the cache and
@@ -10,20 +11,23 @@ the part of a Run they use; so the import graph has no circle, annotations inclu
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 from containerexec.engine.base import Engine
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
-from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run.logs import LogSink
+from containerexec.run.cache import ShardCache
+from containerexec.run.logs import DEFAULT_LIMIT_BYTES, LogSink
 from containerexec.run.results import ShardEvent
 from containerexec.run.runner import Attempt, Tracker
+from containerexec.run.staging import Outputs
 from containerexec.store.records import AttemptRecord, ImageRecord, RunRecord, ShardRecord
 from containerexec.store.tree import RunStore
 
@@ -31,20 +35,64 @@ from containerexec.store.tree import RunStore
 Task = list[Shard]
 
 
-class ShardCache(Protocol):
-    """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run; everything here is a flag of `containerexec run`."""
 
-    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
-        """Fill `staging` from a checked entry for this shard's key; False on a miss."""
-        ...
+    max_parallel: int | None = None
+    shards: str | None = None
+    pull: str | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    grace_s: float = 5.0
+    log_limit_bytes: int = DEFAULT_LIMIT_BYTES
+    user: str | None = None
+    pipeline_run: str | None = None
+    run_id: str | None = None
+    default_outputs: Path | None = None  # outputs given no place go here, else in the run
+    overwrite: bool = False  # a non-empty -o place is emptied at the run's first commit
+    deadline_s: float | None = None  # overrides the spec's resources.deadline
 
-    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
-        """Keep a copy of a succeeded shard's staged outputs, atomically."""
-        ...
-
-    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
-        """Whether an entry for this shard's key is there (a cheap look, not a check)."""
-        ...
+    def record(
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        run_id: str,
+        image: ImageRecord,
+        shards: list[Shard],
+        selected: list[Shard],
+        spec_path: Path | None,
+        *,
+        started_at: float,
+        cached: bool,
+    ) -> RunRecord:
+        """A new run's first record ('running'), as these options and the spec make it."""
+        opts = self
+        default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
+        return RunRecord(
+            run_id=run_id,
+            module=spec.name,
+            version=spec.version,
+            spec_path=str(spec_path) if spec_path else None,
+            spec=spec.model_dump(mode="json", exclude_defaults=False),
+            image=image,
+            inputs=bindings.inputs,
+            outputs=bindings.outputs,
+            secret_names=sorted(spec.secrets),
+            shard_count=len(shards),
+            shards_selected=[s.index for s in selected] if opts.shards else None,
+            max_parallel=max(1, opts.max_parallel or default_par),
+            state="running",
+            started_at=started_at,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            pipeline_run=opts.pipeline_run,
+            cache=cached,
+            labels=dict(opts.labels),
+            user=opts.user or f"{os.getuid()}:{os.getgid()}",
+            grace_s=opts.grace_s,
+            log_limit_bytes=opts.log_limit_bytes,
+            deadline_s=opts.deadline_s or spec.resources.deadline,
+        )
 
 
 @dataclass(frozen=True)
@@ -85,6 +133,7 @@ class RunContext(Protocol):
     record: RunRecord  # a placement records its cluster jobs here
     policy: RetryPolicy
     tracker: Tracker
+    outputs: Outputs  # a shard's staging folder: prepare, check, cache and commit
 
     @property
     def id(self) -> str: ...
@@ -122,13 +171,7 @@ class RunContext(Protocol):
 
     def started(self, shard: Shard) -> None: ...
 
-    def prepare(self, staging_dir: Path, inv: Invocation) -> None: ...
-
     def log_sink(self, index: int, number: int) -> LogSink: ...
-
-    def commit(
-        self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
-    ) -> Attempt: ...
 
     def retrying(self, shard: Shard, a: Attempt, retry: bool) -> None: ...
 

@@ -10,13 +10,12 @@ its run.json, so `work(run_id, index)` can run a shard from the run folder alone
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +30,14 @@ from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
 from containerexec.run import batch, planner, returned, staging
-from containerexec.run.context import Services, ShardCache
-from containerexec.run.logs import DEFAULT_LIMIT_BYTES
+from containerexec.run.cache import ShardCache
+from containerexec.run.context import RunOptions as RunOptions  # re-exported
+from containerexec.run.context import Services
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
 from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
-from containerexec.store import files
+from containerexec.run.staging import refuse_non_empty as refuse_non_empty  # re-exported
 from containerexec.store.manifests import changes_since, input_manifests
 from containerexec.store.records import (
     FileEntry,
@@ -47,43 +47,6 @@ from containerexec.store.records import (
     load_model,
 )
 from containerexec.store.tree import RunLock, RunStore, new_run_id
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run; everything here is a flag of `containerexec run`."""
-
-    max_parallel: int | None = None
-    shards: str | None = None
-    pull: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    grace_s: float = 5.0
-    log_limit_bytes: int = DEFAULT_LIMIT_BYTES
-    user: str | None = None
-    pipeline_run: str | None = None
-    run_id: str | None = None
-    default_outputs: Path | None = None  # outputs given no place go here, else in the run
-    overwrite: bool = False  # a non-empty -o place is emptied at the run's first commit
-    deadline_s: float | None = None  # overrides the spec's resources.deadline
-
-
-def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
-    """The output places that already hold something; UsageError for them unless `overwrite`.
-
-    A new run never mixes its files with an earlier run's: the old content stays
-    until the run commits its first output, and goes then only with --overwrite.
-    """
-    used = {n: p for n, p in sorted(outputs.items()) if files.has_content(Path(p))}
-    if used and not overwrite:
-        name, path = next(iter(used.items()))
-        what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
-        raise UsageError(
-            f"{where}: output '{name}' would be written to '{path}', {what}; a new run "
-            f"does not mix its files with what is there. Choose another place "
-            f"(-o {name}=NEW_PATH), or pass --overwrite to replace the old content "
-            "(it is removed when the run commits its first output)"
-        )
-    return list(used.values())
 
 
 def secrets_from(names: list[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -208,7 +171,9 @@ class Executor:
                 on_log=self.on_build_log,
                 on_progress=self.on_pull_progress,
             )
-            record = self._record(spec, bindings, run_id, image, shards, selected, opts, spec_path)
+            record = opts.record(
+                spec, bindings, run_id, image, shards, selected, spec_path, **self._stamp(spec)
+            )
             record = record.model_copy(update={"input_manifests": manifests})
             return self._open(spec, bindings, record, shards, selected, opts, lock)
 
@@ -282,8 +247,15 @@ class Executor:
                 staging.overwrite_later(self.store.run_dir(prev.run_id) / staging.INDEX_NAME, used)
             self.sweep(prev.run_id)  # containers a killed executor left behind
             self._ensure_image(spec.name, prev.image)
-            record = self._record(
-                spec, bindings, prev.run_id, prev.image, shards, selected, opts, spec_path
+            record = opts.record(
+                spec,
+                bindings,
+                prev.run_id,
+                prev.image,
+                shards,
+                selected,
+                spec_path,
+                **self._stamp(spec),
             ).model_copy(
                 update={
                     "input_manifests": prev.input_manifests,
@@ -429,46 +401,19 @@ class Executor:
         """Take the run's lock for a run to be launched (see launch, which lets go of it)."""
         return self.store.lock(run_id).__enter__()
 
-    def _locked(self, run_id: str) -> _Held:
-        return _Held(self.store.lock(run_id))
+    @contextlib.contextmanager
+    def _locked(self, run_id: str) -> Iterator[RunLock]:
+        """The run's lock, kept when a Run was launched (launch lets go at the run's end)."""
+        lock = self.lock(run_id)
+        try:
+            yield lock
+        except BaseException:
+            _release(lock)  # nothing was launched: let go now
+            raise
 
-    def _record(
-        self,
-        spec: ModuleSpec,
-        bindings: Bindings,
-        run_id: str,
-        image: ImageRecord,
-        shards: list[Shard],
-        selected: list[Shard],
-        opts: RunOptions,
-        spec_path: Path | None,
-    ) -> RunRecord:
-        default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
-        return RunRecord(
-            run_id=run_id,
-            module=spec.name,
-            version=spec.version,
-            spec_path=str(spec_path) if spec_path else None,
-            spec=spec.model_dump(mode="json", exclude_defaults=False),
-            image=image,
-            inputs=bindings.inputs,
-            outputs=bindings.outputs,
-            secret_names=sorted(spec.secrets),
-            shard_count=len(shards),
-            shards_selected=[s.index for s in selected] if opts.shards else None,
-            max_parallel=max(1, opts.max_parallel or default_par),
-            state="running",
-            started_at=self.clock(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            pipeline_run=opts.pipeline_run,
-            cache=self.cache is not None and spec.cache,
-            labels=dict(opts.labels),
-            user=opts.user or f"{os.getuid()}:{os.getgid()}",
-            grace_s=opts.grace_s,
-            log_limit_bytes=opts.log_limit_bytes,
-            deadline_s=opts.deadline_s or spec.resources.deadline,
-        )
+    def _stamp(self, spec: ModuleSpec) -> dict[str, Any]:
+        """What a new run record takes from here: when it starts, whether it is cached."""
+        return {"started_at": self.clock(), "cached": self.cache is not None and spec.cache}
 
     def _open(
         self,
@@ -547,17 +492,3 @@ class Executor:
 def _release(lock: RunLock) -> None:
     """Let go of a run's lock: when its Run has ended, or when it never launched."""
     lock.__exit__(None, None, None)
-
-
-class _Held:
-    """Takes a run's lock; keeps it when a Run was launched (launch lets go at its end)."""
-
-    def __init__(self, lock: RunLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> RunLock:
-        return self.lock.__enter__()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None:  # nothing was launched: let go now
-            _release(self.lock)

@@ -11,24 +11,29 @@ its index (see Executor.work).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from containerexec.errors import EngineError, RecordError, RunError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import planner, returned, staging
+from containerexec.run import planner, staging
 from containerexec.run.context import Services, Task
 from containerexec.run.logs import LogSink
-from containerexec.run.results import Counts, RunResult, ShardEvent, with_attempts
+from containerexec.run.results import (
+    Counts,
+    RunResult,
+    ShardEvent,
+    Tally,
+    last_attempt,
+    with_attempts,
+)
 from containerexec.run.runner import (
     Attempt,
     Failure,
@@ -101,7 +106,13 @@ class Run:
         self._error: BaseException | None = None
         self._on_end: Callable[[], None] | None = None
         self._stoppers: list[threading.Thread] = []
-        self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
+        self.outputs = staging.Outputs(
+            spec,
+            bindings,
+            cache=services.cache,
+            commit_lock=services.commit_lock,
+            index_path=services.store.run_dir(record.run_id) / staging.INDEX_NAME,
+        )
         self.task_size = 1  # the most shards a container runs (run/planner.py), set at launch
 
     @property
@@ -248,8 +259,7 @@ class Run:
         """The shard's final record when the cache decides it (a hit, or one that cannot be
         committed here); None when it must run."""
         store = self.services.store
-        cache = self.services.cache if self.spec.cache else None
-        hit = self._restore(base.invocation, staging_dir) if cache is not None else None
+        hit = self.outputs.restore(base.invocation, staging_dir, self.services.clock())
         if hit is not None and hit.ok:
             final = base.model_copy(
                 update={
@@ -257,7 +267,7 @@ class Run:
                     "outputs_committed": True,
                     "cached": True,
                     "exit_code": 0,
-                    "returned": self._values.pop(shard.index, None),
+                    "returned": self.outputs.taken(shard.index),
                 }
             )
             store.write_shard(final)
@@ -292,7 +302,7 @@ class Run:
         if last.failure == Failure.CANCELLED and self.reason is not None:
             attempts[-1] = last = replace(last, message=f"stopped: {self.reason}")
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
-        final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
+        final = final.model_copy(update={"returned": self.outputs.taken(shard.index)})
         store.write_shard(final, durable=durable)
         self._count(shard, state, last)
         return final
@@ -353,18 +363,8 @@ class Run:
 
     def ended_elsewhere(self, shard: Shard, record: ShardRecord) -> None:
         """Count a shard that ran in another process (a cluster task), from its final record."""
-        last = record.attempts[-1] if record.attempts else None
-        attempt = None
-        if last is not None:
-            failure = Failure(last.failure) if last.failure in set(Failure) else None
-            attempt = Attempt(
-                number=last.number,
-                started_at=last.started_at,
-                ended_at=last.ended_at,
-                exit_code=last.exit_code,
-                failure=failure,
-                message=last.message,
-            )
+        attempt = last_attempt(record)
+        if attempt is not None:
             self._fail_fast(shard, attempt)  # across a cluster's tasks too
         self._count(shard, record.state, attempt)
 
@@ -381,23 +381,6 @@ class Run:
         following it (a detached cluster run): what the run's own end would write."""
         return self._finish()
 
-    def _restore(self, inv: Invocation, staging_dir: Path) -> Attempt | None:
-        """Commit the cached outputs of this shard: None on a miss, else how the commit went."""
-        assert self.services.cache is not None
-        staging.prepare(staging_dir, self.spec)
-        if not self.services.cache.restore(self.spec, self.bindings, inv, staging_dir):
-            return None
-        try:
-            value = returned.take(staging_dir, inv, self.spec, self.bindings)
-        except returned.ValueUnreadable:
-            return None  # an entry no container wrote that way: run the shard afresh
-        now = self.services.clock()
-        hit = Attempt(number=1, started_at=now, ended_at=now, exit_code=0, counted=False)
-        done = self.commit(hit, inv, staging_dir, cached=True)
-        if done.ok:
-            self._values[inv.shard_index] = value
-        return done
-
     def _count(self, shard: Shard, state: ShardState, last: Attempt | None) -> None:
         n_state = self.counts.add(state)
         limit = self.spec.array.max_failed_shards if self.spec.array else None
@@ -409,14 +392,14 @@ class Run:
 
     def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
         if self.interactive is not None:
-            self.prepare(staging_dir, inv)
+            self.outputs.prepare(staging_dir, inv)
             now = self.services.clock()
             self.tracker.add(inv.name)  # by name: a cancel stops it as any other container
             try:
                 attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
             finally:
                 self.tracker.discard(inv.name)
-            return [self.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
+            return [self.outputs.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
         return run_with_retries(
             self.services.engine,
             inv,
@@ -426,8 +409,8 @@ class Run:
             clock=self.services.clock,
             sleep=self.services.sleep_for(self.tracker),
             log_for=lambda n: self.log_sink(shard.index, n),
-            before=lambda: self.prepare(staging_dir, inv),
-            after=lambda a: self.commit(a, inv, staging_dir),
+            before=lambda: self.outputs.prepare(staging_dir, inv),
+            after=lambda a: self.outputs.commit(a, inv, staging_dir),
             on_attempt=lambda a, retry: self.retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
@@ -435,11 +418,6 @@ class Run:
         )
 
     # -- steps of a shard's life, shared with a packed batch (run/batch.py) ------------
-
-    def prepare(self, staging_dir: Path, inv: Invocation) -> None:
-        """An empty staging folder for one attempt, with room for its returned value."""
-        staging.prepare(staging_dir, self.spec)
-        returned.prepare(staging_dir, inv)
 
     def _fail_fast(self, shard: Shard, a: Attempt) -> None:
         if fails_run(self.policy, a):
@@ -468,47 +446,6 @@ class Run:
             redact=list(self.services.secrets.values()),
         )
 
-    def commit(
-        self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
-    ) -> Attempt:
-        """Check, cache and commit a succeeded attempt's outputs (or `cached` ones restored
-        from the cache, whose value _restore took); or say why not."""
-        try:
-            staged = staging.check(staging_dir, self.spec, self.bindings)
-            if not cached and self.services.cache is not None and self.spec.cache:
-                self.services.cache.save(self.spec, self.bindings, inv, staging_dir)
-            # Taken out after the cache kept it (a hit returns it too), before the commit.
-            value = None if cached else returned.take(staging_dir, inv, self.spec, self.bindings)
-            with self.services.commit_lock:
-                staging.commit(
-                    staging_dir,
-                    self.spec,
-                    self.bindings,
-                    staged,
-                    shard=inv.shard_index,
-                    index=staging.CommitIndex(self.commit_index),
-                )
-            if not cached:
-                self._values[inv.shard_index] = value
-        except (staging.OutputsMissing, returned.ValueUnreadable) as exc:
-            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
-        except staging.UnsafeOutput as exc:
-            return replace(a, failure=Failure.UNSAFE_OUTPUT, message=str(exc))
-        except staging.OutputCollision as exc:
-            return replace(a, failure=Failure.OUTPUT_COLLISION, message=str(exc))
-        except OSError as exc:
-            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
-            where = ", ".join(self.bindings.outputs.values())
-            return replace(
-                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
-            )
-        return a
-
-    @property
-    def commit_index(self) -> Path:
-        """Which shard of this run committed which output path (see staging.CommitIndex)."""
-        return self.services.store.run_dir(self.id) / staging.INDEX_NAME
-
     # -- the end -----------------------------------------------------------------------
 
     def _finish(self) -> RunResult:
@@ -519,46 +456,20 @@ class Run:
             self.services.sweep(self.id)
         store = self.services.store
         wanted = set(self.record.shards_selected or range(self.record.shard_count))
-        by_state: dict[str, int] = {}
-        failed: list[ShardRecord] = []
-        sole: ShardRecord | None = None
-        values: dict[int, Any] = {}
-        for rec in store.iter_shards(self.id):  # one at a time: 10k shards fit
-            if rec.index in wanted:
-                values[rec.index] = rec.returned
-                by_state[rec.state] = by_state.get(rec.state, 0) + 1
-                sole = rec
-                if rec.state == "failed":
-                    failed.append(rec)
-        missing = len(wanted) - sum(by_state.values())
-        if missing:
-            by_state["pending"] = missing
-        counts = dict(sorted(by_state.items()))
-        complete = counts.get("succeeded", 0) == len(wanted)
-        if self.reason is not None and not complete:
-            state = "failed"  # failed fast, or out of time: not a user's cancel
-        elif self.tracker.cancelled.is_set() and not complete:
-            state = "cancelled"
-        elif failed or counts.get("succeeded", 0) < len(wanted):
-            state = "failed"
-        else:
-            state = "succeeded"
+        tally = Tally.of(store.iter_shards(self.id), wanted)  # one at a time: 10k shards fit
+        state = tally.state(
+            stopped=self.reason is not None, cancelled=self.tracker.cancelled.is_set()
+        )
         record = self.record.model_copy(
             update={
                 "state": state,
-                # The command's own status, where the run is one command.
-                "exit_code": sole.exit_code if sole is not None and len(wanted) == 1 else None,
+                "exit_code": tally.exit_code,
                 "signal": self.signal if state == "cancelled" else None,
                 "reason": self.reason if state == "failed" else None,
-                "counts": counts,
+                "counts": tally.counts,
                 "ended_at": self.services.clock(),
             }
         )
         self.record = record
         path = store.write_run(record)
-        return RunResult(
-            record=record,
-            record_path=path,
-            failed=failed,
-            values=[values.get(i) for i in sorted(wanted)],
-        )
+        return RunResult(record=record, record_path=path, failed=tally.failed, values=tally.values)
