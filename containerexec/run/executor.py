@@ -29,10 +29,11 @@ from containerexec.model.bindings import Bindings, bind
 from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import batch, planner, returned, staging
+from containerexec.run import returned, staging
 from containerexec.run.cache import ShardCache
 from containerexec.run.context import RunOptions as RunOptions  # re-exported
 from containerexec.run.context import Services
+from containerexec.run.packing import batch, planner
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
 from containerexec.run.runner import Tracker

@@ -23,9 +23,10 @@ from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import planner, staging
+from containerexec.run import staging
 from containerexec.run.context import Services, Task
 from containerexec.run.logs import LogSink
+from containerexec.run.packing import planner
 from containerexec.run.results import (
     Counts,
     RunResult,
@@ -113,7 +114,7 @@ class Run:
             commit_lock=services.commit_lock,
             index_path=services.store.run_dir(record.run_id) / staging.INDEX_NAME,
         )
-        self.task_size = 1  # the most shards a container runs (run/planner.py), set at launch
+        self.task_size = 1  # the most shards a container runs (packing/planner.py), set at launch
 
     @property
     def id(self) -> str:
@@ -417,7 +418,7 @@ class Run:
             outputs_under=[staging_dir],
         )
 
-    # -- steps of a shard's life, shared with a packed batch (run/batch.py) ------------
+    # -- steps of a shard's life, shared with a packed batch (run/packing/batch.py) ------
 
     def _fail_fast(self, shard: Shard, a: Attempt) -> None:
         if fails_run(self.policy, a):

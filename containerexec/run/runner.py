@@ -2,7 +2,7 @@
 
 `Container` is the one lifecycle (create, attach, start, wait with a timeout, stop
 with grace, remove, and the classification of each step's failure) that single
-shards (`run_invocation`) and packed batches (run/batch.py) both use, so the same
+shards (`run_invocation`) and packed batches (run/packing/batch.py) both use, so the same
 failure is the same Failure, retried the same way. The container is kept until
 its exit status and logs are read, then removed; never auto-removed. Time (`clock`,
 `sleep`) is injected so retry and timeout logic can be tested in milliseconds.

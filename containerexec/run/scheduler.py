@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from containerexec.run import batch
 from containerexec.run.context import RunContext, Task
+from containerexec.run.packing import batch
 from containerexec.store.records import RunRecord
 
 
@@ -32,9 +32,9 @@ class Scheduler(Protocol):
     def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
         """Run every task of `tasks` unless `run.stopping()`; return when all have ended.
 
-        A task is the shards one container runs (run/planner.py; one shard: unpacked).
+        A task is the shards one container runs (run/packing/planner.py; one shard: unpacked).
         Each shard must end with its record written by `run.run_shard` (or
-        `run.run_shard_safely`, or run/batch.py for a packed task); containers stop
+        `run.run_shard_safely`, or run/packing/batch.py for a packed task); containers stop
         when `run.cancel()` is called.
         """
         ...

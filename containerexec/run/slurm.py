@@ -3,7 +3,7 @@
 Plain sbatch with a rendered script, not submitit: each array task runs
 `python -m containerexec worker RUN_DIR --shard $SLURM_ARRAY_TASK_ID`, the same
 code path as a local shard (Executor.work -> Run.run_shard), and needs only the
-run folder on a filesystem the nodes share. A packed run (array.batch_size) makes
+run folder on a filesystem the nodes share. A packed run (run/packing/planner.py) makes
 one task per batch instead: task I runs the shards listed at I in
 RUN_DIR/slurm/batches-N.json in one container (Executor.work_batch ->
 batch.run_batch), and the values a task did not start are submitted again.
@@ -37,8 +37,8 @@ from containerexec.environment import images
 from containerexec.environment.sharing import split_target
 from containerexec.errors import ImageError, RecordError
 from containerexec.model.arrays import Shard
-from containerexec.run import planner
 from containerexec.run.context import RunContext, Task
+from containerexec.run.packing import planner
 from containerexec.run.results import with_attempts
 from containerexec.run.runner import Attempt, Failure, should_retry
 from containerexec.run.sbatch import (

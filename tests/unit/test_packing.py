@@ -11,8 +11,8 @@ from containerexec.cli import cli
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.batchscripts import driver_script, quote, value_script
-from containerexec.run.planner import choose, packed, plan, regroup, task_size, tasks
+from containerexec.run.packing.planner import choose, packed, plan, regroup, task_size, tasks
+from containerexec.run.packing.scripts import driver_script, quote, value_script
 
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
 

@@ -15,8 +15,8 @@ from containerexec.engine.base import StartFailed
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation, Limits
 from containerexec.model.spec import parse_spec
-from containerexec.run import batch as packing
 from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.packing import batch as packing
 from containerexec.store.tree import RunStore
 
 SPEC = (

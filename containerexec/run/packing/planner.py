@@ -5,10 +5,10 @@ A run's shards are planned into tasks (run/context.py `Task`): a task is the lis
 of shards one container runs one after another; a one-shard task runs unpacked,
 in a container of its own, as every shard did before packing. Placements (the
 local pool, Slurm) receive tasks and never a batch size: a task of more than one
-shard goes to run/batch.py, on this machine or on a node.
+shard goes to run/packing/batch.py, on this machine or on a node.
 
 Before any packed container starts, `ready` checks in one probe that the image
-can run the batch driver (run/batchscripts.py).
+can run the batch driver (run/packing/scripts.py).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from containerexec.labels import LABEL_SHARD
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.batchscripts import SHELL, TOOLS, output_links
 from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
+from containerexec.run.packing.scripts import SHELL, TOOLS, output_links
 from containerexec.run.runner import Failure, run_invocation
 
 AUTO_ROUNDS = 2  # 'auto': about this many batches per container slot: few container starts, and

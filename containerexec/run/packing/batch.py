@@ -26,7 +26,7 @@ Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
-Which shards share a container is planned in run/planner.py. On Slurm (run/slurm.py),
+Which shards share a container is planned in run/packing/planner.py. On Slurm (run/slurm.py),
 one array task carries one batch and calls `run_batch` on its node through
 Executor.work_batch; the values a task did not start are submitted again.
 """
@@ -47,10 +47,10 @@ from containerexec.errors import EngineError
 from containerexec.labels import LABEL_SHARD
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
-from containerexec.run import planner
-from containerexec.run.batchscripts import ROOT, SHELL, driver_script, output_links, value_script
 from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
+from containerexec.run.packing import planner
+from containerexec.run.packing.scripts import ROOT, SHELL, driver_script, output_links, value_script
 from containerexec.run.runner import (
     Attempt,
     Container,
