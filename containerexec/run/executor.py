@@ -36,7 +36,6 @@ from containerexec.run.context import Services
 from containerexec.run.packing import batch, planner
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
-from containerexec.run.runner import Tracker
 from containerexec.run.scheduler import LocalPool, Scheduler
 from containerexec.run.staging import refuse_non_empty as refuse_non_empty  # re-exported
 from containerexec.store.manifests import changes_since, input_manifests
@@ -110,10 +109,6 @@ class Executor:
             commit_lock=self.commit_lock,
             sweep=self.sweep,
         )
-
-    def sleep_for(self, tracker: Tracker) -> Callable[[float], object]:
-        """The sleep between retries: the injected one, else a wait a cancel cuts short."""
-        return self.services.sleep_for(tracker)
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
         """Cancel every run started here, and any started later. Safe from a signal handler."""

@@ -3,12 +3,15 @@ start failure is the same Failure, retried (or not) the same way, on the FakeEng
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 from fakes import FakeEngine
 
 from containerexec.engine.base import StartFailed
+from containerexec.errors import EngineError, ImageError
+from containerexec.model.invocation import Invocation
 from containerexec.model.spec import parse_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.runner import Attempt, Container, Failure, Tracker
@@ -34,6 +37,19 @@ class NoStart(FakeEngine):
         if self.containers_by_id[container_id].inv.name.endswith("-probe"):
             return super().start(container_id)
         raise StartFailed(container_id, "the engine said no", command_not_found=False, **self.flags)
+
+
+class NoCreate(FakeEngine):
+    """Runs packing's image probe, and fails to create any other container with `error`."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__()
+        self.error = error
+
+    def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
+        if inv.name.endswith("-probe"):
+            return super().create(inv, secrets=secrets)
+        raise self.error
 
 
 def run_with(engine: FakeEngine, tmp_path: Path, *, packed: bool) -> list[ShardRecord]:
@@ -68,6 +84,22 @@ def test_a_start_failure_is_the_same_failure_packed_or_not(
         assert "the engine said no" in (record.attempts[-1].message or "")
 
 
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        (EngineError("the daemon said 500", operation="create"), [Failure.ENGINE_ERROR] * 2),
+        (ImageError("fake", "gone:1", "not on the engine"), [Failure.IMAGE_NOT_FOUND]),
+    ],
+)
+def test_a_create_failure_is_the_same_failure_packed_or_not(
+    tmp_path: Path, error: Exception, expected: list[Failure]
+) -> None:
+    single = run_with(NoCreate(error), tmp_path / "single", packed=False)
+    packed = run_with(NoCreate(error), tmp_path / "packed", packed=True)
+
+    assert kinds(single) == kinds(packed) == [list(expected), list(expected)]
+
+
 def test_a_one_shard_task_of_a_packed_run_runs_unpacked(tmp_path: Path) -> None:
     engine = FakeEngine()
     spec = parse_spec((SPEC % ", batch_size: 2").replace("range: 2", "range: 3"), "fake.yaml")
@@ -82,7 +114,6 @@ def test_a_one_shard_task_of_a_packed_run_runs_unpacked(tmp_path: Path) -> None:
 
 
 def test_a_cancel_before_start_creates_nothing(tmp_path: Path) -> None:
-    from containerexec.model.invocation import Invocation
     from containerexec.run.logs import LogSink
 
     engine = FakeEngine()
