@@ -20,10 +20,10 @@ from typing import Protocol
 from containerexec.errors import UntrustedInput
 
 
-# invocation.py builds on this module (bindings check their paths here), so the rule is
-# written against the shape of its Mount and Invocation, not against the classes.
 class Mount(Protocol):
-    """What the rule reads of a model.invocation.Mount."""
+    """What the rule reads of a mount (model/invocation.py Mount). A protocol, not that
+    class: invocation.py builds on this module, and nothing imports back, not even for an
+    annotation."""
 
     @property
     def kind(self) -> str: ...
@@ -38,7 +38,7 @@ class Mount(Protocol):
 
 
 class Invocation(Protocol):
-    """What the rule reads of a model.invocation.Invocation."""
+    """What the rule reads of an Invocation: its mounts."""
 
     @property
     def mounts(self) -> Sequence[Mount]: ...
