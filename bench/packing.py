@@ -55,7 +55,7 @@ def timed(engine: DockerEngine, root: Path, m: ModuleSpec, parallel: int) -> tup
     if counts.get("succeeded", 0) != result.record.shard_count:
         raise SystemExit(f"benchmark run did not succeed: {counts}")
     shutil.rmtree(store.root, ignore_errors=True)
-    return seconds, run.batch_size
+    return seconds, run.task_size
 
 
 def rss_mib() -> float:

@@ -52,7 +52,7 @@ OUTPUTS_ROOT = "/outputs"
 HOST_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
 # Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
 ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
-# Mounts containerexec adds itself (run/returned.py, run/packing.py): name -> (kind, target).
+# Mounts containerexec adds itself (run/returned.py, run/packing/batch.py): name -> (kind, target).
 VALUE_MOUNT = ".returned"
 VALUE_TARGET = f"{OUTPUTS_ROOT}/.containerexec-returned"
 BATCH_ROOT = "/.containerexec-batch"

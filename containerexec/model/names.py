@@ -50,7 +50,7 @@ def check_port(value: str) -> str:
 
 
 # Mounts containerexec adds itself: a Python module's returned value (run/returned.py) and a
-# packed batch's control, state and staging folders (run/packing.py).
+# packed batch's control, state and staging folders (run/packing/batch.py).
 INTERNAL_MOUNTS = frozenset(
     {".returned", ".batch-ctl", ".batch-state", ".batch-stage", ".batch-links"}
 )

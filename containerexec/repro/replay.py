@@ -98,7 +98,7 @@ def start(
         }
     )
     shard = Shard(index, plan.shard.value, src.shard_count)
-    lock = executor.store.lock(plan.run_id).__enter__()
+    lock = executor.lock(plan.run_id)
     return executor.launch(
         spec,
         Bindings(record.inputs, outputs),

@@ -24,7 +24,7 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation, output_filename
@@ -42,8 +42,24 @@ _POSITION_ENV = ("CONTAINEREXEC_SHARD_INDEX", "CONTAINEREXEC_SHARD_COUNT")
 LINK_PREFIX = "link:"  # a manifest value for a link: its target, instead of a sha256
 
 
+class ShardCache(Protocol):
+    """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
+
+    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
+        """Fill `staging` from a checked entry for this shard's key; False on a miss."""
+        ...
+
+    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
+        """Keep a copy of a succeeded shard's staged outputs, atomically."""
+        ...
+
+    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
+        """Whether an entry for this shard's key is there (a cheap look, not a check)."""
+        ...
+
+
 class Cache:
-    """A folder of cache entries; implements executor.ShardCache. Safe to share between runs."""
+    """A folder of cache entries; implements ShardCache. Safe to share between runs."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)

@@ -10,15 +10,14 @@ its run.json, so `work(run_id, index)` can run a shard from the run folder alone
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from containerexec.engine.base import Engine, Progress
 from containerexec.environment import images
@@ -30,14 +29,16 @@ from containerexec.model.bindings import Bindings, bind
 from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import packing, returned, staging
-from containerexec.run.logs import DEFAULT_LIMIT_BYTES
+from containerexec.run import returned, staging
+from containerexec.run.cache import ShardCache
+from containerexec.run.context import RunOptions as RunOptions  # re-exported
+from containerexec.run.context import Services
+from containerexec.run.packing import batch, planner
 from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.placement.local import LocalPool
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
-from containerexec.run.runner import Tracker
-from containerexec.store import files
+from containerexec.run.staging import refuse_non_empty as refuse_non_empty  # re-exported
 from containerexec.store.manifests import changes_since, input_manifests
 from containerexec.store.records import (
     FileEntry,
@@ -47,59 +48,6 @@ from containerexec.store.records import (
     load_model,
 )
 from containerexec.store.tree import RunLock, RunStore, new_run_id
-
-
-@dataclass(frozen=True)
-class RunOptions:
-    """How to run; everything here is a flag of `containerexec run`."""
-
-    max_parallel: int | None = None
-    shards: str | None = None
-    pull: str | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
-    grace_s: float = 5.0
-    log_limit_bytes: int = DEFAULT_LIMIT_BYTES
-    user: str | None = None
-    pipeline_run: str | None = None
-    run_id: str | None = None
-    default_outputs: Path | None = None  # outputs given no place go here, else in the run
-    overwrite: bool = False  # a non-empty -o place is emptied at the run's first commit
-    deadline_s: float | None = None  # overrides the spec's resources.deadline
-
-
-class ShardCache(Protocol):
-    """Where succeeded shards' outputs are kept by cache key (see cache.py)."""
-
-    def restore(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> bool:
-        """Fill `staging` from a checked entry for this shard's key; False on a miss."""
-        ...
-
-    def save(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation, staging: Path) -> None:
-        """Keep a copy of a succeeded shard's staged outputs, atomically."""
-        ...
-
-    def holds(self, spec: ModuleSpec, bindings: Bindings, inv: Invocation) -> bool:
-        """Whether an entry for this shard's key is there (a cheap look, not a check)."""
-        ...
-
-
-def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
-    """The output places that already hold something; UsageError for them unless `overwrite`.
-
-    A new run never mixes its files with an earlier run's: the old content stays
-    until the run commits its first output, and goes then only with --overwrite.
-    """
-    used = {n: p for n, p in sorted(outputs.items()) if files.has_content(Path(p))}
-    if used and not overwrite:
-        name, path = next(iter(used.items()))
-        what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
-        raise UsageError(
-            f"{where}: output '{name}' would be written to '{path}', {what}; a new run "
-            f"does not mix its files with what is there. Choose another place "
-            f"(-o {name}=NEW_PATH), or pass --overwrite to replace the old content "
-            "(it is removed when the run commits its first output)"
-        )
-    return list(used.values())
 
 
 def secrets_from(names: list[str], environ: Mapping[str, str]) -> dict[str, str]:
@@ -145,11 +93,23 @@ class Executor:
         self._runs: list[Run] = []
         self._runs_lock = threading.Lock()
 
-    def sleep_for(self, tracker: Tracker) -> Callable[[float], object]:
-        """The sleep between retries: the injected one, else a wait a cancel cuts short."""
-        if self._sleep is not None:
-            return self._sleep
-        return tracker.cancelled.wait
+    @property
+    def services(self) -> Services:
+        """What a Run uses of this Executor (its engine, store, clock, callbacks, cache and
+        the locks its runs share), as it is now."""
+        return Services(
+            engine=self.engine,
+            store=self.store,
+            secrets=self.secrets,
+            clock=self.clock,
+            sleep=self._sleep,
+            on_event=self.on_event,
+            on_line=self.on_line,
+            cache=self.cache,
+            slots=self.slots,
+            commit_lock=self.commit_lock,
+            sweep=self.sweep,
+        )
 
     def cancel(self, signum: int = signal.SIGINT) -> None:
         """Cancel every run started here, and any started later. Safe from a signal handler."""
@@ -208,7 +168,9 @@ class Executor:
                 on_log=self.on_build_log,
                 on_progress=self.on_pull_progress,
             )
-            record = self._record(spec, bindings, run_id, image, shards, selected, opts, spec_path)
+            record = opts.record(
+                spec, bindings, run_id, image, shards, selected, spec_path, **self._stamp(spec)
+            )
             record = record.model_copy(update={"input_manifests": manifests})
             return self._open(spec, bindings, record, shards, selected, opts, lock)
 
@@ -282,8 +244,15 @@ class Executor:
                 staging.overwrite_later(self.store.run_dir(prev.run_id) / staging.INDEX_NAME, used)
             self.sweep(prev.run_id)  # containers a killed executor left behind
             self._ensure_image(spec.name, prev.image)
-            record = self._record(
-                spec, bindings, prev.run_id, prev.image, shards, selected, opts, spec_path
+            record = opts.record(
+                spec,
+                bindings,
+                prev.run_id,
+                prev.image,
+                shards,
+                selected,
+                spec_path,
+                **self._stamp(spec),
             ).model_copy(
                 update={
                     "input_manifests": prev.input_manifests,
@@ -313,11 +282,19 @@ class Executor:
         seen: dict[str, list[FileEntry]] | None = None,
     ) -> Run:
         """Write the run record and start `todo` on the scheduler; the common end of every
-        way to start a run (repro passes the recorded Invocation as `invocation_for`)."""
-        record = self.scheduler.admit(record)  # before anything is written or submitted
-        self.store.write_run(record)
+        way to start a run (repro passes the recorded Invocation as `invocation_for`).
+
+        The run holds `lock` (taken with `lock()`) until it ends; then this Executor, which
+        took it, lets go of it.
+        """
+        try:
+            record = self.scheduler.admit(record)  # before anything is written or submitted
+            self.store.write_run(record)
+        except BaseException:
+            _release(lock)
+            raise
         run = Run(
-            self,
+            self.services,
             spec=spec,
             bindings=bindings,
             record=record,
@@ -329,7 +306,10 @@ class Executor:
             input_manifests=seen,
         )
         self._track(run)
-        run.launch(self.scheduler, todo, parallel, lock)
+        # Which shards share a container: planned once, here; a replay, --keep and a
+        # debugger run each shard in a container of its own.
+        tasks = planner.tasks(spec, todo, parallel, packable=interactive is None and not keep)
+        run.launch(self.scheduler, tasks, parallel, on_end=lambda: _release(lock))
         return run
 
     def work(self, run_id: str, index: int) -> ShardRecord:
@@ -348,7 +328,7 @@ class Executor:
         run = self._worker_run(run_id, indices)
         todo = [run.shards[i] for i in indices]
         while todo and not run.stopping():
-            todo = packing.run_batch(run, todo)
+            todo = batch.run_batch(run, todo)
         paths = (self.store.shard_path(run_id, i) for i in indices)
         return [load_model(path, ShardRecord) for path in paths if path.is_file()]
 
@@ -382,7 +362,7 @@ class Executor:
                 "since the run started: start a new run"
             )
         return Run(
-            self,
+            self.services,
             spec=spec,
             bindings=bindings,
             record=record,
@@ -414,46 +394,23 @@ class Executor:
                 "in the environment that runs containerexec"
             )
 
-    def _locked(self, run_id: str) -> _Held:
-        return _Held(self.store.lock(run_id))
+    def lock(self, run_id: str) -> RunLock:
+        """Take the run's lock for a run to be launched (see launch, which lets go of it)."""
+        return self.store.lock(run_id).__enter__()
 
-    def _record(
-        self,
-        spec: ModuleSpec,
-        bindings: Bindings,
-        run_id: str,
-        image: ImageRecord,
-        shards: list[Shard],
-        selected: list[Shard],
-        opts: RunOptions,
-        spec_path: Path | None,
-    ) -> RunRecord:
-        default_par = (spec.array.max_parallel if spec.array else None) or os.cpu_count() or 1
-        return RunRecord(
-            run_id=run_id,
-            module=spec.name,
-            version=spec.version,
-            spec_path=str(spec_path) if spec_path else None,
-            spec=spec.model_dump(mode="json", exclude_defaults=False),
-            image=image,
-            inputs=bindings.inputs,
-            outputs=bindings.outputs,
-            secret_names=sorted(spec.secrets),
-            shard_count=len(shards),
-            shards_selected=[s.index for s in selected] if opts.shards else None,
-            max_parallel=max(1, opts.max_parallel or default_par),
-            state="running",
-            started_at=self.clock(),
-            host=socket.gethostname(),
-            pid=os.getpid(),
-            pipeline_run=opts.pipeline_run,
-            cache=self.cache is not None and spec.cache,
-            labels=dict(opts.labels),
-            user=opts.user or f"{os.getuid()}:{os.getgid()}",
-            grace_s=opts.grace_s,
-            log_limit_bytes=opts.log_limit_bytes,
-            deadline_s=opts.deadline_s or spec.resources.deadline,
-        )
+    @contextlib.contextmanager
+    def _locked(self, run_id: str) -> Iterator[RunLock]:
+        """The run's lock, kept when a Run was launched (launch lets go at the run's end)."""
+        lock = self.lock(run_id)
+        try:
+            yield lock
+        except BaseException:
+            _release(lock)  # nothing was launched: let go now
+            raise
+
+    def _stamp(self, spec: ModuleSpec) -> dict[str, Any]:
+        """What a new run record takes from here: when it starts, whether it is cached."""
+        return {"started_at": self.clock(), "cached": self.cache is not None and spec.cache}
 
     def _open(
         self,
@@ -529,15 +486,6 @@ class Executor:
         return len(found)
 
 
-class _Held:
-    """Takes a run's lock; keeps it when a Run was launched (the Run lets go at its end)."""
-
-    def __init__(self, lock: RunLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> RunLock:
-        return self.lock.__enter__()
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        if exc_type is not None:  # nothing was launched: let go now
-            self.lock.__exit__(None, None, None)
+def _release(lock: RunLock) -> None:
+    """Let go of a run's lock: when its Run has ended, or when it never launched."""
+    lock.__exit__(None, None, None)

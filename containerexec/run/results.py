@@ -4,13 +4,20 @@ gets, and a shard's record once its attempts have ended."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from containerexec.errors import RunError, ShardFailed
-from containerexec.run.runner import Attempt
-from containerexec.store.records import AttemptRecord, RunRecord, ShardRecord, ShardState
+from containerexec.run.runner import Attempt, Failure
+from containerexec.store.records import (
+    AttemptRecord,
+    RunRecord,
+    RunState,
+    ShardRecord,
+    ShardState,
+)
 
 
 @dataclass(frozen=True)
@@ -127,3 +134,64 @@ def with_attempts(
             ],
         }
     )
+
+
+def last_attempt(record: ShardRecord) -> Attempt | None:
+    """The last attempt of a shard that ran elsewhere (a cluster task), from its record."""
+    if not record.attempts:
+        return None
+    last = record.attempts[-1]
+    return Attempt(
+        number=last.number,
+        started_at=last.started_at,
+        ended_at=last.ended_at,
+        exit_code=last.exit_code,
+        failure=Failure(last.failure) if last.failure in set(Failure) else None,
+        message=last.message,
+    )
+
+
+@dataclass
+class Tally:
+    """The selected shards' records of a run, counted for its final record."""
+
+    wanted: int
+    counts: dict[str, int]
+    failed: list[ShardRecord]
+    values: list[Any]
+    exit_code: int | None  # the command's own status, where the run is one command
+
+    @classmethod
+    def of(cls, records: Iterable[ShardRecord], wanted: set[int]) -> Tally:
+        by_state: dict[str, int] = {}
+        failed: list[ShardRecord] = []
+        sole: ShardRecord | None = None
+        values: dict[int, Any] = {}
+        for rec in records:
+            if rec.index in wanted:
+                values[rec.index] = rec.returned
+                by_state[rec.state] = by_state.get(rec.state, 0) + 1
+                sole = rec
+                if rec.state == "failed":
+                    failed.append(rec)
+        missing = len(wanted) - sum(by_state.values())
+        if missing:
+            by_state["pending"] = missing
+        return cls(
+            wanted=len(wanted),
+            counts=dict(sorted(by_state.items())),
+            failed=failed,
+            values=[values.get(i) for i in sorted(wanted)],
+            exit_code=sole.exit_code if sole is not None and len(wanted) == 1 else None,
+        )
+
+    def state(self, *, stopped: bool, cancelled: bool) -> RunState:
+        """The run's end: `stopped` early for a reason (fail-fast, deadline), or `cancelled`."""
+        complete = self.counts.get("succeeded", 0) == self.wanted
+        if stopped and not complete:
+            return "failed"  # failed fast, or out of time: not a user's cancel
+        if cancelled and not complete:
+            return "cancelled"
+        if self.failed or not complete:
+            return "failed"
+        return "succeeded"

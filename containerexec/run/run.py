@@ -11,23 +11,31 @@ its index (see Executor.work).
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import signal
 import threading
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from containerexec.errors import EngineError, RecordError, RunError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec, RetryPolicy
-from containerexec.run import packing, returned, staging
+from containerexec.run import staging
+from containerexec.run.context import Services, Task
 from containerexec.run.logs import LogSink
-from containerexec.run.results import Counts, RunResult, ShardEvent, with_attempts
+from containerexec.run.packing import planner
+from containerexec.run.placement.base import Placement as Scheduler
+from containerexec.run.results import (
+    Counts,
+    RunResult,
+    ShardEvent,
+    Tally,
+    last_attempt,
+    with_attempts,
+)
 from containerexec.run.runner import (
     Attempt,
     Failure,
@@ -45,12 +53,6 @@ from containerexec.store.records import (
     ShardState,
     load_model,
 )
-from containerexec.store.tree import RunLock
-
-if TYPE_CHECKING:
-    from containerexec.run.executor import Executor
-    from containerexec.run.placement.base import Placement as Scheduler
-
 
 # The reasons a run stops early, as the first word of RunRecord.reason (Kubernetes' names).
 FAIL_FAST = "fail_fast"
@@ -66,7 +68,7 @@ class Run:
 
     def __init__(
         self,
-        executor: Executor,
+        services: Services,
         *,
         spec: ModuleSpec,
         bindings: Bindings,
@@ -82,7 +84,7 @@ class Run:
         recorded one for a replay); `interactive` runs an attempt attached to this
         terminal instead of through the runner (repro --debug); `input_manifests`, the
         inputs as they are now when a resume accepted changes, goes in each shard's record."""
-        self.ex = executor
+        self.services = services
         self.spec = spec
         self.bindings = bindings
         self.record = record
@@ -103,10 +105,16 @@ class Run:
         self._thread: threading.Thread | None = None
         self._result: RunResult | None = None
         self._error: BaseException | None = None
-        self._lock: RunLock | None = None
+        self._on_end: Callable[[], None] | None = None
         self._stoppers: list[threading.Thread] = []
-        self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
-        self.batch_size = 1  # shard values per container (run/packing.py), set at launch
+        self.outputs = staging.Outputs(
+            spec,
+            bindings,
+            cache=services.cache,
+            commit_lock=services.commit_lock,
+            index_path=services.store.run_dir(record.run_id) / staging.INDEX_NAME,
+        )
+        self.task_size = 1  # the most shards a container runs (packing/planner.py), set at launch
 
     @property
     def id(self) -> str:
@@ -118,17 +126,27 @@ class Run:
 
     # -- the life of a run -------------------------------------------------------------
 
-    def launch(self, scheduler: Scheduler, todo: list[Shard], parallel: int, lock: RunLock) -> None:
-        """Run `todo` on `scheduler` in the background; the run holds `lock` until it ends."""
-        self._lock = lock
-        if self.interactive is None and not self.keep:
-            self.batch_size = packing.choose(self.spec, len(todo), parallel)
+    def launch(
+        self,
+        scheduler: Scheduler,
+        tasks: list[Task],
+        parallel: int,
+        *,
+        on_end: Callable[[], None] | None = None,
+    ) -> None:
+        """Run `tasks` on `scheduler` in the background; `on_end` is called once when the run
+        has ended, its record written or not (the Executor lets go of the run's lock)."""
+        self._on_end = on_end
+        self.task_size = planner.task_size(tasks)
         self._thread = threading.Thread(
-            target=self._drive, args=(scheduler, todo, parallel), name=f"run-{self.id}", daemon=True
+            target=self._drive,
+            args=(scheduler, tasks, parallel),
+            name=f"run-{self.id}",
+            daemon=True,
         )
         if self.record.deadline_s is not None:
             # Counted from here, once the image is ready: a resumed run gets a fresh deadline.
-            deadline_at = self.ex.clock() + self.record.deadline_s
+            deadline_at = self.services.clock() + self.record.deadline_s
             threading.Thread(
                 target=self._watch, args=(deadline_at,), name=f"deadline-{self.id}", daemon=True
             ).start()
@@ -137,7 +155,7 @@ class Run:
     def _watch(self, deadline_at: float) -> None:
         """Stop the run when its deadline passes (on the injected clock, checked often)."""
         while not self._ended.is_set():
-            left = deadline_at - self.ex.clock()
+            left = deadline_at - self.services.clock()
             if left <= 0:
                 self.stop(
                     f"{DEADLINE_EXCEEDED}: the run's deadline of {self.record.deadline_s:g} s "
@@ -146,17 +164,17 @@ class Run:
                 return
             self._ended.wait(min(left, 0.2))
 
-    def _drive(self, scheduler: Scheduler, todo: list[Shard], parallel: int) -> None:
+    def _drive(self, scheduler: Scheduler, tasks: list[Task], parallel: int) -> None:
         try:
-            scheduler.run(self, todo, parallel)
+            scheduler.run(self, tasks, parallel)
             self._ended.set()
             self._result = self._finish()
         except BaseException as exc:  # handed to whoever waits, never lost in a thread
             self._error = exc
         finally:
             self._ended.set()
-            if self._lock is not None:
-                self._lock.__exit__(None, None, None)
+            if self._on_end is not None:
+                self._on_end()
 
     def wait(self) -> RunResult:
         """Block until the run has ended and its record is final; never raises for shards."""
@@ -214,7 +232,7 @@ class Run:
 
     def _stop(self, cid: str) -> None:
         with contextlib.suppress(EngineError):
-            self.ex.engine.stop(cid, grace_s=self.record.grace_s)
+            self.services.engine.stop(cid, grace_s=self.record.grace_s)
 
     def stopping(self) -> bool:
         """No new shard should start: cancelled, or too many shards failed."""
@@ -224,7 +242,7 @@ class Run:
 
     def run_shard(self, shard: Shard) -> ShardRecord:
         """Run one shard to its end (cache, attempts, commit) and record it."""
-        store = self.ex.store
+        store = self.services.store
         staging_dir = store.staging(self.id, shard.index)
         self.started(shard)
         base = self.base_record(shard, attempts=self.earlier_attempts(shard))
@@ -234,16 +252,15 @@ class Run:
         done = self.from_cache(shard, base, staging_dir)
         if done is not None:
             return done
-        with self.ex.slots or contextlib.nullcontext():
+        with self.services.slots or contextlib.nullcontext():
             attempts = self._attempts(inv, staging_dir, shard)
         return self.end_shard(shard, base, attempts, staging_dir)
 
     def from_cache(self, shard: Shard, base: ShardRecord, staging_dir: Path) -> ShardRecord | None:
         """The shard's final record when the cache decides it (a hit, or one that cannot be
         committed here); None when it must run."""
-        store = self.ex.store
-        cache = self.ex.cache if self.spec.cache else None
-        hit = self._restore(base.invocation, staging_dir) if cache is not None else None
+        store = self.services.store
+        hit = self.outputs.restore(base.invocation, staging_dir, self.services.clock())
         if hit is not None and hit.ok:
             final = base.model_copy(
                 update={
@@ -251,7 +268,7 @@ class Run:
                     "outputs_committed": True,
                     "cached": True,
                     "exit_code": 0,
-                    "returned": self._values.pop(shard.index, None),
+                    "returned": self.outputs.taken(shard.index),
                 }
             )
             store.write_shard(final)
@@ -278,7 +295,7 @@ class Run:
 
         `durable=False` leaves the fsync to the caller (a packed batch syncs once at its end).
         """
-        store = self.ex.store
+        store = self.services.store
         last = attempts[-1]
         state = shard_state(last)
         if not last.ok:
@@ -286,14 +303,16 @@ class Run:
         if last.failure == Failure.CANCELLED and self.reason is not None:
             attempts[-1] = last = replace(last, message=f"stopped: {self.reason}")
         final = with_attempts(base, state, attempts, store.log_path(self.id, shard.index))
-        final = final.model_copy(update={"returned": self._values.pop(shard.index, None)})
+        final = final.model_copy(update={"returned": self.outputs.taken(shard.index)})
         store.write_shard(final, durable=durable)
         self._count(shard, state, last)
         return final
 
     def started(self, shard: Shard) -> None:
         """Say that a shard started (a packed one: when its batch reports it)."""
-        self.ex.on_event(ShardEvent("started", shard.index, shard.count, "running", None, self.id))
+        self.services.on_event(
+            ShardEvent("started", shard.index, shard.count, "running", None, self.id)
+        )
 
     def run_shard_safely(self, shard: Shard) -> None:
         """run_shard, recording a shard that broke outside its container (a disk error, say)."""
@@ -304,8 +323,8 @@ class Run:
 
     def crashed(self, shard: Shard, exc: Exception) -> None:
         """Record a shard that broke outside its container as failed (engine_error)."""
-        store = self.ex.store
-        now = self.ex.clock()
+        store = self.services.store
+        now = self.services.clock()
         attempt = Attempt(
             number=1,
             started_at=now,
@@ -327,7 +346,7 @@ class Run:
             index=shard.index,
             value=shard.value,
             state="running",
-            log_path=str(self.ex.store.log_path(self.id, shard.index)),
+            log_path=str(self.services.store.log_path(self.id, shard.index)),
             invocation=self.invocation_for(shard),
             attempts=attempts,
             input_manifests=self.input_manifests,
@@ -335,7 +354,7 @@ class Run:
 
     def earlier_attempts(self, shard: Shard) -> list[AttemptRecord]:
         """A resumed shard keeps the attempts of the runs before, so TRIES tells the truth."""
-        path = self.ex.store.shard_path(self.id, shard.index)
+        path = self.services.store.shard_path(self.id, shard.index)
         if not path.is_file():
             return []
         try:
@@ -345,18 +364,8 @@ class Run:
 
     def ended_elsewhere(self, shard: Shard, record: ShardRecord) -> None:
         """Count a shard that ran in another process (a cluster task), from its final record."""
-        last = record.attempts[-1] if record.attempts else None
-        attempt = None
-        if last is not None:
-            failure = Failure(last.failure) if last.failure in set(Failure) else None
-            attempt = Attempt(
-                number=last.number,
-                started_at=last.started_at,
-                ended_at=last.ended_at,
-                exit_code=last.exit_code,
-                failure=failure,
-                message=last.message,
-            )
+        attempt = last_attempt(record)
+        if attempt is not None:
             self._fail_fast(shard, attempt)  # across a cluster's tasks too
         self._count(shard, record.state, attempt)
 
@@ -364,72 +373,52 @@ class Run:
         """Record the run as failed for `reason` before any of its shards ran (its image
         cannot run packed shards, the cluster refused its array); the caller raises."""
         failed = self.record.model_copy(
-            update={"state": "failed", "reason": reason, "ended_at": self.ex.clock()}
+            update={"state": "failed", "reason": reason, "ended_at": self.services.clock()}
         )
-        self.ex.store.write_run(failed)
+        self.services.store.write_run(failed)
 
     def settle(self) -> RunResult:
         """Write the final record of a run whose shards ended elsewhere, with no process
         following it (a detached cluster run): what the run's own end would write."""
         return self._finish()
 
-    def _restore(self, inv: Invocation, staging_dir: Path) -> Attempt | None:
-        """Commit the cached outputs of this shard: None on a miss, else how the commit went."""
-        assert self.ex.cache is not None
-        staging.prepare(staging_dir, self.spec)
-        if not self.ex.cache.restore(self.spec, self.bindings, inv, staging_dir):
-            return None
-        try:
-            value = returned.take(staging_dir, inv, self.spec, self.bindings)
-        except returned.ValueUnreadable:
-            return None  # an entry no container wrote that way: run the shard afresh
-        now = self.ex.clock()
-        hit = Attempt(number=1, started_at=now, ended_at=now, exit_code=0, counted=False)
-        done = self.commit(hit, inv, staging_dir, cached=True)
-        if done.ok:
-            self._values[inv.shard_index] = value
-        return done
-
     def _count(self, shard: Shard, state: ShardState, last: Attempt | None) -> None:
         n_state = self.counts.add(state)
         limit = self.spec.array.max_failed_shards if self.spec.array else None
         if state == "failed" and limit and n_state >= limit:
             self.stop_new.set()
-        self.ex.on_event(ShardEvent("finished", shard.index, shard.count, state, last, self.id))
+        self.services.on_event(
+            ShardEvent("finished", shard.index, shard.count, state, last, self.id)
+        )
 
     def _attempts(self, inv: Invocation, staging_dir: Path, shard: Shard) -> list[Attempt]:
         if self.interactive is not None:
-            self.prepare(staging_dir, inv)
-            now = self.ex.clock()
+            self.outputs.prepare(staging_dir, inv)
+            now = self.services.clock()
             self.tracker.add(inv.name)  # by name: a cancel stops it as any other container
             try:
                 attempt = self.interactive(inv, Attempt(number=1, started_at=now, ended_at=now))
             finally:
                 self.tracker.discard(inv.name)
-            return [self.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
+            return [self.outputs.commit(attempt, inv, staging_dir) if attempt.ok else attempt]
         return run_with_retries(
-            self.ex.engine,
+            self.services.engine,
             inv,
             self.policy,
-            secrets=self.ex.secrets,
+            secrets=self.services.secrets,
             tracker=self.tracker,
-            clock=self.ex.clock,
-            sleep=self.ex.sleep_for(self.tracker),
+            clock=self.services.clock,
+            sleep=self.services.sleep_for(self.tracker),
             log_for=lambda n: self.log_sink(shard.index, n),
-            before=lambda: self.prepare(staging_dir, inv),
-            after=lambda a: self.commit(a, inv, staging_dir),
+            before=lambda: self.outputs.prepare(staging_dir, inv),
+            after=lambda a: self.outputs.commit(a, inv, staging_dir),
             on_attempt=lambda a, retry: self.retrying(shard, a, retry),
             grace_s=self.record.grace_s,
             keep=self.keep,
             outputs_under=[staging_dir],
         )
 
-    # -- steps of a shard's life, shared with a packed batch (run/packing.py) ----------
-
-    def prepare(self, staging_dir: Path, inv: Invocation) -> None:
-        """An empty staging folder for one attempt, with room for its returned value."""
-        staging.prepare(staging_dir, self.spec)
-        returned.prepare(staging_dir, inv)
+    # -- steps of a shard's life, shared with a packed batch (run/packing/batch.py) ------
 
     def _fail_fast(self, shard: Shard, a: Attempt) -> None:
         if fails_run(self.policy, a):
@@ -439,65 +428,24 @@ class Run:
         """An attempt ended: fail the run fast if its exit says so; say a retry comes."""
         self._fail_fast(shard, a)
         if retry:
-            self.ex.on_event(
+            self.services.on_event(
                 ShardEvent("retrying", shard.index, shard.count, "running", a, self.id)
             )
 
     def log_sink(self, index: int, number: int) -> LogSink:
         """The log of attempt `number` of shard `index` (earlier attempts' logs kept)."""
-        path = self.ex.store.log_path(self.id, index)
+        path = self.services.store.log_path(self.id, index)
         if number > 1:  # keep each earlier attempt's log beside the last one
             with contextlib.suppress(OSError):
                 os.replace(path, path.with_name(f"{path.stem}.attempt{number - 1}.log"))
-        on_line = self.ex.on_line
+        on_line = self.services.on_line
         sink = (lambda stream, line: on_line(index, stream, line)) if on_line else None
         return LogSink(
             path,
             limit_bytes=self.record.log_limit_bytes,
             on_line=sink,
-            redact=list(self.ex.secrets.values()),
+            redact=list(self.services.secrets.values()),
         )
-
-    def commit(
-        self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
-    ) -> Attempt:
-        """Check, cache and commit a succeeded attempt's outputs (or `cached` ones restored
-        from the cache, whose value _restore took); or say why not."""
-        try:
-            staged = staging.check(staging_dir, self.spec, self.bindings)
-            if not cached and self.ex.cache is not None and self.spec.cache:
-                self.ex.cache.save(self.spec, self.bindings, inv, staging_dir)
-            # Taken out after the cache kept it (a hit returns it too), before the commit.
-            value = None if cached else returned.take(staging_dir, inv, self.spec, self.bindings)
-            with self.ex.commit_lock:
-                staging.commit(
-                    staging_dir,
-                    self.spec,
-                    self.bindings,
-                    staged,
-                    shard=inv.shard_index,
-                    index=staging.CommitIndex(self.commit_index),
-                )
-            if not cached:
-                self._values[inv.shard_index] = value
-        except (staging.OutputsMissing, returned.ValueUnreadable) as exc:
-            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
-        except staging.UnsafeOutput as exc:
-            return replace(a, failure=Failure.UNSAFE_OUTPUT, message=str(exc))
-        except staging.OutputCollision as exc:
-            return replace(a, failure=Failure.OUTPUT_COLLISION, message=str(exc))
-        except OSError as exc:
-            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
-            where = ", ".join(self.bindings.outputs.values())
-            return replace(
-                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
-            )
-        return a
-
-    @property
-    def commit_index(self) -> Path:
-        """Which shard of this run committed which output path (see staging.CommitIndex)."""
-        return self.ex.store.run_dir(self.id) / staging.INDEX_NAME
 
     # -- the end -----------------------------------------------------------------------
 
@@ -506,49 +454,23 @@ class Run:
         for stopper in self._stoppers:
             stopper.join(timeout=60)
         if not self.keep:  # --keep leaves the replayed container for the user to inspect
-            self.ex.sweep(self.id)
-        store = self.ex.store
+            self.services.sweep(self.id)
+        store = self.services.store
         wanted = set(self.record.shards_selected or range(self.record.shard_count))
-        by_state: dict[str, int] = {}
-        failed: list[ShardRecord] = []
-        sole: ShardRecord | None = None
-        values: dict[int, Any] = {}
-        for rec in store.iter_shards(self.id):  # one at a time: 10k shards fit
-            if rec.index in wanted:
-                values[rec.index] = rec.returned
-                by_state[rec.state] = by_state.get(rec.state, 0) + 1
-                sole = rec
-                if rec.state == "failed":
-                    failed.append(rec)
-        missing = len(wanted) - sum(by_state.values())
-        if missing:
-            by_state["pending"] = missing
-        counts = dict(sorted(by_state.items()))
-        complete = counts.get("succeeded", 0) == len(wanted)
-        if self.reason is not None and not complete:
-            state = "failed"  # failed fast, or out of time: not a user's cancel
-        elif self.tracker.cancelled.is_set() and not complete:
-            state = "cancelled"
-        elif failed or counts.get("succeeded", 0) < len(wanted):
-            state = "failed"
-        else:
-            state = "succeeded"
+        tally = Tally.of(store.iter_shards(self.id), wanted)  # one at a time: 10k shards fit
+        state = tally.state(
+            stopped=self.reason is not None, cancelled=self.tracker.cancelled.is_set()
+        )
         record = self.record.model_copy(
             update={
                 "state": state,
-                # The command's own status, where the run is one command.
-                "exit_code": sole.exit_code if sole is not None and len(wanted) == 1 else None,
+                "exit_code": tally.exit_code,
                 "signal": self.signal if state == "cancelled" else None,
                 "reason": self.reason if state == "failed" else None,
-                "counts": counts,
-                "ended_at": self.ex.clock(),
+                "counts": tally.counts,
+                "ended_at": self.services.clock(),
             }
         )
         self.record = record
         path = store.write_run(record)
-        return RunResult(
-            record=record,
-            record_path=path,
-            failed=failed,
-            values=[values.get(i) for i in sorted(wanted)],
-        )
+        return RunResult(record=record, record_path=path, failed=tally.failed, values=tally.values)

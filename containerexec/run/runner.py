@@ -1,19 +1,30 @@
-"""One Invocation on an Engine: create, start, wait (with timeout), logs, remove; and retries.
+"""One container's life on an Engine, and the retries of a shard's attempts.
 
-The container is kept until its exit status and logs are read, then removed;
-never auto-removed. Time (`clock`, `sleep`) is injected so retry and timeout
-logic can be tested in milliseconds.
+`Container` is the one lifecycle (create, attach, start, wait with a timeout, stop
+with grace, remove, and the classification of each step's failure) that single
+shards (`run_invocation`) and packed batches (run/packing/batch.py) both use, so the same
+failure is the same Failure, retried the same way. The container is kept until
+its exit status and logs are read, then removed; never auto-removed. Time (`clock`,
+`sleep`) is injected so retry and timeout logic can be tested in milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
-from containerexec.engine.base import Engine, EngineLost, LogStream, StartFailed, WaitTimeout
+from containerexec.engine.base import (
+    Engine,
+    EngineLost,
+    ExitStatus,
+    LogStream,
+    StartFailed,
+    WaitTimeout,
+)
 from containerexec.errors import EngineError, EngineUnavailable, ImageError
 from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import Invocation
@@ -114,6 +125,138 @@ class Tracker:
             return sorted(self._running)
 
 
+class Container:
+    """One container's life through the Engine, for a single shard and a packed batch alike:
+    create, attach and start (`start`), wait with a timeout and stop with grace (`wait`),
+    and remove (`close`), each step's failure classified here and nowhere else.
+
+    Every mount passes the host-safety rule first (`outputs_under`: where this run's
+    outputs may be), whoever built the Invocation: a refused one creates no container.
+    The container is kept until its exit status and logs are read; `keep` leaves it.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        inv: Invocation,
+        *,
+        secrets: Mapping[str, str],
+        log: LogSink,
+        tracker: Tracker,
+        clock: Callable[[], float],
+        number: int = 1,
+        grace_s: float = 5.0,
+        keep: bool = False,
+        outputs_under: Sequence[Path] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.inv = inv
+        self.secrets = secrets
+        self.log = log
+        self.tracker = tracker
+        self.clock = clock
+        self.grace_s = grace_s
+        self.keep = keep
+        self.outputs_under = outputs_under
+        started = clock()
+        self.base = Attempt(number=number, started_at=started, ended_at=started)
+        self.cid: str | None = None
+        self._reader: threading.Thread | None = None
+
+    def failed(self, failure: Failure, message: str, *, counted: bool = True) -> Attempt:
+        """The attempt, ended now with `failure`."""
+        return replace(
+            self.base,
+            container_id=self.cid,
+            ended_at=self.clock(),
+            failure=failure,
+            message=message,
+            counted=counted,
+        )
+
+    def start(self) -> Attempt | None:
+        """Create, attach and start the container, its output pumped into the log; None
+        when it runs, else the failed attempt (a cancel first is one, CANCELLED).
+
+        A start failure is COMMAND_NOT_FOUND or CANNOT_EXEC when the engine says so,
+        else ENGINE_ERROR (retried); a lost engine is ENGINE_LOST (not counted).
+        """
+        engine, tracker = self.engine, self.tracker
+        if tracker.cancelled.is_set():
+            return self.failed(Failure.CANCELLED, "cancelled before start")
+        try:
+            root = engine.data_root()
+            refused = invocation_refusal(
+                self.inv, engine_root=root, outputs_under=self.outputs_under
+            )
+            if refused:
+                why = f"refused before any container was created: {refused}"
+                return self.failed(Failure.UNSAFE_MOUNT, why)
+            self.cid = cid = engine.create(self.inv, secrets=self.secrets)
+        except ImageError as exc:
+            return self.failed(Failure.IMAGE_NOT_FOUND, str(exc))
+        except EngineUnavailable as exc:
+            return self.failed(Failure.ENGINE_LOST, str(exc), counted=False)
+        except EngineError as exc:
+            return self.failed(Failure.ENGINE_ERROR, str(exc))
+        tracker.add(cid)
+        try:
+            if tracker.cancelled.is_set():
+                return self.failed(Failure.CANCELLED, "cancelled before start")
+            stream = engine.attach(cid)
+            try:
+                engine.start(cid)
+            except StartFailed as exc:
+                stream.close()
+                return self.failed(start_failure(exc), str(exc))
+            if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
+                engine.stop(cid, grace_s=self.grace_s)
+        except (EngineLost, EngineUnavailable) as exc:
+            return self.failed(Failure.ENGINE_LOST, str(exc), counted=False)
+        self._reader = threading.Thread(target=_pump, args=(stream, self.log), daemon=True)
+        self._reader.start()
+        return None
+
+    def wait(self, timeout_s: float | None) -> tuple[ExitStatus, bool]:
+        """Its exit status, and whether it outlived `timeout_s` (then it was stopped, with
+        grace). Raises EngineLost or EngineUnavailable when the engine lost it."""
+        assert self.cid is not None, "wait() before a successful start()"
+        try:
+            return self.engine.wait(self.cid, timeout_s=timeout_s), False
+        except WaitTimeout:
+            self.stop()
+            return self.engine.wait(self.cid, timeout_s=self.grace_s + 30), True
+
+    def stop(self) -> None:
+        """SIGTERM, the grace period, then SIGKILL; quiet when the engine fails."""
+        if self.cid is not None:
+            with contextlib.suppress(EngineError):
+                self.engine.stop(self.cid, grace_s=self.grace_s)
+
+    def drain(self) -> None:
+        """Wait for the rest of its output (a bounded wait) and end the log."""
+        if self._reader is not None:
+            self._reader.join(timeout=30)
+        self.log.finish()
+
+    def close(self) -> None:
+        """Forget it (a cancel no longer stops it) and remove it unless `keep`."""
+        if self.cid is None:
+            return
+        self.tracker.discard(self.cid)
+        if not self.keep:
+            _remove_quietly(self.engine, self.cid)
+
+
+def start_failure(exc: StartFailed) -> Failure:
+    """What a failed start makes of an attempt, for one shard and a packed batch alike."""
+    if exc.command_not_found:
+        return Failure.COMMAND_NOT_FOUND
+    if exc.cannot_exec:
+        return Failure.CANNOT_EXEC
+    return Failure.ENGINE_ERROR  # the engine's fault: retried
+
+
 def run_invocation(
     engine: Engine,
     inv: Invocation,
@@ -127,72 +270,32 @@ def run_invocation(
     keep: bool = False,
     outputs_under: Sequence[Path] | None = None,
 ) -> Attempt:
-    """Run one container to its end and say what happened. Never leaves it behind unless `keep`.
-
-    Every mount passes the host-safety rule first (`outputs_under`: where this run's
-    outputs may be), whoever built the Invocation: a refused one creates no container.
-    """
-    started = clock()
-    base = Attempt(number=number, started_at=started, ended_at=started)
-    if tracker.cancelled.is_set():
-        return replace(base, failure=Failure.CANCELLED, message="cancelled before start")
+    """Run one container to its end and say what happened. Never leaves it behind unless `keep`."""
+    c = Container(
+        engine,
+        inv,
+        secrets=secrets,
+        log=log,
+        tracker=tracker,
+        clock=clock,
+        number=number,
+        grace_s=grace_s,
+        keep=keep,
+        outputs_under=outputs_under,
+    )
     try:
-        refused = invocation_refusal(
-            inv, engine_root=engine.data_root(), outputs_under=outputs_under
-        )
-        if refused:
-            message = f"refused before any container was created: {refused}"
-            return replace(base, ended_at=clock(), failure=Failure.UNSAFE_MOUNT, message=message)
-        cid = engine.create(inv, secrets=secrets)
-    except ImageError as exc:
-        return replace(base, ended_at=clock(), failure=Failure.IMAGE_NOT_FOUND, message=str(exc))
-    except EngineUnavailable as exc:
-        return replace(
-            base, ended_at=clock(), failure=Failure.ENGINE_LOST, message=str(exc), counted=False
-        )
-    except EngineError as exc:
-        return replace(base, ended_at=clock(), failure=Failure.ENGINE_ERROR, message=str(exc))
-    tracker.add(cid)
-    reader: threading.Thread | None = None
-    try:
-        if tracker.cancelled.is_set():
-            return replace(
-                base,
-                container_id=cid,
-                ended_at=clock(),
-                failure=Failure.CANCELLED,
-                message="cancelled before start",
-            )
-        stream = engine.attach(cid)
-        try:
-            engine.start(cid)
-        except StartFailed as exc:
-            stream.close()
-            kind = (
-                Failure.COMMAND_NOT_FOUND
-                if exc.command_not_found
-                else Failure.CANNOT_EXEC
-                if exc.cannot_exec
-                else Failure.ENGINE_ERROR
-            )
-            return replace(base, container_id=cid, ended_at=clock(), failure=kind, message=str(exc))
-        if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
-            engine.stop(cid, grace_s=grace_s)
-        reader = threading.Thread(target=_pump, args=(stream, log), daemon=True)
-        reader.start()
-        timed_out = False
+        failed = c.start()
+        if failed is not None:
+            return failed
         timeout = inv.limits.timeout_s
         try:
-            status = engine.wait(cid, timeout_s=timeout)
-        except WaitTimeout:
-            timed_out = True
-            engine.stop(cid, grace_s=grace_s)
-            status = engine.wait(cid, timeout_s=grace_s + 30)
-        reader.join(timeout=30)
-        log.finish()
+            status, timed_out = c.wait(timeout)
+        except (EngineLost, EngineUnavailable) as exc:
+            return c.failed(Failure.ENGINE_LOST, str(exc), counted=False)
+        c.drain()
         result = replace(
-            base,
-            container_id=cid,
+            c.base,
+            container_id=c.cid,
             ended_at=clock(),
             exit_code=status.exit_code,
             oom_killed=status.oom_killed,
@@ -206,19 +309,8 @@ def run_invocation(
             timeout_s=timeout,
             engine_error=status.error,
         )
-    except (EngineLost, EngineUnavailable) as exc:
-        return replace(
-            base,
-            container_id=cid,
-            ended_at=clock(),
-            failure=Failure.ENGINE_LOST,
-            message=str(exc),
-            counted=False,
-        )
     finally:
-        tracker.discard(cid)
-        if not keep:
-            _remove_quietly(engine, cid)
+        c.close()
 
 
 def _pump(stream: LogStream, log: LogSink) -> None:

@@ -15,14 +15,20 @@ import fcntl
 import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
+from containerexec.errors import UsageError
 from containerexec.model.bindings import Bindings
-from containerexec.model.invocation import OUTPUTS_ROOT, output_filename
+from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, output_filename
 from containerexec.model.spec import ModuleSpec
+from containerexec.run import returned
+from containerexec.run.cache import ShardCache
+from containerexec.run.runner import Attempt, Failure
 from containerexec.store import files
 
 INDEX_NAME = "commits.jsonl"
@@ -223,3 +229,107 @@ def _place(src: Path, dest: Path) -> None:
         if exc.errno != errno.EXDEV:
             raise
         files.copy_then_rename(src, dest)  # another filesystem: no rename reaches it
+
+
+def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
+    """The output places that already hold something; UsageError for them unless `overwrite`.
+
+    A new run never mixes its files with an earlier run's: the old content stays
+    until the run commits its first output, and goes then only with --overwrite.
+    """
+    used = {n: p for n, p in sorted(outputs.items()) if files.has_content(Path(p))}
+    if used and not overwrite:
+        name, path = next(iter(used.items()))
+        what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
+        raise UsageError(
+            f"{where}: output '{name}' would be written to '{path}', {what}; a new run "
+            f"does not mix its files with what is there. Choose another place "
+            f"(-o {name}=NEW_PATH), or pass --overwrite to replace the old content "
+            "(it is removed when the run commits its first output)"
+        )
+    return list(used.values())
+
+
+class Outputs:
+    """A run's outputs, one shard's staging folder at a time: an empty folder for an
+    attempt, the check, cache and commit of a succeeded attempt (or of the cache's copy),
+    and the value each committed shard returned, until its record takes it."""
+
+    def __init__(
+        self,
+        spec: ModuleSpec,
+        bindings: Bindings,
+        *,
+        cache: ShardCache | None,
+        commit_lock: threading.Lock,
+        index_path: Path,
+    ) -> None:
+        self.spec = spec
+        self.bindings = bindings
+        self.cache = cache if spec.cache else None
+        self.commit_lock = commit_lock  # shared by every run that may write the same places
+        self.index_path = index_path  # which shard committed which path (CommitIndex)
+        self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
+
+    def prepare(self, staging_dir: Path, inv: Invocation) -> None:
+        """An empty staging folder for one attempt, with room for its returned value."""
+        prepare(staging_dir, self.spec)
+        returned.prepare(staging_dir, inv)
+
+    def taken(self, index: int) -> Any:
+        """The value shard `index` returned (None when none), handed over once."""
+        return self._values.pop(index, None)
+
+    def restore(self, inv: Invocation, staging_dir: Path, now: float) -> Attempt | None:
+        """Commit the cached outputs of this shard: None on a miss (or no cache), else how
+        the commit went."""
+        if self.cache is None:
+            return None
+        prepare(staging_dir, self.spec)
+        if not self.cache.restore(self.spec, self.bindings, inv, staging_dir):
+            return None
+        try:
+            value = returned.take(staging_dir, inv, self.spec, self.bindings)
+        except returned.ValueUnreadable:
+            return None  # an entry no container wrote that way: run the shard afresh
+        hit = Attempt(number=1, started_at=now, ended_at=now, exit_code=0, counted=False)
+        done = self.commit(hit, inv, staging_dir, cached=True)
+        if done.ok:
+            self._values[inv.shard_index] = value
+        return done
+
+    def commit(
+        self, a: Attempt, inv: Invocation, staging_dir: Path, *, cached: bool = False
+    ) -> Attempt:
+        """Check, cache and commit a succeeded attempt's outputs (or `cached` ones restored
+        from the cache, whose value `restore` took); or say why not."""
+        try:
+            staged = check(staging_dir, self.spec, self.bindings)
+            if not cached and self.cache is not None:
+                self.cache.save(self.spec, self.bindings, inv, staging_dir)
+            # Taken out after the cache kept it (a hit returns it too), before the commit.
+            value = None if cached else returned.take(staging_dir, inv, self.spec, self.bindings)
+            with self.commit_lock:
+                commit(
+                    staging_dir,
+                    self.spec,
+                    self.bindings,
+                    staged,
+                    shard=inv.shard_index,
+                    index=CommitIndex(self.index_path),
+                )
+            if not cached:
+                self._values[inv.shard_index] = value
+        except (OutputsMissing, returned.ValueUnreadable) as exc:
+            return replace(a, failure=Failure.OUTPUTS_MISSING, message=str(exc))
+        except UnsafeOutput as exc:
+            return replace(a, failure=Failure.UNSAFE_OUTPUT, message=str(exc))
+        except OutputCollision as exc:
+            return replace(a, failure=Failure.OUTPUT_COLLISION, message=str(exc))
+        except OSError as exc:
+            kind = Failure.NO_SPACE if exc.errno == errno.ENOSPC else Failure.ENGINE_ERROR
+            where = ", ".join(self.bindings.outputs.values())
+            return replace(
+                a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
+            )
+        return a

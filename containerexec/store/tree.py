@@ -5,7 +5,7 @@
                                         rewrites only its own file)
                     logs/NNNNNN.log     each shard's log (earlier attempts beside it)
                     staging/NNNNNN/     an attempt's outputs until they are committed
-                    batches/NNNNNN/     a packed batch while it runs (run/packing.py)
+                    batches/NNNNNN/     a packed batch while it runs (run/packing/batch.py)
                     outputs/            outputs given no -o
                     lock                flock held by the process running it
        pipelines/<pipeline id>/pipeline.json, jobs/<job>/<output>

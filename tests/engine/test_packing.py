@@ -19,7 +19,7 @@ from containerexec.cli.status import run_status
 from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_SHARD
 from containerexec.model.invocation import Invocation
-from containerexec.run.packing import PackingUnsupported
+from containerexec.run.packing.planner import PackingUnsupported
 
 IDX = "$CONTAINEREXEC_SHARD_INDEX"
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*"]

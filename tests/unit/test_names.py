@@ -102,7 +102,7 @@ def test_the_mounts_containerexec_adds_itself_pass_the_name_check() -> None:
     from containerexec.run import returned
 
     assert returned.MOUNT_NAME in INTERNAL_MOUNTS
-    for sub in ("ctl", "state", "stage", "links"):  # run/packing.py's batch folders
+    for sub in ("ctl", "state", "stage", "links"):  # run/packing/batch.py's batch folders
         assert check_mount_name(f".batch-{sub}") == f".batch-{sub}"
     with pytest.raises(ValueError):
         check_mount_name(".hidden")

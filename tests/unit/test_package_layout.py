@@ -12,8 +12,8 @@ MAX_MODULES = 12  # per folder, __init__.py included
 MAX_LINES = 500
 # run/ is being cut up by the run core and placement work of issue 21; the lead empties
 # these at merge, after which the rules hold everywhere.
-BEING_SPLIT = {"run/run.py", "run/executor.py", "run/packing.py", "run/slurm.py"}
-CROWDED = {"run"}
+BEING_SPLIT: set[str] = set()
+CROWDED: set[str] = set()
 
 
 def test_no_folder_holds_more_than_12_modules() -> None:

@@ -11,8 +11,8 @@ from containerexec.cli import cli
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
-from containerexec.run.batchscripts import driver_script, quote, value_script
-from containerexec.run.packing import choose, plan
+from containerexec.run.packing.planner import choose, packed, plan, regroup, task_size, tasks
+from containerexec.run.packing.scripts import driver_script, quote, value_script
 
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
 
@@ -96,3 +96,22 @@ def test_batch_size_refused_when_below_one(tmp_path) -> None:  # type: ignore[no
     result = CliRunner().invoke(cli, ["validate", str(path)])
     assert result.exit_code == 2
     assert "array.batch_size" in result.output and "must be >= 1 or 'auto'" in result.output
+
+
+def test_tasks_pack_as_the_spec_asks_unless_the_run_cannot() -> None:
+    shards = [Shard(i, str(i), 10) for i in range(10)]
+    sizes = [len(t) for t in tasks(spec(4), shards, 2)]
+    assert sizes == [4, 4, 2]
+    assert [len(t) for t in tasks(spec(None), shards, 2)] == [1] * 10
+    assert [len(t) for t in tasks(spec(4), shards, 2, packable=False)] == [1] * 10  # a replay
+    assert tasks(spec(4), [], 2) == []
+
+
+def test_packed_task_size_and_regroup() -> None:
+    shards = [Shard(i, str(i), 7) for i in range(7)]
+    planned = plan(shards, 3)
+    assert packed(planned) and task_size(planned) == 3
+    assert not packed(plan(shards, 1)) and task_size(plan(shards, 1)) == 1
+    assert task_size([]) == 1
+    again = regroup([shards[1], shards[4], shards[5], shards[6]], planned)
+    assert [[s.index for s in t] for t in again] == [[1, 4, 5], [6]]  # no larger than before

@@ -15,8 +15,8 @@ from containerexec.engine.base import StartFailed
 from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation, Limits
 from containerexec.model.spec import parse_spec
-from containerexec.run import packing
 from containerexec.run.executor import Executor, RunOptions
+from containerexec.run.packing import batch as packing
 from containerexec.store.tree import RunStore
 
 SPEC = (
@@ -81,7 +81,7 @@ def test_the_watchdog_counts_from_when_it_saw_the_start_on_the_monotonic_clock(
     monkeypatch.setattr(packing.time, "monotonic", lambda: now[0])
     engine = Stops()
     ex = SimpleNamespace(store=RunStore(tmp_path / "runs"), engine=engine)
-    run: Any = SimpleNamespace(id="r", ex=ex, record=SimpleNamespace(grace_s=5.0))
+    run: Any = SimpleNamespace(id="r", services=ex, record=SimpleNamespace(grace_s=5.0))
     shard = Shard(0, "0", 1)
     batch = packing.Batch(run, [shard])
     inv = Invocation(

@@ -81,7 +81,7 @@ def test_a_packed_array_script_runs_one_batch_per_task() -> None:
         spec=spec(resources={"timeout": 60}),
         settings=SlurmSettings(python="/opt/venv/bin/python"),
         batches=Path("/shared/runs/wc-3/slurm/batches-0.json"),
-        batch_size=4,
+        task_size=4,
     )
     golden_text("sbatch_packed.sh", script)
     assert "#SBATCH --time=6" in script  # 4 values x 60 s + the 120 s margin -> 6 min

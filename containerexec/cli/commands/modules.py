@@ -164,10 +164,10 @@ def run(
                 display.note(line)
         else:
             started = executor.start(module, raw_in, raw_out, spec_path=spec_path, options=opts)
-        if started.batch_size > 1:
+        if started.task_size > 1:
             auto = module.array is not None and module.array.batch_size == "auto"
             how = " (batch_size: auto)" if auto else ""
-            display.note(f"packing: up to {started.batch_size} shards per container{how}")
+            display.note(f"packing: up to {started.task_size} shards per container{how}")
         try:
             result = started.wait()
         except Detached as detached:

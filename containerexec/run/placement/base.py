@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from containerexec.errors import RunError, UsageError
-from containerexec.model.arrays import Shard
 from containerexec.run.runner import Failure
 from containerexec.store.records import RunRecord
 
 if TYPE_CHECKING:
     from containerexec.engine.base import Engine
     from containerexec.model.spec import ModuleSpec
-    from containerexec.run.run import Run
+    from containerexec.run.context import RunContext, Task
 
 
 class Placement(Protocol):
@@ -46,11 +45,13 @@ class Placement(Protocol):
         its still runs); called before anything of a resume touches the run."""
         ...
 
-    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
-        """Run every shard of `todo` unless `run.stopping()`; return when all have ended.
+    def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
+        """Run every task of `tasks` unless `run.stopping()`; return when all have ended.
 
+        A task is the shards one container runs (run/packing/planner.py; one shard: unpacked).
         Each shard must end with its record written by `run.run_shard` (or
-        `run.run_shard_safely`); containers stop when `run.cancel()` is called.
+        `run.run_shard_safely`, or run/packing/batch.py for a packed task); containers stop
+        when `run.cancel()` is called.
         """
         ...
 
@@ -88,7 +89,7 @@ class Submission:
     indices: list[int]
     throttle: int
     batches: Path | None = None  # a packed run: task I runs the shards listed at I
-    batch_size: int = 1
+    task_size: int = 1
 
 
 @dataclass(frozen=True)

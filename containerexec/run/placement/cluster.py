@@ -17,13 +17,12 @@ from containerexec.engine.base import Engine
 from containerexec.environment import images
 from containerexec.environment.sharing import split_target
 from containerexec.errors import ImageError
-from containerexec.model.arrays import Shard
 from containerexec.run.placement.base import ArrayBackend, refuse_live_jobs
 from containerexec.run.placement.follower import ArrayFollower
 from containerexec.store.records import RunRecord, SchedulerRecord
 
 if TYPE_CHECKING:
-    from containerexec.run.run import Run
+    from containerexec.run.context import RunContext, Task
 
 
 @dataclass
@@ -69,7 +68,8 @@ class ArrayPlacement:
         new tasks would race the old ones for the same shards. Nothing is cancelled."""
         refuse_live_jobs(self.backend, prev)
 
-    def run(self, run: Run, todo: list[Shard], parallel: int) -> None:
-        ArrayFollower(self.backend, run, parallel, detach=self.detach, sleep=self.sleep).follow(
-            todo
+    def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
+        follower = ArrayFollower(
+            self.backend, run, parallel, tasks, detach=self.detach, sleep=self.sleep
         )
+        follower.follow([shard for task in tasks for shard in task])

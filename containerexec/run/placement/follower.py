@@ -20,11 +20,11 @@ import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from containerexec.errors import RecordError
 from containerexec.model.arrays import Shard
-from containerexec.run import packing
+from containerexec.run.context import RunContext, Task
+from containerexec.run.packing import planner
 from containerexec.run.placement.base import (
     ArrayBackend,
     Detached,
@@ -42,9 +42,6 @@ from containerexec.store.records import (
     load_model,
 )
 
-if TYPE_CHECKING:
-    from containerexec.run.run import Run
-
 FINAL = ("succeeded", "failed", "cancelled")
 UNKNOWN = TaskState(word="UNKNOWN", active=False)  # a task the cluster no longer lists
 
@@ -58,8 +55,9 @@ class ArrayFollower:
     def __init__(
         self,
         backend: ArrayBackend,
-        run: Run,
+        run: RunContext,
         parallel: int,
+        tasks: list[Task],
         *,
         detach: bool = False,
         sleep: Callable[[float], object] = time.sleep,
@@ -70,10 +68,11 @@ class ArrayFollower:
         self.sleep = sleep
         self.run = run
         self.parallel = parallel
-        self.store = run.ex.store
+        self.store = run.services.store
         self.run_dir = self.store.run_dir(run.id).absolute()
         self.folder = self.run_dir / backend.kind  # its scripts, batch plans and task logs
-        self.packed = run.batch_size > 1
+        self.planned = tasks
+        self.packed = planner.packed(tasks)
         self.cancel_sent = False  # the whole job cancelled (a cancel)
         self.pending_cancelled = False  # its pending tasks cancelled (max_failed_shards)
         self.announced: set[int] = set()  # shards said to have started
@@ -87,7 +86,7 @@ class ArrayFollower:
         self.resumed_at = {s.index: len(self.run.earlier_attempts(s)) for s in todo}
         todo = self._uncached(todo)
         if todo and self.packed:
-            packing.ready(self.run, todo)  # the image can run packed: before any submission
+            planner.ready(self.run, todo)  # the image can run packed: before any submission
         while todo and not self.run.stopping():
             tasks = self._tasks(todo)
             try:
@@ -117,13 +116,13 @@ class ArrayFollower:
     def _tasks(self, todo: list[Shard]) -> dict[int, list[Shard]]:
         """Array task index -> its shards: the shard's own index, or the batch number."""
         if self.packed:
-            return dict(enumerate(packing.plan(todo, self.run.batch_size)))
+            return dict(enumerate(planner.regroup(todo, self.planned)))
         return {s.index: [s] for s in todo}
 
     def _uncached(self, todo: list[Shard]) -> list[Shard]:
         """Serve the shards the cache holds here, before anything is submitted: a job whose
         every shard is cached submits nothing. Returns the shards still to run."""
-        cache = self.run.ex.cache if self.run.spec.cache else None
+        cache = self.run.services.cache if self.run.spec.cache else None
         if cache is None:
             return todo
         left = []
@@ -157,7 +156,7 @@ class ArrayFollower:
             indices=list(tasks),
             throttle=self.parallel,
             batches=batches,
-            batch_size=self.run.batch_size,
+            task_size=planner.task_size(self.planned),
         )
         self.before = {
             s.index: _stamp(self.store.shard_path(self.run.id, s.index))
@@ -362,7 +361,7 @@ class ArrayFollower:
         attempt not counted, the shard submitted again). `replaces` is the record its worker
         wrote as the cluster stopped it: the cluster's outcome takes the place of that last
         attempt, so one attempt stays one attempt."""
-        now = self.run.ex.clock()
+        now = self.run.services.clock()
         state: ShardState = "cancelled" if failure == Failure.CANCELLED else "failed"
         if lost:
             state = "pending"

@@ -3,7 +3,7 @@
 Plain sbatch with a rendered script, not submitit: each array task runs
 `python -m containerexec worker RUN_DIR --shard $SLURM_ARRAY_TASK_ID`, the same
 code path as a local shard (Executor.work -> Run.run_shard), and needs only the
-run folder on a filesystem the nodes share. A packed run (array.batch_size) makes
+run folder on a filesystem the nodes share. A packed run (run/packing/planner.py) makes
 one task per batch instead: task I runs the shards listed at I in
 RUN_DIR/slurm/batches-N.json in one container (Executor.work_batch). Nothing is
 pickled, so the nodes need containerexec but not the submitter's exact Python
@@ -108,7 +108,7 @@ class SlurmBackend:
                 spec=submission.spec,
                 settings=self.settings,
                 batches=submission.batches,
-                batch_size=submission.batch_size,
+                task_size=submission.task_size,
             )
         )
         return self.client.submit(script)

@@ -72,12 +72,12 @@ def render_script(
     spec: ModuleSpec,
     settings: SlurmSettings,
     batches: Path | None = None,
-    batch_size: int = 1,
+    task_size: int = 1,
 ) -> str:
     """The sbatch script of one array over `indices`: pure, so golden files pin it.
 
     With `batches` (a packed run), the indices are batch numbers and task I runs the
-    shards listed at I in that file, up to `batch_size` of them."""
+    shards listed at I in that file, up to `task_size` of them."""
     res = spec.resources
     lines = [
         "#!/bin/bash",
@@ -89,7 +89,7 @@ def render_script(
     ]
     if res.memory:
         lines.append(f"#SBATCH --mem={math.ceil(res.memory / (1 << 20))}M")
-    limit = settings.time or time_limit(spec, batch_size if batches else 1)
+    limit = settings.time or time_limit(spec, task_size if batches else 1)
     if limit:
         lines.append(f"#SBATCH --time={limit}")
     if settings.partition:
@@ -101,7 +101,7 @@ def render_script(
     if batches is None:
         what, task = "one task per shard", '--shard "$SLURM_ARRAY_TASK_ID"'
     else:
-        what = f"one task per batch (up to {batch_size} shards, one container)"
+        what = f"one task per batch (up to {task_size} shards, one container)"
         worker += ["--batches", str(batches)]
         task = '--batch "$SLURM_ARRAY_TASK_ID"'
     lines += [

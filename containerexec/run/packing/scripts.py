@@ -1,4 +1,4 @@
-"""The sh scripts of a packed batch (see run/packing.py): pure text, run by /bin/sh.
+"""The sh scripts of a packed batch (see run/packing/batch.py): pure text, run by /bin/sh.
 
 The driver runs each value in order: it marks the value started, runs the value's
 script in the background in a session and process group of its own (`setsid`, so a
@@ -36,7 +36,7 @@ def quote(word: str) -> str:
 def value_script(inv: Invocation, links: list[str], stage: str) -> str:
     """The sh script of one value: its output folders emptied and linked, its environment,
     then exec its argv."""
-    lines = ["# one shard value of a containerexec batch (run/packing.py)"]
+    lines = ["# one shard value of a containerexec batch (run/packing/batch.py)"]
     for name in links:
         folder = quote(f"{stage}/{name}")
         # Every value's staging folder is in the stage/ mount from the start: empty this
@@ -52,7 +52,7 @@ def value_script(inv: Invocation, links: list[str], stage: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-DRIVER = r"""# containerexec batch driver (run/packing.py): each value in order, one at a time
+DRIVER = r"""# containerexec batch driver (run/packing/batch.py): each value in order, one at a time
 S={root}/state
 C={root}/ctl
 cx_pid=

@@ -1,4 +1,5 @@
-"""Packing: K shard values of an array run one after another inside ONE container.
+"""A packed batch: K shard values of an array run one after another inside ONE container;
+and the local worker loop that runs a run's tasks.
 
 Starting a container costs about 70 ms of wall time here, so 10,000 tiny shards
 spend minutes starting containers. A batch container runs a POSIX shell driver
@@ -25,16 +26,14 @@ Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
-On a cluster (run/placement/follower.py), one array task carries one batch: `plan(todo, K)` is the
-array and each task calls `run_batch` on its node through Executor.work_batch;
-the values a task did not start are submitted again.
+Which shards share a container is planned in run/packing/planner.py. On a cluster
+(run/placement/follower.py), one array task carries one batch and calls `run_batch` on
+its node through Executor.work_batch; the values a task did not start are submitted again.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-import re
 import shutil
 import threading
 import time
@@ -42,155 +41,38 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from containerexec.engine.base import EngineLost, ExitStatus, StartFailed
-from containerexec.errors import EngineError, EngineUnavailable, ImageError, RunError
+from containerexec.engine.base import EngineLost, ExitStatus
+from containerexec.errors import EngineError
 from containerexec.labels import LABEL_SHARD
 from containerexec.model.arrays import Shard
-from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
-from containerexec.model.spec import ModuleSpec
-from containerexec.run.batchscripts import (
-    ROOT,
-    SHELL,
-    TOOLS,
-    driver_script,
-    output_links,
-    value_script,
-)
+from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
+from containerexec.run.packing import planner
+from containerexec.run.packing.scripts import ROOT, SHELL, driver_script, output_links, value_script
 from containerexec.run.runner import (
     Attempt,
+    Container,
     Failure,
-    _pump,
     backoff_s,
     classify,
-    run_invocation,
     run_with_retries,
     should_retry,
 )
 from containerexec.store.records import ShardRecord, make_durable
 
-if TYPE_CHECKING:
-    from containerexec.run.run import Run
-
-AUTO_ROUNDS = 2  # 'auto': about this many batches per container slot: few container starts, and
-# the last batches still end close together (measured: 2 beat 4 by 1.5x on 1,000 x 50 ms)
-AUTO_MAX = 1000  # 'auto' never packs more than this into one container
 POLL_S = 0.02
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
-class PackingUnsupported(RunError):
-    """The image (or the spec) cannot run packed shards; said before any shard's container."""
-
-    def __init__(self, module: str, image: str, problem: str) -> None:
-        self.module = module
-        self.image = image
-        self.problem = problem
-        super().__init__(
-            f"module '{module}': packing shards into containers (array.batch_size) needs "
-            f"a POSIX shell at {SHELL} with {', '.join(f'`{t}`' for t in TOOLS)}, and `ln` "
-            "(outputs) and `timeout` "
-            f"(resources.timeout) in the image '{image}': {problem}. Run it unpacked "
-            "instead: --batch-size 1, or remove array.batch_size from the spec"
-        )
-
-
-def choose(spec: ModuleSpec, todo: int, parallel: int) -> int:
-    """Shard values per container for `todo` shards on `parallel` containers (1: unpacked)."""
-    asked = spec.array.batch_size if spec.array is not None else None
-    if asked is None or todo <= 1:
-        return 1
-    if asked == "auto":
-        return max(1, min(AUTO_MAX, math.ceil(todo / (max(parallel, 1) * AUTO_ROUNDS))))
-    return max(1, min(int(asked), todo))
-
-
-def plan(todo: list[Shard], size: int) -> list[list[Shard]]:
-    """`todo` in batches of `size`, in order."""
-    return [todo[i : i + size] for i in range(0, len(todo), size)]
-
-
-def check(run: Run, inv: Invocation) -> None:
-    """What packing needs, checked before any shard's container: env names sh can export,
-    and an image with /bin/sh, TOOLS, ln (outputs) and timeout (a timeout), in one probe.
-
-    Raises:
-        PackingUnsupported: saying what is missing and how to run unpacked.
-    """
-    image = run.image.pinned
-    bad = [k for k in inv.env if not ENV_NAME.match(k)]
-    if bad:
-        raise PackingUnsupported(
-            run.spec.name, image, f"the env name '{bad[0]}' cannot be set by a shell"
-        )
-    tools = [*TOOLS, *(["ln"] if output_links(inv) else [])]
-    if inv.limits.timeout_s is not None:
-        tools.append("timeout")
-    script = (
-        f'for t in {" ".join(tools)}; do command -v "$t" >/dev/null 2>&1 || '
-        "{ printf 'no `%s` in the image\\n' \"$t\"; exit 3; }; done"
-    )
-    if "timeout" in tools:
-        script += "; timeout -k 1 5 true || { echo '`timeout -k 1 5 true` fails'; exit 3; }"
-    # A setsid that forks (and returns at once) would let the driver go on while the value
-    # still runs: the value's exit status must come back through it.
-    script += (
-        "; setsid /bin/sh -c 'exit 7' </dev/null & wait $!; [ $? = 7 ] || "
-        "{ echo '`setsid` does not wait for its command (busybox without -w?)'; exit 3; }"
-    )
-    probe = inv.model_copy(
-        update={
-            "argv": [SHELL, "-c", script],
-            "env": {},
-            "secret_names": [],
-            "mounts": [],
-            "name": f"cx-{run.id}-probe",
-            "labels": {**inv.labels, LABEL_SHARD: "probe"},
-            "limits": inv.limits.model_copy(update={"timeout_s": 60.0}),
-        }
-    )
-    path = run.ex.store.run_dir(run.id) / "batches" / "probe.log"
-    log = LogSink(path)
-    try:
-        a = run_invocation(
-            run.ex.engine, probe, secrets={}, log=log, tracker=run.tracker, clock=run.ex.clock
-        )
-    finally:
-        log.finish()
-    if a.ok or a.failure == Failure.CANCELLED:
-        return
-    if a.failure == Failure.COMMAND_NOT_FOUND:
-        problem = f"the image has no {SHELL}"
-    elif a.exit_code == 3 and a.log_tail:
-        problem = a.log_tail[-1]
-    else:
-        problem = f"the check `{SHELL} -c 'command -v {' '.join(tools)}'` {a.message}"
-    raise PackingUnsupported(run.spec.name, image, problem)
-
-
-def ready(run: Run, todo: list[Shard]) -> None:
-    """check() with the first shard's Invocation; on a refusal the run's record says why.
-
-    Raises:
-        PackingUnsupported: as check().
-    """
-    try:
-        check(run, run.base_record(todo[0], attempts=[]).invocation)
-    except PackingUnsupported as exc:
-        run.refused(f"packing_unsupported: {exc.problem}")
-        raise
-
-
-def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
-    """The packed form of the local pool: `parallel` workers, each running one batch
-    container at a time; values a dead container did not run go back to the queue."""
-    if not todo:
-        return
-    ready(run, todo)
-    queue: deque[list[Shard]] = deque(plan(todo, run.batch_size))
+def run_tasks(run: RunContext, planned: list[Task], parallel: int) -> None:
+    """Run `planned` on this machine: `parallel` workers, each running one task's container
+    at a time, in order; a one-shard task runs unpacked (Run.run_shard_safely), a larger
+    one in a batch container, and the shards a dead batch container did not start go
+    back to the queue as a task of their own."""
+    if planner.packed(planned):
+        planner.ready(run, planned[0])  # the image can run packed: before any container
+    queue: deque[Task] = deque(planned)
     wake = threading.Condition()
     busy = 0
 
@@ -202,11 +84,14 @@ def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
                     wake.wait(0.5)
                 if not queue or run.stopping():
                     return
-                batch = queue.popleft()
+                task = queue.popleft()
                 busy += 1
             back: list[Shard] = []
             try:
-                back = run_batch(run, batch)
+                if len(task) == 1:
+                    run.run_shard_safely(task[0])
+                else:
+                    back = run_batch(run, task)
             finally:
                 with wake:
                     busy -= 1
@@ -214,7 +99,7 @@ def run_packed(run: Run, todo: list[Shard], parallel: int) -> None:
                         queue.append(back)
                     wake.notify_all()
 
-    in_threads(worker, parallel, "batch-worker")
+    in_threads(worker, parallel, "task-worker")
 
 
 def in_threads(target: Callable[[], None], count: int, name: str) -> None:
@@ -245,7 +130,7 @@ class Value:
         return self.base.invocation
 
 
-def run_batch(run: Run, shards: list[Shard]) -> list[Shard]:
+def run_batch(run: RunContext, shards: list[Shard]) -> list[Shard]:
     """Run `shards` packed in one container and record each; returns those to run again
     (not started because the container died), which have no new record."""
     batch = Batch(run, shards)
@@ -261,9 +146,9 @@ def run_batch(run: Run, shards: list[Shard]) -> list[Shard]:
 class Batch:
     """One batch container from its scripts to the last value's record."""
 
-    def __init__(self, run: Run, shards: list[Shard]) -> None:
+    def __init__(self, run: RunContext, shards: list[Shard]) -> None:
         self.run = run
-        self.root = run.ex.store.batch_dir(run.id, shards[0].index)
+        self.root = run.services.store.batch_dir(run.id, shards[0].index)
         self.values: list[Value] = []
         self.retries: list[tuple[Value, Attempt]] = []
         self.shards = shards
@@ -280,14 +165,17 @@ class Batch:
         for shard in self.shards:
             base = run.base_record(shard, attempts=run.earlier_attempts(shard))
             v = Value(shard, base, self.root / "stage" / f"{shard.index:06d}")
-            if run.ex.cache is not None and run.from_cache(shard, base, v.staging) is not None:
+            if (
+                run.services.cache is not None
+                and run.from_cache(shard, base, v.staging) is not None
+            ):
                 self.settled.add(shard.index)
                 continue
             self.values.append(v)
         back: list[Shard] = []
         try:
             if self.values:
-                with run.ex.slots or contextlib.nullcontext():
+                with run.services.slots or contextlib.nullcontext():
                     back = self._container()
             for v, first in self.retries:
                 self._retry(v, first)
@@ -308,7 +196,7 @@ class Batch:
         inv0 = self.values[0].inv
         timeout = inv0.limits.timeout_s
         for v in self.values:
-            run.prepare(v.staging, v.inv)
+            run.outputs.prepare(v.staging, v.inv)
             text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
             (ctl / f"{v.name}.sh").write_text(text)
         names = [v.name for v in self.values]
@@ -346,74 +234,51 @@ class Batch:
 
     def _container(self) -> list[Shard]:
         """Create, start and follow the batch container; returns the values to run again."""
-        run, engine, clock = self.run, self.run.ex.engine, self.run.ex.clock
+        run, services = self.run, self.run.services
         inv = self._write()
-        started = clock()
         if run.tracker.cancelled.is_set():
-            return []
-        try:
-            # The runner's last guard, for the one container it does not create.
-            refused = invocation_refusal(
-                inv, engine_root=engine.data_root(), outputs_under=[self.root]
-            )
-            if refused:
-                why = f"refused before any container was created: {refused}"
-                a = Attempt(1, started, clock(), failure=Failure.UNSAFE_MOUNT, message=why)
-                for v in self.values:
-                    self._settle(v, a)
-                return []
-            self.cid = engine.create(inv, secrets=run.ex.secrets)
-        except (ImageError, EngineUnavailable, EngineError) as exc:
-            kind = (
-                Failure.IMAGE_NOT_FOUND
-                if isinstance(exc, ImageError)
-                else Failure.ENGINE_LOST
-                if isinstance(exc, EngineUnavailable)
-                else Failure.ENGINE_ERROR
-            )
-            a = Attempt(1, started, clock(), failure=kind, message=str(exc))
-            for v in self.values:
-                self._settle(v, replace(a, counted=kind != Failure.ENGINE_LOST))
-            return []
-        cid = self.cid
-        run.tracker.add(cid)
+            return []  # never started: no record, counted as not started
         driver_log = LogSink(self.root / "driver.log")
+        container = Container(
+            services.engine,
+            inv,
+            secrets=services.secrets,
+            log=driver_log,
+            tracker=run.tracker,
+            clock=services.clock,
+            grace_s=run.record.grace_s,
+            outputs_under=[self.root],
+        )
         try:
-            return self._follow(cid, started, driver_log)
+            failed = container.start()
+            self.cid = container.cid
+            if failed is not None and failed.failure == Failure.CANCELLED:
+                return []  # as above: a cancel came between create and start
+            if failed is not None:  # the same failure as one shard's container, for each
+                for v in self.values:
+                    self._settle(v, failed)
+                return []
+            return self._follow(container, driver_log)
         finally:
             driver_log.finish()
-            run.tracker.discard(cid)
-            with contextlib.suppress(EngineError):
-                engine.remove(cid)
+            container.close()
 
-    def _follow(self, cid: str, started: float, driver_log: LogSink) -> list[Shard]:
-        run, engine = self.run, self.run.ex.engine
+    def _follow(self, container: Container, driver_log: LogSink) -> list[Shard]:
+        run = self.run
+        assert container.cid is not None
+        cid = container.cid
         ended = threading.Event()
         status: list[ExitStatus] = []
         lost: list[str] = []
 
         def wait() -> None:
             try:
-                status.append(engine.wait(cid, timeout_s=None))
+                status.append(container.wait(None)[0])
             except (EngineLost, EngineError) as exc:
                 lost.append(str(exc))
             finally:
                 ended.set()
 
-        stream = engine.attach(cid)
-        try:
-            engine.start(cid)
-        except StartFailed as exc:
-            stream.close()
-            a = Attempt(1, started, run.ex.clock(), container_id=cid, message=str(exc))
-            kind = Failure.COMMAND_NOT_FOUND if exc.command_not_found else Failure.CANNOT_EXEC
-            for v in self.values:
-                self._settle(v, replace(a, failure=kind))
-            return []
-        if run.tracker.cancelled.is_set():
-            engine.stop(cid, grace_s=run.record.grace_s)
-        pump = threading.Thread(target=_pump, args=(stream, driver_log), daemon=True)
-        pump.start()
         waiter = threading.Thread(target=wait, daemon=True)
         waiter.start()
         i = 0
@@ -432,7 +297,7 @@ class Batch:
             self._watchdog(v, cid)
             ended.wait(POLL_S)
         waiter.join()
-        pump.join(timeout=30)
+        container.drain()
         rest = self.values[i:]
         if not rest:
             return []
@@ -477,7 +342,7 @@ class Batch:
             self.began[v.shard.index] = time.monotonic()
         if time.monotonic() - self.began[v.shard.index] > timeout + self.run.record.grace_s + 30:
             with contextlib.suppress(EngineError):
-                self.run.ex.engine.stop(cid, grace_s=self.run.record.grace_s)
+                self.run.services.engine.stop(cid, grace_s=self.run.record.grace_s)
 
     def _log(self, v: Value) -> LogSink:
         """The value's saved log from its two files (stdout first), then the files go."""
@@ -516,14 +381,14 @@ class Batch:
             engine_error="",
         )
         if a.ok:
-            a = run.commit(a, v.inv, v.staging)
+            a = run.outputs.commit(a, v.inv, v.staging)
         self._settle(v, a)
 
     def _died(
         self, v: Value, status: ExitStatus | None, lost: list[str], driver_log: LogSink
     ) -> None:
         """Charge the value that was running with its container's end."""
-        run, now = self.run, self.run.ex.clock()
+        run, now = self.run, self.run.services.clock()
         log = self._log(v)
         try:
             started = self._state(v, "start").stat().st_mtime
@@ -563,27 +428,27 @@ class Batch:
             self.retries.append((v, a))
         else:
             run.end_shard(v.shard, v.base, [a], v.staging, durable=False)
-            self.unsynced.append(run.ex.store.shard_path(run.id, v.shard.index))
+            self.unsynced.append(run.services.store.shard_path(run.id, v.shard.index))
 
     def _retry(self, v: Value, first: Attempt) -> None:
         """The other attempts of a failed value, each in its own container as unpacked."""
         run, index = self.run, v.shard.index
-        staging_dir = run.ex.store.staging(run.id, index)
+        staging_dir = run.services.store.staging(run.id, index)
         if first.counted:
-            run.ex.sleep_for(run.tracker)(backoff_s(run.policy, 1))
+            run.services.sleep_for(run.tracker)(backoff_s(run.policy, 1))
         left = max(1, run.policy.max_attempts - int(first.counted))
-        with run.ex.slots or contextlib.nullcontext():
+        with run.services.slots or contextlib.nullcontext():
             more = run_with_retries(
-                run.ex.engine,
+                run.services.engine,
                 v.inv,
                 run.policy.model_copy(update={"max_attempts": left}),
-                secrets=run.ex.secrets,
+                secrets=run.services.secrets,
                 tracker=run.tracker,
-                clock=run.ex.clock,
-                sleep=run.ex.sleep_for(run.tracker),
+                clock=run.services.clock,
+                sleep=run.services.sleep_for(run.tracker),
                 log_for=lambda n: run.log_sink(index, n + 1),
-                before=lambda: run.prepare(staging_dir, v.inv),
-                after=lambda a: run.commit(a, v.inv, staging_dir),
+                before=lambda: run.outputs.prepare(staging_dir, v.inv),
+                after=lambda a: run.outputs.commit(a, v.inv, staging_dir),
                 on_attempt=lambda a, retry: run.retrying(v.shard, a, retry),
                 grace_s=run.record.grace_s,
             )
