@@ -151,7 +151,8 @@ def test_a_local_build_replays_elsewhere_from_a_bundle_with_its_image_and_inputs
     assert result.exit_code == 3, result.output
     assert result.stdout.strip().splitlines()[-1] == "reproduced: exit 3, same as recorded"
     assert "from the bundle, ID verified" in result.stderr
-    unpacked = here / "bundles" / failed.run_id / "inputs"
+    # bundles/<run id>-<what the inputs hold>/: another bundle of the run gets its own.
+    (unpacked,) = (here / "bundles").glob(f"{failed.run_id}-*/inputs")
     assert f"inputs data from the bundle, unpacked into {unpacked}" in result.stderr
     loaded = engine.inspect_image(failed.image_id)
     assert loaded is not None and loaded.id == failed.image_id

@@ -165,7 +165,7 @@ def test_a_glob_shards_own_file_replays_on_a_machine_without_the_data_or_the_ima
     assert result.exit_code == 3, result.output
     assert result.stdout.strip().splitlines()[-1] == "reproduced: exit 3, same as recorded"
     assert "from the bundle, ID verified" in result.stderr
-    unpacked = tmp_path / "laptop" / "bundles" / globbed.run_id / "inputs" / "data"
+    (unpacked,) = (tmp_path / "laptop" / "bundles").glob(f"{globbed.run_id}-*/inputs/data")
     assert sorted(p.name for p in unpacked.iterdir()) == ["b.txt"]
 
 
