@@ -28,6 +28,7 @@ from typing import Any, cast
 from containerexec.engine.base import ContainerInfo, Engine, ExitStatus, ImageInfo
 from containerexec.model import arrays
 from containerexec.model.bindings import bind
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
@@ -87,8 +88,8 @@ class InstantEngine:
     def containers(self, labels: Mapping[str, str]) -> list[ContainerInfo]:
         return []
 
-    def data_root(self) -> Path | None:
-        return None  # no engine data folder to keep out of mounts
+    def places(self) -> EnginePlaces:
+        return EnginePlaces()  # no engine data folder or socket to keep out of mounts
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         return ImageInfo(id="sha256:" + "0" * 64, tags=[ref])

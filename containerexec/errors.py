@@ -218,7 +218,9 @@ class PullError(ImageError):
 
     `answer` is what the registry said, `failure` what that means (another try may
     help only when `transient`), `attempts` how many were made. `advice`, when set,
-    is the whole message with the next step, worded by environment/images.py.
+    is the whole message with the next step, worded by environment/images.py;
+    `login`, the engine's own command to log in to the registry (`docker login HOST`),
+    set by the engine adapter, which alone knows it.
     """
 
     def __init__(
@@ -231,8 +233,10 @@ class PullError(ImageError):
         operation: Literal["pull", "push"] = "pull",
         attempts: int = 1,
         advice: str | None = None,
+        login: str | None = None,
     ) -> None:
         self.answer = answer
+        self.login = login
         self.failure: RegistryFailure = failure
         self.attempts = attempts
         self.advice = advice

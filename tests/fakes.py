@@ -26,6 +26,7 @@ from containerexec.engine.base import (
     WaitTimeout,
 )
 from containerexec.errors import BuildError, EngineError, EngineUnavailable, PullError
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Invocation, Mount
 
 
@@ -109,6 +110,7 @@ class FakeEngine:
     def __init__(self, script: Script | None = None) -> None:
         self.script: Script = script or (lambda inv, n: Outcome())
         self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
+        self.sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/docker.sock")
         self.lock = threading.Lock()
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.attempts: dict[int, int] = {}
@@ -227,8 +229,8 @@ class FakeEngine:
             if all(c.inv.labels.get(k) == v for k, v in labels.items())
         ]
 
-    def data_root(self) -> Path | None:
-        return self.root
+    def places(self) -> EnginePlaces:
+        return EnginePlaces(data_root=self.root, sockets=self.sockets)
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self.image_lookups += 1

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from containerexec.errors import EngineError
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Invocation
 
 
@@ -260,10 +261,11 @@ class Engine(Protocol):
         """
         ...
 
-    def data_root(self) -> Path | None:
-        """The folder on this host where the engine keeps its images, containers and
-        volumes (Docker's DockerRootDir), which no mount may reach; None when the
-        engine does not say. Asked once per engine object.
+    def places(self) -> EnginePlaces:
+        """What of this host belongs to the engine, which no mount may reach: the folder
+        where it keeps its images, containers and volumes (Docker's DockerRootDir; None
+        when the engine does not say) and the sockets it listens on. Asked once per
+        engine object.
 
         Raises:
             EngineUnavailable: no engine answers.

@@ -41,9 +41,19 @@ from containerexec.errors import (
     ImageError,
     PullError,
 )
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Invocation
 
-__all__ = ["DockerEngine"]
+__all__ = ["DockerEngine", "engine_sockets"]
+
+# Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
+DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
+
+
+def engine_sockets(docker_host: str) -> tuple[str, ...]:
+    """The sockets this engine listens on: the default ones and DOCKER_HOST's unix path."""
+    given = (docker_host.removeprefix("unix://"),) if docker_host.startswith("unix://") else ()
+    return (*DEFAULT_SOCKETS, *given)
 
 
 class DockerEngine:
@@ -51,7 +61,7 @@ class DockerEngine:
 
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
-        self._data_root: tuple[Path | None] | None = None
+        self._places: EnginePlaces | None = None
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -83,12 +93,15 @@ class DockerEngine:
 
         call(Request("ping"), ping)
 
-    def data_root(self) -> Path | None:
-        if self._data_root is None:
+    def places(self) -> EnginePlaces:
+        if self._places is None:
             info = call(Request("info"), self.api.info)
             root = info.get("DockerRootDir") if isinstance(info, dict) else None
-            self._data_root = (Path(root) if isinstance(root, str) and root else None,)
-        return self._data_root[0]
+            self._places = EnginePlaces(
+                data_root=Path(root) if isinstance(root, str) and root else None,
+                sockets=engine_sockets(os.environ.get("DOCKER_HOST", "")),
+            )
+        return self._places
 
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:
         kw = create_kwargs(inv, secrets=secrets)

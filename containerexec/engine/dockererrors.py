@@ -17,6 +17,7 @@ import docker.errors
 import requests.exceptions
 
 from containerexec.engine.base import EngineLost, StartFailed, WaitTimeout
+from containerexec.engine.refs import registry_of
 from containerexec.errors import (
     BuildError,
     EngineError,
@@ -84,6 +85,7 @@ def translate(exc: Exception, req: Request, *, log: Sequence[str] = ()) -> Engin
             answer,
             failure=registry_failure(answer, status_code=status),
             operation="push" if req.operation == "push" else "pull",
+            login=f"docker login {registry_of(req.image or '')}",
         )
     if req.operation == "wait for" and req.container:
         if isinstance(exc, requests.exceptions.ReadTimeout):

@@ -20,6 +20,7 @@ from typing import Literal, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 
 from containerexec.engine.base import Engine, ImageInfo, Progress
+from containerexec.engine.refs import registry_of
 from containerexec.environment import pyimage
 from containerexec.errors import BuildError, ImageError, PullError
 from containerexec.labels import LABEL_CONTEXT_HASH, LABEL_MANAGED, LABEL_MODULE
@@ -278,9 +279,10 @@ def registry_advice(exc: PullError, attempts: int = 1) -> str:
             "exact image cannot be pulled; ask whoever ran it to push that image again"
         )
     if exc.failure == "denied":
+        login = f"'{exc.login}'" if exc.login else "your engine's login command"
         return (
             f"{verb} failed: registry '{host}' refused the {verb} ({answer}); "
-            f"log in ('docker login {host}') and retry"
+            f"log in ({login}) and retry"
         )
     if exc.failure == "unavailable":
         return (
@@ -295,16 +297,6 @@ def registry_advice(exc: PullError, attempts: int = 1) -> str:
     return (
         f"{verb} failed{tried}: {answer}; check the reference (registry, repository, "
         "tag or digest), or build or push the image first"
-    )
-
-
-def registry_of(ref: str) -> str:
-    """The registry host a reference names; docker.io when it names none."""
-    first = ref.split("/", 1)[0]
-    return (
-        first
-        if "/" in ref and ("." in first or ":" in first or first == "localhost")
-        else "docker.io"
     )
 
 

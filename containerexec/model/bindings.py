@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from containerexec.errors import UsageError
-from containerexec.model.hostsafety import host_path_refusal
+from containerexec.model.hostsafety import EnginePlaces, host_path_refusal
 from containerexec.model.spec import InputPort, ModuleSpec, check_value
 
 
@@ -41,10 +41,10 @@ def bind(
     *,
     base: Path | None = None,
     default_outputs: Path | None = None,
-    engine_root: Path | None = None,
+    engine_places: EnginePlaces | None = None,
 ) -> Bindings:
     """Check values against the spec's ports; paths become absolute, from `base`, and pass
-    the host-safety rule (`engine_root`: the engine's data folder, which none may reach).
+    the host-safety rule (`engine_places`: the engine's data folder, which none may reach).
 
     Outputs not given go to `default_outputs / NAME` (inside the run's folder).
     """
@@ -61,7 +61,7 @@ def bind(
     bound: dict[str, Any] = {}
     for name, port in spec.inputs.items():
         value = bind_value(
-            where, name, port, inputs.get(name, port.default), base, engine_root=engine_root
+            where, name, port, inputs.get(name, port.default), base, engine_places=engine_places
         )
         if value is not None:
             bound[name] = value
@@ -83,10 +83,10 @@ def bind_value(
     value: Any,
     root: Path,
     *,
-    engine_root: Path | None = None,
+    engine_places: EnginePlaces | None = None,
 ) -> Any:
     """One input value checked against its port, a path made absolute from `root`, and
-    by the host-safety rule (model/hostsafety.py; `engine_root`: the engine's data folder).
+    by the host-safety rule (model/hostsafety.py; `engine_places`: the engine's data folder).
 
     Returns None for an optional input left unset; raises UsageError naming `where`.
     """
@@ -100,7 +100,7 @@ def bind_value(
         raise UsageError(f"{where}: input '{name}': {exc}") from None
     if port.type in ("file", "directory"):
         path = (root / os.path.expanduser(str(value))).resolve()
-        refused = host_path_refusal(path, engine_root=engine_root)
+        refused = host_path_refusal(path, engine_places=engine_places)
         if refused:
             raise UsageError(f"{where}: input '{name}': {refused}")
         if not (path.is_file() if port.type == "file" else path.is_dir()):

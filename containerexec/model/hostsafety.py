@@ -14,6 +14,7 @@ import os
 import posixpath
 import stat
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -50,8 +51,6 @@ OUTPUTS_ROOT = "/outputs"
 # Mounted into a container, each of these hands it the host: its processes, kernel
 # knobs, devices, and the sockets of its daemons (the engine's among them).
 HOST_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"), Path("/run"))
-# Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
-ENGINE_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 # Mounts containerexec adds itself (run/returned.py, run/packing/batch.py): name -> (kind, target).
 VALUE_MOUNT = ".returned"
 VALUE_TARGET = f"{OUTPUTS_ROOT}/.containerexec-returned"
@@ -63,6 +62,15 @@ OWN_MOUNTS = {
     ".batch-stage": ("output", f"{BATCH_ROOT}/stage"),
     ".batch-links": ("output", OUTPUTS_ROOT),
 }
+
+
+@dataclass(frozen=True)
+class EnginePlaces:
+    """What of this host belongs to the engine, as the engine says (Engine.places): its
+    data folder and the sockets it listens on. None of them may be mounted."""
+
+    data_root: Path | None = None
+    sockets: tuple[str, ...] = ()
 
 
 class UnsafeMount(UntrustedInput):
@@ -79,12 +87,13 @@ class UnsafeMount(UntrustedInput):
         )
 
 
-def host_path_refusal(path: Path, *, engine_root: Path | None = None) -> str | None:
+def host_path_refusal(path: Path, *, engine_places: EnginePlaces | None = None) -> str | None:
     """Why the resolved host `path` must not be mounted, or None when it may be.
 
     Looks at the path and, when it exists here, at what it is (a socket, FIFO, device).
     """
-    if _is_engine_socket(path):
+    engine = engine_places or EnginePlaces()
+    if _is_engine_socket(path, engine.sockets):
         return (
             f"'{path}' is the engine's socket, which would let the container control the "
             "engine; pass your data instead"
@@ -92,10 +101,11 @@ def host_path_refusal(path: Path, *, engine_root: Path | None = None) -> str | N
     if path == Path("/") or any(path == r or r in path.parents for r in HOST_ROOTS):
         what = "the host's root folder" if path == Path("/") else f"in the host's /{path.parts[1]}"
         return f"'{path}' is {what}, which would hand the host to the container; pass your data"
-    if engine_root is not None and (path == engine_root or _contains(path, engine_root)):
-        what = "is" if path == engine_root or path in engine_root.parents else "is inside"
+    root = engine.data_root
+    if root is not None and (path == root or _contains(path, root)):
+        what = "is" if path == root or path in root.parents else "is inside"
         return (
-            f"'{path}' {what} the engine's data folder {engine_root} (its images, containers "
+            f"'{path}' {what} the engine's data folder {root} (its images, containers "
             "and volumes); pass your data"
         )
     try:
@@ -132,12 +142,7 @@ def special_kind(mode: int) -> str | None:
     return None
 
 
-def _is_engine_socket(path: Path) -> bool:
-    host = os.environ.get("DOCKER_HOST", "")
-    sockets = [
-        *ENGINE_SOCKETS,
-        *([host.removeprefix("unix://")] if host.startswith("unix://") else []),
-    ]
+def _is_engine_socket(path: Path, sockets: Sequence[str]) -> bool:
     for sock in sockets:
         if str(path) == sock:
             return True
@@ -170,7 +175,7 @@ def target_refusal(m: Mount) -> str | None:
 
 
 def mount_refusal(
-    m: Mount, *, engine_root: Path | None, outputs_under: Sequence[Path] | None = None
+    m: Mount, *, engine_places: EnginePlaces | None, outputs_under: Sequence[Path] | None = None
 ) -> str | None:
     """Why mount `m` must not be made, or None when it may be: the one rule.
 
@@ -185,7 +190,7 @@ def mount_refusal(
     if refused:
         return refused
     path = real_path(m.source)
-    refused = host_path_refusal(path, engine_root=engine_root)
+    refused = host_path_refusal(path, engine_places=engine_places)
     if refused:
         return refused
     if m.kind == "output" and outputs_under is not None:
@@ -200,21 +205,24 @@ def check_mount(
     m: Mount,
     *,
     where: str,
-    engine_root: Path | None,
+    engine_places: EnginePlaces | None,
     outputs_under: Sequence[Path] | None = None,
 ) -> None:
     """Raise UnsafeMount, naming `where` and the mount, when `mount_refusal` refuses it."""
-    refused = mount_refusal(m, engine_root=engine_root, outputs_under=outputs_under)
+    refused = mount_refusal(m, engine_places=engine_places, outputs_under=outputs_under)
     if refused:
         raise UnsafeMount(where, m, refused)
 
 
 def invocation_refusal(
-    inv: Invocation, *, engine_root: Path | None, outputs_under: Sequence[Path] | None = None
+    inv: Invocation,
+    *,
+    engine_places: EnginePlaces | None,
+    outputs_under: Sequence[Path] | None = None,
 ) -> str | None:
     """The first refused mount of `inv`, in one line, or None when every mount may be made."""
     for m in inv.mounts:
-        refused = mount_refusal(m, engine_root=engine_root, outputs_under=outputs_under)
+        refused = mount_refusal(m, engine_places=engine_places, outputs_under=outputs_under)
         if refused:
             return f"{m.kind} mount '{m.name}' ({m.source} -> {m.target}): {refused}"
     return None

@@ -24,6 +24,7 @@ from containerexec.errors import ImageError, InputsChanged, UntrustedInput, Usag
 from containerexec.labels import LABEL_REPRO_OF, LABEL_RUN
 from containerexec.model.hostsafety import (
     VALUE_MOUNT,
+    EnginePlaces,
     check_mount,
     host_path_refusal,
     mount_refusal,
@@ -111,7 +112,7 @@ def check_record(
     *,
     mode: Mode = "run",
     grants: Grants = NO_GRANTS,
-    engine_root: Path | None = None,
+    engine_places: EnginePlaces | None = None,
 ) -> ModuleSpec:
     """Refuse a recorded shard that asks for more than replay grants; its module spec.
 
@@ -132,7 +133,7 @@ def check_record(
         ) from None
     inv, seen = rec.invocation, set()
     for m in inv.mounts:
-        refused = _undeclared(spec, inv, m) or mount_refusal(m, engine_root=engine_root)
+        refused = _undeclared(spec, inv, m) or mount_refusal(m, engine_places=engine_places)
         if refused is None and (m.kind, m.name) in seen:
             refused = "it is mounted twice"
         if refused:
@@ -187,7 +188,7 @@ def plan_replay(
     clock: Callable[[], float] = time.time,
     mode: Mode = "run",
     grants: Grants = NO_GRANTS,
-    engine_root: Path | None = None,
+    engine_places: EnginePlaces | None = None,
 ) -> Plan:
     """Rebuild the recorded shard's Invocation for this machine.
 
@@ -201,7 +202,7 @@ def plan_replay(
     and without a network unless `grants` say otherwise.
     """
     rec = pick_shard(source, shard)
-    check_record(source, rec, mode=mode, grants=grants, engine_root=engine_root)
+    check_record(source, rec, mode=mode, grants=grants, engine_places=engine_places)
     inv = rec.invocation
     where = f"shard {rec.index} of run '{source.run.run_id}'"
     run_id = new_run_id(f"{source.run.module}-repro", clock())
@@ -220,7 +221,7 @@ def plan_replay(
     read: dict[str, list[FileEntry]] = {}
     used: dict[str, str] = {}
     if strict:
-        check_present(source.run.run_id, rec, given, engine_root=engine_root)
+        check_present(source.run.run_id, rec, given, engine_places=engine_places)
     for m in inv.mounts:
         if m.kind == "output":
             new_mounts.append(
@@ -233,7 +234,7 @@ def plan_replay(
                 )
             )
             continue
-        folder, path = _input_place(m, given, engine_root=engine_root, where=where)
+        folder, path = _input_place(m, given, engine_places=engine_places, where=where)
         # What this shard read: its own manifest when a resume accepted changed inputs.
         manifest = (rec.input_manifests or source.run.input_manifests).get(m.name)
         if manifest is not None and m.shard_file:
@@ -274,7 +275,7 @@ def plan_replay(
             )
         )
     for m in new_mounts:  # the one rule, on exactly what will be mounted
-        check_mount(m, where=where, engine_root=engine_root, outputs_under=[out_root])
+        check_mount(m, where=where, engine_places=engine_places, outputs_under=[out_root])
     if changes and not ignore_input_changes:
         raise InputsChanged(source.run.run_id, changes)
     user = inv.user if grants.user else caller()
@@ -326,7 +327,11 @@ def missing_inputs(rec: ShardRecord, given: Mapping[str, str]) -> list[str]:
 
 
 def _input_place(
-    m: Mount, given: Mapping[str, str], *, engine_root: Path | None = None, where: str = ""
+    m: Mount,
+    given: Mapping[str, str],
+    *,
+    engine_places: EnginePlaces | None = None,
+    where: str = "",
 ) -> tuple[Path, Path]:
     """(the input as -i names it or the record has it, what the shard mounts): a glob
     shard that mounted its own file alone is given its folder. Both pass the host-safety
@@ -340,7 +345,7 @@ def _input_place(
         folder = path if mine else Path(m.source[: -len(m.shard_file) - 1])
         path = folder / m.shard_file
     for p in dict.fromkeys((folder, path)):
-        refused = host_path_refusal(real_path(p), engine_root=engine_root)
+        refused = host_path_refusal(real_path(p), engine_places=engine_places)
         if refused and mine:
             raise UsageError(f"--inputs {m.name}: {refused}")
         if refused:
@@ -352,7 +357,11 @@ def _input_place(
 
 
 def check_present(
-    run_id: str, rec: ShardRecord, given: Mapping[str, str], *, engine_root: Path | None = None
+    run_id: str,
+    rec: ShardRecord,
+    given: Mapping[str, str],
+    *,
+    engine_places: EnginePlaces | None = None,
 ) -> None:
     """Every input of the shard is here and of its recorded kind; else one error naming all."""
     missing, wrong = [], []
@@ -360,7 +369,7 @@ def check_present(
     for m in rec.invocation.mounts:
         if m.kind != "input":
             continue
-        _, path = _input_place(m, given, engine_root=engine_root, where=where)
+        _, path = _input_place(m, given, engine_places=engine_places, where=where)
         kind = "file" if m.is_file else "directory"
         if not path.exists():
             where = "" if m.name in given else " here (its recorded place)"

@@ -20,6 +20,7 @@ from containerexec.engine.base import Engine
 from containerexec.errors import EngineError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Invocation, Limits, output_filename
 from containerexec.model.spec import ModuleSpec
 from containerexec.repro.planning import DEBUGPY_PORT, Mode, Plan, mode_invocation
@@ -37,11 +38,12 @@ def secret_values(
     return {n: environ[n] if n in environ else ask(n) for n in names}
 
 
-def engine_data_root(engine: Callable[[], Engine], *, required: bool) -> Path | None:
-    """The engine's data folder, which no mount may reach. `--print` runs without an engine
-    here (not `required`): then the folder is unknown, and the rest of the rule still applies."""
+def engine_places(engine: Callable[[], Engine], *, required: bool) -> EnginePlaces | None:
+    """The engine's data folder and sockets, which no mount may reach. `--print` runs without
+    an engine here (not `required`): then they are unknown, and the rest of the rule (no
+    socket, no /run, ...) still applies."""
     try:
-        return engine().data_root()
+        return engine().places()
     except EngineError:
         if required:
             raise

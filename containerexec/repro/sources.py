@@ -24,6 +24,7 @@ from pydantic import Field
 from containerexec.engine import archive
 from containerexec.engine.base import Engine
 from containerexec.errors import ImageError, RecordError, UntrustedInput, UsageError
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.pipelines.record import PipelineRecord
 from containerexec.repro import liveness, planning, replay
 from containerexec.run.executor import Executor
@@ -306,7 +307,7 @@ def replay_upstream(
     say: Callable[[str], None],
     sleep: Sleep,
     grants: planning.Grants = planning.NO_GRANTS,
-    engine_root: Path | None = None,
+    engine_places: EnginePlaces | None = None,
 ) -> dict[str, str]:
     """Replay each job in `needed` (input -> job), and what it needs first, in order; every
     shard as a one-shard replay whose outputs go to this store's pipeline folder, under the
@@ -337,7 +338,7 @@ def replay_upstream(
                 inputs=inputs,
                 outputs_root=out_root,
                 grants=grants,
-                engine_root=engine_root,
+                engine_places=engine_places,
             )
             plan, _ = make_image_present(executor.engine, source, ex, plan, sleep)
             result = replay.start(executor, plan).wait()

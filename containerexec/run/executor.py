@@ -146,7 +146,7 @@ class Executor:
             outputs,
             base=base,
             default_outputs=opts.default_outputs or self.store.default_outputs(run_id),
-            engine_root=self.engine.data_root(),
+            engine_places=self.engine.places(),
         )
         placed = {n: p for n, p in bindings.outputs.items() if n in outputs}  # the -o ones
         used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
@@ -209,7 +209,7 @@ class Executor:
             {**prev.outputs, **(outputs or {})},
             base=base,
             default_outputs=self.store.default_outputs(prev.run_id),
-            engine_root=self.engine.data_root(),
+            engine_places=self.engine.places(),
         )
         moved = {n: p for n, p in bindings.outputs.items() if prev.outputs.get(n) != p}
         used = refuse_non_empty(f"module '{spec.name}'", moved, overwrite=opts.overwrite)
@@ -374,7 +374,7 @@ class Executor:
 
     def _check_recorded_inputs(self, run: Run) -> None:
         """Every input path run.json names passes the host-safety rule; UntrustedInput else."""
-        root = self.engine.data_root()
+        root = self.engine.places()
         where = str(self.store.run_dir(run.id) / "run.json")
         for name, value in sorted(run.bindings.inputs.items()):
             port = run.spec.inputs.get(name)
@@ -382,7 +382,7 @@ class Executor:
                 what = f"input '{name}' is no input of module '{run.spec.name}'"
                 raise UntrustedInput(where, f"{what}; start a new run")
             if port.type in ("file", "directory"):
-                refused = host_path_refusal(real_path(str(value)), engine_root=root)
+                refused = host_path_refusal(real_path(str(value)), engine_places=root)
                 if refused:
                     raise UntrustedInput(where, f"input '{name}': {refused}; start a new run")
 

@@ -185,9 +185,9 @@ class Container:
         if tracker.cancelled.is_set():
             return self.failed(Failure.CANCELLED, "cancelled before start")
         try:
-            root = engine.data_root()
+            root = engine.places()
             refused = invocation_refusal(
-                self.inv, engine_root=root, outputs_under=self.outputs_under
+                self.inv, engine_places=root, outputs_under=self.outputs_under
             )
             if refused:
                 why = f"refused before any container was created: {refused}"

@@ -276,3 +276,13 @@ def test_a_start_failure_says_when_the_command_cannot_be_executed() -> None:
         DockerEngine(api).start(CID)
 
     assert caught.value.cannot_exec and not caught.value.command_not_found
+
+
+def test_a_denied_pull_carries_the_engines_own_login_command() -> None:
+    # The adapter alone knows the engine's words: environment/ only repeats them.
+    from containerexec.environment import images
+
+    exc = docker_error(401, "unauthorized: authentication required")
+    error = translate(exc, Request("pull", image="127.0.0.1:5000/x/y:1"))
+    assert isinstance(error, errors.PullError) and error.login == "docker login 127.0.0.1:5000"
+    assert "log in ('docker login 127.0.0.1:5000') and retry" in images.registry_advice(error)

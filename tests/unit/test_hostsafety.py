@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 from fakes import FakeEngine
 
+from containerexec.engine.docker import engine_sockets
 from containerexec.errors import UntrustedInput, UsageError
 from containerexec.model.bindings import bind
 from containerexec.model.hostsafety import (
     VALUE_MOUNT,
     VALUE_TARGET,
+    EnginePlaces,
     UnsafeMount,
     check_mount,
     mount_refusal,
@@ -30,6 +32,7 @@ from containerexec.run.runner import Attempt, Failure, Tracker, run_invocation
 from containerexec.store.tree import RunStore
 
 ROOT = Path("/var/lib/docker")
+ENGINE = EnginePlaces(data_root=ROOT, sockets=("/var/run/docker.sock", "/run/docker.sock"))
 
 
 def mount(kind: str, source: str | Path, name: str, **kw: object) -> Mount:
@@ -47,7 +50,7 @@ def out(source: str | Path, name: str = "out", **kw: object) -> Mount:
 
 
 def refusal(m: Mount, under: list[Path] | None = None) -> str:
-    refused = mount_refusal(m, engine_root=ROOT, outputs_under=under)
+    refused = mount_refusal(m, engine_places=ENGINE, outputs_under=under)
     assert refused is not None, m
     return refused
 
@@ -63,11 +66,16 @@ def listening(tmp_path: Path) -> Iterator[Path]:
 def test_a_plain_folder_input_and_an_output_in_the_staging_pass(tmp_path: Path) -> None:
     data, staging = tmp_path / "data", tmp_path / "staging"
     data.mkdir()
-    assert mount_refusal(inp(data), engine_root=ROOT) is None
-    assert mount_refusal(inp(data / "a.txt", target="/inputs/data/a.txt"), engine_root=ROOT) is None
-    assert mount_refusal(out(staging / "out"), engine_root=ROOT, outputs_under=[staging]) is None
+    assert mount_refusal(inp(data), engine_places=ENGINE) is None
+    assert (
+        mount_refusal(inp(data / "a.txt", target="/inputs/data/a.txt"), engine_places=ENGINE)
+        is None
+    )
+    assert (
+        mount_refusal(out(staging / "out"), engine_places=ENGINE, outputs_under=[staging]) is None
+    )
     value = out(staging / VALUE_MOUNT, name=VALUE_MOUNT, target=VALUE_TARGET)
-    assert mount_refusal(value, engine_root=ROOT, outputs_under=[staging]) is None
+    assert mount_refusal(value, engine_places=ENGINE, outputs_under=[staging]) is None
 
 
 def test_any_socket_is_refused(listening: Path) -> None:
@@ -75,12 +83,14 @@ def test_any_socket_is_refused(listening: Path) -> None:
 
 
 def test_a_hard_link_to_the_engine_socket_is_the_engine_socket(
-    tmp_path: Path, listening: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, listening: Path
 ) -> None:
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{listening}")
+    # The engine says where it listens: DockerEngine from DOCKER_HOST (engine_sockets).
+    engine = EnginePlaces(data_root=ROOT, sockets=engine_sockets(f"unix://{listening}"))
     link = tmp_path / "innocent.txt"
     os.link(listening, link)
-    assert "the engine's socket" in refusal(inp(link))
+    refused = mount_refusal(inp(link), engine_places=engine)
+    assert refused is not None and "the engine's socket" in refused
 
 
 def test_the_engine_socket_is_refused_by_its_name_even_where_it_is_absent() -> None:
@@ -151,7 +161,7 @@ def test_a_target_that_is_not_its_ports_place_is_refused(mount: Mount, why: str)
 
 def test_check_mount_raises_one_line_exit_2_naming_the_mount(listening: Path) -> None:
     with pytest.raises(UnsafeMount) as info:
-        check_mount(inp(listening), where="shard 0 of run 'r'", engine_root=ROOT)
+        check_mount(inp(listening), where="shard 0 of run 'r'", engine_places=ENGINE)
     text = str(info.value)
     assert info.value.exit_code == 2 and "\n" not in text
     assert text.startswith("shard 0 of run 'r': input mount 'data'") and "socket" in text
@@ -171,7 +181,12 @@ def test_run_inputs_inside_the_engines_data_folder_are_refused(tmp_path: Path) -
     root = tmp_path / "engine-data"
     (root / "volumes").mkdir(parents=True)
     with pytest.raises(UsageError, match="input 'd': .* the engine's data folder"):
-        bind(spec, {"d": str(root / "volumes")}, {"out": "o"}, engine_root=root)
+        bind(
+            spec,
+            {"d": str(root / "volumes")},
+            {"out": "o"},
+            engine_places=EnginePlaces(data_root=root),
+        )
     engine = FakeEngine()
     engine.root = root
     executor = Executor(engine, RunStore(tmp_path / "runs"), sleep=lambda s: None)

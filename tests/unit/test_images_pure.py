@@ -88,7 +88,7 @@ PINNED = "127.0.0.1:5000/cx/job@sha256:" + "a" * 64
             'Get "http://127.0.0.1:1/v2/": dial tcp 127.0.0.1:1: connect: connection refused',
             "registry '127.0.0.1:5000' does not answer",
         ),
-        ("unauthorized: authentication required", "docker login 127.0.0.1:5000"),
+        ("unauthorized: authentication required", "log in (your engine's login command)"),
     ],
 )
 def test_pull_failures_get_one_line_with_the_next_step(answer: str, expected: str) -> None:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from containerexec.engine.docker import engine_sockets
 from containerexec.errors import UsageError
 from containerexec.model.bindings import bind
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.spec import parse_spec
 from containerexec.store.manifests import SpecialFile, input_manifests, manifest
 
@@ -41,12 +43,11 @@ def listening(tmp_path: Path) -> Iterator[Path]:
         yield path
 
 
-def test_docker_host_names_the_engine_socket(
-    listening: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("DOCKER_HOST", f"unix://{listening}")
+def test_docker_host_names_the_engine_socket(listening: Path) -> None:
+    # DockerEngine.places() names DOCKER_HOST's socket (engine_sockets); run -i gets it.
+    engine = EnginePlaces(sockets=engine_sockets(f"unix://{listening}"))
     with pytest.raises(UsageError, match="is the engine's socket") as info:
-        bind(SPEC, {"f": str(listening)}, {})
+        bind(SPEC, {"f": str(listening)}, {}, engine_places=engine)
     assert f"'{listening}'" in str(info.value) and "input 'f'" in str(info.value)
 
 

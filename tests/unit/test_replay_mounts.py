@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from containerexec.errors import InputsChanged, UntrustedInput, UsageError
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.invocation import Mount
 from containerexec.repro import planning
 from containerexec.store import export as portable
@@ -20,7 +21,9 @@ from containerexec.store.tree import RunStore
 from .test_repro_offline import RUN_ID, make_run
 
 ME = f"{os.getuid()}:{os.getgid()}"
-ENGINE_ROOT = Path("/var/lib/docker")
+ENGINE_ROOT = EnginePlaces(
+    data_root=Path("/var/lib/docker"), sockets=("/var/run/docker.sock", "/run/docker.sock")
+)
 
 
 def recorded(tmp_path: Path) -> tuple[RunStore, RunExport, Path]:
@@ -37,7 +40,7 @@ def edited(source: RunExport, change: Callable[[dict[str, Any]], None]) -> RunEx
 
 
 def plan(store: RunStore, source: RunExport, **kw: Any) -> planning.Plan:
-    return planning.plan_replay(store, source, engine_root=ENGINE_ROOT, **kw)
+    return planning.plan_replay(store, source, engine_places=ENGINE_ROOT, **kw)
 
 
 def test_an_honest_record_is_rebuilt_from_the_declared_ports(tmp_path: Path) -> None:

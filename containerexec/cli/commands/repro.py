@@ -17,6 +17,7 @@ from containerexec.cli.app import App
 from containerexec.cli.slurm import live_state
 from containerexec.errors import UsageError
 from containerexec.model.bindings import parse_pairs
+from containerexec.model.hostsafety import EnginePlaces
 from containerexec.model.spec import parse_bytes
 from containerexec.repro import dockerscript, planning, replay, sources
 from containerexec.run.executor import Executor
@@ -227,9 +228,9 @@ def repro_command(
         source.bundle.budget = bundles.Budget(max_unpacked)
     rec = planning.pick_shard(source.run, shard)
     grants = planning.Grants(network=allow_network, user=allow_user)
-    root = replay.engine_data_root(app.engine, required=not print_only)
+    root = replay.engine_places(app.engine, required=not print_only)
     # Before anything is unpacked or written: what the record asks for is granted or refused.
-    planning.check_record(source.run, rec, mode=mode, grants=grants, engine_root=root)
+    planning.check_record(source.run, rec, mode=mode, grants=grants, engine_places=root)
     prepared = sources.bundle_inputs(app.store, source, rec, parse_pairs(inputs, "--inputs"))
     given = prepared.inputs
     for note in prepared.notes:
@@ -249,7 +250,7 @@ def repro_command(
             say=lambda t: click.echo(t, err=True),
             sleep=sleep,
             grants=grants,
-            engine_root=root,
+            engine_places=root,
         )
     plan = planning.plan_replay(
         app.store,
@@ -259,7 +260,7 @@ def repro_command(
         ignore_input_changes=ignore_input_changes,
         mode=mode,
         grants=grants,
-        engine_root=root,
+        engine_places=root,
     )
     engine = app.engine()
     plan, how = sources.make_image_present(engine, source, source.run, plan, sleep)
@@ -321,11 +322,11 @@ def _print(
     mode: planning.Mode,
     debug_port: int,
     grants: planning.Grants,
-    root: Path | None,
+    root: EnginePlaces | None,
 ) -> None:
     rec = planning.pick_shard(source.run, shard)
     # docker would exit 125 on missing inputs
-    planning.check_present(source.run.run.run_id, rec, given, engine_root=root)
+    planning.check_present(source.run.run.run_id, rec, given, engine_places=root)
     plan = planning.plan_replay(
         app.store,
         source.run,
@@ -335,7 +336,7 @@ def _print(
         outputs_root=Path.cwd() / "repro-outputs",
         mode=mode,
         grants=grants,
-        engine_root=root,
+        engine_places=root,
     )
     image_step = None
     image_id = source.run.run.image.id
