@@ -26,7 +26,6 @@ from containerexec.run.executor import Executor, RunOptions
 from containerexec.store.tree import RunStore
 
 SECRET = "s3cret-" + uuid.uuid4().hex
-FATAL = "fatal: record 17 of b.txt is bad"
 JOB = """\
 import os, sys
 value, data, out = sys.argv[1:4]
@@ -157,25 +156,6 @@ def test_a_local_build_replays_elsewhere_from_a_bundle_with_its_image_and_inputs
     assert loaded is not None and loaded.id == failed.image_id
     replayed = RunStore(here).load_run("last")
     assert replayed.inputs["data"] == str(unpacked / "data")
-
-
-def test_show_reads_a_bundle_shard_table_and_the_failed_log_tail(
-    failed: Failed, tmp_path: Path
-) -> None:
-    bundle = tmp_path / "plain.tar.gz"
-    assert (
-        cx(failed.store.root, "runs", "export", failed.run_id, "--bundle", str(bundle)).exit_code
-        == 0
-    )
-    shown = cx(tmp_path / "elsewhere", "runs", "show", str(bundle))
-    assert shown.exit_code == 0, shown.output
-    out = shown.stdout
-    assert "not carried (pulled by digest)" in out and "not carried (give -i NAME=PATH)" in out
-    assert f"run:      {failed.run_id}" in out
-    assert "     1 failed         3" in out and "     0 succeeded      0" in out
-    assert f"  {FATAL}" in out
-    as_json = cx(tmp_path / "elsewhere", "runs", "export", failed.run_id, "-o", "-")
-    assert as_json.exit_code != 0  # not in that runs dir: the file is the way
 
 
 def test_ignored_input_changes_qualify_the_verdict_and_are_what_the_record_holds(

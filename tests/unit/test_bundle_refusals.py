@@ -1,8 +1,9 @@
 """Bundles a sender edited, given to `containerexec repro` through the CLI on a recording
 fake engine: every hostile member, lying manifest, gzip bomb, cut file and foreign image
 is refused with exit 2 and one line, and nothing is written outside the replay's folder
-or loaded. Moved from tests/engine/test_bundle_hostile.py and test_bundle.py: each is
-refused before a container would start, so the engine there only made the bundle.
+or loaded. Moved from tests/engine/test_bundle_hostile.py and test_bundle.py (with the
+export refusals and `runs show` of a bundle): each ends before a container would start,
+so the engine there only made the run.
 
 The bundle is tests/unit/test_bundle_reader.good_bundle's (make_run's recorded run, a
 synthetic `docker save` tar for its image) with b.txt holding the failing shard's
@@ -238,7 +239,10 @@ def swap_image(bundle: Path, tmp_path: Path, image: bytes) -> Path:
     return edited(bundle, tmp_path / "swapped.tar", edit, tmp_path)
 
 
-# From tests/engine/test_bundle.py: refusals of `runs export --bundle` and `repro --print`.
+# From tests/engine/test_bundle.py: refusals of `runs export --bundle` and `repro --print`,
+# and `runs show` of a bundle, which reads it with no engine.
+
+FATAL = "fatal: record 17 of b.txt is bad"
 
 
 def _failed_run(tmp_path: Path) -> RunStore:
@@ -250,7 +254,24 @@ def _failed_run(tmp_path: Path) -> RunStore:
     rec = store.load_run(RUN_ID)
     files = [FileEntry(path=p, size=n, sha256=h) for p, n, h in manifests.manifest(str(data))]
     store.write_run(rec.model_copy(update={"input_manifests": {"data": files}}))
+    with store.log_path(RUN_ID, 1).open("a") as log:
+        log.write(FATAL + "\n")  # the failed shard's last line, as the job printed it
     return store
+
+
+def test_show_reads_a_bundle_shard_table_and_the_failed_log_tail(tmp_path: Path) -> None:
+    store = _failed_run(tmp_path)
+    bundle = tmp_path / "plain.tar.gz"
+    assert cx(store.root, "runs", "export", RUN_ID, "--bundle", str(bundle)).exit_code == 0
+    shown = cx(tmp_path / "elsewhere", "runs", "show", str(bundle))
+    assert shown.exit_code == 0, shown.output
+    out = shown.stdout
+    assert "not carried (pulled by digest)" in out and "not carried (give -i NAME=PATH)" in out
+    assert f"run:      {RUN_ID}" in out
+    assert "     1 failed         3" in out and "     0 succeeded      0" in out
+    assert f"  {FATAL}" in out
+    as_json = cx(tmp_path / "elsewhere", "runs", "export", RUN_ID, "-o", "-")
+    assert as_json.exit_code != 0  # not in that runs dir: the file is the way
 
 
 def test_inputs_over_the_limit_are_refused_with_their_size(tmp_path: Path) -> None:
