@@ -4,8 +4,6 @@ data moved away, another runs dir); verdicts that name the failure kind; --print
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 import tarfile
 import time
@@ -27,7 +25,6 @@ from containerexec.run.executor import Executor, RunOptions
 from containerexec.store.tree import RunStore
 
 SECRET = "s3cret-" + uuid.uuid4().hex
-FATAL = "fatal: record 17 of b.txt is bad"
 JOB = """\
 import os, sys
 value, data, out = sys.argv[1:4]
@@ -160,70 +157,6 @@ def test_a_local_build_replays_elsewhere_from_a_bundle_with_its_image_and_inputs
     assert replayed.inputs["data"] == str(unpacked / "data")
 
 
-def test_show_reads_a_bundle_shard_table_and_the_failed_log_tail(
-    failed: Failed, tmp_path: Path
-) -> None:
-    bundle = tmp_path / "plain.tar.gz"
-    assert (
-        cx(failed.store.root, "runs", "export", failed.run_id, "--bundle", str(bundle)).exit_code
-        == 0
-    )
-    shown = cx(tmp_path / "elsewhere", "runs", "show", str(bundle))
-    assert shown.exit_code == 0, shown.output
-    out = shown.stdout
-    assert "not carried (pulled by digest)" in out and "not carried (give -i NAME=PATH)" in out
-    assert f"run:      {failed.run_id}" in out
-    assert "     1 failed         3" in out and "     0 succeeded      0" in out
-    assert f"  {FATAL}" in out
-    as_json = cx(tmp_path / "elsewhere", "runs", "export", failed.run_id, "-o", "-")
-    assert as_json.exit_code != 0  # not in that runs dir: the file is the way
-
-
-def test_inputs_over_the_limit_are_refused_with_their_size(failed: Failed, tmp_path: Path) -> None:
-    result = cx(
-        failed.store.root,
-        "runs",
-        "export",
-        failed.run_id,
-        "--bundle",
-        str(tmp_path / "big.tar"),
-        "--with-inputs",
-        "--max-input-bytes",
-        "10",
-    )
-    assert result.exit_code == 2
-    assert "come to 0.0 MiB (data 0.0 MiB), over the limit" in result.stderr
-    assert "--max-input-bytes 28" in result.stderr
-    assert not (tmp_path / "big.tar").exists()
-
-
-def test_ignored_input_changes_qualify_the_verdict_and_are_what_the_record_holds(
-    engine: DockerEngine, failed: Failed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if engine.inspect_image(failed.image_id) is None:
-        pytest.skip("runs after the bundle test loaded the image back")
-    changed = tmp_path / "data"
-    shutil.copytree(failed.data, changed)
-    (changed / "c.txt").write_text("also fine, and longer\n")
-    monkeypatch.setenv("CX_TOKEN", "t")
-    result = cx(
-        failed.store.root,
-        "repro",
-        failed.run_id,
-        "-i",
-        f"data={changed}",
-        "--ignore-input-changes",
-    )
-    assert result.exit_code == 3, result.output
-    assert result.stdout.strip().splitlines()[-1] == (
-        "reproduced: exit 3, same as recorded (on different inputs, --ignore-input-changes: "
-        "data/c.txt (size 10 -> 22 bytes))"
-    )
-    rec = failed.store.load_run("last")
-    sizes = {e.path: e.size for e in rec.input_manifests["data"]}
-    assert rec.repro_of == failed.run_id and sizes["c.txt"] == 22
-
-
 LIMITED = """\
 name: cx-limited
 environment: {{image: "{image}", pull: never}}
@@ -289,20 +222,6 @@ def test_a_timeout_replays_as_a_timeout_and_its_print_script_keeps_the_limit(
     assert ran.returncode == 124, (ran.returncode, ran.stderr)
     assert time.monotonic() - began < 30
     assert "timed out after the recorded 2 s" in ran.stderr
-
-
-def test_print_refuses_naming_every_missing_input(failed: Failed, tmp_path: Path) -> None:
-    data = json.loads(cx(failed.store.root, "runs", "export", failed.run_id, "-o", "-").stdout)
-    for shard in data["shards"]:
-        for m in shard["invocation"]["mounts"]:
-            if m["kind"] == "input":
-                m["source"] = str(tmp_path / "gone")
-    edited = tmp_path / "edited.json"
-    edited.write_text(json.dumps(data))
-    result = cx(tmp_path / "runs", "repro", str(edited), "--print")
-    assert result.exit_code == 2
-    assert "input 'data' of run" in result.stderr and "--inputs data=PATH" in result.stderr
-    assert "docker run" not in result.stdout
 
 
 @pytest.mark.parametrize(

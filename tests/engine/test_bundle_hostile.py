@@ -1,26 +1,24 @@
-"""Bundles a sender edited, replayed on the real engine: every hostile member, lying
-manifest, gzip bomb, cut file and foreign image is refused with exit 2 and one line,
-nothing is written outside the replay's folder, and no tag on the engine moves. And the
-README's per-file glob shape (`${{inputs.data}}/${{shard.value}}`) replays from a bundle
-on a machine that has neither the data nor the image, for a run and for a pipeline job."""
+"""Bundles a sender edited, replayed on the real engine: a load never moves a tag on the
+engine, from `repro` or from its --print script (the refusals of hostile members, lying
+manifests, gzip bombs, cut files and foreign images need no engine: they are in
+tests/unit/test_bundle_refusals.py). And the README's per-file glob shape
+(`${{inputs.data}}/${{shard.value}}`) replays from a bundle on a machine that has neither
+the data nor the image, for a run and for a pipeline job."""
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import shutil
 import subprocess
 import tarfile
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from click.testing import Result
 from helpers import BASE_IMAGE
-from unit.test_bundle_reader import Zeros
+from unit.test_bundle_refusals import swap_image
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.pipelinecheck import check_pipeline
@@ -169,194 +167,6 @@ def test_a_glob_shards_own_file_replays_on_a_machine_without_the_data_or_the_ima
     assert sorted(p.name for p in unpacked.iterdir()) == ["b.txt"]
 
 
-# Edits a sender could make. Each takes the bundle's members and bundle.json's file list.
-
-Members = list[tuple[tarfile.TarInfo, bytes]]
-Edit = Callable[[Members, list[dict[str, object]], Path], None]
-B = "inputs/data/b.txt"
-
-
-def _find(items: Members, name: str) -> int:
-    return next(n for n, (m, _) in enumerate(items) if m.name == name)
-
-
-def _retype(kind: bytes, link: str = "") -> Edit:
-    def edit(items: Members, files: list[dict[str, object]], outside: Path) -> None:
-        m, _ = items[_find(items, B)]
-        m.type, m.size = kind, 0
-        m.linkname = link.format(outside=outside)
-        if kind == tarfile.CHRTYPE:
-            m.devmajor, m.devminor = 1, 3
-        items[_find(items, B)] = (m, b"")
-
-    return edit
-
-
-def _rename(name: str) -> Edit:
-    def edit(items: Members, files: list[dict[str, object]], outside: Path) -> None:
-        m, _ = items[_find(items, B)]
-        m.name = name.format(outside=outside)
-
-    return edit
-
-
-def _lie(field: str, value: object) -> Edit:
-    def edit(items: Members, files: list[dict[str, object]], outside: Path) -> None:
-        for f in files:
-            if f["path"] == B:
-                f[field] = value
-
-    return edit
-
-
-HOSTILE: dict[str, tuple[Edit, str]] = {
-    "dotdot": (_rename("inputs/data/../../../../x"), "is not a relative path"),
-    "parent": (_rename("../x"), "'../x'"),
-    "absolute": (_rename("{outside}/abs.txt"), "abs.txt"),
-    "symlink out": (_retype(tarfile.SYMTYPE, "{outside}/target"), "is a symbolic link"),
-    "hard link out": (_retype(tarfile.LNKTYPE, "{outside}/target"), "is a hard link"),
-    "fifo": (_retype(tarfile.FIFOTYPE), "is a FIFO"),
-    "char device": (_retype(tarfile.CHRTYPE), "is a character device"),
-    "size lie": (_lie("size", 6), "bundle.json says 6"),
-    "sha256 lie": (_lie("sha256", "0" * 64), "bundle.json says " + "0" * 64),
-}
-
-
-def _edited(src: Path, dest: Path, edit: Edit, outside: Path) -> Path:
-    with tarfile.open(src) as tar:
-        items = [
-            (m, (tar.extractfile(m) or io.BytesIO()).read() if m.isfile() else b"") for m in tar
-        ]
-    n = _find(items, "bundle.json")
-    doc = json.loads(items[n][1])
-    edit(items, doc.get("files") or [], outside)  # none in a bundle of an older version
-    data = json.dumps(doc).encode()
-    items[n][0].size = len(data)
-    items[n] = (items[n][0], data)
-    gz = dest.name.endswith(".gz")
-    with tarfile.open(dest, "w:gz" if gz else "w", **({"compresslevel": 1} if gz else {})) as tar:
-        for m, d in items:
-            tar.addfile(m, io.BytesIO(d) if m.isfile() else None)
-    return dest
-
-
-def _refused(result: Result, *needles: str) -> str:
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert "Traceback" not in result.output, result.output
-    errors = [line for line in lines if line.startswith("Error")]
-    assert len(errors) == 1 and lines[-1] == errors[0], lines  # one line, the last
-    err = errors[0]
-    for needle in needles:
-        assert needle in err, err
-    return err
-
-
-def _nothing_written(root: Path, outside: Path) -> None:
-    assert not any(outside.iterdir()), list(outside.iterdir())
-    bundles = root / "bundles"
-    assert not bundles.exists() or not [p for p in bundles.rglob("*") if p.is_file()]
-
-
-@pytest.mark.parametrize("case", HOSTILE)
-def test_a_hostile_member_or_a_lying_manifest_is_refused_in_one_line(
-    globbed: Globbed, tmp_path: Path, case: str
-) -> None:
-    edit, said = HOSTILE[case]
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    bundle = _edited(globbed.bundle, tmp_path / "edited.tar", edit, outside)
-    result = cx(tmp_path / "here", "repro", str(bundle))
-    _refused(result, said, str(bundle))
-    _nothing_written(tmp_path / "here", outside)
-
-
-def test_a_small_gzip_that_inflates_to_400_mib_is_stopped_at_the_cap(
-    globbed: Globbed, tmp_path: Path
-) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    bomb = _bomb(globbed, tmp_path / "bomb.tar.gz", honest=False)  # bundle.json says 13 bytes
-    print(f"bomb: {bomb.stat().st_size / (1 << 20):.2f} MiB gzipped, 400 MiB inflated")
-    assert bomb.stat().st_size < 2 << 20
-    _refused(cx(tmp_path / "here", "repro", str(bomb)), B, "bundle.json says 13")
-    _nothing_written(tmp_path / "here", outside)
-    # Honest about its 400 MiB, it is still past the cap (20 times the bundle, at least 64M).
-    honest = _bomb(globbed, tmp_path / "honest.tar.gz", honest=True)
-    _refused(cx(tmp_path / "here", "repro", str(honest)), B, "--max-unpacked")
-    _nothing_written(tmp_path / "here", outside)
-
-
-def _bomb(globbed: Globbed, dest: Path, *, honest: bool) -> Path:
-    """The bundle without its image, b.txt swapped for 400 MiB of zeros."""
-    size = 400 << 20
-    with tarfile.open(globbed.bundle) as tar:
-        items = [
-            (m, (tar.extractfile(m) or io.BytesIO()).read() if m.isfile() else b"")
-            for m in tar
-            if not m.name.startswith("images/")
-        ]
-    if honest:
-        h = hashlib.sha256()
-        zeros = Zeros(size)
-        while chunk := zeros.read(1 << 20):
-            h.update(chunk)
-        n = _find(items, "bundle.json")
-        doc = json.loads(items[n][1])
-        next(f for f in doc["files"] if f["path"] == B).update(size=size, sha256=h.hexdigest())
-        items[n] = (items[n][0], json.dumps(doc).encode())
-        items[n][0].size = len(items[n][1])
-    with tarfile.open(dest, "w:gz", compresslevel=9) as out:
-        for m, d in items:
-            if m.name == B:
-                m.size = size
-                out.addfile(m, Zeros(size))
-            else:
-                out.addfile(m, io.BytesIO(d) if m.isfile() else None)
-    return dest
-
-
-@pytest.mark.parametrize("suffix", [".tar", ".tar.gz"])
-def test_a_bundle_cut_in_the_middle_of_a_member_is_refused_naming_it(
-    globbed: Globbed, tmp_path: Path, suffix: str
-) -> None:
-    whole = tmp_path / f"whole{suffix}"
-    _edited(globbed.bundle, whole, lambda items, files, outside: None, tmp_path)
-    with tarfile.open(whole) as tar:
-        image = next(m for m in tar.getmembers() if m.name.startswith("images/"))
-    raw = whole.read_bytes()
-    cut = tmp_path / f"cut{suffix}"
-    # Halfway into the image's data (a .tar.gz: about there in the compressed stream).
-    at = image.offset_data + image.size // 2
-    cut.write_bytes(raw[: at if suffix == ".tar" else len(raw) // 2])
-    err = _refused(cx(tmp_path / "here", "repro", str(cut)), str(cut), "cut short")
-    assert "member '" in err
-
-
-def test_an_image_of_another_id_is_refused_with_both_ids_and_nothing_is_loaded(
-    engine: DockerEngine, globbed: Globbed, test_session_label: dict[str, str], tmp_path: Path
-) -> None:
-    ctx = tmp_path / "other"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {BASE_IMAGE}\nLABEL cx.other={uuid.uuid4().hex}\n")
-    other = engine.build(
-        str(ctx),
-        dockerfile="Dockerfile",
-        tag=f"cx-other:{uuid.uuid4().hex[:8]}",
-        buildargs={},
-        target=None,
-        labels=test_session_label,
-    )
-    engine.save_image(other.id, tmp_path / "other.tar")
-    engine.remove_image(other.id)
-    swapped = _swap_image(globbed, tmp_path, (tmp_path / "other.tar").read_bytes())
-    if engine.inspect_image(globbed.image_id) is not None:
-        engine.remove_image(globbed.image_id)
-    _refused(cx(tmp_path / "here", "repro", str(swapped)), other.id, globbed.image_id)
-    assert engine.inspect_image(other.id) is None
-    assert engine.inspect_image(globbed.image_id) is None
-
-
 def test_a_load_never_moves_an_existing_tag(
     engine: DockerEngine, globbed: Globbed, tmp_path: Path
 ) -> None:
@@ -368,7 +178,9 @@ def test_a_load_never_moves_an_existing_tag(
         with tarfile.open(globbed.bundle) as tar:
             name = next(n for n in tar.getnames() if n.startswith("images/"))
             image = (tar.extractfile(name) or io.BytesIO()).read()
-        retagged = _swap_image(globbed, tmp_path, _with_repo_tags(image, [f"{victim}:latest"]))
+        retagged = swap_image(
+            globbed.bundle, tmp_path, _with_repo_tags(image, [f"{victim}:latest"])
+        )
         if engine.inspect_image(globbed.image_id) is not None:
             engine.remove_image(globbed.image_id)
         result = cx(tmp_path / "here", "repro", str(retagged))
@@ -390,7 +202,9 @@ def test_the_print_script_loads_the_checked_image_and_moves_no_tag(
         with tarfile.open(globbed.bundle) as tar:
             name = next(n for n in tar.getnames() if n.startswith("images/"))
             image = (tar.extractfile(name) or io.BytesIO()).read()
-        retagged = _swap_image(globbed, tmp_path, _with_repo_tags(image, [f"{victim}:latest"]))
+        retagged = swap_image(
+            globbed.bundle, tmp_path, _with_repo_tags(image, [f"{victim}:latest"])
+        )
         monkeypatch.chdir(tmp_path)  # --print writes the checked image here
         printed = cx(tmp_path / "here", "repro", str(retagged), "--print")
         assert printed.exit_code == 0, printed.output
@@ -418,17 +232,3 @@ def _with_repo_tags(image: bytes, tags: list[str]) -> bytes:
                 m.size = len(data)
             dst.addfile(m, io.BytesIO(data) if m.isfile() else None)
     return out.getvalue()
-
-
-def _swap_image(globbed: Globbed, tmp_path: Path, image: bytes) -> Path:
-    """The bundle with its image tar's bytes replaced and listed, as a careful sender would."""
-
-    def edit(items: Members, files: list[dict[str, object]], outside: Path) -> None:
-        n = next(n for n, (m, _) in enumerate(items) if m.name.startswith("images/"))
-        m, _ = items[n]
-        m.size = len(image)
-        items[n] = (m, image)
-        for entry in (f for f in files if f["path"] == m.name):
-            entry.update(size=len(image), sha256=hashlib.sha256(image).hexdigest())
-
-    return _edited(globbed.bundle, tmp_path / "swapped.tar", edit, tmp_path)

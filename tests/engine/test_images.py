@@ -16,9 +16,9 @@ from registry import Registry, free_port
 
 from containerexec.cli import App, cli
 from containerexec.engine.docker import DockerEngine
-from containerexec.environment import images, sharing
-from containerexec.errors import ImageError, PullError, SpecError
-from containerexec.labels import LABEL_MODULE, LABEL_SPEC
+from containerexec.environment import images
+from containerexec.errors import ImageError, PullError
+from containerexec.labels import LABEL_MODULE
 from containerexec.model.spec import ModuleSpec, load_spec
 from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.results import ShardEvent
@@ -315,29 +315,6 @@ def load_spec_text(folder: Path, text: str) -> ModuleSpec:
     path = folder / "carried.yaml"
     path.write_text(text)
     return load_spec(path)
-
-
-def test_an_image_with_a_broken_spec_label_names_the_image(
-    engine: DockerEngine,
-    test_session_label: dict[str, str],
-    created: list[str],
-    tmp_path: Path,
-) -> None:
-    tag = f"containerexec/{unique('broken')}:1"
-    engine.build(
-        str(marker_context(tmp_path, "x")),
-        dockerfile="Dockerfile",
-        tag=tag,
-        buildargs={},
-        target=None,
-        labels={**test_session_label, LABEL_SPEC: "name: x\ncommand: 3\n"},
-    )
-    created.append(tag)
-    with pytest.raises(SpecError) as caught:
-        sharing.spec_from_image(engine, tag)
-    assert tag in str(caught.value) and "environment" in str(caught.value)
-    plain = cx(tmp_path / "runs", "inspect", BASE)
-    assert plain.exit_code == 1 and "carries no module spec" in plain.stderr
 
 
 def test_an_unreachable_registry_fails_after_bounded_retries_with_one_line(

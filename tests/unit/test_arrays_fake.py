@@ -2,13 +2,17 @@
 limits, shard selection and resume. Scheduler properties, so tests/fakes.FakeEngine plays the
 containers: each test's script says what a shard's command would have done.
 
-Parallel real containers, SIGKILL of the run and the run lock stay engine tests.
+A second containerexec on a run in progress is refused here too (the run holds its lock in
+this process; another open file of it conflicts as another process's would). Parallel real
+containers and SIGKILL of the run stay engine tests.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 from fake_cli import FakeWorkspace, fake_workspace  # noqa: F401
@@ -16,6 +20,8 @@ from fakes import Outcome
 
 from containerexec.cli.status import run_status
 from containerexec.model.invocation import Invocation
+from containerexec.model.spec import load_spec
+from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.results import ShardEvent
 
 
@@ -233,3 +239,29 @@ def test_shard_option_runs_only_the_named_shards(workspace: FakeWorkspace) -> No
     assert sorted(os.listdir(target)) == ["1", "3"]
     assert sorted(workspace.shards()) == [1, 3]
     assert workspace.record().shards_selected == [1, 3]
+
+
+def test_a_second_containerexec_on_a_run_in_progress_refuses_naming_the_pid(
+    workspace: FakeWorkspace,
+) -> None:
+    go = threading.Event()
+    workspace.engine.script = lambda inv, n: Outcome(hold=go)  # until the flag "go" is set
+    spec = array_spec(workspace, "{range: 2}", "exit 0")
+    flags = workspace.folder("flags")
+    run = Executor(workspace.engine, workspace.store).start(
+        load_spec(spec),
+        {"flags": str(flags)},
+        {},
+        spec_path=spec,
+        options=RunOptions(default_outputs=workspace.root / "default-outputs"),
+    )
+    try:
+        run_id = run.record.run_id
+        started = time.monotonic()
+        second = workspace.cli("run", str(spec), "--resume", run_id)
+        assert time.monotonic() - started < 15
+        assert second.returncode == 1
+        assert f"run '{run_id}' is in progress, held by process {os.getpid()}" in second.stderr
+    finally:
+        go.set()
+    assert run_status(run.wait().record) == 0

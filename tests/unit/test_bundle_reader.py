@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner, Result
 from fakes import FakeEngine
 
-from containerexec.cli import cli
+from containerexec.cli import App, cli
 from containerexec.engine import archive
 from containerexec.engine.base import ImageInfo
 from containerexec.errors import ContainerExecError, UntrustedInput
@@ -79,12 +79,15 @@ class Good:
     image_id: str
 
 
-def good_bundle(tmp_path: Path, name: str = "good.tar", *, a_txt: str | None = None) -> Good:
-    """A bundle of make_run's run; `a_txt`: another content for its input file a.txt."""
+def good_bundle(
+    tmp_path: Path, name: str = "good.tar", *, a_txt: str | None = None, b_txt: str | None = None
+) -> Good:
+    """A bundle of make_run's run; `a_txt`, `b_txt`: other contents for its input files."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     store, _ = make_run(tmp_path)
-    if a_txt is not None:
-        (tmp_path / "data" / "a.txt").write_text(a_txt)
+    for file, text in {"a.txt": a_txt, "b.txt": b_txt}.items():
+        if text is not None:
+            (tmp_path / "data" / file).write_text(text)
     image, image_id = image_tar(["victim:latest"])
     run = portable.export_run(store, RUN_ID)
     run = run.model_copy(
@@ -388,7 +391,8 @@ def test_max_unpacked_sets_the_cap_of_a_replay_from_the_command_line(tmp_path: P
 
     def repro(runs: str, cap: str) -> Result:
         args = ["--runs-dir", str(tmp_path / runs), "repro", str(good.path), "--print"]
-        return CliRunner().invoke(cli, [*args, "--max-unpacked", cap])
+        app = App(runs_dir=tmp_path / runs, engine_factory=Recording)  # docker-py's socket leaks
+        return CliRunner().invoke(cli, [*args, "--max-unpacked", cap], obj=app)
 
     low = repro("low", "10")
     assert low.exit_code == 2, low.output

@@ -1,13 +1,16 @@
 """Moved from tests/engine/test_failures.py: empty arrays, fail-fast, the run deadline, and
-what `run` prints (the run id on stdout, "not started", the resume command), through the CLI
-on tests/fakes.FakeEngine. Its containers exit as the engine tests' commands would.
+what `run` prints (the run id on stdout, "not started", the resume command, also after a
+Ctrl-C, sent to this process while the CLI's handler is in place), through the CLI on
+tests/fakes.FakeEngine. Its containers exit as the engine tests' commands would.
 
-Exit 126 as Docker reports it and Ctrl-C of a real process stay engine tests.
+Exit 126 as Docker reports it stays an engine test.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from pathlib import Path
 
@@ -134,3 +137,23 @@ def test_pipeline_run_prints_its_id_on_stdout(workspace: FakeWorkspace) -> None:
     [pipeline_id] = result.stdout.splitlines()
     assert pipeline_id in result.stderr  # the summary's title names it too
     assert workspace.store.load_run(f"{pipeline_id}.hi").state == "succeeded"
+
+
+def test_a_cancelled_run_prints_not_started_and_the_resume_command(
+    workspace: FakeWorkspace,
+) -> None:
+    spec = stall_spec(workspace, "{values: [a, c, d], max_parallel: 1}")
+    workspace.engine.script = lambda inv, n: Outcome(seconds=30)  # every shard stalls
+
+    def ctrl_c(inv: Invocation) -> None:  # the first container is running: Ctrl-C
+        workspace.engine.on_start = None
+        os.kill(os.getpid(), signal.SIGINT)
+
+    workspace.engine.on_start = ctrl_c
+    result = workspace.cli("run", spec, "--grace", "1")
+    run_id = workspace.run_id()
+    assert result.returncode == 130, result.stderr
+    assert workspace.record().counts == {"cancelled": 1, "pending": 2}
+    assert "not started" in result.stderr
+    assert f"containerexec run {spec} --resume {run_id}" in result.stderr
+    assert result.stdout.splitlines() == [run_id]  # an array's run: the id is all of stdout

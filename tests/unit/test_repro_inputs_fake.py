@@ -1,11 +1,13 @@
-"""Moved from tests/engine/test_repro.py: `repro --inputs` of changed inputs is refused listing
-the changes, and with fixed inputs (and --ignore-input-changes) says "not reproduced". Input
+"""Moved from tests/engine/test_repro.py (and test_bundle.py): `repro --inputs` of changed
+inputs is refused listing the changes; with --ignore-input-changes the verdict says which
+changes it ran on and the record holds them, and fixed inputs say "not reproduced". Input
 manifests and the verdict are ours, so tests/fakes.FakeEngine plays the job; pulls by digest,
 shells and debuggers stay engine tests.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,3 +129,23 @@ def test_repro_of_fixed_inputs_says_not_reproduced_and_exits_0(
     assert "not reproduced: recorded exit 3, got 0" in result.stdout
     out = RunStore(tmp_path / "runs").load_run("last").outputs["out"]
     assert Path(out, "b.out").read_text() == "A FINE RECORD\n"
+
+
+def test_ignored_input_changes_qualify_the_verdict_and_are_what_the_record_holds(
+    scenario: Scenario, tmp_path: Path
+) -> None:
+    changed = tmp_path / "data"
+    shutil.copytree(scenario.data, changed)
+    (changed / "c.txt").write_text("also fine, and longer\n")
+    result = repro(
+        tmp_path, str(scenario.export), "-i", f"data={changed}", "--ignore-input-changes"
+    )
+    assert result.returncode == 3, (result.stdout, result.stderr)
+    assert result.stdout.strip().splitlines()[-1] == (
+        "reproduced: exit 3, same as recorded (on different inputs, --ignore-input-changes: "
+        "data/c.txt (size 10 -> 22 bytes))"
+    )
+    run_id = json.loads(scenario.export.read_text())["run"]["run_id"]
+    rec = RunStore(tmp_path / "runs").load_run("last")
+    sizes = {e.path: e.size for e in rec.input_manifests["data"]}
+    assert rec.repro_of == run_id and sizes["c.txt"] == 22

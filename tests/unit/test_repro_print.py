@@ -1,11 +1,14 @@
 """`repro --print` of a hostile record: every word reaches docker intact, no comment or
 message carries a control character, each input is checked and each output folder made.
+And the script of a run recorded on tests/fakes.FakeEngine stops at a missing input
+before any `docker run` (moved from tests/engine/test_repro_print.py).
 
 Regenerate the golden script with `UPDATE_GOLDEN=1 pytest tests/unit/test_repro_print.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -13,7 +16,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from fakes import no_engine
+from fake_cli import FakeWorkspace
+from fakes import FakeEngine, Outcome, no_engine
 
 from containerexec.cli import App, cli
 from containerexec.errors import UntrustedInput
@@ -253,3 +257,45 @@ def test_a_missing_secret_stops_the_script_before_any_folder_is_made(tmp_path: P
     assert "export the secret API_TOKEN first" in done.stderr
     assert [c[:2] for c in calls] == [["image", "inspect"]]
     assert not Path(plan.inv.mounts[1].source).parent.exists()
+
+
+WC = """\
+name: wc
+inputs: {corpus: {type: directory}}
+outputs: {counts: {type: directory}}
+command: [sh, -c, 'wc -w < "$1" > "$2/$3.tsv"; ! grep -q bad "$1" || exit 3', wc,
+          "${{inputs.corpus}}/${{shard.value}}", "${{outputs.counts}}", "${{shard.value}}"]
+array: {glob: {input: corpus, pattern: "*.txt"}}
+"""
+
+
+def test_yaml_module_script_stops_with_exit_2_naming_a_missing_input(tmp_path: Path) -> None:
+    engine = FakeEngine(lambda inv, n: Outcome(exit_code=3 if inv.shard_index == 1 else 0))
+    workspace = FakeWorkspace(tmp_path, engine)
+    corpus = workspace.folder("corpus", {"a.txt": "one two\n", "b.txt": "a bad line\n"})
+    _, _, result = workspace.run(
+        workspace.spec(WC), {"corpus": str(corpus)}, {"counts": str(workspace.root / "o")}
+    )
+    assert workspace.shards()[1].exit_code == 3
+    run_id = result.record.run_id
+    here = workspace.root / "here"
+    here.mkdir()
+    with contextlib.chdir(here):
+        printed = CliRunner().invoke(
+            cli,
+            ["--runs-dir", str(workspace.runs_dir), "repro", run_id, "--print"],
+            obj=App(runs_dir=workspace.runs_dir, engine_factory=lambda: engine),
+        )
+    assert printed.exit_code == 0, printed.output
+    script = here / "repro.sh"
+    script.write_text(printed.stdout)
+    gone = workspace.root / "corpus" / "b.txt"
+    gone.unlink()
+
+    env, calls = stub_docker(tmp_path)
+    done = subprocess.run(["sh", str(script)], cwd=here, env=env, capture_output=True, text=True)
+
+    assert done.returncode == 2
+    assert f"input 'corpus' of run {run_id}: {gone} is not a file here" in done.stderr
+    assert not (workspace.root / "here" / "repro-outputs").exists()
+    assert "run" not in [c[0] for c in recorded_calls(calls)]  # no container was started
