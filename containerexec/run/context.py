@@ -102,13 +102,15 @@ class Services:
     `sleep` is the injected sleep between retries (None: a wait a cancel cuts short);
     `slots` bounds containers across runs (a pipeline's engine-wide limit);
     `commit_lock` serialises commits into shared output folders; `sweep` removes a
-    run's containers by label.
+    run's containers by label. `clock` stamps records (wall time); `timer` measures
+    durations (a deadline, a wait for the engine) and never jumps with the wall clock.
     """
 
     engine: Engine
     store: RunStore
     secrets: Mapping[str, str]
     clock: Callable[[], float]
+    timer: Callable[[], float]
     sleep: Callable[[float], object] | None
     on_event: Callable[[ShardEvent], None]
     on_line: Callable[[int, str, str], None] | None

@@ -80,6 +80,8 @@ class Executor:
         self.store = store
         self.secrets = dict(secrets or {})
         self.clock = clock
+        # Durations on the monotonic clock; an injected clock (tests) drives both.
+        self.timer = time.monotonic if clock is time.time else clock
         self._sleep = sleep
         self.on_event = on_event or (lambda e: None)
         self.on_line = on_line
@@ -102,6 +104,7 @@ class Executor:
             store=self.store,
             secrets=self.secrets,
             clock=self.clock,
+            timer=self.timer,
             sleep=self._sleep,
             on_event=self.on_event,
             on_line=self.on_line,

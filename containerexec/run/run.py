@@ -146,16 +146,16 @@ class Run:
         )
         if self.record.deadline_s is not None:
             # Counted from here, once the image is ready: a resumed run gets a fresh deadline.
-            deadline_at = self.services.clock() + self.record.deadline_s
+            deadline_at = self.services.timer() + self.record.deadline_s
             threading.Thread(
                 target=self._watch, args=(deadline_at,), name=f"deadline-{self.id}", daemon=True
             ).start()
         self._thread.start()
 
     def _watch(self, deadline_at: float) -> None:
-        """Stop the run when its deadline passes (on the injected clock, checked often)."""
+        """Stop the run when its deadline passes (on the monotonic timer, checked often)."""
         while not self._ended.is_set():
-            left = deadline_at - self.services.clock()
+            left = deadline_at - self.services.timer()
             if left <= 0:
                 self.stop(
                     f"{DEADLINE_EXCEEDED}: the run's deadline of {self.record.deadline_s:g} s "
@@ -408,6 +408,7 @@ class Run:
             secrets=self.services.secrets,
             tracker=self.tracker,
             clock=self.services.clock,
+            timer=self.services.timer,
             sleep=self.services.sleep_for(self.tracker),
             log_for=lambda n: self.log_sink(shard.index, n),
             before=lambda: self.outputs.prepare(staging_dir, inv),

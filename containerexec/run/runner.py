@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -435,6 +436,7 @@ def run_with_retries(
     grace_s: float = 5.0,
     keep: bool = False,
     outputs_under: Sequence[Path] | None = None,
+    timer: Callable[[], float] = time.monotonic,
 ) -> list[Attempt]:
     """Attempts of one shard until it succeeds, fails for good, or is cancelled.
 
@@ -471,7 +473,7 @@ def run_with_retries(
             losses += 1
             on_attempt(a, True)  # says that we wait for the engine
             retry = losses <= MAX_ENGINE_LOSSES and wait_for_engine(
-                engine, sleep=sleep, clock=clock
+                engine, sleep=sleep, clock=timer
             )
             if retry and a.container_id:
                 _remove_quietly(engine, a.container_id)  # frees the name for the next attempt

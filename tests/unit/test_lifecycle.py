@@ -3,6 +3,7 @@ start failure is the same Failure, retried (or not) the same way, on the FakeEng
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -127,3 +128,14 @@ def test_a_cancel_before_start_creates_nothing(tmp_path: Path) -> None:
     c.log.finish()
     assert isinstance(failed, Attempt) and failed.failure == Failure.CANCELLED
     assert engine.created == []
+
+
+def test_durations_are_on_the_monotonic_clock_unless_a_clock_is_injected(tmp_path: Path) -> None:
+    wall = Executor(FakeEngine(), RunStore(tmp_path)).services
+    assert wall.timer is time.monotonic and wall.clock is time.time
+
+    def fake() -> float:
+        return 42.0
+
+    injected = Executor(FakeEngine(), RunStore(tmp_path), clock=fake).services
+    assert injected.timer is fake  # tests drive deadlines in fake time

@@ -445,6 +445,7 @@ class Batch:
                 secrets=run.services.secrets,
                 tracker=run.tracker,
                 clock=run.services.clock,
+                timer=run.services.timer,
                 sleep=run.services.sleep_for(run.tracker),
                 log_for=lambda n: run.log_sink(index, n + 1),
                 before=lambda: run.outputs.prepare(staging_dir, v.inv),
