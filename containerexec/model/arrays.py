@@ -30,19 +30,32 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
     elif array.range is not None:
         values = [str(i) for i in range(array.range)]
     elif array.glob is not None:
-        root = Path(inputs[array.glob.input])
+        root = Path(_bound("glob", array.glob.input, inputs))
         # Sorted relative paths give every file the same index on every machine.
         values = sorted(
             p.relative_to(root).as_posix() for p in root.glob(array.glob.pattern) if p.is_file()
         )
     else:
         assert array.lines is not None
-        path = Path(inputs[array.lines.input])
+        path = Path(_bound("lines", array.lines.input, inputs))
         with path.open(encoding="utf-8") as f:
             values = [line.rstrip("\r\n") for line in f if line.strip()]
     if not values and not array.allow_empty:
         raise UsageError(f"{_nothing_in(array, inputs)}; {NOTHING_NEXT}")
     return [Shard(i, v, len(values)) for i, v in enumerate(values)]
+
+
+def _bound(kind: str, name: str, inputs: dict[str, Any]) -> Any:
+    """The value of the input an array reads; an optional input left unset is a UsageError.
+
+    The spec checks that the input is declared (model/spec.py); only its value can be missing.
+    """
+    if name not in inputs:
+        raise UsageError(
+            f"array.{kind}.input: input '{name}' is not set; the array reads it: "
+            f"pass -i {name}=PATH"
+        )
+    return inputs[name]
 
 
 # A run of no shard "succeeds" while doing nothing, which hides a typo in a pattern or

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Mapping
 from dataclasses import replace
@@ -373,7 +374,7 @@ def _validated(src: yamlsource.Located, problems: list[Problem]) -> ModuleSpec:
         spec = ModuleSpec.model_validate(src.data)
     except ValidationError as exc:
         problems = [*problems, *yamlsource.pydantic_problems(exc, src, ModuleSpec)]
-    problems = [*problems, *_placeholder_problems(src)]
+    problems = [*problems, *_placeholder_problems(src), *_array_problems(src)]
     if problems:
         raise SpecError(src.path, sorted(problems, key=lambda p: (p.line, p.col)))
     assert spec is not None
@@ -408,3 +409,35 @@ def _placeholder_problems(src: yamlsource.Located) -> list[Problem]:
         if isinstance(text, str)
         for message in placeholders.check_text(text, declared, has_array)
     ]
+
+
+# The input type each kind of array reads: a glob walks a folder, lines reads a file.
+_ARRAY_INPUT_TYPES = {"glob": "directory", "lines": "file"}
+
+
+def _array_problems(src: yamlsource.Located) -> list[Problem]:
+    """Check that `array.glob.input` / `array.lines.input` names a declared input of the
+    type that array reads. Works on raw data, so these are reported with schema errors."""
+    data = src.data if isinstance(src.data, dict) else {}
+    array = data.get("array")
+    declared = data.get("inputs")
+    inputs: dict[Any, Any] = declared if isinstance(declared, dict) else {}
+    out: list[Problem] = []
+    for kind, wanted in _ARRAY_INPUT_TYPES.items():
+        part = array.get(kind) if isinstance(array, dict) else None
+        name = part.get("input") if isinstance(part, dict) else None
+        if not isinstance(name, str):
+            continue
+        loc = ("array", kind, "input")
+        needs = f"a {kind} array needs a {wanted} input"
+        if name not in inputs:
+            near = difflib.get_close_matches(name, [str(k) for k in inputs], n=1)
+            known = ", ".join(sorted(str(k) for k in inputs)) or "none"
+            hint = f"did you mean '{near[0]}'?" if near else f"inputs: {known}; {needs}"
+            out.append(src.problem(loc, f"'{name}' names no declared input; {hint}"))
+            continue
+        port = inputs[name]
+        found = port.get("type") if isinstance(port, dict) else None
+        if isinstance(found, str) and found != wanted:
+            out.append(src.problem(loc, f"input '{name}' is a {found}; {needs} (type: {wanted})"))
+    return out
