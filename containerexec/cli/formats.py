@@ -1,4 +1,5 @@
-"""The one loader of spec files in any format we read (ours, Azure ML), and --image-map.
+"""The one loader of spec files in any format we read (ours, Azure ML), --image-map and
+--component-map.
 
 Every command that takes a module or pipeline file loads it here, so an Azure ML
 file works wherever ours does, and what a local run ignores is said once per file.
@@ -6,8 +7,9 @@ file works wherever ours does, and what a local run ignores is said once per fil
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
@@ -21,31 +23,57 @@ if TYPE_CHECKING:
 # The Azure ML readers and the pipeline model are imported where a file needs them:
 # `validate` of one of our specs then loads only the module model (start-up time).
 
+F = TypeVar("F", bound=Callable[..., Any])
 _MAP_KEY = "containerexec.image_map"
+_COMPONENTS_KEY = "containerexec.component_map"
 _SAID_KEY = "containerexec.formats_said"
 
 
-def _keep_map(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
-    ctx.meta[_MAP_KEY] = value
+def _kept_option(flag: str, key: str, metavar: str, help: str) -> Callable[[F], F]:
+    """A repeatable option kept in the context for the loaders below, not passed along."""
+
+    def keep(ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]) -> None:
+        ctx.meta[key] = value
+
+    return click.option(
+        flag, multiple=True, expose_value=False, callback=keep, metavar=metavar, help=help
+    )
 
 
-image_map_option = click.option(
+def _kept(key: str) -> tuple[str, ...]:
+    ctx = click.get_current_context(silent=True)
+    return tuple(ctx.meta.get(key, ())) if ctx else ()
+
+
+image_map_option = _kept_option(
     "--image-map",
-    multiple=True,
-    expose_value=False,
-    callback=_keep_map,
-    metavar="NAME=IMAGE|FILE",
-    help="Azure ML files: the local image of a registered environment (or of an image "
+    _MAP_KEY,
+    "NAME=IMAGE|FILE",
+    "Azure ML files: the local image of a registered environment (or of an image "
     "reference), or a YAML file of NAME: IMAGE lines (repeatable).",
 )
+component_map_option = _kept_option(
+    "--component-map",
+    _COMPONENTS_KEY,
+    "NAME=FILE|FILE",
+    "Azure ML pipelines: the local YAML file of a registered component "
+    "(azureml:NAME:VERSION; NAME:VERSION=FILE maps one version), or a YAML file of "
+    "NAME: FILE lines (repeatable).",
+)
+
+
+def component_map() -> dict[str, Path]:
+    """The --component-map of the running command (empty outside one)."""
+    from containerexec.formats import azureml
+
+    return azureml.load_component_map(_kept(_COMPONENTS_KEY))
 
 
 def image_map() -> dict[str, str]:
     """The --image-map of the running command (empty outside one)."""
     from containerexec.formats import azureml
 
-    ctx = click.get_current_context(silent=True)
-    return azureml.load_image_map(ctx.meta.get(_MAP_KEY, ()) if ctx else ())
+    return azureml.load_image_map(_kept(_MAP_KEY))
 
 
 def load_module_file(path: Path) -> ModuleSpec:
@@ -74,7 +102,7 @@ def load_plan(file: Path, loader: ModuleLoader) -> Plan:
         return check_pipeline(file, load_module=loader)
     if kind == "aml-component":
         raise UsageError(f"'{file}' is an Azure ML component; run it: containerexec run {file}")
-    converted = amlpipeline.load_pipeline(file, image_map())
+    converted = amlpipeline.load_pipeline(file, image_map(), component_map())
     report(str(file), converted.ignored, converted.notes)
     try:
         return plan(converted.spec, file.parent, load_module=converted.loader(), path=str(file))

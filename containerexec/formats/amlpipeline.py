@@ -8,11 +8,17 @@
               outputs: {model: "${{parent.outputs.model}}"}}
       score: {component: {type: command, ...inline...},
               inputs: {model: "${{parent.jobs.train.outputs.model}}"}}
+      report: {command: "cat ${{inputs.m}}/x > ${{outputs.r}}/r", environment: ...,
+               inputs: {m: "${{parent.jobs.score.outputs.s}}"}, outputs: {r: {type: uri_folder}}}
+      check: {component: "azureml:checker:2", ...}     (a file through the component map)
 
 `${{parent.inputs.x}}` becomes `${{inputs.x}}`, `${{parent.jobs.J.outputs.o}}`
 becomes `${{jobs.J.outputs.o}}`, and a job output bound to `${{parent.outputs.X}}`
 becomes the pipeline output X. A reference to a job or output that does not exist
-is located in the file, with the nearest name.
+is located in the file, with the nearest name. A job with its own `command` and no
+`component` is an inline component whose ports are typed from its bindings; a
+registered component (`azureml:NAME:VERSION`, `azureml:NAME@latest`) is read from
+the file the component map gives it.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 from containerexec.errors import PipelineError, Problem, SpecError
 from containerexec.formats.azureml import (
+    REGISTERED,
     TYPES,
     Converted,
     convert_component,
@@ -43,6 +50,9 @@ _PIPELINE_KEYS = {
     "$schema", "type", "name", "display_name", "description", "inputs", "outputs", "jobs",
 }  # fmt: skip
 _JOB_KEYS = {"type", "component", "inputs", "outputs", "description"}
+# An inline command job also carries these component fields of its own.
+_INLINE_KEYS = {"command", "environment", "code", "environment_variables", "name", "display_name"}
+_OUR_TYPES = {ours: aml for aml, ours in TYPES.items()}  # 'directory' -> 'uri_folder'
 
 
 @dataclass
@@ -71,15 +81,27 @@ def job_name(name: str) -> str:
     return out if re.match(r"[A-Za-z_]", out) else f"_{out}"
 
 
-def load_pipeline(path: Path, image_map: Mapping[str, str]) -> ConvertedPipeline:
-    """Read and convert a pipeline job file; PipelineError lists every problem, located."""
+def load_pipeline(
+    path: Path, image_map: Mapping[str, str], component_map: Mapping[str, Path] | None = None
+) -> ConvertedPipeline:
+    """Read and convert a pipeline job file; PipelineError lists every problem, located.
+
+    `component_map` gives registered components (NAME:VERSION, NAME@LABEL or NAME) their file.
+    """
     src = read_mapping(path, PipelineError)
-    return _Pipeline(src, path, image_map).run()
+    return _Pipeline(src, path, image_map, component_map or {}).run()
 
 
 class _Pipeline:
-    def __init__(self, src: yamlsource.Located, path: Path, image_map: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        src: yamlsource.Located,
+        path: Path,
+        image_map: Mapping[str, str],
+        component_map: Mapping[str, Path],
+    ) -> None:
         self.src, self.path, self.base, self.image_map = src, path, path.parent, image_map
+        self.component_map = component_map
         self.data: dict[str, Any] = src.data
         self.problems: list[Problem] = []
         self.ignored: list[str] = []
@@ -111,7 +133,13 @@ class _Pipeline:
             "outputs": {},
             "jobs": {},
         }
-        components = {j: self.component(str(j), job) for j, job in raw_jobs.items()}
+        # Inline jobs last: their ports are typed from the outputs of the jobs they read.
+        components = {
+            str(j): self.component(str(j), job) for j, job in raw_jobs.items() if not _inline(job)
+        }
+        for j, job in raw_jobs.items():
+            if _inline(job):
+                components[str(j)] = self.inline(str(j), job, components)
         for j, job in raw_jobs.items():
             if isinstance(job, dict):
                 out["jobs"][names[j]] = self.job(str(j), job, names, components, out)
@@ -162,6 +190,8 @@ class _Pipeline:
             self.problem((*loc, "type"), f"only command jobs run here, got '{raw['type']}'")
             return None
         comp = raw.get("component")
+        if isinstance(comp, str) and comp.startswith("azureml:"):
+            return self.registered(job, comp)
         try:
             if isinstance(comp, dict):
                 ref = f"{self.path.name}#jobs.{job}"
@@ -170,31 +200,122 @@ class _Pipeline:
                 )
                 self._record(ref, converted, self.path, f"jobs.{job}.component")
                 return ref
-            if isinstance(comp, str) and not comp.startswith("azureml:"):
-                file = self.base / comp
-                if not file.is_file():
-                    self.problem((*loc, "component"), f"no component file at '{file}'")
-                    return None
-                ref = comp
-                if ref not in self.modules:
-                    self._record(ref, load_component(file, self.image_map), file, comp)
-                return ref
+            if isinstance(comp, str):
+                return self.component_file(self.base / comp, comp, (*loc, "component"))
         except SpecError as exc:
             self.problems += exc.problems
             return None
         if comp is None:
             self.problem(
                 loc,
-                "expected 'component:' (a file or an inline component); a command job "
-                "without one is not supported here: move its command into a component",
+                "expected 'component:' (a file or an inline component) or the job's own "
+                "'command:' and 'environment:'",
             )
             return None
         self.problem(
             (*loc, "component"),
-            f"expected a component file (./component.yml) or an inline component, got "
-            f"'{comp}'; a registered component has no local file: point at its YAML",
+            f"expected a component file (./component.yml), an inline component or "
+            f"azureml:NAME:VERSION, got '{comp}'",
         )
         return None
+
+    def component_file(self, file: Path, ref: str, loc: Loc) -> str | None:
+        """The `module:` ref of a component file, converted once however many jobs use it."""
+        if not file.is_file():
+            self.problem(loc, f"no component file at '{file}'")
+            return None
+        if ref not in self.modules:
+            self._record(ref, load_component(file, self.image_map), file, ref)
+        return ref
+
+    def registered(self, job: str, comp: str) -> str | None:
+        """A registered component, read from the file the component map gives it."""
+        loc: Loc = ("jobs", job, "component")
+        m = REGISTERED.fullmatch(comp)
+        name = (m.group("name") or m.group("rname")) if m else None
+        if m is None or name is None:
+            self.problem(loc, f"expected azureml:NAME:VERSION or azureml:NAME@LABEL, got '{comp}'")
+            return None
+        version = m.group("version") or m.group("rversion")
+        label = m.group("label") or m.group("rlabel") or "latest"
+        keys = [f"{name}:{version}" if version else f"{name}@{label}", name]
+        file = next((self.component_map[k] for k in keys if k in self.component_map), None)
+        if file is None:
+            self.problem(
+                loc,
+                f"component '{comp}' is registered in Azure ML and has no local file; map it "
+                f"to its YAML: --component-map {name}=FILE (or --component-map FILE.yaml, a "
+                f"YAML file with the line '{name}: FILE'); '{keys[0]}' maps this version only",
+            )
+            return None
+        try:
+            return self.component_file(file, str(file), loc)
+        except SpecError as exc:
+            self.problems += exc.problems
+            return None
+
+    def inline(
+        self, job: str, raw: dict[str, Any], components: Mapping[str, str | None]
+    ) -> str | None:
+        """A command job with its own command: an inline component typed from its bindings."""
+        loc: Loc = ("jobs", job)
+        if raw.get("type", "command") != "command":
+            self.problem((*loc, "type"), f"only command jobs run here, got '{raw['type']}'")
+            return None
+        self.ignore(raw, _JOB_KEYS | _INLINE_KEYS, loc)
+        comp: dict[str, Any] = {"type": "command", "name": job}
+        comp |= {k: raw[k] for k in _INLINE_KEYS - {"name", "display_name"} if k in raw}
+        inputs = raw.get("inputs") or {}
+        outputs = raw.get("outputs") or {}
+        if not isinstance(inputs, dict) or not isinstance(outputs, dict):
+            self.problem(loc, "expected 'inputs' and 'outputs' to be mappings")
+            return None
+        comp["inputs"] = {n: self.inline_input(v, components) for n, v in inputs.items()}
+        comp["outputs"] = {
+            n: {"type": v.get("type", "uri_folder")} if isinstance(v, dict) else {}
+            for n, v in outputs.items()
+        }
+        # The same positions, with the job read as the component it stands for.
+        data = {**self.data, "jobs": {**self.data["jobs"], job: comp}}
+        src = yamlsource.Located(self.src.path, data, self.src.values, self.src.keys)
+        ref = f"{self.path.name}#jobs.{job}"
+        try:
+            converted = convert_component(src, loc, self.base, self.image_map, default_name=job)
+        except SpecError as exc:
+            self.problems += exc.problems
+            return None
+        self._record(ref, converted, self.path, f"jobs.{job}")
+        return ref
+
+    def inline_input(self, value: Any, components: Mapping[str, str | None]) -> dict[str, Any]:
+        """The port an inline job's input stands for, typed from what is bound to it."""
+        if isinstance(value, dict):
+            return {"type": value.get("type", "uri_folder")}
+        if isinstance(value, bool | int | float):
+            return {"type": {bool: "boolean", int: "integer"}.get(type(value), "number")}
+        m = _PARENT.fullmatch(value.strip()) if isinstance(value, str) else None
+        if m is None:
+            return {"type": "string"}
+        kind, rest = m.group(1), m.group(2)
+        declared = self.data.get("inputs") or {}
+        if kind == "inputs" and isinstance(declared, dict) and rest in declared:
+            port = declared[rest]
+            if not isinstance(port, dict):
+                return self.inline_input(port, components)
+            out = {"type": port.get("type", "uri_folder")}
+            return out | ({"optional": True} if port.get("optional") else {})
+        jm = _JOB_REF.fullmatch(rest) if kind == "jobs" else None
+        if jm is None:
+            return {"type": "string"}
+        ref = components.get(jm.group(1))
+        port = self.modules[ref][0].spec.outputs.get(jm.group(2)) if ref else None
+        if port is None:  # another inline job's output, or a dangling one (located later)
+            other = (self.data.get("jobs") or {}).get(jm.group(1))
+            raw = other.get("outputs") if isinstance(other, dict) else None
+            declared_out = raw.get(jm.group(2)) if isinstance(raw, dict) else None
+            written = declared_out.get("type") if isinstance(declared_out, dict) else None
+            return {"type": written or "uri_folder"}
+        return {"type": _OUR_TYPES.get(port.type, "uri_folder")}
 
     def _record(self, ref: str, converted: Converted, file: Path, where: str) -> None:
         self.modules[ref] = (converted, file)
@@ -230,7 +351,7 @@ class _Pipeline:
                 out["outputs"][m.group(2)] = f"${{{{jobs.{names[job]}.outputs.{name}}}}}"
             elif module is not None and name not in module.outputs:
                 self.problem(loc, f"job '{job}' has no output '{name}'", key=True)
-            else:
+            elif not _inline(raw):  # an inline job's outputs are its own declarations
                 self.ignored.append(yamlsource.dotted(loc))
         spec: dict[str, Any] = {"module": ref or "missing", "inputs": inputs}
         if raw.get("description"):
@@ -272,6 +393,11 @@ class _Pipeline:
             return f"${{{{jobs.{names.get(job, job)}.outputs.{output}}}}}"
 
         return _PARENT.sub(replace, value)
+
+
+def _inline(job: Any) -> bool:
+    """A command job with its own command and no component."""
+    return isinstance(job, dict) and "component" not in job and "command" in job
 
 
 def _nearest(name: str, known: list[str]) -> str | None:

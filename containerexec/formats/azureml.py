@@ -47,7 +47,7 @@ _COMPONENT_KEYS = {
 _INPUT_KEYS = {"type", "optional", "default", "description"}
 _OUTPUT_KEYS = {"type", "description"}
 _ENV_KEYS = {"image", "conda_file", "build"}
-_REGISTERED = re.compile(
+REGISTERED = re.compile(
     r"azureml:(?://registries/[^/]+/environments/(?P<rname>[^/]+)"
     r"/(?:versions/(?P<rversion>[^/]+)|labels/(?P<rlabel>[^/]+))"
     r"|(?P<name>[^:@/]+)(?::(?P<version>[^:@]+)|@(?P<label>.+))?)"
@@ -85,6 +85,30 @@ def load_image_map(values: list[str] | tuple[str, ...]) -> dict[str, str]:
         if not isinstance(data, dict):
             raise UsageError(f"--image-map '{value}': the file must map NAME: IMAGE")
         out |= {str(k): str(v) for k, v in data.items()}
+    return out
+
+
+def load_component_map(values: list[str] | tuple[str, ...]) -> dict[str, Path]:
+    """`--component-map NAME=FILE` values (relative to here), or FILE values: a YAML mapping
+    NAME: FILE, its files relative to the map file's folder."""
+    out: dict[str, Path] = {}
+    for value in values:
+        name, sep, file = value.partition("=")
+        if sep and name and not Path(value).is_file():
+            out[name] = Path(file).resolve()
+            continue
+        try:
+            src = yamlsource.parse(Path(value).read_text(), value)
+        except OSError as exc:
+            src = yamlsource.Located(value, None, problems=[Problem(value, 0, 0, "", str(exc))])
+        if src.problems or not isinstance(src.data, dict):
+            why = f" ({src.problems[0]})" if src.problems else ""
+            raise UsageError(
+                f"--component-map '{value}': expected NAME=FILE or a YAML file of NAME: FILE "
+                f"lines{why}"
+            )
+        base = Path(value).resolve().parent
+        out |= {str(k): (base / str(v)).resolve() for k, v in src.data.items()}
     return out
 
 
@@ -279,7 +303,7 @@ class _Component:
 
     def registered(self, ref: str, loc: Loc) -> str:
         """A registered environment (or any reference) looked up in the image map."""
-        m = _REGISTERED.fullmatch(ref)
+        m = REGISTERED.fullmatch(ref)
         if m is None:
             return self.image_map.get(ref, ref)  # a plain image reference
         name = m.group("name") or m.group("rname")

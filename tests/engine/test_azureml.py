@@ -192,3 +192,17 @@ def test_a_component_converted_back_loads_with_azure_ai_ml(tmp_path: Path) -> No
     assert loaded.name == "count_words" and "aml_code" not in loaded.inputs
     assert (back.parent / str(loaded.code)).resolve() == EXAMPLES / "src"  # relative to the file
     assert textwrap.dedent(loaded.command).startswith("sh -c ")
+
+
+def test_the_inline_example_runs_its_second_job_on_the_first_s_output(tmp_path: Path) -> None:
+    runs, out = tmp_path / "runs", tmp_path / "shouted"
+    args = ["pipeline", "run", str(EXAMPLES / "inline.yml"), *IMAGES, "-o", f"shouted={out}"]
+    first = cx(runs, *args, "-i", f"name={HOSTILE}")
+    assert first.exit_code == 0, first.output
+    assert (out / "loud.txt").read_text() == f"HELLO {HOSTILE.upper()}\n"
+    assert sorted(p.name for p in out.iterdir()) == ["loud.txt"]  # no pwned file
+    records = [json.loads(p.read_text()) for p in (runs / "pipelines").glob("*/pipeline.json")]
+    assert set(records[0]["jobs"]) == {"hello_job", "shout_job"}
+    # The environment was registered (azureml:text-tools@latest): mapped, and pinned.
+    hello = RunStore(runs).load_run(next((runs / "runs").glob("*.hello_job")).name)
+    assert "@sha256:" in hello.image.pinned or hello.image.pinned.startswith("sha256:")

@@ -9,7 +9,13 @@ from typing import Any
 import click
 import yaml
 
-from containerexec.cli.formats import image_map, image_map_option, report
+from containerexec.cli.formats import (
+    component_map,
+    component_map_option,
+    image_map,
+    image_map_option,
+    report,
+)
 from containerexec.errors import UsageError
 from containerexec.formats import amlpipeline, azureml, toaml
 from containerexec.formats.detect import detect_file
@@ -31,6 +37,7 @@ from containerexec.model.spec import load_spec
     "its modules are written beside it).",
 )
 @image_map_option
+@component_map_option
 def convert(file: Path, to: str | None, output: Path | None) -> None:
     """Write FILE in the other format: an Azure ML command component or pipeline job as our
     module or pipeline spec (what `run` runs), or our module spec as an Azure ML command
@@ -57,7 +64,7 @@ def _pipeline(file: Path, output: Path | None) -> None:
         raise UsageError(
             f"'{file}' is a pipeline: give -o PIPELINE.yaml (its modules go beside it)"
         )
-    converted = amlpipeline.load_pipeline(file, image_map())
+    converted = amlpipeline.load_pipeline(file, image_map(), component_map())
     report(str(file), converted.ignored, converted.notes)
     data = dict(converted.data)
     written: dict[str, str] = {}

@@ -14,7 +14,12 @@ from rich.table import Table
 
 from containerexec.cli.app import App
 from containerexec.cli.display import RunDisplay
-from containerexec.cli.formats import image_map_option, load_module_file, load_plan
+from containerexec.cli.formats import (
+    component_map_option,
+    image_map_option,
+    load_module_file,
+    load_plan,
+)
 from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.cli.options import (
     grace_option,
@@ -57,6 +62,7 @@ def loader(app: App, spec_dir: Path) -> ModuleLoader:
 @pipeline.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
 @image_map_option
+@component_map_option
 @click.pass_obj
 def validate_pipeline(app: App, file: Path) -> None:
     """Check a pipeline and its modules; list every problem as FILE:LINE:COL (exit 2)."""
@@ -118,6 +124,7 @@ def graph(file: Path, dot: Path | None) -> None:
     help="A label for every container of the run (repeatable).",
 )
 @image_map_option
+@component_map_option
 @slurm_options
 @click.pass_context
 def run_pipeline(
