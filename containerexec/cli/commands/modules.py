@@ -24,9 +24,9 @@ from containerexec.cli.options import (
     overwrite_option,
     pull_option,
 )
-from containerexec.cli.slurm import make_scheduler, slurm_options
+from containerexec.cli.slurm import again_command, make_scheduler, slurm_options
 from containerexec.cli.status import run_status
-from containerexec.errors import UsageError
+from containerexec.errors import PullError, UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.cache import Cache
@@ -133,7 +133,11 @@ def run(
         raise UsageError(
             "--accept-input-changes goes with --resume RUN; a new run has no inputs to compare"
         )
-    scheduler = make_scheduler(app, **where)
+
+    def notice(text: str) -> None:  # the placement's progress; the display exists by then
+        display.note(text)
+
+    scheduler = make_scheduler(app, notice=notice, **where)
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
@@ -149,7 +153,15 @@ def run(
         overwrite=overwrite,
         deadline_s=deadline_flag(deadline),
     )
-    with display, cancel_on_signals(executor, display, grace):
+    more = (
+        *(("--resume", resume) if resume else ()),
+        *(("--batch-size", batch_size) if batch_size else ()),
+    )
+    with (
+        display,
+        cancel_on_signals(executor, display, grace),
+        push_hint(again_command(str(spec), inputs, outputs, where, more)),
+    ):
         if resume:  # its bindings stay unless a flag changes one
             started = executor.resume(
                 module,
@@ -182,6 +194,18 @@ def run(
     # The only line of ours on stdout, after the command's own output, for scripts.
     click.echo(result.record.run_id)
     ctx.exit(run_status(result.record))
+
+
+@contextmanager
+def push_hint(command: str) -> Iterator[None]:
+    """A failed push (--push-to) ends with the whole command to run again once it is fixed."""
+    try:
+        yield
+    except PullError as exc:
+        if exc.operation != "push":
+            raise
+        advice = f"{exc.detail()}; then run again: {command}"
+        raise exc.advised(module=exc.module, attempts=exc.attempts, advice=advice) from None
 
 
 def with_batch_size(module: ModuleSpec, value: str | None) -> ModuleSpec:
