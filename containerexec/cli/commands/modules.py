@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -159,7 +159,7 @@ def run(
     )
     with (
         display,
-        cancel_on_signals(executor, display, grace),
+        cancel_on_signals(executor, display, grace, preparing=lambda: not display.planned),
         push_hint(again_command(str(spec), inputs, outputs, where, more)),
     ):
         if resume:  # its bindings stay unless a flag changes one
@@ -307,13 +307,22 @@ class Notes(Protocol):
 
 
 @contextmanager
-def cancel_on_signals(executor: Cancellable, display: Notes, grace_s: float) -> Iterator[None]:
-    """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up."""
+def cancel_on_signals(
+    executor: Cancellable,
+    display: Notes,
+    grace_s: float,
+    preparing: Callable[[], bool] | None = None,
+) -> Iterator[None]:
+    """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up.
+    While `preparing()` (a build or a pull: no container of the run yet), Ctrl-C
+    interrupts at once (KeyboardInterrupt: exit 130), which closes the engine's stream."""
     seen = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal seen
         seen += 1
+        if signum == signal.SIGINT and preparing is not None and preparing():
+            raise KeyboardInterrupt
         if seen == 1:
             display.note(
                 f"{signal.Signals(signum).name}: stopping running containers "
