@@ -28,6 +28,7 @@ class RunDisplay:
         self.lock = threading.Lock()
         self.done = self.failed = self.running = self.retried = self.cancelled = 0
         self.skipped = 0
+        self.planned = False  # the run's shards are planned: its image is ready
         self._live: Live | None = None
 
     def __enter__(self) -> RunDisplay:
@@ -50,6 +51,7 @@ class RunDisplay:
         with self.lock:
             if e.kind == "planned":
                 self.total = e.count
+                self.planned = True
             elif e.kind == "started":
                 self.running += 1
             elif e.kind == "retrying":

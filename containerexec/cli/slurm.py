@@ -93,10 +93,17 @@ def configured(kind: str = CLUSTER) -> dict[str, Any]:
 
 
 def make_scheduler(
-    app: App, *, on: str | None, detach: bool, push_to: str | None, **flags: Any
+    app: App,
+    *,
+    on: str | None,
+    detach: bool,
+    push_to: str | None,
+    notice: Callable[[str], None] | None = None,
+    **flags: Any,
 ) -> Placement:
     """The placement named by --on (or the config file's `on`), from the registry, with
-    its settings from flags, environment and file."""
+    its settings from flags, environment and file; `notice` shows its progress (the push,
+    the submission, the job id)."""
     conf = configured()
     where = on or conf.get("on", "local")
     if where == "local":
@@ -113,8 +120,38 @@ def make_scheduler(
             push_to=push_to,
             detach=detach,
             sleep=app.sleep or time.sleep,
+            notice=notice,
         ),
     )
+
+
+def again_command(
+    spec: str,
+    inputs: tuple[str, ...],
+    outputs: tuple[str, ...],
+    where: dict[str, Any],
+    more: tuple[str, ...] = (),
+) -> str:
+    """The `containerexec run` command with these arguments, `more` (--resume RUN, ...)
+    and the placement's flags (--on, each placement's own, --detach, --push-to): what to
+    run again."""
+    argv = ["containerexec", "run", spec]
+    argv += [arg for pair in inputs for arg in ("-i", pair)]
+    argv += [arg for pair in outputs for arg in ("-o", pair)]
+    argv += more
+    if where.get("on"):
+        argv += ["--on", where["on"]]
+    for kind in placement.names():
+        for f in placement.flags(kind):
+            value = where.get(f.dest)
+            values = value if isinstance(value, (list, tuple)) else [value] if value else []
+            for v in values:  # a repeatable flag's value may start with '-': keep it joined
+                argv += [f"{f.decl}={v}"] if f.multiple else [f.decl, str(v)]
+    if where.get("detach"):
+        argv.append("--detach")
+    if where.get("push_to"):
+        argv += ["--push-to", where["push_to"]]
+    return shlex.join(argv)
 
 
 # -- runs on Slurm after their submitter ---------------------------------------------------

@@ -264,7 +264,9 @@ class Executor:
                 }
             )
             seen = input_manifests(spec, bindings) if changes else None
-            started = self._open(spec, bindings, record, shards, selected, opts, lock, seen)
+            started = self._open(
+                spec, bindings, record, shards, selected, opts, lock, seen, prev.reason
+            )
         started.notices.extend(notices)
         return started
 
@@ -283,6 +285,7 @@ class Executor:
         interactive: Interactive | None = None,
         once: bool = False,
         seen: dict[str, list[FileEntry]] | None = None,
+        kept: str | None = None,
     ) -> Run:
         """Write the run record and start `todo` on the scheduler; the common end of every
         way to start a run (repro passes the recorded Invocation as `invocation_for`).
@@ -307,6 +310,7 @@ class Executor:
             keep=keep,
             interactive=interactive,
             input_manifests=seen,
+            earlier_reason=kept,
         )
         self._track(run)
         # Which shards share a container: planned once, here; a replay, --keep and a
@@ -425,9 +429,11 @@ class Executor:
         opts: RunOptions,
         lock: RunLock,
         seen: dict[str, list[FileEntry]] | None = None,
+        kept: str | None = None,
     ) -> Run:
         """Skip what already succeeded (a resume), say what is planned, and launch the rest;
-        `seen`: the inputs each shard reads when they differ from the run's manifests."""
+        `seen`: the inputs each shard reads when they differ from the run's manifests;
+        `kept`: why a resumed run had stopped, which a refusal keeps (Run.refused)."""
         done = {
             r.index
             for r in self.store.iter_shards(record.run_id, skip_unreadable=True)
@@ -443,7 +449,7 @@ class Executor:
         parallel = max(1, min(record.max_parallel, max(len(todo), 1)))
         record = record.model_copy(update={"max_parallel": parallel})
         run = self.launch(
-            spec, bindings, record, shards, todo, lock=lock, parallel=parallel, seen=seen
+            spec, bindings, record, shards, todo, lock=lock, parallel=parallel, seen=seen, kept=kept
         )
         run.counts.by_state["succeeded"] = len(done & {s.index for s in selected})
         return run

@@ -79,11 +79,13 @@ class Run:
         keep: bool = False,
         interactive: Interactive | None = None,
         input_manifests: dict[str, list[FileEntry]] | None = None,
+        earlier_reason: str | None = None,
     ) -> None:
         """`invocation_for` builds a shard's Invocation (resolved from the spec, or a
         recorded one for a replay); `interactive` runs an attempt attached to this
         terminal instead of through the runner (repro --debug); `input_manifests`, the
-        inputs as they are now when a resume accepted changes, goes in each shard's record."""
+        inputs as they are now when a resume accepted changes, goes in each shard's record;
+        `earlier_reason`, the reason a resumed run had stopped for, which a refusal keeps."""
         self.services = services
         self.spec = spec
         self.bindings = bindings
@@ -94,6 +96,7 @@ class Run:
         self.keep = keep
         self.interactive = interactive
         self.input_manifests = input_manifests
+        self.earlier_reason = earlier_reason
         self.notices: list[str] = []  # for the user: see Executor.resume
         self.tracker = Tracker()
         self.counts = Counts()
@@ -371,9 +374,12 @@ class Run:
 
     def refused(self, reason: str) -> None:
         """Record the run as failed for `reason` before any of its shards ran (its image
-        cannot run packed shards, the cluster refused its array); the caller raises."""
+        cannot run packed shards, the cluster refused its array); the caller raises. A
+        resume keeps the reason the run had stopped for: the refusal is the caller's error,
+        and the shards are as that reason left them."""
+        kept = self.earlier_reason or reason
         failed = self.record.model_copy(
-            update={"state": "failed", "reason": reason, "ended_at": self.services.clock()}
+            update={"state": "failed", "reason": kept, "ended_at": self.services.clock()}
         )
         self.services.store.write_run(failed)
 

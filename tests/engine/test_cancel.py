@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import outputs_of, run_containers, wait_for
+from helpers import BASE_IMAGE, outputs_of, run_containers, wait_for
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
@@ -120,3 +120,25 @@ def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes
     assert after[0].attempts == shards[0].attempts  # not run again
     assert [after[i].state for i in range(4)] == ["succeeded"] * 4
     assert outputs_of(target) == {str(i): "done\n" for i in range(4)}
+
+
+def test_ctrl_c_during_an_image_build_stops_it_at_once_and_leaves_no_build_container(
+    workspace: Workspace, docker_client: Any
+) -> None:
+    # A RUN step nothing else runs: its build container is found by its command.
+    marker = f"sleep 60.{os.getpid()}{time.monotonic_ns() % 100000}"
+    workspace.folder("slow", {"Dockerfile": f"FROM {BASE_IMAGE}\nRUN {marker}\n"})
+    spec = workspace.spec("name: slowbuild\nenvironment: {build: {context: slow}}\ncommand: [x]\n")
+
+    def building() -> list[Any]:
+        found = docker_client.containers.list(all=True, ignore_removed=True)
+        return [c for c in found if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+
+    proc = workspace.start("run", str(spec))
+    wait_for(building, timeout_s=60, what="the build's RUN container")
+    code, seconds = stop_with(proc, [signal.SIGINT])
+    assert code == 130 and seconds < 3, (code, seconds)
+    assert proc.stderr is not None
+    err = proc.stderr.read()
+    assert "Interrupted." in err and "Traceback" not in err, err
+    wait_for(lambda: not building(), timeout_s=5, what="the build container to be removed")

@@ -6,6 +6,7 @@ while the run's job still runs."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -172,6 +173,14 @@ def test_a_never_pushed_local_image_is_refused_before_submission(
     rec = ws.record()
     assert rec.image.pinned.startswith(f"{registry.address}/cx/pushed@sha256:")
     assert rec.image.digest == rec.image.pinned
+    # What the 40 s of push and submit say, and the job id as soon as sbatch returns it.
+    assert f" to {registry.address}/cx/pushed:run ..." in pushed.stderr
+    assert rec.scheduler is not None
+    job = rec.scheduler.job_ids[0]
+    said = re.search(
+        rf"submitted Slurm job {job} \(array [0-9,%-]+\) for run {rec.run_id}", pushed.stderr
+    )
+    assert said is not None, pushed.stderr
 
 
 PIPELINE = """\

@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
@@ -24,9 +24,9 @@ from containerexec.cli.options import (
     overwrite_option,
     pull_option,
 )
-from containerexec.cli.slurm import make_scheduler, slurm_options
+from containerexec.cli.slurm import again_command, make_scheduler, slurm_options
 from containerexec.cli.status import run_status
-from containerexec.errors import UsageError
+from containerexec.errors import PullError, UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
 from containerexec.run.cache import Cache
@@ -133,7 +133,11 @@ def run(
         raise UsageError(
             "--accept-input-changes goes with --resume RUN; a new run has no inputs to compare"
         )
-    scheduler = make_scheduler(app, **where)
+
+    def notice(text: str) -> None:  # the placement's progress; the display exists by then
+        display.note(text)
+
+    scheduler = make_scheduler(app, notice=notice, **where)
     module, spec_path = load_module(app, spec, pull=pull)
     if spec_path is None:
         check_allowed(str(spec), module, allowed)
@@ -149,7 +153,15 @@ def run(
         overwrite=overwrite,
         deadline_s=deadline_flag(deadline),
     )
-    with display, cancel_on_signals(executor, display, grace):
+    more = (
+        *(("--resume", resume) if resume else ()),
+        *(("--batch-size", batch_size) if batch_size else ()),
+    )
+    with (
+        display,
+        cancel_on_signals(executor, display, grace, preparing=lambda: not display.planned),
+        push_hint(again_command(str(spec), inputs, outputs, where, more)),
+    ):
         if resume:  # its bindings stay unless a flag changes one
             started = executor.resume(
                 module,
@@ -182,6 +194,18 @@ def run(
     # The only line of ours on stdout, after the command's own output, for scripts.
     click.echo(result.record.run_id)
     ctx.exit(run_status(result.record))
+
+
+@contextmanager
+def push_hint(command: str) -> Iterator[None]:
+    """A failed push (--push-to) ends with the whole command to run again once it is fixed."""
+    try:
+        yield
+    except PullError as exc:
+        if exc.operation != "push":
+            raise
+        advice = f"{exc.detail()}; then run again: {command}"
+        raise exc.advised(module=exc.module, attempts=exc.attempts, advice=advice) from None
 
 
 def with_batch_size(module: ModuleSpec, value: str | None) -> ModuleSpec:
@@ -283,13 +307,22 @@ class Notes(Protocol):
 
 
 @contextmanager
-def cancel_on_signals(executor: Cancellable, display: Notes, grace_s: float) -> Iterator[None]:
-    """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up."""
+def cancel_on_signals(
+    executor: Cancellable,
+    display: Notes,
+    grace_s: float,
+    preparing: Callable[[], bool] | None = None,
+) -> Iterator[None]:
+    """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up.
+    While `preparing()` (a build or a pull: no container of the run yet), Ctrl-C
+    interrupts at once (KeyboardInterrupt: exit 130), which closes the engine's stream."""
     seen = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal seen
         seen += 1
+        if signum == signal.SIGINT and preparing is not None and preparing():
+            raise KeyboardInterrupt
         if seen == 1:
             display.note(
                 f"{signal.Signals(signum).name}: stopping running containers "

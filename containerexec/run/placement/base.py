@@ -186,6 +186,20 @@ class Detached(Exception):
         super().__init__(f"run {run_id} submitted as {label} {', '.join(job_ids)}")
 
 
+def array_indices(indices: Sequence[int]) -> str:
+    """[0,1,2,5,7,8] -> '0-2,5,7-8' (sbatch --array syntax, and how arrays are shown)."""
+    parts: list[str] = []
+    ordered = sorted(set(indices))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(parts)
+
+
 def active_states(backend: ArrayBackend, job_id: str) -> list[str]:
     """The words of the job's tasks still pending or running, sorted; [] once it has ended."""
     return sorted({s.word for s in backend.states(job_id).values() if s.active})
@@ -223,6 +237,7 @@ class Where:
     push_to: str | None = None
     detach: bool = False
     sleep: Callable[[float], object] | None = None
+    notice: Callable[[str], None] | None = None  # progress for the user: push, submit, job id
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class ArrayPlacement:
     push_to: str | None = None
     detach: bool = False
     sleep: Callable[[float], object] = time.sleep
+    notice: Callable[[str], None] | None = None  # progress for the user: push, submit, job id
 
     def admit(self, record: RunRecord) -> RunRecord:
         """Refuse (or push, with --push-to) an image the nodes could not pull by digest."""
@@ -42,6 +43,7 @@ class ArrayPlacement:
             assert self.engine is not None, "--push-to needs the engine"
             repo, tag = split_target(record.module, self.push_to)
             self.engine.tag(image.id, repo, tag)
+            self._say(f"pushing {image.pinned} to {repo}:{tag} ...")
             digest = images.push_with_retries(
                 self.engine, record.module, repo, tag, sleep=self.sleep
             )
@@ -70,6 +72,16 @@ class ArrayPlacement:
 
     def run(self, run: RunContext, tasks: list[Task], parallel: int) -> None:
         follower = ArrayFollower(
-            self.backend, run, parallel, tasks, detach=self.detach, sleep=self.sleep
+            self.backend,
+            run,
+            parallel,
+            tasks,
+            detach=self.detach,
+            sleep=self.sleep,
+            notice=self.notice,
         )
         follower.follow([shard for task in tasks for shard in task])
+
+    def _say(self, text: str) -> None:
+        if self.notice is not None:
+            self.notice(text)

@@ -31,6 +31,7 @@ from containerexec.run.placement.base import (
     PlacementError,
     Submission,
     TaskState,
+    array_indices,
 )
 from containerexec.run.results import with_attempts
 from containerexec.run.runner import Attempt, Failure, should_retry
@@ -61,8 +62,10 @@ class ArrayFollower:
         *,
         detach: bool = False,
         sleep: Callable[[float], object] = time.sleep,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.backend = backend
+        self.notice = notice  # progress for the user: the submission and its job id
         self.pacing = backend.pacing
         self.detach = detach
         self.sleep = sleep
@@ -167,7 +170,10 @@ class ArrayFollower:
             s.index: len(self.run.earlier_attempts(s)) for batch in tasks.values() for s in batch
         }
         self.ran, self.requeued = set(), set()
+        what = f"array {array_indices(submission.indices)}%{max(1, submission.throttle)}"
+        self._say(f"submitting run {self.run.id} to {self.backend.title} ({what}) ...")
         job = self.backend.submit(submission)
+        self._say(f"submitted {self.backend.title} job {job} ({what}) for run {self.run.id}")
         sched = sched.model_copy(update={"job_ids": [*sched.job_ids, job]})
         self.run.record = self.run.record.model_copy(update={"scheduler": sched})
         self.store.write_run(self.run.record)
@@ -333,6 +339,10 @@ class ArrayFollower:
         fixed = rec.model_copy(update={"attempts": attempts})
         self.store.write_shard(fixed)
         return fixed
+
+    def _say(self, text: str) -> None:
+        if self.notice is not None:
+            self.notice(text)
 
     def _started(self, shard: Shard) -> None:
         if shard.index not in self.announced:

@@ -197,6 +197,7 @@ def slurm_placement(
         push_to=where.push_to,
         detach=where.detach,
         sleep=sleep or where.sleep or time.sleep,
+        notice=where.notice,
     )
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from containerexec.model.spec import ModuleSpec
+from containerexec.run.placement.base import array_indices
 
 TIME_MARGIN_S = 120  # pulling the image and committing outputs, on top of the attempts
 
@@ -30,20 +31,6 @@ class SlurmSettings:
 
 
 # -- the script (pure) -------------------------------------------------------------------
-
-
-def array_indices(indices: Sequence[int]) -> str:
-    """[0,1,2,5,7,8] -> '0-2,5,7-8' (sbatch --array syntax)."""
-    parts: list[str] = []
-    ordered = sorted(set(indices))
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        parts.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 def time_limit(spec: ModuleSpec, values: int = 1) -> str | None:
