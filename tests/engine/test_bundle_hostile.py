@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import tarfile
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,57 +168,54 @@ def test_a_glob_shards_own_file_replays_on_a_machine_without_the_data_or_the_ima
     assert sorted(p.name for p in unpacked.iterdir()) == ["b.txt"]
 
 
-def test_a_load_never_moves_an_existing_tag(
-    engine: DockerEngine, globbed: Globbed, tmp_path: Path
-) -> None:
-    victim = f"cx-victim-{uuid.uuid4().hex[:8]}"
+@dataclass(frozen=True)
+class Victim:
+    """A tag of this engine, and a bundle whose image tar claims that tag."""
+
+    tag: str
+    image_id: str
+    bundle: Path
+
+
+@pytest.fixture
+def victim(engine: DockerEngine, globbed: Globbed, tmp_path: Path) -> Iterator[Victim]:
+    tag = f"cx-victim-{uuid.uuid4().hex[:8]}:latest"
     base = engine.inspect_image(BASE_IMAGE)
     assert base is not None
-    engine.tag(base.id, victim, "latest")
+    engine.tag(base.id, *tag.split(":"))
     try:
         with tarfile.open(globbed.bundle) as tar:
             name = next(n for n in tar.getnames() if n.startswith("images/"))
             image = (tar.extractfile(name) or io.BytesIO()).read()
-        retagged = swap_image(
-            globbed.bundle, tmp_path, _with_repo_tags(image, [f"{victim}:latest"])
-        )
+        retagged = swap_image(globbed.bundle, tmp_path, _with_repo_tags(image, [tag]))
         if engine.inspect_image(globbed.image_id) is not None:
             engine.remove_image(globbed.image_id)
-        result = cx(tmp_path / "here", "repro", str(retagged))
-        assert result.exit_code == 3, result.output
-        still = engine.inspect_image(f"{victim}:latest")
-        assert still is not None and still.id == base.id
+        yield Victim(tag, base.id, retagged)
     finally:
-        engine.remove_image(f"{victim}:latest")
+        engine.remove_image(tag)
+
+
+def test_a_load_never_moves_an_existing_tag(
+    engine: DockerEngine, victim: Victim, tmp_path: Path
+) -> None:
+    result = cx(tmp_path / "here", "repro", str(victim.bundle))
+    assert result.exit_code == 3, result.output
+    still = engine.inspect_image(victim.tag)
+    assert still is not None and still.id == victim.image_id
 
 
 def test_the_print_script_loads_the_checked_image_and_moves_no_tag(
-    engine: DockerEngine, globbed: Globbed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    engine: DockerEngine, victim: Victim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    victim = f"cx-victim-{uuid.uuid4().hex[:8]}"
-    base = engine.inspect_image(BASE_IMAGE)
-    assert base is not None
-    engine.tag(base.id, victim, "latest")
-    try:
-        with tarfile.open(globbed.bundle) as tar:
-            name = next(n for n in tar.getnames() if n.startswith("images/"))
-            image = (tar.extractfile(name) or io.BytesIO()).read()
-        retagged = swap_image(
-            globbed.bundle, tmp_path, _with_repo_tags(image, [f"{victim}:latest"])
-        )
-        monkeypatch.chdir(tmp_path)  # --print writes the checked image here
-        printed = cx(tmp_path / "here", "repro", str(retagged), "--print")
-        assert printed.exit_code == 0, printed.output
-        (tmp_path / "repro.sh").write_text(printed.stdout)
-        assert "docker load -i" in printed.stdout and "tar -xOf" not in printed.stdout
-        if engine.inspect_image(globbed.image_id) is not None:
-            engine.remove_image(globbed.image_id)
-        ran = subprocess.run(["sh", "repro.sh"], cwd=tmp_path, capture_output=True, text=True)
-        assert ran.returncode == 3, (ran.stdout, ran.stderr)
-        still = engine.inspect_image(f"{victim}:latest")
-        assert still is not None and still.id == base.id
-    finally:
-        engine.remove_image(f"{victim}:latest")
+    monkeypatch.chdir(tmp_path)  # --print writes the checked image here
+    printed = cx(tmp_path / "here", "repro", str(victim.bundle), "--print")
+    assert printed.exit_code == 0, printed.output
+    (tmp_path / "repro.sh").write_text(printed.stdout)
+    assert "docker load -i" in printed.stdout and "tar -xOf" not in printed.stdout
+    ran = subprocess.run(["sh", "repro.sh"], cwd=tmp_path, capture_output=True, text=True)
+    assert ran.returncode == 3, (ran.stdout, ran.stderr)
+    still = engine.inspect_image(victim.tag)
+    assert still is not None and still.id == victim.image_id
 
 
 def _with_repo_tags(image: bytes, tags: list[str]) -> bytes:
