@@ -5,11 +5,11 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
 
-.PHONY: setup engine base-image registry-package slurm-package demo test test-unit test-engine test-slow lint fmt ci bench clean
+.PHONY: setup engine base-image registry-package slurm-package demo test test-unit test-engine test-slow lint fmt ci bench clean docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]' >$(VENV)/pip.log 2>&1 \
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test,docs]' >$(VENV)/pip.log 2>&1 \
 		|| { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
@@ -31,7 +31,7 @@ setup: $(STAMP) base-image
 demo: setup
 	@bash scripts/demo.sh
 
-test: setup registry-package slurm-package lint
+test: setup registry-package slurm-package lint docs
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q
 
 test-unit: $(STAMP)
@@ -55,6 +55,11 @@ fmt: $(STAMP)
 	@$(BIN)/ruff check --fix containerexec tests bench
 
 ci: test
+
+# The site's home page is the README with its links made relative to docs/.
+docs: $(STAMP)
+	@sed -e 's#(docs/#(#g' -e 's#(ARCHITECTURE.md)#(architecture.md)#g' README.md > docs/index.md
+	@NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 bench: setup
 	@$(BIN)/python bench/shards.py

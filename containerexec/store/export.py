@@ -78,7 +78,7 @@ def load_source(store: RunStore, target: str) -> RunExport:
             "export', a run.json, or a run id ('containerexec runs list')",
         )
     else:
-        rec = store.load_run(_last_original(store) if target == "last" else target)
+        rec = store.load_run(target)
         export = RunExport(run=rec, shards=list(store.load_shards(rec.run_id).values()))
     newest = max([export.run.schema_version, *(s.schema_version for s in export.shards)])
     if newest > SCHEMA_VERSION:
@@ -90,15 +90,6 @@ def load_source(store: RunStore, target: str) -> RunExport:
             newest,
         )
     return export
-
-
-def _last_original(store: RunStore) -> str:
-    """'last' for repro: the newest run that is not itself a repro, so repeating works."""
-    records = [store.load_run(i) for i in store.ids()]
-    originals = [r for r in records if r.repro_of is None] or records
-    if not originals:
-        return "last"  # the store says there are no runs
-    return max(originals, key=lambda r: r.started_at).run_id
 
 
 __all__ = ["RunExport", "export_run", "load_source"]

@@ -83,12 +83,20 @@ class RunStore:
         )
 
     def resolve_id(self, run: str) -> str:
-        """A run id, a unique prefix of one, or 'last' -> the run id."""
+        """A run id, a unique prefix of one, or 'last' -> the run id.
+
+        'last' is the newest run that is not itself a repro (the newest of all when every
+        run is one), so `repro last` can be repeated and `run --resume last` after a
+        `repro` resumes the run that failed, not its replay.
+        """
         if run == "last":
             ids = self.ids()
             if not ids:
                 raise RecordError(str(self.runs), "no runs recorded here yet")
-            return max(ids, key=lambda i: (self.run_dir(i) / "run.json").stat().st_mtime)
+            newest = sorted(
+                ids, key=lambda i: (self.run_dir(i) / "run.json").stat().st_mtime, reverse=True
+            )
+            return next((i for i in newest if self.load_run(i).repro_of is None), newest[0])
         if (self.run_dir(run) / "run.json").is_file():
             return run
         matches = [i for i in self.ids() if i.startswith(run)]

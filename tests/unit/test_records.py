@@ -210,3 +210,17 @@ def test_a_shard_record_left_empty_by_a_crash_is_skipped_only_when_asked(tmp_pat
     assert [r.index for r in store.iter_shards(run_id, skip_unreadable=True)] == [0]
     with pytest.raises(RecordError):
         list(store.iter_shards(run_id))
+
+
+def test_last_is_the_newest_run_that_is_not_a_repro(tmp_path: Path) -> None:
+    # `repro last` then `run --resume last` must resume the run that failed, not its replay.
+    store = RunStore(tmp_path)
+    store.write_run(run_record("wc-20260101-000000-aaaaaa"))
+    replay = run_record("wc-repro-20260101-000001-bbbbbb", repro_of="wc-20260101-000000-aaaaaa")
+    path = store.write_run(replay)
+    os.utime(path, (time.time() + 5, time.time() + 5))  # the replay is the newest record
+    assert store.resolve_id("last") == "wc-20260101-000000-aaaaaa"
+    # only replays recorded: 'last' is the newest of them, not an error
+    only = RunStore(tmp_path / "other")
+    only.write_run(replay)
+    assert only.resolve_id("last") == replay.run_id
