@@ -9,6 +9,7 @@ cancel), 'started' (only the worker's 'running' record), or None.
 
 from __future__ import annotations
 
+import json
 import signal
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,7 +71,7 @@ class FakeCluster:
     def __init__(self, store: RunStore, jobs: Sequence[Sequence[Step]], max_tasks: int = 100):
         self.store = store
         self.jobs = jobs
-        self.max_tasks = max_tasks
+        self.limit = max_tasks  # the most tasks one array may have
         self.submitted: list[Submission] = []
         self.polls: dict[str, int] = {}
         self.cancelled: list[tuple[str, bool]] = []
@@ -78,6 +79,10 @@ class FakeCluster:
         FakeCluster.last = self
 
     def submit(self, submission: Submission) -> str:
+        if len(submission.indices) > self.limit or max(submission.indices) >= self.limit:
+            raise PlacementError(
+                "fake", ["fake-submit"], f"module '{submission.module}': too many tasks"
+            )
         for job in list(self.polls):  # time passes: earlier jobs' workers finish what they do
             while self.polls[job] < len(self.jobs[int(job)]) - 1:
                 self.states(job)
@@ -92,18 +97,17 @@ class FakeCluster:
         state, action = steps[min(n, len(steps) - 1)]
         sub = self.submitted[int(job_id)]
         if n < len(steps) and action is not None:
+            plan = json.loads(sub.batches.read_text()) if sub.batches else None
             for task in sub.indices:
-                work(self.store, sub.run_id, task, action)
+                for shard in plan[task] if plan else [task]:
+                    work(self.store, sub.run_id, shard, action)
         return {task: state for task in sub.indices}
 
     def cancel(self, job_id: str, *, pending_only: bool = False) -> None:
         self.cancelled.append((job_id, pending_only))
 
-    def fits(
-        self, indices: Sequence[int], *, module: str, shards: int, packed: bool, parallel: int
-    ) -> None:
-        if max(indices) >= self.max_tasks:
-            raise PlacementError("fake", ["fake-submit"], f"module '{module}': too many tasks")
+    def max_tasks(self) -> int:
+        return self.limit
 
     def why(self, job_id: str, task: int, state: TaskState, folder: Path) -> str:
         return f"fake task {job_id}/{task}: {state.word}"

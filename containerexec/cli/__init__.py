@@ -81,11 +81,13 @@ class Group(LazyGroup):
         except ContainerExecError as exc:
             click.echo(f"Error: {exc}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            # Ctrl-C before any container started (a build, a pull): the shell's status
-            # for SIGINT, as a run cancelled later exits; not click's "Aborted!" and 1.
-            click.echo("Interrupted.", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            # Ctrl-C (or SIGTERM: Stopped) before any container started (a build, a
+            # pull): the shell's status for the signal, as a run cancelled later exits;
+            # not click's "Aborted!" and 1.
+            status = getattr(exc, "status", 130)
+            click.echo("Terminated." if status == 143 else "Interrupted.", err=True)
+            ctx.exit(status)
 
 
 @click.group(cls=Group, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})

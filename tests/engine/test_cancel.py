@@ -122,8 +122,9 @@ def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes
     assert outputs_of(target) == {str(i): "done\n" for i in range(4)}
 
 
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_ctrl_c_during_an_image_build_stops_it_at_once_and_leaves_no_build_container(
-    workspace: Workspace, docker_client: Any
+    workspace: Workspace, docker_client: Any, sig: signal.Signals, status: int
 ) -> None:
     # A RUN step nothing else runs: its build container is found by its command.
     marker = f"sleep 60.{os.getpid()}{time.monotonic_ns() % 100000}"
@@ -136,9 +137,10 @@ def test_ctrl_c_during_an_image_build_stops_it_at_once_and_leaves_no_build_conta
 
     proc = workspace.start("run", str(spec))
     wait_for(building, timeout_s=60, what="the build's RUN container")
-    code, seconds = stop_with(proc, [signal.SIGINT])
-    assert code == 130 and seconds < 3, (code, seconds)
+    code, seconds = stop_with(proc, [sig])
+    assert code == status and seconds < 3, (code, seconds)
     assert proc.stderr is not None
     err = proc.stderr.read()
-    assert "Interrupted." in err and "Traceback" not in err, err
+    said = "Interrupted." if sig == signal.SIGINT else "Terminated."
+    assert said in err and "Traceback" not in err, err
     wait_for(lambda: not building(), timeout_s=5, what="the build container to be removed")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import signal
 import subprocess
 import time
@@ -349,27 +350,47 @@ def test_a_packed_task_at_its_time_limit_charges_the_running_value_and_resubmits
     assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in (0, 2, 3)}
 
 
-def test_an_array_above_max_array_size_is_refused_before_sbatch_and_runs_packed(
+BIG = """\
+environment: {{image: '{image}'}}
+name: big
+outputs:
+  out: {{type: directory}}
+secrets: [BREAK_ON]
+array: {{range: 1200, batch_size: auto, max_parallel: 3}}
+command: [sh, -c, 'if [ "$1" = "$BREAK_ON" ]; then echo "broke on $1" >&2; exit 7; fi;
+          echo "done $1" > "$0/$1.txt"', "${{{{outputs.out}}}}", "${{{{shard.index}}}}"]
+"""
+
+
+def test_resuming_a_packed_value_past_max_array_size_works_with_the_printed_command(
     ws: Workspace, pushed_base: str
 ) -> None:
-    spec = array(ws, pushed_base, n=1200, k=3)  # the test cluster keeps MaxArraySize=1001
+    # The test cluster keeps MaxArraySize=1001: shard 1100's own task index would be
+    # refused by sbatch; the resume renumbers it as task 0 of a listed array.
+    spec = ws.spec(BIG.format(image=pushed_base))
     out = ws.root / "out"
-    refused = ws.cli("run", str(spec), "--on", "slurm", "-o", f"out={out}")
-    assert refused.returncode == 1, refused.stderr
-    assert "MaxArraySize is 1001" in refused.stderr and "--batch-size auto" in refused.stderr
-    assert "Traceback" not in refused.stderr
-    run_id = ws.run_id()
-    rec = ws.record(run_id)
-    assert rec.state == "failed" and (rec.reason or "").startswith("slurm_refused")
-    assert not (ws.store.run_dir(run_id) / "slurm" / "job-0.sh").exists()  # nothing submitted
-
-    packed = ws.cli(
-        "run", str(spec), "--on", "slurm", "--batch-size", "auto", "-o", f"out={out}",
-        "--overwrite", timeout_s=300,
+    first = ws.cli(
+        "run", str(spec), "--on", "slurm", "-o", f"out={out}", timeout_s=300,
+        env={"BREAK_ON": "1100"},
     )  # fmt: skip
-    assert packed.returncode == 0, packed.stderr
-    assert "packing: up to 200 shards per container" in packed.stderr
+    assert first.returncode == 1, first.stderr
+    assert "packing: up to 200 shards per container" in first.stderr
+    printed = next(
+        line.split(": ", 1)[1]
+        for line in first.stderr.splitlines()
+        if line.startswith("resume (reruns the shards that did not succeed): ")
+    )
+    argv = shlex.split(printed)
+    assert argv[:2] == ["containerexec", "run"] and "--resume" in argv, printed
+    resumed = ws.cli(*argv[1:], timeout_s=300, env={"BREAK_ON": "none"})
+    assert resumed.returncode == 0, resumed.stderr
+    assert "Traceback" not in resumed.stderr
     assert len(outputs_of(out)) == 1200
+    run_id = ws.run_id()
+    slurm_dir = ws.store.run_dir(run_id) / "slurm"
+    jobs = sorted(slurm_dir.glob("batches-*.json"))
+    assert json.loads(jobs[-1].read_text()) == [[1100]]
+    assert "--array=0%" in (slurm_dir / f"job-{len(jobs) - 1}.sh").read_text()
 
 
 def slurm_cmd(*argv: str) -> str:

@@ -66,7 +66,7 @@ def test_a_resume_the_cluster_refuses_keeps_the_reason_the_run_had_stopped_for(
     before = first.record.reason
     assert first.record.state == "failed" and (before or "").startswith("fail_fast: shard 0")
 
-    fake.max_tasks = 0  # the cluster now refuses any array: the resume submits nothing
+    fake.limit = 0
     try:
         executor.resume(spec, run_id).wait()
     except PlacementError as exc:

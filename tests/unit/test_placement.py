@@ -6,6 +6,7 @@ test_slurm_pure.py drives the same follower through Slurm's own states.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -196,13 +197,48 @@ def test_a_task_the_cluster_forgot_is_a_worker_failure_after_three_polls(tmp_pat
     assert shard.attempts[0].message == "fake task 0/0: UNKNOWN"
 
 
-def test_an_array_the_cluster_would_refuse_is_refused_before_submission(tmp_path: Path) -> None:
-    with pytest.raises(PlacementError, match="too many tasks"):
-        cluster_run(tmp_path, [[(RUNNING, "ok")]], values=3, max_tasks=2)
+def test_an_array_past_the_clusters_limit_goes_as_arrays_one_after_another(
+    tmp_path: Path,
+) -> None:
+    # 5 shards where an array may hold 2 tasks (indices 0-1): shards 0-1 as tasks 0-1,
+    # then 2-3 and 4 renumbered from 0, each listed in a file for `worker --batch`.
+    ok = [(RUNNING, "ok"), (SUCCEEDED, None)]
+    result, fake, shards = cluster_run(tmp_path, [ok, ok, ok], values=5, max_tasks=2)
+    assert result.record.state == "succeeded"
+    assert [s.indices for s in fake.submitted] == [[0, 1], [0, 1], [0]]
+    assert fake.submitted[0].batches is None  # task K is shard K while that fits
+    plans = [json.loads(s.batches.read_text()) for s in fake.submitted[1:] if s.batches]
+    assert plans == [[[2], [3]], [[4]]]
+    assert all(shards[i].state == "succeeded" for i in range(5))
+    assert result.record.scheduler is not None and len(result.record.scheduler.job_ids) == 3
+
+
+def test_a_resume_of_shards_past_the_limit_renumbers_them(tmp_path: Path) -> None:
+    # The run's shards 3 and 4 failed; a resume submits them as tasks 0 and 1.
+    ok, broke = [(RUNNING, "ok"), (SUCCEEDED, None)], [(RUNNING, "exit3"), (FAILED, None)]
+    first, fake, _ = cluster_run(tmp_path, [ok, broke, ok], values=5, max_tasks=3)
+    assert first.record.state == "failed"
+    executor = Executor(
+        FakeEngine(), fake.store, sleep=lambda s: None, scheduler=ArrayPlacement(fake)
+    )
+    resumed = executor.resume(module(5, "{}", ""), first.record.run_id).wait()
+    assert resumed.record.state == "succeeded"
+    last = fake.submitted[-1]
+    assert last.indices == [0, 1] and last.batches is not None
+    assert json.loads(last.batches.read_text()) == [[3], [4]]
+
+
+def test_a_detached_run_that_needs_several_arrays_is_refused_before_submission(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(PlacementError, match="several arrays"):
+        cluster_run(tmp_path, [[(RUNNING, "ok")]], values=3, max_tasks=2, detach=True)
     store = RunStore(tmp_path / "runs")
     rec = store.load_run(store.ids()[0])
-    assert rec.state == "failed" and rec.reason is not None
-    assert rec.reason.startswith("fake_refused: module 'fake': too many tasks")
+    assert rec.state == "failed" and (rec.reason or "").startswith(
+        "fake_refused: module 'fake': 3 shards need several arrays"
+    )
+    assert rec.scheduler is None or rec.scheduler.job_ids == []
 
 
 def test_detach_hands_back_the_job_named_by_its_cluster(tmp_path: Path) -> None:

@@ -306,6 +306,15 @@ class Notes(Protocol):
     def note(self, text: str) -> None: ...
 
 
+class Stopped(KeyboardInterrupt):
+    """A signal while nothing of the run is running yet: the command ends at once with
+    the shell's status for it (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+
 @contextmanager
 def cancel_on_signals(
     executor: Cancellable,
@@ -314,15 +323,16 @@ def cancel_on_signals(
     preparing: Callable[[], bool] | None = None,
 ) -> Iterator[None]:
     """Ctrl-C or SIGTERM cancels the run cleanly; a second one does not skip the clean-up.
-    While `preparing()` (a build or a pull: no container of the run yet), Ctrl-C
-    interrupts at once (KeyboardInterrupt: exit 130), which closes the engine's stream."""
+    While `preparing()` (a build or a pull: no container of the run yet), either one
+    interrupts at once (exit 130 or 143), which closes the engine's stream and so stops
+    the build."""
     seen = 0
 
     def handler(signum: int, frame: FrameType | None) -> None:
         nonlocal seen
         seen += 1
-        if signum == signal.SIGINT and preparing is not None and preparing():
-            raise KeyboardInterrupt
+        if preparing is not None and preparing():
+            raise Stopped(128 + signum)
         if seen == 1:
             display.note(
                 f"{signal.Signals(signum).name}: stopping running containers "
@@ -373,8 +383,8 @@ def worker(
     )
     # A cluster's SIGTERM (a cancel, the time limit) stops and removes the shard's container.
     with cancel_on_signals(executor, _Stderr(), record.grace_s):
-        if index is not None:
-            shards = [executor.work(record.run_id, index)]
+        if len(indices) == 1:  # a task of one shard runs it unpacked, whatever its number
+            shards = [executor.work(record.run_id, indices[0])]
         else:
             shards = executor.work_batch(record.run_id, indices)
     for shard in shards:

@@ -124,10 +124,9 @@ class ArrayBackend(Protocol):
         """Cancel the job (or only its tasks not started yet); no error if it has ended."""
         ...
 
-    def fits(
-        self, indices: Sequence[int], *, module: str, shards: int, packed: bool, parallel: int
-    ) -> None:
-        """Raise PlacementError (naming the fix) for an array the cluster would refuse."""
+    def max_tasks(self) -> int:
+        """The most tasks one array may have (task indices 0 to this minus 1); the
+        follower numbers and splits arrays to fit."""
         ...
 
     def why(self, job_id: str, task: int, state: TaskState, folder: Path) -> str:

@@ -91,15 +91,17 @@ class ArrayFollower:
         if todo and self.packed:
             planner.ready(self.run, todo)  # the image can run packed: before any submission
         while todo and not self.run.stopping():
-            tasks = self._tasks(todo)
+            tasks, later = self._tasks(todo)
             try:
-                self.backend.fits(
-                    list(tasks),
-                    module=self.run.spec.name,
-                    shards=sum(len(batch) for batch in tasks.values()),
-                    packed=self.packed,
-                    parallel=self.parallel,
-                )
+                if later and self.detach:  # nothing would submit the next arrays
+                    raise PlacementError(
+                        self.backend.kind,
+                        ["--detach"],
+                        f"module '{self.run.spec.name}': {len(tasks) + len(later)} shards "
+                        f"need several arrays here (at most {len(tasks)} tasks each), which "
+                        "a detached run cannot submit one after another; pack the shards "
+                        "(--batch-size auto) or run without --detach",
+                    )
                 job = self._submit(tasks)
             except PlacementError as exc:
                 self.run.refused(f"{exc.kind}_refused: {exc.message}")
@@ -108,19 +110,29 @@ class ArrayFollower:
                 jobs = self.run.record.scheduler.job_ids  # type: ignore[union-attr]
                 raise Detached(self.run.id, list(jobs), f"{self.backend.title} job")
             lost, back = self._follow(job, tasks)
-            resubmits += 1
+            if lost:
+                resubmits += 1
             if lost and resubmits > self.pacing.max_resubmits:
                 for shard, failure in lost:
                     why = f"lost {resubmits} times; not submitted again"
                     self.run.ended_elsewhere(shard, self._end(shard, failure, why))
                 lost = []
-            todo = sorted([shard for shard, _ in lost] + back, key=lambda s: s.index)
+            todo = sorted([shard for shard, _ in lost] + back + later, key=lambda s: s.index)
 
-    def _tasks(self, todo: list[Shard]) -> dict[int, list[Shard]]:
-        """Array task index -> its shards: the shard's own index, or the batch number."""
-        if self.packed:
-            return dict(enumerate(planner.regroup(todo, self.planned)))
-        return {s.index: [s] for s in todo}
+    def _tasks(self, todo: list[Shard]) -> tuple[dict[int, list[Shard]], list[Shard]]:
+        """Array task index -> its shards, and the shards left for a later array.
+
+        A task is a shard, or a batch of a packed run. Task K runs shard K while every
+        index fits under the cluster's limit; past it (a resume of shard 1500 where
+        MaxArraySize is 1001) the tasks are numbered 0, 1, ... and a file lists each
+        one's shards, as for batches. An array holds at most the limit's tasks: the
+        rest go in the next array, submitted once this one has ended."""
+        groups = planner.regroup(todo, self.planned) if self.packed else [[s] for s in todo]
+        limit = max(1, self.backend.max_tasks())
+        now, later = groups[:limit], [s for group in groups[limit:] for s in group]
+        if self.packed or max(g[0].index for g in now) >= limit:
+            return dict(enumerate(now)), later
+        return {g[0].index: g for g in now}, later
 
     def _uncached(self, todo: list[Shard]) -> list[Shard]:
         """Serve the shards the cache holds here, before anything is submitted: a job whose
@@ -145,7 +157,8 @@ class ArrayFollower:
         sched = self.run.record.scheduler or SchedulerRecord(kind=self.backend.kind)
         n = len(sched.job_ids)
         batches = None
-        if self.packed:  # task I runs the shards at I: read by `containerexec worker --batch`
+        if any([s.index for s in shards] != [i] for i, shards in tasks.items()):
+            # task I runs the shards listed at I: read by `containerexec worker --batch`
             batches = self.folder / f"batches-{n}.json"
             plan = [[s.index for s in tasks[i]] for i in sorted(tasks)]
             batches.write_text(json.dumps(plan) + "\n")

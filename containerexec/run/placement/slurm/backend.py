@@ -18,16 +18,15 @@ in the queue (a requeue). The follower (placement/follower.py) does the rest.
 
 from __future__ import annotations
 
-import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from containerexec.run.placement.base import Flag, Pacing, Submission, TaskState, Where
 from containerexec.run.placement.cluster import ArrayPlacement
-from containerexec.run.placement.slurm.client import ACTIVE, SlurmClient, SlurmError
+from containerexec.run.placement.slurm.client import ACTIVE, SlurmClient
 from containerexec.run.placement.slurm.script import SlurmSettings, render_script
 from containerexec.run.runner import Failure
 
@@ -119,23 +118,8 @@ class SlurmBackend:
     def cancel(self, job_id: str, *, pending_only: bool = False) -> None:
         self.client.cancel(job_id, pending_only=pending_only)
 
-    def fits(
-        self, indices: Sequence[int], *, module: str, shards: int, packed: bool, parallel: int
-    ) -> None:
-        """Refuse, before sbatch does, an array whose task indices the cluster cannot take."""
-        limit = self.client.max_array_size()
-        top = max(indices)
-        if top < limit:
-            return
-        k = math.ceil(shards / (limit - 1))
-        what = "shard" if not packed else "batch"
-        raise SlurmError(
-            ["sbatch"],
-            f"module '{module}': the array's largest task index is {top} (one task per "
-            f"{what}) but this cluster's MaxArraySize is {limit}, so Slurm would refuse it. "
-            f"Pack the shards into fewer tasks: --batch-size auto (about {2 * parallel} "
-            f"tasks) or --batch-size {k} or more",
-        )
+    def max_tasks(self) -> int:
+        return self.client.max_array_size()  # MaxArraySize: indices 0 to it minus 1
 
     def why(self, job_id: str, task: int, state: TaskState, folder: Path) -> str:
         name = f"{job_id}_{task}"

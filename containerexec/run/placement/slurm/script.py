@@ -87,8 +87,12 @@ def render_script(
     worker = [settings.python, "-m", "containerexec", "worker", str(run_dir)]
     if batches is None:
         what, task = "one task per shard", '--shard "$SLURM_ARRAY_TASK_ID"'
-    else:
-        what = f"one task per batch (up to {task_size} shards, one container)"
+    else:  # packed, or renumbered: shard indices past the cluster's MaxArraySize
+        what = (
+            "one task per shard listed in the file"
+            if task_size == 1
+            else f"one task per batch (up to {task_size} shards, one container)"
+        )
         worker += ["--batches", str(batches)]
         task = '--batch "$SLURM_ARRAY_TASK_ID"'
     lines += [
