@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from containerexec.cli.formats import image_map_option, load_module_file
+from containerexec.cli.formats import PYTHON_TARGET, image_map_option, load_module_file
 from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec
 
@@ -16,8 +16,14 @@ from containerexec.model.spec import ModuleSpec
 @click.argument("spec", type=click.Path(path_type=Path))
 @image_map_option
 def validate(spec: Path) -> None:
-    """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
-    m = load_module_file(spec)
+    """Check a module spec (or SOURCE.py:NAME); list every problem as FILE:LINE:COL. Needs
+    no engine."""
+    if PYTHON_TARGET.fullmatch(str(spec)) and not spec.exists():
+        from containerexec.cli.commands.authoring import python_module
+
+        m, _ = python_module(str(spec))
+    else:
+        m = load_module_file(spec)
     shards = "no array" if m.array is None else "an array"
     click.echo(
         f"{spec}: valid module '{m.name}' {m.version} "
