@@ -74,7 +74,9 @@ class SpecFile:
             context = os.path.relpath((from_dir / build.context).resolve(), to_dir.resolve())
             data["environment"]["build"]["context"] = Path(context).as_posix()
         if spec.source is not None and "source" in data:
-            source = os.path.relpath((from_dir / data["source"]["file"]).resolve(), to_dir.resolve())
+            source = os.path.relpath(
+                (from_dir / data["source"]["file"]).resolve(), to_dir.resolve()
+            )
             data["source"] = {**data["source"], "file": Path(source).as_posix()}
         return dump_yaml(data, header=header)
 

@@ -179,12 +179,18 @@ class LinesSpec(Model):
 
 
 class ArraySpec(Model):
-    """Fan out over shards: exactly one of values, range, glob or lines."""
+    """Fan out over shards: exactly one of values, range, glob, lines or python."""
 
     values: list[Scalar] | None = None
     range: int | None = Field(None, ge=0)
     glob: GlobSpec | None = None
     lines: LinesSpec | None = None
+    python: str | None = Field(
+        None,
+        pattern=NAME_RE,
+        description="The method of a ContainerModule (spec build writes 'array') whose list "
+        "is the shards: called in the module's image, with the run's inputs, when a run starts.",
+    )
     max_parallel: int | None = Field(None, ge=1, description="Default: the number of CPU cores.")
     max_failed_shards: int | None = Field(
         None, ge=1, description="After this many failed shards, no new shard starts."
@@ -208,11 +214,13 @@ class ArraySpec(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ArraySpec:
-        given = [k for k in ("values", "range", "glob", "lines") if getattr(self, k) is not None]
+        kinds = ("values", "range", "glob", "lines", "python")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             found = ", ".join(given) or "none"
             raise ValueError(
-                f"expected exactly one of 'values', 'range', 'glob' or 'lines', found {found}"
+                f"expected exactly one of 'values', 'range', 'glob', 'lines' or 'python', "
+                f"found {found}"
             )
         return self
 
@@ -391,9 +399,7 @@ def _stale(spec: ModuleSpec, path: Path, spec_dir: Path, src: yamlsource.Located
     command = f"containerexec spec build {shlex.quote(f'{shown}:{spec.source.object}')}"
     if (source.parent / f"{spec.name}.yaml").resolve() != path.resolve():
         command += f" -o {shlex.quote(os.path.relpath(path))}"  # not where it goes by default
-    return src.problem(
-        ("source", "sha256"), f"{shown} changed since spec build; run `{command}`"
-    )
+    return src.problem(("source", "sha256"), f"{shown} changed since spec build; run `{command}`")
 
 
 def validate_spec(data: Mapping[str, Any], path: str) -> ModuleSpec:
