@@ -82,6 +82,7 @@ class SpecFile:
 
 
 def source_stamp(path: Path, name: str) -> dict[str, str]:
-    """The `source` of a spec made from the Python file at `path` (absolute until written)."""
+    """The `source` of a spec made from the Python file at `path`: relative to the spec's
+    folder, which for a module made in Python is that file's own (Module.spec_dir)."""
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    return {"file": str(path), "object": name, "sha256": digest}
+    return {"file": path.name, "object": name, "sha256": digest}
