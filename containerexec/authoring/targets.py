@@ -54,18 +54,29 @@ class _StandIn(types.ModuleType):
 
 
 class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Last on sys.meta_path: a module no real finder found, and its submodules."""
+    """Last on sys.meta_path: a module no real finder found that the file itself imports,
+    and the submodules of those. An installed library's own optional imports still fail
+    as it expects (its `except ImportError` must not receive a stand-in)."""
 
-    def __init__(self) -> None:
+    def __init__(self, source: Path) -> None:
+        self.source = str(source)
         self.names: list[str] = []
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
         top = fullname.partition(".")[0]
-        if "." in fullname and top not in self.names:
-            return None  # a missing submodule of a real package: its own ImportError
-        return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        if top in self.names or ("." not in fullname and self._importer() == self.source):
+            return importlib.machinery.ModuleSpec(fullname, self, is_package=True)
+        return None
+
+    @staticmethod
+    def _importer() -> str | None:
+        """The file of the `import` statement being run: the first frame past importlib."""
+        frame = sys._getframe(2)
+        while frame is not None and frame.f_code.co_filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # type: ignore[assignment]
+        return frame.f_code.co_filename if frame is not None else None
 
     def create_module(self, spec: importlib.machinery.ModuleSpec) -> types.ModuleType:
         return _StandIn(spec.name)
@@ -77,13 +88,13 @@ class _StandIns(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 @contextlib.contextmanager
-def _standing_in(names: list[str] | None) -> Iterator[None]:
+def _standing_in(source: Path, names: list[str] | None) -> Iterator[None]:
     """Stand-ins for missing imports while the block runs (none when `names` is None);
     their names are added to `names`, and they leave sys.modules afterwards."""
     if names is None:
         yield
         return
-    finder = _StandIns()
+    finder = _StandIns(source)
     sys.meta_path.append(finder)
     try:
         yield
@@ -115,7 +126,7 @@ def load_target(target: str, *, stand_ins: list[str] | None = None) -> Any:
     sys.modules[mod_name] = mod  # dataclasses look their module up while it executes
     sys.path.insert(0, str(path.resolve().parent))  # so its sibling imports work here too
     try:
-        with _standing_in(stand_ins):
+        with _standing_in(path.resolve(), stand_ins):
             loaded.loader.exec_module(mod)
     except ContainerExecError:
         raise

@@ -247,3 +247,19 @@ def test_without_stand_ins_a_missing_import_still_fails_the_import(tmp_path: Pat
     (tmp_path / "needs.py").write_text("import regex\n\ndef f(): ...\n")
     with pytest.raises(UsageError, match="ModuleNotFoundError: No module named 'regex'"):
         load_target(f"{tmp_path}/needs.py:f")
+
+
+def test_only_the_files_own_imports_are_stood_in_for(tmp_path: Path) -> None:
+    """A library's optional import (try: import x / except ImportError) still fails as the
+    library expects, while the module file's own missing import gets its stand-in."""
+    from containerexec.authoring.targets import load_target
+
+    (tmp_path / "optional_user.py").write_text(
+        "try:\n    import regex\n    FAST = True\nexcept ImportError:\n    FAST = False\n"
+    )
+    (tmp_path / "mod.py").write_text("import optional_user\nimport regex\n\ndef f(): ...\n")
+    stood_in: list[str] = []
+    f = load_target(f"{tmp_path}/mod.py:f", stand_ins=stood_in)
+    assert stood_in == ["regex"]
+    assert sys.modules[f.__module__].optional_user.FAST is False
+    sys.modules.pop("optional_user", None)
