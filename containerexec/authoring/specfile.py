@@ -53,9 +53,10 @@ class SpecFile:
         """This file with `name` as what to give `spec build` again: the NAME it was given."""
         if self.data is None or "source" not in self.data:
             return self
-        return dataclasses.replace(
-            self, data={**self.data, "source": {**self.data["source"], "object": name}}
-        )
+        was = f":{self.data['source']['object']}"
+        header = self.header[: -len(was)] + f":{name}" if self.header.endswith(was) else self.header
+        data = {**self.data, "source": {**self.data["source"], "object": name}}
+        return dataclasses.replace(self, data=data, header=header)
 
     def render(self, spec: ModuleSpec, from_dir: Path, to_dir: Path) -> str:
         """The YAML for a file in `to_dir`; a build context is relative to `from_dir` now."""

@@ -160,9 +160,13 @@ def test_spec_build_never_freezes_array_and_a_run_lists_it_when_it_starts(
     # array() would fail here (its corpus is on no host yet): spec build never calls it.
     built = workspace.cli("spec", "build", "counting.py:count")
     assert built.returncode == 0, built.stderr
-    assert yaml.safe_load((workspace.root / "countfiles.yaml").read_text())["array"] == {
-        "python": "array"
-    }
+    text = (workspace.root / "countfiles.yaml").read_text()
+    assert yaml.safe_load(text)["array"] == {"python": "array"}
+    header = text.split("\n", 1)[0]
+    assert header.startswith("# Generated from counting.py:CountFiles")
+    assert header.endswith("regenerate: containerexec spec build counting.py:count")
+    checked = workspace.cli("validate", "countfiles.yaml")
+    assert "array() lists the shards in the image when a run starts" in checked.stdout
 
     corpus = workspace.folder("corpus", {"a.txt": "a"})
     workspace.engine.script = lists(["a.txt", "b.txt", "c.txt"])  # type: ignore[assignment]

@@ -29,6 +29,8 @@ def validate(spec: Path) -> None:
         f"{spec}: valid module '{m.name}' {m.version} "
         f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
     )
+    if m.array is not None and m.array.python is not None:
+        click.echo(f"  array: {m.array.python}() lists the shards in the image when a run starts")
     glob = glob_mount(m)
     if glob is not None:
         click.echo(f"  glob: {glob.describe()}")
