@@ -152,8 +152,13 @@ def main(argv: list[str]) -> None:
         elif entry.get("config_none"):
             config = None
         instance = target(config)
-        index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
-        result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
+        listing = os.environ.get("CONTAINEREXEC_PY_ARRAY")
+        if listing:  # the run's shards: array.python, listed when a run starts
+            values = getattr(instance, listing)()
+            result = [None] if values is None else list(values)
+        else:
+            index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
+            result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
     _give_back(entry, result)
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from containerexec.authoring.specfile import SpecFile
+from containerexec.authoring.specfile import SpecFile, source_stamp
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, validate_spec
 from containerexec.run import returned
@@ -254,6 +254,7 @@ def build_spec(
         "name": settings["name"],
         "version": settings.get("version") or "0.0.0",
         "description": settings.get("description") or "",
+        "source": source_stamp(source.path, source.object),
         "environment": settings["environment"],
         "inputs": {p.name: input_port(p, docs) for p in ports if p.role == "input"},
         "outputs": {

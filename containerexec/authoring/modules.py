@@ -251,17 +251,28 @@ class ContainerModule:
     def as_module(self) -> Module:
         """This instance, with its config, as a Module (spec, to_yaml, run).
 
-        The spec holds the values array() gives now; Module.run calls array() again
-        when each run starts, on a copy whose config holds that run's inputs.
+        A class that defines array() is never frozen to the values it gives now: its
+        spec says `array.python: array`, which a run of the spec file lists in the
+        module's image when it starts (run/pymodule.py), and Module.run lists here when
+        each run starts, on a copy whose config holds that run's inputs.
         """
+        return self._as_module(listed_now=False)
+
+    def _as_module(self, *, listed_now: bool) -> Module:
         cls = type(self)
         source = Source.of(cls)
         where = f"{source.path.name}:{source.object}"
         params, defaults, extra = pyfunc.config_ports(self.config, source, where)
         req = Requirements.of(self.requirements(), where)
-        values = self.array()
+        later = cls.array is not ContainerModule.array and not listed_now
+        values = self.array() if not later else None
         array: dict[str, Any] | None = None
-        if values is not None:
+        if later:
+            extra["array_json"] = True  # run/pymodule.py gives each value as JSON
+            array = {"python": "array"}
+            if req.max_parallel:
+                array["max_parallel"] = req.max_parallel
+        elif values is not None:
             values = list(values)
             as_json = not all(isinstance(v, str) for v in values)
             extra["array_json"] = as_json
@@ -289,7 +300,7 @@ class ContainerModule:
             spec_path=source.path,
             spec_file=spec_file,
             defaults=defaults,
-            for_run=lambda values: self.with_values(values).as_module(),
+            for_run=lambda values: self.with_values(values)._as_module(listed_now=True),
         )
 
     def with_values(self, values: Mapping[str, Any]) -> ContainerModule:

@@ -66,7 +66,8 @@ COMMANDS: dict[str, Lazy] = {
     ),
     "spec": Lazy(f"{_PKG}.authoring:spec", "Module specs generated from code."),
     "validate": Lazy(
-        f"{_PKG}.specs:validate", "Check a module spec; list every problem as FILE:LINE:COL."
+        f"{_PKG}.specs:validate",
+        "Check a module spec (or SOURCE.py:NAME); list every problem as FILE:LINE:COL.",
     ),
     "worker": Lazy(f"{_PKG}.modules:worker", hidden=True),
 }

@@ -7,6 +7,7 @@ file works wherever ours does, and what a local run ignores is said once per fil
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -27,6 +28,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MAP_KEY = "containerexec.image_map"
 _COMPONENTS_KEY = "containerexec.component_map"
 _SAID_KEY = "containerexec.formats_said"
+# `run` and `validate` also take a Python module: SOURCE.py:NAME (commands/authoring.py).
+PYTHON_TARGET = re.compile(r".+\.py:[A-Za-z_][A-Za-z0-9_]*")
 
 
 def _kept_option(flag: str, key: str, metavar: str, help: str) -> Callable[[F], F]:

@@ -29,6 +29,8 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
         values = [placeholders.as_text(v) for v in array.values]
     elif array.range is not None:
         values = [str(i) for i in range(array.range)]
+    elif array.python is not None:  # the Executor lists them in the image first
+        raise UsageError(f"array.python: {array.python}() is listed when a run starts")
     elif array.glob is not None:
         root = Path(_bound("glob", array.glob.input, inputs))
         # Sorted relative paths give every file the same index on every machine.

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import hashlib
+import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -176,12 +179,18 @@ class LinesSpec(Model):
 
 
 class ArraySpec(Model):
-    """Fan out over shards: exactly one of values, range, glob or lines."""
+    """Fan out over shards: exactly one of values, range, glob, lines or python."""
 
     values: list[Scalar] | None = None
     range: int | None = Field(None, ge=0)
     glob: GlobSpec | None = None
     lines: LinesSpec | None = None
+    python: str | None = Field(
+        None,
+        pattern=NAME_RE,
+        description="The method of a ContainerModule (spec build writes 'array') whose list "
+        "is the shards: called in the module's image, with the run's inputs, when a run starts.",
+    )
     max_parallel: int | None = Field(None, ge=1, description="Default: the number of CPU cores.")
     max_failed_shards: int | None = Field(
         None, ge=1, description="After this many failed shards, no new shard starts."
@@ -205,11 +214,13 @@ class ArraySpec(Model):
 
     @model_validator(mode="after")
     def _one_source(self) -> ArraySpec:
-        given = [k for k in ("values", "range", "glob", "lines") if getattr(self, k) is not None]
+        kinds = ("values", "range", "glob", "lines", "python")
+        given = [k for k in kinds if getattr(self, k) is not None]
         if len(given) != 1:
             found = ", ".join(given) or "none"
             raise ValueError(
-                f"expected exactly one of 'values', 'range', 'glob' or 'lines', found {found}"
+                f"expected exactly one of 'values', 'range', 'glob', 'lines' or 'python', "
+                f"found {found}"
             )
         return self
 
@@ -267,6 +278,14 @@ class RetryPolicy(Model):
         return self
 
 
+class SourceStamp(Model):
+    """The Python file `spec build` made this spec from, so a stale spec is refused."""
+
+    file: str = Field(description="The source file, relative to the spec file.")
+    object: str = Field(pattern=NAME_RE, description="NAME in `spec build SOURCE.py:NAME`.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="The source file's, then.")
+
+
 class ModuleSpec(Model):
     """A module: an environment, a command line, typed inputs and outputs."""
 
@@ -289,6 +308,9 @@ class ModuleSpec(Model):
     retries: RetryPolicy = RetryPolicy()
     array: ArraySpec | None = None
     cache: bool = True
+    source: SourceStamp | None = Field(
+        None, description="Written by `spec build`; validate and run refuse a changed source."
+    )
 
     @field_validator("command")
     @classmethod
@@ -338,11 +360,12 @@ def load_spec(path: str | Path) -> ModuleSpec:
         raise SpecError(
             str(path), [Problem(str(path), 0, 0, "", exc.strerror or str(exc))]
         ) from None
-    return parse_spec(text, str(path))
+    return parse_spec(text, str(path), spec_dir=path.parent)
 
 
-def parse_spec(text: str, path: str) -> ModuleSpec:
-    """Validate spec text; `path` names it in messages."""
+def parse_spec(text: str, path: str, *, spec_dir: Path | None = None) -> ModuleSpec:
+    """Validate spec text; `path` names it in messages. With `spec_dir` (the file's
+    folder), a spec made by `spec build` is refused when its source file changed."""
     src = yamlsource.parse(text, path)
     problems = list(src.problems)
     if src.data is None and not problems:
@@ -353,7 +376,30 @@ def parse_spec(text: str, path: str) -> ModuleSpec:
         raise SpecError(path, problems)
     if not isinstance(src.data, dict):
         raise SpecError(path, [src.problem((), "expected a mapping of spec fields")])
-    return _validated(src, problems)
+    spec = _validated(src, problems)
+    stale = _stale(spec, Path(path), spec_dir, src) if spec_dir is not None else None
+    if stale is not None:
+        raise SpecError(path, [stale])
+    return spec
+
+
+def _stale(spec: ModuleSpec, path: Path, spec_dir: Path, src: yamlsource.Located) -> Problem | None:
+    """The problem of a spec whose source file changed since `spec build`; a source that
+    is not there (the spec travelled alone) is no problem: the spec carries its code."""
+    if spec.source is None:
+        return None
+    source = spec_dir / spec.source.file
+    try:
+        digest = hashlib.sha256(source.read_bytes()).hexdigest()
+    except OSError:
+        return None
+    if digest == spec.source.sha256:
+        return None
+    shown = os.path.relpath(source)
+    command = f"containerexec spec build {shlex.quote(f'{shown}:{spec.source.object}')}"
+    if (source.parent / f"{spec.name}.yaml").resolve() != path.resolve():
+        command += f" -o {shlex.quote(os.path.relpath(path))}"  # not where it goes by default
+    return src.problem(("source", "sha256"), f"{shown} changed since spec build; run `{command}`")
 
 
 def validate_spec(data: Mapping[str, Any], path: str) -> ModuleSpec:

@@ -29,7 +29,7 @@ from containerexec.model.bindings import Bindings, bind
 from containerexec.model.hostsafety import host_path_refusal, real_path
 from containerexec.model.invocation import Invocation, resolve
 from containerexec.model.spec import ModuleSpec
-from containerexec.run import returned, staging
+from containerexec.run import pymodule, returned, staging
 from containerexec.run.cache import ShardCache
 from containerexec.run.context import RunOptions as RunOptions  # re-exported
 from containerexec.run.context import Services
@@ -40,13 +40,7 @@ from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
 from containerexec.run.staging import refuse_non_empty as refuse_non_empty  # re-exported
 from containerexec.store.manifests import changes_since, input_manifests
-from containerexec.store.records import (
-    FileEntry,
-    ImageRecord,
-    RunRecord,
-    ShardRecord,
-    load_model,
-)
+from containerexec.store.records import FileEntry, ImageRecord, RunRecord, ShardRecord, load_model
 from containerexec.store.tree import RunLock, RunStore, new_run_id
 
 
@@ -153,8 +147,7 @@ class Executor:
         )
         placed = {n: p for n, p in bindings.outputs.items() if n in outputs}  # the -o ones
         used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
-        shards = arrays.expand(spec.array, bindings.inputs)
-        selected = arrays.select(shards, opts.shards)
+        shards, selected = pymodule.expanded(spec, bindings, opts.shards)
         # Before any image is built or pulled: this walk refuses inputs that hold sockets,
         # FIFOs or devices, and unreadable files.
         manifests = input_manifests(spec, bindings)
@@ -171,6 +164,10 @@ class Executor:
                 on_log=self.on_build_log,
                 on_progress=self.on_pull_progress,
             )
+            if pymodule.lists(spec):  # its array() lists the shards, in the image
+                spec = pymodule.listed(self.services, spec, bindings, run_id, image.pinned, opts)
+                shards = arrays.expand(spec.array, bindings.inputs)
+                selected = arrays.select(shards, opts.shards)
             record = opts.record(
                 spec, bindings, run_id, image, shards, selected, spec_path, **self._stamp(spec)
             )
@@ -240,6 +237,8 @@ class Executor:
                 f"{prev.image.id[:19]} (a run is one image); to run the changed code, start "
                 f"a new run: containerexec run {spec_path or 'SPEC'} (without --resume)"
             )
+        notices += pymodule.source_changed(spec, prev, spec_path)
+        spec = pymodule.recorded(spec, prev)  # a run is one list of array.python values
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
         with self._locked(prev.run_id) as lock:
@@ -261,6 +260,7 @@ class Executor:
                     "input_manifests": prev.input_manifests,
                     "started_at": prev.started_at,
                     "scheduler": prev.scheduler,  # its earlier cluster jobs (admit decides)
+                    "notes": [*prev.notes, *notices],
                 }
             )
             seen = input_manifests(spec, bindings) if changes else None

@@ -66,7 +66,16 @@ def prepare(staging: Path, inv: Invocation) -> None:
 
 
 def take(staging: Path, inv: Invocation, spec: ModuleSpec, bindings: Bindings) -> Any:
-    """Read and remove the value the shard wrote; None when it wrote none.
+    """Read and remove the value the shard wrote, with host paths; None when it wrote none.
+
+    Raises:
+        ValueUnreadable: the file is larger than MAX_BYTES or not JSON.
+    """
+    return host_paths(read(staging, inv), port_places(spec, bindings))
+
+
+def read(staging: Path, inv: Invocation) -> Any:
+    """Read and remove the value the container wrote, as written; None when it wrote none.
 
     Raises:
         ValueUnreadable: the file is larger than MAX_BYTES or not JSON.
@@ -91,7 +100,7 @@ def take(staging: Path, inv: Invocation, spec: ModuleSpec, bindings: Bindings) -
             raise ValueUnreadable(f"{CONTAINER_FILE} is not JSON: {exc}") from None
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return host_paths(data, port_places(spec, bindings))
+    return data
 
 
 def port_places(spec: ModuleSpec, bindings: Bindings) -> list[tuple[str, str]]:

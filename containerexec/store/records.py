@@ -145,6 +145,11 @@ class RunRecord(Record):
         "'deadline_exceeded: ...'.",
     )
     deadline_s: float | None = Field(None, description="The run's deadline, from its start.")
+    notes: list[str] = Field(
+        default_factory=list,
+        description="What its resumes said: inputs accepted as changed, a changed build "
+        "folder or Python source (the shards a resume ran ran the new source).",
+    )
     labels: dict[str, str] = Field(default_factory=dict, description="Put on every container.")
     user: str | None = None
     grace_s: float = 5.0

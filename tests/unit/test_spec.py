@@ -191,7 +191,7 @@ def test_environment_needs_exactly_one_of_image_or_build() -> None:
 def test_array_needs_exactly_one_source() -> None:
     found = problems(GOOD + "array: {range: 2, values: [a]}\n")
     assert any(
-        "array: expected exactly one of 'values', 'range', 'glob' or 'lines', "
+        "array: expected exactly one of 'values', 'range', 'glob', 'lines' or 'python', "
         "found values, range" in p
         for p in found
     )

@@ -13,6 +13,7 @@ from containerexec.authoring.scaffold import init_project
 from containerexec.authoring.targets import load_target
 from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.errors import UsageError
+from containerexec.model.spec import ModuleSpec, parse_spec
 
 
 @click.command()
@@ -49,22 +50,18 @@ def spec() -> None:
     help="Where to write the YAML ('-' for stdout; default: NAME.yaml beside SOURCE).",
 )
 def spec_build(target: str, output: Path | None) -> None:
-    """Write the YAML spec of a @module function, a ContainerModule, or a @pipeline."""
-    obj = load_target(target)
+    """Write the YAML spec of a @module function, a ContainerModule, or a @pipeline.
+
+    The YAML records the source file's sha256: once the file changes, `validate` and
+    `run` refuse the YAML until it is built again."""
+    obj = _load(target)
     if isinstance(obj, Pipeline):
         out = output or Path(target.rpartition(":")[0]).parent / f"{obj.spec.name}.yaml"
         click.echo(
             f"wrote {obj.write(out)} (pipeline '{obj.spec.name}', {len(obj.spec.jobs)} jobs)"
         )
         return
-    if not isinstance(obj, Module | ContainerModule) and not (
-        isinstance(obj, type) and issubclass(obj, ContainerModule)
-    ):
-        raise UsageError(
-            f"'{target}' is not a module: decorate the function with "
-            "@module(image=...) or subclass ContainerModule"
-        )
-    made = Module.from_func(obj)
+    made = _module(target, obj)
     if str(output) == "-":
         click.echo(made.to_yaml(Path.cwd() / "stdout.yaml"), nl=False)
         return
@@ -74,6 +71,44 @@ def spec_build(target: str, output: Path | None) -> None:
         f"wrote {out} (module '{made.name}': {len(made.spec.inputs)} inputs, "
         f"{len(made.spec.outputs)} outputs)"
     )
+
+
+def python_module(target: str) -> tuple[ModuleSpec, Path | None]:
+    """SOURCE.py:NAME -> the spec `spec build` would write for it (read back as a spec
+    file is, so both run the same), and the file it came from."""
+    made = _module(target, _load(target))
+    return parse_spec(made.to_yaml(made.spec_dir / f"{made.name}.yaml"), target), made.spec_path
+
+
+def _load(target: str) -> object:
+    """The object, read with stand-ins for the packages only its image has (said on stderr)."""
+    stood_in: list[str] = []
+    obj = load_target(target, stand_ins=stood_in)
+    if stood_in:
+        click.echo(
+            f"note: {target.rpartition(':')[0]} imports {', '.join(stood_in)}, not installed "
+            "here: stood in for while reading it (its image must have them)",
+            err=True,
+        )
+    return obj
+
+
+def _module(target: str, obj: object) -> Module:
+    if isinstance(obj, Pipeline):
+        raise UsageError(
+            f"'{target}' is a pipeline; write it with `containerexec spec build {target}`, "
+            "then run it: containerexec pipeline run FILE.yaml"
+        )
+    if not isinstance(obj, Module | ContainerModule) and not (
+        isinstance(obj, type) and issubclass(obj, ContainerModule)
+    ):
+        raise UsageError(
+            f"'{target}' is not a module: decorate the function with "
+            "@module(image=...) or subclass ContainerModule"
+        )
+    made = Module.from_func(obj)
+    made.spec_file = made.spec_file.named(target.rpartition(":")[2])  # what to rebuild
+    return made
 
 
 @click.command("export")

@@ -16,7 +16,7 @@ import click
 
 from containerexec.cli.app import App
 from containerexec.cli.display import RunDisplay, summary
-from containerexec.cli.formats import image_map_option, load_module_file
+from containerexec.cli.formats import PYTHON_TARGET, image_map_option, load_module_file
 from containerexec.cli.options import (
     grace_option,
     inputs_option,
@@ -119,8 +119,9 @@ def run(
 ) -> None:
     """Run a module: every shard in its own container; exits as the command did.
 
-    SPEC is a spec file, or the reference of a module image that carries its
-    spec (see `containerexec push`).
+    SPEC is a spec file, SOURCE.py:NAME (a @module function or a ContainerModule,
+    as `spec build` would write it), or the reference of a module image that
+    carries its spec (see `containerexec push`).
 
     An array run exits 0 when every shard succeeded and 1 otherwise; a
     cancelled run (Ctrl-C, SIGTERM) exits 130 or 143; a run past its deadline 124.
@@ -250,8 +251,13 @@ def check_allowed(ref: str, module: ModuleSpec, allowed: tuple[str, ...]) -> Non
 def load_module(
     app: App, target: Path, *, pull: str | None = None
 ) -> tuple[ModuleSpec, Path | None]:
-    """A spec file, or an image reference whose image carries its spec."""
+    """A spec file, SOURCE.py:NAME (spec build in memory), or an image reference whose
+    image carries its spec."""
     text = str(target)
+    if PYTHON_TARGET.fullmatch(text) and not target.exists():
+        from .authoring import python_module
+
+        return python_module(text)
     if target.exists() or text.endswith((".yaml", ".yml")):
         return load_module_file(target), target
     if not any(c in text for c in "/:@"):

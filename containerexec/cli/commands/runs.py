@@ -91,6 +91,8 @@ def show(app: App, run: str, as_json: bool) -> None:
     )
     if rec.reason:
         click.echo(f"reason:   {rec.reason}")
+    for note in rec.notes:  # what its resumes said (changed inputs, build folder, source)
+        click.echo(f"note:     {note}")
     for name, path in rec.outputs.items():
         click.echo(f"output:   {name} -> {path}")
     click.echo(f"\n{'SHARD':>6} {'STATE':11} {'EXIT':>4} {'TRIES':>5}  {'FAILURE':18} VALUE")

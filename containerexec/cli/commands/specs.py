@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from containerexec.cli.formats import image_map_option, load_module_file
+from containerexec.cli.formats import PYTHON_TARGET, image_map_option, load_module_file
 from containerexec.model.invocation import glob_mount
 from containerexec.model.spec import ModuleSpec
 
@@ -16,13 +16,21 @@ from containerexec.model.spec import ModuleSpec
 @click.argument("spec", type=click.Path(path_type=Path))
 @image_map_option
 def validate(spec: Path) -> None:
-    """Check a module spec; list every problem as FILE:LINE:COL. Needs no engine."""
-    m = load_module_file(spec)
+    """Check a module spec (or SOURCE.py:NAME); list every problem as FILE:LINE:COL. Needs
+    no engine."""
+    if PYTHON_TARGET.fullmatch(str(spec)) and not spec.exists():
+        from containerexec.cli.commands.authoring import python_module
+
+        m, _ = python_module(str(spec))
+    else:
+        m = load_module_file(spec)
     shards = "no array" if m.array is None else "an array"
     click.echo(
         f"{spec}: valid module '{m.name}' {m.version} "
         f"({len(m.inputs)} inputs, {len(m.outputs)} outputs, {shards})"
     )
+    if m.array is not None and m.array.python is not None:
+        click.echo(f"  array: {m.array.python}() lists the shards in the image when a run starts")
     glob = glob_mount(m)
     if glob is not None:
         click.echo(f"  glob: {glob.describe()}")
