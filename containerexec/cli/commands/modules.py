@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import click
 
 from containerexec.cli.app import App
-from containerexec.cli.display import RunDisplay, summary
 from containerexec.cli.formats import image_map_option, load_module_file
 from containerexec.cli.options import (
     grace_option,
@@ -26,6 +25,7 @@ from containerexec.cli.options import (
 )
 from containerexec.cli.slurm import again_command, make_scheduler, slurm_options
 from containerexec.cli.status import run_status
+from containerexec.display.runs import RunDisplay, summary
 from containerexec.errors import PullError, UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
