@@ -56,8 +56,15 @@ def test_an_unchanged_azure_ml_pipeline_rerun_to_the_same_place_is_a_cache_hit(
     workspace: Workspace,
 ) -> None:
     report = workspace.root / "report.txt"
-    args = ["pipeline", "run", str(EXAMPLES / "pipeline.yml"),
-            "--image-map", str(EXAMPLES / "images.yaml"), "-o", f"final_report={report}"]  # fmt: skip
+    images = ["--image-map", str(EXAMPLES / "images.yaml")]
+    args = [
+        "pipeline",
+        "run",
+        str(EXAMPLES / "pipeline.yml"),
+        *images,
+        "-o",
+        f"final_report={report}",
+    ]
     first = workspace.cli(*args, timeout_s=600)
     assert first.returncode == 0, first.stderr
     again = workspace.cli(*args, timeout_s=300)

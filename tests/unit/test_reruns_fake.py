@@ -95,8 +95,8 @@ def test_a_rerun_refuses_a_foreign_file_an_edited_file_and_a_folder_from_elsewhe
     assert workspace.cli("run", str(spec), "-o", "out=out").returncode == 0
 
     # The same folder seen from another runs folder: nothing vouches for it.
-    other = workspace.cli("--runs-dir", str(workspace.root / "elsewhere"), "run", str(spec),
-                          "-o", "out=out")  # fmt: skip
+    elsewhere = str(workspace.root / "elsewhere")
+    other = workspace.cli("--runs-dir", elsewhere, "run", str(spec), "-o", "out=out")
     assert other.returncode == 2 and "was not written by containerexec" in other.stderr
 
 
@@ -155,9 +155,7 @@ def test_an_unchanged_pipeline_rerun_to_the_same_places_is_served_by_the_cache(
     again = workspace.cli("pipeline", "run", str(pipe), "-o", "result=res")
     assert again.returncode == 0, again.stderr
     assert len(workspace.engine.created) == made
-    record = json.loads(
-        (workspace.store.pipeline_dir(run_id(again)) / "pipeline.json").read_text()
-    )
+    record = json.loads((workspace.store.pipeline_dir(run_id(again)) / "pipeline.json").read_text())
     assert record["jobs"]["a"]["cached"] is True and record["outputs_placed"] == ["result"]
     (workspace.root / "res" / "0.txt").write_text("edited")
     refused = workspace.cli("pipeline", "run", str(pipe), "-o", "result=res")
