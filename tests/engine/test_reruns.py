@@ -1,20 +1,15 @@
-"""Issue 22 item 9 and issue 25 item 6 against the real engine: two identical commands started
-together (real processes) - one runs, the other is refused at once naming it and its process;
-the same command again over what it delivered is a cache hit that starts no container; and
-an unchanged Azure ML pipeline rerun to the same -o place likewise.
-(The ledger's refusals of foreign and edited content: tests/unit/test_reruns_fake.py.)"""
+"""Issue 22 item 9 against the real engine: two identical commands started together (real
+processes) - one runs, the other is refused at once naming it and its process; the same
+command again over what it delivered is a cache hit that starts no container. (Issue 25
+item 6, an Azure ML pipeline's unchanged rerun to the same -o place: test_azureml.py; the
+ledger's refusals of foreign and edited content: tests/unit/test_reruns_fake.py.)"""
 
 from __future__ import annotations
 
-import json
 import time
-from pathlib import Path
 
 from helpers import files_under
 from workspace import Workspace, workspace_fixture  # noqa: F401
-
-ROOT = Path(__file__).resolve().parents[2]
-EXAMPLES = ROOT / "specs" / "azureml"
 
 
 def test_two_identical_commands_one_runs_the_other_is_refused_and_a_rerun_is_cached(
@@ -50,30 +45,3 @@ def test_two_identical_commands_one_runs_the_other_is_refused_and_a_rerun_is_cac
     assert shard.cached and not shard.attempts  # no container started
     assert files_under(workspace.root / "out") == ["result.txt"]
     assert (workspace.root / "out" / "result.txt").read_text() == "done\n"
-
-
-def test_an_unchanged_azure_ml_pipeline_rerun_to_the_same_place_is_a_cache_hit(
-    workspace: Workspace,
-) -> None:
-    report = workspace.root / "report.txt"
-    images = ["--image-map", str(EXAMPLES / "images.yaml")]
-    args = [
-        "pipeline",
-        "run",
-        str(EXAMPLES / "pipeline.yml"),
-        *images,
-        "-o",
-        f"final_report={report}",
-    ]
-    first = workspace.cli(*args, timeout_s=600)
-    assert first.returncode == 0, first.stderr
-    again = workspace.cli(*args, timeout_s=300)
-    assert again.returncode == 0, again.stderr
-    assert report.read_text() == "bird\t1\ncat\t1\n"
-    pipeline_id = again.stdout.strip().splitlines()[-1]
-    record = json.loads((workspace.store.pipeline_dir(pipeline_id) / "pipeline.json").read_text())
-    assert record["outputs_placed"] == ["final_report"]
-    assert all(job["cached"] for job in record["jobs"].values()), record["jobs"]
-    for job in record["jobs"].values():  # no attempt, so no container, in any job
-        shards = workspace.store.load_shards(job["run_id"]).values()
-        assert all(s.cached and not s.attempts for s in shards)
