@@ -109,7 +109,9 @@ def test_a_file_output_delivered_is_replaced_and_an_edited_one_refused(
         name="one.yaml",
     )
     assert workspace.cli("run", str(spec), "-o", "res=res.txt").returncode == 0
-    assert workspace.cli("run", str(spec), "-o", "res=res.txt").returncode == 0
+    again = workspace.cli("run", str(spec), "-o", "res=res.txt")
+    assert again.returncode == 0 and len(workspace.engine.created) == 1
+    assert "the outputs came from the cache" in again.stderr and "--no-cache" in again.stderr
     with (workspace.root / "res.txt").open("a") as f:
         f.write("more")
     refused = workspace.cli("run", str(spec), "-o", "res=res.txt")
