@@ -33,6 +33,7 @@ if _typing.TYPE_CHECKING:  # the names as mypy and editors see them
         EngineError,
         EngineUnavailable,
         ImageError,
+        OutputLocked,
         PipelineError,
         PullError,
         RecordError,
@@ -48,8 +49,9 @@ if _typing.TYPE_CHECKING:  # the names as mypy and editors see them
     from containerexec.model.pipeline import PipelineSpec
     from containerexec.model.pipelinecheck import load_pipeline
     from containerexec.model.spec import ModuleSpec, load_spec
+    from containerexec.pipelines.record import JobEvent
     from containerexec.run.executor import Executor, RunOptions
-    from containerexec.run.results import RunResult
+    from containerexec.run.results import RunResult, ShardEvent
     from containerexec.run.run import Run
     from containerexec.store.records import RunRecord, ShardRecord
     from containerexec.store.tree import RunStore
@@ -74,6 +76,7 @@ _WHERE: dict[str, str] = {
     "EngineError": "containerexec.errors",
     "EngineUnavailable": "containerexec.errors",
     "ImageError": "containerexec.errors",
+    "OutputLocked": "containerexec.errors",
     "PipelineError": "containerexec.errors",
     "PullError": "containerexec.errors",
     "RecordError": "containerexec.errors",
@@ -92,7 +95,9 @@ _WHERE: dict[str, str] = {
     "load_spec": "containerexec.model.spec",
     "Executor": "containerexec.run.executor",
     "RunOptions": "containerexec.run.executor",
+    "JobEvent": "containerexec.pipelines.record",
     "RunResult": "containerexec.run.results",
+    "ShardEvent": "containerexec.run.results",
     "Run": "containerexec.run.run",
     "RunRecord": "containerexec.store.records",
     "ShardRecord": "containerexec.store.records",
@@ -113,10 +118,12 @@ __all__ = [
     "InputDir",
     "InputFile",
     "Invocation",
+    "JobEvent",
     "Module",
     "ModuleSpec",
     "OutputDir",
     "OutputFile",
+    "OutputLocked",
     "Pipeline",
     "PipelineError",
     "PipelineSpec",
@@ -129,6 +136,7 @@ __all__ = [
     "RunRecord",
     "RunResult",
     "RunStore",
+    "ShardEvent",
     "ShardFailed",
     "ShardRecord",
     "SpecError",

@@ -14,6 +14,7 @@
       RunError
         ShardFailed(module, run_id, shard, image, argv, returncode, failure, log_path, ...)
         RunLocked(run_id, pid)
+          OutputLocked(output, place, run_id, pid) -- another run writes to that -o place
         InputsChanged(run_id, changes)
       RecordError(path, schema_version)
         UntrustedInput(path)             -- a record, export or bundle that is malformed or
@@ -359,6 +360,24 @@ class RunLocked(RunError):
             f"run '{run_id}' is in progress, held by {holder}; "
             "wait for it to end, or stop it (kill -TERM PID) and resume."
         )
+
+
+class OutputLocked(RunLocked):
+    """Another run, in progress, writes to this -o place."""
+
+    def __init__(self, output: str, place: str, run_id: str, pid: int | None) -> None:
+        self.output = output
+        self.place = place
+        holder = f"process {pid}" if pid else "another process"
+        stop = f"stop it (kill -TERM {pid})" if pid else "stop it"
+        RunError.__init__(
+            self,
+            f"output '{output}' -> '{place}' is being written by run '{run_id}', in "
+            f"progress, held by {holder}; wait for it to end, or {stop}, or choose "
+            f"another place (-o {output}=NEW_PATH)",
+        )
+        self.run_id = run_id
+        self.pid = pid
 
 
 class InputsChanged(RunError):

@@ -16,6 +16,7 @@ returns a Module and `Module.from_func` accepts a ContainerModule.
 
 from __future__ import annotations
 
+import contextlib
 import copy as pycopy
 import dataclasses
 import functools
@@ -33,6 +34,7 @@ from containerexec.authoring.engine import connected
 from containerexec.authoring.functions import Source
 from containerexec.authoring.requirements import Requirements
 from containerexec.authoring.specfile import SpecFile
+from containerexec.display.runs import Progress, RunDisplay, summary
 from containerexec.engine.base import Engine
 from containerexec.errors import UsageError
 from containerexec.model.spec import ModuleSpec, load_spec
@@ -40,7 +42,7 @@ from containerexec.run.executor import Executor, RunOptions, secrets_from
 from containerexec.run.results import RunResult
 from containerexec.store.tree import RunStore
 
-RESERVED = ("runs_dir", "engine", "options", "check")
+RESERVED = ("runs_dir", "engine", "options", "check", "progress")
 
 
 class Module:
@@ -131,6 +133,7 @@ class Module:
         engine: Engine | None = None,
         options: RunOptions | None = None,
         check: bool = True,
+        progress: Progress = False,
         **values: Any,
     ) -> RunResult:
         """Run in local containers through the normal Executor; inputs and outputs by name.
@@ -140,6 +143,9 @@ class Module:
         are what each shard returned, in shard order, container paths made host paths.
         Raises ShardFailed (its fields: module, shard, image, argv, exit code, failure
         kind, log tail, log path) when a shard failed, unless `check=False`.
+        `progress=True` shows what `containerexec run` shows on stderr (the command's
+        output or a live progress line, then the summary); a callable instead gets
+        each ShardEvent (kind, index, count, state, attempt, run_id) as it happens.
         """
         values = {**self.defaults, **values}
         spec = self.for_run(values).spec if self.for_run is not None else self.spec
@@ -150,10 +156,19 @@ class Module:
             if k not in self.spec.outputs
         }
         secrets = secrets_from(self.spec.secrets, os.environ)
-        with connected(engine) as eng:
-            executor = Executor(eng, RunStore(Path(runs_dir)), secrets=secrets)
+        shown = RunDisplay(stream_output=spec.array is None, total=1) if progress is True else None
+        with connected(engine) as eng, shown or contextlib.nullcontext():
+            executor = Executor(
+                eng,
+                RunStore(Path(runs_dir)),
+                secrets=secrets,
+                on_event=shown.event if shown else progress if callable(progress) else None,
+                on_line=shown.line if shown and shown.stream_output else None,
+            )
             run = executor.start(spec, inputs, outputs, spec_path=self.spec_path, options=options)
             result = run.wait()
+        if shown:
+            summary(result)
         return result.check() if check else result
 
 

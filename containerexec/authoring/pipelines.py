@@ -18,6 +18,7 @@ inputs: it only records jobs and links, which the orchestrator then runs.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
 import sys
@@ -36,6 +37,7 @@ from containerexec.authoring.tracing import (
     pipeline_outputs,
     tracing,
 )
+from containerexec.display.pipelines import PipelineDisplay, pipeline_summary
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError, RunError, UsageError
 from containerexec.model import pipelinecheck, yamlsource
@@ -43,7 +45,7 @@ from containerexec.model.bindings import parse_pairs
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan
 from containerexec.model.spec import ModuleSpec
 from containerexec.pipelines.orchestrator import run_pipeline
-from containerexec.pipelines.record import PipelineResult
+from containerexec.pipelines.record import JobEvent, PipelineResult
 from containerexec.store.tree import RunStore
 
 RESERVED = (
@@ -55,6 +57,7 @@ RESERVED = (
     "cache",
     "labels",
     "check",
+    "progress",
 )
 
 
@@ -139,9 +142,15 @@ class Pipeline:
         cache: bool = True,
         labels: Mapping[str, str] | None = None,
         check: bool = True,
+        progress: bool | Callable[[JobEvent], None] = False,
         **values: Any,
     ) -> PipelineResult:
-        """Run every job in local containers; pipeline inputs and output places by name."""
+        """Run every job in local containers; pipeline inputs and output places by name.
+
+        `progress=True` shows what `containerexec pipeline run` shows on stderr (a live
+        table of jobs, then the summary); a callable instead gets each JobEvent (a job
+        started, finished or skipped, or one of its shards' ShardEvent in `shard`).
+        """
         outputs = {k: str(v) for k, v in values.items() if k in self.spec.outputs}
         inputs = {
             k: str(v) if isinstance(v, Path) else v
@@ -154,7 +163,8 @@ class Pipeline:
             for n, v in os.environ.items()
             if any(n in j.module.secrets for j in planned.jobs.values())
         }
-        with connected(engine) as eng:
+        shown = PipelineDisplay(planned) if progress is True else None
+        with connected(engine) as eng, shown or contextlib.nullcontext():
             result = run_pipeline(
                 eng,
                 RunStore(Path(runs_dir)),
@@ -169,7 +179,10 @@ class Pipeline:
                 labels=labels or {},
                 secrets=secrets,
                 respec=self._respec,
+                on_event=shown.job_event if shown else progress if callable(progress) else None,
             )
+        if shown:
+            pipeline_summary(result)
         if check and result.state != "succeeded":
             raise RunError(
                 f"pipeline '{self.spec.name}' run {result.record.id} "

@@ -3,7 +3,8 @@
 Each job is one Run of one shared Executor, whose semaphore keeps the shards of all
 jobs together under `max_containers` containers.
 Intermediate outputs live in `<runs-dir>/pipelines/<id>/jobs/<job>/<output>`;
-pipeline outputs are copied to their -o places at the end, each in one rename.
+pipeline outputs are copied to their -o places at the end, each in one rename, and
+written to the delivery ledger, so the same command run again may replace them.
 """
 
 from __future__ import annotations
@@ -34,11 +35,13 @@ from containerexec.pipelines.record import (
     PipelineRecord,
     PipelineResult,
 )
+from containerexec.run import staging
 from containerexec.run.cache import Cache
-from containerexec.run.executor import Executor, RunOptions, refuse_non_empty
+from containerexec.run.executor import Executor, RunOptions
 from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.results import RunResult, ShardEvent
 from containerexec.store import files
+from containerexec.store.deliveries import Deliveries
 from containerexec.store.records import RunState, write_json
 from containerexec.store.tree import RunStore, new_run_id
 
@@ -76,6 +79,7 @@ class Orchestrator:
         self.respec = respec
         self.overwrite = overwrite
         self.store = store
+        self.deliveries = Deliveries(store.deliveries)  # what -o places hold, for reruns
         self.max_workers = max(1, max_workers)
         self.max_containers = max(1, max_containers or os.cpu_count() or 1)
         self.keep_going = keep_going
@@ -125,9 +129,19 @@ class Orchestrator:
         """Bind the pipeline's inputs and -o places, run every job it can, place the outputs."""
         values = bind_inputs(plan, inputs, base or Path.cwd())
         targets = bind_outputs(plan, outputs, base or Path.cwd(), values)
-        # Placed at the end by copy-then-rename: an old place is swapped out only then.
-        refuse_non_empty(f"pipeline '{plan.pipeline.name}'", targets, overwrite=self.overwrite)
         pid = run_id or new_run_id(plan.pipeline.name, self.clock())
+        where = f"pipeline '{plan.pipeline.name}'"
+        # The -o places are this run's until it ends (another run writing there is refused at
+        # once); they are placed at the end by copy-then-rename: old content goes only then.
+        with (
+            staging.claimed(self.store, pid, targets, where, overwrite=self.overwrite) as claim,
+            contextlib.closing(claim),
+        ):
+            return self._run(plan, values, targets, pid)
+
+    def _run(
+        self, plan: Plan, values: Mapping[str, Any], targets: Mapping[str, str], pid: str
+    ) -> PipelineResult:
         self.dir = self.store.pipeline_dir(pid)
         self.record = PipelineRecord(
             id=pid,
@@ -300,6 +314,7 @@ class Orchestrator:
         for name, src in plan.outputs.items():
             if name in targets and self.record.jobs[src.name].state == "succeeded":
                 files.copy_then_rename(self._job_output(src.name, src.output), Path(targets[name]))
+                self.deliveries.record_tree(Path(targets[name]), self.record.id)
                 placed.append(name)
         return placed
 

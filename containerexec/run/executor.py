@@ -1,11 +1,8 @@
 """The Executor: starts Runs on one engine and one store (new, resumed, or one shard in
-another process), resolving each run's image once, and cancels them.
-
-    run = Executor(engine, store).start(spec, {"corpus": "data"}, {"counts": "out"})
-    result = run.wait()          # or run.result(), which raises ShardFailed
-
-Everything a Run needs later (spec, bindings, pinned image, limits, labels) is in
-its run.json, so `work(run_id, index)` can run a shard from the run folder alone.
+another process), resolving each run's image once, and cancels them
+(docs/python.md shows it in use). Everything a Run needs later (spec, bindings, pinned
+image, limits, labels) is in its run.json, so `work(run_id, index)` can run a shard
+from the run folder alone.
 """
 
 from __future__ import annotations
@@ -38,7 +35,6 @@ from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.placement.local import LocalPool
 from containerexec.run.results import ShardEvent
 from containerexec.run.run import Interactive, InvocationFor, Run
-from containerexec.run.staging import refuse_non_empty as refuse_non_empty  # re-exported
 from containerexec.store.manifests import changes_since, input_manifests
 from containerexec.store.records import FileEntry, ImageRecord, RunRecord, ShardRecord, load_model
 from containerexec.store.tree import RunLock, RunStore, new_run_id
@@ -146,33 +142,33 @@ class Executor:
             engine_places=self.engine.places(),
         )
         placed = {n: p for n, p in bindings.outputs.items() if n in outputs}  # the -o ones
-        used = refuse_non_empty(f"module '{spec.name}'", placed, overwrite=opts.overwrite)
-        shards, selected = pymodule.expanded(spec, bindings, opts.shards)
-        # Before any image is built or pulled: this walk refuses inputs that hold sockets,
-        # FIFOs or devices, and unreadable files.
-        manifests = input_manifests(spec, bindings)
-        with self._locked(run_id) as lock:
-            if used:
-                staging.overwrite_later(self.store.run_dir(run_id) / staging.INDEX_NAME, used)
-            spec_dir = spec_path.parent if spec_path else Path.cwd()
-            image = images.resolve(
-                self.engine,
-                spec,
-                spec_dir,
-                pull=opts.pull,
-                sleep=self._sleep or time.sleep,
-                on_log=self.on_build_log,
-                on_progress=self.on_pull_progress,
-            )
-            if pymodule.lists(spec):  # its array() lists the shards, in the image
-                spec = pymodule.listed(self.services, spec, bindings, run_id, image.pinned, opts)
-                shards = arrays.expand(spec.array, bindings.inputs)
-                selected = arrays.select(shards, opts.shards)
-            record = opts.record(
-                spec, bindings, run_id, image, shards, selected, spec_path, **self._stamp(spec)
-            )
-            record = record.model_copy(update={"input_manifests": manifests})
-            return self._open(spec, bindings, record, shards, selected, opts, lock)
+        where = f"module '{spec.name}'"
+        with staging.claimed(self.store, run_id, placed, where, overwrite=opts.overwrite) as claim:
+            shards, selected = pymodule.expanded(spec, bindings, opts.shards)
+            # Before any image is built or pulled: this walk refuses inputs that hold
+            # sockets, FIFOs or devices, and unreadable files.
+            manifests = input_manifests(spec, bindings)
+            with self._locked(run_id, claim) as lock:
+                spec_dir = spec_path.parent if spec_path else Path.cwd()
+                image = images.resolve(
+                    self.engine,
+                    spec,
+                    spec_dir,
+                    pull=opts.pull,
+                    sleep=self._sleep or time.sleep,
+                    on_log=self.on_build_log,
+                    on_progress=self.on_pull_progress,
+                )
+                if pymodule.lists(spec):  # its array() lists the shards, in the image
+                    spec = pymodule.listed(
+                        self.services, spec, bindings, run_id, image.pinned, opts
+                    )
+                    shards = arrays.expand(spec.array, bindings.inputs)
+                    selected = arrays.select(shards, opts.shards)
+                record = opts.record(
+                    spec, bindings, run_id, image, shards, selected, spec_path, **self._stamp(spec)
+                ).model_copy(update={"input_manifests": manifests})
+                return self._open(spec, bindings, record, shards, selected, opts, lock)
 
     def resume(
         self,
@@ -212,7 +208,6 @@ class Executor:
             engine_places=self.engine.places(),
         )
         moved = {n: p for n, p in bindings.outputs.items() if prev.outputs.get(n) != p}
-        used = refuse_non_empty(f"module '{spec.name}'", moved, overwrite=opts.overwrite)
         changes = changes_since(spec, bindings, prev.input_manifests)
         if changes and not accept_input_changes:
             raise InputsChanged(
@@ -241,9 +236,11 @@ class Executor:
         spec = pymodule.recorded(spec, prev)  # a run is one list of array.python values
         shards = arrays.expand(spec.array, bindings.inputs)
         selected = arrays.select(shards, opts.shards)
-        with self._locked(prev.run_id) as lock:
-            if used:
-                staging.overwrite_later(self.store.run_dir(prev.run_id) / staging.INDEX_NAME, used)
+        places = staging.claimed(
+            self.store, prev.run_id, bindings.outputs, f"module '{spec.name}'",
+            overwrite=opts.overwrite, check=moved,
+        )  # fmt: skip
+        with places as claim, self._locked(prev.run_id, claim) as lock:
             self.sweep(prev.run_id)  # containers a killed executor left behind
             self._ensure_image(spec.name, prev.image)
             record = opts.record(
@@ -406,10 +403,12 @@ class Executor:
         return self.store.lock(run_id).__enter__()
 
     @contextlib.contextmanager
-    def _locked(self, run_id: str) -> Iterator[RunLock]:
-        """The run's lock, kept when a Run was launched (launch lets go at the run's end)."""
+    def _locked(self, run_id: str, claim: staging.Claim) -> Iterator[RunLock]:
+        """The run's lock, kept when a Run was launched (launch lets go at the run's end),
+        carrying the -o places' locks; their old content goes at the first commit."""
         lock = self.lock(run_id)
         try:
+            claim.hand_to(lock, self.store.run_dir(run_id) / staging.INDEX_NAME)
             yield lock
         except BaseException:
             _release(lock)  # nothing was launched: let go now

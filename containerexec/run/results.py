@@ -22,7 +22,12 @@ from containerexec.store.records import (
 
 @dataclass(frozen=True)
 class ShardEvent:
-    """Progress of one shard, for displays."""
+    """Progress of one shard, for displays and for `Module.run(progress=callable)`.
+
+    `kind`: 'planned' (index -1, `count` shards selected), 'started', 'retrying' (the
+    failed `attempt`), 'finished' (its `state`; `attempt` None when the cache served
+    it), 'skipped' (a resume: it had succeeded). Called from the run's worker threads.
+    """
 
     kind: Literal["planned", "started", "retrying", "finished", "skipped"]
     index: int

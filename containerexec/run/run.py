@@ -115,7 +115,8 @@ class Run:
             bindings,
             cache=services.cache,
             commit_lock=services.commit_lock,
-            index_path=services.store.run_dir(record.run_id) / staging.INDEX_NAME,
+            store=services.store,
+            run_id=record.run_id,
         )
         self.task_size = 1  # the most shards a container runs (packing/planner.py), set at launch
 

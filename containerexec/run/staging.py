@@ -6,6 +6,10 @@ path is written by one shard only. Which shard committed which path is kept in a
 small per-run index (`commits.jsonl` in the run folder), locked while a shard
 commits, so that a later shard writing the same path fails instead of replacing
 it, and a resumed shard may write its own paths again.
+
+What a commit places at an -o place is also written to the store's delivery ledger
+(store/deliveries.py), so that running the same command again may replace it: a new
+run refuses a non-empty place only for what containerexec did not deliver there.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +34,8 @@ from containerexec.run import returned
 from containerexec.run.cache import ShardCache
 from containerexec.run.runner import Attempt, Failure
 from containerexec.store import files
+from containerexec.store.deliveries import Deliveries
+from containerexec.store.tree import RunLock, RunStore
 
 INDEX_NAME = "commits.jsonl"
 
@@ -155,11 +161,13 @@ def commit(
     *,
     shard: int,
     index: CommitIndex,
+    deliver: Callable[[str, list[str]], None] | None = None,
 ) -> list[str]:
     """Move a checked attempt's outputs into place; returns the paths written.
 
     Everything is checked before anything moves: a path another shard committed (or
     that no shard of this run wrote) raises OutputCollision and nothing is placed.
+    `deliver(output, entries)` is told what was placed (relative to the output's place).
     """
     with index.locked():
         if index.to_clear:
@@ -192,6 +200,9 @@ def commit(
             index.append({"shard": shard, "paths": claimed})
         for src, dest in _outermost(moves):
             _place(src, dest)
+        if deliver is not None:
+            for name in spec.outputs:
+                deliver(name, ["", *(e.rel for e in staged[name])])
     discard(staging)
     return claimed
 
@@ -231,22 +242,79 @@ def _place(src: Path, dest: Path) -> None:
         files.copy_then_rename(src, dest)  # another filesystem: no rename reaches it
 
 
-def refuse_non_empty(where: str, outputs: Mapping[str, str], *, overwrite: bool) -> list[str]:
-    """The output places that already hold something; UsageError for them unless `overwrite`.
+def places(store: RunStore, outputs: Mapping[str, str]) -> dict[str, str]:
+    """The outputs placed outside the store (by -o): those a delivery ledger keeps."""
+    return {n: p for n, p in outputs.items() if not Path(p).is_relative_to(store.root)}
 
-    A new run never mixes its files with an earlier run's: the old content stays
-    until the run commits its first output, and goes then only with --overwrite.
+
+@dataclass
+class Claim:
+    """The -o places a new run holds (their locks), and those whose old content it replaces."""
+
+    locks: list[RunLock]
+    used: list[str]
+
+    def hand_to(self, lock: RunLock, index_path: Path) -> None:
+        """The run's lock carries the places' locks from now on, and the old content of
+        the places goes when the run commits its first output (overwrite_later)."""
+        lock.riders += self.locks
+        if self.used:
+            overwrite_later(index_path, self.used)
+
+    def close(self) -> None:
+        """Let go of the places (a run that holds them itself: a pipeline's)."""
+        for lock in self.locks:
+            lock.__exit__()
+
+
+@contextmanager
+def claimed(
+    store: RunStore,
+    run_id: str,
+    outputs: Mapping[str, str],
+    where: str,
+    *,
+    overwrite: bool,
+    check: Mapping[str, str] | None = None,
+) -> Iterator[Claim]:
+    """Lock each -o place of `outputs` for `run_id`, then refuse_non_empty those of `check`
+    (default: all). OutputLocked at once when another run writes to one. The locks are let
+    go when the block raises; else the caller hands them to the run's lock (RunLock.riders)."""
+    deliveries = Deliveries(store.deliveries)
+    locks: list[RunLock] = []
+    try:
+        for name, place in sorted(places(store, outputs).items()):
+            locks.append(deliveries.lock(name, place, run_id).__enter__())
+        checked = outputs if check is None else check
+        yield Claim(locks, refuse_non_empty(where, checked, overwrite=overwrite, store=store))
+    except BaseException:
+        Claim(locks, []).close()
+        raise
+
+
+def refuse_non_empty(
+    where: str, outputs: Mapping[str, str], *, overwrite: bool, store: RunStore
+) -> list[str]:
+    """The output places that already hold something, all to be replaced; UsageError for
+    the first that holds what containerexec did not deliver there, unless `overwrite`.
+
+    A new run never mixes its files with what is there: the old content stays until
+    the run commits its first output. What a run delivered and nobody changed since
+    (store/deliveries.py) goes then; anything else only with --overwrite.
     """
     used = {n: p for n, p in sorted(outputs.items()) if files.has_content(Path(p))}
-    if used and not overwrite:
-        name, path = next(iter(used.items()))
-        what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
-        raise UsageError(
-            f"{where}: output '{name}' would be written to '{path}', {what}; a new run "
-            f"does not mix its files with what is there. Choose another place "
-            f"(-o {name}=NEW_PATH), or pass --overwrite to replace the old content "
-            "(it is removed when the run commits its first output)"
-        )
+    deliveries = Deliveries(store.deliveries)
+    for name, path in used.items() if not overwrite else ():
+        found = deliveries.foreign(Path(path))
+        if found is not None:
+            what = "a folder that is not empty" if Path(path).is_dir() else "a file that exists"
+            what += " and" if found.path == path else f": '{found.path}'"
+            raise UsageError(
+                f"{where}: output '{name}' would be written to '{path}', {what} "
+                f"{found.why}; a new run replaces only what containerexec delivered there. "
+                f"Choose another place (-o {name}=NEW_PATH), or pass --overwrite to replace "
+                "the old content (it is removed when the run commits its first output)"
+            )
     return list(used.values())
 
 
@@ -262,13 +330,18 @@ class Outputs:
         *,
         cache: ShardCache | None,
         commit_lock: threading.Lock,
-        index_path: Path,
+        store: RunStore,
+        run_id: str,
     ) -> None:
         self.spec = spec
         self.bindings = bindings
         self.cache = cache if spec.cache else None
         self.commit_lock = commit_lock  # shared by every run that may write the same places
-        self.index_path = index_path  # which shard committed which path (CommitIndex)
+        # Which shard committed which path (CommitIndex).
+        self.index_path = store.run_dir(run_id) / INDEX_NAME
+        self.run_id = run_id
+        self.places = places(store, bindings.outputs)  # the -o ones, kept in the ledger
+        self.deliveries = Deliveries(store.deliveries)
         self._values: dict[int, Any] = {}  # shard index -> value taken from its staging
 
     def prepare(self, staging_dir: Path, inv: Invocation) -> None:
@@ -317,6 +390,7 @@ class Outputs:
                     staged,
                     shard=inv.shard_index,
                     index=CommitIndex(self.index_path),
+                    deliver=self._delivered,
                 )
             if not cached:
                 self._values[inv.shard_index] = value
@@ -333,3 +407,7 @@ class Outputs:
                 a, failure=kind, message=f"committing outputs to {where}: {exc.strerror or exc}"
             )
         return a
+
+    def _delivered(self, name: str, rels: list[str]) -> None:
+        if name in self.places:
+            self.deliveries.record(Path(self.places[name]), self.run_id, rels)

@@ -10,6 +10,7 @@
                     lock                flock held by the process running it
        pipelines/<pipeline id>/pipeline.json, jobs/<job>/<output>
        cache/<key[:2]>/<key>/           shard cache entries
+       deliveries/<key>.jsonl, .lock    what runs delivered to each -o place (deliveries.py)
        pushes/<module>.json             what `containerexec push` sent where
        bundles/<run id>/inputs/<name>   inputs `repro` unpacked from a bundle
 """
@@ -42,6 +43,7 @@ class RunStore:
         self.pipelines = self.root / "pipelines"
         self.cache = self.root / "cache"
         self.pushes = self.root / "pushes"
+        self.deliveries = self.root / "deliveries"
 
     def pipeline_dir(self, pipeline_run: str) -> Path:
         return self.pipelines / pipeline_run
@@ -185,6 +187,7 @@ class RunLock:
         self.path = path
         self.run_id = run_id
         self._fd: int | None = None
+        self.riders: list[RunLock] = []  # locks taken for the run, let go with it
 
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -192,13 +195,22 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            holder = os.read(fd, 32).decode(errors="replace").strip()
+            holder = os.read(fd, 256).decode(errors="replace").split()
             os.close(fd)
-            raise RunLocked(self.run_id, int(holder) if holder.isdigit() else None) from None
+            raise self._refusal(holder) from None
         os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
+        os.write(fd, self._content().encode())
         self._fd = fd
         return self
+
+    def _content(self) -> str:
+        """What the lock file says of its holder (read by the one refused)."""
+        return str(os.getpid())
+
+    def _refusal(self, words: list[str]) -> Exception:
+        """The error for a lock held by the process the lock file's `words` name."""
+        pid = int(words[0]) if words and words[0].isdigit() else None
+        return RunLocked(self.run_id, pid)
 
     def held(self) -> bool:
         """Whether a live process holds the lock now (a SIGKILLed holder does not)."""
@@ -218,3 +230,6 @@ class RunLock:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        for rider in self.riders:
+            rider.__exit__()
+        self.riders = []

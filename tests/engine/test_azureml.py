@@ -137,18 +137,25 @@ def test_the_example_pipeline_runs_and_its_second_run_comes_from_the_cache(
     assert report_runs and all(
         json.loads(p.read_text())["image"]["lock_sha256"] for p in report_runs
     )
-    report.unlink()
+    # The same command again, to the same -o place (issue 25 item 6): it replaces the
+    # report the first run delivered, and the cache serves every job: no container.
     second = cx(runs, *args)
     assert second.exit_code == 0, second.output
     assert report.read_text() == "bird\t1\ncat\t1\n"
     # The second run's record: ids sort by second only, and both runs may share one.
     records = [json.loads(p.read_text()) for p in (runs / "pipelines").glob("*/pipeline.json")]
-    jobs = max(records, key=lambda r: r["started_at"])["jobs"]
+    latest = max(records, key=lambda r: r["started_at"])
+    jobs = latest["jobs"]
     assert {name: job["shards_cached"] for name, job in jobs.items()} == {
         "count_job": 1,
         "report_job": 1,
         "shout_job": 1,
     }
+    assert latest["outputs_placed"] == ["final_report"]
+    store = RunStore(runs)
+    assert not any(
+        s.attempts for j in jobs.values() for s in store.load_shards(j["run_id"]).values()
+    )
 
 
 def test_conversions_round_trip_to_the_same_outputs(tmp_path: Path) -> None:

@@ -15,7 +15,6 @@ from typing import Any, Protocol
 import click
 
 from containerexec.cli.app import App
-from containerexec.cli.display import RunDisplay, summary
 from containerexec.cli.formats import PYTHON_TARGET, image_map_option, load_module_file
 from containerexec.cli.options import (
     grace_option,
@@ -26,6 +25,7 @@ from containerexec.cli.options import (
 )
 from containerexec.cli.slurm import again_command, make_scheduler, slurm_options
 from containerexec.cli.status import run_status
+from containerexec.display.runs import RunDisplay, summary
 from containerexec.errors import PullError, UsageError
 from containerexec.model.bindings import parse_pairs
 from containerexec.model.spec import ModuleSpec, parse_bytes, parse_seconds
@@ -66,6 +66,7 @@ def build(app: App, spec: Path, pull: str | None) -> None:
     "1: one container per shard; auto: chosen from the shard count and --max-parallel).",
 )
 @click.option("--resume", metavar="RUN", help="Rerun only the shards of RUN that did not succeed.")
+@click.option("--no-cache", is_flag=True, help="Run every shard, even when its result is cached.")
 @overwrite_option
 @click.option(
     "--accept-input-changes",
@@ -108,6 +109,7 @@ def run(
     max_parallel: int | None,
     batch_size: str | None,
     resume: str | None,
+    no_cache: bool,
     overwrite: bool,
     accept_input_changes: bool,
     deadline: str | None,
@@ -144,7 +146,7 @@ def run(
         check_allowed(str(spec), module, allowed)
     module = with_batch_size(module, batch_size)
     raw_in, raw_out = parse_pairs(inputs, "-i"), parse_pairs(outputs, "-o")
-    executor, display = prepare_run(app, module, scheduler)
+    executor, display = prepare_run(app, module, scheduler, cache=not no_cache)
     opts = RunOptions(
         max_parallel=max_parallel,
         shards=shards,
@@ -281,9 +283,10 @@ def load_module(
 
 
 def prepare_run(
-    app: App, module: ModuleSpec, scheduler: Scheduler | None = None
+    app: App, module: ModuleSpec, scheduler: Scheduler | None = None, *, cache: bool = True
 ) -> tuple[Executor, RunDisplay]:
-    """An Executor wired to a display; secrets come from this process's environment."""
+    """An Executor wired to a display; secrets come from this process's environment.
+    With `cache`, a shard whose cache key is unchanged is served from the shard cache."""
     secrets = secrets_from(module.secrets, os.environ)
     display = RunDisplay(stream_output=module.array is None, total=1)
     executor = Executor(
@@ -298,6 +301,7 @@ def prepare_run(
         on_pull_progress=TransferProgress(display.note),
         sleep=app.sleep,
         scheduler=scheduler,
+        cache=Cache(app.store.cache) if cache else None,
     )
     return executor, display
 

@@ -37,8 +37,8 @@ def _refuse_or_wait(app: App, run: str, wait: bool) -> None:
         return
     if not wait:
         raise live
-    click.echo(f"{live.summary()}: waiting for it to end (Ctrl-C stops)", err=True)
-    try:
+    try:  # from before the line that says Ctrl-C stops: a Ctrl-C right after it counts
+        click.echo(f"{live.summary()}: waiting for it to end (Ctrl-C stops)", err=True)
         sources.wait_until_ended(app.store, run, lambda rec: _on_slurm(app, rec))
     except KeyboardInterrupt:
         click.echo(f"stopped waiting for {live.what}; nothing was exported", err=True)

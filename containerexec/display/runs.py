@@ -1,9 +1,11 @@
-"""What a run shows: streamed output, a live progress line, the summary and failure reports."""
+"""What a module run shows: streamed output, a live progress line, the summary and failure
+reports. Shared by `containerexec run` and `Module.run(progress=True)`."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import click
 from rich.console import Console
@@ -14,6 +16,10 @@ from rich.text import Text
 from containerexec.run.results import RunResult, ShardEvent, shard_failed
 
 RULE = "-" * 72
+
+# What the Python API's `progress=` takes: True (this display), or a callable that gets
+# every ShardEvent (JobEvent for a pipeline), or False.
+Progress = bool | Callable[[ShardEvent], None]
 
 
 class RunDisplay:
@@ -79,11 +85,18 @@ class RunDisplay:
                     self.cancelled += 1
                 else:
                     self.failed += 1
+                cached = e.attempt is None and e.state == "succeeded"  # no container ran
+                if cached and self.stream_output:
+                    self._say(
+                        "the outputs came from the cache (an earlier run with the same image, "
+                        "command and inputs); no container ran. --no-cache runs it again"
+                    )
                 if not self.live_mode and not self.stream_output:
                     secs = (e.attempt.ended_at - e.attempt.started_at) if e.attempt else 0.0
                     self._say(
                         f"[{self.done + self.failed + self.cancelled}/{self.total}] "
-                        f"shard {e.index} {e.state} ({secs:.1f} s)"
+                        f"shard {e.index} {e.state} "
+                        + ("(cached)" if cached else f"({secs:.1f} s)")
                     )
             if self._live is not None:
                 self._live.update(self._render())
