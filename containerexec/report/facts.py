@@ -196,7 +196,8 @@ def pipeline_facts(records: PipelineRecords) -> dict[str, Any]:
     depth = layers(records.needs)
     rows: dict[int, int] = defaultdict(int)
     nodes = []
-    for name in sorted(rec.jobs, key=lambda n: (depth.get(n, 0), n)):
+    ordered = sorted(rec.jobs, key=lambda n: (depth.get(n, 0), n))
+    for name in ordered:
         job = rec.jobs[name]
         col = depth.get(name, 0)
         nodes.append(
@@ -223,5 +224,5 @@ def pipeline_facts(records: PipelineRecords) -> dict[str, Any]:
         "edges_from": records.edges_from,
         "nodes": nodes,
         "edges": sorted([up, job] for job, ups in records.needs.items() for up in ups),
-        "runs": [run_facts(records.runs[n["name"]]) for n in nodes if n["run"]],
+        "runs": [run_facts(records.runs[name]) for name in ordered if name in records.runs],
     }
