@@ -1,5 +1,6 @@
 """Run stores made without an engine, for the report's tests and bench/report.py: a large
-array's records written with the store's own code, with a resource trace per attempt.
+array's records written with the store's own code, with a resource trace per attempt; and
+a pipeline run on the FakeEngine whose jobs end in every state the report's DAG shows.
 
 The trace is added to each attempt's JSON as the runner records it (`AttemptRecord.trace`),
 so these stores read the same before and after the record model names that field.
@@ -10,6 +11,9 @@ from __future__ import annotations
 import random
 from pathlib import Path
 from typing import Any
+
+from fake_pipelines import Kit, job_of
+from fakes import FakeEngine, Outcome
 
 from containerexec.model.invocation import Invocation, Limits
 from containerexec.store.records import ImageRecord, RunRecord, ShardRecord, write_json
@@ -136,3 +140,29 @@ def write_run(
         )
     )
     return run_id
+
+
+MIXED = """name: mixed
+inputs: {seed: {type: directory}}
+jobs:
+  a: {module: step.yaml, inputs: {src: "${{inputs.seed}}"}}
+  b: {module: step.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
+  c: {module: step.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
+  e: {module: fan.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
+  f: {module: step.yaml, inputs: {src: "${{jobs.e.outputs.out}}"}}
+"""
+
+
+def failing_fan(inv: Invocation, attempt: int) -> Outcome:
+    if job_of(inv) == "e" and inv.shard_index == 1:
+        return Outcome(exit_code=3, errors=b"RuntimeError: shard one breaks\n")
+    return Outcome()
+
+
+def mixed_pipeline(kit: Kit) -> str:
+    """A pipeline run whose jobs ran (a, b), came from the cache (c, alike b), failed (e:
+    one shard of three) and were skipped (f, after e)."""
+    result = kit.run(
+        FakeEngine(failing_fan), kit.plan(MIXED), cache=True, max_workers=1, keep_going=True
+    )
+    return result.record.id

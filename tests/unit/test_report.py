@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fake_pipelines import Kit, job_of
-from fakes import FakeEngine, Outcome
+from fake_pipelines import Kit
+from synthetic_runs import mixed_pipeline
 
 from containerexec.cli import App, cli
 from containerexec.model.invocation import Invocation, Limits
@@ -256,31 +256,6 @@ def test_ten_thousand_failing_shards_with_distinct_errors_stay_under_3_mb() -> N
 
 
 # -- pipelines and the command ------------------------------------------------------------
-
-MIXED = """name: mixed
-inputs: {seed: {type: directory}}
-jobs:
-  a: {module: step.yaml, inputs: {src: "${{inputs.seed}}"}}
-  b: {module: step.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
-  c: {module: step.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
-  e: {module: fan.yaml, inputs: {src: "${{jobs.a.outputs.out}}"}}
-  f: {module: step.yaml, inputs: {src: "${{jobs.e.outputs.out}}"}}
-"""
-
-
-def failing_fan(inv: Invocation, attempt: int) -> Outcome:
-    if job_of(inv) == "e" and inv.shard_index == 1:
-        return Outcome(exit_code=3, errors=b"RuntimeError: shard one breaks\n")
-    return Outcome()
-
-
-def mixed_pipeline(kit: Kit) -> str:
-    """A pipeline run whose jobs ran (a, b), came from the cache (c, alike b), failed (e:
-    one shard of three) and were skipped (f, after e)."""
-    result = kit.run(
-        FakeEngine(failing_fan), kit.plan(MIXED), cache=True, max_workers=1, keep_going=True
-    )
-    return result.record.id
 
 
 def test_a_pipelines_dag_shows_each_jobs_state_and_links_its_run(tmp_path: Path) -> None:
