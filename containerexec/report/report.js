@@ -38,7 +38,7 @@
   function secs(x) {
     if (x === null || x === undefined) return "-";
     if (x < 60) return x.toFixed(x < 10 ? 2 : 1) + " s";
-    if (x < 3600) return Math.floor(x / 60) + " min " + Math.round(x % 60) + " s";
+    if (x < 3600) { var t = Math.round(x); return Math.floor(t / 60) + " min " + (t % 60) + " s"; }
     return (x / 3600).toFixed(1) + " h";
   }
   function when(t) { return new Date(t * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC"; }
@@ -98,10 +98,15 @@
     if (c.pending) card(cards, c.pending, "not started");
     card(cards, attempts, "attempts (" + retried + " shards retried)", retried ? "warn" : "");
     var peak = maxOf(run.shards, MEM);
-    if (peak) card(cards, bytes(peak.v), "peak memory" + (run.memory_limit ? ", " + pct(peak.v, run.memory_limit) + " of " + bytes(run.memory_limit) : ""), run.memory_limit && peak.v >= 0.9 * run.memory_limit ? "warn" : "");
-    timeline(run, sec);
-    resources(run, sec);
+    if (peak) card(cards, bytes(peak.v), "largest peak memory" + (run.memory_limit ? ", " + pct(peak.v, run.memory_limit) + " of the limit " + bytes(run.memory_limit) : ""), run.memory_limit && peak.v >= 0.9 * run.memory_limit ? "warn" : "");
+    if (peak && run.memory_limit) {
+      var over = run.shards.filter(function (r) { return r[MEM] !== null && r[MEM] >= 0.9 * run.memory_limit; }).length;
+      card(cards, over, "shards above 90% of the memory limit", over ? "warn" : "");
+    }
+    // What went wrong first, then the memory picture, then when each attempt ran.
     failures(run, sec);
+    resources(run, sec);
+    timeline(run, sec);
   }
 
   function maxOf(rows, col) {
@@ -156,7 +161,7 @@
     function show(key) {
       shown = choices[key];
       spacer.style.height = shown.length * ROW + "px";
-      box.style.height = Math.min(Math.max(shown.length, 1) * ROW, 420) + "px";
+      box.style.height = Math.min(Math.max(shown.length, 1) * ROW, 336) + "px";
       box.scrollTop = 0;
       draw();
     }
@@ -205,8 +210,8 @@
     if (peak && limit) {
       var near = rows.filter(function (r) { return r[MEM] !== null && r[MEM] >= 0.9 * limit; });
       note(panel, "Largest peak: " + bytes(peak.v) + " (shard " + rows[peak.i][0] + "), " + pct(peak.v, limit) + " of the limit of " + bytes(limit) + "; " + near.length + " shard(s) passed 90% of it.");
-      near.slice(0, 10).forEach(function (r) { h("div", {class: "warnline"}, panel, "shard " + r[0] + " peaked at " + bytes(r[MEM]) + ", " + pct(r[MEM], limit) + " of its memory limit " + bytes(limit)); });
-      if (near.length > 10) note(panel, "... and " + (near.length - 10) + " more shards above 90%.");
+      near.slice(0, 5).forEach(function (r) { h("div", {class: "warnline"}, panel, "shard " + r[0] + " peaked at " + bytes(r[MEM]) + ", " + pct(r[MEM], limit) + " of its memory limit " + bytes(limit)); });
+      if (near.length > 5) note(panel, "... and " + (near.length - 5) + " more shards above 90% (the table below lists the largest).");
     } else if (peak) {
       note(panel, "Largest peak: " + bytes(peak.v) + " (shard " + rows[peak.i][0] + "); no memory limit was set.");
     }
@@ -333,5 +338,6 @@
   if (DATA.pipeline) drawPipeline(DATA.pipeline); else drawRun(DATA.run, root, "h1");
   var took = performance.now() - started;
   root.setAttribute("data-drawn-ms", took.toFixed(1));
+  root.setAttribute("data-ready-ms", performance.now().toFixed(1));  // from the page's start
   window.reportDrawnMs = took;
 })();

@@ -56,7 +56,7 @@ def test_ten_thousand_shards_under_3_mb_drawn_lazily_without_errors(
     assert opened.count("svg.cpu rect.bar") > 100
     limit = run["memory_limit"]
     near = [r for r in run["shards"] if r[3] is not None and r[3] >= 0.9 * limit]
-    assert opened.count(".resources .warnline") == min(10, len(near)) > 0
+    assert opened.count(".resources .warnline") == min(5, len(near)) > 0
     # failures grouped by kind, in the order of their counts
     kinds = [f"{g['kind']}: {g['count']} shards" for g in run["failures"]]
     assert opened.text(".failures h4") == kinds == ["exit_code 1: 510 shards", "oom: 100 shards"]
