@@ -7,9 +7,9 @@ and how long headless Chromium takes to draw it.
 Each run store is written first, without an engine (tests/synthetic_runs.py: about 5% of
 the shards fail, 1% are OOM-killed, 5% succeed on a retry, every attempt has a trace).
 `build` is records -> HTML file; it is also printed as a ratio to merely reading and
-validating the same records (report/sources.py, the shard models with their traces) in the
-same run, which no report can beat. `drawn` is the page's script from start to end; `ready` is from the page's start
-(parsing the HTML included) to the end of drawing.
+validating the same records (report/sources.py, the shard models with their traces) in
+the same run, which no report can beat. `drawn` is the page's script from start to end;
+`ready` is from the page's start (parsing the HTML included) to the end of drawing.
 """
 
 from __future__ import annotations
