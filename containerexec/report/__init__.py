@@ -36,8 +36,10 @@ def make_report(store: RunStore, ref: str) -> Report:
         data = facts.pipeline_facts(recs)
         count = sum(len(r.shards) for r in recs.runs.values())
         title = f"pipeline {pipeline_id}: {recs.pipeline.state}"
-        return Report(page.render({"pipeline": data}, title), "pipeline", pipeline_id, count)
+        html = page.render({"pipeline": data}, title, str(store.pipeline_dir(pipeline_id)))
+        return Report(html, "pipeline", pipeline_id, count)
     run = sources.load_run(store, store.resolve_id(ref))
     data = facts.run_facts(run)
     title = f"run {run.run.run_id}: {run.run.state}"
-    return Report(page.render({"run": data}, title), "run", run.run.run_id, len(run.shards))
+    html = page.render({"run": data}, title, str(store.run_dir(run.run.run_id)))
+    return Report(html, "run", run.run.run_id, len(run.shards))

@@ -32,9 +32,14 @@ def _round(x: float | None, digits: int = 2) -> float | None:
     return None if x is None else round(x, digits)
 
 
+def _resources(run: RunRecord) -> dict[str, Any]:
+    found = run.spec.get("resources")  # the recorded spec is plain JSON: check its shape
+    return found if isinstance(found, dict) else {}
+
+
 def memory_limit(run: RunRecord, shards: list[ShardRecord]) -> int | None:
     """The run's memory limit: its spec's resources.memory, else what its containers had."""
-    declared = (run.spec.get("resources") or {}).get("memory")
+    declared = _resources(run).get("memory")
     if declared is not None:
         try:
             return parse_bytes(declared)
@@ -143,7 +148,7 @@ def run_facts(records: RunRecords) -> dict[str, Any]:
         rows.append([shard.index, state, int(shard.cached), *totals, attempts])
         values.append(_cut(shard.value, VALUE_CHARS))
     failed = [s for s in records.shards if s.state == "failed"]
-    resources = run.spec.get("resources") or {}
+    resources = _resources(run)
     return {
         "id": run.run_id,
         "module": run.module,

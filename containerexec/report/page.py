@@ -17,6 +17,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from containerexec.errors import UntrustedInput
+
 # No network, no frames, no plugins; only the inline style and script below.
 CSP = (
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; "
@@ -28,14 +30,19 @@ def _asset(name: str) -> str:
     return resources.files("containerexec.report").joinpath(name).read_text(encoding="utf-8")
 
 
-def _json_for_script(data: Any) -> str:
+def _json_for_script(data: Any, where: str) -> str:
     """JSON that cannot end its <script> element early ('</script>' in a log line)."""
-    text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    try:
+        text = json.dumps(data, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:  # NaN or infinity in a hand-made record: JSON.parse would refuse it
+        raise UntrustedInput(where, "a record holds a number that is not finite") from None
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def render(facts: dict[str, Any], title: str) -> str:
-    """The whole page for a run's or a pipeline run's facts (report/facts.py)."""
+def render(facts: dict[str, Any], title: str, where: str = "report") -> str:
+    """The whole page for a run's or a pipeline run's facts (report/facts.py); `where` names
+    the records in an error."""
+    data = _json_for_script(facts, where)
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n'
@@ -44,7 +51,7 @@ def render(facts: dict[str, Any], title: str) -> str:
         f"<style>\n{_asset('report.css')}</style>\n</head>\n<body>\n"
         '<main id="report"><noscript>This report draws its charts with JavaScript; '
         "allow scripts for this file to see them.</noscript></main>\n"
-        f'<script type="application/json" id="report-data">{_json_for_script(facts)}</script>\n'
+        f'<script type="application/json" id="report-data">{data}</script>\n'
         f"<script>\n{_asset('report.js')}</script>\n</body></html>\n"
     )
 

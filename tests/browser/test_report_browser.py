@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from click.testing import CliRunner
 from fake_pipelines import Kit
 from synthetic_runs import mixed_pipeline, write_run
@@ -93,6 +94,7 @@ resources: {memory: 256m}
 """
 
 
+@pytest.mark.docker
 def test_a_real_failing_run_shows_its_retry_its_failure_and_its_repro_line(
     browser: Any, workspace: Workspace
 ) -> None:

@@ -324,3 +324,18 @@ def test_last_and_a_prefix_name_a_run(tmp_path: Path, ref: str) -> None:
     store.write_run(run_record(1))
     store.write_shard(shard(0, 1))
     assert make_report(store, ref).id == RUN
+
+
+def test_a_hand_made_record_with_odd_resources_or_nan_times_is_refused_or_drawn(
+    tmp_path: Path,
+) -> None:
+    store = RunStore(tmp_path)
+    store.write_run(run_record(1, spec={"resources": "lots"}))
+    store.write_shard(shard(0, 1))
+    assert data_of(make_report(store, RUN).html)["run"]["memory_limit"] == 1 << 30
+    store.write_run(run_record(1, started_at=float("nan")))
+    result = CliRunner().invoke(cli, ["--runs-dir", str(tmp_path), "report", RUN])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"Error: {store.run_dir(RUN)}: a record holds a number that is not finite\n"
+    )
