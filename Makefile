@@ -26,6 +26,12 @@ registry-package:
 slurm-package:
 	@bash scripts/ensure-slurm.sh
 
+# The browser tests (tests/browser/) open reports in Debian's headless Chromium.
+.PHONY: chromium
+chromium:
+	@bash scripts/ensure-chromium.sh
+test: chromium
+
 setup: $(STAMP) base-image
 
 demo: setup

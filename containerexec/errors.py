@@ -344,9 +344,14 @@ class ShardFailed(RunError):
         lines.append(f"  full log: {self.log_path}")
         if self.failed_shards > 1:
             lines.append(f"  ({self.failed_shards - 1} more shard(s) failed in this run)")
-        flag = f" --shard {self.shard}" if self.shard_count > 1 else ""
-        lines.append(f"Reproduce here: containerexec repro {self.run_id}{flag} [--shell]")
+        lines.append(f"Reproduce here: {self.repro} [--shell]")
         return "\n".join(lines)
+
+    @property
+    def repro(self) -> str:
+        """The command that replays this shard here (the report shows it too)."""
+        flag = f" --shard {self.shard}" if self.shard_count > 1 else ""
+        return f"containerexec repro {self.run_id}{flag}"
 
 
 class RunLocked(RunError):

@@ -56,6 +56,11 @@ COMMANDS: dict[str, Lazy] = {
         "Replay a recorded shard here, in its exact image (pulled by digest), and say whether "
         "the failure reproduced.",
     ),
+    "report": Lazy(
+        f"{_PKG}.report:report",
+        "Write a run's (or a pipeline run's) report: one HTML file with its timeline, memory "
+        "and CPU per shard, and failures with their repro commands; it fetches nothing.",
+    ),
     "run": Lazy(
         f"{_PKG}.modules:run",
         "Run a module: every shard in its own container; exits as the command did.",
