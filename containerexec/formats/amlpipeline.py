@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from containerexec.errors import PipelineError, Problem, SpecError
+from containerexec.formats import amlparallel
 from containerexec.formats import amlsubdag as subdag
 from containerexec.formats.azureml import (
     REGISTERED,
@@ -128,7 +129,9 @@ class _Pipeline:
         self.ignored: list[str] = []
         self.notes: list[str] = []
         self.modules = scope.modules
-        self.subs: dict[str, subdag.Expanded | None] = {}  # job -> its pipeline component, expanded
+        # job -> its pipeline component (or parallel job's pair of jobs), expanded
+        self.subs: dict[str, subdag.Expanded | None] = {}
+        self.typing_components: Mapping[str, str | None] = {}
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.src.problem(loc, message, key=key))
@@ -158,14 +161,17 @@ class _Pipeline:
         }
         # Inline jobs last: their ports are typed from the outputs of the jobs they read.
         components: dict[str, str | None] = {}
+        self.typing_components = components
         for j, job in raw_jobs.items():
             if _pipeline_job(job):
                 self.subs[str(j)] = self.subpipeline(str(j), job, names[j])
-            elif not _inline(job):
+            elif not _inline(job) and not _parallel(job):
                 components[str(j)] = self.component(str(j), job)
         for j, job in raw_jobs.items():
             if _inline(job):
                 components[str(j)] = self.inline(str(j), job, components)
+            elif _parallel(job):
+                self.subs[str(j)] = amlparallel.load(self, str(j), job, names[j])
         for j, job in raw_jobs.items():
             if str(j) in self.subs:
                 subdag.expand(self, str(j), job, names, components, out)
@@ -333,13 +339,8 @@ class _Pipeline:
             self.problem(loc, "expected 'inputs' and 'outputs' to be mappings")
             return None
         comp["inputs"] = {n: self.inline_input(v, components) for n, v in inputs.items()}
-        comp["outputs"] = {
-            n: {"type": v.get("type", "uri_folder")} if isinstance(v, dict) else {}
-            for n, v in outputs.items()
-        }
-        # The same positions, with the job read as the component it stands for.
-        data = {**self.data, "jobs": {**self.data["jobs"], job: comp}}
-        src = yamlsource.Located(self.src.path, data, self.src.values, self.src.keys)
+        comp["outputs"] = {n: self.inline_output(v) for n, v in outputs.items()}
+        src = self.located_as(job, comp)
         ref = self.inline_ref(job)
         try:
             converted = convert_component(src, loc, self.base, self.image_map, default_name=job)
@@ -348,6 +349,16 @@ class _Pipeline:
             return None
         self._record(ref, converted, self.path, f"jobs.{job}")
         return ref
+
+    def inline_output(self, value: Any) -> dict[str, Any]:
+        """The port an inline job's output stands for: its type, or the type of the
+        pipeline output it is bound to."""
+        if isinstance(value, dict):
+            return {"type": value.get("type", "uri_folder")}
+        m = _PARENT.fullmatch(value.strip()) if isinstance(value, str) else None
+        declared = self.data.get("outputs")
+        port = declared.get(m.group(2)) if m and isinstance(declared, dict) else None
+        return {"type": port.get("type", "uri_folder")} if isinstance(port, dict) else {}
 
     def inline_input(self, value: Any, components: Mapping[str, str | None]) -> dict[str, Any]:
         """The port an inline job's input stands for, typed from what is bound to it."""
@@ -377,6 +388,15 @@ class _Pipeline:
             written = declared_out.get("type") if isinstance(declared_out, dict) else None
             return {"type": written or "uri_folder"}
         return {"type": _OUR_TYPES.get(port.type, "uri_folder")}
+
+    def located_as(self, job: str, raw: dict[str, Any]) -> yamlsource.Located:
+        """This file's positions, with job `job` read as `raw` (the component it stands for)."""
+        data = {**self.data, "jobs": {**self.data["jobs"], job: raw}}
+        return yamlsource.Located(self.src.path, data, self.src.values, self.src.keys)
+
+    def record(self, ref: str, converted: Converted, job: str) -> None:
+        """A module made from job `job` of this file."""
+        self._record(ref, converted, self.path, f"jobs.{job}")
 
     def _record(self, ref: str, converted: Converted, file: Path, where: str) -> None:
         self.modules[ref] = (converted, file)
@@ -476,6 +496,11 @@ def _unsupported(kind: Any) -> str:
         f"'{kind}' jobs do not run here; containerexec runs command, pipeline (a pipeline "
         "component) and parallel jobs"
     )
+
+
+def _parallel(job: Any) -> bool:
+    """An Azure ML parallel job (amlparallel.py)."""
+    return isinstance(job, dict) and job.get("type") == "parallel"
 
 
 def _pipeline_job(job: Any) -> bool:

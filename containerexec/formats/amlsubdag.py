@@ -158,8 +158,8 @@ def expand(
         m = PARENT.fullmatch(value.strip()) if isinstance(value, str) else None
         if m and m.group(1) == "outputs":
             out["outputs"][m.group(2)] = sub.data["outputs"][name]
-        else:
-            p.ignored.append(yamlsource.dotted(loc))
+        elif isinstance(value, dict):  # its type is the component's; a mode means nothing here
+            p.ignore(value, {"type"}, loc)
 
 
 DROP = object()  # the job input is left unbound: an optional component input nobody set
