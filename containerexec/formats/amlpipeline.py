@@ -54,6 +54,7 @@ _PIPELINE_KEYS = {
 _JOB_KEYS = {"type", "component", "inputs", "outputs", "description"}
 # An inline command job also carries these component fields of its own.
 _INLINE_KEYS = {"command", "environment", "code", "environment_variables", "name", "display_name"}
+_REMOTE = ("azureml:", "http:", "https:", "wasbs:", "abfss:", "adl:")
 _OUR_TYPES = {ours: aml for aml, ours in TYPES.items()}  # 'directory' -> 'uri_folder'
 
 
@@ -417,9 +418,9 @@ class _Pipeline:
         for name, value in (raw.get("inputs") or {}).items():
             loc: Loc = ("jobs", job, "inputs", name)
             if isinstance(value, dict):
-                self.ignore(value, {"type", "path"}, loc)
+                self.ignore(value, {"type", "path", "mode"}, loc)
                 value = value.get("path")
-            if value is None:
+            if value is None or self.remote(value, loc):
                 continue
             port = module.inputs.get(name) if module else None
             if port and port.type in ("file", "directory") and "${{" not in str(value):
@@ -438,6 +439,19 @@ class _Pipeline:
         if raw.get("description"):
             spec["description"] = str(raw["description"])
         return spec
+
+    def remote(self, value: Any, loc: Loc) -> bool:
+        """A data asset by name or a cloud URI, which is refused (True) where it is bound."""
+        if not isinstance(value, str) or not value.startswith(_REMOTE):
+            return False
+        name = loc[-1]
+        self.problem(
+            loc,
+            f"'{value}' is data in Azure ML or the cloud, which a local run cannot read; "
+            f"bind the input to a pipeline input, ${{{{parent.inputs.{name}}}}}, and give "
+            f"it a local path: -i {name}=PATH",
+        )
+        return True
 
     def reference(
         self,

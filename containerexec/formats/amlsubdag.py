@@ -124,9 +124,9 @@ def expand(
             p.problem(loc, f"{where} has no input '{name}' ({hint})", key=True)
             continue
         if isinstance(value, dict):
-            p.ignore(value, {"type", "path"}, loc)
+            p.ignore(value, {"type", "path", "mode"}, loc)
             value = value.get("path")
-        if value is None:
+        if value is None or p.remote(value, loc):
             continue
         if declared[name]["type"] in ("file", "directory") and "${{" not in str(value):
             value = str((p.base / str(value)).resolve())
