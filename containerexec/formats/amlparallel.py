@@ -26,16 +26,13 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from containerexec.errors import SpecError
 from containerexec.formats import amlsubdag as subdag
 from containerexec.formats.azureml import Converted, convert_component
 from containerexec.model import yamlsource
 from containerexec.model.spec import validate_spec
-
-if TYPE_CHECKING:
-    from containerexec.formats.amlpipeline import _Pipeline
 
 Loc = yamlsource.Loc
 KEYS = {
@@ -86,7 +83,7 @@ with open(target, "w") as f:
 """
 
 
-def load(p: _Pipeline, job: str, raw: dict[str, Any], name: str) -> subdag.Expanded | None:
+def load(p: subdag.Owner, job: str, raw: dict[str, Any], name: str) -> subdag.Expanded | None:
     """The parallel job as a sub-DAG whose inputs are the job's own; None: a problem of `p`."""
     loc: Loc = ("jobs", job)
     p.ignore(raw, KEYS, loc)
@@ -178,7 +175,9 @@ def load(p: _Pipeline, job: str, raw: dict[str, Any], name: str) -> subdag.Expan
     return subdag.Expanded(p.path, p.src, {"inputs": declared, "outputs": outs, "jobs": jobs})
 
 
-def _input_data(p: _Pipeline, raw: dict[str, Any], module: dict[str, Any], loc: Loc) -> str | None:
+def _input_data(
+    p: subdag.Owner, raw: dict[str, Any], module: dict[str, Any], loc: Loc
+) -> str | None:
     written = raw.get("input_data")
     m = re.fullmatch(
         r"\$\{\{\s*inputs\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}", str(written or "").strip()
@@ -196,7 +195,7 @@ def _input_data(p: _Pipeline, raw: dict[str, Any], module: dict[str, Any], loc: 
     return m.group(1)
 
 
-def _mini_batch_size(p: _Pipeline, written: Any, loc: Loc) -> int:
+def _mini_batch_size(p: subdag.Owner, written: Any, loc: Loc) -> int:
     if isinstance(written, int) and not isinstance(written, bool) and written >= 1:
         return written
     if isinstance(written, str) and written.strip().isdigit() and int(written) >= 1:
@@ -209,7 +208,7 @@ def _mini_batch_size(p: _Pipeline, written: Any, loc: Loc) -> int:
     return 1
 
 
-def _append_to(p: _Pipeline, written: Any, module: dict[str, Any], loc: Loc) -> str | None:
+def _append_to(p: subdag.Owner, written: Any, module: dict[str, Any], loc: Loc) -> str | None:
     """The output `append_row_to` names; None for a summary-only job."""
     if written is None:
         return None
@@ -221,7 +220,7 @@ def _append_to(p: _Pipeline, written: Any, module: dict[str, Any], loc: Loc) -> 
     return m.group(1)
 
 
-def _arguments(p: _Pipeline, text: Any, module: dict[str, Any], loc: Loc) -> list[Any]:
+def _arguments(p: subdag.Owner, text: Any, module: dict[str, Any], loc: Loc) -> list[Any]:
     """program_arguments as argv words: each value one word, a `$[[...]]` an optional group."""
     out: list[Any] = []
     at = 0
@@ -239,7 +238,7 @@ def _arguments(p: _Pipeline, text: Any, module: dict[str, Any], loc: Loc) -> lis
     return out
 
 
-def _limits(p: _Pipeline, raw: dict[str, Any], loc: Loc) -> dict[str, Any]:
+def _limits(p: subdag.Owner, raw: dict[str, Any], loc: Loc) -> dict[str, Any]:
     """max_concurrency_per_instance and the error thresholds (-1: no limit) as array limits."""
     out: dict[str, Any] = {}
     if isinstance(raw.get("max_concurrency_per_instance"), int):

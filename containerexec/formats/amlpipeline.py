@@ -305,10 +305,13 @@ class _Pipeline:
         self.ignore(raw, _JOB_KEYS, ("jobs", job))
         return subdag.load(self, job, raw, name)
 
+    def chain(self) -> list[Path]:
+        """The pipeline component files expanded to reach this one, outermost first, and it."""
+        return [*self.scope.files, self.path.resolve()]
+
     def child(self, src: yamlsource.Located, file: Path, prefix: str) -> _Pipeline:
         """The converter of a pipeline component this pipeline uses, its jobs as 'prefix...'."""
-        files = (*self.scope.files, self.path.resolve())
-        scope = _Scope(self.scope.root, prefix, files, self.modules)
+        scope = _Scope(self.scope.root, prefix, tuple(self.chain()), self.modules)
         return _Pipeline(src, file, self.image_map, self.component_map, scope)
 
     def output_port(self, job: str, output: str, components: Mapping[str, str | None]) -> Any:

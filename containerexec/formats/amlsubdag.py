@@ -20,14 +20,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from containerexec.errors import PipelineError, SpecError
-from containerexec.formats.azureml import read_mapping
+from containerexec.errors import PipelineError, Problem, SpecError
+from containerexec.formats.azureml import Converted, read_mapping
 from containerexec.model import placeholders, yamlsource
-
-if TYPE_CHECKING:
-    from containerexec.formats.amlpipeline import _Pipeline
 
 Loc = yamlsource.Loc
 PARENT = re.compile(r"\$\{\{\s*(?:parent\.)?(inputs|outputs|jobs)\.([^}\s]*?)\s*\}\}")
@@ -54,6 +51,45 @@ class Expanded:
     ignored: list[str] = field(default_factory=list)
 
 
+class Owner(Protocol):
+    """What expanding a job needs of the pipeline converter it is a job of (amlpipeline.py)."""
+
+    path: Path
+    base: Path
+    src: yamlsource.Located
+    image_map: Mapping[str, str]
+    problems: list[Problem]
+    ignored: list[str]
+    notes: list[str]
+    subs: dict[str, Expanded | None]
+    typing_components: Mapping[str, str | None]
+
+    def problem(self, loc: Loc, message: str, *, key: bool = False) -> None: ...
+    def ignore(self, mapping: Mapping[str, Any], known: set[str], loc: Loc) -> None: ...
+    def chain(self) -> list[Path]: ...
+    def child(self, src: yamlsource.Located, file: Path, prefix: str) -> Converter: ...
+    def mapped(self, comp: str, loc: Loc) -> Path | None: ...
+    def remote(self, value: Any, loc: Loc) -> bool: ...
+    def reference(
+        self,
+        value: Any,
+        loc: Loc,
+        names: Mapping[str, str],
+        components: Mapping[str, str | None],
+    ) -> Any: ...
+    def inline_input(self, value: Any, components: Mapping[str, str | None]) -> dict[str, Any]: ...
+    def inline_output(self, value: Any) -> dict[str, Any]: ...
+    def inline_ref(self, job: str) -> str: ...
+    def located_as(self, job: str, raw: dict[str, Any]) -> yamlsource.Located: ...
+    def record(self, ref: str, converted: Converted, job: str) -> None: ...
+
+
+class Converter(Owner, Protocol):
+    """A pipeline component's converter: its data, problems gathered, nothing raised."""
+
+    def convert(self) -> dict[str, Any]: ...
+
+
 class Unbindable(ValueError):
     """A binding that cannot reach the component's job: names the component input."""
 
@@ -62,7 +98,7 @@ class Unbindable(ValueError):
         super().__init__(message)
 
 
-def load(p: _Pipeline, job: str, raw: dict[str, Any], name: str) -> Expanded | None:
+def load(p: Owner, job: str, raw: dict[str, Any], name: str) -> Expanded | None:
     """A `type: pipeline` job's pipeline component, converted with its jobs as 'name/...';
     None when it cannot be (a problem of `p`, located at its `component:`)."""
     loc: Loc = ("jobs", job, "component")
@@ -77,9 +113,9 @@ def load(p: _Pipeline, job: str, raw: dict[str, Any], name: str) -> Expanded | N
     if not file.is_file():
         p.problem(loc, f"no pipeline component file at '{file}'")
         return None
-    chain = [*p.scope.files, p.path.resolve()]
+    chain = p.chain()
     if file in chain:
-        cycle = " -> ".join(p.name for p in [*chain[chain.index(file) :], file])
+        cycle = " -> ".join(f.name for f in [*chain[chain.index(file) :], file])
         p.problem(loc, f"cycle: {cycle}; a pipeline component cannot include itself")
         return None
     try:
@@ -103,7 +139,7 @@ def load(p: _Pipeline, job: str, raw: dict[str, Any], name: str) -> Expanded | N
 
 
 def expand(
-    p: _Pipeline,
+    p: Owner,
     job: str,
     raw: dict[str, Any],
     names: Mapping[str, str],
