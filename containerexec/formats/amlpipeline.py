@@ -34,11 +34,11 @@ from containerexec.errors import PipelineError, Problem, SpecError
 from containerexec.formats import amlparallel
 from containerexec.formats import amlsubdag as subdag
 from containerexec.formats.azureml import (
-    REGISTERED,
     TYPES,
     Converted,
     convert_component,
     load_component,
+    mapped_component,
     read_mapping,
 )
 from containerexec.model import placeholders, yamlsource
@@ -54,7 +54,6 @@ _PIPELINE_KEYS = {
 _JOB_KEYS = {"type", "component", "inputs", "outputs", "description"}
 # An inline command job also carries these component fields of its own.
 _INLINE_KEYS = {"command", "environment", "code", "environment_variables", "name", "display_name"}
-_REMOTE = ("azureml:", "http:", "https:", "wasbs:", "abfss:", "adl:")
 _OUR_TYPES = {ours: aml for aml, ours in TYPES.items()}  # 'directory' -> 'uri_folder'
 
 
@@ -164,14 +163,15 @@ class _Pipeline:
         components: dict[str, str | None] = {}
         self.typing_components = components
         for j, job in raw_jobs.items():
-            if _pipeline_job(job):
-                self.subs[str(j)] = self.subpipeline(str(j), job, names[j])
-            elif not _inline(job) and not _parallel(job):
+            if subdag.kind(job) == "pipeline":
+                self.ignore(job, _JOB_KEYS, ("jobs", j))
+                self.subs[str(j)] = subdag.load(self, str(j), job, names[j])
+            elif not _inline(job) and not subdag.kind(job) == "parallel":
                 components[str(j)] = self.component(str(j), job)
         for j, job in raw_jobs.items():
             if _inline(job):
                 components[str(j)] = self.inline(str(j), job, components)
-            elif _parallel(job):
+            elif subdag.kind(job) == "parallel":
                 self.subs[str(j)] = amlparallel.load(self, str(j), job, names[j])
         for j, job in raw_jobs.items():
             if str(j) in self.subs:
@@ -282,28 +282,11 @@ class _Pipeline:
 
     def mapped(self, comp: str, loc: Loc) -> Path | None:
         """The file the component map gives a registered component; None: a problem."""
-        m = REGISTERED.fullmatch(comp)
-        name = (m.group("name") or m.group("rname")) if m else None
-        if m is None or name is None:
-            self.problem(loc, f"expected azureml:NAME:VERSION or azureml:NAME@LABEL, got '{comp}'")
+        try:
+            return mapped_component(self.component_map, comp)
+        except ValueError as exc:
+            self.problem(loc, str(exc))
             return None
-        version = m.group("version") or m.group("rversion")
-        label = m.group("label") or m.group("rlabel") or "latest"
-        keys = [f"{name}:{version}" if version else f"{name}@{label}", name]
-        file = next((self.component_map[k] for k in keys if k in self.component_map), None)
-        if file is None:
-            self.problem(
-                loc,
-                f"component '{comp}' is registered in Azure ML and has no local file; map it "
-                f"to its YAML: --component-map {name}=FILE (or --component-map FILE.yaml, a "
-                f"YAML file with the line '{name}: FILE'); '{keys[0]}' maps this version only",
-            )
-        return file
-
-    def subpipeline(self, job: str, raw: dict[str, Any], name: str) -> subdag.Expanded | None:
-        """A `type: pipeline` job's pipeline component, converted with its jobs as 'name/...'."""
-        self.ignore(raw, _JOB_KEYS, ("jobs", job))
-        return subdag.load(self, job, raw, name)
 
     def chain(self) -> list[Path]:
         """The pipeline component files expanded to reach this one, outermost first, and it."""
@@ -423,7 +406,7 @@ class _Pipeline:
             if isinstance(value, dict):
                 self.ignore(value, {"type", "path", "mode"}, loc)
                 value = value.get("path")
-            if value is None or self.remote(value, loc):
+            if value is None or subdag.remote(self, value, loc):
                 continue
             port = module.inputs.get(name) if module else None
             if port and port.type in ("file", "directory") and "${{" not in str(value):
@@ -442,19 +425,6 @@ class _Pipeline:
         if raw.get("description"):
             spec["description"] = str(raw["description"])
         return spec
-
-    def remote(self, value: Any, loc: Loc) -> bool:
-        """A data asset by name or a cloud URI, which is refused (True) where it is bound."""
-        if not isinstance(value, str) or not value.startswith(_REMOTE):
-            return False
-        name = loc[-1]
-        self.problem(
-            loc,
-            f"'{value}' is data in Azure ML or the cloud, which a local run cannot read; "
-            f"bind the input to a pipeline input, ${{{{parent.inputs.{name}}}}}, and give "
-            f"it a local path: -i {name}=PATH",
-        )
-        return True
 
     def reference(
         self,
@@ -513,16 +483,6 @@ def _unsupported(kind: Any) -> str:
         f"'{kind}' jobs do not run here; containerexec runs command, pipeline (a pipeline "
         "component) and parallel jobs"
     )
-
-
-def _parallel(job: Any) -> bool:
-    """An Azure ML parallel job (amlparallel.py)."""
-    return isinstance(job, dict) and job.get("type") == "parallel"
-
-
-def _pipeline_job(job: Any) -> bool:
-    """A job that calls a pipeline component."""
-    return isinstance(job, dict) and job.get("type") == "pipeline"
 
 
 def _inline(job: Any) -> bool:

@@ -27,9 +27,17 @@ from containerexec.formats.azureml import Converted, read_mapping
 from containerexec.model import placeholders, yamlsource
 
 Loc = yamlsource.Loc
+REMOTE = ("azureml:", "http:", "https:", "wasbs:", "abfss:", "adl:")
 PARENT = re.compile(r"\$\{\{\s*(?:parent\.)?(inputs|outputs|jobs)\.([^}\s]*?)\s*\}\}")
 
 SCHEMA = "pipelineComponent.schema.json"
+
+
+def kind(job: Any) -> str | None:
+    """'pipeline' for a job that calls a pipeline component, 'parallel' for a parallel job
+    (amlparallel.py): the jobs that expand into sub-DAGs; None for the others."""
+    written = job.get("type") if isinstance(job, dict) else None
+    return written if written in ("pipeline", "parallel") else None
 
 
 def is_pipeline_component(data: Any) -> bool:
@@ -69,7 +77,6 @@ class Owner(Protocol):
     def chain(self) -> list[Path]: ...
     def child(self, src: yamlsource.Located, file: Path, prefix: str) -> Converter: ...
     def mapped(self, comp: str, loc: Loc) -> Path | None: ...
-    def remote(self, value: Any, loc: Loc) -> bool: ...
     def reference(
         self,
         value: Any,
@@ -162,7 +169,7 @@ def expand(
         if isinstance(value, dict):
             p.ignore(value, {"type", "path", "mode"}, loc)
             value = value.get("path")
-        if value is None or p.remote(value, loc):
+        if value is None or remote(p, value, loc):
             continue
         if declared[name]["type"] in ("file", "directory") and "${{" not in str(value):
             value = str((p.base / str(value)).resolve())
@@ -196,6 +203,20 @@ def expand(
             out["outputs"][m.group(2)] = sub.data["outputs"][name]
         elif isinstance(value, dict):  # its type is the component's; a mode means nothing here
             p.ignore(value, {"type"}, loc)
+
+
+def remote(p: Owner, value: Any, loc: Loc) -> bool:
+    """A data asset by name or a cloud URI, which is refused (True) where it is bound."""
+    if not isinstance(value, str) or not value.startswith(REMOTE):
+        return False
+    name = loc[-1]
+    p.problem(
+        loc,
+        f"'{value}' is data in Azure ML or the cloud, which a local run cannot read; "
+        f"bind the input to a pipeline input, ${{{{parent.inputs.{name}}}}}, and give "
+        f"it a local path: -i {name}=PATH",
+    )
+    return True
 
 
 DROP = object()  # the job input is left unbound: an optional component input nobody set

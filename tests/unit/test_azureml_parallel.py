@@ -48,11 +48,8 @@ def test_the_example_loads_with_azure_ai_ml_and_is_a_packed_array_of_40_mini_bat
     assert converted.data["outputs"] == {"scored": "${{jobs.score/append_rows.outputs.scores}}"}
     spec = module(converted, "score/mini_batches")
     assert spec.array is not None and spec.array.lines is not None
-    assert (spec.array.lines.input, spec.array.group, spec.array.batch_size) == (
-        "lines",
-        10,
-        "auto",
-    )
+    array = (spec.array.lines.input, spec.array.group, spec.array.batch_size)
+    assert array == ("lines", 25, "auto")
     assert (spec.array.max_parallel, spec.array.max_failed_shards) == (2, 1)  # error_threshold 0
     assert spec.retries.max_attempts == 2 and spec.resources.timeout == 60
     assert spec.environment.image == "containerexec/base:bookworm"  # azureml:text-tools@latest
