@@ -28,11 +28,9 @@ def module(converted: ConvertedPipeline, job: str) -> ModuleSpec:
     return converted.modules[converted.data["jobs"][job]["module"]][0].spec
 
 
-def run_shard(spec: ModuleSpec, values: dict[str, Any], shard: arrays.Shard, cwd: Path) -> Any:
+def run_shard(spec: ModuleSpec, texts: dict[str, str], shard: arrays.Shard, cwd: Path) -> Any:
     """One shard's argv, rendered as a run renders it, run by the host's python3 in `cwd`."""
-    texts = {f"inputs.{k}": placeholders.as_text(v) for k, v in values.items()}
-    texts |= {"shard.index": str(shard.index), "shard.value": shard.value}
-    texts |= {"shard.count": str(shard.count)}
+    texts = texts | {"shard.index": str(shard.index), "shard.value": shard.value}
     argv = placeholders.render_argv(spec.command, texts)
     return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
 
@@ -66,14 +64,10 @@ def test_each_mini_batch_runs_init_then_run_and_the_rows_are_appended_in_order(
     rows, out = tmp_path / "rows", tmp_path / "scored.txt"
     rows.mkdir()
     lines = EXAMPLES / "data" / "lines.txt"
-    values = {"lines": str(lines), "suffix": suffix, "outputs.aml_rows": str(rows)}
+    texts = {"inputs.lines": str(lines), "inputs.suffix": suffix, "outputs.aml_rows": str(rows)}
     shards = arrays.expand(spec.array, {"lines": str(lines)})
     for shard in reversed(shards[:3]):  # in any order: the rows keep the mini-batches' order
-        texts = {k if "." in k else f"inputs.{k}": v for k, v in values.items()}
-        argv = placeholders.render_argv(
-            spec.command, texts | {"shard.index": str(shard.index), "shard.value": shard.value}
-        )
-        done = subprocess.run(argv, cwd=EXAMPLES / "parallel", capture_output=True, text=True)
+        done = run_shard(spec, texts, shard, EXAMPLES / "parallel")
         assert done.returncode == 0, done.stderr
     argv = placeholders.render_argv(
         append.command, {"inputs.rows": str(rows), "outputs.scores": str(out)}
@@ -149,19 +143,8 @@ def test_a_folder_is_split_into_mini_batches_of_files_and_a_short_return_fails_o
     ]
     rows = tmp_path / "rows"
     rows.mkdir()
-    values = {"data": str(tmp_path / "data"), "outputs.aml_rows": str(rows)}
-    texts = {k if "." in k else f"inputs.{k}": v for k, v in values.items()}
-    got = [
-        subprocess.run(
-            placeholders.render_argv(
-                spec.command, texts | {"shard.index": str(s.index), "shard.value": s.value}
-            ),
-            cwd=tmp_path / "src",
-            capture_output=True,
-            text=True,
-        )
-        for s in shards
-    ]
+    texts = {"inputs.data": str(tmp_path / "data"), "outputs.aml_rows": str(rows)}
+    got = [run_shard(spec, texts, s, tmp_path / "src") for s in shards]
     assert [g.returncode for g in got] == [1, 1, 0]
     assert "mini-batch 0: run() returned 1 results for 2 items" in got[0].stderr
     assert "RuntimeError: boom" in got[1].stderr  # run() raised: that mini-batch failed
