@@ -118,6 +118,12 @@ def load(p: subdag.Owner, job: str, raw: dict[str, Any], name: str) -> subdag.Ex
         return None
     module = converted.data
     problems_before = len(p.problems)
+    if "partition_keys" in raw:
+        p.problem(
+            (*loc, "partition_keys"),
+            "mltable partitions do not run here; split the input with mini_batch_size",
+            key=True,
+        )
     data_input = _input_data(p, raw, module, loc)
     size = _mini_batch_size(p, raw.get("mini_batch_size", 1), (*loc, "mini_batch_size"))
     entry = task.get("entry_script")

@@ -165,6 +165,11 @@ def test_summary_only_is_one_array_job_with_no_append(tmp_path: Path) -> None:
         ("input_data", "${{inputs.nope}}", "jobs.each.input_data: expected ${{inputs.NAME}}"),
         ("append_row_to", "${{outputs.nope}}", "task.append_row_to: expected ${{outputs.NAME}}"),
         ("task_type", "run_command", "task.type: only run_function tasks run here"),
+        (
+            "input_data",
+            "${{inputs.data}}\n                partition_keys: [a]",
+            "mltable partitions",
+        ),
     ],
 )
 def test_what_a_parallel_job_cannot_run_here_is_named_where_it_is_written(
