@@ -38,7 +38,8 @@ def test_a_component_used_twice_runs_as_two_sub_dags_and_reruns_from_the_cache(
     assert run_ids["short/keep"] == f"{rec['id']}.short.keep"
     assert (runs / "pipelines" / rec["id"] / "jobs" / "short" / "keep" / "summary").is_dir()
     assert not list(tmp_path.rglob("pwned*"))
-    # Each use has its own cache keys: a second run is served from the cache job by job.
+    assert len(list((runs / "cache").glob("*/*"))) == 4  # each use has its own cache keys
+    # A second run is served from the cache, job by job.
     again = cx(
         runs, *args, "-o", f"all_words={tmp_path / 'a2'}", "-o", f"long_words={tmp_path / 'l2'}"
     )
