@@ -15,8 +15,12 @@ quoted word of that inner command too (the translator follows the nesting), and 
 that the value is an integer (exit 2 otherwise).
 
 An optional input that is unset gets no argument: its argument is an optional group
-in our argv, its variable stays unset, and a `$[[ ... ]]` segment using it is written
-`${in_x+...}`, which expands to nothing.
+in our argv and its variable stays unset. A `$[[ ... ]]` segment may hold any command
+text (`> file`, `&& cmd`, `| tr`), as in Azure ML: when a segment uses such an input,
+the command is assembled at run time from its fixed pieces, each single-quoted, and a
+segment's piece is added only when every such input it uses is set; `eval` then runs
+the assembled text once. The pieces are the spec's own text with quoted references,
+so a value is still expanded once, as one quoted word, and never read as code.
 """
 
 from __future__ import annotations
@@ -28,9 +32,6 @@ from typing import Any
 
 _PLACEHOLDER = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 _REF = re.compile(r"(inputs|outputs)\.([A-Za-z_][A-Za-z0-9_]*)")
-# Shell syntax that `${var+word}` would take literally: a segment holding it cannot be
-# made conditional this way, so it is refused rather than run differently.
-_SEGMENT_UNSAFE = set(";|&<>(){}`\n")
 SHELL = "sh"
 
 
@@ -84,8 +85,10 @@ def translate(
     for n in out.arithmetic:
         kind, _, port = n.partition("_")
         what = f"{'input' if kind == 'in' else 'output'} '{port}'"
+        # An optional input left unset is not checked: its segment is dropped.
+        guard = f'[ -z "${{{n}+set}}" ] || ' if port in maybe_unset else ""
         prelude += (
-            f"case ${{{n}#-}} in ''|*[!0-9]*) printf '%s\\n' \"{what} is used in "
+            f"{guard}case ${{{n}#-}} in ''|*[!0-9]*) printf '%s\\n' \"{what} is used in "
             f'\\$((...)) and must be an integer, got: ${{{n}}}" >&2; exit 2;; esac\n'
         )
     out.script = prelude + body
@@ -101,17 +104,29 @@ class _Translator:
         self.maybe_unset = maybe_unset
 
     def run(self, text: str) -> str:
-        result, _ = self._scan(text, segment=False)
-        return result
+        pieces, _ = self._scan(text, segment=False)
+        if not any(needs for _, needs in pieces):
+            return "".join(piece for piece, _ in pieces)
+        # A segment that may drop holds any shell text: assemble the command, then run it.
+        lines = ["cmd=''"]
+        for piece, needs in pieces:
+            add = f"cmd=$cmd{_single_quoted(piece)}"
+            if needs:
+                test = " && ".join(f'[ "${{{n}+set}}" ]' for n in needs)
+                add = f"if {test}; then {add}; fi"
+            lines.append(add)
+        return "\n".join([*lines, 'eval "$cmd"'])
 
-    def _scan(self, text: str, *, segment: bool) -> tuple[str, list[str]]:
-        """Rewrite `text`; return it and the maybe-unset inputs it uses.
+    def _scan(self, text: str, *, segment: bool) -> tuple[list[tuple[str, list[str]]], list[str]]:
+        """Rewrite `text` into pieces, each with the variables that must be set for it to
+        stay (a `$[[ ... ]]` segment's); return them and the maybe-unset inputs it uses.
 
         A stack of the shell contexts the scan is in (quotes, `$(`, backticks, `$((`,
         `${`) says how each value must be quoted where it stands: a `"` inside `"$(`
         starts a new quoted word, so the quote state alone is not enough.
         """
         parts: list[str] = []
+        pieces: list[tuple[str, list[str]]] = []
         unset_used: list[str] = []
         stack: list[list[Any]] = [["", 0]]  # [context, open parentheses]
         i = 0
@@ -140,8 +155,13 @@ class _Translator:
                         if end < 0
                         else "a '$[[ ... ]]' segment inside another is not supported"
                     )
-                    return "".join(parts), unset_used
-                parts.append(self._segment(text[i + 3 : end]))
+                    return [("".join(parts), [])], unset_used
+                segment_text, needs = self._segment(text[i + 3 : end])
+                if needs:
+                    pieces += [("".join(parts), []), (segment_text, needs)]
+                    parts = []
+                else:
+                    parts.append(segment_text)
                 i = end + 2
                 continue
             step = _step(text, i, top, stack)
@@ -154,24 +174,14 @@ class _Translator:
                 if opened in ("'", '"')
                 else f"the command leaves a '{opened}' open"
             )
-        return "".join(parts), unset_used
+        pieces.append(("".join(parts), []))
+        return [p for p in pieces if p[0] or p[1]], unset_used
 
-    def _segment(self, inner: str) -> str:
-        body, unset_used = self._scan(inner, segment=True)
-        if not unset_used:
-            return body  # every input in it always has a value: the segment always stays
-        literal = _PLACEHOLDER.sub("", inner)
-        bad = sorted(set(literal) & _SEGMENT_UNSAFE)
-        if bad:
-            shown = " ".join(repr(c) for c in bad)
-            self.out.problems.append(
-                f"the '$[[{inner}]]' segment holds shell syntax ({shown}) that cannot be made "
-                "optional; keep only words and ${{inputs.NAME}} in $[[ ... ]]"
-            )
-            return body
-        for port in reversed(unset_used):
-            body = f"${{{variable('inputs', port)}+{body}}}"
-        return body
+    def _segment(self, inner: str) -> tuple[str, list[str]]:
+        """The segment's text and the variables it needs set (none: it always stays)."""
+        pieces, unset_used = self._scan(inner, segment=True)
+        body = "".join(piece for piece, _ in pieces)
+        return body, [variable("inputs", port) for port in unset_used]
 
     def _ref(self, written: str, segment: bool, unset_used: list[str]) -> str:
         m = _REF.fullmatch(written)
@@ -239,6 +249,11 @@ def _step(text: str, i: int, top: list[Any], stack: list[list[Any]]) -> int:
     elif c in "'\"" and kind != "$((":
         stack.append([c, 0])
     return 1
+
+
+def _single_quoted(text: str) -> str:
+    """`text` as one single-quoted shell word: nothing in it is expanded."""
+    return "'" + text.replace("'", "'\\''") + "'"
 
 
 def _quoted(var: str, context: str) -> str:

@@ -23,7 +23,7 @@ the file the component map gives it.
 
 from __future__ import annotations
 
-import difflib
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -31,20 +31,22 @@ from pathlib import Path
 from typing import Any
 
 from containerexec.errors import PipelineError, Problem, SpecError
+from containerexec.formats import amlparallel
+from containerexec.formats import amlsubdag as subdag
 from containerexec.formats.azureml import (
-    REGISTERED,
     TYPES,
     Converted,
     convert_component,
     load_component,
+    mapped_component,
     read_mapping,
 )
-from containerexec.model import yamlsource
+from containerexec.model import placeholders, yamlsource
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec
 from containerexec.model.pipelinecheck import validate_pipeline
 
 Loc = yamlsource.Loc
-_PARENT = re.compile(r"\$\{\{\s*(?:parent\.)?(inputs|outputs|jobs)\.([^}\s]*?)\s*\}\}")
+_PARENT = subdag.PARENT
 _JOB_REF = re.compile(r"([^.]+)\.outputs\.([A-Za-z_][A-Za-z0-9_]*)")
 _PIPELINE_KEYS = {
     "$schema", "type", "name", "display_name", "description", "inputs", "outputs", "jobs",
@@ -89,7 +91,25 @@ def load_pipeline(
     `component_map` gives registered components (NAME:VERSION, NAME@LABEL or NAME) their file.
     """
     src = read_mapping(path, PipelineError)
-    return _Pipeline(src, path, image_map, component_map or {}).run()
+    top = _Pipeline(src, path, image_map, component_map or {}, _Scope(path.parent))
+    out = top.convert()
+    if top.problems:
+        problems = sorted(top.problems, key=lambda p: (p.path != str(path), p.path, p.line))
+        raise PipelineError(str(path), problems)
+    spec = validate_pipeline(out, path.parent, str(path))
+    # A component used twice is read twice: its fields are reported once.
+    ignored, notes = list(dict.fromkeys(top.ignored)), list(dict.fromkeys(top.notes))
+    return ConvertedPipeline(spec, out, top.modules, ignored, notes)
+
+
+@dataclass
+class _Scope:
+    """What a pipeline and the pipeline components it expands share."""
+
+    root: Path  # the top pipeline's folder: module refs are relative to it
+    prefix: str = ""  # 'train/' for the jobs of pipeline component job 'train'
+    files: tuple[Path, ...] = ()  # the pipeline component files being expanded, outermost first
+    modules: dict[str, tuple[Converted, Path]] = field(default_factory=dict)
 
 
 class _Pipeline:
@@ -99,14 +119,19 @@ class _Pipeline:
         path: Path,
         image_map: Mapping[str, str],
         component_map: Mapping[str, Path],
+        scope: _Scope,
     ) -> None:
         self.src, self.path, self.base, self.image_map = src, path, path.parent, image_map
         self.component_map = component_map
+        self.scope = scope
         self.data: dict[str, Any] = src.data
         self.problems: list[Problem] = []
         self.ignored: list[str] = []
         self.notes: list[str] = []
-        self.modules: dict[str, tuple[Converted, Path]] = {}
+        self.modules = scope.modules
+        # job -> its pipeline component (or parallel job's pair of jobs), expanded
+        self.subs: dict[str, subdag.Expanded | None] = {}
+        self.typing_components: Mapping[str, str | None] = {}
 
     def problem(self, loc: Loc, message: str, *, key: bool = False) -> None:
         self.problems.append(self.src.problem(loc, message, key=key))
@@ -114,15 +139,16 @@ class _Pipeline:
     def ignore(self, mapping: Mapping[str, Any], known: set[str], loc: Loc) -> None:
         self.ignored += [yamlsource.dotted((*loc, k)) for k in mapping if k not in known]
 
-    def run(self) -> ConvertedPipeline:
+    def convert(self) -> dict[str, Any]:
+        """Our pipeline data, its jobs named with the scope's prefix; problems collected."""
         d = self.data
         self.ignore(d, _PIPELINE_KEYS, ())
         raw_jobs = d.get("jobs")
         if not isinstance(raw_jobs, dict) or not raw_jobs:
             self.problem(("jobs",), "expected a mapping of jobs", key=True)
             raw_jobs = {}
-        names = {j: job_name(str(j)) for j in raw_jobs}
-        renamed = [f"'{a}' is '{b}'" for a, b in names.items() if a != b]
+        names = {j: self.scope.prefix + job_name(str(j)) for j in raw_jobs}
+        renamed = [f"'{a}' is '{b}'" for a, b in names.items() if self.scope.prefix + a != b]
         if renamed:
             self.notes.append(f"job names: {', '.join(renamed)} here")
         name = str(d.get("name") or d.get("display_name") or self.path.stem)
@@ -134,23 +160,29 @@ class _Pipeline:
             "jobs": {},
         }
         # Inline jobs last: their ports are typed from the outputs of the jobs they read.
-        components = {
-            str(j): self.component(str(j), job) for j, job in raw_jobs.items() if not _inline(job)
-        }
+        components: dict[str, str | None] = {}
+        self.typing_components = components
+        for j, job in raw_jobs.items():
+            if subdag.kind(job) == "pipeline":
+                self.ignore(job, _JOB_KEYS, ("jobs", j))
+                self.subs[str(j)] = subdag.load(self, str(j), job, names[j])
+            elif not _inline(job) and not subdag.kind(job) == "parallel":
+                components[str(j)] = self.component(str(j), job)
         for j, job in raw_jobs.items():
             if _inline(job):
                 components[str(j)] = self.inline(str(j), job, components)
+            elif subdag.kind(job) == "parallel":
+                self.subs[str(j)] = amlparallel.load(self, str(j), job, names[j])
         for j, job in raw_jobs.items():
-            if isinstance(job, dict):
+            if str(j) in self.subs:
+                subdag.expand(self, str(j), job, names, components, out)
+            elif isinstance(job, dict):
                 out["jobs"][names[j]] = self.job(str(j), job, names, components, out)
         declared = d.get("outputs") or {}
         for o in declared if isinstance(declared, dict) else {}:
             if o not in out["outputs"]:
                 self.notes.append(f"pipeline output '{o}' is bound by no job; nothing fills it")
-        if self.problems:
-            raise PipelineError(str(self.path), sorted(self.problems, key=lambda p: p.line))
-        spec = validate_pipeline(out, self.base, str(self.path))
-        return ConvertedPipeline(spec, out, self.modules, self.ignored, self.notes)
+        return out
 
     def inputs(self, raw: Any) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -171,9 +203,11 @@ class _Pipeline:
                 self.notes.append(
                     f"input '{name}' is at '{default}', not here: give it with -i {name}=PATH"
                 )
-            elif default is not None:
+            elif default is not None and found in ("file", "directory"):
                 # Absolute, so the converted pipeline can be written anywhere.
                 port["default"] = str((self.base / str(default)).resolve())
+            elif default is not None:
+                port["default"] = default
             if value.get("optional"):
                 port["optional"] = True
             out[name] = port
@@ -187,21 +221,21 @@ class _Pipeline:
             return None
         self.ignore(raw, _JOB_KEYS, loc)
         if raw.get("type", "command") not in ("command", "component"):
-            self.problem((*loc, "type"), f"only command jobs run here, got '{raw['type']}'")
+            self.problem((*loc, "type"), _unsupported(raw["type"]))
             return None
         comp = raw.get("component")
         if isinstance(comp, str) and comp.startswith("azureml:"):
             return self.registered(job, comp)
         try:
             if isinstance(comp, dict):
-                ref = f"{self.path.name}#jobs.{job}"
+                ref = self.inline_ref(job)
                 converted = convert_component(
                     self.src, (*loc, "component"), self.base, self.image_map, default_name=job
                 )
                 self._record(ref, converted, self.path, f"jobs.{job}.component")
                 return ref
             if isinstance(comp, str):
-                return self.component_file(self.base / comp, comp, (*loc, "component"))
+                return self.component_file(self.base / comp, (*loc, "component"))
         except SpecError as exc:
             self.problems += exc.problems
             return None
@@ -219,11 +253,17 @@ class _Pipeline:
         )
         return None
 
-    def component_file(self, file: Path, ref: str, loc: Loc) -> str | None:
-        """The `module:` ref of a component file, converted once however many jobs use it."""
+    def inline_ref(self, job: str) -> str:
+        """The `module:` ref of a job's inline component: 'p.yml#jobs.train/fit'."""
+        return f"{self.path.name}#jobs.{self.scope.prefix}{job}"
+
+    def component_file(self, file: Path, loc: Loc) -> str | None:
+        """The `module:` ref of a component file (its path from the top pipeline's folder),
+        converted once however many jobs use it."""
         if not file.is_file():
             self.problem(loc, f"no component file at '{file}'")
             return None
+        ref = os.path.relpath(file.resolve(), self.scope.root.resolve())
         if ref not in self.modules:
             self._record(ref, load_component(file, self.image_map), file, ref)
         return ref
@@ -231,28 +271,43 @@ class _Pipeline:
     def registered(self, job: str, comp: str) -> str | None:
         """A registered component, read from the file the component map gives it."""
         loc: Loc = ("jobs", job, "component")
-        m = REGISTERED.fullmatch(comp)
-        name = (m.group("name") or m.group("rname")) if m else None
-        if m is None or name is None:
-            self.problem(loc, f"expected azureml:NAME:VERSION or azureml:NAME@LABEL, got '{comp}'")
-            return None
-        version = m.group("version") or m.group("rversion")
-        label = m.group("label") or m.group("rlabel") or "latest"
-        keys = [f"{name}:{version}" if version else f"{name}@{label}", name]
-        file = next((self.component_map[k] for k in keys if k in self.component_map), None)
+        file = self.mapped(comp, loc)
         if file is None:
-            self.problem(
-                loc,
-                f"component '{comp}' is registered in Azure ML and has no local file; map it "
-                f"to its YAML: --component-map {name}=FILE (or --component-map FILE.yaml, a "
-                f"YAML file with the line '{name}: FILE'); '{keys[0]}' maps this version only",
-            )
             return None
         try:
-            return self.component_file(file, str(file), loc)
+            return self.component_file(file, loc)
         except SpecError as exc:
             self.problems += exc.problems
             return None
+
+    def mapped(self, comp: str, loc: Loc) -> Path | None:
+        """The file the component map gives a registered component; None: a problem."""
+        try:
+            return mapped_component(self.component_map, comp)
+        except ValueError as exc:
+            self.problem(loc, str(exc))
+            return None
+
+    def chain(self) -> list[Path]:
+        """The pipeline component files expanded to reach this one, outermost first, and it."""
+        return [*self.scope.files, self.path.resolve()]
+
+    def child(self, src: yamlsource.Located, file: Path, prefix: str) -> _Pipeline:
+        """The converter of a pipeline component this pipeline uses, its jobs as 'prefix...'."""
+        scope = _Scope(self.scope.root, prefix, tuple(self.chain()), self.modules)
+        return _Pipeline(src, file, self.image_map, self.component_map, scope)
+
+    def output_port(self, job: str, output: str, components: Mapping[str, str | None]) -> Any:
+        """The OutputPort of `job`'s `output` (through a pipeline component to its job),
+        or None when it is not known yet (an inline job) or does not exist."""
+        sub = self.subs.get(job)
+        if sub is not None:
+            ref = placeholders.whole(str(sub.data["outputs"].get(output, "")))
+            spec = sub.data["jobs"].get(ref.name) if ref else None
+            module = self.modules.get(spec["module"]) if spec else None
+            return module[0].spec.outputs.get(ref.output) if module and ref else None
+        ref_ = components.get(job)
+        return self.modules[ref_][0].spec.outputs.get(output) if ref_ else None
 
     def inline(
         self, job: str, raw: dict[str, Any], components: Mapping[str, str | None]
@@ -260,7 +315,7 @@ class _Pipeline:
         """A command job with its own command: an inline component typed from its bindings."""
         loc: Loc = ("jobs", job)
         if raw.get("type", "command") != "command":
-            self.problem((*loc, "type"), f"only command jobs run here, got '{raw['type']}'")
+            self.problem((*loc, "type"), _unsupported(raw["type"]))
             return None
         self.ignore(raw, _JOB_KEYS | _INLINE_KEYS, loc)
         comp: dict[str, Any] = {"type": "command", "name": job}
@@ -271,14 +326,9 @@ class _Pipeline:
             self.problem(loc, "expected 'inputs' and 'outputs' to be mappings")
             return None
         comp["inputs"] = {n: self.inline_input(v, components) for n, v in inputs.items()}
-        comp["outputs"] = {
-            n: {"type": v.get("type", "uri_folder")} if isinstance(v, dict) else {}
-            for n, v in outputs.items()
-        }
-        # The same positions, with the job read as the component it stands for.
-        data = {**self.data, "jobs": {**self.data["jobs"], job: comp}}
-        src = yamlsource.Located(self.src.path, data, self.src.values, self.src.keys)
-        ref = f"{self.path.name}#jobs.{job}"
+        comp["outputs"] = {n: self.inline_output(v) for n, v in outputs.items()}
+        src = self.located_as(job, comp)
+        ref = self.inline_ref(job)
         try:
             converted = convert_component(src, loc, self.base, self.image_map, default_name=job)
         except SpecError as exc:
@@ -286,6 +336,16 @@ class _Pipeline:
             return None
         self._record(ref, converted, self.path, f"jobs.{job}")
         return ref
+
+    def inline_output(self, value: Any) -> dict[str, Any]:
+        """The port an inline job's output stands for: its type, or the type of the
+        pipeline output it is bound to."""
+        if isinstance(value, dict):
+            return {"type": value.get("type", "uri_folder")}
+        m = _PARENT.fullmatch(value.strip()) if isinstance(value, str) else None
+        declared = self.data.get("outputs")
+        port = declared.get(m.group(2)) if m and isinstance(declared, dict) else None
+        return {"type": port.get("type", "uri_folder")} if isinstance(port, dict) else {}
 
     def inline_input(self, value: Any, components: Mapping[str, str | None]) -> dict[str, Any]:
         """The port an inline job's input stands for, typed from what is bound to it."""
@@ -307,8 +367,7 @@ class _Pipeline:
         jm = _JOB_REF.fullmatch(rest) if kind == "jobs" else None
         if jm is None:
             return {"type": "string"}
-        ref = components.get(jm.group(1))
-        port = self.modules[ref][0].spec.outputs.get(jm.group(2)) if ref else None
+        port = self.output_port(jm.group(1), jm.group(2), components)
         if port is None:  # another inline job's output, or a dangling one (located later)
             other = (self.data.get("jobs") or {}).get(jm.group(1))
             raw = other.get("outputs") if isinstance(other, dict) else None
@@ -316,6 +375,15 @@ class _Pipeline:
             written = declared_out.get("type") if isinstance(declared_out, dict) else None
             return {"type": written or "uri_folder"}
         return {"type": _OUR_TYPES.get(port.type, "uri_folder")}
+
+    def located_as(self, job: str, raw: dict[str, Any]) -> yamlsource.Located:
+        """This file's positions, with job `job` read as `raw` (the component it stands for)."""
+        data = {**self.data, "jobs": {**self.data["jobs"], job: raw}}
+        return yamlsource.Located(self.src.path, data, self.src.values, self.src.keys)
+
+    def record(self, ref: str, converted: Converted, job: str) -> None:
+        """A module made from job `job` of this file."""
+        self._record(ref, converted, self.path, f"jobs.{job}")
 
     def _record(self, ref: str, converted: Converted, file: Path, where: str) -> None:
         self.modules[ref] = (converted, file)
@@ -336,9 +404,9 @@ class _Pipeline:
         for name, value in (raw.get("inputs") or {}).items():
             loc: Loc = ("jobs", job, "inputs", name)
             if isinstance(value, dict):
-                self.ignore(value, {"type", "path"}, loc)
+                self.ignore(value, {"type", "path", "mode"}, loc)
                 value = value.get("path")
-            if value is None:
+            if value is None or subdag.remote(self, value, loc):
                 continue
             port = module.inputs.get(name) if module else None
             if port and port.type in ("file", "directory") and "${{" not in str(value):
@@ -369,8 +437,15 @@ class _Pipeline:
         if not isinstance(value, str):
             return value
 
+        declared = self.data.get("inputs")
+        declared = declared if isinstance(declared, dict) else {}
+
         def replace(m: re.Match[str]) -> str:
             kind, rest = m.group(1), m.group(2)
+            if kind == "inputs" and rest not in declared:
+                near = subdag.nearest(rest, [str(k) for k in declared])
+                hint = f"did you mean '{near}'?" if near else f"inputs: {', '.join(declared)}"
+                self.problem(loc, f"'{m.group(0)}' names no input of this pipeline; {hint}")
             if kind != "jobs":
                 return f"${{{{{kind}.{rest}}}}}"
             jm = _JOB_REF.fullmatch(rest)
@@ -378,8 +453,15 @@ class _Pipeline:
                 self.problem(loc, f"'{m.group(0)}': expected parent.jobs.JOB.outputs.NAME")
                 return m.group(0)
             job, output = jm.group(1), jm.group(2)
+            sub = self.subs.get(job)
+            if sub is not None:
+                if output in sub.data["outputs"]:
+                    return str(sub.data["outputs"][output])
+                known = ", ".join(sub.data["outputs"]) or "none"
+                self.problem(loc, f"'{m.group(0)}': job '{job}' has no output '{output}' ({known})")
+                return m.group(0)
             if job not in names:
-                near = _nearest(job, [n for n in names if n != loc[1]])
+                near = subdag.nearest(job, [n for n in names if n != loc[1]])
                 hint = f"did you mean '{near}'?" if near else f"jobs: {', '.join(names)}"
                 self.problem(loc, f"'{m.group(0)}': there is no job '{job}'; {hint}")
             else:
@@ -395,17 +477,14 @@ class _Pipeline:
         return _PARENT.sub(replace, value)
 
 
+def _unsupported(kind: Any) -> str:
+    """The refusal of a job type that does not run here."""
+    return (
+        f"'{kind}' jobs do not run here; containerexec runs command, pipeline (a pipeline "
+        "component) and parallel jobs"
+    )
+
+
 def _inline(job: Any) -> bool:
     """A command job with its own command and no component."""
     return isinstance(job, dict) and "component" not in job and "command" in job
-
-
-def _nearest(name: str, known: list[str]) -> str | None:
-    """The job meant: same letters and digits ('componentA' -> 'component_a'), else close."""
-
-    def bare(text: str) -> str:
-        return re.sub(r"[^a-z0-9]", "", text.lower())
-
-    same = [k for k in known if bare(k) == bare(name)]
-    near = same or difflib.get_close_matches(name, known, n=1, cutoff=0.3)
-    return near[0] if near else None

@@ -112,6 +112,26 @@ def load_component_map(values: list[str] | tuple[str, ...]) -> dict[str, Path]:
     return out
 
 
+def mapped_component(component_map: Mapping[str, Path], comp: str) -> Path:
+    """The file `--component-map` gives registered component `comp` (azureml:NAME:VERSION,
+    azureml:NAME@LABEL); ValueError says what is wrong and how to map it."""
+    m = REGISTERED.fullmatch(comp)
+    name = (m.group("name") or m.group("rname")) if m else None
+    if m is None or name is None:
+        raise ValueError(f"expected azureml:NAME:VERSION or azureml:NAME@LABEL, got '{comp}'")
+    version = m.group("version") or m.group("rversion")
+    label = m.group("label") or m.group("rlabel") or "latest"
+    keys = [f"{name}:{version}" if version else f"{name}@{label}", name]
+    file = next((component_map[k] for k in keys if k in component_map), None)
+    if file is None:
+        raise ValueError(
+            f"component '{comp}' is registered in Azure ML and has no local file; map it "
+            f"to its YAML: --component-map {name}=FILE (or --component-map FILE.yaml, a "
+            f"YAML file with the line '{name}: FILE'); '{keys[0]}' maps this version only"
+        )
+    return file
+
+
 def read_mapping(path: Path, error: type[SpecError] = SpecError) -> yamlsource.Located:
     """A YAML file that must hold a mapping, with positions; `error` lists what is wrong."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,10 @@ def expand(array: ArraySpec | None, inputs: dict[str, Any]) -> list[Shard]:
             values = [line.rstrip("\r\n") for line in f if line.strip()]
     if not values and not array.allow_empty:
         raise UsageError(f"{_nothing_in(array, inputs)}; {NOTHING_NEXT}")
+    if array.group is not None:
+        # A JSON list: a file name or a line may hold any character, a newline too.
+        size = array.group
+        values = [json.dumps(values[i : i + size]) for i in range(0, len(values), size)]
     return [Shard(i, v, len(values)) for i, v in enumerate(values)]
 
 

@@ -18,6 +18,9 @@ from pydantic import AfterValidator
 RUN_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,199}\Z")
 MODULE_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}\Z")
 PORT_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}\Z")
+# A pipeline job: a port-like name, or 'parent/child' for a job of a pipeline component
+# (at most 8 levels); each part is a folder under the pipeline's jobs/, never '..'.
+JOB_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}(/[A-Za-z_][A-Za-z0-9_]{0,127}){0,7}\Z")
 # Docker's own rule for container names.
 CONTAINER_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}\Z")
 # A Slurm job id, with an array task suffix at most.
@@ -47,6 +50,20 @@ def check_port(value: str) -> str:
     if not PORT_RE.match(value):
         raise ValueError(f"{_shown(value)} is not an input or output name ([A-Za-z_][A-Za-z0-9_]*)")
     return value
+
+
+def check_job(value: str) -> str:
+    if not JOB_RE.match(value):
+        raise ValueError(
+            f"{_shown(value)} is not a pipeline job name ([A-Za-z_][A-Za-z0-9_]*, or "
+            "'parent/child' for a pipeline component's job)"
+        )
+    return value
+
+
+def job_run_suffix(job: str) -> str:
+    """A job's part of its run id: 'train/fit' -> 'train.fit' (run ids hold no '/')."""
+    return check_job(job).replace("/", ".")
 
 
 # Mounts containerexec adds itself: a Python module's returned value (run/returned.py) and a
@@ -99,6 +116,7 @@ def check_shard_file(value: str) -> str:
 RunId = Annotated[str, AfterValidator(check_run_id)]
 ModuleName = Annotated[str, AfterValidator(check_module)]
 PortName = Annotated[str, AfterValidator(check_port)]
+JobName = Annotated[str, AfterValidator(check_job)]
 MountName = Annotated[str, AfterValidator(check_mount_name)]
 ContainerName = Annotated[str, AfterValidator(check_container)]
 JobId = Annotated[str, AfterValidator(check_job_id)]
@@ -109,6 +127,7 @@ __all__ = [
     "ContainerName",
     "INTERNAL_MOUNTS",
     "JobId",
+    "JobName",
     "ModuleName",
     "MountName",
     "PortName",
@@ -116,7 +135,9 @@ __all__ = [
     "RunId",
     "ShardFile",
     "check_container",
+    "check_job",
     "check_job_id",
+    "job_run_suffix",
     "check_module",
     "check_mount_name",
     "check_port",

@@ -29,6 +29,9 @@ from containerexec.model.spec import (
     Scalar,
 )
 
+# A job name, or 'parent/child' for a job of an Azure ML pipeline component (names.JOB_RE).
+JOB_NAME_RE = r"^[A-Za-z_][A-Za-z0-9_]{0,127}(/[A-Za-z_][A-Za-z0-9_]{0,127}){0,7}$"
+
 ModuleLoader = Callable[[str], tuple[ModuleSpec, Path | None]]
 """`module:` as written in a job -> (its spec, the spec file or None for an image)."""
 
@@ -60,7 +63,7 @@ class PipelineSpec(Model):
     outputs: dict[Annotated[str, Field(pattern=NAME_RE)], str] = Field(
         default_factory=dict, description="Each bound to a job output: ${{jobs.JOB.outputs.NAME}}."
     )
-    jobs: dict[Annotated[str, Field(pattern=NAME_RE)], JobSpec] = Field(min_length=1)
+    jobs: dict[Annotated[str, Field(pattern=JOB_NAME_RE)], JobSpec] = Field(min_length=1)
 
 
 @dataclass(frozen=True)

@@ -187,6 +187,15 @@ class _Checker:
         jobs = _mapping(data.get("jobs"))
         declared = list(_mapping(data.get("inputs")))
         needs: dict[str, set[str]] = {name: set() for name in jobs}
+        for name in jobs:
+            # 'a/b' keeps its outputs in jobs/a/b/: a job 'a' would share that folder.
+            outer = [p for p in _outers(name) if p in jobs]
+            if outer:
+                self.add(
+                    ("jobs", name),
+                    f"job '{name}' is inside '{outer[0]}', which is a job itself; rename one",
+                    key=True,
+                )
         for name, job in jobs.items():
             for in_name, value in _mapping(_mapping(job).get("inputs")).items():
                 loc = ("jobs", name, "inputs", in_name)
@@ -391,6 +400,12 @@ class _Checker:
         if not compatible(out.type, wanted):
             return f"type mismatch: {source.ref()} is {_a(out.type)}; {takes}"
         return None
+
+
+def _outers(job: str) -> list[str]:
+    """'a/b/c' -> ['a', 'a/b']: the pipeline components a job is inside."""
+    parts = job.split("/")
+    return ["/".join(parts[:i]) for i in range(1, len(parts))]
 
 
 def _a(type_: str) -> str:

@@ -21,7 +21,10 @@ from typing import Any, Literal, cast
 # Non-greedy, so '${{a}}-${{b}}' is two placeholders; '.' stops at a newline.
 _PATTERN = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
-_REF = re.compile(rf"(inputs|outputs|shard)\.({_NAME})|jobs\.({_NAME})\.outputs\.({_NAME})")
+# A job of a pipeline component is 'parent/child' (model/names.py JOB_RE).
+_REF = re.compile(
+    rf"(inputs|outputs|shard)\.({_NAME})|jobs\.({_NAME}(?:/{_NAME})*)\.outputs\.({_NAME})"
+)
 SHARD_FIELDS = ("index", "value", "count")
 
 Kind = Literal["inputs", "outputs", "shard", "jobs"]

@@ -198,6 +198,12 @@ class ArraySpec(Model):
     allow_empty: bool = Field(
         False, description="Let an array with no element succeed with 0 shards (else exit 2)."
     )
+    group: int | None = Field(
+        None,
+        ge=1,
+        description="With glob or lines: this many files or lines per shard, in order; "
+        "shard.value is then a JSON list of them (an Azure ML parallel job's mini-batch).",
+    )
     batch_size: int | Literal["auto"] | None = Field(
         None,
         description="Run this many shard values one after another inside one container "
@@ -222,6 +228,8 @@ class ArraySpec(Model):
                 f"expected exactly one of 'values', 'range', 'glob', 'lines' or 'python', "
                 f"found {found}"
             )
+        if self.group is not None and given[0] not in ("glob", "lines"):
+            raise ValueError("'group' takes files or lines together: use it with glob or lines")
         return self
 
 

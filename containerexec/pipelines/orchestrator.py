@@ -24,6 +24,7 @@ from typing import Any
 from containerexec.engine.base import Engine
 from containerexec.errors import ContainerExecError
 from containerexec.labels import LABEL_PIPELINE_RUN
+from containerexec.model.names import job_run_suffix
 from containerexec.model.pipeline import ModuleLoader, PipelineSpec, Plan, render_template
 from containerexec.model.pipelinecheck import plan
 from containerexec.model.spec import ModuleSpec
@@ -243,7 +244,7 @@ class Orchestrator:
 
     def _run_job(self, plan: Plan, name: str, values: Mapping[str, Any]) -> None:
         job = plan.jobs[name]
-        run_id = f"{self.record.id}.{name}"
+        run_id = f"{self.record.id}.{job_run_suffix(name)}"
         self._job(name, state="running", run_id=run_id, started_at=self.clock())
         self.on_event(JobEvent(name, "started", "running"))
         self._job_of[run_id] = name

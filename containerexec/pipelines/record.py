@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from containerexec.model.names import ModuleName, PortName, RunId
+from containerexec.model.names import JobName, ModuleName, RunId
 from containerexec.run.results import RunResult, ShardEvent
 from containerexec.store.records import SCHEMA_VERSION, Record, RunState
 
@@ -49,7 +49,7 @@ class PipelineRecord(Record):
     inputs: dict[str, Any]
     outputs: dict[str, str] = Field(description="Where each pipeline output is (or would be).")
     outputs_placed: list[str] = Field(default_factory=list)
-    jobs: dict[PortName, JobRecord]
+    jobs: dict[JobName, JobRecord]
     max_workers: int
     max_containers: int
     keep_going: bool

@@ -170,7 +170,7 @@ def test_an_inline_job_s_problems_are_located(tmp_path: Path) -> None:
         f"{path}:10:17: jobs.second.inputs.i: '${{{{parent.jobs.frist.outputs.o}}}}': "
         "there is no job 'frist'; did you mean 'first'?"
     ) in text
-    assert f"{path}:12:11: jobs.third.type: only command jobs run here, got 'sweep'" in text
+    assert f"{path}:12:11: jobs.third.type: 'sweep' jobs do not run here" in text
 
 
 REGISTERED = """\

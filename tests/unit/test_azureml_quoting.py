@@ -96,3 +96,41 @@ def test_a_value_used_in_arithmetic_must_be_an_integer(tmp_path: Path, sh: str) 
 def test_an_unclosed_construct_is_a_problem(command: str, expected: str) -> None:
     problems = amlcommand.translate(command, ["a"], [], []).problems
     assert any(expected in p for p in problems), problems
+
+
+# Issue 25, item 3: a segment holds any command text, as Azure ML allows.
+SEGMENTS = (
+    "printf 'base\\n' > base.txt $[[&& printf '%s' ${{inputs.x}} > x.txt]] "
+    "$[[&& printf '%s' \"$(printf %s ${{inputs.x}})\" > sub.txt]] "
+    "$[[&& echo --shout ${{inputs.shout}} > shout.txt]]; "
+    "$[[printf '%s|' ${{inputs.x}} ${{inputs.shout}} | tr -d '|' > both.txt]]"
+)
+
+
+@pytest.mark.parametrize("sh", SHELLS)
+@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def test_a_segment_with_shell_syntax_is_dropped_when_unset_and_kept_with_literal_values(
+    tmp_path: Path, value: str, sh: str
+) -> None:
+    cmd = amlcommand.translate(SEGMENTS, ["x", "shout"], [], ["x", "shout"])
+    assert cmd.problems == []
+    argv = cmd.argv("t", ["x", "shout"])
+
+    def run(values: dict[str, str]) -> dict[str, str]:
+        for f in tmp_path.iterdir():
+            f.unlink()
+        rendered = placeholders.render_argv(argv, values)
+        out = subprocess.run([sh, *rendered[1:]], cwd=tmp_path, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return {f.name: f.read_text() for f in tmp_path.iterdir()}
+
+    assert run({}) == {"base.txt": "base\n"}
+    assert run({"inputs.x": value}) == {
+        "base.txt": "base\n",
+        "x.txt": value,
+        "sub.txt": value.rstrip("\n"),  # $(...) drops trailing newlines, as any shell does
+    }
+    both = run({"inputs.x": value, "inputs.shout": value})
+    assert both["shout.txt"] == f"--shout {value}\n"
+    assert both["both.txt"] == value.replace("|", "") * 2
+    assert set(both) == {"base.txt", "x.txt", "sub.txt", "shout.txt", "both.txt"}  # nothing ran
