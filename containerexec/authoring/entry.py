@@ -81,6 +81,7 @@ def _stand_in() -> None:
         OutputDir=marker("output-dir"),
         ShardIndex=typing.Annotated[int, "containerexec:index"],
         ShardValue=typing.Annotated[str, "containerexec:value"],
+        ShardFile=marker("shard-file"),
         # Pipelines are wired where they are driven; inside a container they are inert.
         from_yaml=_Inert(),
         from_func=_Inert(),
@@ -146,6 +147,15 @@ def main(argv: list[str]) -> None:
     if entry["kind"] == "function":
         result = target(**values)
     else:
+        value = _shard_value(entry)
+        glob = entry.get("glob_input")
+        if glob:
+            # A glob shard's value is its own file; a config field of that name holds the
+            # folder, where only this file is mounted.
+            value = values.pop(glob)
+            folder = pathlib.Path(str(value)[: -len(os.environ["CONTAINEREXEC_SHARD_VALUE"]) - 1])
+            if entry.get("glob_field"):
+                values[glob] = folder
         config: Any = {**entry.get("config", {}), **values}
         if entry.get("config_class"):
             config = getattr(mod, entry["config_class"])(**config)
@@ -153,7 +163,7 @@ def main(argv: list[str]) -> None:
             config = None
         instance = target(config)
         index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
-        result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
+        result = instance.run(iteration_value=value, iteration_index=index)
     _give_back(entry, result)
 
 

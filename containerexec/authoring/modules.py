@@ -177,7 +177,8 @@ def module(
 
     Parameters annotated InputFile/InputDir/OutputFile/OutputDir become ports;
     str/int/float/bool become inputs (defaults become spec defaults); ShardIndex
-    and ShardValue receive the shard of an `array`. `build` is relative to the
+    and ShardValue receive the shard of an `array`, and ShardFile the path of a glob
+    shard's own file (the glob's folder is then mounted and cached file by file). `build` is relative to the
     source file. `packages` (pip requirements, locked in `<name>.lock` beside the
     source file) are installed on the image, or alone on the base image.
     """
@@ -231,8 +232,10 @@ class ContainerModule:
     def __init__(self, config: Any = None) -> None:
         self.config = config
 
-    def array(self) -> list[Any] | None:
-        """The values to fan out over; None runs one shard."""
+    def array(self) -> list[Any] | Mapping[str, Any] | None:
+        """The values to fan out over; None runs one shard. A mapping is an array spec:
+        {"glob": {"input": FIELD, "pattern": "*.txt"}} runs one shard per file of that
+        InputDir field, and run() gets that file's path as `iteration_value`."""
         return None
 
     def run(self, iteration_value: Any = None, iteration_index: int = 0) -> Any:
@@ -261,7 +264,13 @@ class ContainerModule:
         req = Requirements.of(self.requirements(), where)
         values = self.array()
         array: dict[str, Any] | None = None
-        if values is not None:
+        if isinstance(values, Mapping):  # an array spec, as @module(array=...) takes
+            array = dict(values)
+            glob = pyfunc.glob_input(array)
+            extra["glob_field"] = glob is not None and any(p.name == glob for p in params)
+            if req.max_parallel and "max_parallel" not in array:
+                array["max_parallel"] = req.max_parallel
+        elif values is not None:
             values = list(values)
             as_json = not all(isinstance(v, str) for v in values)
             extra["array_json"] = as_json
