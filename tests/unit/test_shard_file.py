@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from fakes import FakeEngine, Outcome, fake_output
+from fakes import FakeEngine, python_shard
 
 import containerexec
 from containerexec.authoring.targets import load_target
@@ -157,12 +157,6 @@ def test_a_glob_input_close_to_a_parameter_is_a_typo_not_a_new_input(tmp_path: P
     )
     with pytest.raises(UsageError, match="'corpsu' names no parameter; did you mean 'corpus'"):
         load_target(f"{source}:f")
-
-
-def python_shard(inv: Any, n: int) -> Outcome:
-    """A fake Python shard: its outputs as fake_output makes them, and `None` returned."""
-    files = {k: v for k, v in fake_output(inv).items() if not k.startswith(".returned/")}
-    return Outcome(files={**files, ".returned/value.json": b"null"})
 
 
 def containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
