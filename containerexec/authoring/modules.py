@@ -178,9 +178,10 @@ def module(
     Parameters annotated InputFile/InputDir/OutputFile/OutputDir become ports;
     str/int/float/bool become inputs (defaults become spec defaults); ShardIndex
     and ShardValue receive the shard of an `array`, and ShardFile the path of a glob
-    shard's own file (the glob's folder is then mounted and cached file by file). `build` is relative to the
-    source file. `packages` (pip requirements, locked in `<name>.lock` beside the
-    source file) are installed on the image, or alone on the base image.
+    shard's own file (the glob's folder is then mounted and cached file by file).
+    `build` is relative to the source file. `packages` (pip requirements, locked in
+    `<name>.lock` beside the source file) are installed on the image, or alone on the
+    base image.
     """
 
     def wrap(func: Callable[..., Any]) -> Module:

@@ -52,7 +52,8 @@ class Count(ContainerModule):
         return {"glob": {"input": "corpus", "pattern": "*.txt"}, "max_parallel": 2}
 
     def run(self, iteration_value=None, iteration_index=0):
-        (self.config.counts / iteration_value.name).write_text(str(len(iteration_value.read_text())))
+        size = len(iteration_value.read_text())
+        (self.config.counts / iteration_value.name).write_text(str(size))
 
 
 @pipeline
