@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 from click.testing import CliRunner
+from helpers import job_containers
 
 from containerexec.authoring.targets import load_target
 from containerexec.cli import App, cli
@@ -17,15 +18,6 @@ from containerexec.pipelines.record import PipelineResult
 from containerexec.store.tree import RunStore
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "specs" / "corpus"
-
-
-def containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
-    """Per job: how many containers its run created (a cached shard creates none)."""
-    return {
-        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
-        for name, job in result.record.jobs.items()
-        if job.run_id
-    }
 
 
 def test_corpus_example_reruns_one_shard_per_job_after_one_file_changes(
@@ -42,12 +34,12 @@ def test_corpus_example_reruns_one_shard_per_job_after_one_file_changes(
 
     first = run("first.tsv")
     assert (tmp_path / "first.tsv").read_text() == (EXAMPLE / "expected" / "report.tsv").read_text()
-    assert containers(store, first) == {"normalise": 12, "wordstats": 12, "merge": 1}
+    assert job_containers(store, first) == {"normalise": 12, "wordstats": 12, "merge": 1}
 
     (data / "animals.txt").write_text("The dog and the fox are friends now.\n")
     second = run("second.tsv")
 
-    assert containers(store, second) == {"normalise": 1, "wordstats": 1, "merge": 1}
+    assert job_containers(store, second) == {"normalise": 1, "wordstats": 1, "merge": 1}
     cached = {name: job.shards_cached for name, job in second.record.jobs.items()}
     assert cached == {"normalise": 11, "wordstats": 11, "merge": 0}
     assert (tmp_path / "second.tsv").read_text().splitlines()[:2] == ["the\t17", "and\t3"]

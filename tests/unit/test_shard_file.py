@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from fakes import FakeEngine, python_shard
+from helpers import job_containers
 
 import containerexec
 from containerexec.authoring.targets import load_target
@@ -160,15 +161,6 @@ def test_a_glob_input_close_to_a_parameter_is_a_typo_not_a_new_input(tmp_path: P
         load_target(f"{source}:f")
 
 
-def containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
-    """Per job: how many containers its run created (a cached shard creates none)."""
-    return {
-        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
-        for name, job in result.record.jobs.items()
-        if job.run_id
-    }
-
-
 def test_changing_one_file_of_n_reruns_one_shard_of_each_python_job(tmp_path: Path) -> None:
     both = load(tmp_path, "both")
     data, store = corpus(tmp_path / "data", 6), RunStore(tmp_path / "runs")
@@ -182,8 +174,8 @@ def test_changing_one_file_of_n_reruns_one_shard_of_each_python_job(tmp_path: Pa
             engine=FakeEngine(python_shard),
         )
 
-    assert containers(store, run(1)) == {"lower": 6, "count": 6}
+    assert job_containers(store, run(1)) == {"lower": 6, "count": 6}
     (data / "doc03.txt").write_text("changed\n")
     again = run(2)
-    assert containers(store, again) == {"lower": 1, "count": 1}
+    assert job_containers(store, again) == {"lower": 1, "count": 1}
     assert {j.shards_cached for j in again.record.jobs.values()} == {5}
