@@ -315,8 +315,8 @@ def _class_glob(ports: list[Param], glob: str, where: str) -> list[Param]:
     field = next((p for p in ports if p.name == glob), None)
     if field is not None and (field.role, field.type) != ("input", "directory"):
         raise UsageError(
-            f"{where}: config field '{glob}' is a {field.role} {field.type}; the glob array "
-            "walks it, so annotate it InputDir"
+            f"{where}: config field '{glob}' is an {field.role} {field.type}; the glob "
+            "array walks it, so annotate it InputDir"
         )
     shard_file = Param(glob, "shard", "file")
     return [p for p in ports if p.name != glob] + [shard_file]

@@ -179,3 +179,25 @@ def test_changing_one_file_of_n_reruns_one_shard_of_each_python_job(tmp_path: Pa
     again = run(2)
     assert job_containers(store, again) == {"lower": 1, "count": 1}
     assert {j.shards_cached for j in again.record.jobs.values()} == {5}
+
+
+def test_a_container_module_glob_over_a_field_that_is_no_folder_is_refused(tmp_path: Path) -> None:
+    source = tmp_path / "fileglob.py"
+    source.write_text(
+        "from dataclasses import dataclass\n"
+        "from containerexec.authoring import ContainerModule, InputFile\n"
+        "@dataclass\n"
+        "class Cfg:\n"
+        "    texts: InputFile\n"
+        "class C(ContainerModule):\n"
+        "    image = 'x'\n"
+        "    def array(self):\n"
+        "        return {'glob': {'input': 'texts', 'pattern': '*'}}\n"
+    )
+    cfg, cls = load_target(f"{source}:Cfg"), load_target(f"{source}:C")
+    with pytest.raises(UsageError) as caught:
+        cls(cfg(texts=tmp_path)).as_module()
+    assert str(caught.value) == (
+        "fileglob.py:C: config field 'texts' is an input file; the glob array walks it, "
+        "so annotate it InputDir"
+    )
