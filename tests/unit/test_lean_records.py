@@ -7,6 +7,7 @@ a lean record runs on the real engine in tests/engine/test_repro_print.py."""
 from __future__ import annotations
 
 import json
+import shutil
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -46,19 +47,27 @@ def tag(value: ShardValue, out: OutputDir) -> str:
 MAX_SHARD_BYTES = 3 * 1024
 
 
-@pytest.fixture
-def lean_run(tmp_path: Path) -> tuple[RunStore, str, FakeEngine]:
-    """A 200-value @module run on the fake engine: its store, run id and engine."""
-    path = tmp_path / "tagmods.py"
+@pytest.fixture(scope="module")
+def ran(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, FakeEngine]:
+    """A 200-value @module run on the fake engine, once: its runs folder, id and engine."""
+    root = tmp_path_factory.mktemp("lean")
+    path = root / "tagmods.py"
     path.write_text(textwrap.dedent(SOURCE))
     engine = FakeEngine(python_shard)
     result = load_target(f"{path}:tag").run(
-        out=tmp_path / "out",
-        runs_dir=tmp_path / "runs",
+        out=root / "out",
+        runs_dir=root / "runs",
         engine=engine,
         options=RunOptions(max_parallel=8),
     )
-    return RunStore(tmp_path / "runs"), result.record.run_id, engine
+    return root / "runs", result.record.run_id, engine
+
+
+@pytest.fixture
+def lean_run(ran: tuple[Path, str, FakeEngine], tmp_path: Path) -> tuple[RunStore, str, FakeEngine]:
+    """The run's store, in a copy of its own (a test may edit the records)."""
+    runs, run_id, engine = ran
+    return RunStore(shutil.copytree(runs, tmp_path / "runs")), run_id, engine
 
 
 def sent(engine: FakeEngine, index: int) -> dict[str, str]:
