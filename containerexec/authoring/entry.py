@@ -130,7 +130,15 @@ def _arguments(entry: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     return out
 
 
+def _folder(shard_file: pathlib.Path) -> pathlib.Path:
+    """The glob's folder in the container: the shard's file less its value (a relative path)."""
+    value = os.environ.get("CONTAINEREXEC_SHARD_VALUE", "")
+    return pathlib.Path(str(shard_file)[: -len(value) - 1])
+
+
 def _shard_value(entry: dict[str, Any]) -> Any:
+    if "shard_file" in entry:
+        return entry["shard_file"]
     text = os.environ.get("CONTAINEREXEC_SHARD_VALUE", "")
     if not entry.get("array"):
         return None
@@ -147,15 +155,11 @@ def main(argv: list[str]) -> None:
     if entry["kind"] == "function":
         result = target(**values)
     else:
-        value = _shard_value(entry)
         glob = entry.get("glob_input")
-        if glob:
-            # A glob shard's value is its own file; a config field of that name holds the
-            # folder, where only this file is mounted.
-            value = values.pop(glob)
-            folder = pathlib.Path(str(value)[: -len(os.environ["CONTAINEREXEC_SHARD_VALUE"]) - 1])
+        if glob:  # iteration_value is the shard's file; a field of that name, its folder
+            entry["shard_file"] = values.pop(glob)
             if entry.get("glob_field"):
-                values[glob] = folder
+                values[glob] = _folder(entry["shard_file"])
         config: Any = {**entry.get("config", {}), **values}
         if entry.get("config_class"):
             config = getattr(mod, entry["config_class"])(**config)
@@ -163,7 +167,7 @@ def main(argv: list[str]) -> None:
             config = None
         instance = target(config)
         index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
-        result = instance.run(iteration_value=value, iteration_index=index)
+        result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
     _give_back(entry, result)
 
 

@@ -229,14 +229,16 @@ class ContainerModule:
     build: ClassVar[str | None] = None
     packages: ClassVar[list[str] | None] = None
     version: ClassVar[str] = "0.0.0"
+    # {"input": FIELD, "pattern": "*.txt"}: one shard per matching file of that InputDir
+    # field instead of array(); run() gets the file as iteration_value, and each shard
+    # mounts and is cached on its file alone.
+    glob: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
 
-    def array(self) -> list[Any] | Mapping[str, Any] | None:
-        """The values to fan out over; None runs one shard. A mapping is an array spec:
-        {"glob": {"input": FIELD, "pattern": "*.txt"}} runs one shard per file of that
-        InputDir field, and run() gets that file's path as `iteration_value`."""
+    def array(self) -> list[Any] | None:
+        """The values to fan out over; None runs one shard."""
         return None
 
     def run(self, iteration_value: Any = None, iteration_index: int = 0) -> Any:
@@ -265,13 +267,7 @@ class ContainerModule:
         req = Requirements.of(self.requirements(), where)
         values = self.array()
         array: dict[str, Any] | None = None
-        if isinstance(values, Mapping):  # an array spec, as @module(array=...) takes
-            array = dict(values)
-            glob = pyfunc.glob_input(array)
-            extra["glob_field"] = glob is not None and any(p.name == glob for p in params)
-            if req.max_parallel and "max_parallel" not in array:
-                array["max_parallel"] = req.max_parallel
-        elif values is not None:
+        if values is not None:
             values = list(values)
             as_json = not all(isinstance(v, str) for v in values)
             extra["array_json"] = as_json
@@ -283,6 +279,8 @@ class ContainerModule:
             for k in ("cpus", "memory", "timeout", "shm_size")
             if (v := getattr(req, k)) is not None
         }
+        if cls.glob is not None:
+            array = _glob_array(cls, params, req, where, extra)
         settings = {
             "name": pyfunc.module_name(self.name()),
             "version": cls.version,
@@ -318,6 +316,26 @@ class ContainerModule:
             }
             copy.config = dataclasses.replace(self.config, **update)
         return copy
+
+
+def _glob_array(
+    cls: type[ContainerModule],
+    params: list[pyfunc.Param],
+    req: Requirements,
+    where: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The glob array of a class that sets `glob` (and notes in the entry whether a config
+    field is the globbed folder); UsageError when it also defines array()."""
+    if cls.array is not ContainerModule.array:
+        raise UsageError(f"{where}: set glob or define array(), not both")
+    if not isinstance(cls.glob, Mapping):
+        raise UsageError(f"{where}: glob must be a dict: {{'input': FIELD, 'pattern': '*.txt'}}")
+    array: dict[str, Any] = {"glob": dict(cls.glob)}
+    if req.max_parallel:
+        array["max_parallel"] = req.max_parallel
+    extra["glob_field"] = any(p.name == cls.glob.get("input") for p in params)
+    return array
 
 
 def default_instance(cls: type[ContainerModule]) -> ContainerModule:

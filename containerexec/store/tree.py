@@ -38,12 +38,12 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
+        # Each run's shared env values (RunRecord.shared_env), so shard records name them.
+        self._shared: dict[str, dict[str, str]] = {}
         self.runs = self.root / "runs"
         self.pipelines = self.root / "pipelines"
         self.cache = self.root / "cache"
         self.pushes = self.root / "pushes"
-        # Each run's shared env values (RunRecord.shared_env), so shard records name them.
-        self._shared: dict[str, dict[str, str]] = {}
 
     def pipeline_dir(self, pipeline_run: str) -> Path:
         return self.pipelines / pipeline_run

@@ -1,7 +1,7 @@
 """A corpus pipeline written in Python: normalise each text, count its words, merge the counts.
 
     normalise   @module, one shard per file of the corpus (ShardFile): lower-case words
-    wordstats   ContainerModule (stopes-style), one shard per normalised file: word counts
+    wordstats   ContainerModule (stopes-style) with a glob, one shard per normalised file
     merge       @module, one shard: the corpus's most frequent words
 
 Each shard of the two glob arrays mounts only its own file and is cached on it, so after
@@ -30,7 +30,6 @@ from containerexec.authoring import (
 )
 
 IMAGE = "containerexec/base:bookworm"
-TEXTS = {"glob": {"input": "texts", "pattern": "*.txt"}}
 
 
 @module(image=IMAGE, array={"glob": {"input": "corpus", "pattern": "*.txt"}, "max_parallel": 4})
@@ -60,9 +59,9 @@ class WordStats(ContainerModule):
 
     image = IMAGE
 
-    def array(self):
-        # One shard per file of config.texts; run() gets that file as iteration_value.
-        return TEXTS
+    # One shard per file of config.texts (instead of array()): run() gets that file as
+    # iteration_value, and each shard mounts and is cached on its file alone.
+    glob = {"input": "texts", "pattern": "*.txt"}
 
     def run(self, iteration_value=None, iteration_index=0):
         words = iteration_value.read_text(encoding="utf-8").split()

@@ -49,8 +49,10 @@ class Texts:
 class Count(ContainerModule):
     image = "containerexec/base:bookworm"
 
-    def array(self):
-        return {"glob": {"input": "corpus", "pattern": "*.txt"}, "max_parallel": 2}
+    glob = {"input": "corpus", "pattern": "*.txt"}
+
+    def requirements(self):
+        return {"max_parallel": 2}
 
     def run(self, iteration_value=None, iteration_index=0):
         size = len(iteration_value.read_text())
@@ -113,7 +115,7 @@ def test_a_shard_file_parameter_mounts_only_its_file_of_a_folder_no_parameter_na
     assert "doc=/inputs/corpus/doc00.txt" in first.argv
 
 
-def test_a_container_module_glob_gives_run_its_file_and_keeps_the_field_the_folder(
+def test_a_container_module_glob_gives_run_its_file_and_the_field_its_folder(
     tmp_path: Path,
 ) -> None:
     texts, count = load(tmp_path, "Texts"), load(tmp_path, "Count")
@@ -181,7 +183,7 @@ def test_changing_one_file_of_n_reruns_one_shard_of_each_python_job(tmp_path: Pa
     assert {j.shards_cached for j in again.record.jobs.values()} == {5}
 
 
-def test_a_container_module_glob_over_a_field_that_is_no_folder_is_refused(tmp_path: Path) -> None:
+def test_a_container_module_glob_over_a_file_field_or_with_array_is_refused(tmp_path: Path) -> None:
     source = tmp_path / "fileglob.py"
     source.write_text(
         "from dataclasses import dataclass\n"
@@ -191,8 +193,10 @@ def test_a_container_module_glob_over_a_field_that_is_no_folder_is_refused(tmp_p
         "    texts: InputFile\n"
         "class C(ContainerModule):\n"
         "    image = 'x'\n"
+        "    glob = {'input': 'texts', 'pattern': '*'}\n"
+        "class Both(C):\n"
         "    def array(self):\n"
-        "        return {'glob': {'input': 'texts', 'pattern': '*'}}\n"
+        "        return ['a']\n"
     )
     cfg, cls = load_target(f"{source}:Cfg"), load_target(f"{source}:C")
     with pytest.raises(UsageError) as caught:
@@ -201,3 +205,6 @@ def test_a_container_module_glob_over_a_field_that_is_no_folder_is_refused(tmp_p
         "fileglob.py:C: config field 'texts' is an input file; the glob array walks it, "
         "so annotate it InputDir"
     )
+    both = load_target(f"{source}:Both")
+    with pytest.raises(UsageError, match=r"^fileglob.py:Both: set glob or define array\(\), not"):
+        both(cfg(texts=tmp_path)).as_module()
