@@ -63,6 +63,9 @@ class WordStats(ContainerModule):
     # iteration_value, and each shard mounts and is cached on its file alone.
     glob = {"input": "texts", "pattern": "*.txt"}
 
+    def __init__(self, config: Stats) -> None:  # `validate corpus.py:WordStats` uses Stats()
+        super().__init__(config)
+
     def run(self, iteration_value=None, iteration_index=0):
         words = iteration_value.read_text(encoding="utf-8").split()
         counts = Counter(w for w in words if len(w) >= self.config.min_length)
