@@ -1,5 +1,6 @@
 """What many test files share: the base image, the CLI's path, polling, skip-or-fail, and
-finding the containers a run (or any containerexec label) left on the engine.
+finding the containers a run (or any containerexec label) left on the engine, and how many
+containers each job of a pipeline run created.
 
 pytest puts this folder on sys.path (tests/ has no __init__.py): `from helpers import ...`.
 """
@@ -11,11 +12,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
 from containerexec.labels import LABEL_RUN
+
+if TYPE_CHECKING:
+    from containerexec.pipelines.record import PipelineResult
+    from containerexec.store.tree import RunStore
 
 # Every test image and example is built FROM it; scripts/ensure-base-image.sh makes it.
 BASE_IMAGE = "containerexec/base:bookworm"
@@ -76,3 +81,12 @@ def run_containers(client: Any, run_id: str, *, running: bool = False) -> list[d
 def remove_run_containers(client: Any, run_id: str) -> None:
     for c in run_containers(client, run_id):
         client.api.remove_container(c["Id"], force=True)
+
+
+def job_containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
+    """Per job: how many containers its run created (a cached shard creates none)."""
+    return {
+        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
+        for name, job in result.record.jobs.items()
+        if job.run_id
+    }

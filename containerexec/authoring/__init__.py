@@ -17,6 +17,7 @@ from containerexec.authoring.functions import (
     InputFile,
     OutputDir,
     OutputFile,
+    ShardFile,
     ShardIndex,
     ShardValue,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "OutputRef",
     "Pipeline",
     "Requirements",
+    "ShardFile",
     "ShardIndex",
     "ShardValue",
     "from_func",

@@ -81,6 +81,7 @@ def _stand_in() -> None:
         OutputDir=marker("output-dir"),
         ShardIndex=typing.Annotated[int, "containerexec:index"],
         ShardValue=typing.Annotated[str, "containerexec:value"],
+        ShardFile=marker("shard-file"),
         # Pipelines are wired where they are driven; inside a container they are inert.
         from_yaml=_Inert(),
         from_func=_Inert(),
@@ -129,7 +130,15 @@ def _arguments(entry: dict[str, Any], argv: list[str]) -> dict[str, Any]:
     return out
 
 
+def _folder(shard_file: pathlib.Path) -> pathlib.Path:
+    """The glob's folder in the container: the shard's file less its value (a relative path)."""
+    value = os.environ.get("CONTAINEREXEC_SHARD_VALUE", "")
+    return pathlib.Path(str(shard_file)[: -len(value) - 1])
+
+
 def _shard_value(entry: dict[str, Any]) -> Any:
+    if "shard_file" in entry:
+        return entry["shard_file"]
     text = os.environ.get("CONTAINEREXEC_SHARD_VALUE", "")
     if not entry.get("array"):
         return None
@@ -146,6 +155,11 @@ def main(argv: list[str]) -> None:
     if entry["kind"] == "function":
         result = target(**values)
     else:
+        glob = entry.get("glob_input")
+        if glob:  # iteration_value is the shard's file; a field of that name, its folder
+            entry["shard_file"] = values.pop(glob)
+            if entry.get("glob_field"):
+                values[glob] = _folder(entry["shard_file"])
         config: Any = {**entry.get("config", {}), **values}
         if entry.get("config_class"):
             config = getattr(mod, entry["config_class"])(**config)

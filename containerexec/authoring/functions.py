@@ -7,12 +7,16 @@ needs python3 and nothing from containerexec. Parameters become ports:
     def count(corpus: InputDir, counts: OutputDir, min_count: int = 1) -> None
       -> inputs {corpus: directory, min_count: integer (default 1)}, outputs {counts}
       -> argv  python3 -c "<launch>" corpus=/inputs/corpus counts=/outputs/counts min_count=1
+
+A ShardFile parameter of a glob array gets `${{inputs.X}}/${{shard.value}}` and nothing
+else names X, so each shard mounts and is keyed on its own file (model/invocation.py).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import difflib
 import inspect
 import json
 import re
@@ -53,6 +57,8 @@ OutputFile = Annotated[Path, Marker("output", "file")]
 OutputDir = Annotated[Path, Marker("output", "directory")]
 ShardIndex = Annotated[int, Marker("shard", "index")]
 ShardValue = Annotated[str, Marker("shard", "value")]
+# The path of a glob shard's own file; the glob's folder is then mounted file by file.
+ShardFile = Annotated[Path, Marker("shard", "file")]
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,10 @@ class Param:
     default: Any = _EMPTY
     optional: bool = False
 
-    def argv(self) -> str | list[str]:
+    def argv(self, glob_input: str | None = None) -> str | list[str]:
+        """The NAME=VALUE argv item; a shard file is `glob_input`'s folder joined to the value."""
+        if self.role == "shard" and self.type == "file":
+            return f"{self.name}=${{{{inputs.{glob_input}}}}}/${{{{shard.value}}}}"
         ref = {"input": "inputs", "output": "outputs", "shard": "shard"}[self.role]
         field = self.type if self.role == "shard" else self.name
         item = f"{self.name}=${{{{{ref}.{field}}}}}"
@@ -138,7 +147,7 @@ def classify(name: str, hint: Any, default: Any, where: str, *, fixed_ok: bool) 
     raise UsageError(
         f"{where}: parameter '{name}' has type '{shown}'; a module takes str, "
         "int, float, bool, InputFile, InputDir, OutputFile, OutputDir, "
-        "ShardIndex or ShardValue"
+        "ShardIndex, ShardValue or ShardFile"
     )
 
 
@@ -237,10 +246,23 @@ def build_spec(
     """The ModuleSpec, with every check a YAML file gets, and the file to write it as."""
     where = f"{source.path.name}:{source.object}"
     array = settings.get("array")
+    glob = glob_input(array)
     ports = [p for p in params if p.role != "fixed"]
     docs = settings.get("docs") or {}
+    extra = dict(extra_entry or {})
+    if kind == "class" and glob is not None:
+        ports, extra = _class_glob(ports, glob, where), {**extra, "glob_input": glob}
+    files = [p.name for p in ports if p.role == "shard" and p.type == "file"]
+    if files and glob is None:
+        raise UsageError(
+            f"{where}: parameter '{files[0]}' is a ShardFile, which needs a glob array: "
+            "array={'glob': {'input': 'corpus', 'pattern': '*.txt'}}"
+        )
     if array is None and any(p.role == "shard" for p in ports):
         raise UsageError(f"{where}: ShardIndex/ShardValue parameters need array=...")
+    inputs = {p.name: input_port(p, docs) for p in ports if p.role == "input"}
+    if files and glob is not None and glob not in inputs:
+        inputs[glob] = _glob_folder(glob, [p.name for p in params], where)
     entry = {
         "file": source.path.name,
         "object": source.object,
@@ -248,7 +270,7 @@ def build_spec(
         "types": {p.name: p.type for p in ports},
         "array": array is not None,
         "module": settings["name"],
-        **(extra_entry or {}),
+        **extra,
     }
     data: dict[str, Any] = {
         "name": settings["name"],
@@ -256,13 +278,13 @@ def build_spec(
         "description": settings.get("description") or "",
         "source": source_stamp(source.path, source.object),
         "environment": settings["environment"],
-        "inputs": {p.name: input_port(p, docs) for p in ports if p.role == "input"},
+        "inputs": inputs,
         "outputs": {
             p.name: _described({"type": p.type}, docs.get(p.name))
             for p in ports
             if p.role == "output"
         },
-        "command": ["python3", "-c", LAUNCH, *(p.argv() for p in ports)],
+        "command": ["python3", "-c", LAUNCH, *(p.argv(glob) for p in ports)],
         "env": {
             **dict(settings.get("env") or {}),
             ENV_ENTRY: json.dumps(entry, sort_keys=True),
@@ -279,6 +301,37 @@ def build_spec(
         f"containerexec spec build {source.path.name}:{source.object}"
     )
     return validate_spec(data, where), SpecFile(data=data, header=header)
+
+
+def glob_input(array: Any) -> str | None:
+    """The input a glob array walks (`array={'glob': {'input': ...}}`), else None."""
+    glob = array.get("glob") if isinstance(array, Mapping) else None
+    name = glob.get("input") if isinstance(glob, Mapping) else None
+    return name if isinstance(name, str) else None
+
+
+def _class_glob(ports: list[Param], glob: str, where: str) -> list[Param]:
+    """A ContainerModule's ports for a glob array: the argv item named after the glob's input
+    carries the shard's file (run() gets it as iteration_value), never the whole folder."""
+    field = next((p for p in ports if p.name == glob), None)
+    if field is not None and (field.role, field.type) != ("input", "directory"):
+        raise UsageError(
+            f"{where}: config field '{glob}' is an {field.role} {field.type}; the glob "
+            "array walks it, so annotate it InputDir"
+        )
+    shard_file = Param(glob, "shard", "file")
+    return [p for p in ports if p.name != glob] + [shard_file]
+
+
+def _glob_folder(glob: str, names: list[str], where: str) -> dict[str, Any]:
+    """The directory input a ShardFile's glob walks when no parameter declares it; a name
+    close to a parameter's is a typo, not a new input."""
+    near = [] if glob in names else difflib.get_close_matches(glob, names, n=1)
+    if near:
+        raise UsageError(
+            f"{where}: array.glob.input: '{glob}' names no parameter; did you mean '{near[0]}'?"
+        )
+    return {"type": "directory", "description": "The folder the glob array walks."}
 
 
 def input_port(p: Param, docs: Mapping[str, str], *, path_defaults: bool = False) -> dict[str, Any]:

@@ -192,9 +192,11 @@ def module(
 
     Parameters annotated InputFile/InputDir/OutputFile/OutputDir become ports;
     str/int/float/bool become inputs (defaults become spec defaults); ShardIndex
-    and ShardValue receive the shard of an `array`. `build` is relative to the
-    source file. `packages` (pip requirements, locked in `<name>.lock` beside the
-    source file) are installed on the image, or alone on the base image.
+    and ShardValue receive the shard of an `array`, and ShardFile the path of a glob
+    shard's own file (the glob's folder is then mounted and cached file by file).
+    `build` is relative to the source file. `packages` (pip requirements, locked in
+    `<name>.lock` beside the source file) are installed on the image, or alone on the
+    base image.
     """
 
     def wrap(func: Callable[..., Any]) -> Module:
@@ -242,6 +244,10 @@ class ContainerModule:
     build: ClassVar[str | None] = None
     packages: ClassVar[list[str] | None] = None
     version: ClassVar[str] = "0.0.0"
+    # {"input": FIELD, "pattern": "*.txt"}: one shard per matching file of that InputDir
+    # field instead of array(); run() gets the file as iteration_value, and each shard
+    # mounts and is cached on its file alone.
+    glob: ClassVar[Mapping[str, str] | None] = None
 
     def __init__(self, config: Any = None) -> None:
         self.config = config
@@ -299,6 +305,8 @@ class ContainerModule:
             for k in ("cpus", "memory", "timeout", "shm_size")
             if (v := getattr(req, k)) is not None
         }
+        if cls.glob is not None:
+            array = _glob_array(cls, params, req, where, extra)
         settings = {
             "name": pyfunc.module_name(self.name()),
             "version": cls.version,
@@ -334,6 +342,26 @@ class ContainerModule:
             }
             copy.config = dataclasses.replace(self.config, **update)
         return copy
+
+
+def _glob_array(
+    cls: type[ContainerModule],
+    params: list[pyfunc.Param],
+    req: Requirements,
+    where: str,
+    extra: dict[str, Any],
+) -> dict[str, Any]:
+    """The glob array of a class that sets `glob` (and notes in the entry whether a config
+    field is the globbed folder); UsageError when it also defines array()."""
+    if cls.array is not ContainerModule.array:
+        raise UsageError(f"{where}: set glob or define array(), not both")
+    if not isinstance(cls.glob, Mapping):
+        raise UsageError(f"{where}: glob must be a dict: {{'input': FIELD, 'pattern': '*.txt'}}")
+    array: dict[str, Any] = {"glob": dict(cls.glob)}
+    if req.max_parallel:
+        array["max_parallel"] = req.max_parallel
+    extra["glob_field"] = any(p.name == cls.glob.get("input") for p in params)
+    return array
 
 
 def default_instance(cls: type[ContainerModule]) -> ContainerModule:

@@ -35,7 +35,7 @@ from containerexec.model.spec import ModuleSpec
 from containerexec.run import returned
 from containerexec.store import manifests
 from containerexec.store.export import RunExport
-from containerexec.store.records import FileEntry, ShardRecord
+from containerexec.store.records import FileEntry, ShardRecord, full
 from containerexec.store.tree import RunStore, new_run_id
 
 DEBUGPY_PORT = 5678
@@ -44,7 +44,8 @@ Mode = Literal["run", "shell", "debug"]
 
 
 def pick_shard(source: RunExport, shard: int | None) -> ShardRecord:
-    """Shard `shard` of the run, or its first failed shard."""
+    """Shard `shard` of the run, or its first failed shard, its Invocation whole (the env
+    values the run record keeps put back)."""
     by_index = {s.index: s for s in source.shards}
     run_id = source.run.run_id
     if shard is None:
@@ -54,13 +55,13 @@ def pick_shard(source: RunExport, shard: int | None) -> ShardRecord:
                 f"run '{run_id}' has no failed shard; pick one to replay with "
                 f"--shard K (recorded: {_ranges(sorted(by_index)) or 'none'})"
             )
-        return by_index[failed[0]]
+        return full(by_index[failed[0]], source.run)
     if shard not in by_index:
         raise UsageError(
             f"run '{run_id}' has no record of shard {shard}; recorded shards: "
             f"{_ranges(sorted(by_index)) or 'none'}"
         )
-    return by_index[shard]
+    return full(by_index[shard], source.run)
 
 
 def _ranges(indices: list[int]) -> str:

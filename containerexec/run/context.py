@@ -28,7 +28,13 @@ from containerexec.run.logs import DEFAULT_LIMIT_BYTES, LogSink
 from containerexec.run.results import ShardEvent
 from containerexec.run.runner import Attempt, Tracker
 from containerexec.run.staging import Outputs
-from containerexec.store.records import AttemptRecord, ImageRecord, RunRecord, ShardRecord
+from containerexec.store.records import (
+    AttemptRecord,
+    ImageRecord,
+    RunRecord,
+    ShardRecord,
+    shared_values,
+)
 from containerexec.store.tree import RunStore
 
 # A task: the shards one container runs, one after another (one shard: unpacked).
@@ -92,6 +98,7 @@ class RunOptions:
             grace_s=opts.grace_s,
             log_limit_bytes=opts.log_limit_bytes,
             deadline_s=opts.deadline_s or spec.resources.deadline,
+            shared_env=shared_values(spec.env),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -21,7 +22,11 @@ from containerexec.model.names import JobId, ModuleName, PortName, RunId
 # 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
 # 4: a shard may record the inputs it read (a resume that accepted changed inputs),
 # and a glob shard's mount may be its own file alone (Mount.shard_file).
-SCHEMA_VERSION = 4
+# 5: env values every shard shares (a Python module's boot script and source) are kept
+# once in the run record (`shared_env`) and named by sha256 in shard records (`env_shared`).
+SCHEMA_VERSION = 5
+# Shorter values stay in each record: naming one by its sha256 would save little.
+SHARED_MIN_CHARS = 256
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -86,6 +91,11 @@ class ShardRecord(Record):
     )
     returned: Any = Field(
         None, description="What the shard's code returned (Python modules), as JSON."
+    )
+    env_shared: dict[str, str] = Field(
+        default_factory=dict,
+        description="Invocation env names whose values the run record keeps in `shared_env`, "
+        "by sha256; `full()` puts them back. Empty in records written before schema 5.",
     )
 
 
@@ -155,6 +165,57 @@ class RunRecord(Record):
     grace_s: float = 5.0
     log_limit_bytes: int = 16 << 20
     scheduler: SchedulerRecord | None = Field(None, description="None: shards ran here.")
+    shared_env: dict[str, str] = Field(
+        default_factory=dict,
+        description="sha256 -> an env value every shard gets verbatim (a Python module's boot "
+        "script and source), stored here once instead of in each shard record.",
+    )
+
+
+def shared_values(env: dict[str, str]) -> dict[str, str]:
+    """The long env values of a spec that every shard gets as they are: sha256 -> value."""
+    return {_sha(v): v for v in env.values() if len(v) >= SHARED_MIN_CHARS and "${{" not in v}
+
+
+def lean(rec: ShardRecord, shared: dict[str, str]) -> ShardRecord:
+    """`rec` with each env value the run keeps in `shared` named by its sha256 instead."""
+    env, refs = {}, dict(rec.env_shared)
+    for name, value in rec.invocation.env.items():
+        digest = _sha(value) if len(value) >= SHARED_MIN_CHARS else ""
+        if digest in shared:
+            refs[name] = digest
+        else:
+            env[name] = value
+    if refs == rec.env_shared:
+        return rec
+    inv = rec.invocation.model_copy(update={"env": env})
+    return rec.model_copy(update={"invocation": inv, "env_shared": refs})
+
+
+def full(rec: ShardRecord, run: RunRecord) -> ShardRecord:
+    """`rec` with the env values its run record keeps put back: its Invocation whole again.
+
+    Raises:
+        UntrustedInput: the run record lacks one, or holds another value under its sha256.
+    """
+    if not rec.env_shared:
+        return rec
+    env = dict(rec.invocation.env)
+    for name, digest in rec.env_shared.items():
+        value = run.shared_env.get(digest)
+        if value is None or _sha(value) != digest:
+            raise UntrustedInput(
+                f"run '{run.run_id}' shard {rec.index}",
+                f"env {name!r}: the run record holds no value with sha256 {digest[:12]}...; "
+                "the record was edited or its run.json is not this run's",
+            )
+        env[name] = value
+    inv = rec.invocation.model_copy(update={"env": env})
+    return rec.model_copy(update={"invocation": inv, "env_shared": {}})
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def load_model(path: Path, model: type[M]) -> M:

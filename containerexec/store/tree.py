@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from containerexec.errors import RecordError, RunLocked
-from containerexec.store.records import RunRecord, ShardRecord, load_model, write_json
+from containerexec.store.records import RunRecord, ShardRecord, lean, load_model, write_json
 
 
 def new_run_id(name: str, now: float) -> str:
@@ -39,6 +39,8 @@ class RunStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root).absolute()
+        # Each run's shared env values (RunRecord.shared_env), so shard records name them.
+        self._shared: dict[str, dict[str, str]] = {}
         self.runs = self.root / "runs"
         self.pipelines = self.root / "pipelines"
         self.cache = self.root / "cache"
@@ -72,17 +74,34 @@ class RunStore:
         return self.run_dir(run_id) / "batches" / f"{first:06d}"
 
     def write_run(self, record: RunRecord) -> Path:
+        """Shared env values only grow: a resume of changed code keeps those its earlier
+        shard records name."""
+        shared = {**self._shared_env(record.run_id), **record.shared_env}
+        if shared != record.shared_env:
+            record = record.model_copy(update={"shared_env": shared})
         path = self.run_dir(record.run_id) / "run.json"
         write_json(path, record.model_dump(mode="json"))
+        self._shared[record.run_id] = shared
         return path
 
     def write_shard(self, record: ShardRecord, *, durable: bool = True) -> None:
-        """`durable=False` skips the fsync: for states a crash may lose (see write_json)."""
+        """Written lean: env values the run record keeps are named, not copied (records.lean).
+        `durable=False` skips the fsync: for states a crash may lose (see write_json)."""
         write_json(
             self.shard_path(record.run_id, record.index),
-            record.model_dump(mode="json"),
+            lean(record, self._shared_env(record.run_id)).model_dump(mode="json"),
             durable=durable,
         )
+
+    def _shared_env(self, run_id: str) -> dict[str, str]:
+        shared = self._shared.get(run_id)
+        if shared is None:  # a worker's store: read once from the run record
+            try:
+                shared = load_model(self.run_dir(run_id) / "run.json", RunRecord).shared_env
+            except RecordError:
+                shared = {}
+            self._shared[run_id] = shared
+        return shared
 
     def resolve_id(self, run: str) -> str:
         """A run id, a unique prefix of one, or 'last' -> the run id.

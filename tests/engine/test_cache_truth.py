@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, job_containers
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.authoring.targets import load_target
@@ -31,15 +31,6 @@ def loud(src: InputFile):
 '''
 
 
-def containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
-    """Per job: how many containers its run created (a cached shard creates none)."""
-    return {
-        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
-        for name, job in result.record.jobs.items()
-        if job.run_id
-    }
-
-
 def test_editing_a_python_module_body_reruns_its_job_and_no_edit_is_served_from_cache(
     tmp_path: Path, test_session_label: dict[str, str]
 ) -> None:
@@ -55,12 +46,12 @@ def test_editing_a_python_module_body_reruns_its_job_and_no_edit_is_served_from_
         )
 
     first = run("a.txt")
-    assert containers(store, first) == {"shout": 1}
+    assert job_containers(store, first) == {"shout": 1}
     same = run("b.txt")
-    assert containers(store, same) == {"shout": 0} and same.record.jobs["shout"].cached
+    assert job_containers(store, same) == {"shout": 0} and same.record.jobs["shout"].cached
     code.write_text(PY_MODULE.replace(".upper()", ".lower() + '!'"))
     edited = run("c.txt")
-    assert containers(store, edited) == {"shout": 1}
+    assert job_containers(store, edited) == {"shout": 1}
     assert not edited.record.jobs["shout"].cached
     assert (tmp_path / "c.txt").read_text() == "hello!"
 

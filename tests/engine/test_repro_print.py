@@ -1,6 +1,7 @@
 """`repro --print` scripts run as printed, with plain sh and the real docker CLI: for a YAML
-module, an @module function, a ContainerModule class, one value of a packed array and an
-Azure ML component, each exits as its recorded shard did, writes its outputs under
+module, an @module function, a ContainerModule class, one value of a packed array (YAML
+and Python, whose lean record names the boot script kept in run.json) and an Azure ML
+component, each exits as its recorded shard did, writes its outputs under
 ./repro-outputs and leaves no container; a shard recorded as timed out times out again.
 (A script stopping at a missing input runs no container: tests/unit/test_repro_print.py.)"""
 
@@ -37,7 +38,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from containerexec.authoring import ContainerModule, InputDir, OutputDir, module
+from containerexec.authoring import ContainerModule, InputDir, OutputDir, ShardValue, module
 
 
 @module(image="containerexec/base:bookworm")
@@ -45,6 +46,16 @@ def double(n: int, out: OutputDir) -> int:
     """Writes and returns twice n."""
     (out / "n.txt").write_text(str(2 * n))
     return 2 * n
+
+
+@module(image="containerexec/base:bookworm",
+        array={"values": ["v0", "v1", "v2", "v3"], "batch_size": 2})
+def packed(value: ShardValue, out: OutputDir) -> str:
+    """Two values per container; v2 fails after writing its file."""
+    (out / f"{value}.txt").write_text(value.upper())
+    if value == "v2":
+        raise SystemExit(6)
+    return value.upper()
 
 
 @dataclass
@@ -223,6 +234,31 @@ def test_packed_value_script_replays_that_value_alone(
     out = workspace.root / "here" / "repro-outputs" / "out"
     assert sorted(p.name for p in out.iterdir()) == ["v2.txt"]
     assert (out / "v2.txt").read_text() == "v2 v2\n"
+
+
+def test_packed_python_value_script_replays_that_value_from_its_lean_record(
+    tmp_path: Path, test_session_label: dict[str, str], docker_client: docker.DockerClient
+) -> None:
+    """The record names the boot script and source kept once in run.json; the script has them."""
+    runs = tmp_path / "runs"
+    result = load(tmp_path, "packed").run(
+        out=tmp_path / "o", runs_dir=runs, options=RunOptions(labels=test_session_label),
+        check=False,
+    )  # fmt: skip
+    run_id = result.record.run_id
+    recorded = RunStore(runs).load_shards(run_id)
+    assert [s.exit_code for _, s in sorted(recorded.items())] == [0, 0, 6, 0]
+    assert "CONTAINEREXEC_PY_BOOT" in recorded[2].env_shared
+
+    failed = replay(runs, run_id, tmp_path / "failed", docker_client)
+    value = replay(runs, run_id, tmp_path / "value", docker_client, "--shard", "1")
+
+    assert failed.returncode == 6, failed.stderr
+    out = tmp_path / "failed" / "repro-outputs" / "out"
+    assert [(p.name, p.read_text()) for p in out.iterdir()] == [("v2.txt", "V2")]
+    assert value.returncode == 0, value.stderr
+    returned = tmp_path / "value" / "repro-outputs" / ".returned" / "value.json"
+    assert json.loads(returned.read_text()) == "V1"
 
 
 def test_azureml_component_script_fails_as_recorded(

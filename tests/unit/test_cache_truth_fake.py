@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fake_cli import FakeWorkspace, fake_workspace  # noqa: F401
 from fakes import FakeEngine, Outcome
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, job_containers
 
 from containerexec.errors import InputsChanged
 from containerexec.model.invocation import Invocation
@@ -21,16 +21,6 @@ from containerexec.pipelines.record import PipelineResult
 from containerexec.repro.planning import plan_replay
 from containerexec.store.export import export_run
 from containerexec.store.tree import RunStore
-
-
-def containers(store: RunStore, result: PipelineResult) -> dict[str, int]:
-    """Per job: how many containers its run created (a cached shard creates none)."""
-    return {
-        name: sum(len(s.attempts) for s in store.load_shards(job.run_id).values())
-        for name, job in result.record.jobs.items()
-        if job.run_id
-    }
-
 
 GLOB_MODULE = f"""\
 name: listing
@@ -77,7 +67,7 @@ def test_one_added_file_in_a_globbed_corpus_runs_one_container(tmp_path: Path) -
 
     first = run("first")
     assert first.record.state == "succeeded"
-    assert containers(store, first) == {"list": 8}
+    assert job_containers(store, first) == {"list": 8}
     # Each shard saw its own file alone, at the path the whole folder would give it.
     assert (tmp_path / "first" / "doc3.txt.ls").read_text() == "doc3.txt\n4\n"
     (corpus / "new.txt").write_text("fresh")
@@ -88,7 +78,7 @@ def test_one_added_file_in_a_globbed_corpus_runs_one_container(tmp_path: Path) -
         i: (s.value, s.cached, [(a.exit_code, a.failure, a.counted) for a in s.attempts])
         for i, s in store.load_shards(job.run_id or "").items()
     }
-    assert containers(store, second) == {"list": 1}, why
+    assert job_containers(store, second) == {"list": 1}, why
     assert (job.shards, job.shards_cached) == (9, 8)
     assert (tmp_path / "second" / "new.txt.ls").read_text() == "new.txt\n5\n"
     assert len(list((tmp_path / "second").iterdir())) == 9
