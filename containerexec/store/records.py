@@ -21,7 +21,8 @@ from containerexec.model.names import JobId, ModuleName, PortName, RunId
 # 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
 # 4: a shard may record the inputs it read (a resume that accepted changed inputs),
 # and a glob shard's mount may be its own file alone (Mount.shard_file).
-SCHEMA_VERSION = 4
+# 5: an attempt may carry its resource `trace`.
+SCHEMA_VERSION = 5
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -50,6 +51,21 @@ class FileEntry(Record):
     sha256: str
 
 
+class AttemptTrace(Record):
+    """What one attempt's container used, read from its cgroup; None: this host cannot say."""
+
+    peak_memory_bytes: int | None = Field(None, description="The container's memory peak.")
+    cpu_seconds: float | None = Field(None, description="User plus system CPU time.")
+    wall_seconds: float | None = Field(None, description="From start to exit.")
+    read_bytes: int | None = Field(None, description="Block I/O read from disks.")
+    write_bytes: int | None = Field(None, description="Block I/O written to disks.")
+    packed: bool = Field(
+        False,
+        description="A packed value: wall_seconds is its own, the other figures its "
+        "batch container's up to this value's end.",
+    )
+
+
 class AttemptRecord(Record):
     number: int
     container_id: str | None = None
@@ -60,6 +76,7 @@ class AttemptRecord(Record):
     failure: str | None = None
     message: str = ""
     counted: bool = True
+    trace: AttemptTrace | None = Field(None, description="None: the container never started.")
 
 
 class ShardRecord(Record):

@@ -13,8 +13,19 @@ from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.cli.slurm import cancel_run, live_state
 from containerexec.cli.status import run_status
 from containerexec.repro import sources
+from containerexec.run import trace
 from containerexec.store.export import RunExport
-from containerexec.store.records import RunRecord
+from containerexec.store.records import AttemptTrace, RunRecord, ShardRecord
+
+# --sort: the figure a row is ordered by, largest first (a shard's index: smallest first).
+SORTS = {
+    "peak": "peak_memory_bytes",
+    "cpu": "cpu_seconds",
+    "wall": "wall_seconds",
+    "read": "read_bytes",
+    "write": "write_bytes",
+    "shard": "",
+}
 
 
 @click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.commands.repro:export")})
@@ -66,8 +77,22 @@ def cancel(app: App, run: str) -> None:
 @runs.command("show")
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True, help="The full record as JSON.")
+@click.option(
+    "--trace",
+    "show_trace",
+    is_flag=True,
+    help="Each shard's resource figures (memory peak, CPU, wall time, block I/O), the "
+    "shards near their memory limit, and a suggested limit.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(list(SORTS)),
+    default="peak",
+    show_default=True,
+    help="The --trace table's order: largest first, or by shard.",
+)
 @click.pass_obj
-def show(app: App, run: str, as_json: bool) -> None:
+def show(app: App, run: str, as_json: bool, show_trace: bool, sort: str) -> None:
     """A run's record and the state of each of its shards. RUN: an id, a prefix, 'last', or
     a file from `runs export` (JSON or bundle), which also shows the end of failed logs."""
     store = app.store
@@ -76,6 +101,9 @@ def show(app: App, run: str, as_json: bool) -> None:
         return
     rec = store.load_run(run)
     shards = store.load_shards(rec.run_id)
+    if show_trace:
+        _show_trace(rec, [shards[i] for i in sorted(shards)], sort, as_json)
+        return
     if as_json:
         data = rec.model_dump(mode="json")
         data["shards"] = [s.model_dump(mode="json") for s in shards.values()]
@@ -106,6 +134,64 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(
             f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  {s.failure or '':18} {s.value}"
         )
+
+
+def _show_trace(rec: RunRecord, shards: list[ShardRecord], sort: str, as_json: bool) -> None:
+    """Each shard's last traced attempt, the shards near their memory limit, a suggestion."""
+    rows: list[tuple[ShardRecord, int | None, AttemptTrace]] = []
+    for s in shards:
+        last = trace.last_trace(s)
+        rows.append((s, None, AttemptTrace()) if last is None else (s, *last))
+    if SORTS[sort]:
+        # Largest first; a figure the host could not give sorts last.
+        rows.sort(
+            key=lambda r: (getattr(r[2], SORTS[sort]) is None, -(getattr(r[2], SORTS[sort]) or 0))
+        )
+    warnings = [w for s in shards if (w := trace.near_limit(s)) is not None]
+    peak = trace.largest_peak(shards)
+    if as_json:
+        data = {
+            "run_id": rec.run_id,
+            "sort": sort,
+            "shards": [
+                {
+                    "shard": s.index,
+                    "value": s.value,
+                    "state": s.state,
+                    "attempt": number,
+                    "memory_limit_bytes": s.invocation.limits.memory_bytes,
+                    **t.model_dump(mode="json"),
+                }
+                for s, number, t in rows
+            ],
+            "warnings": [{**vars(w), "message": str(w)} for w in warnings],
+            "largest_peak_memory_bytes": peak,
+            "suggested_memory_bytes": trace.suggested_memory(peak),
+            "suggestion": trace.suggestion(peak),
+        }
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"run {rec.run_id} ({rec.module}): the last traced attempt of each shard, by {sort}\n"
+        f"{'SHARD':>6} {'STATE':10} {'TRY':>3} {'PEAK MEM':>11} {'LIMIT':>11} {'USE':>4} "
+        f"{'CPU S':>8} {'WALL S':>8} {'READ':>11} {'WRITE':>11}  VALUE"
+    )
+    for s, number, t in rows:
+        limit = s.invocation.limits.memory_bytes
+        use = f"{t.peak_memory_bytes / limit:.0%}" if limit and t.peak_memory_bytes else "-"
+        click.echo(
+            f"{s.index:>6} {s.state:10} {number or '-':>3} {trace.mib(t.peak_memory_bytes):>11} "
+            f"{trace.mib(limit):>11} {use:>4} {_num(t.cpu_seconds):>8} "
+            f"{_num(t.wall_seconds):>8} {trace.mib(t.read_bytes):>11} "
+            f"{trace.mib(t.write_bytes):>11}  {s.value}" + (" (batch figures)" if t.packed else "")
+        )
+    for w in warnings:
+        click.echo(str(w))
+    click.echo(trace.suggestion(peak) or "no memory peak recorded: no limit to suggest")
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _show_file(app: App, path: Path, as_json: bool) -> None:
