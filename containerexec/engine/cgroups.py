@@ -10,7 +10,8 @@ Engine-agnostic: an engine names the folders its containers' cgroups may be in
   (usage_usec) and io.stat (rbytes=, wbytes= per device).
 
 A figure the files cannot give is None, never a guess: v1 counts block I/O only once
-a throttle rule exists on the disk, and until then its file has no device line.
+a throttle rule exists on the disk, and until then its files (the container's and its
+parent's) have no device line.
 """
 
 from __future__ import annotations
@@ -160,6 +161,12 @@ class Cgroup:
             return None
         ns = number(files["cpu"]) if files["cpu"] is not None else None
         read, write = v1_io(files["io"]) if files["io"] is not None else (None, None)
+        if read is None and "io" in d:
+            # No device line: v1 is not counting, or this container did no block I/O
+            # while the parent's lines say it is counting.
+            parent = _read(d["io"].parent / "blkio.throttle.io_service_bytes")
+            if parent is not None and v1_io(parent) != (None, None):
+                read = write = 0
         return Stats(
             memory_peak_bytes=number(files["peak"]) if files["peak"] is not None else None,
             cpu_seconds=ns / 1e9 if ns is not None else None,
