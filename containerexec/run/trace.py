@@ -14,6 +14,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from containerexec.engine.base import Engine, Stats
 from containerexec.store.records import AttemptTrace, ShardRecord
@@ -25,6 +26,15 @@ EVERY_S = 0.1
 NEAR_LIMIT = 0.9  # a peak past this share of the memory limit is warned about
 HEADROOM = 1.25  # suggested limit: the largest peak plus 25 %,
 ROUND_TO = 16 << 20  # rounded up to a multiple of 16 MiB
+# `runs show --trace --sort`: the figure rows are ordered by, largest first ('shard': by index).
+SORTS = {
+    "peak": "peak_memory_bytes",
+    "cpu": "cpu_seconds",
+    "wall": "wall_seconds",
+    "read": "read_bytes",
+    "write": "write_bytes",
+    "shard": "",
+}
 
 
 class Sampler:
@@ -121,6 +131,16 @@ def mib(n: int | None) -> str:
     return "-" if n is None else f"{n / (1 << 20):.1f} MiB"
 
 
+def size(n: int | None) -> str:
+    """Bytes in the largest unit that keeps a whole number in front: '512 B', '4.0 MiB'."""
+    if n is None:
+        return "-"
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):.1f} {unit}"
+    return f"{n} B"
+
+
 def near_limit(record: ShardRecord) -> NearLimit | None:
     """The attempt of `record` whose peak came closest to (or past) its limit, if past 90 %."""
     limit = record.invocation.limits.memory_bytes
@@ -172,3 +192,36 @@ def suggestion(peak: int | None) -> str | None:
         f"suggested resources.memory: {limit >> 20}m (the largest peak, {mib(peak)}, "
         f"plus {HEADROOM - 1:.0%}, rounded up to a multiple of {ROUND_TO >> 20} MiB)"
     )
+
+
+def report(run_id: str, shards: list[ShardRecord], sort: str = "peak") -> dict[str, Any]:
+    """A run's trace as JSON: each shard's last traced attempt (in `sort` order), the
+    warnings, the largest peak and the suggested limit (`runs show --trace --json`)."""
+    rows: list[dict[str, Any]] = []
+    shards = sorted(shards, key=lambda s: s.index)
+    for s in shards:
+        number, t = last_trace(s) or (None, AttemptTrace())
+        rows.append(
+            {
+                "shard": s.index,
+                "value": s.value,
+                "state": s.state,
+                "attempt": number,
+                "memory_limit_bytes": s.invocation.limits.memory_bytes,
+                **t.model_dump(mode="json"),
+            }
+        )
+    if key := SORTS[sort]:
+        rows.sort(key=lambda r: (r[key] is None, -(r[key] or 0)))  # unknown figures last
+    peak = largest_peak(shards)
+    return {
+        "run_id": run_id,
+        "sort": sort,
+        "shards": rows,
+        "warnings": [
+            {**vars(w), "message": str(w)} for s in shards if (w := near_limit(s)) is not None
+        ],
+        "largest_peak_memory_bytes": peak,
+        "suggested_memory_bytes": suggested_memory(peak),
+        "suggestion": suggestion(peak),
+    }

@@ -15,17 +15,7 @@ from containerexec.cli.status import run_status
 from containerexec.repro import sources
 from containerexec.run import trace
 from containerexec.store.export import RunExport
-from containerexec.store.records import AttemptTrace, RunRecord, ShardRecord
-
-# --sort: the figure a row is ordered by, largest first (a shard's index: smallest first).
-SORTS = {
-    "peak": "peak_memory_bytes",
-    "cpu": "cpu_seconds",
-    "wall": "wall_seconds",
-    "read": "read_bytes",
-    "write": "write_bytes",
-    "shard": "",
-}
+from containerexec.store.records import RunRecord, ShardRecord
 
 
 @click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.commands.repro:export")})
@@ -86,7 +76,7 @@ def cancel(app: App, run: str) -> None:
 )
 @click.option(
     "--sort",
-    type=click.Choice(list(SORTS)),
+    type=click.Choice(list(trace.SORTS)),
     default="peak",
     show_default=True,
     help="The --trace table's order: largest first, or by shard.",
@@ -138,56 +128,28 @@ def show(app: App, run: str, as_json: bool, show_trace: bool, sort: str) -> None
 
 def _show_trace(rec: RunRecord, shards: list[ShardRecord], sort: str, as_json: bool) -> None:
     """Each shard's last traced attempt, the shards near their memory limit, a suggestion."""
-    rows: list[tuple[ShardRecord, int | None, AttemptTrace]] = []
-    for s in shards:
-        last = trace.last_trace(s)
-        rows.append((s, None, AttemptTrace()) if last is None else (s, *last))
-    if SORTS[sort]:
-        # Largest first; a figure the host could not give sorts last.
-        rows.sort(
-            key=lambda r: (getattr(r[2], SORTS[sort]) is None, -(getattr(r[2], SORTS[sort]) or 0))
-        )
-    warnings = [w for s in shards if (w := trace.near_limit(s)) is not None]
-    peak = trace.largest_peak(shards)
+    report = trace.report(rec.run_id, shards, sort)
     if as_json:
-        data = {
-            "run_id": rec.run_id,
-            "sort": sort,
-            "shards": [
-                {
-                    "shard": s.index,
-                    "value": s.value,
-                    "state": s.state,
-                    "attempt": number,
-                    "memory_limit_bytes": s.invocation.limits.memory_bytes,
-                    **t.model_dump(mode="json"),
-                }
-                for s, number, t in rows
-            ],
-            "warnings": [{**vars(w), "message": str(w)} for w in warnings],
-            "largest_peak_memory_bytes": peak,
-            "suggested_memory_bytes": trace.suggested_memory(peak),
-            "suggestion": trace.suggestion(peak),
-        }
-        click.echo(json.dumps(data, indent=2, sort_keys=True))
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
         return
     click.echo(
         f"run {rec.run_id} ({rec.module}): the last traced attempt of each shard, by {sort}\n"
         f"{'SHARD':>6} {'STATE':10} {'TRY':>3} {'PEAK MEM':>11} {'LIMIT':>11} {'USE':>4} "
         f"{'CPU S':>8} {'WALL S':>8} {'READ':>11} {'WRITE':>11}  VALUE"
     )
-    for s, number, t in rows:
-        limit = s.invocation.limits.memory_bytes
-        use = f"{t.peak_memory_bytes / limit:.0%}" if limit and t.peak_memory_bytes else "-"
+    for r in report["shards"]:
+        limit, peak = r["memory_limit_bytes"], r["peak_memory_bytes"]
+        use = f"{peak / limit:.0%}" if limit and peak is not None else "-"
         click.echo(
-            f"{s.index:>6} {s.state:10} {number or '-':>3} {trace.mib(t.peak_memory_bytes):>11} "
-            f"{trace.mib(limit):>11} {use:>4} {_num(t.cpu_seconds):>8} "
-            f"{_num(t.wall_seconds):>8} {trace.mib(t.read_bytes):>11} "
-            f"{trace.mib(t.write_bytes):>11}  {s.value}" + (" (batch figures)" if t.packed else "")
+            f"{r['shard']:>6} {r['state']:10} {r['attempt'] or '-':>3} {trace.mib(peak):>11} "
+            f"{trace.mib(limit):>11} {use:>4} {_num(r['cpu_seconds']):>8} "
+            f"{_num(r['wall_seconds']):>8} {trace.size(r['read_bytes']):>11} "
+            f"{trace.size(r['write_bytes']):>11}  {r['value']}"
+            + (" (batch figures)" if r["packed"] else "")
         )
-    for w in warnings:
-        click.echo(str(w))
-    click.echo(trace.suggestion(peak) or "no memory peak recorded: no limit to suggest")
+    for w in report["warnings"]:
+        click.echo(w["message"])
+    click.echo(report["suggestion"] or "no memory peak recorded: no limit to suggest")
 
 
 def _num(x: float | None) -> str:
