@@ -47,7 +47,6 @@ class Sampler:
         self.peak: int | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
-        self._ended: float | None = None
         self._final: AttemptTrace | None = None
         if self._take():
             self._thread: threading.Thread | None = threading.Thread(target=self._loop, daemon=True)

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from fake_cli import FakeWorkspace, fake_workspace  # noqa: F401
-from fakes import FAKE_STATS, Outcome
+from fake_pipelines import MODULES, Kit, by_job, chain
+from fakes import FAKE_STATS, FakeEngine, Outcome
 
+from containerexec.cli.commands.pipeline import pipeline_summary
 from containerexec.engine.base import Stats
 from containerexec.engine.cgroups import Cgroup, proc_cgroup
 from containerexec.run import trace
@@ -201,3 +203,21 @@ def test_the_suggested_limit_is_the_largest_peak_plus_a_quarter_in_16_mib_steps(
     peak: int | None, limit: int | None
 ) -> None:
     assert trace.suggested_memory(peak) == limit
+
+
+def test_a_pipeline_summary_warns_about_a_job_shard_near_its_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kit = Kit(tmp_path)
+    hog = MODULES["step.yaml"].replace("name: step", "name: hog") + "resources: {memory: 64m}\n"
+    (tmp_path / "hog.yaml").write_text(hog)
+    big = Stats(memory_peak_bytes=63 * MIB, cpu_seconds=1.0)
+    engine = FakeEngine(by_job(b=Outcome(stats=big)))
+    result = kit.run(engine, kit.plan(chain("a", "b", module="hog.yaml")))
+    assert result.state == "succeeded"
+    assert [w.shard for w in result.runs["b"].near_limit] == [0]
+    assert result.runs["a"].near_limit == []
+    pipeline_summary(result)
+    err = capsys.readouterr().err
+    assert "job b: warning: shard 0 peaked at 63.0 MiB (98% of its memory limit 64.0 MiB)" in err
+    assert "job a:" not in err
