@@ -194,6 +194,14 @@ def test_runs_show_trace_sorts_warns_near_the_limit_and_suggests_one(
     assert quiet["shard"] == 2 and quiet["peak_memory_bytes"] is None
     assert quiet["wall_seconds"] is not None  # the host could still time it
 
+    # An export (from a cluster, say) shows the same trace.
+    exported = workspace.root / "export.json"
+    assert workspace.cli("runs", "export", "last", "-o", str(exported)).returncode == 0
+    from_file = workspace.cli("runs", "show", str(exported), "--trace")
+    assert warning in from_file.stdout and suggested in from_file.stdout
+    reports = json.loads(workspace.cli("runs", "show", str(exported), "--trace", "--json").stdout)
+    assert [r["suggested_memory_bytes"] for r in reports] == [80 * MIB]
+
 
 @pytest.mark.parametrize(
     ("peak", "limit"),

@@ -86,6 +86,9 @@ def show(app: App, run: str, as_json: bool, show_trace: bool, sort: str) -> None
     """A run's record and the state of each of its shards. RUN: an id, a prefix, 'last', or
     a file from `runs export` (JSON or bundle), which also shows the end of failed logs."""
     store = app.store
+    if Path(run).expanduser().is_file() and show_trace:
+        _trace_file(app, Path(run).expanduser(), sort, as_json)
+        return
     if Path(run).expanduser().is_file():
         _show_file(app, Path(run).expanduser(), as_json)
         return
@@ -150,6 +153,18 @@ def _show_trace(rec: RunRecord, shards: list[ShardRecord], sort: str, as_json: b
     for w in report["warnings"]:
         click.echo(w["message"])
     click.echo(report["suggestion"] or "no memory peak recorded: no limit to suggest")
+
+
+def _trace_file(app: App, path: Path, sort: str, as_json: bool) -> None:
+    """The trace of each run in an export or bundle (a pipeline's: one per job)."""
+    src = sources.load(app.store, str(path))
+    runs = list(src.jobs.values()) if src.pipeline else [src.run]
+    if as_json:
+        reports = [trace.report(r.run.run_id, r.shards, sort) for r in runs]
+        click.echo(json.dumps(reports, indent=2, sort_keys=True))
+        return
+    for r in runs:
+        _show_trace(r.run, r.shards, sort, False)
 
 
 def _num(x: float | None) -> str:
