@@ -22,7 +22,7 @@ import uuid
 from pathlib import Path
 
 import docker
-from shards import BENCH_LABEL, IMAGE, cleanup, rounds, run_containerexec, write_spec
+from shards import BENCH_LABEL, IMAGE, TimedEngine, cleanup, rounds, run_containerexec, write_spec
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.spec import load_spec
@@ -59,13 +59,18 @@ def main(argv: list[str] | None = None) -> int:
         spec_path = write_spec(root, chunk)
         spec = load_spec(spec_path)
 
+        timed = TimedEngine(engine)  # both sides: the same wrapper's cost
+
         def side(on: bool) -> float:
             os.environ["CONTAINEREXEC_TRACE"] = "1" if on else "0"
-            return run_containerexec(engine, root, spec, spec_path, args.parallel, labels)
+            return run_containerexec(timed, root, spec, spec_path, args.parallel, labels)
 
         side(True)  # warm the engine's caches
+        timed.total.clear()
+        timed.calls.clear()
         walls = rounds({"on": lambda: side(True), "off": lambda: side(False)}, args.rounds, first=0)
         os.environ.pop("CONTAINEREXEC_TRACE", None)
+        n = chunk * args.rounds
         per_round = [a / b for a, b in zip(walls["on"], walls["off"], strict=True)]
         ratio = statistics.median(per_round)
         print(
@@ -74,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
             f"trace on:  {sum(walls['on']):8.2f} s\ntrace off: {sum(walls['off']):8.2f} s\n"
             f"ratio on/off: {ratio:.3f} (median of the rounds; spread "
             f"{min(per_round):.3f}-{max(per_round):.3f}; aim: <= 1.02)\n"
-            f"one cgroup read: {read_cost_us(engine, api, labels):.0f} us"
+            f"one cgroup read: {read_cost_us(engine, api, labels):.0f} us\n"
+            f"trace reads per shard: {timed.calls.get('stats', 0) / n:.1f}, "
+            f"{1000 * timed.total.get('stats', 0.0) / n:.2f} ms per shard "
+            f"({timed.total.get('stats', 0.0) / sum(walls['on']) / args.parallel:.2%} of "
+            "the trace-on side's worker time)"
         )
     engine.close()
     api.close()

@@ -73,6 +73,7 @@ class DockerEngine:
         self.api = client
         self._places: EnginePlaces | None = None
         self._cgroups: dict[str, Cgroup | None] = {}  # by container ID; None: not found
+        self._by_pid: bool | None = None  # whether its cgroups are found through the PID
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -199,7 +200,10 @@ class DockerEngine:
             return None
         found = Cgroup.find([p.format(id=container_id) for p in CGROUP_PLACES])
         if found is not None:
+            self._by_pid = False  # the known places hold this engine's: no inspect
             return found
+        if self._by_pid is False:
+            return None  # this container has ended already
         try:  # elsewhere (rootless Podman's user slice): through its first process
             state = call(
                 Request("inspect", container=container_id),
@@ -212,6 +216,7 @@ class DockerEngine:
         # A PID of another PID namespace names some other process: its cgroup is not this one.
         if found is None or container_id not in str(found.v2 or found.v1):
             return None
+        self._by_pid = True
         return found
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
