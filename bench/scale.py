@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from containerexec.engine.base import ContainerInfo, Engine, ExitStatus, ImageInfo
+from containerexec.engine.base import ContainerInfo, Engine, ExitStatus, ImageInfo, Stats
 from containerexec.model import arrays
 from containerexec.model.bindings import bind
 from containerexec.model.hostsafety import EnginePlaces
@@ -78,6 +78,9 @@ class InstantEngine:
 
     def attach(self, container_id: str) -> Silence:
         return Silence()
+
+    def stats(self, container_id: str) -> Stats | None:
+        return None  # exited at once: no cgroup left to read
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         pass

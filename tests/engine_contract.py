@@ -88,7 +88,7 @@ def test_a_wait_past_its_timeout_raises_and_stop_ends_the_container(
         engine.remove(cid)
 
 
-def test_containers_are_found_by_run_label_until_removed(
+def test_containers_are_found_by_run_label_and_their_figures_read_until_removed(
     engine: Engine,
     test_session_label: dict[str, str],
 ) -> None:
@@ -97,9 +97,14 @@ def test_containers_are_found_by_run_label_until_removed(
         found = engine.containers({LABEL_RUN: inv.run_id})
         assert [c.id for c in found] == [cid]
         assert found[0].labels[LABEL_RUN] == inv.run_id
+        figures = engine.stats(cid)  # read from its cgroup while it runs
+        assert figures is not None and figures.cpu_seconds is not None
+        peak = figures.memory_peak_bytes or figures.memory_bytes
+        assert peak is not None and peak > 0
     finally:
         engine.remove(cid)
     assert engine.containers({LABEL_RUN: inv.run_id}) == []
+    assert engine.stats(cid) is None
     engine.remove(cid)  # removing twice is not an error
 
 

@@ -23,6 +23,7 @@ from containerexec.engine.base import (
     ImageInfo,
     Progress,
     StartFailed,
+    Stats,
     WaitTimeout,
 )
 from containerexec.errors import BuildError, EngineError, EngineUnavailable, PullError
@@ -48,6 +49,17 @@ class Outcome:
     lost: bool = False  # the engine goes away while it runs
     files: Mapping[str, bytes] | None = None
     hold: threading.Event | None = None
+    # Its cgroup's figures while it runs (Engine.stats); None: this host cannot read them.
+    stats: Stats | None = field(default_factory=lambda: FAKE_STATS)
+
+
+FAKE_STATS = Stats(
+    memory_peak_bytes=12 << 20,
+    memory_bytes=8 << 20,
+    cpu_seconds=0.25,
+    read_bytes=0,
+    write_bytes=4096,
+)
 
 
 def fake_output(inv: Invocation) -> dict[str, bytes]:
@@ -217,6 +229,12 @@ class FakeEngine:
             yield outcome.output, None
         if outcome.errors:
             yield None, outcome.errors
+
+    def stats(self, container_id: str) -> Stats | None:
+        """The outcome's figures while the container runs; None once it has ended (as
+        Docker's cgroup v1 goes with the container)."""
+        c = self.containers_by_id.get(container_id)
+        return c.outcome.stats if c is not None and c.state == "running" else None
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         c = self.containers_by_id.get(container_id)

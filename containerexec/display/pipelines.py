@@ -90,6 +90,12 @@ def pipeline_summary(result: PipelineResult) -> None:
     for name, j in rec.jobs.items():
         if j.state == "failed" and j.message:
             click.echo(f"job {name} failed: {j.message}", err=True)
+    for name, run in result.runs.items():  # memory peaks past 90 % of the limit
+        for warning in run.near_limit[:10]:
+            click.echo(
+                f"job {name}: {warning} (containerexec runs show {run.record.run_id} --trace)",
+                err=True,
+            )
     for name, path in rec.outputs.items():
         placed = "" if name in rec.outputs_placed or rec.state == "succeeded" else " (not written)"
         click.echo(f"output {name} -> {path}{placed}", err=True)

@@ -14,6 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from containerexec.run.results import RunResult, ShardEvent, shard_failed
+from containerexec.run.trace import suggestion
 
 RULE = "-" * 72
 
@@ -163,6 +164,7 @@ def summary(
             f"containerexec runs show {rec.run_id}",
             err=True,
         )
+    _near_limit(result)
     outs = ", ".join(f"{k} -> {v}" for k, v in rec.outputs.items())
     if rec.state == "succeeded" and outs:
         click.echo(f"outputs: {outs}", err=True)
@@ -177,3 +179,20 @@ def summary(
             f"{resume_with}{how} --resume {rec.run_id}",
             err=True,
         )
+
+
+def _near_limit(result: RunResult) -> None:
+    """A warning line per shard whose memory peak passed 90 % of its limit (ten at most)."""
+    if not result.near_limit:
+        return
+    click.echo("", err=True)
+    for warning in result.near_limit[:10]:
+        click.echo(str(warning), err=True)
+    more = len(result.near_limit) - 10
+    if more > 0:
+        click.echo(f"... and {more} more shards near their memory limit", err=True)
+    click.echo(
+        f"{suggestion(result.peak_memory_bytes)}; every shard's figures: containerexec "
+        f"runs show {result.record.run_id} --trace",
+        err=True,
+    )

@@ -24,6 +24,21 @@ class ExitStatus:
 
 
 @dataclass(frozen=True)
+class Stats:
+    """A running container's resource figures so far; None where this host cannot give one.
+
+    `memory_peak_bytes` is the kernel's own peak (None where it keeps none: sample
+    `memory_bytes`, the usage now); `cpu_seconds`, `read_bytes` and `write_bytes` only grow.
+    """
+
+    memory_peak_bytes: int | None = None
+    memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    read_bytes: int | None = None
+    write_bytes: int | None = None
+
+
+@dataclass(frozen=True)
 class ImageInfo:
     id: str
     repo_digests: list[str] = field(default_factory=list)
@@ -143,6 +158,19 @@ class Engine(Protocol):
         """The container's output from its first byte to its end. Call before `start`.
 
         The stream ends quietly if the engine goes away; `wait` reports that.
+        """
+        ...
+
+    def stats(self, container_id: str) -> Stats | None:
+        """The running container's resource figures so far, read from its cgroup on this host.
+
+        Cheap (a few small files; at most one request, the first time), so the runner
+        samples it while the container runs: the cgroup may go with the container's end,
+        before `wait` returns. Raises nothing.
+
+        Returns:
+            None when nothing can be read: the container is not running (or gone), the
+            engine is on another host, or its cgroups are where this engine does not look.
         """
         ...
 

@@ -27,7 +27,9 @@ from containerexec.engine.base import (
     ImageInfo,
     LogStream,
     Progress,
+    Stats,
 )
+from containerexec.engine.cgroups import Cgroup
 from containerexec.engine.dockererrors import (
     Request,
     StreamError,
@@ -46,6 +48,14 @@ from containerexec.model.invocation import Invocation
 
 __all__ = ["DockerEngine", "engine_sockets"]
 
+# Where the cgroups of Docker's (cgroupfs, systemd drivers) and Podman's containers are,
+# under /sys/fs/cgroup or each v1 controller; any other place is found from the PID.
+CGROUP_PLACES = (
+    "docker/{id}",
+    "system.slice/docker-{id}.scope",
+    "machine.slice/libpod-{id}.scope",
+    "libpod_parent/libpod-{id}",
+)
 # Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
@@ -62,6 +72,8 @@ class DockerEngine:
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
         self._places: EnginePlaces | None = None
+        self._cgroups: dict[str, Cgroup | None] = {}  # by container ID; None: not found
+        self._by_pid: bool | None = None  # whether its cgroups are found through the PID
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -169,6 +181,43 @@ class DockerEngine:
 
         stream = call(Request("attach to", container=container_id), attach)
         return _Attached(stream, _raw_socket(stream))
+
+    def stats(self, container_id: str) -> Stats | None:
+        if container_id not in self._cgroups:
+            if len(self._cgroups) > 1024:  # ended containers' entries: forget the oldest
+                self._cgroups.pop(next(iter(self._cgroups)), None)
+            self._cgroups[container_id] = self._cgroup(container_id)
+        cgroup = self._cgroups.get(container_id)
+        found = cgroup.read() if cgroup is not None else None
+        if found is None:
+            self._cgroups[container_id] = None  # gone with the container: no more lookups
+        return found
+
+    def _cgroup(self, container_id: str) -> Cgroup | None:
+        """The container's cgroup on this host; None for an engine on another host."""
+        host = os.environ.get("DOCKER_HOST", "")
+        if host and not host.startswith("unix://"):
+            return None
+        found = Cgroup.find([p.format(id=container_id) for p in CGROUP_PLACES])
+        if found is not None:
+            self._by_pid = False  # the known places hold this engine's: no inspect
+            return found
+        if self._by_pid is False:
+            return None  # this container has ended already
+        try:  # elsewhere (rootless Podman's user slice): through its first process
+            state = call(
+                Request("inspect", container=container_id),
+                lambda: self.api.inspect_container(container_id)["State"],
+            )
+        except EngineError:
+            return None
+        pid = state.get("Pid") if isinstance(state, dict) else None
+        found = Cgroup.of_pid(pid) if isinstance(pid, int) and pid > 0 else None
+        # A PID of another PID namespace names some other process: its cgroup is not this one.
+        if found is None or container_id not in str(found.v2 or found.v1):
+            return None
+        self._by_pid = True
+        return found
 
     def stop(self, container_id: str, *, grace_s: float) -> None:
         req = Request("stop", container=container_id)

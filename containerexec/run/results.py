@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from containerexec.errors import RunError, ShardFailed
 from containerexec.run.runner import Attempt, Failure
+from containerexec.run.trace import NearLimit, largest_peak, near_limit
 from containerexec.store.records import (
     AttemptRecord,
     RunRecord,
@@ -45,6 +46,8 @@ class RunResult:
     record_path: Path
     failed: list[ShardRecord]
     values: list[Any] = field(default_factory=list)  # returned by each shard, in shard order
+    near_limit: list[NearLimit] = field(default_factory=list)  # memory peaks past 90 %
+    peak_memory_bytes: int | None = None  # the largest peak of any attempt
 
     @property
     def state(self) -> str:
@@ -133,6 +136,7 @@ def with_attempts(
                         failure=str(a.failure) if a.failure else None,
                         message=a.message,
                         counted=a.counted,
+                        trace=a.trace,
                     )
                     for a in attempts
                 ),
@@ -165,6 +169,8 @@ class Tally:
     failed: list[ShardRecord]
     values: list[Any]
     exit_code: int | None  # the command's own status, where the run is one command
+    near_limit: list[NearLimit] = field(default_factory=list)
+    peak_memory_bytes: int | None = None
 
     @classmethod
     def of(cls, records: Iterable[ShardRecord], wanted: set[int]) -> Tally:
@@ -172,8 +178,14 @@ class Tally:
         failed: list[ShardRecord] = []
         sole: ShardRecord | None = None
         values: dict[int, Any] = {}
+        near: list[NearLimit] = []
+        peak: int | None = None
         for rec in records:
             if rec.index in wanted:
+                if (warning := near_limit(rec)) is not None:
+                    near.append(warning)
+                own = largest_peak([rec])
+                peak = own if peak is None or (own is not None and own > peak) else peak
                 values[rec.index] = rec.returned
                 by_state[rec.state] = by_state.get(rec.state, 0) + 1
                 sole = rec
@@ -188,6 +200,8 @@ class Tally:
             failed=failed,
             values=[values.get(i) for i in sorted(wanted)],
             exit_code=sole.exit_code if sole is not None and len(wanted) == 1 else None,
+            near_limit=sorted(near, key=lambda n: n.shard),
+            peak_memory_bytes=peak,
         )
 
     def state(self, *, stopped: bool, cancelled: bool) -> RunState:

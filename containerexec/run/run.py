@@ -481,4 +481,11 @@ class Run:
         )
         self.record = record
         path = store.write_run(record)
-        return RunResult(record=record, record_path=path, failed=tally.failed, values=tally.values)
+        return RunResult(
+            record=record,
+            record_path=path,
+            failed=tally.failed,
+            values=tally.values,
+            near_limit=tally.near_limit,
+            peak_memory_bytes=tally.peak_memory_bytes,
+        )

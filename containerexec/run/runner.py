@@ -31,7 +31,8 @@ from containerexec.model.hostsafety import invocation_refusal
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import RetryPolicy
 from containerexec.run.logs import LogSink
-from containerexec.store.records import ShardState
+from containerexec.run.trace import Sampler, final
+from containerexec.store.records import AttemptTrace, ShardState
 
 ENGINE_WAIT_S = 120.0  # how long to wait for a restarting engine
 MAX_ENGINE_LOSSES = 5
@@ -92,6 +93,7 @@ class Attempt:
     counted: bool = True
     log_tail: list[str] = field(default_factory=list)
     stderr_tail: list[str] = field(default_factory=list)
+    trace: AttemptTrace | None = None  # None: no container ran
 
     @property
     def ok(self) -> bool:
@@ -163,6 +165,7 @@ class Container:
         self.base = Attempt(number=number, started_at=started, ended_at=started)
         self.cid: str | None = None
         self._reader: threading.Thread | None = None
+        self.sampler: Sampler | None = None  # its figures, while it runs (run/trace.py)
 
     def failed(self, failure: Failure, message: str, *, counted: bool = True) -> Attempt:
         """The attempt, ended now with `failure`."""
@@ -210,6 +213,7 @@ class Container:
             except StartFailed as exc:
                 stream.close()
                 return self.failed(start_failure(exc), str(exc))
+            self.sampler = Sampler.start(engine, cid, clock=self.clock)
             if tracker.cancelled.is_set():  # a cancel between create and start stopped nothing
                 engine.stop(cid, grace_s=self.grace_s)
         except (EngineLost, EngineUnavailable) as exc:
@@ -227,6 +231,8 @@ class Container:
         except WaitTimeout:
             self.stop()
             return self.engine.wait(self.cid, timeout_s=self.grace_s + 30), True
+        finally:
+            final(self.sampler)  # it has exited: the sampling ends
 
     def stop(self) -> None:
         """SIGTERM, the grace period, then SIGKILL; quiet when the engine fails."""
@@ -245,6 +251,7 @@ class Container:
         if self.cid is None:
             return
         self.tracker.discard(self.cid)
+        final(self.sampler)
         if not self.keep:
             _remove_quietly(self.engine, self.cid)
 
@@ -302,6 +309,7 @@ def run_invocation(
             oom_killed=status.oom_killed,
             log_tail=list(log.tail),
             stderr_tail=list(log.stderr_tail),
+            trace=final(c.sampler),
         )
         return classify(
             result,

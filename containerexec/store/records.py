@@ -23,7 +23,8 @@ from containerexec.model.names import JobId, ModuleName, PortName, RunId
 # 4: a shard may record the inputs it read (a resume that accepted changed inputs),
 # and a glob shard's mount may be its own file alone (Mount.shard_file).
 # 5: env values every shard shares (a Python module's boot script and source) are kept
-# once in the run record (`shared_env`) and named by sha256 in shard records (`env_shared`).
+# once in the run record (`shared_env`) and named by sha256 in shard records (`env_shared`);
+# an attempt may carry its resource `trace`.
 SCHEMA_VERSION = 5
 # Shorter values stay in each record: naming one by its sha256 would save little.
 SHARED_MIN_CHARS = 256
@@ -55,6 +56,21 @@ class FileEntry(Record):
     sha256: str
 
 
+class AttemptTrace(Record):
+    """What one attempt's container used, read from its cgroup; None: this host cannot say."""
+
+    peak_memory_bytes: int | None = Field(None, description="The container's memory peak.")
+    cpu_seconds: float | None = Field(None, description="User plus system CPU time.")
+    wall_seconds: float | None = Field(None, description="From start to exit.")
+    read_bytes: int | None = Field(None, description="Block I/O read from disks.")
+    write_bytes: int | None = Field(None, description="Block I/O written to disks.")
+    packed: bool = Field(
+        False,
+        description="A packed value: wall_seconds is its own, the other figures its "
+        "batch container's up to this value's end.",
+    )
+
+
 class AttemptRecord(Record):
     number: int
     container_id: str | None = None
@@ -65,6 +81,7 @@ class AttemptRecord(Record):
     failure: str | None = None
     message: str = ""
     counted: bool = True
+    trace: AttemptTrace | None = Field(None, description="None: the container never started.")
 
 
 class ShardRecord(Record):

@@ -8,7 +8,7 @@ from engine_contract import (  # noqa: F401
     fake_engine,
     test_a_container_that_is_gone_is_named_by_its_id_and_never_as_an_image,
     test_a_wait_past_its_timeout_raises_and_stop_ends_the_container,
-    test_containers_are_found_by_run_label_until_removed,
+    test_containers_are_found_by_run_label_and_their_figures_read_until_removed,
     test_wait_reports_the_exit_code_and_attach_before_start_gets_all_output,
 )
 from fakes import FakeEngine

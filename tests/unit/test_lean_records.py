@@ -101,7 +101,9 @@ def test_repro_and_export_put_the_shared_values_back(
 
     exported = tmp_path / "run-export.json"  # what a bundle carries, too
     write_json(exported, export_run(store, run_id).model_dump(mode="json"))
-    assert exported.stat().st_size < 200 * MAX_SHARD_BYTES
+    # Lean too: the boot script inline would be 10 KB a shard (indentation and each
+    # attempt's trace add a little over the shard files' 3 KB).
+    assert exported.stat().st_size < 200 * 4 * 1024
     again = pick_shard(load_source(store, str(exported)), 199)
     assert again.invocation.env == sent(engine, 199) and again.env_shared == {}
 

@@ -13,8 +13,9 @@ from containerexec.cli.lazy import Lazy, LazyGroup
 from containerexec.cli.slurm import cancel_run, live_state
 from containerexec.cli.status import run_status
 from containerexec.repro import sources
+from containerexec.run import trace
 from containerexec.store.export import RunExport
-from containerexec.store.records import RunRecord
+from containerexec.store.records import RunRecord, ShardRecord
 
 
 @click.group(cls=LazyGroup, lazy={"export": Lazy("containerexec.cli.commands.repro:export")})
@@ -66,16 +67,36 @@ def cancel(app: App, run: str) -> None:
 @runs.command("show")
 @click.argument("run")
 @click.option("--json", "as_json", is_flag=True, help="The full record as JSON.")
+@click.option(
+    "--trace",
+    "show_trace",
+    is_flag=True,
+    help="Each shard's resource figures (memory peak, CPU, wall time, block I/O), the "
+    "shards near their memory limit, and a suggested limit.",
+)
+@click.option(
+    "--sort",
+    type=click.Choice(list(trace.SORTS)),
+    default="peak",
+    show_default=True,
+    help="The --trace table's order: largest first, or by shard.",
+)
 @click.pass_obj
-def show(app: App, run: str, as_json: bool) -> None:
+def show(app: App, run: str, as_json: bool, show_trace: bool, sort: str) -> None:
     """A run's record and the state of each of its shards. RUN: an id, a prefix, 'last', or
     a file from `runs export` (JSON or bundle), which also shows the end of failed logs."""
     store = app.store
+    if Path(run).expanduser().is_file() and show_trace:
+        _trace_file(app, Path(run).expanduser(), sort, as_json)
+        return
     if Path(run).expanduser().is_file():
         _show_file(app, Path(run).expanduser(), as_json)
         return
     rec = store.load_run(run)
     shards = store.load_shards(rec.run_id)
+    if show_trace:
+        _show_trace(rec, [shards[i] for i in sorted(shards)], sort, as_json)
+        return
     if as_json:
         data = rec.model_dump(mode="json")
         data["shards"] = [s.model_dump(mode="json") for s in shards.values()]
@@ -108,6 +129,48 @@ def show(app: App, run: str, as_json: bool) -> None:
         click.echo(
             f"{i:>6} {state:11} {code:>4} {len(s.attempts):>5}  {s.failure or '':18} {s.value}"
         )
+
+
+def _show_trace(rec: RunRecord, shards: list[ShardRecord], sort: str, as_json: bool) -> None:
+    """Each shard's last traced attempt, the shards near their memory limit, a suggestion."""
+    report = trace.report(rec.run_id, shards, sort)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, sort_keys=True))
+        return
+    click.echo(
+        f"run {rec.run_id} ({rec.module}): the last traced attempt of each shard, by {sort}\n"
+        f"{'SHARD':>6} {'STATE':10} {'TRY':>3} {'PEAK MEM':>11} {'LIMIT':>11} {'USE':>4} "
+        f"{'CPU S':>8} {'WALL S':>8} {'READ':>11} {'WRITE':>11}  VALUE"
+    )
+    for r in report["shards"]:
+        limit, peak = r["memory_limit_bytes"], r["peak_memory_bytes"]
+        use = f"{peak / limit:.0%}" if limit and peak is not None else "-"
+        click.echo(
+            f"{r['shard']:>6} {r['state']:10} {r['attempt'] or '-':>3} {trace.mib(peak):>11} "
+            f"{trace.mib(limit):>11} {use:>4} {_num(r['cpu_seconds']):>8} "
+            f"{_num(r['wall_seconds']):>8} {trace.size(r['read_bytes']):>11} "
+            f"{trace.size(r['write_bytes']):>11}  {r['value']}"
+            + (" (batch figures)" if r["packed"] else "")
+        )
+    for w in report["warnings"]:
+        click.echo(w["message"])
+    click.echo(report["suggestion"] or "no memory peak recorded: no limit to suggest")
+
+
+def _trace_file(app: App, path: Path, sort: str, as_json: bool) -> None:
+    """The trace of each run in an export or bundle (a pipeline's: one per job)."""
+    src = sources.load(app.store, str(path))
+    runs = list(src.jobs.values()) if src.pipeline else [src.run]
+    if as_json:
+        reports = [trace.report(r.run.run_id, r.shards, sort) for r in runs]
+        click.echo(json.dumps(reports, indent=2, sort_keys=True))
+        return
+    for r in runs:
+        _show_trace(r.run, r.shards, sort, False)
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
 
 
 def _show_file(app: App, path: Path, as_json: bool) -> None:

@@ -60,7 +60,8 @@ from containerexec.run.runner import (
     run_with_retries,
     should_retry,
 )
-from containerexec.store.records import ShardRecord, make_durable
+from containerexec.run.trace import Sampler
+from containerexec.store.records import AttemptTrace, ShardRecord, make_durable
 
 POLL_S = 0.02
 
@@ -156,6 +157,7 @@ class Batch:
         self.cid: str | None = None
         self.unsynced: list[Path] = []  # records written without fsync, made durable at the end
         self.began: dict[int, float] = {}  # shard -> time.monotonic() its start was seen
+        self.sampler: Sampler | None = None  # the batch container's figures (run/trace.py)
 
     # -- the container -----------------------------------------------------------------
 
@@ -251,7 +253,7 @@ class Batch:
         )
         try:
             failed = container.start()
-            self.cid = container.cid
+            self.cid, self.sampler = container.cid, container.sampler
             if failed is not None and failed.failure == Failure.CANCELLED:
                 return []  # as above: a cancel came between create and start
             if failed is not None:  # the same failure as one shard's container, for each
@@ -372,6 +374,7 @@ class Batch:
             oom_killed=ooms > 0,
             log_tail=list(log.tail),
             stderr_tail=list(log.stderr_tail),
+            trace=self._figures(ended - started),
         )
         a = classify(
             a,
@@ -401,6 +404,7 @@ class Batch:
             container_id=self.cid,
             log_tail=list(log.tail) or list(driver_log.tail),
             stderr_tail=list(log.stderr_tail) or list(driver_log.stderr_tail),
+            trace=self._figures(now - started),
         )
         if status is None:
             a = replace(a, failure=Failure.ENGINE_LOST, message="; ".join(lost), counted=False)
@@ -416,6 +420,10 @@ class Batch:
                 a = replace(a, failure=Failure.ENGINE_ERROR, message="the batch ended early")
             a = replace(a, message=f"{a.message} (the batch container ended)")
         self._settle(v, a)
+
+    def _figures(self, wall_s: float) -> AttemptTrace | None:
+        """A value's trace: its own wall time, and its batch container's figures so far."""
+        return None if self.sampler is None else self.sampler.snapshot(wall_s=wall_s, packed=True)
 
     def _settle(self, v: Value, a: Attempt) -> None:
         """Record the value, or keep it for a retry in its own container after the batch."""
