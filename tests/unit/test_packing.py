@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -12,7 +13,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.packing.planner import choose, packed, plan, regroup, task_size, tasks
-from containerexec.run.packing.scripts import driver_script, quote, value_script
+from containerexec.run.packing.scripts import driver_script, output_links, quote, value_script
 
 WEIRD = ["a b", "it's", 'q"uote', "semi;colon", "new\nline", "$HOME", "*", "", "\\", "'"]
 
@@ -67,25 +68,50 @@ def test_a_value_script_sets_its_env_and_execs_its_exact_argv() -> None:
         env={"A": "it's $HOME", "B": "x\ny"},
     )
     text = value_script(inv, [], "/unused")
+    assert "\nexec setsid 'printf' '%s\\0' 'a b' 'it'\\''s' " in text
     out = subprocess.run(["/bin/sh", "-c", text], capture_output=True, check=True)
     assert out.stdout.decode().split("\0")[:-1] == WEIRD
     env = subprocess.run(
-        ["/bin/sh", "-c", text.replace("exec 'printf'", "exec env #")],
+        ["/bin/sh", "-c", text.replace("exec setsid 'printf'", "exec env #")],
         capture_output=True,
         check=True,
         text=True,
     ).stdout
     assert "A=it's $HOME\n" in env and "B=x\ny\n" in env
+    timed = value_script(inv, [], "/unused", timeout_s=2.5, grace_s=3)
+    assert "exec setsid timeout -k 3 2.5 'printf'" in timed
 
 
 def test_the_driver_is_valid_sh_and_runs_values_in_order() -> None:
-    names = [f"{i:06d}" for i in (3, 4)]
-    text = driver_script(names, timeout_s=None, grace_s=1)
+    def inv(n: int) -> Invocation:
+        return Invocation(
+            run_id="r", module="m", image="i", user="0:0", name="n", argv=["sh", "-c", f"echo {n}"]
+        )
+
+    text = driver_script([(f"{i:06d}", value_script(inv(i), [], "/unused")) for i in (3, 4)])
     assert subprocess.run(["/bin/sh", "-n", "-c", text], check=False).returncode == 0
     assert text.index("cx_one 000003") < text.index("cx_one 000004")
-    assert 'setsid /bin/sh "$C/$1.sh"' in text
-    timed = driver_script(names, timeout_s=2.5, grace_s=3)
-    assert 'setsid timeout -k 3 2.5 /bin/sh "$C/$1.sh"' in timed
+    # Never run the driver here: its sweep signals every process it can see but init and
+    # itself, which is the container's and only the container's (tests/engine runs it).
+    assert text.count("cx_v() {") == 2 and "'echo 3'" in text.split("cx_one 000003")[0]
+
+
+def test_output_links_name_the_staging_folder_each_mount_comes_from() -> None:
+    """The returned value's mount is /outputs/.containerexec-returned from <staging>/.returned:
+    a packed value must write where the host reads it (issue 22: 0 of 100 values came back)."""
+    from containerexec.model.invocation import Mount
+    from containerexec.run import returned
+
+    mounts = [
+        Mount(kind="output", name="out", source="/s/7/out", target="/outputs/out", read_only=False),
+        Mount(kind="input", name="data", source="/d", target="/inputs/data", read_only=True),
+    ]
+    inv = Invocation(
+        run_id="r", module="m", image="i", user="0:0", name="n", argv=["x"], mounts=mounts,
+        env={returned.ENV_FILE: returned.CONTAINER_FILE},
+    )
+    inv = returned.mounted(inv, Path("/s/7"))
+    assert output_links(inv) == [(".containerexec-returned", ".returned"), ("out", "out")]
 
 
 def test_batch_size_refused_when_below_one(tmp_path) -> None:  # type: ignore[no-untyped-def]

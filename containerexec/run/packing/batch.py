@@ -21,7 +21,7 @@ not yet started go back to the queue uncounted. Records hold each value's usual
 Invocation, so `repro` runs one value in its own container as before.
 
 Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
-  ctl/    (read-only) driver.sh and NNNNNN.sh, one script per value
+  ctl/    (read-only) driver.sh, with each value's script in it
   state/  NNNNNN.start, .out, .err, .rc ("<exit status> <OOM kills>")
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
@@ -195,13 +195,18 @@ class Batch:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         inv0 = self.values[0].inv
         timeout = inv0.limits.timeout_s
+        scripts = []
         for v in self.values:
             run.outputs.prepare(v.staging, v.inv)
-            text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
-            (ctl / f"{v.name}.sh").write_text(text)
-        names = [v.name for v in self.values]
-        script = driver_script(names, timeout_s=timeout, grace_s=run.record.grace_s)
-        (ctl / "driver.sh").write_text(script)
+            text = value_script(
+                v.inv,
+                output_links(v.inv),
+                f"{ROOT}/stage/{v.name}",
+                timeout_s=timeout,
+                grace_s=run.record.grace_s,
+            )
+            scripts.append((v.name, text))
+        (ctl / "driver.sh").write_text(driver_script(scripts))
 
         def bind(sub: str, target: str, read_only: bool) -> Mount:
             kind = "input" if read_only else "output"
