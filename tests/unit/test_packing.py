@@ -107,7 +107,13 @@ def test_output_links_name_the_staging_folder_each_mount_comes_from() -> None:
         Mount(kind="input", name="data", source="/d", target="/inputs/data", read_only=True),
     ]
     inv = Invocation(
-        run_id="r", module="m", image="i", user="0:0", name="n", argv=["x"], mounts=mounts,
+        run_id="r",
+        module="m",
+        image="i",
+        user="0:0",
+        name="n",
+        argv=["x"],
+        mounts=mounts,
         env={returned.ENV_FILE: returned.CONTAINER_FILE},
     )
     inv = returned.mounted(inv, Path("/s/7"))

@@ -49,7 +49,7 @@ from containerexec.model.arrays import Shard
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
 from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
-from containerexec.run.packing import planner
+from containerexec.run.packing import planner, pyvalues
 from containerexec.run.packing.scripts import ROOT, SHELL, driver_script, output_links, value_script
 from containerexec.run.runner import (
     Attempt,
@@ -194,19 +194,28 @@ class Batch:
         for sub in ("ctl", "state", "stage", "links"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         inv0 = self.values[0].inv
-        timeout = inv0.limits.timeout_s
-        scripts = []
+        timeout, grace = inv0.limits.timeout_s, run.record.grace_s
         for v in self.values:
             run.outputs.prepare(v.staging, v.inv)
-            text = value_script(
-                v.inv,
-                output_links(v.inv),
-                f"{ROOT}/stage/{v.name}",
-                timeout_s=timeout,
-                grace_s=run.record.grace_s,
-            )
-            scripts.append((v.name, text))
-        (ctl / "driver.sh").write_text(driver_script(scripts))
+        if pyvalues.shared([v.inv for v in self.values]):  # one interpreter for them all
+            named = [(v.name, v.inv) for v in self.values]
+            argv = pyvalues.write(ctl, named, timeout_s=timeout, grace_s=grace)
+        else:
+            scripts = [
+                (
+                    v.name,
+                    value_script(
+                        v.inv,
+                        output_links(v.inv),
+                        f"{ROOT}/stage/{v.name}",
+                        timeout_s=timeout,
+                        grace_s=grace,
+                    ),
+                )
+                for v in self.values
+            ]
+            (ctl / "driver.sh").write_text(driver_script(scripts))
+            argv = [SHELL, f"{ROOT}/ctl/driver.sh"]
 
         def bind(sub: str, target: str, read_only: bool) -> Mount:
             kind = "input" if read_only else "output"
@@ -228,7 +237,7 @@ class Batch:
         last = self.values[-1].shard.index
         return inv0.model_copy(
             update={
-                "argv": [SHELL, f"{ROOT}/ctl/driver.sh"],
+                "argv": argv,
                 "env": {},  # each value exports its own; secrets come with the container
                 "mounts": mounts,
                 "name": f"cx-{run.id}-b{inv0.shard_index}",

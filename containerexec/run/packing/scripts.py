@@ -1,13 +1,14 @@
 """The sh scripts of a packed batch (see run/packing/batch.py): pure text, run by /bin/sh.
 
 The driver runs each value in order: it marks the value started, runs the value's
-script (a function of the driver) in a background subshell (a fork, no new sh to exec), waits, and writes the
-value's exit status and the cgroup's OOM kills during it. A value's script links
-/outputs/NAME to its own staging folder, exports its environment and execs its argv,
-every word single-quoted, through `setsid` (a session and process group of its own, so
-a SIGTERM from a stop reaches the value and all it started through the driver's trap,
-and a `kill 0` in the value never reaches the driver) and `timeout` when there is one.
-Each exec costs about 0.5 ms here, the most of a tiny value's time: two per value.
+script (a function of the driver) in a background subshell (a fork, no new sh to exec),
+waits, and writes the value's exit status and the cgroup's OOM kills during it. A
+value's script links /outputs/NAME to its own staging folder, exports its environment
+and execs its argv, every word single-quoted, through `setsid` (a session and process
+group of its own, so a SIGTERM from a stop reaches the value and all it started through
+the driver's trap, and a `kill 0` in the value never reaches the driver) and `timeout`
+when there is one. Each exec costs about 0.5 ms here, the most of a tiny value's time:
+two per value (setsid, then the argv).
 
 Before a value's status is written, and so before its outputs are committed and the
 next value starts, every process it left behind (`cmd &`, a daemon that left its
@@ -36,8 +37,12 @@ def quote(word: str) -> str:
 
 
 def value_script(
-    inv: Invocation, links: list[tuple[str, str]], stage: str, *, timeout_s: float | None = None,
-    grace_s: float = 1.0
+    inv: Invocation,
+    links: list[tuple[str, str]],
+    stage: str,
+    *,
+    timeout_s: float | None = None,
+    grace_s: float = 1.0,
 ) -> str:
     """The sh script of one value, sourced by the driver in a subshell: its output folders
     emptied and linked (`links`: name under /outputs, folder under `stage`), its
@@ -149,4 +154,6 @@ def output_links(inv: Invocation) -> list[tuple[str, str]]:
     for each output mount. The folder is named as in the unpacked staging the mount's
     source is in: an output port's name, or `.returned` for the returned value
     (run/returned.py), mounted as /outputs/.containerexec-returned."""
-    return sorted((Path(m.target).name, Path(m.source).name) for m in inv.mounts if m.kind == "output")
+    return sorted(
+        (Path(m.target).name, Path(m.source).name) for m in inv.mounts if m.kind == "output"
+    )
