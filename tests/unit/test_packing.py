@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -147,3 +148,40 @@ def test_packed_task_size_and_regroup() -> None:
     assert task_size([]) == 1
     again = regroup([shards[1], shards[4], shards[5], shards[6]], planned)
     assert [[s.index for s in t] for t in again] == [[1, 4, 5], [6]]  # no larger than before
+
+
+def test_python_values_share_an_interpreter_only_when_all_run_one_module(tmp_path: Path) -> None:
+    """pyvalues.shared: the `python3 -c <launch>` of one entry; the env they share is written
+    once to batch.json and each value keeps its own variables, argv and links."""
+    from containerexec.authoring.functions import ENV_ENTRY, LAUNCH
+    from containerexec.run.packing import pyvalues
+
+    def inv(i: int, entry: str = '{"object": "f"}', argv0: str = "python3") -> Invocation:
+        return Invocation(
+            run_id="r",
+            module="m",
+            image="i",
+            user="0:0",
+            name="n",
+            argv=[argv0, "-c", LAUNCH, f"index={i}"],
+            env={ENV_ENTRY: entry, "BIG": "x" * 100, "CONTAINEREXEC_SHARD_INDEX": str(i)},
+        )
+
+    assert pyvalues.ENTRY == ENV_ENTRY
+    assert pyvalues.shared([inv(0), inv(1)])
+    assert not pyvalues.shared([inv(0), inv(1, entry='{"object": "g"}')])
+    assert not pyvalues.shared([inv(0), inv(1, argv0="python3.11")])
+    plain = Invocation(run_id="r", module="m", image="i", user="0:0", name="n", argv=["true"])
+    assert not pyvalues.shared([plain])
+    argv = pyvalues.write(
+        tmp_path, [("000000", inv(0)), ("000001", inv(1))], timeout_s=None, grace_s=2.0
+    )
+    assert argv == ["python3", "/.containerexec-batch/ctl/driver.py"]
+    batch = json.loads((tmp_path / "batch.json").read_text())
+    assert batch["names"] == ["000000", "000001"] and batch["env"]["BIG"] == "x" * 100
+    assert batch["values"]["000001"] == {
+        "argv": ["python3", "-c", LAUNCH, "index=1"],
+        "env": {"CONTAINEREXEC_SHARD_INDEX": "1"},
+        "links": [],
+    }
+    assert (tmp_path / "driver.py").read_text().startswith('"""In-container driver')

@@ -34,6 +34,7 @@ its node through Executor.work_batch; the values a task did not start are submit
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -63,6 +64,14 @@ from containerexec.run.runner import (
 from containerexec.store.records import ShardRecord, make_durable
 
 POLL_S = 0.02
+
+
+def size(path: Path) -> int | None:
+    """The size of a file, None when there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def run_tasks(run: RunContext, planned: list[Task], parallel: int) -> None:
@@ -358,23 +367,31 @@ class Batch:
             with contextlib.suppress(EngineError):
                 self.run.services.engine.stop(cid, grace_s=self.run.record.grace_s)
 
-    def _log(self, v: Value) -> LogSink:
-        """The value's saved log from its two files (stdout first), then the files go."""
+    def _log(self, v: Value) -> tuple[list[str], list[str]]:
+        """The value's saved log from its two files (stdout first), then the files go;
+        returns its last lines and its last stderr lines."""
+        out, err = self._state(v, "out"), self._state(v, "err")
+        if size(out) == 0 and not size(err):
+            # Most tiny values print nothing: their empty stdout file becomes the log (a
+            # rename; creating a file per value was a good part of a packed value's cost).
+            path = self.run.services.store.log_path(self.run.id, v.shard.index)
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
+                os.replace(out, path)
+                return [], []
         log = self.run.log_sink(v.shard.index, 1)
-        for stream, ext in (("stdout", "out"), ("stderr", "err")):
-            path = self._state(v, ext)
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_size:  # most tiny values print nothing: no open, no unlink
-                    with path.open("rb") as f:
-                        while block := f.read(1 << 16):
-                            log.write(stream, block)
-                    path.unlink()
+        for stream, path in (("stdout", out), ("stderr", err)):
+            if size(path):
+                with path.open("rb") as f:
+                    while block := f.read(1 << 16):
+                        log.write(stream, block)
+                path.unlink()
         log.finish()
-        return log
+        return list(log.tail), list(log.stderr_tail)
 
     def _finished(self, v: Value, code: int, ooms: int, started: float, ended: float) -> None:
         run = self.run
-        log = self._log(v)
+        tail, stderr_tail = self._log(v)
         timeout = v.inv.limits.timeout_s
         timed_out = timeout is not None and code in (124, 137) and ended - started >= timeout * 0.98
         a = Attempt(
@@ -384,8 +401,8 @@ class Batch:
             container_id=self.cid,
             exit_code=code,
             oom_killed=ooms > 0,
-            log_tail=list(log.tail),
-            stderr_tail=list(log.stderr_tail),
+            log_tail=tail,
+            stderr_tail=stderr_tail,
         )
         a = classify(
             a,
@@ -403,7 +420,7 @@ class Batch:
     ) -> None:
         """Charge the value that was running with its container's end."""
         run, now = self.run, self.run.services.clock()
-        log = self._log(v)
+        tail, stderr_tail = self._log(v)
         try:
             started = self._state(v, "start").stat().st_mtime
         except OSError:
@@ -413,8 +430,8 @@ class Batch:
             started_at=started,
             ended_at=now,
             container_id=self.cid,
-            log_tail=list(log.tail) or list(driver_log.tail),
-            stderr_tail=list(log.stderr_tail) or list(driver_log.stderr_tail),
+            log_tail=tail or list(driver_log.tail),
+            stderr_tail=stderr_tail or list(driver_log.stderr_tail),
         )
         if status is None:
             a = replace(a, failure=Failure.ENGINE_LOST, message="; ".join(lost), counted=False)
