@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -34,6 +35,11 @@ def spec(batch: object) -> ModuleSpec:
     )
 
 
+def invocation(argv: list[str], **fields: Any) -> Invocation:
+    """A bare Invocation running `argv`, with `fields` (env, mounts) on top."""
+    return Invocation(run_id="r", module="m", image="i", user="0:0", name="n", argv=argv, **fields)
+
+
 def test_choose_batch_size() -> None:
     assert choose(spec(None), 10_000, 2) == 1
     assert choose(spec(50), 10_000, 2) == 50
@@ -59,15 +65,7 @@ def test_quote_is_one_word_that_sh_does_not_expand(word: str) -> None:
 
 
 def test_a_value_script_sets_its_env_and_execs_its_exact_argv() -> None:
-    inv = Invocation(
-        run_id="r",
-        module="m",
-        image="i",
-        user="0:0",
-        name="n",
-        argv=["printf", "%s\\0", *WEIRD],
-        env={"A": "it's $HOME", "B": "x\ny"},
-    )
+    inv = invocation(["printf", "%s\\0", *WEIRD], env={"A": "it's $HOME", "B": "x\ny"})
     text = value_script(inv, [], "/unused")
     assert "\nexec setsid 'printf' '%s\\0' 'a b' 'it'\\''s' " in text
     out = subprocess.run(["/bin/sh", "-c", text], capture_output=True, check=True)
@@ -84,12 +82,10 @@ def test_a_value_script_sets_its_env_and_execs_its_exact_argv() -> None:
 
 
 def test_the_driver_is_valid_sh_and_runs_values_in_order() -> None:
-    def inv(n: int) -> Invocation:
-        return Invocation(
-            run_id="r", module="m", image="i", user="0:0", name="n", argv=["sh", "-c", f"echo {n}"]
-        )
-
-    text = driver_script([(f"{i:06d}", value_script(inv(i), [], "/unused")) for i in (3, 4)])
+    scripts = [
+        (f"{i:06d}", value_script(invocation(["sh", "-c", f"echo {i}"]), [], "/u")) for i in (3, 4)
+    ]
+    text = driver_script(scripts)
     assert subprocess.run(["/bin/sh", "-n", "-c", text], check=False).returncode == 0
     assert text.index("cx_one 000003") < text.index("cx_one 000004")
     # Never run the driver here: its sweep signals every process it can see but init and
@@ -107,16 +103,7 @@ def test_output_links_name_the_staging_folder_each_mount_comes_from() -> None:
         Mount(kind="output", name="out", source="/s/7/out", target="/outputs/out", read_only=False),
         Mount(kind="input", name="data", source="/d", target="/inputs/data", read_only=True),
     ]
-    inv = Invocation(
-        run_id="r",
-        module="m",
-        image="i",
-        user="0:0",
-        name="n",
-        argv=["x"],
-        mounts=mounts,
-        env={returned.ENV_FILE: returned.CONTAINER_FILE},
-    )
+    inv = invocation(["x"], mounts=mounts, env={returned.ENV_FILE: returned.CONTAINER_FILE})
     inv = returned.mounted(inv, Path("/s/7"))
     assert output_links(inv) == [(".containerexec-returned", ".returned"), ("out", "out")]
 
@@ -157,22 +144,14 @@ def test_python_values_share_an_interpreter_only_when_all_run_one_module(tmp_pat
     from containerexec.run.packing import pyvalues
 
     def inv(i: int, entry: str = '{"object": "f"}', argv0: str = "python3") -> Invocation:
-        return Invocation(
-            run_id="r",
-            module="m",
-            image="i",
-            user="0:0",
-            name="n",
-            argv=[argv0, "-c", LAUNCH, f"index={i}"],
-            env={ENV_ENTRY: entry, "BIG": "x" * 100, "CONTAINEREXEC_SHARD_INDEX": str(i)},
-        )
+        env = {ENV_ENTRY: entry, "BIG": "x" * 100, "CONTAINEREXEC_SHARD_INDEX": str(i)}
+        return invocation([argv0, "-c", LAUNCH, f"index={i}"], env=env)
 
     assert pyvalues.ENTRY == ENV_ENTRY
     assert pyvalues.shared([inv(0), inv(1)])
     assert not pyvalues.shared([inv(0), inv(1, entry='{"object": "g"}')])
     assert not pyvalues.shared([inv(0), inv(1, argv0="python3.11")])
-    plain = Invocation(run_id="r", module="m", image="i", user="0:0", name="n", argv=["true"])
-    assert not pyvalues.shared([plain])
+    assert not pyvalues.shared([invocation(["true"])])
     argv = pyvalues.write(
         tmp_path, [("000000", inv(0)), ("000001", inv(1))], timeout_s=None, grace_s=2.0
     )

@@ -20,8 +20,11 @@ engine lost, a stop), the value that was running is charged with it and the valu
 not yet started go back to the queue uncounted. Records hold each value's usual
 Invocation, so `repro` runs one value in its own container as before.
 
+The values of a Python module run in one interpreter instead (run/packing/pyvalues.py):
+the container runs ctl/driver.py with python3, which writes the same state files.
+
 Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
-  ctl/    (read-only) driver.sh, with each value's script in it
+  ctl/    (read-only) driver.sh, with each value's script in it; or driver.py and batch.json
   state/  NNNNNN.start, .out, .err, .rc ("<exit status> <OOM kills>")
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
