@@ -4,8 +4,11 @@ fails only the value it was running, and the rest go on in a new one."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
+
+from helpers import run_containers, wait_for
 
 from containerexec.authoring.targets import load_target
 from containerexec.engine.docker import DockerEngine
@@ -46,6 +49,13 @@ def crashy(index: ShardIndex) -> dict:
     os.chdir("/tmp")
     os.environ["LEAK"] = str(index)
     return {"pid": os.getpid(), "imports": len(IMPORTS), "index": index}
+
+
+@module(image="containerexec/base:bookworm", array={"range": 4, "batch_size": 4, "max_parallel": 1})
+def slow(index: ShardIndex) -> int:
+    if index == 1:
+        time.sleep(60)
+    return index
 
 
 class Fresh(ContainerModule):
@@ -121,3 +131,28 @@ def test_packed_class_values_each_get_a_new_instance_environment_and_cwd(
     assert [v["seen"] for v in values] == [["p"], ["q"], ["r"]]
     assert len({v["pid"] for v in values}) == 1  # one interpreter
     assert all(v["cwd"] == "/" and v["leak"] is None for v in values)
+
+
+def test_a_stop_during_a_python_batch_keeps_the_values_done_and_leaves_no_container(
+    tmp_path: Path, test_session_label: dict[str, str], docker_client: Any
+) -> None:
+    spec = load(tmp_path, "slow").spec
+    engine = DockerEngine.from_env()
+    store = RunStore(tmp_path / "runs")
+    try:
+        executor = Executor(engine, store)
+        options = RunOptions(labels=test_session_label, grace_s=1.0)
+        run = executor.start(spec, {}, {}, options=options)
+        wait_for(lambda: store.shard_path(run.id, 0).is_file(), what="value 0's record")
+        time.sleep(0.5)  # value 1 is sleeping now
+        t0 = time.monotonic()
+        executor.cancel()
+        result = run.wait()
+    finally:
+        engine.api.close()
+    assert time.monotonic() - t0 < 20  # the driver passed the stop on to the interpreter
+    shards = store.load_shards(result.record.run_id)
+    assert sorted(shards) == [0, 1]  # 2 and 3 never started: no record
+    assert [shards[0].state, shards[1].state] == ["succeeded", "cancelled"]
+    assert shards[0].returned == 0
+    assert run_containers(docker_client, result.record.run_id) == []

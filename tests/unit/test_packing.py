@@ -155,7 +155,7 @@ def test_python_values_share_an_interpreter_only_when_all_run_one_module(tmp_pat
     argv = pyvalues.write(
         tmp_path, [("000000", inv(0)), ("000001", inv(1))], timeout_s=None, grace_s=2.0
     )
-    assert argv == ["python3", "/.containerexec-batch/ctl/driver.py"]
+    assert argv == ["python3", "-I", "/.containerexec-batch/ctl/driver.py"]
     batch = json.loads((tmp_path / "batch.json").read_text())
     assert batch["names"] == ["000000", "000001"] and batch["env"]["BIG"] == "x" * 100
     assert batch["values"]["000001"] == {

@@ -60,4 +60,5 @@ def write(
     }
     (ctl / "batch.json").write_text(json.dumps(batch))
     (ctl / "driver.py").write_text(DRIVER.read_text())
-    return [invs[0].argv[0], f"{ROOT}/ctl/driver.py"]
+    # -I: the image's PYTHON* variables (PYTHONPATH, ...) are for the values, not the driver.
+    return [invs[0].argv[0], "-I", f"{ROOT}/ctl/driver.py"]
