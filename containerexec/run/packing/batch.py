@@ -25,7 +25,7 @@ the container runs ctl/driver.py with python3, which writes the same state files
 
 Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
   ctl/    (read-only) driver.sh, with each value's script in it; or driver.py and batch.json
-  state/  NNNNNN.start, .out, .err, .rc ("<exit status> <OOM kills>")
+  state/  status (run/packing/status.py: each value's start and end), NNNNNN.out, .err
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
@@ -55,6 +55,7 @@ from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
 from containerexec.run.packing import planner, pyvalues
 from containerexec.run.packing.scripts import ROOT, SHELL, driver_script, output_links, value_script
+from containerexec.run.packing.status import StatusFile
 from containerexec.run.runner import (
     Attempt,
     Container,
@@ -168,6 +169,7 @@ class Batch:
         self.cid: str | None = None
         self.unsynced: list[Path] = []  # records written without fsync, made durable at the end
         self.began: dict[int, float] = {}  # shard -> time.monotonic() its start was seen
+        self.said = StatusFile(self.root / "state" / "status")  # what the driver said
 
     # -- the container -----------------------------------------------------------------
 
@@ -328,7 +330,8 @@ class Batch:
         if not rest:
             return []
         cancelled = run.tracker.cancelled.is_set()
-        charged = rest[0] if (self._state(rest[0], "start").exists() or not cancelled) else None
+        self.said.poll()
+        charged = rest[0] if (rest[0].name in self.said.started or not cancelled) else None
         if charged is not None:
             self._died(charged, status[0] if status else None, lost, driver_log)
             rest = rest[1:]
@@ -342,18 +345,13 @@ class Batch:
         return self.root / "state" / f"{v.name}.{ext}"
 
     def _status(self, v: Value) -> tuple[int, int, float, float] | None:
-        """(exit status, OOM kills, started, ended) once the value's status file is whole."""
-        path = self._state(v, "rc")
-        try:
-            text = path.read_text()
-            ended = path.stat().st_mtime
-            started = self._state(v, "start").stat().st_mtime
-        except OSError:
+        """(exit status, OOM kills, started, ended) once the driver said the value ended."""
+        if v.name not in self.said.ended:
+            self.said.poll()
+        if v.name not in self.said.ended:
             return None
-        if not text.endswith("\n"):
-            return None
-        code, _, ooms = text.strip().partition(" ")
-        return int(code), int(ooms or 0), started, ended
+        code, ooms, ended = self.said.ended[v.name]
+        return code, ooms, self.said.started.get(v.name, ended), ended
 
     def _watchdog(self, v: Value, cid: str) -> None:
         """Stop the container when a value outlives its timeout by far (a `timeout` that
@@ -363,7 +361,8 @@ class Batch:
         if timeout is None:
             return
         if v.shard.index not in self.began:
-            if not self._state(v, "start").exists():
+            self.said.poll()
+            if v.name not in self.said.started:
                 return
             self.began[v.shard.index] = time.monotonic()
         if time.monotonic() - self.began[v.shard.index] > timeout + self.run.record.grace_s + 30:
@@ -424,10 +423,8 @@ class Batch:
         """Charge the value that was running with its container's end."""
         run, now = self.run, self.run.services.clock()
         tail, stderr_tail = self._log(v)
-        try:
-            started = self._state(v, "start").stat().st_mtime
-        except OSError:
-            started = now
+        self.said.poll()
+        started = self.said.started.get(v.name, now)
         a = Attempt(
             number=1,
             started_at=started,

@@ -3,8 +3,8 @@
 Never imported by containerexec: run/packing/pyvalues.py writes this text into the
 batch's ctl/ folder and the container runs it with the image's python3 (standard
 library only). It keeps the sh driver's contract (run/packing/scripts.py): for each
-value in order, state/NAME.start, then .out and .err, then .rc ("<exit status> <OOM
-kills>", renamed into place whole), /outputs/NAME linked to the value's own staging
+value in order, its start and then its end (exit status, OOM kills) appended to
+state/status (run/packing/status.py), its output in NAME.out and .err, /outputs/NAME linked to the value's own staging
 folder, nothing the value left running alive and /tmp empty before the next starts.
 
 The values run in a worker interpreter started with the first value's own argv and
@@ -102,6 +102,11 @@ def status(returncode: int) -> int:
     return 128 - returncode if returncode < 0 else returncode
 
 
+def uptime() -> str:
+    with open("/proc/uptime") as f:
+        return f.read().split()[0]
+
+
 def ooms() -> int:
     for path in OOM_FILES:
         with contextlib.suppress(OSError), open(path) as f:
@@ -175,6 +180,7 @@ class Driver:
         self.batch = batch
         self.worker: Worker | None = None
         self.stopping = False
+        self.status = os.open(f"{STATE}/status", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(sig, self.stop)
 
@@ -196,8 +202,9 @@ class Driver:
         value = self.batch["values"][name]
         out, err = f"{STATE}/{name}.out", f"{STATE}/{name}.err"
         before = ooms()
-        for path in (f"{STATE}/{name}.start", out, err):
+        for path in (out, err):
             open(path, "wb").close()
+        self.say(f"S {name} {uptime()}")
         try:
             link(name, value["links"])
             code = self.call(value, out, err)
@@ -207,12 +214,13 @@ class Driver:
             code = 125
         worker = self.worker
         sweep({worker.proc.pid} if worker is not None else set())
-        rc = f"{STATE}/{name}.rc"
-        with open(rc + ".tmp", "w") as f:
-            f.write(f"{code} {ooms() - before}\n")
-        os.replace(rc + ".tmp", rc)
+        self.say(f"E {name} {code} {ooms() - before} {uptime()}")
         for entry in os.listdir("/tmp"):
             remove(f"/tmp/{entry}")
+
+    def say(self, line: str) -> None:
+        """One line appended to state/status, in one write."""
+        os.write(self.status, (line + "\n").encode())
 
     def call(self, value: dict[str, Any], out: str, err: str) -> int:
         # Over the container's own environment (PATH, secrets), as the sh driver exports.

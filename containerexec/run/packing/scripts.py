@@ -2,7 +2,8 @@
 
 The driver runs each value in order: it marks the value started, runs the value's
 script (a function of the driver) in a background subshell (a fork, no new sh to exec),
-waits, and writes the value's exit status and the cgroup's OOM kills during it. A
+waits, and appends the value's exit status and the cgroup's OOM kills during it to
+state/status (run/packing/status.py), where it also said the value started. A
 value's script links /outputs/NAME to its own staging folder, exports its environment
 and execs its argv, every word single-quoted, through `setsid` (a session and process
 group of its own, so a SIGTERM from a stop reaches the value and all it started through
@@ -77,6 +78,7 @@ cx_term() {{
 trap cx_term TERM INT HUP
 cx_base=2
 if [ $$ = 1 ]; then cx_base=1; fi
+exec 9>>"$S/status"
 cx_ooms() {{
   cx_n=0
   for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
@@ -124,8 +126,8 @@ cx_one() {{
   if [ -n "$cx_stop" ]; then exit 143; fi
   cx_ooms
   cx_before=$cx_n
-  : >"$S/$1.start"
-  ( cx_v ) <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
+  read -r cx_up cx_x </proc/uptime; echo "S $1 $cx_up" >&9
+  ( cx_v ) 9>&- <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
   cx_pid=$!
   wait "$cx_pid"
   cx_rc=$?
@@ -133,7 +135,7 @@ cx_one() {{
   cx_pid=
   cx_sweep "$1"
   cx_ooms
-  printf '%s %s\n' "$cx_rc" "$((cx_n - cx_before))" >"$S/$1.rc"
+  read -r cx_up cx_x </proc/uptime; echo "E $1 $cx_rc $((cx_n - cx_before)) $cx_up" >&9
   cx_clean
 }}
 """
