@@ -4,8 +4,9 @@ Never imported by containerexec: run/packing/pyvalues.py writes this text into t
 batch's ctl/ folder and the container runs it with the image's python3 (standard
 library only). It keeps the sh driver's contract (run/packing/scripts.py): for each
 value in order, its start and then its end (exit status, OOM kills) appended to
-state/status (run/packing/status.py), its output in NAME.out and .err, /outputs/NAME linked to the value's own staging
-folder, nothing the value left running alive and /tmp empty before the next starts.
+state/status (run/packing/status.py), its output in NAME.out and .err, /outputs/NAME
+linked to the value's own staging folder, nothing the value left running alive and /tmp
+empty before the next starts.
 
 The values run in a worker interpreter started with the first value's own argv and
 environment plus CONTAINEREXEC_PY_SERVE, on which authoring/entry.py imports the
