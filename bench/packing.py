@@ -58,6 +58,12 @@ def timed(engine: DockerEngine, root: Path, m: ModuleSpec, parallel: int) -> tup
     return seconds, run.task_size
 
 
+def cpu_s() -> float:
+    """This process's user + system CPU seconds so far."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -109,10 +115,17 @@ def main() -> None:
 
 def true_shards(engine: DockerEngine, root: Path, a: argparse.Namespace, par: int) -> None:
     """N x `true` packed against an unpacked sample, and the executor's memory."""
+    cpu0 = cpu_s()
     packed, k = timed(engine, root, spec(a.n, ["true"], "auto"), par)
+    cpu = cpu_s() - cpu0
     unpacked, _ = timed(engine, root, spec(a.sample, ["true"], None), par)
     per_shard = unpacked / a.sample
-    print(f"{a.n} x true, packed (auto: K={k}), {par} containers: {packed:.1f} s")
+    print(
+        f"{a.n} x true, packed (auto: K={k}), {par} containers: {packed:.1f} s "
+        f"= {1000 * packed / a.n:.2f} ms per value; containerexec's own CPU "
+        f"{1000 * cpu / a.n:.2f} ms per value (wall time on a busy machine is mostly the "
+        "queue for a core: compare this)"
+    )
     print(
         f"{a.sample} x true, unpacked: {unpacked:.1f} s = {1000 * per_shard:.1f} ms per "
         f"shard -> {a.n} unpacked ~ {per_shard * a.n:.0f} s; packed is "

@@ -148,7 +148,11 @@ def _shard_value(entry: dict[str, Any]) -> Any:
 def main(argv: list[str]) -> None:
     entry = json.loads(os.environ["CONTAINEREXEC_PY_ENTRY"])
     _stand_in()
-    mod = _load(entry)
+    _give_back(entry, _call(entry, _load(entry), argv))
+
+
+def _call(entry: dict[str, Any], mod: types.ModuleType, argv: list[str]) -> Any:
+    """Call the function (or a new instance's run) for one value; its returned value."""
     target = getattr(mod, entry["object"])
     target = getattr(target, "__wrapped__", target)
     values = _arguments(entry, argv)
@@ -173,7 +177,7 @@ def main(argv: list[str]) -> None:
         else:
             index = int(os.environ.get("CONTAINEREXEC_SHARD_INDEX", "0"))
             result = instance.run(iteration_value=_shard_value(entry), iteration_index=index)
-    _give_back(entry, result)
+    return result
 
 
 def _give_back(entry: dict[str, Any], result: Any) -> None:
@@ -206,5 +210,66 @@ def _path_text(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable")
 
 
+# -- packed values: many in one interpreter (run/packing/pydriver.py drives this) -------
+
+SERVE = "CONTAINEREXEC_PY_SERVE"  # "<request fd>,<reply fd>", set by pydriver.py
+
+
+def serve(channel: str) -> None:
+    """Call the function for each value the driver sends, in this one interpreter.
+
+    The module is imported once (at the first value, so what that prints is in its log);
+    each request line (JSON: argv, env, out, err) is one value with its own environment,
+    arguments and output files, and gets one reply line: its exit status as `python3`
+    would give it, and 1 when it left a thread running, after which this interpreter
+    ends (the driver starts another for the next value) so the thread writes nowhere.
+    """
+    import threading
+    import traceback
+
+    rfd, wfd = (int(n) for n in channel.split(","))
+    entry = json.loads(os.environ["CONTAINEREXEC_PY_ENTRY"])
+    _stand_in()
+    home, mod, threads = os.getcwd(), None, threading.active_count()
+    with os.fdopen(rfd) as requests, os.fdopen(wfd, "w") as replies:
+        for line in requests:
+            job = json.loads(line)
+            os.environ.clear()
+            os.environ.update(job["env"])
+            sys.argv = ["-c", *job["argv"]]
+            _redirect(job["out"], job["err"])
+            try:
+                if mod is None:
+                    mod = _load(entry)
+                _give_back(entry, _call(entry, mod, job["argv"]))
+                code = 0
+            except SystemExit as exc:  # as the interpreter exits on it
+                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+                if not isinstance(exc.code, int | None):
+                    print(exc.code, file=sys.stderr)
+            except BaseException:
+                traceback.print_exc()
+                code = 1
+            _redirect(os.devnull, os.devnull)
+            os.chdir(home)
+            left = threading.active_count() > threads
+            replies.write(f"{code & 0xFF} {int(left)}\n")
+            replies.flush()
+            if left:
+                os._exit(0)
+
+
+def _redirect(out: str, err: str) -> None:
+    """Point fds 1 and 2 (and so sys.stdout, sys.stderr and child processes) at files."""
+    for stream, fd, path in ((sys.stdout, 1, out), (sys.stderr, 2, err)):
+        stream.flush()
+        new = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        os.dup2(new, fd)
+        os.close(new)
+
+
 if __name__ == "__main__":  # `python3 -c` runs this text as __main__
-    main(sys.argv[1:])
+    if os.environ.get(SERVE):
+        serve(os.environ.pop(SERVE))
+    else:
+        main(sys.argv[1:])

@@ -38,7 +38,8 @@ class LogSink:
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self.dropped = 0
         self.total = 0
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.parent.is_dir():
+            path.parent.mkdir(parents=True, exist_ok=True)
         self._old = path.with_name(path.name + ".1")
         self._old.unlink(missing_ok=True)
         self._file = path.open("wb")

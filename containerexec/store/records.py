@@ -268,7 +268,8 @@ def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
     `durable` adds an fsync so the new content also survives a crash of the machine.
     """
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():  # a stat: a failing mkdir takes the folder's lock
+        path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as f:

@@ -4,6 +4,7 @@ whole machine), and the watchdog timed on the monotonic clock."""
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -90,10 +91,10 @@ def test_the_watchdog_counts_from_when_it_saw_the_start_on_the_monotonic_clock(
     )  # fmt: skip
     value = packing.Value(shard, SimpleNamespace(invocation=inv), tmp_path)  # type: ignore[arg-type]
     batch._watchdog(value, "c1")  # not started yet
-    start = batch.root / "state" / f"{value.name}.start"
-    start.parent.mkdir(parents=True)
-    start.touch()
-    os.utime(start, (1.0, 1.0))  # the wall clock says it started long ago (a clock jump)
+    status = batch.root / "state" / "status"
+    status.parent.mkdir(parents=True)
+    # The driver says it started at uptime 1 s: long ago on the wall clock (a clock jump).
+    status.write_text(f"S {value.name} 1.00\n")
     batch._watchdog(value, "c1")
     now[0] += 10 + 5 + 30
     batch._watchdog(value, "c1")
@@ -101,3 +102,23 @@ def test_the_watchdog_counts_from_when_it_saw_the_start_on_the_monotonic_clock(
     now[0] += 1
     batch._watchdog(value, "c1")
     assert engine.stops == ["c1"]
+
+
+def test_the_status_file_takes_whole_lines_only(tmp_path: Path) -> None:
+    """run/packing/status.py: a line without its newline yet (or never: the container died
+    while writing it) is not taken; uptimes become wall times on this machine's clock."""
+    from containerexec.run.packing.status import StatusFile
+
+    path = tmp_path / "status"
+    said = StatusFile(path)
+    said.poll()  # no file yet: nothing said
+    path.write_text("S 000000 100.50\nE 000000 3 1 1")
+    said.poll()
+    assert said.started == {"000000": pytest.approx(said.offset + 100.5)}
+    assert said.ended == {}
+    with path.open("a") as f:
+        f.write("01.25\nnoise\nS 000001 101.30\nE 0000")
+    said.poll()
+    assert said.ended == {"000000": (3, 1, pytest.approx(said.offset + 101.25))}
+    assert set(said.started) == {"000000", "000001"} and "0000" not in said.ended
+    assert abs(said.offset + float(Path("/proc/uptime").read_text().split()[0]) - time.time()) < 1

@@ -20,9 +20,12 @@ engine lost, a stop), the value that was running is charged with it and the valu
 not yet started go back to the queue uncounted. Records hold each value's usual
 Invocation, so `repro` runs one value in its own container as before.
 
+The values of a Python module run in one interpreter instead (run/packing/pyvalues.py):
+the container runs ctl/driver.py with python3, which writes the same state files.
+
 Layout of a batch (store.batch_dir), mounted under /.containerexec-batch:
-  ctl/    (read-only) driver.sh and NNNNNN.sh, one script per value
-  state/  NNNNNN.start, .out, .err, .rc ("<exit status> <OOM kills>")
+  ctl/    (read-only) driver.sh, with each value's script in it; or driver.py and batch.json
+  state/  status (run/packing/status.py: each value's start and end), NNNNNN.out, .err
   stage/  NNNNNN/<output>/, each value's staging folder
   links/  mounted at /outputs: the links the driver points at the running value
 
@@ -34,6 +37,7 @@ its node through Executor.work_batch; the values a task did not start are submit
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import threading
 import time
@@ -49,8 +53,9 @@ from containerexec.model.arrays import Shard
 from containerexec.model.invocation import OUTPUTS_ROOT, Invocation, Mount
 from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
-from containerexec.run.packing import planner
+from containerexec.run.packing import planner, pyvalues
 from containerexec.run.packing.scripts import ROOT, SHELL, driver_script, output_links, value_script
+from containerexec.run.packing.status import StatusFile
 from containerexec.run.runner import (
     Attempt,
     Container,
@@ -64,6 +69,14 @@ from containerexec.run.trace import Sampler
 from containerexec.store.records import AttemptTrace, ShardRecord, make_durable
 
 POLL_S = 0.02
+
+
+def size(path: Path) -> int | None:
+    """The size of a file, None when there is none."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def run_tasks(run: RunContext, planned: list[Task], parallel: int) -> None:
@@ -158,6 +171,7 @@ class Batch:
         self.unsynced: list[Path] = []  # records written without fsync, made durable at the end
         self.began: dict[int, float] = {}  # shard -> time.monotonic() its start was seen
         self.sampler: Sampler | None = None  # the batch container's figures (run/trace.py)
+        self.said = StatusFile(self.root / "state" / "status")  # what the driver said
 
     # -- the container -----------------------------------------------------------------
 
@@ -196,14 +210,28 @@ class Batch:
         for sub in ("ctl", "state", "stage", "links"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         inv0 = self.values[0].inv
-        timeout = inv0.limits.timeout_s
+        timeout, grace = inv0.limits.timeout_s, run.record.grace_s
         for v in self.values:
             run.outputs.prepare(v.staging, v.inv)
-            text = value_script(v.inv, output_links(v.inv), f"{ROOT}/stage/{v.name}")
-            (ctl / f"{v.name}.sh").write_text(text)
-        names = [v.name for v in self.values]
-        script = driver_script(names, timeout_s=timeout, grace_s=run.record.grace_s)
-        (ctl / "driver.sh").write_text(script)
+        if pyvalues.shared([v.inv for v in self.values]):  # one interpreter for them all
+            named = [(v.name, v.inv) for v in self.values]
+            argv = pyvalues.write(ctl, named, timeout_s=timeout, grace_s=grace)
+        else:
+            scripts = [
+                (
+                    v.name,
+                    value_script(
+                        v.inv,
+                        output_links(v.inv),
+                        f"{ROOT}/stage/{v.name}",
+                        timeout_s=timeout,
+                        grace_s=grace,
+                    ),
+                )
+                for v in self.values
+            ]
+            (ctl / "driver.sh").write_text(driver_script(scripts))
+            argv = [SHELL, f"{ROOT}/ctl/driver.sh"]
 
         def bind(sub: str, target: str, read_only: bool) -> Mount:
             kind = "input" if read_only else "output"
@@ -225,7 +253,7 @@ class Batch:
         last = self.values[-1].shard.index
         return inv0.model_copy(
             update={
-                "argv": [SHELL, f"{ROOT}/ctl/driver.sh"],
+                "argv": argv,
                 "env": {},  # each value exports its own; secrets come with the container
                 "mounts": mounts,
                 "name": f"cx-{run.id}-b{inv0.shard_index}",
@@ -304,7 +332,8 @@ class Batch:
         if not rest:
             return []
         cancelled = run.tracker.cancelled.is_set()
-        charged = rest[0] if (self._state(rest[0], "start").exists() or not cancelled) else None
+        self.said.poll()
+        charged = rest[0] if (rest[0].name in self.said.started or not cancelled) else None
         if charged is not None:
             self._died(charged, status[0] if status else None, lost, driver_log)
             rest = rest[1:]
@@ -318,18 +347,13 @@ class Batch:
         return self.root / "state" / f"{v.name}.{ext}"
 
     def _status(self, v: Value) -> tuple[int, int, float, float] | None:
-        """(exit status, OOM kills, started, ended) once the value's status file is whole."""
-        path = self._state(v, "rc")
-        try:
-            text = path.read_text()
-            ended = path.stat().st_mtime
-            started = self._state(v, "start").stat().st_mtime
-        except OSError:
+        """(exit status, OOM kills, started, ended) once the driver said the value ended."""
+        if v.name not in self.said.ended:
+            self.said.poll()
+        if v.name not in self.said.ended:
             return None
-        if not text.endswith("\n"):
-            return None
-        code, _, ooms = text.strip().partition(" ")
-        return int(code), int(ooms or 0), started, ended
+        code, ooms, ended = self.said.ended[v.name]
+        return code, ooms, self.said.started.get(v.name, ended), ended
 
     def _watchdog(self, v: Value, cid: str) -> None:
         """Stop the container when a value outlives its timeout by far (a `timeout` that
@@ -339,30 +363,39 @@ class Batch:
         if timeout is None:
             return
         if v.shard.index not in self.began:
-            if not self._state(v, "start").exists():
+            self.said.poll()
+            if v.name not in self.said.started:
                 return
             self.began[v.shard.index] = time.monotonic()
         if time.monotonic() - self.began[v.shard.index] > timeout + self.run.record.grace_s + 30:
             with contextlib.suppress(EngineError):
                 self.run.services.engine.stop(cid, grace_s=self.run.record.grace_s)
 
-    def _log(self, v: Value) -> LogSink:
-        """The value's saved log from its two files (stdout first), then the files go."""
+    def _log(self, v: Value) -> tuple[list[str], list[str]]:
+        """The value's saved log from its two files (stdout first), then the files go;
+        returns its last lines and its last stderr lines."""
+        out, err = self._state(v, "out"), self._state(v, "err")
+        if size(out) == 0 and not size(err):
+            # Most tiny values print nothing: their empty stdout file becomes the log (a
+            # rename; creating a file per value was a good part of a packed value's cost).
+            path = self.run.services.store.log_path(self.run.id, v.shard.index)
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
+                os.replace(out, path)
+                return [], []
         log = self.run.log_sink(v.shard.index, 1)
-        for stream, ext in (("stdout", "out"), ("stderr", "err")):
-            path = self._state(v, ext)
-            with contextlib.suppress(FileNotFoundError):
-                if path.stat().st_size:  # most tiny values print nothing: no open, no unlink
-                    with path.open("rb") as f:
-                        while block := f.read(1 << 16):
-                            log.write(stream, block)
-                    path.unlink()
+        for stream, path in (("stdout", out), ("stderr", err)):
+            if size(path):
+                with path.open("rb") as f:
+                    while block := f.read(1 << 16):
+                        log.write(stream, block)
+                path.unlink()
         log.finish()
-        return log
+        return list(log.tail), list(log.stderr_tail)
 
     def _finished(self, v: Value, code: int, ooms: int, started: float, ended: float) -> None:
         run = self.run
-        log = self._log(v)
+        tail, stderr_tail = self._log(v)
         timeout = v.inv.limits.timeout_s
         timed_out = timeout is not None and code in (124, 137) and ended - started >= timeout * 0.98
         a = Attempt(
@@ -372,8 +405,8 @@ class Batch:
             container_id=self.cid,
             exit_code=code,
             oom_killed=ooms > 0,
-            log_tail=list(log.tail),
-            stderr_tail=list(log.stderr_tail),
+            log_tail=tail,
+            stderr_tail=stderr_tail,
             trace=self._figures(ended - started),
         )
         a = classify(
@@ -392,18 +425,16 @@ class Batch:
     ) -> None:
         """Charge the value that was running with its container's end."""
         run, now = self.run, self.run.services.clock()
-        log = self._log(v)
-        try:
-            started = self._state(v, "start").stat().st_mtime
-        except OSError:
-            started = now
+        tail, stderr_tail = self._log(v)
+        self.said.poll()
+        started = self.said.started.get(v.name, now)
         a = Attempt(
             number=1,
             started_at=started,
             ended_at=now,
             container_id=self.cid,
-            log_tail=list(log.tail) or list(driver_log.tail),
-            stderr_tail=list(log.stderr_tail) or list(driver_log.stderr_tail),
+            log_tail=tail or list(driver_log.tail),
+            stderr_tail=stderr_tail or list(driver_log.stderr_tail),
             trace=self._figures(now - started),
         )
         if status is None:

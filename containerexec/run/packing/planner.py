@@ -23,6 +23,7 @@ from containerexec.model.invocation import Invocation
 from containerexec.model.spec import ModuleSpec
 from containerexec.run.context import RunContext, Task
 from containerexec.run.logs import LogSink
+from containerexec.run.packing import pyvalues
 from containerexec.run.packing.scripts import SHELL, TOOLS, output_links
 from containerexec.run.runner import Failure, run_invocation
 
@@ -91,10 +92,13 @@ def regroup(todo: list[Shard], like: list[Task]) -> list[Task]:
 def check(run: RunContext, inv: Invocation) -> None:
     """What packing needs, checked before any shard's container: env names sh can export,
     and an image with /bin/sh, TOOLS, ln (outputs) and timeout (a timeout), in one probe.
+    Python values (pyvalues.py) need none of it.
 
     Raises:
         PackingUnsupported: saying what is missing and how to run unpacked.
     """
+    if pyvalues.shared([inv]):
+        return  # run by the image's python3, which the values need anyway: no sh, no tools
     image = run.image.pinned
     bad = [k for k in inv.env if not ENV_NAME.match(k)]
     if bad:

@@ -1,11 +1,15 @@
 """The sh scripts of a packed batch (see run/packing/batch.py): pure text, run by /bin/sh.
 
 The driver runs each value in order: it marks the value started, runs the value's
-script in the background in a session and process group of its own (`setsid`, so a
-SIGTERM from a stop reaches the value and all it started through the driver's trap),
-waits, and writes the value's exit status and the cgroup's OOM kills during it. A
+script (a function of the driver) in a background subshell (a fork, no new sh to exec),
+waits, and appends the value's exit status and the cgroup's OOM kills during it to
+state/status (run/packing/status.py), where it also said the value started. A
 value's script links /outputs/NAME to its own staging folder, exports its environment
-and execs its argv, every word single-quoted.
+and execs its argv, every word single-quoted, through `setsid` (a session and process
+group of its own, so a SIGTERM from a stop reaches the value and all it started through
+the driver's trap, and a `kill 0` in the value never reaches the driver) and `timeout`
+when there is one. Each exec costs about 0.5 ms here, the most of a tiny value's time:
+two per value (setsid, then the argv).
 
 Before a value's status is written, and so before its outputs are committed and the
 next value starts, every process it left behind (`cmd &`, a daemon that left its
@@ -33,12 +37,20 @@ def quote(word: str) -> str:
     return "'" + word.replace("'", "'\\''") + "'"
 
 
-def value_script(inv: Invocation, links: list[str], stage: str) -> str:
-    """The sh script of one value: its output folders emptied and linked, its environment,
-    then exec its argv."""
+def value_script(
+    inv: Invocation,
+    links: list[tuple[str, str]],
+    stage: str,
+    *,
+    timeout_s: float | None = None,
+    grace_s: float = 1.0,
+) -> str:
+    """The sh script of one value, sourced by the driver in a subshell: its output folders
+    emptied and linked (`links`: name under /outputs, folder under `stage`), its
+    environment, then exec its argv in a session of its own, under `timeout` if any."""
     lines = ["# one shard value of a containerexec batch (run/packing/batch.py)"]
-    for name in links:
-        folder = quote(f"{stage}/{name}")
+    for link, sub in links:
+        folder = quote(f"{stage}/{sub}")
         # Every value's staging folder is in the stage/ mount from the start: empty this
         # one of whatever an earlier value wrote into it by its path.
         entries = " ".join(f"{folder}/{g}" for g in ("*", ".[!.]*", "..?*"))
@@ -46,15 +58,15 @@ def value_script(inv: Invocation, links: list[str], stage: str) -> str:
             f'for cx_f in {entries}; do if [ -e "$cx_f" ] || [ -L "$cx_f" ]; then '
             f"rm -rf {entries} || exit 125; break; fi; done"
         )
-        lines.append(f"ln -sfn {folder} {quote(f'{OUTPUTS_ROOT}/{name}')} || exit 125")
+        lines.append(f"ln -sfn {folder} {quote(f'{OUTPUTS_ROOT}/{link}')} || exit 125")
     lines += [f"export {quote(k)}={quote(v)}" for k, v in sorted(inv.env.items())]
-    lines.append("exec " + " ".join(quote(w) for w in inv.argv))
+    limit = "" if timeout_s is None else f"timeout -k {max(grace_s, 1):g} {timeout_s:g} "
+    lines.append(f"exec setsid {limit}" + " ".join(quote(w) for w in inv.argv))
     return "\n".join(lines) + "\n"
 
 
 DRIVER = r"""# containerexec batch driver (run/packing/batch.py): each value in order, one at a time
 S={root}/state
-C={root}/ctl
 cx_pid=
 cx_stop=
 cx_term() {{
@@ -64,6 +76,9 @@ cx_term() {{
   fi
 }}
 trap cx_term TERM INT HUP
+cx_base=2
+if [ $$ = 1 ]; then cx_base=1; fi
+exec 9>>"$S/status"
 cx_ooms() {{
   cx_n=0
   for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
@@ -83,7 +98,10 @@ cx_clean() {{
 }}
 cx_strays() {{
   cx_left=0
-  for cx_p in /proc/[0-9]*; do
+  set -- /proc/[0-9]*
+  # Most values leave nothing: init (when not the driver) and the driver alone, no scan.
+  if [ "$cx_sig" = TERM ] && [ $# -le "$cx_base" ]; then return 0; fi
+  for cx_p in "$@"; do
     cx_p=${{cx_p#/proc/}}
     if [ "$cx_p" = 1 ] || [ "$cx_p" = $$ ]; then continue; fi
     read -r cx_l 2>/dev/null <"/proc/$cx_p/stat" || continue
@@ -108,8 +126,8 @@ cx_one() {{
   if [ -n "$cx_stop" ]; then exit 143; fi
   cx_ooms
   cx_before=$cx_n
-  : >"$S/$1.start"
-  setsid {run} <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
+  read -r cx_up cx_x </proc/uptime; echo "S $1 $cx_up" >&9
+  ( cx_v ) 9>&- <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
   cx_pid=$!
   wait "$cx_pid"
   cx_rc=$?
@@ -117,23 +135,27 @@ cx_one() {{
   cx_pid=
   cx_sweep "$1"
   cx_ooms
-  printf '%s %s\n' "$cx_rc" "$((cx_n - cx_before))" >"$S/$1.rc"
+  read -r cx_up cx_x </proc/uptime; echo "E $1 $cx_rc $((cx_n - cx_before)) $cx_up" >&9
   cx_clean
 }}
 """
 
 
-def driver_script(names: list[str], *, timeout_s: float | None, grace_s: float) -> str:
-    """The batch's driver: runs the value scripts ctl/NNNNNN.sh (`names`) in order (DRIVER),
-    each under `timeout` when there is one."""
-    run = f'{SHELL} "$C/$1.sh"'
-    if timeout_s is not None:
-        run = f"timeout -k {max(grace_s, 1):g} {timeout_s:g} {run}"
-    calls = "".join(f"cx_one {name}\n" for name in names)
+def driver_script(values: list[tuple[str, str]]) -> str:
+    """The batch's driver (DRIVER), then for each (name, value script) in order: the script
+    as the function cx_v, and its run. One file for the batch: a file per value cost more
+    than its value's run."""
     ticks = max(1, round(STRAY_GRACE_S * 10))
-    return DRIVER.format(root=ROOT, run=run, ticks=ticks) + calls
+    parts = [DRIVER.format(root=ROOT, ticks=ticks)]
+    parts += [f"cx_v() {{\n{script}}}\ncx_one {name}\n" for name, script in values]
+    return "".join(parts)
 
 
-def output_links(inv: Invocation) -> list[str]:
-    """The names under /outputs a value writes through: its output ports (and value folder)."""
-    return sorted(Path(m.target).name for m in inv.mounts if m.kind == "output")
+def output_links(inv: Invocation) -> list[tuple[str, str]]:
+    """What a value writes through: (name under /outputs, its folder in the value's staging)
+    for each output mount. The folder is named as in the unpacked staging the mount's
+    source is in: an output port's name, or `.returned` for the returned value
+    (run/returned.py), mounted as /outputs/.containerexec-returned."""
+    return sorted(
+        (Path(m.target).name, Path(m.source).name) for m in inv.mounts if m.kind == "output"
+    )
