@@ -68,8 +68,9 @@ def test_a_shard_near_its_memory_limit_is_warned_about_with_its_figures(
 
     # Packed: each value keeps its own wall time and carries its batch container's figures.
     packed = workspace.cli(
-        "run", str(spec), "-i", tools, "--batch-size", "2", "-o", f"out={workspace.root / 'p'}"
-    )
+        "run", str(spec), "-i", tools, "--batch-size", "2", "--no-cache",
+        "-o", f"out={workspace.root / 'p'}",
+    )  # fmt: skip
     assert packed.returncode == 0, packed.stderr
     assert "warning: shard 1 peaked at" in packed.stderr
     values = workspace.shards()
