@@ -235,6 +235,19 @@ def entry_text() -> str:
     return (Path(__file__).parent / "entry.py").read_text()
 
 
+def function_call(
+    source: str, filename: str, function: str, types: Mapping[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """The command head and environment that call `function(NAME=VALUE...)` of a module
+    whose source text formats/ generated (amlparallel.py): the same entry as a @module's,
+    so packed values share one interpreter (run/packing/pyvalues.py). `types` gives each
+    NAME's type ('string', 'integer', ...)."""
+    entry = {"file": filename, "object": function, "kind": "function", "types": dict(types)}
+    encoded = base64.b64encode(zlib.compress(source.encode(), 9)).decode()
+    env = {ENV_ENTRY: json.dumps(entry, sort_keys=True), ENV_SOURCE: encoded}
+    return ["python3", "-c", LAUNCH], {**env, ENV_BOOT: entry_text()}
+
+
 def build_spec(
     *,
     source: Source,

@@ -19,6 +19,7 @@ from containerexec.formats.detect import detect_file
 from containerexec.model.spec import ModuleSpec, load_spec
 
 if TYPE_CHECKING:
+    from containerexec.formats.amlpipeline import ConvertedPipeline
     from containerexec.model.pipeline import ModuleLoader, Plan
 
 # The Azure ML readers and the pipeline model are imported where a file needs them:
@@ -97,7 +98,6 @@ def load_module_file(path: Path) -> ModuleSpec:
 
 def load_plan(file: Path, loader: ModuleLoader) -> Plan:
     """A checked pipeline: ours (modules through `loader`), or an Azure ML pipeline job."""
-    from containerexec.formats import amlpipeline
     from containerexec.model.pipelinecheck import check_pipeline, plan
 
     kind = detect_file(file)
@@ -105,12 +105,21 @@ def load_plan(file: Path, loader: ModuleLoader) -> Plan:
         return check_pipeline(file, load_module=loader)
     if kind == "aml-component":
         raise UsageError(f"'{file}' is an Azure ML component; run it: containerexec run {file}")
-    converted = amlpipeline.load_pipeline(file, image_map(), component_map())
+    converted = load_aml_pipeline(file)
     report(str(file), converted.ignored, converted.notes)
     try:
         return plan(converted.spec, file.parent, load_module=converted.loader(), path=str(file))
     except PipelineError as exc:
         raise PipelineError(str(file), exc.problems) from None
+
+
+def load_aml_pipeline(file: Path) -> ConvertedPipeline:
+    """An Azure ML pipeline job converted, with this command's maps; its parallel jobs
+    call their driver as a @module's function is called (authoring/functions.py)."""
+    from containerexec.authoring.functions import function_call
+    from containerexec.formats import amlpipeline
+
+    return amlpipeline.load_pipeline(file, image_map(), component_map(), function_call)
 
 
 def report(path: str, ignored: list[str], notes: list[str]) -> None:

@@ -84,14 +84,18 @@ def job_name(name: str) -> str:
 
 
 def load_pipeline(
-    path: Path, image_map: Mapping[str, str], component_map: Mapping[str, Path] | None = None
+    path: Path,
+    image_map: Mapping[str, str],
+    component_map: Mapping[str, Path] | None = None,
+    python: subdag.PythonCall | None = None,
 ) -> ConvertedPipeline:
     """Read and convert a pipeline job file; PipelineError lists every problem, located.
 
-    `component_map` gives registered components (NAME:VERSION, NAME@LABEL or NAME) their file.
+    `component_map` gives registered components (NAME:VERSION, NAME@LABEL or NAME) their file;
+    `python` makes the command of a parallel job's mini-batches (amlparallel.py).
     """
     src = read_mapping(path, PipelineError)
-    top = _Pipeline(src, path, image_map, component_map or {}, _Scope(path.parent))
+    top = _Pipeline(src, path, image_map, component_map or {}, _Scope(path.parent, python=python))
     out = top.convert()
     if top.problems:
         problems = sorted(top.problems, key=lambda p: (p.path != str(path), p.path, p.line))
@@ -110,6 +114,7 @@ class _Scope:
     prefix: str = ""  # 'train/' for the jobs of pipeline component job 'train'
     files: tuple[Path, ...] = ()  # the pipeline component files being expanded, outermost first
     modules: dict[str, tuple[Converted, Path]] = field(default_factory=dict)
+    python: subdag.PythonCall | None = None
 
 
 class _Pipeline:
@@ -123,7 +128,7 @@ class _Pipeline:
     ) -> None:
         self.src, self.path, self.base, self.image_map = src, path, path.parent, image_map
         self.component_map = component_map
-        self.scope = scope
+        self.scope, self.python = scope, scope.python
         self.data: dict[str, Any] = src.data
         self.problems: list[Problem] = []
         self.ignored: list[str] = []
@@ -294,7 +299,7 @@ class _Pipeline:
 
     def child(self, src: yamlsource.Located, file: Path, prefix: str) -> _Pipeline:
         """The converter of a pipeline component this pipeline uses, its jobs as 'prefix...'."""
-        scope = _Scope(self.scope.root, prefix, tuple(self.chain()), self.modules)
+        scope = _Scope(self.scope.root, prefix, tuple(self.chain()), self.modules, self.python)
         return _Pipeline(src, file, self.image_map, self.component_map, scope)
 
     def output_port(self, job: str, output: str, components: Mapping[str, str | None]) -> Any:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,10 @@ REMOTE = ("azureml:", "http:", "https:", "wasbs:", "abfss:", "adl:")
 PARENT = re.compile(r"\$\{\{\s*(?:parent\.)?(inputs|outputs|jobs)\.([^}\s]*?)\s*\}\}")
 
 SCHEMA = "pipelineComponent.schema.json"
+# (source, file name, function, argument types) -> the command head and environment that
+# call the function through authoring/'s Python entry; cli/ passes authoring/functions.py
+# function_call in, as formats/ may not import authoring/.
+PythonCall = Callable[[str, str, str, Mapping[str, str]], tuple[list[str], dict[str, str]]]
 
 
 def kind(job: Any) -> str | None:
@@ -68,6 +72,7 @@ class Owner(Protocol):
     base: Path
     src: yamlsource.Located
     image_map: Mapping[str, str]
+    python: PythonCall | None  # needed by parallel jobs (amlparallel.py)
     problems: list[Problem]
     ignored: list[str]
     notes: list[str]

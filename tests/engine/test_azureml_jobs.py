@@ -17,6 +17,10 @@ def _record(runs: Path) -> dict:
     return max(records, key=lambda r: r["started_at"])
 
 
+def _log(run_dir: Path, shard: dict) -> str:
+    return (run_dir / shard["log_path"]).read_text()
+
+
 def test_a_component_used_twice_runs_as_two_sub_dags_and_reruns_from_the_cache(
     tmp_path: Path,
 ) -> None:
@@ -71,9 +75,18 @@ def test_a_parallel_job_over_1000_lines_runs_each_mini_batch_as_a_shard_and_appe
     assert len(list((run_dir / "shards").glob("*.json"))) == 40
     run = json.loads((run_dir / "run.json").read_text())
     assert run["spec"]["array"]["group"] == 25 and run["spec"]["retries"]["max_attempts"] == 2
+    # init() once per container (its interpreter), in the log of its first mini-batch.
+    shards = [json.loads(p.read_text()) for p in (run_dir / "shards").glob("*.json")]
+    containers = {a["container_id"] for s in shards for a in s["attempts"]}
+    inits = [s["index"] for s in shards if "init() in process" in _log(run_dir, s)]
+    assert 1 < len(containers) < 40 and len(inits) == len(containers), (containers, inits)
     # One mini-batch replays alone, in its own container, with the same 25 lines.
     replay = cx(runs, "repro", batches["run_id"], "--shard", "37")
     assert replay.exit_code == 0, replay.output
+    assert replay.output.count("init() in process") == 1  # then run() on its 25 lines
+    rows = list((runs / "runs").glob("score-repro-*/outputs/aml_rows/*.txt"))
+    assert [p.name for p in rows] == ["000037.txt"]
+    assert rows[0].read_text().splitlines() == scored.read_text().splitlines()[925:950]
     assert not list(tmp_path.rglob("pwned*"))
 
 

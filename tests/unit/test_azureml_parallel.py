@@ -1,10 +1,12 @@
 """Issue 25, item 4: Azure ML parallel jobs become a packed array of mini-batches (one
 shard each) and a job that appends their rows. The generated driver runs here under the
-host's python3, on the shards the real array expansion makes; no engine."""
+host's python3, on the shards the real array expansion makes, alone or as the packed
+values of one interpreter (run/packing/pydriver.py's Worker); no engine."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import textwrap
 from pathlib import Path
@@ -12,16 +14,24 @@ from typing import Any
 
 import pytest
 
+from containerexec.authoring.functions import function_call
 from containerexec.errors import PipelineError, SpecError
 from containerexec.formats.amlpipeline import ConvertedPipeline, load_pipeline
 from containerexec.formats.azureml import load_image_map
 from containerexec.model import arrays, placeholders
 from containerexec.model.spec import ModuleSpec, validate_spec
+from containerexec.run.packing import pydriver, pyvalues
+from tests.unit.test_packing import invocation
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "specs" / "azureml"
 IMAGES = load_image_map([str(EXAMPLES / "images.yaml")])
 HOSTILE = "; touch pwned # $(touch pwned) `touch pwned` a \"q\" 'q' \\ tab\there *"
+
+
+def load(path: Path, images: dict[str, str]) -> ConvertedPipeline:
+    """A pipeline converted as the CLI converts it (cli/formats.py)."""
+    return load_pipeline(path, images, python=function_call)
 
 
 def module(converted: ConvertedPipeline, job: str) -> ModuleSpec:
@@ -32,7 +42,8 @@ def run_shard(spec: ModuleSpec, texts: dict[str, str], shard: arrays.Shard, cwd:
     """One shard's argv, rendered as a run renders it, run by the host's python3 in `cwd`."""
     texts = texts | {"shard.index": str(shard.index), "shard.value": shard.value}
     argv = placeholders.render_argv(spec.command, texts)
-    return subprocess.run(argv, cwd=cwd, capture_output=True, text=True, check=False)
+    env = {**os.environ, **spec.env}
+    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True, check=False)
 
 
 @pytest.mark.filterwarnings("ignore")  # azure-ai-ml's own deprecation warnings (marshmallow)
@@ -41,7 +52,7 @@ def test_the_example_loads_with_azure_ai_ml_and_is_a_packed_array_of_40_mini_bat
 
     aml = load_job(source=str(EXAMPLES / "parallel.yml"))
     assert type(aml.jobs["score"]).__name__ == "Parallel"
-    converted = load_pipeline(EXAMPLES / "parallel.yml", IMAGES)
+    converted = load(EXAMPLES / "parallel.yml", IMAGES)
     assert list(converted.data["jobs"]) == ["score/mini_batches", "score/append_rows"]
     assert converted.data["outputs"] == {"scored": "${{jobs.score/append_rows.outputs.scores}}"}
     spec = module(converted, "score/mini_batches")
@@ -59,7 +70,7 @@ def test_each_mini_batch_runs_init_then_run_and_the_rows_are_appended_in_order(
     tmp_path: Path,
 ) -> None:
     suffix = HOSTILE
-    converted = load_pipeline(EXAMPLES / "parallel.yml", IMAGES)
+    converted = load(EXAMPLES / "parallel.yml", IMAGES)
     spec, append = module(converted, "score/mini_batches"), module(converted, "score/append_rows")
     rows, out = tmp_path / "rows", tmp_path / "scored.txt"
     rows.mkdir()
@@ -83,6 +94,8 @@ import os
 calls = []
 def init():
     calls.append("init")
+    with open("inits.txt", "a") as f:  # in the code folder, the working directory
+        f.write(f"{os.getpid()}\\n")
 def run(mini_batch):
     if "boom" in mini_batch[0]:
         raise RuntimeError("boom")
@@ -132,7 +145,7 @@ def folder_job(tmp_path: Path, keep: str = "", **extra: str) -> Path:
 def test_a_folder_is_split_into_mini_batches_of_files_and_a_short_return_fails_one(
     tmp_path: Path,
 ) -> None:
-    converted = load_pipeline(folder_job(tmp_path, keep="1"), {})
+    converted = load(folder_job(tmp_path, keep="1"), {})
     spec = module(converted, "each/mini_batches")
     assert spec.array is not None and spec.array.glob is not None
     shards = arrays.expand(spec.array, {"data": str(tmp_path / "data")})
@@ -148,12 +161,46 @@ def test_a_folder_is_split_into_mini_batches_of_files_and_a_short_return_fails_o
     assert [g.returncode for g in got] == [1, 1, 0]
     assert "mini-batch 0: run() returned 1 results for 2 items" in got[0].stderr
     assert "RuntimeError: boom" in got[1].stderr  # run() raised: that mini-batch failed
-    # init() ran before run(), once in the mini-batch's process; run() got full paths.
+    # init() ran before run(), once in each mini-batch's own process; run() got full paths.
+    assert (rows / "000002.txt").read_text() == "['init']:c.txt\n"
+    assert len((tmp_path / "src" / "inits.txt").read_text().splitlines()) == 3
+
+
+def test_the_mini_batches_of_a_packed_batch_share_one_interpreter_and_init_runs_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = module(load(folder_job(tmp_path), {}), "each/mini_batches")
+    assert spec.array is not None
+    rows = tmp_path / "rows"
+    rows.mkdir()
+    texts = {"inputs.data": str(tmp_path / "data"), "outputs.aml_rows": str(rows)}
+    argvs = [
+        placeholders.render_argv(
+            spec.command, texts | {"shard.index": str(s.index), "shard.value": s.value}
+        )
+        for s in arrays.expand(spec.array, {"data": str(tmp_path / "data")})
+    ]
+    # What the packing planner asks: these values can run in one interpreter.
+    assert pyvalues.shared([invocation(argv, env=dict(spec.env)) for argv in argvs])
+    monkeypatch.chdir(tmp_path / "src")
+    env = {**os.environ, **spec.env}
+    logs = [(str(tmp_path / f"{i}.out"), str(tmp_path / f"{i}.err")) for i in range(3)]
+    worker = pydriver.Worker(argvs[0], env, *logs[0])  # as the in-container driver starts it
+    replies = []
+    for argv, (out, err) in zip(argvs, logs, strict=True):
+        assert worker.send({"argv": argv[3:], "env": env, "out": out, "err": err})
+        replies.append(worker.reply(None))
+    worker.close(1.0)
+    assert replies == [(0, False), (1, False), (0, False)]  # run() raised in the second only
+    assert "RuntimeError: boom" in Path(logs[1][1]).read_text()
+    # One interpreter, one init() for the three mini-batches, the failed one included.
+    assert len((tmp_path / "src" / "inits.txt").read_text().splitlines()) == 1
+    assert (rows / "000000.txt").read_text() == "['init']:a.txt\n['init']:b.txt\n"
     assert (rows / "000002.txt").read_text() == "['init']:c.txt\n"
 
 
 def test_summary_only_is_one_array_job_with_no_append(tmp_path: Path) -> None:
-    converted = load_pipeline(folder_job(tmp_path, append_row_to=""), {})
+    converted = load(folder_job(tmp_path, append_row_to=""), {})
     assert list(converted.data["jobs"]) == ["each/mini_batches"]
     assert "aml_rows" not in module(converted, "each/mini_batches").outputs
 
@@ -177,7 +224,7 @@ def test_what_a_parallel_job_cannot_run_here_is_named_where_it_is_written(
 ) -> None:
     path = folder_job(tmp_path, **{field: value})
     with pytest.raises(PipelineError) as err:
-        load_pipeline(path, {})
+        load(path, {})
     lines = str(err.value).splitlines()
     assert len(lines) == 2 and lines[1].startswith(f"{path}:"), lines
     assert expected in lines[1]

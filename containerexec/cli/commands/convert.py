@@ -10,14 +10,14 @@ import click
 import yaml
 
 from containerexec.cli.formats import (
-    component_map,
     component_map_option,
     image_map,
     image_map_option,
+    load_aml_pipeline,
     report,
 )
 from containerexec.errors import UsageError
-from containerexec.formats import amlpipeline, azureml, toaml
+from containerexec.formats import azureml, toaml
 from containerexec.formats.detect import detect_file
 from containerexec.model.spec import load_spec
 
@@ -64,7 +64,7 @@ def _pipeline(file: Path, output: Path | None) -> None:
         raise UsageError(
             f"'{file}' is a pipeline: give -o PIPELINE.yaml (its modules go beside it)"
         )
-    converted = amlpipeline.load_pipeline(file, image_map(), component_map())
+    converted = load_aml_pipeline(file)
     report(str(file), converted.ignored, converted.notes)
     data = dict(converted.data)
     written: dict[str, str] = {}

@@ -1,7 +1,9 @@
 """The entry script of specs/azureml/parallel.yml, as Azure ML's parallel jobs call it:
-init() first, then run(mini_batch) with a list of lines; one result row per line."""
+init() once per process, then run(mini_batch) with a list of lines for each mini-batch;
+one result row per line."""
 
 import argparse
+import os
 
 suffix = None
 
@@ -12,6 +14,7 @@ def init():
     parser.add_argument("--suffix", default="")
     args, _ = parser.parse_known_args()
     suffix = args.suffix
+    print(f"init() in process {os.getpid()}")  # the log of its first mini-batch
 
 
 def run(mini_batch):
