@@ -23,6 +23,7 @@ from docker.utils import kwargs_from_env
 from containerexec.engine import archive
 from containerexec.engine.base import (
     ContainerInfo,
+    EngineIdentity,
     ExitStatus,
     ImageInfo,
     LogStream,
@@ -59,9 +60,12 @@ def engine_sockets(docker_host: str) -> tuple[str, ...]:
 class DockerEngine:
     """Engine on the Docker API (docker-py's low-level client); a context manager that closes it."""
 
+    name = "docker"
+
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
         self._places: EnginePlaces | None = None
+        self._identity: EngineIdentity | None = None
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -93,6 +97,12 @@ class DockerEngine:
 
         call(Request("ping"), ping)
 
+    def identity(self) -> EngineIdentity:
+        if self._identity is None:
+            found = call(Request("version"), self.api.version)
+            self._identity = EngineIdentity(self.name, str(found.get("Version", "")))
+        return self._identity
+
     def places(self) -> EnginePlaces:
         if self._places is None:
             info = call(Request("info"), self.api.info)
@@ -111,6 +121,7 @@ class DockerEngine:
             for m in hc["mounts"]
         ]
         hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
+        self._adapt(inv, hc)
         req = Request("create", container=inv.name, image=inv.image, module=inv.module)
 
         def create() -> str:
@@ -127,6 +138,9 @@ class DockerEngine:
             return str(self.api.create_container(host_config=host_config, **kw)["Id"])
 
         return call(req, create)
+
+    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> None:
+        """What this engine adds to the host config of `inv` (Docker: nothing)."""
 
     def start(self, container_id: str) -> None:
         call(Request("start", container=container_id), lambda: self.api.start(container_id))
@@ -196,7 +210,7 @@ class DockerEngine:
     def inspect_image(self, ref: str) -> ImageInfo | None:
         req = Request("inspect", image=ref)
         data = call_unless_gone(req, lambda: self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
-        return None if data is None else _image_info(data)
+        return None if data is None else self._image_info(data)
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
         repo, tag = _split_ref(ref)
@@ -357,16 +371,18 @@ class DockerEngine:
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         found = call(Request("list images"), lambda: self.api.images(filters=filters))
-        return [
-            ImageInfo(
-                id=i["Id"],
-                repo_digests=i.get("RepoDigests") or [],
-                tags=i.get("RepoTags") or [],
-                labels=i.get("Labels") or {},
-                size=int(i.get("Size") or 0),
-            )
-            for i in found
-        ]
+        return [self._image_info({**i, "Config": {"Labels": i.get("Labels")}}) for i in found]
+
+    def _image_info(self, data: dict[str, Any]) -> ImageInfo:
+        """An image as the engine describes it (inspect, or a list entry with its labels
+        moved under Config)."""
+        return ImageInfo(
+            id=data["Id"],
+            repo_digests=data.get("RepoDigests") or [],
+            tags=data.get("RepoTags") or [],
+            labels=(data.get("Config") or {}).get("Labels") or {},
+            size=int(data.get("Size") or 0),
+        )
 
 
 def _message(error: Any) -> str:
@@ -403,16 +419,6 @@ class _Attached:
         for closer in closers:
             with contextlib.suppress(Exception):
                 closer.close()
-
-
-def _image_info(data: dict[str, Any]) -> ImageInfo:
-    return ImageInfo(
-        id=data["Id"],
-        repo_digests=data.get("RepoDigests") or [],
-        tags=data.get("RepoTags") or [],
-        labels=(data.get("Config") or {}).get("Labels") or {},
-        size=int(data.get("Size") or 0),
-    )
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

@@ -21,7 +21,8 @@ from containerexec.model.names import JobId, ModuleName, PortName, RunId
 # 3: run records say why a run stopped early (`reason`) and its `deadline_s`.
 # 4: a shard may record the inputs it read (a resume that accepted changed inputs),
 # and a glob shard's mount may be its own file alone (Mount.shard_file).
-SCHEMA_VERSION = 4
+# 5: run records name the engine that ran them and its version (`engine`).
+SCHEMA_VERSION = 5
 M = TypeVar("M", bound=BaseModel)
 RunState = Literal["running", "succeeded", "failed", "cancelled"]
 ShardState = Literal["pending", "running", "succeeded", "failed", "cancelled"]
@@ -42,6 +43,25 @@ class ImageRecord(Record):
     lock_sha256: str | None = Field(
         None, description="sha256 of the Python package lock installed on the image, if any."
     )
+
+
+class EngineRecord(Record):
+    """The container engine a run's shards ran on: a worker on a cluster node uses it too."""
+
+    name: Annotated[str, AfterValidator(lambda v: check_engine(v))] = Field(
+        description="'docker' or 'podman'."
+    )
+    version: str = Field("", max_length=64)
+    rootless: bool = False
+
+
+ENGINE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+
+
+def check_engine(value: str) -> str:
+    if not ENGINE_RE.match(value):
+        raise ValueError(f"{value[:80]!r} is not an engine name ([a-z][a-z0-9_-]*)")
+    return value
 
 
 class FileEntry(Record):
@@ -150,6 +170,7 @@ class RunRecord(Record):
     grace_s: float = 5.0
     log_limit_bytes: int = 16 << 20
     scheduler: SchedulerRecord | None = Field(None, description="None: shards ran here.")
+    engine: EngineRecord | None = Field(None, description="None: recorded before schema 5.")
 
 
 def load_model(path: Path, model: type[M]) -> M:
