@@ -15,6 +15,8 @@ from typing import Any, NoReturn, TypeVar
 
 import pytest
 
+from containerexec.engine.docker import DockerEngine
+from containerexec.engine.factory import make_engine
 from containerexec.labels import LABEL_RUN
 
 # Every test image and example is built FROM it; scripts/ensure-base-image.sh makes it.
@@ -22,7 +24,17 @@ BASE_IMAGE = "containerexec/base:bookworm"
 # The console script of this venv, so subprocesses run the code under test.
 CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
 REQUIRE_DOCKER = os.environ.get("CONTAINEREXEC_REQUIRE_DOCKER") == "1"
+# The engine the engine tests run on: `make test ENGINE=podman` sets it. Unit tests
+# never read it; engine tests see it as CONTAINEREXEC_ENGINE too (tests/conftest.py).
+TEST_ENGINE = os.environ.get("CONTAINEREXEC_TEST_ENGINE") or "docker"
 T = TypeVar("T")
+
+
+def local_engine() -> DockerEngine:
+    """containerexec's engine seam on the engine under test (PodmanEngine is a DockerEngine)."""
+    engine = make_engine(TEST_ENGINE)
+    assert isinstance(engine, DockerEngine)
+    return engine
 
 
 def skip_or_fail(reason: str) -> NoReturn:

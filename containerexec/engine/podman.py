@@ -23,6 +23,7 @@ import os
 import resource
 import shutil
 import subprocess
+import time
 import urllib.request
 from collections.abc import Mapping
 from pathlib import Path
@@ -180,7 +181,16 @@ class PodmanEngine(DockerEngine):
         super().stop(container_id, grace_s=grace_s)
 
     def remove(self, container_id: str) -> None:
-        super().remove(container_id)
+        for attempt in range(3):
+            try:
+                super().remove(container_id)
+                break
+            except EngineError as exc:
+                # Podman refuses a forced removal that races the container's own exit
+                # ("could not be stopped ... state improper"); by the next try it is gone.
+                if "state improper" not in exc.message or attempt == 2:
+                    raise
+                time.sleep(0.1)
         self._stopped.discard(container_id)
         self._deferred.pop(container_id, None)
 

@@ -294,8 +294,7 @@ class Executor:
         took it, lets go of it.
         """
         try:
-            # before anything is written or submitted
-            record = self.scheduler.admit(engine_stamped(self.engine, spec, record))
+            record = self.scheduler.admit(engine_stamped(self.engine, spec, record))  # first
             self.store.write_run(record)
         except BaseException:
             _release(lock)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE, wait_for
+from helpers import BASE_IMAGE, local_engine, wait_for
 from registry import free_port
 
 from containerexec.cli import App, cli
@@ -64,7 +64,7 @@ class Failed:
 
 @pytest.fixture(scope="module")
 def failed(test_session_label: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Failed:
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         return _failed_run(engine, test_session_label, tmp_path_factory)
 
 

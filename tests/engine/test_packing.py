@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, files_under, run_containers, wait_for
+from helpers import BASE_IMAGE, files_under, local_engine, run_containers, wait_for
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import run_status
@@ -36,7 +36,7 @@ class CountingEngine(DockerEngine):
 
 
 def counting_engine() -> CountingEngine:
-    engine = CountingEngine(DockerEngine.from_env().api)
+    engine = CountingEngine(local_engine().api)
     engine.created = []
     return engine
 
