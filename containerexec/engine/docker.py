@@ -35,7 +35,7 @@ from containerexec.engine.dockererrors import (
     call,
     call_unless_gone,
 )
-from containerexec.engine.payload import create_kwargs, docker_run_command
+from containerexec.engine.payload import create_kwargs, decode_label, docker_run_command
 from containerexec.errors import (
     BuildError,
     EngineError,
@@ -380,7 +380,10 @@ class DockerEngine:
             id=data["Id"],
             repo_digests=data.get("RepoDigests") or [],
             tags=data.get("RepoTags") or [],
-            labels=(data.get("Config") or {}).get("Labels") or {},
+            labels={
+                k: decode_label(v)
+                for k, v in ((data.get("Config") or {}).get("Labels") or {}).items()
+            },
             size=int(data.get("Size") or 0),
         )
 

@@ -10,6 +10,8 @@ knows which one runs:
   is kept and raised by `start`, as Docker does;
 - with catatonit as init a missing command exits 1, and an OOM kill shows as exit
   137 with OOMKilled false: `wait` restores 127/126 and `oom_killed`;
+- its builder fails on a label value with `${{` in it: such values are sent encoded
+  (engine/payload.py `encode_label`);
 - every local image has a `localhost/` repo digest no registry holds, and a
   `localhost/` tag prefix: neither is reported;
 - a loopback registry is pushed to and pulled from over plain HTTP, as Docker does,
@@ -19,13 +21,14 @@ knows which one runs:
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import resource
 import shutil
 import subprocess
 import time
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +38,7 @@ import docker.errors
 from containerexec.engine.base import EngineIdentity, ExitStatus, ImageInfo, Progress, StartFailed
 from containerexec.engine.docker import DockerEngine
 from containerexec.engine.dockererrors import Request, StreamError, call
-from containerexec.engine.payload import docker_run_command
+from containerexec.engine.payload import docker_run_command, encode_label
 from containerexec.engine.podmanservice import ensure_service, service_socket
 from containerexec.engine.refs import registry_of
 from containerexec.errors import EngineError, EngineUnavailable, PullError
@@ -222,12 +225,38 @@ class PodmanEngine(DockerEngine):
 
     def _image_info(self, data: dict[str, Any]) -> ImageInfo:
         info = super()._image_info(data)
+        # Podman pairs every name with every manifest digest the image has, the one it
+        # made locally (shown under `localhost/`) included: no registry holds that one.
+        local = {d.rsplit("@", 1)[-1] for d in info.repo_digests if d.startswith("localhost/")}
         return ImageInfo(
             id=info.id,
-            repo_digests=[d for d in info.repo_digests if not d.startswith("localhost/")],
+            repo_digests=[d for d in info.repo_digests if d.rsplit("@", 1)[-1] not in local],
             tags=[t.removeprefix("localhost/") for t in info.tags],
             labels=info.labels,
             size=info.size,
+        )
+
+    def build(
+        self,
+        context: str,
+        *,
+        dockerfile: str,
+        tag: str,
+        buildargs: Mapping[str, str],
+        target: str | None,
+        labels: Mapping[str, str],
+        network: str | None = None,
+        on_log: Callable[[str], None] | None = None,
+    ) -> ImageInfo:
+        return super().build(
+            context,
+            dockerfile=dockerfile,
+            tag=tag,
+            buildargs=buildargs,
+            target=target,
+            labels={k: encode_label(v) for k, v in labels.items()},
+            network=network,
+            on_log=on_log,
         )
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
@@ -242,7 +271,7 @@ class PodmanEngine(DockerEngine):
 
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
         ref = f"{repo}:{tag}"
-        params = {"destination": ref, **_tls(ref)}
+        params = {"destination": ref, "quiet": False, **_tls(ref)}
         self._libpod_stream(Request("push", image=ref), f"/images/{ref}/push", params, on_progress)
         # Podman's push stream names no digest: the registry's answer is the truth.
         return call(Request("push", image=ref), lambda: _manifest_digest(repo, tag))
@@ -255,7 +284,15 @@ class PodmanEngine(DockerEngine):
         def run() -> None:
             response = api._post(api.base_url + LIBPOD + path, params=params, stream=True)
             api._raise_for_status(response)
-            for event in api._stream_helper(response, decode=True):
+            for line in response.iter_lines():
+                if not line.strip():
+                    continue  # a push answers with blank lines between its JSON events
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    event = {"stream": line.decode(errors="replace")}
+                if not isinstance(event, dict):
+                    continue
                 if event.get("error"):
                     raise StreamError(str(event["error"]))
                 if on_progress:
