@@ -121,11 +121,12 @@ class DockerEngine:
             for m in hc["mounts"]
         ]
         hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
-        self._adapt(inv, hc)
+        raw = self._adapt(inv, hc)
         req = Request("create", container=inv.name, image=inv.image, module=inv.module)
 
         def create() -> str:
             host_config = self.api.create_host_config(**hc)
+            host_config.update(raw)
             try:
                 return str(self.api.create_container(host_config=host_config, **kw)["Id"])
             except docker.errors.APIError as exc:
@@ -139,8 +140,10 @@ class DockerEngine:
 
         return call(req, create)
 
-    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> None:
-        """What this engine adds to the host config of `inv` (Docker: nothing)."""
+    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> dict[str, Any]:
+        """What this engine changes in the host config arguments of `inv`, and the raw
+        HostConfig fields it adds that docker-py would refuse (Docker: none)."""
+        return {}
 
     def start(self, container_id: str) -> None:
         call(Request("start", container=container_id), lambda: self.api.start(container_id))

@@ -137,17 +137,20 @@ class PodmanEngine(DockerEngine):
             )
         return self._places
 
-    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> None:
+    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> dict[str, Any]:
         host_config["ulimits"] = [
             docker.types.Ulimit(name=name, soft=soft, hard=hard)
             for name, (soft, hard) in self.ulimits(inv).items()
         ]
-        if self.rootless:
-            host_config["userns_mode"] = "keep-id"
-            if "pids" in self.cannot_limit():
-                # No pids controller: the process limit of the container's own user
-                # namespace stands in for it.
-                host_config.pop("pids_limit", None)
+        if not self.rootless:
+            return {}
+        if "pids" in self.cannot_limit():
+            # No pids controller: the process limit of the container's own user
+            # namespace stands in for it (ulimits).
+            host_config.pop("pids_limit", None)
+        # The caller is themself in the container, so what it writes is theirs;
+        # docker-py only knows "host" here, so the field is added as is.
+        return {"UsernsMode": "keep-id"}
 
     def ulimits(self, inv: Invocation) -> dict[str, tuple[int, int]]:
         """Podman's defaults (1048576) exceed what root may raise to in many hosts, and
