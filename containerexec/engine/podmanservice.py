@@ -69,16 +69,24 @@ def ensure_service(path: Path, *, idle_s: int = IDLE_S) -> None:
             advice="install it (Debian: 'apt-get install podman catatonit uidmap "
             "slirp4netns fuse-overlayfs') or choose another engine with --engine",
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Detached from our output (a service holding a pipe open hangs whoever reads it)
-    # and from our session (Ctrl-C in the terminal is not for it).
-    subprocess.Popen(
-        [exe, "system", "service", f"--time={idle_s}", f"unix://{path}"],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Detached from our output (a service holding a pipe open hangs whoever reads
+        # it) and from our session (Ctrl-C in the terminal is not for it).
+        subprocess.Popen(
+            [exe, "system", "service", f"--time={idle_s}", f"unix://{path}"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        raise EngineUnavailable(
+            str(path),
+            f"cannot start 'podman system service' there: {exc.strerror or exc}",
+            engine="Podman",
+            advice=f"set {HOST_VAR} to where a Podman service listens, or start one",
+        ) from None
     deadline = time.monotonic() + START_WAIT_S
     while time.monotonic() < deadline:
         if answers(path):

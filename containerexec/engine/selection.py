@@ -1,5 +1,6 @@
 """Which engine a command uses when none is named: CONTAINEREXEC_ENGINE, then the
-`[engine] name` of a containerexec.toml in the working folder or its parents, then docker.
+`[engine] name` of a containerexec.toml in the working folder or its parents (or of the
+file CONTAINEREXEC_CONFIG names, as for the [slurm] table), then docker.
 
 The command line's `--engine` and the Python API's `engine=` name come first; they
 pass the name to `make_engine` and never reach this module.
@@ -17,6 +18,7 @@ from containerexec.errors import UsageError
 
 ENV_VAR = "CONTAINEREXEC_ENGINE"
 CONFIG_FILE = "containerexec.toml"
+CONFIG_VAR = "CONTAINEREXEC_CONFIG"  # a config file elsewhere: read instead of the search
 DEFAULT_ENGINE = "docker"
 
 
@@ -59,7 +61,11 @@ def selected_engine(environ: Mapping[str, str] | None = None, cwd: Path | None =
     env = os.environ if environ is None else environ
     if env.get(ENV_VAR):
         return Selected(env[ENV_VAR], ENV_VAR)
-    path = config_file((cwd or Path.cwd()).absolute())
+    if env.get(CONFIG_VAR):
+        given = Path(env[CONFIG_VAR])
+        path = given if given.is_file() else None
+    else:
+        path = config_file((cwd or Path.cwd()).absolute())
     if path is not None:
         name = configured_engine(path)
         if name:

@@ -43,6 +43,9 @@ def test_the_environment_beats_the_nearest_config_file_which_beats_the_default(
     env = {"CONTAINEREXEC_ENGINE": "docker"}
     toml(tmp_path / "project" / "src", '[engine]\nname = "podman"\n')
     assert selected_engine(env, deep) == Selected("docker", "CONTAINEREXEC_ENGINE")
+    elsewhere = toml(tmp_path / "etc", '[engine]\nname = "docker"\n')
+    named = {"CONTAINEREXEC_CONFIG": str(elsewhere)}  # read instead of the search
+    assert selected_engine(named, deep) == Selected("docker", str(elsewhere))
 
 
 @pytest.mark.parametrize(
