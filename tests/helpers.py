@@ -37,6 +37,16 @@ def local_engine() -> DockerEngine:
     return engine
 
 
+def direct_ulimits() -> list[Any] | None:
+    """The ulimits of a container a test runs through docker-py directly: on Podman its
+    defaults exceed what root may set here (PodmanEngine bounds its own the same way)."""
+    if TEST_ENGINE != "podman":
+        return None
+    import docker.types
+
+    return [docker.types.Ulimit(name=n, soft=1024, hard=1024) for n in ("nofile", "nproc")]
+
+
 def skip_or_fail(reason: str) -> NoReturn:
     """Skip locally; fail in CI, where CONTAINEREXEC_REQUIRE_DOCKER=1."""
     if REQUIRE_DOCKER:

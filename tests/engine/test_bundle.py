@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE, local_engine, wait_for
+from helpers import BASE_IMAGE, direct_ulimits, local_engine, wait_for
 from registry import free_port
 
 from containerexec.cli import App, cli
@@ -250,6 +250,7 @@ def test_the_debug_port_check_tells_a_listener_from_dockers_proxy(
         ports={"5678/tcp": ("127.0.0.1", port)},
         labels=test_session_label,
         auto_remove=False,
+        ulimits=direct_ulimits(),
     )
     try:
         if answers:
