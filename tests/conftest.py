@@ -83,11 +83,24 @@ def docker_problem(engine: str = TEST_ENGINE) -> str | None:
     return None
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _engine_for_the_session() -> Iterator[None]:
+    """containerexec's default engine is the one under test, from the session's start: the
+    module fixtures of engine tests run containerexec before any test's own fixtures."""
+    before = os.environ.get("CONTAINEREXEC_ENGINE")
+    os.environ["CONTAINEREXEC_ENGINE"] = TEST_ENGINE
+    yield
+    if before is None:
+        os.environ.pop("CONTAINEREXEC_ENGINE", None)
+    else:
+        os.environ["CONTAINEREXEC_ENGINE"] = before
+
+
 @pytest.fixture(autouse=True)
 def _engine_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """containerexec's default engine, in the engine tests and their subprocesses."""
-    if request.node.get_closest_marker("docker") is not None:
-        monkeypatch.setenv("CONTAINEREXEC_ENGINE", TEST_ENGINE)
+    """Unit tests see no engine named in the environment, whatever the session's is."""
+    if request.node.get_closest_marker("docker") is None:
+        monkeypatch.delenv("CONTAINEREXEC_ENGINE", raising=False)
 
 
 @pytest.fixture(scope="session")

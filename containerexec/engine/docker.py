@@ -262,9 +262,10 @@ class DockerEngine:
             )
             for event in stream:
                 if "stream" in event:
-                    for line in str(event["stream"]).splitlines():
-                        if not line.strip():
+                    for raw in str(event["stream"]).splitlines():
+                        if not raw.strip():
                             continue  # the classic builder pads every step with empty lines
+                        line = self._log_line(raw)
                         lines.append(line)
                         if on_log:
                             on_log(line)
@@ -277,6 +278,10 @@ class DockerEngine:
         if info is None:
             raise BuildError(None, tag, "build finished but no image was tagged", lines[-20:])
         return info
+
+    def _log_line(self, line: str) -> str:
+        """A build log line as this engine's users read it (Docker: as it came)."""
+        return line
 
     def tag(self, image: str, repo: str, tag: str) -> None:
         req = Request(f"tag as {repo}:{tag}", image=image)

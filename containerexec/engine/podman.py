@@ -10,6 +10,8 @@ knows which one runs:
   is kept and raised by `start`, as Docker does;
 - with catatonit as init a missing command exits 1, and an OOM kill shows as exit
   137 with OOMKilled false: `wait` restores 127/126 and `oom_killed`;
+- its build API runs RUN steps on the host's network when asked for none: it is
+  asked in buildah's own terms;
 - its builder fails on a label value with `${{` in it: such values are sent encoded
   (engine/payload.py `encode_label`);
 - every local image has a `localhost/` repo digest no registry holds, and a
@@ -48,6 +50,8 @@ from containerexec.model.invocation import Invocation
 __all__ = ["PodmanEngine"]
 
 LIBPOD = "/v4.0.0/libpod"
+# The name that marks an image built here under a registry's name (see `build`).
+MADE_HERE = "localhost/containerexec-made-here"
 # catatonit's words when it cannot exec the command (stderr, then it exits 1).
 EXEC_FAILED = "failed to exec pid1: "
 # What the resources of a spec need of the host's cgroup controllers.
@@ -233,11 +237,23 @@ class PodmanEngine(DockerEngine):
         local = {d.rsplit("@", 1)[-1] for d in info.repo_digests if d.startswith("localhost/")}
         return ImageInfo(
             id=info.id,
-            repo_digests=[d for d in info.repo_digests if d.rsplit("@", 1)[-1] not in local],
-            tags=[t.removeprefix("localhost/") for t in info.tags],
+            repo_digests=[
+                familiar(d) for d in info.repo_digests if d.rsplit("@", 1)[-1] not in local
+            ],
+            tags=[familiar(t) for t in info.tags if not t.startswith(MADE_HERE + ":")],
             labels=info.labels,
             size=info.size,
         )
+
+    def _log_line(self, line: str) -> str:
+        # buildah's "[1/2] STEP 2/4: RUN x" as Docker's "Step 2/4 : RUN x", which
+        # BuildError and the build display look for.
+        if line.startswith("[") and "] STEP " in line:
+            line = line.split("] ", 1)[1]
+        head, sep, rest = line.partition(": ")
+        if sep and head.startswith("STEP ") and head[5:].replace("/", "").isdigit():
+            return f"Step {head[5:]} : {rest}"
+        return line
 
     def build(
         self,
@@ -251,20 +267,39 @@ class PodmanEngine(DockerEngine):
         network: str | None = None,
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
-        return super().build(
+        built = super().build(
             context,
             dockerfile=dockerfile,
-            tag=tag,
+            tag=local_name(tag),
             buildargs=buildargs,
             target=target,
             labels={k: encode_label(v) for k, v in labels.items()},
-            network=network,
+            # Podman 4.3 ignores "none" here and runs RUN steps on the host's network;
+            # "1" is buildah's NetworkDisabled, which it honours.
+            network="1" if network == "none" else network,
             on_log=on_log,
         )
+        if local_name(tag) != tag:
+            return built
+        # Built under a registry's name: the digest Podman made for it would pass for that
+        # registry's. A `localhost/` name of its own marks it as made here (_image_info).
+        super().tag(built.id, MADE_HERE, built.id.removeprefix("sha256:")[:16])
+        return self.inspect_image(built.id) or built
+
+    def tag(self, image: str, repo: str, tag: str) -> None:
+        super().tag(image, local_name(repo), tag)
+
+    def remove_image(self, ref: str) -> None:
+        info = self.inspect_image(ref)
+        super().remove_image(ref)
+        if info is not None and ref in info.tags and len(info.tags) == 1:
+            # The mark of an image made here is no reason to keep it.
+            super().remove_image(f"{MADE_HERE}:{info.id.removeprefix('sha256:')[:16]}")
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
         params = {"reference": ref, "quiet": False, **_tls(ref)}
-        self._libpod_stream(Request("pull", image=ref), "/images/pull", params, on_progress)
+        progress = _DockerEvents("pull", ref, on_progress) if on_progress else None
+        self._libpod_stream(Request("pull", image=ref), "/images/pull", params, progress)
         info = self.inspect_image(ref)
         if info is None:
             raise PullError(
@@ -275,7 +310,8 @@ class PodmanEngine(DockerEngine):
     def push(self, repo: str, tag: str, *, on_progress: Progress | None = None) -> str:
         ref = f"{repo}:{tag}"
         params = {"destination": ref, "quiet": False, **_tls(ref)}
-        self._libpod_stream(Request("push", image=ref), f"/images/{ref}/push", params, on_progress)
+        progress = _DockerEvents("push", ref, on_progress) if on_progress else None
+        self._libpod_stream(Request("push", image=ref), f"/images/{ref}/push", params, progress)
         # Podman's push stream names no digest: the registry's answer is the truth.
         return call(Request("push", image=ref), lambda: _manifest_digest(repo, tag))
 
@@ -330,6 +366,43 @@ class PodmanEngine(DockerEngine):
         finally:
             if not keep:
                 self.remove(inv.name)
+
+
+def familiar(name: str) -> str:
+    """A name as Docker writes it: no `localhost/`, `docker.io/` or `library/` in front."""
+    for prefix in ("localhost/", "docker.io/library/", "docker.io/"):
+        if name.startswith(prefix):
+            return name[len(prefix) :]
+    return name
+
+
+def local_name(name: str) -> str:
+    """An image name with no registry in it, kept local: `localhost/NAME`. Podman's Docker
+    API would name it `docker.io/NAME`, and its digest would then pass for Docker Hub's."""
+    first = name.split("/", 1)[0]
+    qualified = "/" in name and ("." in first or ":" in first or first == "localhost")
+    return name if qualified or name.startswith("sha256:") else f"localhost/{name}"
+
+
+class _DockerEvents:
+    """Podman's pull and push messages as the Docker events the progress display reads."""
+
+    def __init__(self, verb: str, ref: str, forward: Progress) -> None:
+        self.forward = forward
+        self.done = "Pull complete" if verb == "pull" else "Pushed"
+        repo, sep, tag = ref.rpartition("@") if "@" in ref else ref.rpartition(":")
+        if not sep or "/" in tag:  # no tag: the colon was a registry's port
+            repo, tag = ref, "latest"
+        pushing = f"The push refers to repository [{repo}]"
+        forward({"status": f"Pulling from {repo}" if verb == "pull" else pushing, "id": tag})
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        text = str(event.get("stream", "")).strip()
+        if text.startswith("Copying blob "):
+            blob = text.removeprefix("Copying blob ").split()[0].removeprefix("sha256:")
+            self.forward({"status": self.done, "id": blob[:12], "progressDetail": {}})
+        elif "images" in event or text.startswith("Writing manifest"):
+            self.forward({"status": "Status: done"})
 
 
 class _Empty:
