@@ -39,8 +39,8 @@ import docker.errors
 
 from containerexec.engine.base import EngineIdentity, ExitStatus, ImageInfo, Progress, StartFailed
 from containerexec.engine.docker import DockerEngine
-from containerexec.engine.dockererrors import Request, StreamError, call
-from containerexec.engine.payload import docker_run_command, encode_label
+from containerexec.engine.dockererrors import Request, StreamError, call, call_unless_gone
+from containerexec.engine.payload import decode_label, docker_run_command, encode_label
 from containerexec.engine.podmanservice import ensure_service, service_socket
 from containerexec.engine.refs import registry_of
 from containerexec.errors import EngineError, EngineUnavailable, PullError
@@ -230,19 +230,52 @@ class PodmanEngine(DockerEngine):
         info = call(req, lambda: self.api.inspect_container(container_id))
         return int((info.get("HostConfig") or {}).get("Memory") or 0) > 0
 
+    def inspect_image(self, ref: str) -> ImageInfo | None:
+        # Podman's own inspect: it says which manifest digest the image was made with.
+        api: Any = self.api
+        url = f"{api.base_url}{LIBPOD}/images/{ref}/json"
+        req = Request("inspect", image=ref)
+        data = call_unless_gone(req, lambda: api._result(api._get(url), True))
+        info = None if data is None else self._image_info(data)
+        if info is not None and "@" in ref and not ref.startswith("sha256:"):
+            # Podman finds `repo@digest` by the digest alone, whatever names the image
+            # has left; Docker only while that repo's name still holds it.
+            if familiar(ref) not in info.repo_digests:
+                return None
+        return info
+
+    def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
+        api: Any = self.api
+        filters = json.dumps({"label": [f"{k}={v}" if v else k for k, v in labels.items()]})
+        url = f"{api.base_url}{LIBPOD}/images/json"
+        found = call(
+            Request("list images"),
+            lambda: api._result(api._get(url, params={"filters": filters}), True),
+        )
+        return [self._image_info(i) for i in found]
+
     def _image_info(self, data: dict[str, Any]) -> ImageInfo:
-        info = super()._image_info(data)
-        # Podman pairs every name with every manifest digest the image has, the one it
-        # made locally (shown under `localhost/`) included: no registry holds that one.
-        local = {d.rsplit("@", 1)[-1] for d in info.repo_digests if d.startswith("localhost/")}
+        """An image as libpod describes it, in Docker's terms. Podman pairs every name
+        with every manifest digest the image has; an image made here (a `localhost/`
+        name) was made with a digest of its own (`Digest`) that no registry holds."""
+        made_here = any(t.startswith("localhost/") for t in data.get("RepoTags") or [])
+        own = data.get("Digest") if made_here else None
+        image_id = str(data["Id"])
+        labels = data.get("Labels") or (data.get("Config") or {}).get("Labels") or {}
         return ImageInfo(
-            id=info.id,
+            id=image_id if image_id.startswith("sha256:") else f"sha256:{image_id}",
             repo_digests=[
-                familiar(d) for d in info.repo_digests if d.rsplit("@", 1)[-1] not in local
+                familiar(d)
+                for d in data.get("RepoDigests") or []
+                if d.rsplit("@", 1)[-1] != own and not d.startswith("localhost/")
             ],
-            tags=[familiar(t) for t in info.tags if not t.startswith(MADE_HERE + ":")],
-            labels=info.labels,
-            size=info.size,
+            tags=[
+                familiar(t)
+                for t in data.get("RepoTags") or []
+                if not t.startswith(MADE_HERE + ":") and t != "<none>:<none>"
+            ],
+            labels={k: decode_label(v) for k, v in labels.items()},
+            size=int(data.get("Size") or 0),
         )
 
     def _log_line(self, line: str) -> str:
@@ -313,7 +346,14 @@ class PodmanEngine(DockerEngine):
         progress = _DockerEvents("push", ref, on_progress) if on_progress else None
         self._libpod_stream(Request("push", image=ref), f"/images/{ref}/push", params, progress)
         # Podman's push stream names no digest: the registry's answer is the truth.
-        return call(Request("push", image=ref), lambda: _manifest_digest(repo, tag))
+        digest = call(Request("push", image=ref), lambda: _manifest_digest(repo, tag))
+        if digest:
+            # Nor does Podman note the digest on the image, as Docker does; pulling it
+            # back (its layers are here: only the manifest moves) makes it a repo digest.
+            pulled = f"{repo}@{digest}"
+            params = {"reference": pulled, "quiet": True, **_tls(pulled)}
+            self._libpod_stream(Request("pull", image=pulled), "/images/pull", params, None)
+        return digest
 
     def _libpod_stream(
         self, req: Request, path: str, params: dict[str, Any], on_progress: Progress | None

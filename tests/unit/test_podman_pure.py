@@ -44,21 +44,29 @@ def test_the_socket_is_the_named_one_else_roots_else_the_users_runtime_folder() 
     )
 
 
-def test_a_digest_podman_made_locally_is_never_reported_for_any_name() -> None:
-    local, pushed = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+def test_a_digest_podman_made_here_is_never_reported_for_any_name() -> None:
+    made, pushed = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     info = offline({})._image_info(
         {
-            "Id": "sha256:" + "c" * 64,
+            "Id": "c" * 64,
+            "Digest": made,  # what Podman made the image with: here, not in any registry
             "RepoTags": ["localhost/containerexec/base:bookworm", "127.0.0.1:5000/cx/m:t"],
             "RepoDigests": [
-                f"localhost/containerexec/base@{local}",
-                f"127.0.0.1:5000/cx/m@{local}",
+                f"localhost/containerexec/base@{made}",
+                f"localhost/containerexec/base@{pushed}",
+                f"127.0.0.1:5000/cx/m@{made}",
                 f"127.0.0.1:5000/cx/m@{pushed}",
             ],
         }
     )
+    assert info.id == "sha256:" + "c" * 64
     assert info.repo_digests == [f"127.0.0.1:5000/cx/m@{pushed}"]
     assert info.tags == ["containerexec/base:bookworm", "127.0.0.1:5000/cx/m:t"]
+    pulled = offline({})._image_info(
+        {"Id": "d" * 64, "Digest": pushed, "RepoTags": ["docker.io/library/python:3"],
+         "RepoDigests": [f"docker.io/library/python@{pushed}"]}
+    )  # fmt: skip
+    assert (pulled.repo_digests, pulled.tags) == ([f"python@{pushed}"], ["python:3"])
 
 
 @pytest.mark.parametrize(
