@@ -183,6 +183,7 @@ def limited_run(
     return store
 
 
+@pytest.mark.podman  # CI: on Podman too
 def test_an_oom_replays_as_an_oom_at_the_recorded_limit(
     engine: DockerEngine, test_session_label: dict[str, str], tmp_path: Path
 ) -> None:

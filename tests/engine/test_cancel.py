@@ -81,6 +81,7 @@ def test_a_signal_during_a_run_stops_the_container_and_commits_nothing(
     )
 
 
+@pytest.mark.podman  # CI: on Podman too
 @pytest.mark.parametrize("presses", [1, 2], ids=["one-ctrl-c", "two-ctrl-c"])
 def test_ctrl_c_with_several_shards_running_cancels_them_all_and_resume_finishes_them(
     workspace: Workspace,

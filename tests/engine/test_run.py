@@ -15,6 +15,8 @@ from workspace import Workspace, workspace_fixture  # noqa: F401
 from containerexec.labels import LABEL_RUN
 from containerexec.store.records import SCHEMA_VERSION
 
+pytestmark = pytest.mark.podman  # CI runs these on Podman too: the lifecycle, failure kinds
+
 WEIRD = 'it\'s a "test"; rm -rf / && echo $HOME\nsecond line'
 
 PROBE = r"""
