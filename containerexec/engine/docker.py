@@ -61,6 +61,7 @@ class DockerEngine:
     """Engine on the Docker API (docker-py's low-level client); a context manager that closes it."""
 
     name = "docker"
+    client = ("docker", "docker.io")  # the command-line client, and its Debian package
 
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
@@ -246,16 +247,15 @@ class DockerEngine:
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
         lines: list[str] = []
+        asked = self._build_options({"tag": tag, "labels": dict(labels), "network_mode": network})
 
         def build() -> None:
             stream = self.api.build(
                 path=context,
                 dockerfile=dockerfile,
-                tag=tag,
                 buildargs=dict(buildargs),
                 target=target,
-                labels=dict(labels),
-                network_mode=network,
+                **asked,
                 rm=True,
                 forcerm=True,
                 decode=True,
@@ -277,6 +277,14 @@ class DockerEngine:
         info = self.inspect_image(tag)
         if info is None:
             raise BuildError(None, tag, "build finished but no image was tagged", lines[-20:])
+        return self._built(tag, info)
+
+    def _build_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The build's tag, labels and network_mode as this engine is to be asked."""
+        return options
+
+    def _built(self, tag: str, info: ImageInfo) -> ImageInfo:
+        """What this engine does with an image just built as `tag` (Docker: nothing)."""
         return info
 
     def _log_line(self, line: str) -> str:
@@ -323,22 +331,28 @@ class DockerEngine:
         values reach it through its environment, never its argv. The container is
         removed afterwards unless `keep`.
         """
-        exe = shutil.which("docker")
+        client, package = self.client
+        exe = shutil.which(client)
         if exe is None:
             raise EngineError(
-                "an interactive container needs the docker command-line client, "
-                "and 'docker' is not on PATH; install it (apt-get install "
-                "docker.io) or use --print and run the command elsewhere"
+                f"an interactive container needs the {client} command-line client, "
+                f"and '{client}' is not on PATH; install it (apt-get install "
+                f"{package}) or use --print and run the command elsewhere"
             )
         argv = docker_run_command(
             inv, name=inv.name, interactive=True, tty=tty, entrypoint=entrypoint, publish=publish
         )
         env = {**os.environ, **{n: secrets[n] for n in inv.secret_names if n in secrets}}
         try:
-            return subprocess.run([exe, *argv[1:]], env=env, check=False).returncode
+            cmd = [exe, *self._client_run(inv, argv[1:], env)]
+            return subprocess.run(cmd, env=env, check=False).returncode
         finally:
             if not keep:
                 self.remove(inv.name)
+
+    def _client_run(self, inv: Invocation, argv: list[str], env: dict[str, str]) -> list[str]:
+        """The client's arguments (`run ...`) for `inv`; `env` is the client's, to add to."""
+        return argv
 
     def save_image(self, ref: str, dest: Path) -> int:
         if self.inspect_image(ref) is None:

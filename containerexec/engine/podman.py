@@ -24,13 +24,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import os
 import resource
-import shutil
-import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +37,7 @@ import docker.errors
 from containerexec.engine.base import EngineIdentity, ExitStatus, ImageInfo, Progress, StartFailed
 from containerexec.engine.docker import DockerEngine
 from containerexec.engine.dockererrors import Request, StreamError, call, call_unless_gone
-from containerexec.engine.payload import decode_label, docker_run_command, encode_label
+from containerexec.engine.payload import decode_label, encode_label
 from containerexec.engine.podmanservice import ensure_service, service_socket
 from containerexec.engine.refs import registry_of
 from containerexec.errors import EngineError, EngineUnavailable, PullError
@@ -68,6 +65,7 @@ class PodmanEngine(DockerEngine):
     """Engine on Podman's Docker-compatible API; rootful or rootless, as the service runs."""
 
     name = "podman"
+    client = ("podman", "podman")
 
     def __init__(self, client: docker.APIClient, socket: Path) -> None:
         super().__init__(client)
@@ -288,36 +286,23 @@ class PodmanEngine(DockerEngine):
             return f"Step {head[5:]} : {rest}"
         return line
 
-    def build(
-        self,
-        context: str,
-        *,
-        dockerfile: str,
-        tag: str,
-        buildargs: Mapping[str, str],
-        target: str | None,
-        labels: Mapping[str, str],
-        network: str | None = None,
-        on_log: Callable[[str], None] | None = None,
-    ) -> ImageInfo:
-        built = super().build(
-            context,
-            dockerfile=dockerfile,
-            tag=local_name(tag),
-            buildargs=buildargs,
-            target=target,
-            labels={k: encode_label(v) for k, v in labels.items()},
+    def _build_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        network = options["network_mode"]
+        return {
+            "tag": local_name(options["tag"]),
+            "labels": {k: encode_label(v) for k, v in options["labels"].items()},
             # Podman 4.3 ignores "none" here and runs RUN steps on the host's network;
             # "1" is buildah's NetworkDisabled, which it honours.
-            network="1" if network == "none" else network,
-            on_log=on_log,
-        )
+            "network_mode": "1" if network == "none" else network,
+        }
+
+    def _built(self, tag: str, info: ImageInfo) -> ImageInfo:
         if local_name(tag) != tag:
-            return built
+            return info
         # Built under a registry's name: the digest Podman made for it would pass for that
         # registry's. A `localhost/` name of its own marks it as made here (_image_info).
-        super().tag(built.id, MADE_HERE, built.id.removeprefix("sha256:")[:16])
-        return self.inspect_image(built.id) or built
+        super().tag(info.id, MADE_HERE, info.id.removeprefix("sha256:")[:16])
+        return self.inspect_image(info.id) or info
 
     def tag(self, image: str, repo: str, tag: str) -> None:
         super().tag(image, local_name(repo), tag)
@@ -379,33 +364,12 @@ class PodmanEngine(DockerEngine):
 
         call(req, run)
 
-    def run_interactive(
-        self,
-        inv: Invocation,
-        *,
-        secrets: Mapping[str, str],
-        tty: bool,
-        keep: bool,
-        entrypoint: str | None = None,
-        publish: Mapping[int, int] | None = None,
-    ) -> int:
-        """As DockerEngine's, through the podman client, with this engine's additions."""
-        exe = shutil.which("podman")
-        if exe is None:
-            raise EngineError("an interactive container needs the podman client on PATH")
-        argv = docker_run_command(
-            inv, name=inv.name, interactive=True, tty=tty, entrypoint=entrypoint, publish=publish
-        )
+    def _client_run(self, inv: Invocation, argv: list[str], env: dict[str, str]) -> list[str]:
+        # The podman client, through this engine's service, with what `create` adds.
+        env["CONTAINER_HOST"] = f"unix://{self.socket}"
         extra = [f"--ulimit={n}={s}:{h}" for n, (s, h) in self.ulimits(inv).items()]
         extra += ["--userns=keep-id"] if self.rootless else []
-        env = {**os.environ, **{n: secrets[n] for n in inv.secret_names if n in secrets}}
-        env["CONTAINER_HOST"] = f"unix://{self.socket}"
-        try:
-            cmd = [exe, "--remote", "run", *extra, *argv[2:]]
-            return subprocess.run(cmd, env=env, check=False).returncode
-        finally:
-            if not keep:
-                self.remove(inv.name)
+        return ["--remote", argv[0], *extra, *argv[1:]]
 
 
 def familiar(name: str) -> str:
