@@ -35,8 +35,7 @@ fi
 if [ "$engine" = podman ] && command -v docker >/dev/null 2>&1 \
   && [ "$(recipe_of docker)" = "$recipe" ]; then
   echo "==> copying $image from Docker to Podman (once, about 30 s)" >&2
-  docker save "$image" | podman load >/dev/null
-  podman tag "$image" "$image" 2>/dev/null || true
+  docker save "$image" | podman load -q >/dev/null
   exit 0
 fi
 
