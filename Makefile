@@ -4,8 +4,11 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 PYTEST  := $(BIN)/python -m pytest
+# The engine that setup prepares and the engine tests run on: docker or podman.
+ENGINE  ?= docker
+export ENGINE
 
-.PHONY: setup engine base-image registry-package slurm-package demo test test-unit test-engine test-slow lint fmt ci bench clean docs
+.PHONY: setup engine podman base-image test-podman registry-package slurm-package demo test test-unit test-engine test-slow lint fmt ci bench clean docs
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -13,11 +16,17 @@ $(STAMP): pyproject.toml
 		|| { cat $(VENV)/pip.log; exit 1; }
 	@touch $(STAMP)
 
+# Docker is always set up (the base image is built with it); Podman too with ENGINE=podman.
 engine:
 	@bash scripts/ensure-engine.sh
+	@if [ "$(ENGINE)" = podman ]; then bash scripts/ensure-podman.sh; fi
+
+podman:
+	@bash scripts/ensure-podman.sh
 
 base-image: engine
-	@bash scripts/ensure-base-image.sh
+	@ENGINE=docker bash scripts/ensure-base-image.sh
+	@if [ "$(ENGINE)" = podman ]; then bash scripts/ensure-base-image.sh; fi
 
 registry-package:
 	@bash scripts/ensure-registry-package.sh
@@ -38,13 +47,20 @@ demo: setup
 	@bash scripts/demo.sh
 
 test: setup registry-package slurm-package lint docs
-	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 CONTAINEREXEC_TEST_ENGINE=$(ENGINE) $(PYTEST) -q
+
+# What CI runs on Podman after the whole suite on Docker: the engine contract and the
+# tests marked `podman` (a representative subset; `make test ENGINE=podman` runs all).
+test-podman: $(STAMP) registry-package slurm-package
+	@$(MAKE) --no-print-directory base-image ENGINE=podman
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 CONTAINEREXEC_TEST_ENGINE=podman $(PYTEST) -q -m podman \
+		tests/engine tests/examples
 
 test-unit: $(STAMP)
 	@$(PYTEST) -q tests/unit
 
 test-engine: setup registry-package slurm-package
-	@CONTAINEREXEC_REQUIRE_DOCKER=1 $(PYTEST) -q tests/engine tests/examples
+	@CONTAINEREXEC_REQUIRE_DOCKER=1 CONTAINEREXEC_TEST_ENGINE=$(ENGINE) $(PYTEST) -q tests/engine tests/examples
 
 # The memory-growth measurements (marked slow): minutes; `make test` runs them too.
 test-slow: setup
@@ -60,7 +76,7 @@ fmt: $(STAMP)
 	@$(BIN)/ruff format containerexec tests bench
 	@$(BIN)/ruff check --fix containerexec tests bench
 
-ci: test
+ci: test test-podman
 
 # The site's home page is the README with its links made relative to docs/.
 docs: $(STAMP)

@@ -125,19 +125,29 @@ def _short_id(container: str) -> str:
 
 
 class EngineUnavailable(EngineError):
-    """No Docker engine answers."""
+    """No container engine answers (Docker, unless `engine` names another)."""
 
-    def __init__(self, socket: str, reason: str, *, operation: str | None = None) -> None:
+    def __init__(
+        self,
+        socket: str,
+        reason: str,
+        *,
+        operation: str | None = None,
+        engine: str = "Docker",
+        advice: str | None = None,
+    ) -> None:
         self.socket = socket
         self.reason = reason
+        self.engine = engine
+        self.advice = advice
         super().__init__(reason, operation=operation)
 
     def __str__(self) -> str:
-        return (
-            f"No Docker engine answers at {self.socket} ({self.reason}). "
+        advice = self.advice or (
             "Start one ('make engine' in the containerexec checkout, or 'dockerd &' as root), "
-            "or point DOCKER_HOST at a running engine."
+            "or point DOCKER_HOST at a running engine"
         )
+        return f"No {self.engine} engine answers at {self.socket} ({self.reason}). {advice}."
 
 
 class ImageError(EngineError):

@@ -2,9 +2,16 @@
 # Build the base image containerexec/base:bookworm from Debian packages when it
 # is missing or was built from another recipe: no image can be pulled here (no
 # Docker Hub). Idempotent: one `docker image inspect` when it is up to date.
+# ENGINE=podman builds it for Podman: a copy of Docker's image when Docker has it up
+# to date (the same image ID), else the same mmdebstrap recipe imported by podman.
 set -euo pipefail
 
 image=${CONTAINEREXEC_BASE_IMAGE:-containerexec/base:bookworm}
+engine=${ENGINE:-docker}
+case "$engine" in
+  docker | podman) ;;
+  *) echo "ENGINE must be docker or podman, got '$engine'" >&2; exit 2 ;;
+esac
 
 # python3-debugpy lets 'containerexec repro --debug' attach an editor to any module;
 # python3-pip and python3-venv make the ordinary 'RUN pip install' of a Dockerfile
@@ -18,8 +25,17 @@ hook='rm -f "$1"/usr/lib/python3*/EXTERNALLY-MANAGED'
 recipe=$(printf '%s\n%s\n' "$packages" "$hook" | sha256sum | cut -c1-16)
 label=containerexec.base-recipe
 
-have=$(docker image inspect --format "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null || true)
+recipe_of() {
+  "$1" image inspect --format "{{index .Config.Labels \"$label\"}}" "$image" 2>/dev/null || true
+}
+have=$(recipe_of "$engine")
 if [ "$have" = "$recipe" ]; then
+  exit 0
+fi
+if [ "$engine" = podman ] && command -v docker >/dev/null 2>&1 \
+  && [ "$(recipe_of docker)" = "$recipe" ]; then
+  echo "==> copying $image from Docker to Podman (once, about 30 s)" >&2
+  docker save "$image" | podman load -q >/dev/null
   exit 0
 fi
 
@@ -33,7 +49,7 @@ if ! command -v mmdebstrap >/dev/null 2>&1; then
   apt-get install -y -qq mmdebstrap >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1; apt-get install -y -qq mmdebstrap >/dev/null; }
 fi
 
-if [ -n "$have" ] || docker image inspect "$image" >/dev/null 2>&1; then
+if [ -n "$have" ] || "$engine" image inspect "$image" >/dev/null 2>&1; then
   echo "==> rebuilding $image: its recipe changed (now with pip and venv; once, a few minutes)" >&2
 else
   echo "==> building $image with mmdebstrap (once, a few minutes)" >&2
@@ -41,4 +57,4 @@ fi
 # The tag moves to the new image at the end of the import; images built FROM the old
 # one keep its layers and go on working.
 mmdebstrap --quiet --variant=minbase --include="$packages" --customize-hook="$hook" bookworm - \
-  | docker import --change 'CMD ["/bin/bash"]' --change "LABEL $label=$recipe" - "$image" >/dev/null
+  | "$engine" import --change 'CMD ["/bin/bash"]' --change "LABEL $label=$recipe" - "$image" >/dev/null

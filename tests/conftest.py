@@ -1,4 +1,9 @@
-"""Session fixtures: the Docker engine, per-session labels and cleanup, images, the registry."""
+"""Session fixtures: the engine under test, per-session labels and cleanup, images, the registry.
+
+The engine tests run on Docker, or on Podman with CONTAINEREXEC_TEST_ENGINE=podman
+(`make test ENGINE=podman`): `docker_client` is then docker-py on Podman's compatible
+socket, and containerexec itself sees CONTAINEREXEC_ENGINE=podman in those tests.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +25,11 @@ from docker.constants import MINIMUM_DOCKER_API_VERSION as MIN_API_VERSION
 from docker.errors import APIError, DockerException, NotFound
 
 # pytest puts this folder on sys.path (no __init__.py, the default "prepend" import mode).
-from helpers import BASE_IMAGE, skip_or_fail
+from helpers import BASE_IMAGE, TEST_ENGINE, skip_or_fail
 from registry import REGISTRY_BINARY, Registry
 from slurm import SlurmCluster, slurm_problem
+
+from containerexec.engine.podmanservice import service_socket
 
 ROOT = Path(__file__).resolve().parent.parent
 SESSION_LABEL = "containerexec.test-session"
@@ -48,23 +55,52 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: "test_zz_no_leaks" in item.nodeid)
 
 
+def engine_client(timeout: int = 120, engine: str = TEST_ENGINE) -> docker.DockerClient:
+    """docker-py on the engine under test: DOCKER_HOST's, or Podman's compatible socket."""
+    if engine == "podman":
+        socket = service_socket()
+        return docker.DockerClient(base_url=f"unix://{socket}", version="1.41", timeout=timeout)
+    # A fixed API version: "auto" would connect inside from_env, beyond the caller's closing().
+    return docker.from_env(version=MIN_API_VERSION, timeout=timeout)
+
+
 @functools.cache
-def docker_problem() -> str | None:
-    """Why the Docker engine cannot be used, or None when it answers a ping."""
+def docker_problem(engine: str = TEST_ENGINE) -> str | None:
+    """Why the engine under test cannot be used, or None when it answers a ping."""
     # docker-py leaks its socket when connecting to a missing unix socket fails
     # (transport/unixconn.py); collect it here rather than fail under filterwarnings=error.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
-            # A fixed API version: "auto" would connect inside from_env, beyond our closing().
-            client = docker.from_env(version=MIN_API_VERSION, timeout=5)
-            with contextlib.closing(client):
+            with contextlib.closing(engine_client(5, engine)) as client:
                 client.ping()
         except (DockerException, OSError) as exc:
-            return f"no Docker engine answers ({exc}); start one with 'make engine'"
+            return (
+                f"no {engine} engine answers ({exc}); start one with 'make engine ENGINE={engine}'"
+            )
         finally:
             gc.collect()
     return None
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _engine_for_the_session() -> Iterator[None]:
+    """containerexec's default engine is the one under test, from the session's start: the
+    module fixtures of engine tests run containerexec before any test's own fixtures."""
+    before = os.environ.get("CONTAINEREXEC_ENGINE")
+    os.environ["CONTAINEREXEC_ENGINE"] = TEST_ENGINE
+    yield
+    if before is None:
+        os.environ.pop("CONTAINEREXEC_ENGINE", None)
+    else:
+        os.environ["CONTAINEREXEC_ENGINE"] = before
+
+
+@pytest.fixture(autouse=True)
+def _engine_under_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unit tests see no engine named in the environment, whatever the session's is."""
+    if request.node.get_closest_marker("docker") is None:
+        monkeypatch.delenv("CONTAINEREXEC_ENGINE", raising=False)
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +112,7 @@ def docker_available() -> None:
 
 @pytest.fixture(scope="session")
 def docker_client(docker_available: None) -> Iterator[docker.DockerClient]:
-    with contextlib.closing(docker.from_env(timeout=120)) as client:
+    with contextlib.closing(engine_client()) as client:
         yield client
 
 
@@ -99,7 +135,7 @@ def _remove_session_objects() -> Iterator[None]:
     if docker_problem() is not None:
         return
     selector: dict[str, Any] = {"label": f"{SESSION_LABEL}={SESSION_ID}"}
-    with contextlib.closing(docker.from_env(timeout=120)) as client:
+    with contextlib.closing(engine_client()) as client:
         for container in client.containers.list(all=True, filters=selector):
             remove_quietly(container.remove, force=True)
         for image in client.images.list(filters=selector):

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from containerexec.engine.base import (
     ContainerInfo,
+    EngineIdentity,
     EngineLost,
     ExitStatus,
     ImageInfo,
@@ -130,6 +131,8 @@ class FakeEngine:
         self.script: Script = script or (lambda inv, n: Outcome())
         self.root: Path | None = Path("/var/lib/docker")  # the engine's data folder
         self.sockets: tuple[str, ...] = ("/var/run/docker.sock", "/run/docker.sock")
+        # What identity() says; a test sets cannot_limit to play a rootless engine.
+        self.ident = EngineIdentity("docker", "fake")
         self.lock = threading.Lock()
         self.containers_by_id: dict[str, FakeContainer] = {}
         self.attempts: dict[int, int] = {}
@@ -256,6 +259,9 @@ class FakeEngine:
 
     def places(self) -> EnginePlaces:
         return EnginePlaces(data_root=self.root, sockets=self.sockets)
+
+    def identity(self) -> EngineIdentity:
+        return self.ident
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         self.image_lookups += 1

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import pytest
 
+from containerexec.engine.docker import DockerEngine
+from containerexec.engine.factory import make_engine
 from containerexec.labels import LABEL_RUN
 
 if TYPE_CHECKING:
@@ -27,7 +29,27 @@ BASE_IMAGE = "containerexec/base:bookworm"
 # The console script of this venv, so subprocesses run the code under test.
 CONTAINEREXEC = str(Path(sys.executable).with_name("containerexec"))
 REQUIRE_DOCKER = os.environ.get("CONTAINEREXEC_REQUIRE_DOCKER") == "1"
+# The engine the engine tests run on: `make test ENGINE=podman` sets it. Unit tests
+# never read it; engine tests see it as CONTAINEREXEC_ENGINE too (tests/conftest.py).
+TEST_ENGINE = os.environ.get("CONTAINEREXEC_TEST_ENGINE") or "docker"
 T = TypeVar("T")
+
+
+def local_engine() -> DockerEngine:
+    """containerexec's engine seam on the engine under test (PodmanEngine is a DockerEngine)."""
+    engine = make_engine(TEST_ENGINE)
+    assert isinstance(engine, DockerEngine)
+    return engine
+
+
+def direct_ulimits() -> list[Any] | None:
+    """The ulimits of a container a test runs through docker-py directly: on Podman its
+    defaults exceed what root may set here (PodmanEngine bounds its own the same way)."""
+    if TEST_ENGINE != "podman":
+        return None
+    import docker.types
+
+    return [docker.types.Ulimit(name=n, soft=1024, hard=1024) for n in ("nofile", "nproc")]
 
 
 def skip_or_fail(reason: str) -> NoReturn:

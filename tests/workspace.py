@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from folder import SpecFolder
-from helpers import CONTAINEREXEC, remove_run_containers, wait_for
+from helpers import CONTAINEREXEC, local_engine, remove_run_containers, wait_for
 
 from containerexec.engine.docker import DockerEngine
 from containerexec.model.bindings import Bindings
@@ -98,7 +98,7 @@ class Workspace(SpecFolder):
         """Run through the library API, with the session label on every container."""
         spec = load_spec(spec_path)
         own = engine is None
-        engine = engine or DockerEngine.from_env()
+        engine = engine or local_engine()
         executor = Executor(engine, self.store, secrets=secrets, on_event=on_event, on_line=on_line)
         opts = RunOptions(
             labels=self.labels,

@@ -1,8 +1,9 @@
 """The engine a Python-API run uses: the one given, or the local engine for the run's length.
 
 `Module.run` and `Pipeline.run` are the Python API's edge, as the CLI is the
-command line's: `engine=None` there means "connect to the local engine", and
-this is the one place that does it.
+command line's: `engine=None` there means "connect to the local engine" (the one
+CONTAINEREXEC_ENGINE or containerexec.toml names, else docker), `engine="podman"`
+names one as `--engine` does, and this is the one place that connects.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from containerexec.engine.factory import make_engine
 
 
 @contextmanager
-def connected(engine: Engine | None) -> Iterator[Engine]:
-    """Yield `engine`, or the default engine from the environment, closed afterwards.
+def connected(engine: Engine | str | None) -> Iterator[Engine]:
+    """Yield `engine`, or the engine it names ("docker", "podman"), or the default
+    engine from the environment; one made here is closed afterwards.
 
     Raises:
-        EngineUnavailable: `engine` is None and no local engine answers.
+        UsageError: no engine has that name.
+        EngineUnavailable: no engine answers.
     """
-    if engine is not None:
+    if engine is not None and not isinstance(engine, str):
         yield engine
         return
-    with closing(make_engine()) as local:  # closes its pooled connections afterwards
+    with closing(make_engine(engine)) as local:  # closes its pooled connections afterwards
         yield local

@@ -130,7 +130,7 @@ class Module:
         self,
         *,
         runs_dir: str | Path = ".containerexec",
-        engine: Engine | None = None,
+        engine: Engine | str | None = None,
         options: RunOptions | None = None,
         check: bool = True,
         progress: Progress = False,

@@ -135,7 +135,7 @@ class Pipeline:
         self,
         *,
         runs_dir: str | Path = ".containerexec",
-        engine: Engine | None = None,
+        engine: Engine | str | None = None,
         max_workers: int = 4,
         max_containers: int | None = None,
         keep_going: bool = False,

@@ -20,6 +20,7 @@ from containerexec.errors import ContainerExecError
 __all__ = ["COMMANDS", "App", "cli", "main"]
 
 _PKG = "containerexec.cli.commands"
+ENGINES = ("docker", "podman")  # engine/factory.py's names, without importing it for --help
 
 # name -> where the command lives, and the first sentence of its help (what --help lists).
 COMMANDS: dict[str, Lazy] = {
@@ -105,15 +106,28 @@ class Group(LazyGroup):
     show_default=True,
     help="Where run records, logs and default outputs are kept.",
 )
+@click.option(
+    "--engine",
+    "engine_name",
+    type=click.Choice(ENGINES),
+    default=None,
+    help="The container engine [default: CONTAINEREXEC_ENGINE, else [engine] name in the "
+    "nearest containerexec.toml, else docker].",
+)
 @click.version_option(package_name="containerexec")
 @click.pass_context
-def cli(ctx: click.Context, runs_dir: Path) -> None:
+def cli(ctx: click.Context, runs_dir: Path, engine_name: str | None) -> None:
     """Run pipeline modules in containers: pinned images, parallel shards, exact replay."""
     given = ctx.obj if isinstance(ctx.obj, App) else None  # an embedding caller's (tests)
     if given is None:
-        ctx.obj = App(runs_dir=runs_dir)
+        ctx.obj = App(runs_dir=runs_dir, engine_name=engine_name)
     else:  # its engine factory and sleep stay; --runs-dir is the command line's
-        ctx.obj = App(runs_dir=runs_dir, engine_factory=given.engine_factory, sleep=given.sleep)
+        ctx.obj = App(
+            runs_dir=runs_dir,
+            engine_factory=given.engine_factory,
+            sleep=given.sleep,
+            engine_name=engine_name or given.engine_name,
+        )
 
 
 def main() -> None:

@@ -20,11 +20,14 @@ class App:
 
     `engine_factory` makes the engine the first time a command needs one (so
     `validate` needs none); tests pass `App(..., engine_factory=FakeEngine)` as
-    `obj` to drive a command with no Docker at all.
+    `obj` to drive a command with no Docker at all. Without one, the engine is
+    `make_engine(engine_name)`: `--engine`, else CONTAINEREXEC_ENGINE, else the
+    nearest containerexec.toml, else docker.
     """
 
     runs_dir: Path
-    engine_factory: Callable[[], Engine] = field(default=make_engine, repr=False)
+    engine_factory: Callable[[], Engine] | None = field(default=None, repr=False)
+    engine_name: str | None = None  # --engine; None: as engine/selection.py picks
     # Registry retry backoff; None = the library's own. Tests pass obj=App(..., sleep=...).
     sleep: Callable[[float], object] | None = field(default=None, repr=False)
     _engine: Engine | None = field(default=None, repr=False)
@@ -36,10 +39,15 @@ class App:
             EngineUnavailable: it does not answer.
         """
         if self._engine is None:
-            engine = self.engine_factory()
+            engine = (self.engine_factory or (lambda: make_engine(self.engine_name)))()
             engine.ping()
             self._engine = engine
         return self._engine
+
+    def use_recorded(self, name: str | None) -> None:
+        """Use the engine a run recorded (a cluster worker's), unless one was named here."""
+        if name and self.engine_factory is None and self.engine_name is None:
+            self.engine_name = name
 
     @property
     def store(self) -> RunStore:

@@ -1,7 +1,7 @@
 """The Engine protocol: what containerexec needs from a container engine, and what it returns.
 
-Everything above the engine talks to this protocol; engine/docker.py is its one
-implementation on the Docker API and the only module that imports `docker`.
+Everything above the engine talks to this protocol; engine/docker.py implements it on
+the Docker API, and engine/podman.py on Podman's Docker-compatible API.
 """
 
 from __future__ import annotations
@@ -45,6 +45,17 @@ class ImageInfo:
     tags: list[str] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
     size: int = 0
+
+
+@dataclass(frozen=True)
+class EngineIdentity:
+    """Which engine ran a run, as its records say: "docker" or "podman", its version."""
+
+    name: str
+    version: str
+    rootless: bool = False
+    # Resources ("memory", "cpus", "pids") this engine cannot limit on this host.
+    cannot_limit: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,6 +133,14 @@ class Engine(Protocol):
 
     def close(self) -> None:
         """Release the engine's connections; the engine is not used after."""
+        ...
+
+    def identity(self) -> EngineIdentity:
+        """The engine's name and version, asked once per engine object.
+
+        Raises:
+            EngineUnavailable: no engine answers.
+        """
         ...
 
     def create(self, inv: Invocation, *, secrets: Mapping[str, str]) -> str:

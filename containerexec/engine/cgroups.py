@@ -87,6 +87,16 @@ def _read(path: Path) -> str | None:
         return None
 
 
+# Where the cgroups of Docker's (cgroupfs, systemd drivers) and Podman's containers are,
+# under /sys/fs/cgroup or each v1 controller; any other place is found from the PID.
+CONTAINER_PLACES = (
+    "docker/{id}",
+    "system.slice/docker-{id}.scope",
+    "machine.slice/libpod-{id}.scope",
+    "libpod_parent/libpod-{id}",
+)
+
+
 @dataclass(frozen=True)
 class Cgroup:
     """One container's cgroup: on v2 one folder, on v1 one per controller ('memory',
@@ -112,6 +122,11 @@ class Cgroup:
             if found:
                 return cls(v1=found)
         return None
+
+    @classmethod
+    def of_container(cls, container_id: str, root: Path = ROOT) -> Cgroup | None:
+        """The container's cgroup at one of the engines' known places, if it is there."""
+        return cls.find([p.format(id=container_id) for p in CONTAINER_PLACES], root)
 
     @classmethod
     def of_pid(cls, pid: int, root: Path = ROOT, proc: Path = Path("/proc")) -> Cgroup | None:

@@ -23,6 +23,7 @@ from docker.utils import kwargs_from_env
 from containerexec.engine import archive
 from containerexec.engine.base import (
     ContainerInfo,
+    EngineIdentity,
     ExitStatus,
     ImageInfo,
     LogStream,
@@ -36,7 +37,7 @@ from containerexec.engine.dockererrors import (
     call,
     call_unless_gone,
 )
-from containerexec.engine.payload import create_kwargs, docker_run_command
+from containerexec.engine.payload import create_kwargs, decode_label, docker_run_command
 from containerexec.errors import (
     BuildError,
     EngineError,
@@ -48,14 +49,6 @@ from containerexec.model.invocation import Invocation
 
 __all__ = ["DockerEngine", "engine_sockets"]
 
-# Where the cgroups of Docker's (cgroupfs, systemd drivers) and Podman's containers are,
-# under /sys/fs/cgroup or each v1 controller; any other place is found from the PID.
-CGROUP_PLACES = (
-    "docker/{id}",
-    "system.slice/docker-{id}.scope",
-    "machine.slice/libpod-{id}.scope",
-    "libpod_parent/libpod-{id}",
-)
 # Where the engine listens unless DOCKER_HOST says otherwise (/var/run is /run on most hosts).
 DEFAULT_SOCKETS = ("/var/run/docker.sock", "/run/docker.sock")
 
@@ -69,11 +62,15 @@ def engine_sockets(docker_host: str) -> tuple[str, ...]:
 class DockerEngine:
     """Engine on the Docker API (docker-py's low-level client); a context manager that closes it."""
 
+    name = "docker"
+    client = ("docker", "docker.io")  # the command-line client, and its Debian package
+
     def __init__(self, client: docker.APIClient) -> None:
         self.api = client
         self._places: EnginePlaces | None = None
         self._cgroups: dict[str, Cgroup | None] = {}  # by container ID; None: not found
         self._by_pid: bool | None = None  # whether its cgroups are found through the PID
+        self._identity: EngineIdentity | None = None
 
     @classmethod
     def from_env(cls, *, pool_size: int = 64) -> DockerEngine:
@@ -105,6 +102,12 @@ class DockerEngine:
 
         call(Request("ping"), ping)
 
+    def identity(self) -> EngineIdentity:
+        if self._identity is None:
+            found = call(Request("version"), self.api.version)
+            self._identity = EngineIdentity(self.name, str(found.get("Version", "")))
+        return self._identity
+
     def places(self) -> EnginePlaces:
         if self._places is None:
             info = call(Request("info"), self.api.info)
@@ -123,10 +126,12 @@ class DockerEngine:
             for m in hc["mounts"]
         ]
         hc["log_config"] = docker.types.LogConfig(**hc["log_config"])
+        raw = self._adapt(inv, hc)
         req = Request("create", container=inv.name, image=inv.image, module=inv.module)
 
         def create() -> str:
             host_config = self.api.create_host_config(**hc)
+            host_config.update(raw)
             try:
                 return str(self.api.create_container(host_config=host_config, **kw)["Id"])
             except docker.errors.APIError as exc:
@@ -139,6 +144,11 @@ class DockerEngine:
             return str(self.api.create_container(host_config=host_config, **kw)["Id"])
 
         return call(req, create)
+
+    def _adapt(self, inv: Invocation, host_config: dict[str, Any]) -> dict[str, Any]:
+        """What this engine changes in the host config arguments of `inv`, and the raw
+        HostConfig fields it adds that docker-py would refuse (Docker: none)."""
+        return {}
 
     def start(self, container_id: str) -> None:
         call(Request("start", container=container_id), lambda: self.api.start(container_id))
@@ -198,7 +208,7 @@ class DockerEngine:
         host = os.environ.get("DOCKER_HOST", "")
         if host and not host.startswith("unix://"):
             return None
-        found = Cgroup.find([p.format(id=container_id) for p in CGROUP_PLACES])
+        found = Cgroup.of_container(container_id)
         if found is not None:
             self._by_pid = False  # the known places hold this engine's: no inspect
             return found
@@ -245,7 +255,7 @@ class DockerEngine:
     def inspect_image(self, ref: str) -> ImageInfo | None:
         req = Request("inspect", image=ref)
         data = call_unless_gone(req, lambda: self.api.inspect_image(ref))  # type: ignore[no-untyped-call]
-        return None if data is None else _image_info(data)
+        return None if data is None else self._image_info(data)
 
     def pull(self, ref: str, *, on_progress: Progress | None = None) -> ImageInfo:
         repo, tag = _split_ref(ref)
@@ -278,25 +288,25 @@ class DockerEngine:
         on_log: Callable[[str], None] | None = None,
     ) -> ImageInfo:
         lines: list[str] = []
+        asked = self._build_options({"tag": tag, "labels": dict(labels), "network_mode": network})
 
         def build() -> None:
             stream = self.api.build(
                 path=context,
                 dockerfile=dockerfile,
-                tag=tag,
                 buildargs=dict(buildargs),
                 target=target,
-                labels=dict(labels),
-                network_mode=network,
+                **asked,
                 rm=True,
                 forcerm=True,
                 decode=True,
             )
             for event in stream:
                 if "stream" in event:
-                    for line in str(event["stream"]).splitlines():
-                        if not line.strip():
+                    for raw in str(event["stream"]).splitlines():
+                        if not raw.strip():
                             continue  # the classic builder pads every step with empty lines
+                        line = self._log_line(raw)
                         lines.append(line)
                         if on_log:
                             on_log(line)
@@ -308,7 +318,19 @@ class DockerEngine:
         info = self.inspect_image(tag)
         if info is None:
             raise BuildError(None, tag, "build finished but no image was tagged", lines[-20:])
+        return self._built(tag, info)
+
+    def _build_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The build's tag, labels and network_mode as this engine is to be asked."""
+        return options
+
+    def _built(self, tag: str, info: ImageInfo) -> ImageInfo:
+        """What this engine does with an image just built as `tag` (Docker: nothing)."""
         return info
+
+    def _log_line(self, line: str) -> str:
+        """A build log line as this engine's users read it (Docker: as it came)."""
+        return line
 
     def tag(self, image: str, repo: str, tag: str) -> None:
         req = Request(f"tag as {repo}:{tag}", image=image)
@@ -350,22 +372,28 @@ class DockerEngine:
         values reach it through its environment, never its argv. The container is
         removed afterwards unless `keep`.
         """
-        exe = shutil.which("docker")
+        client, package = self.client
+        exe = shutil.which(client)
         if exe is None:
             raise EngineError(
-                "an interactive container needs the docker command-line client, "
-                "and 'docker' is not on PATH; install it (apt-get install "
-                "docker.io) or use --print and run the command elsewhere"
+                f"an interactive container needs the {client} command-line client, "
+                f"and '{client}' is not on PATH; install it (apt-get install "
+                f"{package}) or use --print and run the command elsewhere"
             )
         argv = docker_run_command(
             inv, name=inv.name, interactive=True, tty=tty, entrypoint=entrypoint, publish=publish
         )
         env = {**os.environ, **{n: secrets[n] for n in inv.secret_names if n in secrets}}
         try:
-            return subprocess.run([exe, *argv[1:]], env=env, check=False).returncode
+            cmd = [exe, *self._client_run(inv, argv[1:], env)]
+            return subprocess.run(cmd, env=env, check=False).returncode
         finally:
             if not keep:
                 self.remove(inv.name)
+
+    def _client_run(self, inv: Invocation, argv: list[str], env: dict[str, str]) -> list[str]:
+        """The client's arguments (`run ...`) for `inv`; `env` is the client's, to add to."""
+        return argv
 
     def save_image(self, ref: str, dest: Path) -> int:
         if self.inspect_image(ref) is None:
@@ -406,16 +434,21 @@ class DockerEngine:
     def images(self, labels: Mapping[str, str]) -> list[ImageInfo]:
         filters = {"label": [f"{k}={v}" if v else k for k, v in labels.items()]}
         found = call(Request("list images"), lambda: self.api.images(filters=filters))
-        return [
-            ImageInfo(
-                id=i["Id"],
-                repo_digests=i.get("RepoDigests") or [],
-                tags=i.get("RepoTags") or [],
-                labels=i.get("Labels") or {},
-                size=int(i.get("Size") or 0),
-            )
-            for i in found
-        ]
+        return [self._image_info({**i, "Config": {"Labels": i.get("Labels")}}) for i in found]
+
+    def _image_info(self, data: dict[str, Any]) -> ImageInfo:
+        """An image as the engine describes it (inspect, or a list entry with its labels
+        moved under Config)."""
+        return ImageInfo(
+            id=data["Id"],
+            repo_digests=data.get("RepoDigests") or [],
+            tags=data.get("RepoTags") or [],
+            labels={
+                k: decode_label(v)
+                for k, v in ((data.get("Config") or {}).get("Labels") or {}).items()
+            },
+            size=int(data.get("Size") or 0),
+        )
 
 
 def _message(error: Any) -> str:
@@ -452,16 +485,6 @@ class _Attached:
         for closer in closers:
             with contextlib.suppress(Exception):
                 closer.close()
-
-
-def _image_info(data: dict[str, Any]) -> ImageInfo:
-    return ImageInfo(
-        id=data["Id"],
-        repo_digests=data.get("RepoDigests") or [],
-        tags=data.get("RepoTags") or [],
-        labels=(data.get("Config") or {}).get("Labels") or {},
-        size=int(data.get("Size") or 0),
-    )
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

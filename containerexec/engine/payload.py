@@ -5,6 +5,8 @@ Both carry the same safe defaults, checked against golden files in tests/golden/
 
 from __future__ import annotations
 
+import base64
+import binascii
 from collections.abc import Mapping
 from typing import Any
 
@@ -120,3 +122,26 @@ def _csv_field(text: str) -> str:
     if any(c in text for c in ',"\n'):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+# Podman's builder parses a label value as a Dockerfile word and fails on `${{` (every
+# spec with a placeholder has one), with no escape that survives: such values are sent
+# encoded, and both engines decode them when they read an image's labels.
+ENCODED_LABEL = "containerexec-base64:"
+
+
+def encode_label(value: str) -> str:
+    """`value` as Podman's builder takes it unchanged: encoded when it holds `${`."""
+    if "${" not in value:
+        return value
+    return ENCODED_LABEL + base64.b64encode(value.encode()).decode()
+
+
+def decode_label(value: str) -> str:
+    """The label value `encode_label` was given (any other value as it is)."""
+    if not value.startswith(ENCODED_LABEL):
+        return value
+    try:
+        return base64.b64decode(value[len(ENCODED_LABEL) :], validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return value

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from containerexec.engine.base import Engine
+from containerexec.errors import UsageError
 from containerexec.model.arrays import Shard
 from containerexec.model.bindings import Bindings
 from containerexec.model.spec import ModuleSpec, RetryPolicy
@@ -30,6 +31,7 @@ from containerexec.run.runner import Attempt, Tracker
 from containerexec.run.staging import Outputs
 from containerexec.store.records import (
     AttemptRecord,
+    EngineRecord,
     ImageRecord,
     RunRecord,
     ShardRecord,
@@ -100,6 +102,27 @@ class RunOptions:
             deadline_s=opts.deadline_s or spec.resources.deadline,
             shared_env=shared_values(spec.env),
         )
+
+
+def engine_stamped(engine: Engine, spec: ModuleSpec, record: RunRecord) -> RunRecord:
+    """`record` naming the engine its shards run on, once the engine can honour the
+    spec's resources here; a cluster's workers read the name and use that engine too.
+
+    Raises:
+        UsageError: the spec asks for a limit this engine cannot set on this host.
+    """
+    ident = engine.identity()
+    asked = {"memory": spec.resources.memory, "cpus": spec.resources.cpus}
+    for resource, value in asked.items():
+        if value and resource in ident.cannot_limit:
+            raise UsageError(
+                f"module '{spec.name}' sets resources.{resource}, and {ident.name} "
+                f"{'rootless ' if ident.rootless else ''}cannot limit {resource} on this host "
+                "(cgroup v1, or cgroup v2 without that controller delegated to this user); "
+                "remove the limit, or run with a rootful engine (--engine docker)"
+            )
+    stamp = EngineRecord(name=ident.name, version=ident.version, rootless=ident.rootless)
+    return record.model_copy(update={"engine": stamp})
 
 
 @dataclass(frozen=True)

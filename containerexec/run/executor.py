@@ -29,7 +29,7 @@ from containerexec.model.spec import ModuleSpec
 from containerexec.run import pymodule, returned, staging
 from containerexec.run.cache import ShardCache
 from containerexec.run.context import RunOptions as RunOptions  # re-exported
-from containerexec.run.context import Services
+from containerexec.run.context import Services, engine_stamped
 from containerexec.run.packing import batch, planner
 from containerexec.run.placement.base import Placement as Scheduler
 from containerexec.run.placement.local import LocalPool
@@ -291,7 +291,7 @@ class Executor:
         took it, lets go of it.
         """
         try:
-            record = self.scheduler.admit(record)  # before anything is written or submitted
+            record = self.scheduler.admit(engine_stamped(self.engine, spec, record))  # first
             self.store.write_run(record)
         except BaseException:
             _release(lock)

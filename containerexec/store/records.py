@@ -24,7 +24,7 @@ from containerexec.model.names import JobId, ModuleName, PortName, RunId
 # and a glob shard's mount may be its own file alone (Mount.shard_file).
 # 5: env values every shard shares (a Python module's boot script and source) are kept
 # once in the run record (`shared_env`) and named by sha256 in shard records (`env_shared`);
-# an attempt may carry its resource `trace`.
+# an attempt may carry its resource `trace`; run records name their `engine` and its version.
 SCHEMA_VERSION = 5
 # Shorter values stay in each record: naming one by its sha256 would save little.
 SHARED_MIN_CHARS = 256
@@ -48,6 +48,25 @@ class ImageRecord(Record):
     lock_sha256: str | None = Field(
         None, description="sha256 of the Python package lock installed on the image, if any."
     )
+
+
+class EngineRecord(Record):
+    """The container engine a run's shards ran on: a worker on a cluster node uses it too."""
+
+    name: Annotated[str, AfterValidator(lambda v: check_engine(v))] = Field(
+        description="'docker' or 'podman'."
+    )
+    version: str = Field("", max_length=64)
+    rootless: bool = False
+
+
+ENGINE_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}\Z")
+
+
+def check_engine(value: str) -> str:
+    if not ENGINE_RE.match(value):
+        raise ValueError(f"{value[:80]!r} is not an engine name ([a-z][a-z0-9_-]*)")
+    return value
 
 
 class FileEntry(Record):
@@ -182,6 +201,7 @@ class RunRecord(Record):
     grace_s: float = 5.0
     log_limit_bytes: int = 16 << 20
     scheduler: SchedulerRecord | None = Field(None, description="None: shards ran here.")
+    engine: EngineRecord | None = Field(None, description="None: recorded before schema 5.")
     shared_env: dict[str, str] = Field(
         default_factory=dict,
         description="sha256 -> an env value every shard gets verbatim (a Python module's boot "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from helpers import local_engine
 
 from containerexec.engine.docker import DockerEngine
 
@@ -17,6 +18,6 @@ def _needs_docker(docker_available: None) -> None:
 @pytest.fixture
 def engine() -> Iterator[DockerEngine]:
     """containerexec's engine seam on the local engine; its connections closed afterwards."""
-    eng = DockerEngine.from_env()
+    eng = local_engine()
     yield eng
     eng.api.close()

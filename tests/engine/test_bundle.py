@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE, wait_for
+from helpers import BASE_IMAGE, direct_ulimits, local_engine, wait_for
 from registry import free_port
 
 from containerexec.cli import App, cli
@@ -64,7 +64,7 @@ class Failed:
 
 @pytest.fixture(scope="module")
 def failed(test_session_label: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Failed:
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         return _failed_run(engine, test_session_label, tmp_path_factory)
 
 
@@ -183,6 +183,7 @@ def limited_run(
     return store
 
 
+@pytest.mark.podman  # CI: on Podman too
 def test_an_oom_replays_as_an_oom_at_the_recorded_limit(
     engine: DockerEngine, test_session_label: dict[str, str], tmp_path: Path
 ) -> None:
@@ -250,6 +251,7 @@ def test_the_debug_port_check_tells_a_listener_from_dockers_proxy(
         ports={"5678/tcp": ("127.0.0.1", port)},
         labels=test_session_label,
         auto_remove=False,
+        ulimits=direct_ulimits(),
     )
     try:
         if answers:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, local_engine
 from unit.test_bundle_refusals import swap_image
 
 from containerexec.engine.docker import DockerEngine
@@ -81,7 +81,7 @@ def globbed(
     spec = tmp / "job.yaml"
     spec.write_text(SPEC.format(image=tag))
     store = RunStore(tmp / "build-machine")
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         image = engine.build(
             str(ctx),
             dockerfile="Dockerfile",

@@ -1,5 +1,6 @@
-"""The engine contract (tests/engine_contract.py) on the local Docker engine; the same tests
-run on the fake in tests/unit/test_engine_contract.py."""
+"""The engine contract (tests/engine_contract.py) on the engine under test (Docker, or Podman
+with CONTAINEREXEC_TEST_ENGINE=podman); the same tests run on the fake in
+tests/unit/test_engine_contract.py."""
 
 from __future__ import annotations
 
@@ -12,11 +13,14 @@ from engine_contract import (  # noqa: F401
     test_containers_are_found_by_run_label_and_their_figures_read_until_removed,
     test_wait_reports_the_exit_code_and_attach_before_start_gets_all_output,
 )
+from helpers import local_engine
 
 from containerexec.engine.docker import DockerEngine
+
+pytestmark = pytest.mark.podman  # CI runs these on Podman too
 
 
 @pytest.fixture
 def engine() -> Iterator[DockerEngine]:
-    with DockerEngine.from_env() as real:
+    with local_engine() as real:
         yield real

@@ -7,7 +7,10 @@ engine (tests/unit/test_failures_cli.py).
 
 from __future__ import annotations
 
+import pytest
 from workspace import Workspace, workspace_fixture  # noqa: F401
+
+pytestmark = pytest.mark.podman  # CI also runs these on Podman: exit 126
 
 
 def test_exit_126_is_cannot_exec_and_never_retried(workspace: Workspace) -> None:

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 from helpers import run_containers
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
@@ -70,6 +71,7 @@ def _value(lines: list[str], word: str) -> int:
     return int(found[0])
 
 
+@pytest.mark.podman  # CI: on Podman too
 def test_spawning_stops_at_the_pids_limit(workspace: Workspace, docker_client: Any) -> None:
     """300 background sleeps against `pids: 64`: the cgroup holds at most 64 tasks."""
     lines, result = _lines(workspace, workspace.spec(SPAWN_SPEC))

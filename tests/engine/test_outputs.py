@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, files_under
+from helpers import BASE_IMAGE, files_under, local_engine
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.cli.status import pipeline_status, run_status
-from containerexec.engine.docker import DockerEngine
 from containerexec.model.pipelinecheck import check_pipeline
 from containerexec.pipelines.orchestrator import Orchestrator
 from containerexec.pipelines.record import PipelineResult
@@ -178,7 +177,7 @@ def pipeline(
 ) -> PipelineResult:
     (workspace.root / "linker.yaml").write_text(textwrap.dedent(LINKER))
     (workspace.root / "links.yaml").write_text(LINKS)
-    engine = DockerEngine.from_env()
+    engine = local_engine()
     try:
         orch = Orchestrator(engine, RunStore(workspace.runs_dir), labels=labels, **options)
         plan = check_pipeline(workspace.root / "links.yaml")

@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import BASE_IMAGE
+from helpers import BASE_IMAGE, local_engine
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
 from containerexec.authoring.targets import load_target
-from containerexec.engine.docker import DockerEngine
 from containerexec.environment import images
 from containerexec.labels import LABEL_MODULE
 from containerexec.model.spec import load_spec
@@ -48,7 +47,7 @@ def name() -> str:
 
 
 def remove_module_images(module: str) -> None:
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         for info in engine.images({LABEL_MODULE: module}):
             for ref in info.tags or [info.id]:
                 engine.remove_image(ref)
@@ -133,7 +132,7 @@ def test_a_module_importing_regex_and_six_runs_and_an_unchanged_set_is_not_rebui
 
     # The no-change check: the lock read and compared, the tag looked up; no probe.
     spec = load_spec(built.spec)
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         again = images.resolve(engine, spec, built.spec.parent)
         assert again.id == record.image.id
         started = time.perf_counter()
@@ -164,7 +163,7 @@ def test_a_rebuild_from_the_lock_needs_no_index(
     built: Built, workspace: Workspace, wheel_cache: Path
 ) -> None:
     spec = load_spec(built.spec)
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         before = images.resolve(engine, spec, built.spec.parent)
         engine.remove_image(before.ref)
         assert engine.inspect_image(before.ref) is None
@@ -181,7 +180,7 @@ def test_a_rebuild_from_the_lock_needs_no_index(
     print(f"\nrebuild from the lock, index unreachable: {rebuild_s:.1f} s")
 
     # The control: without the cached wheels, the same build needs the index and says so.
-    with DockerEngine.from_env() as engine:
+    with local_engine() as engine:
         engine.remove_image(before.ref)
     empty = workspace.root / "empty-cache"
     failed = workspace.cli(

@@ -21,7 +21,7 @@ import docker
 import pexpect
 import pytest
 from click.testing import CliRunner, Result
-from helpers import BASE_IMAGE, labelled_containers, wait_for
+from helpers import BASE_IMAGE, labelled_containers, local_engine, wait_for
 from registry import Registry, free_port
 
 from containerexec.cli import App, cli
@@ -94,7 +94,7 @@ def cx(runs: Path, *args: str, input: str | None = None) -> Result:
 
 @pytest.fixture(scope="module")
 def engine() -> Iterator[DockerEngine]:
-    eng = DockerEngine.from_env()
+    eng = local_engine()
     yield eng
     eng.api.close()
 

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, run_containers
+from helpers import BASE_IMAGE, local_engine, run_containers
 from workspace import Workspace, workspace_fixture  # noqa: F401
 
-from containerexec.engine.docker import DockerEngine
 from containerexec.labels import LABEL_RUN
 from containerexec.store.records import SCHEMA_VERSION
+
+pytestmark = pytest.mark.podman  # CI runs these on Podman too: the lifecycle, failure kinds
 
 WEIRD = 'it\'s a "test"; rm -rf / && echo $HOME\nsecond line'
 
@@ -71,7 +72,7 @@ def probe(
     tools = ws.folder("tools", {"probe.py": PROBE})
     data = ws.folder("data", {"in.txt": "input data"})
     target = ws.root / "out" / "report.json"
-    engine = DockerEngine.from_env()
+    engine = local_engine()
     during: dict[str, Any] = {}
 
     def on_line(index: int, stream: str, line: str) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import BASE_IMAGE, outputs_of, run_containers, wait_for
+from helpers import BASE_IMAGE, TEST_ENGINE, local_engine, outputs_of, run_containers, wait_for
 from registry import Registry
 from slurm import SlurmCluster
 from workspace import Workspace, workspace_fixture  # noqa: F401
@@ -37,13 +37,12 @@ command: [sh, -c, 'sleep "$3"; if [ "$1" = "$2" ]; then echo "broke on $1" >&2; 
 
 
 @pytest.fixture(scope="session")
-def pushed_base(registry: Registry, docker_client: Any) -> str:
+def pushed_base(registry: Registry, docker_available: None) -> str:
     """The base image pushed to the test registry: repo@sha256:..., pullable by every node."""
     repo = f"{registry.address}/cx/base"
-    docker_client.images.get(BASE_IMAGE).tag(repo, "slurm")
-    docker_client.images.push(repo, "slurm")
-    digests = docker_client.images.get(f"{repo}:slurm").attrs["RepoDigests"]
-    return next(d for d in digests if d.startswith(repo + "@"))
+    with local_engine() as engine:  # the engine under test, Docker or Podman
+        engine.tag(BASE_IMAGE, repo, "slurm")
+        return f"{repo}@{engine.push(repo, 'slurm')}"
 
 
 @pytest.fixture
@@ -473,3 +472,33 @@ def test_a_failed_node_is_node_lost_uncounted_and_the_shard_runs_again(
     assert rec.state == "succeeded" and len(rec.scheduler.job_ids) == 2  # type: ignore[union-attr]
     assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(2)}
     assert run_containers(docker_client, run_id) == []
+
+
+@pytest.mark.podman
+def test_with_podman_each_node_runs_podman_and_a_node_without_it_fails_clearly(
+    ws: Workspace, pushed_base: str
+) -> None:
+    """No Docker anywhere (DOCKER_HOST points nowhere): the workers use the run's engine."""
+    if TEST_ENGINE != "podman":
+        pytest.skip("runs with the Podman engine tests (make test ENGINE=podman)")
+    spec = array(ws, pushed_base)
+    no_docker = {"DOCKER_HOST": "unix:///nonexistent/docker.sock"}
+    out = ws.root / "out"
+    done = ws.cli("--engine", "podman", "run", str(spec), "--on", "slurm", "-o", f"out={out}",
+                  env=no_docker)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert outputs_of(out) == {f"{i}.txt": f"done {i}\n" for i in range(3)}
+    rec = ws.record(ws.run_id())
+    assert rec.engine is not None and rec.engine.name == "podman"
+
+    # A node with neither podman on its PATH nor a service: each task fails in one line.
+    no_podman = "--export=ALL,PATH=/nonexistent,CONTAINEREXEC_PODMAN_HOST=unix:///dev/null/p.sock"
+    began = time.monotonic()
+    failed = ws.cli("--engine", "podman", "run", str(spec), "--on", "slurm", "-o",
+                    f"out={ws.root / 'out2'}", env={**no_docker,
+                    "CONTAINEREXEC_SLURM_OPTIONS": no_podman})  # fmt: skip
+    assert failed.returncode == 1, failed.stderr
+    assert time.monotonic() - began < 90
+    run_dir = ws.store.run_dir(ws.store.resolve_id("last"))
+    logs = "".join(p.read_text() for p in sorted((run_dir / "slurm").glob("*.out")))
+    assert "Error: No Podman engine answers at /dev/null/p.sock (podman is not installed)" in logs

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from helpers import CONTAINEREXEC
 
+pytestmark = pytest.mark.podman  # CI also runs these on Podman: the README's example
+
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 EXAMPLES = sorted(p for p in SPECS.glob("*.yaml") if (p.with_suffix("") / "example.yaml").is_file())
 

@@ -384,6 +384,7 @@ def worker(
     indices = _worker_shards(index, batches, batch)
     store = RunStore(run_dir.absolute().parent.parent)
     record = store.load_run(run_dir.name)
+    app.use_recorded(record.engine.name if record.engine else None)  # the run's engine
     executor = Executor(
         app.engine(),
         store,
