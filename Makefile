@@ -44,7 +44,7 @@ test: chromium
 setup: $(STAMP) base-image
 
 demo: setup
-	@bash scripts/demo.sh
+	@CONTAINEREXEC_ENGINE=$(ENGINE) bash scripts/demo.sh
 
 test: setup registry-package slurm-package lint docs
 	@CONTAINEREXEC_REQUIRE_DOCKER=1 CONTAINEREXEC_TEST_ENGINE=$(ENGINE) $(PYTEST) -q
