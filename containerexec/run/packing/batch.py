@@ -344,7 +344,9 @@ class Batch:
     # -- one value ---------------------------------------------------------------------
 
     def _state(self, v: Value, ext: str) -> Path:
-        return self.root / "state" / f"{v.name}.{ext}"
+        """The value's stdout ("out") or stderr ("err") file, as the driver named it."""
+        self.said.poll()
+        return self.root / "state" / f"{self.said.files.get(v.name) or v.name}.{ext}"
 
     def _status(self, v: Value) -> tuple[int, int, float, float] | None:
         """(exit status, OOM kills, started, ended) once the driver said the value ended."""
@@ -374,22 +376,28 @@ class Batch:
     def _log(self, v: Value) -> tuple[list[str], list[str]]:
         """The value's saved log from its two files (stdout first), then the files go;
         returns its last lines and its last stderr lines."""
-        out, err = self._state(v, "out"), self._state(v, "err")
-        if size(out) == 0 and not size(err):
-            # Most tiny values print nothing: their empty stdout file becomes the log (a
-            # rename; creating a file per value was a good part of a packed value's cost).
-            path = self.run.services.store.log_path(self.run.id, v.shard.index)
+        path = self.run.services.store.log_path(self.run.id, v.shard.index)
+        if v.name in self.said.files and self.said.files[v.name] is None:
+            # Printed nothing (status.py): its files are the next value's. An empty log,
+            # written at once: most tiny values print nothing.
             with contextlib.suppress(OSError):
                 path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
+                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
+                return [], []
+        out, err = self._state(v, "out"), self._state(v, "err")
+        if size(out) == 0 and not size(err):  # the Python driver's empty files: a rename
+            with contextlib.suppress(OSError):
+                path.with_name(path.name + ".1").unlink(missing_ok=True)
                 os.replace(out, path)
                 return [], []
         log = self.run.log_sink(v.shard.index, 1)
-        for stream, path in (("stdout", out), ("stderr", err)):
-            if size(path):
-                with path.open("rb") as f:
+        for stream, part in (("stdout", out), ("stderr", err)):
+            if size(part):
+                with part.open("rb") as f:
                     while block := f.read(1 << 16):
                         log.write(stream, block)
-                path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
         log.finish()
         return list(log.tail), list(log.stderr_tail)
 
