@@ -384,6 +384,8 @@ class Batch:
                 path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
                 os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
                 return [], []
+            self.run.log_sink(v.shard.index, 1).finish()  # no logs/ folder yet: it makes one
+            return [], []
         out, err = self._state(v, "out"), self._state(v, "err")
         if size(out) == 0 and not size(err):  # the Python driver's empty files: a rename
             with contextlib.suppress(OSError):
