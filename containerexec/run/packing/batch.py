@@ -343,11 +343,6 @@ class Batch:
 
     # -- one value ---------------------------------------------------------------------
 
-    def _state(self, v: Value, ext: str) -> Path:
-        """The value's stdout ("out") or stderr ("err") file, as the driver named it."""
-        self.said.poll()
-        return self.root / "state" / f"{self.said.files.get(v.name) or v.name}.{ext}"
-
     def _status(self, v: Value) -> tuple[int, int, float, float] | None:
         """(exit status, OOM kills, started, ended) once the driver said the value ended."""
         if v.name not in self.said.ended:
@@ -376,20 +371,16 @@ class Batch:
     def _log(self, v: Value) -> tuple[list[str], list[str]]:
         """The value's saved log from its two files (stdout first), then the files go;
         returns its last lines and its last stderr lines."""
-        path = self.run.services.store.log_path(self.run.id, v.shard.index)
-        if v.name in self.said.files and self.said.files[v.name] is None:
-            # Printed nothing (status.py): its files are the next value's. An empty log,
-            # written at once: most tiny values print nothing.
+        self.said.poll()
+        files = self.said.files.get(v.name, v.name)
+        if files is None:  # printed nothing (status.py): its files are the next value's
+            self.run.log_sink(v.shard.index, 1).finish()
+            return [], []
+        out, err = (self.root / "state" / f"{files}.{ext}" for ext in ("out", "err"))
+        if size(out) == 0 and not size(err):  # the Python driver's empty files: a rename
+            path = self.run.services.store.log_path(self.run.id, v.shard.index)
             with contextlib.suppress(OSError):
                 path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
-                os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644))
-                return [], []
-            self.run.log_sink(v.shard.index, 1).finish()  # no logs/ folder yet: it makes one
-            return [], []
-        out, err = self._state(v, "out"), self._state(v, "err")
-        if size(out) == 0 and not size(err):  # the Python driver's empty files: a rename
-            with contextlib.suppress(OSError):
-                path.with_name(path.name + ".1").unlink(missing_ok=True)
                 os.replace(out, path)
                 return [], []
         log = self.run.log_sink(v.shard.index, 1)

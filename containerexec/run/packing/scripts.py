@@ -9,7 +9,9 @@ and execs its argv, every word single-quoted, through `setsid` (a session and pr
 group of its own, so a SIGTERM from a stop reaches the value and all it started through
 the driver's trap, and a `kill 0` in the value never reaches the driver) and `timeout`
 when there is one. Each exec costs about 0.5 ms here, the most of a tiny value's time:
-two per value (setsid, then the argv).
+two per value (setsid, then the argv). A value's stdout and stderr go to a pair of
+files in state/ that the next value reuses while values print nothing: creating a file
+cost more than running `true` (status.py says which pair holds which value's output).
 
 Before a value's status is written, and so before its outputs are committed and the
 next value starts, every process it left behind (`cmd &`, a daemon that left its
