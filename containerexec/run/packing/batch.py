@@ -371,8 +371,7 @@ class Batch:
     def _log(self, v: Value) -> tuple[list[str], list[str]]:
         """The value's saved log from its two files (stdout first), then the files go;
         returns its last lines and its last stderr lines."""
-        self.said.poll()
-        files = self.said.files.get(v.name, v.name)
+        files = self.said.files.get(v.name, v.name)  # said with its start, seen by now
         if files is None:  # printed nothing (status.py): its files are the next value's
             self.run.log_sink(v.shard.index, 1).finish()
             return [], []
