@@ -45,17 +45,34 @@ def spec(n: int, command: list[str], batch: str | int | None) -> ModuleSpec:
 
 def timed(engine: DockerEngine, root: Path, m: ModuleSpec, parallel: int) -> tuple[float, int]:
     """Wall seconds of one run, and the batch size it chose."""
+    seconds, k, _, _ = timed_cpu(engine, root, m, parallel)
+    return seconds, k
+
+
+def timed_cpu(
+    engine: DockerEngine, root: Path, m: ModuleSpec, parallel: int
+) -> tuple[float, int, float, float]:
+    """timed(), the CPU seconds this process used for it, and those its containers used
+    (from the records' cgroup figures: a packed value's are its batch container's so far,
+    so each container's last counts)."""
+    cpu0 = cpu_s()
     store = RunStore(root / f"runs-{time.monotonic_ns()}")
     executor = Executor(engine, store)
     t0 = time.perf_counter()
     run = executor.start(m, {}, {}, options=RunOptions(max_parallel=parallel))
     result = run.wait()
     seconds = time.perf_counter() - t0
+    used = cpu_s() - cpu0
     counts = result.record.counts
     if counts.get("succeeded", 0) != result.record.shard_count:
         raise SystemExit(f"benchmark run did not succeed: {counts}")
+    cpu: dict[str, float] = {}
+    for r in store.iter_shards(result.record.run_id):
+        for a in r.attempts:
+            if a.container_id and a.trace is not None and a.trace.cpu_seconds is not None:
+                cpu[a.container_id] = max(cpu.get(a.container_id, 0.0), a.trace.cpu_seconds)
     shutil.rmtree(store.root, ignore_errors=True)
-    return seconds, run.task_size
+    return seconds, run.task_size, used, sum(cpu.values())
 
 
 def cpu_s() -> float:
@@ -115,16 +132,15 @@ def main() -> None:
 
 def true_shards(engine: DockerEngine, root: Path, a: argparse.Namespace, par: int) -> None:
     """N x `true` packed against an unpacked sample, and the executor's memory."""
-    cpu0 = cpu_s()
-    packed, k = timed(engine, root, spec(a.n, ["true"], "auto"), par)
-    cpu = cpu_s() - cpu0
+    packed, k, cpu, inside = timed_cpu(engine, root, spec(a.n, ["true"], "auto"), par)
     unpacked, _ = timed(engine, root, spec(a.sample, ["true"], None), par)
     per_shard = unpacked / a.sample
     print(
         f"{a.n} x true, packed (auto: K={k}), {par} containers: {packed:.1f} s "
         f"= {1000 * packed / a.n:.2f} ms per value; containerexec's own CPU "
-        f"{1000 * cpu / a.n:.2f} ms per value (wall time on a busy machine is mostly the "
-        "queue for a core: compare this)"
+        f"{1000 * cpu / a.n:.2f} ms per value, its containers' "
+        f"{1000 * inside / a.n:.2f} ms per value (wall time on a busy machine is mostly "
+        f"the queue for a core: compare these; load now {os.getloadavg()[0]:.1f})"
     )
     print(
         f"{a.sample} x true, unpacked: {unpacked:.1f} s = {1000 * per_shard:.1f} ms per "

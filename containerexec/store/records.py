@@ -281,13 +281,18 @@ def load_model(path: Path, model: type[M]) -> M:
         raise UntrustedInput(str(path), f"not a valid record: {where}: {first['msg']}") from None
 
 
-def write_json(path: Path, data: Any, *, durable: bool = True) -> None:
+def write_json(path: Path, data: Any, *, durable: bool = True, compact: bool = False) -> None:
     """Write JSON atomically: a reader sees the old file or the new one, never half.
 
     The rename alone is atomic for readers and survives the writer being killed;
     `durable` adds an fsync so the new content also survives a crash of the machine.
+    `compact`: one line, by json's C encoder (indenting takes its pure-Python one, about
+    0.2 ms a shard record: a good part of a packed `true` value's cost).
     """
-    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    if compact:
+        text = json.dumps(data, sort_keys=True, separators=(",", ":")) + "\n"
+    else:
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if not path.parent.is_dir():  # a stat: a failing mkdir takes the folder's lock
         path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

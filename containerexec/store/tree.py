@@ -91,6 +91,7 @@ class RunStore:
             self.shard_path(record.run_id, record.index),
             lean(record, self._shared_env(record.run_id)).model_dump(mode="json"),
             durable=durable,
+            compact=True,  # the most numerous records: one line each
         )
 
     def _shared_env(self, run_id: str) -> dict[str, str]:

@@ -107,6 +107,21 @@ def test_values_packed_into_one_container_keep_argv_env_log_outputs_and_record(
     assert not (workspace.store.run_dir(result.record.run_id) / "batches" / "000000").exists()
 
 
+def test_values_that_print_nothing_share_files_and_each_log_is_its_own(
+    workspace: Workspace,
+) -> None:
+    """The driver reuses one stdout/stderr pair while values print nothing (a file creation
+    costs more than running `true`) and moves on to a new pair after a value that printed."""
+    prints = ["", "echo o1", "", "echo e3 >&2", "echo o4; echo e4 >&2", "", "echo o6"]
+    script = " ".join(f'if [ "{IDX}" = {i} ]; then {p}; fi;' for i, p in enumerate(prints) if p)
+    spec = packed_spec(workspace, "{range: 7, batch_size: 7}", script + " :")
+    _, _, result = run(workspace, spec)
+    assert run_status(result.record) == 0
+    shards = workspace.shards()
+    logs = [Path(shards[i].log_path).read_text() for i in range(7)]
+    assert logs == ["", "o1\n", "", "e3\n", "o4\ne4\n", "", "o6\n"]
+
+
 def test_a_failed_value_is_retried_alone_and_the_others_are_not_rerun(
     workspace: Workspace,
 ) -> None:
@@ -181,7 +196,8 @@ def test_an_oom_is_charged_to_the_value_that_ran_and_the_batch_goes_on(
 def test_values_not_started_when_the_container_dies_go_back_to_the_queue_uncounted(
     workspace: Workspace, docker_client: Any
 ) -> None:
-    script = f'if [ "{IDX}" = 1 ]; then sleep 60; fi; echo > "$2/{IDX}"'
+    # Shard 0 prints nothing, so shard 1 writes to the files shard 0 was given.
+    script = f'if [ "{IDX}" = 1 ]; then echo dying >&2; sleep 60; fi; echo > "$2/{IDX}"'
     spec = packed_spec(workspace, "{range: 4, batch_size: 4, max_parallel: 1}", script)
     run_id = "packkill-1"
     killed: list[str] = []
@@ -203,6 +219,7 @@ def test_values_not_started_when_the_container_dies_go_back_to_the_queue_uncount
     shards = workspace.shards()
     assert [shards[i].state for i in range(4)] == ["succeeded", "failed", "succeeded", "succeeded"]
     assert shards[1].failure == "killed"
+    assert [Path(shards[i].log_path).read_text() for i in (0, 1)] == ["", "dying\n"]
     # 2 and 3 never started in the killed container: one attempt each, in the next batch.
     assert [len(shards[i].attempts) for i in (2, 3)] == [1, 1]
     assert shards[2].attempts[0].container_id != shards[0].attempts[0].container_id

@@ -122,3 +122,30 @@ def test_the_status_file_takes_whole_lines_only(tmp_path: Path) -> None:
     assert said.ended == {"000000": (3, 1, pytest.approx(said.offset + 101.25))}
     assert set(said.started) == {"000000", "000001"} and "0000" not in said.ended
     assert abs(said.offset + float(Path("/proc/uptime").read_text().split()[0]) - time.time()) < 1
+
+
+def test_the_status_file_says_which_files_hold_a_values_output(tmp_path: Path) -> None:
+    """The sh driver reuses one stdout/stderr pair while values print nothing (a file
+    creation cost more than running `true`): S names the pair, E says `-` when the value
+    printed nothing (the pair is the next value's: never read as this one's log) or names
+    the pair it leaves behind. The Python driver's lines name no pair: NNNNNN.out/.err."""
+    from containerexec.run.packing.status import StatusFile
+
+    path = tmp_path / "status"
+    path.write_text(
+        "S 000000 1.00 000000\nE 000000 0 0 1.01 -\n"
+        "S 000001 1.01 000000\nE 000001 0 0 1.02 000000\n"
+        "S 000002 1.02 000002\nE 000002 1 0 1.03 -\n"
+        "S 000003 1.03 000002\n"
+        "S 000004 1.04\nE 000004 0 0 1.05\n"
+    )
+    said = StatusFile(path)
+    said.poll()
+    assert said.files == {
+        "000000": None,
+        "000001": "000000",
+        "000002": None,
+        "000003": "000002",  # running (or died running): its output is in the pair it was given
+        "000004": "000004",
+    }
+    assert said.ended["000002"] == (1, 0, pytest.approx(said.offset + 1.03))

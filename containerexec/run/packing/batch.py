@@ -343,9 +343,6 @@ class Batch:
 
     # -- one value ---------------------------------------------------------------------
 
-    def _state(self, v: Value, ext: str) -> Path:
-        return self.root / "state" / f"{v.name}.{ext}"
-
     def _status(self, v: Value) -> tuple[int, int, float, float] | None:
         """(exit status, OOM kills, started, ended) once the driver said the value ended."""
         if v.name not in self.said.ended:
@@ -374,22 +371,25 @@ class Batch:
     def _log(self, v: Value) -> tuple[list[str], list[str]]:
         """The value's saved log from its two files (stdout first), then the files go;
         returns its last lines and its last stderr lines."""
-        out, err = self._state(v, "out"), self._state(v, "err")
-        if size(out) == 0 and not size(err):
-            # Most tiny values print nothing: their empty stdout file becomes the log (a
-            # rename; creating a file per value was a good part of a packed value's cost).
+        files = self.said.files.get(v.name, v.name)  # said with its start, seen by now
+        if files is None:  # printed nothing (status.py): its files are the next value's
+            self.run.log_sink(v.shard.index, 1).finish()
+            return [], []
+        out, err = (self.root / "state" / f"{files}.{ext}" for ext in ("out", "err"))
+        if size(out) == 0 and not size(err):  # the Python driver's empty files: a rename
             path = self.run.services.store.log_path(self.run.id, v.shard.index)
             with contextlib.suppress(OSError):
                 path.with_name(path.name + ".1").unlink(missing_ok=True)  # as LogSink does
                 os.replace(out, path)
                 return [], []
         log = self.run.log_sink(v.shard.index, 1)
-        for stream, path in (("stdout", out), ("stderr", err)):
-            if size(path):
-                with path.open("rb") as f:
+        for stream, part in (("stdout", out), ("stderr", err)):
+            if size(part):
+                with part.open("rb") as f:
                     while block := f.read(1 << 16):
                         log.write(stream, block)
-                path.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                part.unlink()
         log.finish()
         return list(log.tail), list(log.stderr_tail)
 

@@ -9,7 +9,9 @@ and execs its argv, every word single-quoted, through `setsid` (a session and pr
 group of its own, so a SIGTERM from a stop reaches the value and all it started through
 the driver's trap, and a `kill 0` in the value never reaches the driver) and `timeout`
 when there is one. Each exec costs about 0.5 ms here, the most of a tiny value's time:
-two per value (setsid, then the argv).
+two per value (setsid, then the argv). A value's stdout and stderr go to a pair of
+files in state/ that the next value reuses while values print nothing: creating a file
+cost more than running `true` (status.py says which pair holds which value's output).
 
 Before a value's status is written, and so before its outputs are committed and the
 next value starts, every process it left behind (`cmd &`, a daemon that left its
@@ -69,6 +71,7 @@ DRIVER = r"""# containerexec batch driver (run/packing/batch.py): each value in 
 S={root}/state
 cx_pid=
 cx_stop=
+cx_io=
 cx_term() {{
   cx_stop=1
   if [ -n "$cx_pid" ]; then
@@ -79,22 +82,21 @@ trap cx_term TERM INT HUP
 cx_base=2
 if [ $$ = 1 ]; then cx_base=1; fi
 exec 9>>"$S/status"
+cx_oomf=/dev/null
+for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
+  if [ -r "$cx_f" ]; then cx_oomf=$cx_f; break; fi
+done
 cx_ooms() {{
   cx_n=0
-  for cx_f in /sys/fs/cgroup/memory.events /sys/fs/cgroup/memory/memory.oom_control; do
-    if [ -r "$cx_f" ]; then
-      while read -r cx_k cx_v; do if [ "$cx_k" = oom_kill ]; then cx_n=$cx_v; fi; done <"$cx_f"
-      return 0
-    fi
-  done
+  while read -r cx_k cx_v; do
+    if [ "$cx_k" = oom_kill ]; then cx_n=$cx_v; return 0; fi
+  done <"$cx_oomf"
 }}
 cx_clean() {{
-  for cx_f in /tmp/* /tmp/.[!.]* /tmp/..?*; do
-    if [ -e "$cx_f" ] || [ -L "$cx_f" ]; then
-      rm -rf /tmp/* /tmp/.[!.]* /tmp/..?* 2>/dev/null
-      return 0
-    fi
-  done
+  # Two globs, not three, on the common path: empty is `/tmp/*` unexpanded, `.` and `..`.
+  set -- /tmp/* /tmp/.*
+  if [ $# = 3 ] && [ "$1" = "/tmp/*" ] && [ ! -e "$1" ] && [ ! -L "$1" ]; then return 0; fi
+  rm -rf /tmp/* /tmp/.[!.]* /tmp/..?* 2>/dev/null
 }}
 cx_strays() {{
   cx_left=0
@@ -124,20 +126,24 @@ cx_sweep() {{
 }}
 cx_one() {{
   if [ -n "$cx_stop" ]; then exit 143; fi
-  cx_ooms
-  cx_before=$cx_n
-  read -r cx_up cx_x </proc/uptime; echo "S $1 $cx_up" >&9
-  ( cx_v ) 9>&- <"/dev/null" >"$S/$1.out" 2>"$S/$1.err" &
+  cx_before=$cx_n  # the count after the last value: only the driver ran since
+  if [ -z "$cx_io" ]; then cx_io=$1; fi
+  read -r cx_up cx_x </proc/uptime; echo "S $1 $cx_up $cx_io" >&9
+  ( cx_v ) 9>&- <"/dev/null" >"$S/$cx_io.out" 2>"$S/$cx_io.err" &
   cx_pid=$!
   wait "$cx_pid"
   cx_rc=$?
   while [ -n "$cx_stop" ] && kill -0 "$cx_pid" 2>/dev/null; do wait "$cx_pid"; cx_rc=$?; done
   cx_pid=
   cx_sweep "$1"
+  # Printed nothing (nothing it left can write now): the next value reuses the files.
+  cx_kept=-
+  if [ -s "$S/$cx_io.out" ] || [ -s "$S/$cx_io.err" ]; then cx_kept=$cx_io; cx_io=; fi
   cx_ooms
-  read -r cx_up cx_x </proc/uptime; echo "E $1 $cx_rc $((cx_n - cx_before)) $cx_up" >&9
+  read -r cx_up cx_x </proc/uptime; echo "E $1 $cx_rc $((cx_n - cx_before)) $cx_up $cx_kept" >&9
   cx_clean
 }}
+cx_ooms
 """
 
 

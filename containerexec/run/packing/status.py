@@ -1,8 +1,14 @@
 """A packed batch's state/status: the one file its driver appends a line to as each value
 starts and ends, read by the host as it grows (run/packing/batch.py).
 
-    S NNNNNN UPTIME                   value NNNNNN started
-    E NNNNNN STATUS OOM_KILLS UPTIME  it ended: its exit status, the OOM kills during it
+    S NNNNNN UPTIME [FILES]                  value NNNNNN started, output to FILES.out/.err
+    E NNNNNN STATUS OOM_KILLS UPTIME [KEPT]  it ended: its exit status, the OOM kills during it
+
+FILES names the value's stdout and stderr files in state/ (NNNNNN when absent). The sh
+driver reuses one pair while values print nothing: creating a file costs about 0.5 ms on
+this ext4, more than running `true`. KEPT is `-` when the value printed nothing (its files
+are reused by the next value: not to be read) and FILES when it did (the driver then moves
+on to a new pair, and the host reads and removes these).
 
 UPTIME is the first field of /proc/uptime (seconds since boot, 10 ms steps), which the
 driver reads without starting a process and which the host shares with the container: a
@@ -36,6 +42,7 @@ class StatusFile:
         self.offset = uptime_offset()
         self.started: dict[str, float] = {}  # name -> wall time
         self.ended: dict[str, tuple[int, int, float]] = {}  # name -> status, OOM kills, time
+        self.files: dict[str, str | None] = {}  # name -> its output files; None: printed nothing
 
     def poll(self) -> None:
         """Take in the complete lines appended since the last poll."""
@@ -52,10 +59,13 @@ class StatusFile:
 
     def _take(self, fields: list[str]) -> None:
         try:
-            if fields[0] == "S" and len(fields) == 3:
+            if fields[0] == "S" and len(fields) in (3, 4):
                 self.started[fields[1]] = self.offset + float(fields[2])
-            elif fields[0] == "E" and len(fields) == 5:
+                self.files[fields[1]] = fields[3] if len(fields) == 4 else fields[1]
+            elif fields[0] == "E" and len(fields) in (5, 6):
                 code, ooms, at = int(fields[2]), int(fields[3]), float(fields[4])
+                if len(fields) == 6 and fields[5] == "-":
+                    self.files[fields[1]] = None
                 self.ended[fields[1]] = (code, ooms, self.offset + at)
         except (IndexError, ValueError):
             pass  # not a line of ours: the driver writes nothing else here
