@@ -25,7 +25,14 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from containerexec.engine.base import ContainerInfo, Engine, ExitStatus, ImageInfo, Stats
+from containerexec.engine.base import (
+    ContainerInfo,
+    Engine,
+    EngineIdentity,
+    ExitStatus,
+    ImageInfo,
+    Stats,
+)
 from containerexec.model import arrays
 from containerexec.model.bindings import bind
 from containerexec.model.hostsafety import EnginePlaces
@@ -93,6 +100,9 @@ class InstantEngine:
 
     def places(self) -> EnginePlaces:
         return EnginePlaces()  # no engine data folder or socket to keep out of mounts
+
+    def identity(self) -> EngineIdentity:
+        return EngineIdentity("instant", "bench")
 
     def inspect_image(self, ref: str) -> ImageInfo | None:
         return ImageInfo(id="sha256:" + "0" * 64, tags=[ref])
