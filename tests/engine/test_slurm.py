@@ -494,7 +494,7 @@ def test_with_podman_each_node_runs_podman_and_a_node_without_it_fails_clearly(
     # A node with neither podman on its PATH nor a service: each task fails in one line.
     no_podman = "--export=ALL,PATH=/nonexistent,CONTAINEREXEC_PODMAN_HOST=unix:///dev/null/p.sock"
     began = time.monotonic()
-    failed = ws.cli("--engine", "podman", "run", str(spec), "--on", "slurm", "-o",
+    failed = ws.cli("--engine", "podman", "run", str(spec), "--on", "slurm", "--no-cache", "-o",
                     f"out={ws.root / 'out2'}", env={**no_docker,
                     "CONTAINEREXEC_SLURM_OPTIONS": no_podman})  # fmt: skip
     assert failed.returncode == 1, failed.stderr
