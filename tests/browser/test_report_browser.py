@@ -71,6 +71,13 @@ def test_ten_thousand_shards_under_3_mb_drawn_lazily_without_errors(
     # 'failed' shows the failed shards' rows only
     opened.page.select_option(".timeline select.rows", "failed")
     first_failed = next(r[0] for r in run["shards"] if run["states"][r[1]] == "failed")
+    # The rows are redrawn from the select's change event, and again on the frame after
+    # the scroll back to the top: wait for that, on a loaded machine too.
+    opened.page.wait_for_function(
+        "(want) => { const t = document.querySelector('.gantt svg text');"
+        " return t !== null && t.textContent === want; }",
+        arg=str(first_failed),
+    )
     assert opened.text(".gantt svg text")[0] == str(first_failed)
     # a group's repro commands are built when it is opened
     before = opened.count(".failures pre.repro")
