@@ -36,8 +36,10 @@ fi
 if ! answers; then
   echo "==> starting 'podman system service' in the background (log: $log)" >&2
   mkdir -p "$(dirname "$sock")"
-  # Detached from our stdout/stderr: a service holding CI's output open hangs CI.
-  setsid podman system service --time=0 "unix://$sock" >"$log" 2>&1 </dev/null &
+  # Detached from our stdout/stderr: a service holding CI's output open hangs CI. From /:
+  # its conmons inherit its folder and fail every start ("Failed to get working
+  # directory") once that folder is deleted, e.g. a checkout removed after set-up.
+  (cd / && exec setsid podman system service --time=0 "unix://$sock" >"$log" 2>&1 </dev/null) &
   echo $! >/run/containerexec-podman.pid
   for _ in $(seq 1 60); do
     if answers; then

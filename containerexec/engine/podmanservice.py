@@ -72,9 +72,11 @@ def ensure_service(path: Path, *, idle_s: int = IDLE_S) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         # Detached from our output (a service holding a pipe open hangs whoever reads
-        # it) and from our session (Ctrl-C in the terminal is not for it).
+        # it) and from our session (Ctrl-C in the terminal is not for it). From /: its
+        # conmons inherit its folder, and fail every start once that folder is deleted.
         subprocess.Popen(
             [exe, "system", "service", f"--time={idle_s}", f"unix://{path}"],
+            cwd="/",
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
